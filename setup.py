@@ -1,0 +1,29 @@
+"""Build of the C11 core (interlock._core); everything else is in pyproject.toml."""
+import os
+import sys
+
+from setuptools import Extension, setup
+
+if not sys.platform.startswith("linux"):
+    sys.exit("interlock needs Linux (futex, /proc, /dev/shm); this is %s" % sys.platform)
+
+CORE = "src/interlock/_core"
+extra = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter",
+         "-Wno-missing-field-initializers", "-Wno-cast-function-type", "-fvisibility=hidden"]
+link = []
+if os.environ.get("INTERLOCK_SANITIZE"):
+    # gcc's sanitizers: see docs/design/verification.md
+    extra += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-O1", "-g"]
+    link += ["-fsanitize=address,undefined"]
+
+setup(
+    ext_modules=[
+        Extension(
+            "interlock._core",
+            sources=[f"{CORE}/{name}" for name in ("platform.c", "mutex.c", "ring.c", "module.c")],
+            depends=[f"{CORE}/{name}" for name in ("platform.h", "mutex.h", "ring.h", "eventcount.h")],
+            extra_compile_args=extra,
+            extra_link_args=link,
+        )
+    ]
+)

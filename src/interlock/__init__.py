@@ -1,0 +1,46 @@
+"""interlock: shared-memory queues and robust locks between processes.
+
+Layout: the hot paths are in the C11 extension ``interlock._core``
+(``_core/ring.h``: the queue; ``_core/mutex.h``: the lock). Each Python
+module holds one concept: ``_segment`` (named shared memory and its
+lifetime), ``_queue``, ``_lock``, ``_errors``. This file only re-exports.
+"""
+import sys as _sys
+
+if not _sys.platform.startswith("linux"):  # pragma: no cover
+    raise ImportError(f"interlock needs Linux (futex, /proc, /dev/shm); this is {_sys.platform}")
+
+from . import _core  # noqa: E402
+from ._errors import (  # noqa: E402
+    DeadlockError,
+    Empty,
+    Full,
+    OwnerDiedError,
+    OwnerDiedWarning,
+    QueueClosed,
+    SegmentError,
+)
+
+_core.configure(Empty, Full, QueueClosed, DeadlockError)
+
+from ._lock import Lock, LockStatistics, RLock  # noqa: E402
+from ._queue import JoinableQueue, Queue, QueueStatistics, SimpleQueue  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Queue",
+    "JoinableQueue",
+    "SimpleQueue",
+    "QueueStatistics",
+    "Lock",
+    "RLock",
+    "LockStatistics",
+    "Empty",
+    "Full",
+    "QueueClosed",
+    "DeadlockError",
+    "OwnerDiedWarning",
+    "OwnerDiedError",
+    "SegmentError",
+]

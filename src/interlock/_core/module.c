@@ -1,0 +1,1495 @@
+/*
+ * module.c -- the Python face of the C core: the types `Ring` and `Mutex`.
+ *
+ * Python classes subclass these types (interlock._queue.Queue is a Ring,
+ * interlock._lock.Lock is a Mutex), so that q.put(x) and lock.acquire() are
+ * one C call with no Python frame in between.  The Python layer owns the
+ * segment (naming, lifetime, pickling by name) and hands us a writable
+ * buffer (an mmap) and the offset of our struct in it.
+ *
+ * GIL: held on every fast path (no syscall, no wait).  Released only to wait
+ * (spin, then futex) and re-taken to finish the operation.  Nothing that may
+ * run Python code (pickling, unpickling, garbage collection through the
+ * allocation of GC-tracked objects) happens while a ring lock is held: a
+ * finalizer that used the same queue would otherwise deadlock on itself.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <math.h>
+
+#include "mutex.h"
+#include "ring.h"
+
+/* How long a waiter spins (polling the shared word, GIL released) before it
+ * sleeps in the kernel, when another CPU can run the peer. */
+#define SPIN_NS 30000
+/* Upper bound of one sleep: a notifier killed between its publish and its
+ * wake-up costs sleepers at most this much. */
+#define WAIT_SLICE_NS 100000000LL
+
+/* ---------------------------------------------------------------- globals */
+
+static PyObject *Empty, *Full, *QueueClosed, *DeadlockError;
+static PyObject *pickle_dumps, *pickle_loads;
+static PyObject *kw_buffer_callback, *kw_buffers, *protocol5;
+static PyObject *str_on_owner_died;
+
+/* ------------------------------------------------------------ arguments */
+
+/* Minimal METH_FASTCALL|METH_KEYWORDS parser: positional-or-keyword names. */
+static int parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs,
+                      PyObject *kwnames, const char *const *names, int nnames,
+                      int required, PyObject **out)
+{
+    for (int i = 0; i < nnames; i++)
+        out[i] = NULL;
+    if (nargs > nnames) {
+        PyErr_Format(PyExc_TypeError, "%s() takes at most %d arguments (%zd given)", fname,
+                     nnames, nargs);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < nargs; i++)
+        out[i] = args[i];
+    if (kwnames) {
+        Py_ssize_t nkw = PyTuple_GET_SIZE(kwnames);
+        for (Py_ssize_t k = 0; k < nkw; k++) {
+            PyObject *key = PyTuple_GET_ITEM(kwnames, k);
+            int found = 0;
+            for (int i = 0; i < nnames; i++) {
+                if (PyUnicode_CompareWithASCIIString(key, names[i]) == 0) {
+                    if (out[i]) {
+                        PyErr_Format(PyExc_TypeError, "%s() got multiple values for argument '%s'",
+                                     fname, names[i]);
+                        return -1;
+                    }
+                    out[i] = args[nargs + k];
+                    found = 1;
+                    break;
+                }
+            }
+            if (!found) {
+                PyErr_Format(PyExc_TypeError, "%s() got an unexpected keyword argument '%U'",
+                             fname, key);
+                return -1;
+            }
+        }
+    }
+    for (int i = 0; i < required; i++) {
+        if (!out[i]) {
+            PyErr_Format(PyExc_TypeError, "%s() missing required argument '%s'", fname, names[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* block/timeout -> absolute deadline (0 = do not wait, IL_FOREVER = no limit),
+ * with the checks and messages of queue.Queue. */
+static int parse_deadline(PyObject *block, PyObject *timeout, int64_t *deadline)
+{
+    int b = 1;
+    if (block) {
+        b = PyObject_IsTrue(block);
+        if (b < 0)
+            return -1;
+    }
+    if (!b) {
+        *deadline = 0;
+        return 0;
+    }
+    if (!timeout || timeout == Py_None) {
+        *deadline = IL_FOREVER;
+        return 0;
+    }
+    if (!PyFloat_Check(timeout) && !PyLong_Check(timeout) && !PyNumber_Check(timeout)) {
+        PyErr_Format(PyExc_TypeError, "'timeout' must be a number or None, not %.100s",
+                     Py_TYPE(timeout)->tp_name);
+        return -1;
+    }
+    double t = PyFloat_AsDouble(timeout);
+    if (t == -1.0 && PyErr_Occurred())
+        return -1;
+    if (isnan(t) || t < 0) {
+        PyErr_SetString(PyExc_ValueError, "'timeout' must be a non-negative number");
+        return -1;
+    }
+    *deadline = il_deadline_after(t);
+    return 0;
+}
+
+/* ------------------------------------------------------------ base object */
+
+/* Both types hold a buffer export on the segment's mmap: the mapping cannot
+ * be closed under us.  `busy` counts calls in flight with the GIL released,
+ * so that _detach() from another thread cannot unmap under a sleeper. */
+typedef struct {
+    PyObject_HEAD
+    Py_buffer view;
+    void *p;  /* our struct in the segment; NULL once detached */
+    int busy;
+} ShmObject;
+
+static int shm_attach(ShmObject *self, PyObject *buffer, Py_ssize_t offset, size_t need)
+{
+    if (self->p) {
+        PyErr_SetString(PyExc_RuntimeError, "object is already initialised");
+        return -1;
+    }
+    if (PyObject_GetBuffer(buffer, &self->view, PyBUF_WRITABLE) < 0)
+        return -1;
+    if (offset < 0 || offset % IL_CACHELINE != 0 || (size_t)offset > (size_t)self->view.len ||
+        need > (size_t)self->view.len - (size_t)offset) {
+        PyBuffer_Release(&self->view);
+        PyErr_Format(PyExc_ValueError,
+                     "segment too small or misaligned: need %zu bytes at offset %zd, have %zd",
+                     need, offset, self->view.len);
+        return -1;
+    }
+    self->p = (char *)self->view.buf + offset;
+    return 0;
+}
+
+static int shm_check(ShmObject *self)
+{
+    if (!self->p) {
+        PyErr_SetString(PyExc_ValueError, "operation on a closed (detached) interlock object");
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *shm_detach(ShmObject *self, PyObject *unused)
+{
+    if (self->busy) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "cannot detach: another thread is blocked in an operation on this object");
+        return NULL;
+    }
+    if (self->p) {
+        self->p = NULL;
+        PyBuffer_Release(&self->view);
+    }
+    Py_RETURN_NONE;
+}
+
+static void shm_dealloc(ShmObject *self)
+{
+    PyObject_GC_UnTrack(self);
+    if (self->p) {
+        self->p = NULL;
+        PyBuffer_Release(&self->view);
+    }
+    PyTypeObject *tp = Py_TYPE(self);
+    tp->tp_free((PyObject *)self);
+}
+
+static int shm_traverse(ShmObject *self, visitproc visit, void *arg)
+{
+    if (self->p)
+        Py_VISIT(self->view.obj);
+    return 0;
+}
+
+/* Take one of the ring's side locks (or a user Mutex), releasing the GIL only
+ * if we must wait.  Returns IL_OK / IL_OWNER_DIED / IL_TIMEDOUT / IL_DEADLK,
+ * or -1 with an exception (a signal handler raised). */
+static int lock_mutex(ShmObject *self, il_mutex_t *m, int64_t deadline, uint32_t *dead)
+{
+    uint32_t tid = il_self_tid();
+    if (il_mutex_trylock_fast(m, tid)) {
+        /* relaxed stores: hints (mutex.h); same as note_owner in mutex.c */
+        atomic_store_explicit(&m->owner_pid, il_self_pid(), memory_order_relaxed);
+        atomic_store_explicit(&m->owner_start, il_self_start(), memory_order_relaxed);
+        atomic_store_explicit(&m->owner_tid, tid, memory_order_relaxed);
+        atomic_store_explicit(&m->acquisitions,
+                              atomic_load_explicit(&m->acquisitions, memory_order_relaxed) + 1,
+                              memory_order_relaxed);
+        return IL_OK;
+    }
+    for (;;) {
+        int r;
+        if (deadline == 0) {
+            r = il_mutex_lock(m, 0, dead);
+        } else {
+            self->busy++;
+            Py_BEGIN_ALLOW_THREADS
+            r = il_mutex_lock(m, deadline, dead);
+            Py_END_ALLOW_THREADS
+            self->busy--;
+        }
+        if (r != IL_INTR)
+            return r;
+        if (PyErr_CheckSignals() < 0)
+            return -1;
+    }
+}
+
+/* ================================================================= Ring */
+
+typedef struct {
+    ShmObject base;
+} RingObject;
+
+#define RING(self) ((il_ring_t *)((ShmObject *)(self))->p)
+
+/* One message, ready to be copied into the ring. */
+#define MSG_INLINE_VIEWS 4
+typedef struct {
+    il_rec_t rec;
+    uint64_t need;           /* aligned record size, header included */
+    PyObject *owner;         /* keeps the source alive: bytes, or pickle output */
+    const char *data;        /* main part: raw bytes or pickle stream */
+    Py_ssize_t dlen;
+    int nviews;              /* out-of-band buffers (and a bytearray's view) */
+    int has_ba_view;         /* views[0] is a bytearray's own buffer */
+    Py_buffer *views;
+    Py_buffer inline_views[MSG_INLINE_VIEWS];
+    uint64_t *lens;
+    uint64_t inline_lens[MSG_INLINE_VIEWS];
+    PyObject *buflist;
+} msg_t;
+
+static void msg_release(msg_t *m)
+{
+    for (int i = 0; i < m->nviews; i++)
+        PyBuffer_Release(&m->views[i]);
+    if (m->views && m->views != m->inline_views)
+        PyMem_Free(m->views);
+    if (m->lens && m->lens != m->inline_lens)
+        PyMem_Free(m->lens);
+    Py_CLEAR(m->owner);
+    Py_CLEAR(m->buflist);
+    m->nviews = 0;
+    m->views = NULL;
+    m->lens = NULL;
+}
+
+/* Pickle `obj` with protocol 5; out-of-band buffers go to m->views.
+ * Returns 0, or -1 with an exception. */
+static int msg_pickle(PyObject *obj, msg_t *m, int allow_oob)
+{
+    PyObject *res;
+    if (allow_oob) {
+        m->buflist = PyList_New(0);
+        if (!m->buflist)
+            return -1;
+        PyObject *append = PyObject_GetAttrString(m->buflist, "append");
+        if (!append)
+            return -1;
+        PyObject *args[3] = {obj, protocol5, append};
+        res = PyObject_Vectorcall(pickle_dumps, args, 2, kw_buffer_callback);
+        Py_DECREF(append);
+    } else {
+        PyObject *args[2] = {obj, protocol5};
+        res = PyObject_Vectorcall(pickle_dumps, args, 2, NULL);
+    }
+    if (!res)
+        return -1;
+    if (!PyBytes_Check(res)) {
+        Py_DECREF(res);
+        PyErr_SetString(PyExc_TypeError, "pickle.dumps did not return bytes");
+        return -1;
+    }
+    m->owner = res;
+    m->data = PyBytes_AS_STRING(res);
+    m->dlen = PyBytes_GET_SIZE(res);
+    Py_ssize_t nb = m->buflist ? PyList_GET_SIZE(m->buflist) : 0;
+    if (nb == 0)
+        return 0;
+    if (nb > 65535) {
+        PyErr_SetString(PyExc_ValueError, "too many out-of-band buffers in one message (> 65535)");
+        return -1;
+    }
+    if (nb > MSG_INLINE_VIEWS) {
+        m->views = PyMem_Malloc(sizeof(Py_buffer) * nb);
+        m->lens = PyMem_Malloc(sizeof(uint64_t) * nb);
+        if (!m->views || !m->lens) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    } else {
+        m->views = m->inline_views;
+        m->lens = m->inline_lens;
+    }
+    for (Py_ssize_t i = 0; i < nb; i++) {
+        if (PyObject_GetBuffer(PyList_GET_ITEM(m->buflist, i), &m->views[i], PyBUF_C_CONTIGUOUS) < 0) {
+            /* A non-contiguous buffer: pickle it in-band instead. */
+            PyErr_Clear();
+            msg_release(m);
+            m->views = NULL;
+            m->lens = NULL;
+            return msg_pickle(obj, m, 0);
+        }
+        m->nviews = (int)i + 1;
+        m->lens[i] = (uint64_t)m->views[i].len;
+    }
+    m->rec.nbufs = (uint16_t)nb;
+    return 0;
+}
+
+/* Returns 0, or -1 with an exception. */
+static int msg_prepare(il_ring_t *r, PyObject *obj, msg_t *m)
+{
+    memset(m, 0, sizeof *m);
+    if (PyBytes_CheckExact(obj)) {
+        m->rec.kind = IL_REC_BYTES;
+        Py_INCREF(obj);
+        m->owner = obj;
+        m->data = PyBytes_AS_STRING(obj);
+        m->dlen = PyBytes_GET_SIZE(obj);
+    } else if (PyByteArray_CheckExact(obj)) {
+        /* A buffer export pins the bytearray: no other thread can resize it
+         * while we copy. */
+        m->rec.kind = IL_REC_BYTEARRAY;
+        m->views = m->inline_views;
+        if (PyObject_GetBuffer(obj, &m->views[0], PyBUF_SIMPLE) < 0)
+            return -1;
+        m->nviews = 1;
+        m->has_ba_view = 1;
+        m->data = m->views[0].buf;
+        m->dlen = m->views[0].len;
+    } else {
+        m->rec.kind = IL_REC_PICKLE;
+        if (msg_pickle(obj, m, 1) < 0) {
+            msg_release(m);
+            return -1;
+        }
+    }
+    uint64_t len = (uint64_t)m->dlen;
+    if (!m->has_ba_view) {
+        len += 8u * m->rec.nbufs;
+        for (int i = 0; i < m->rec.nbufs; i++)
+            len += m->lens[i];
+    }
+    m->need = IL_ALIGN8(sizeof(il_rec_t) + len);
+    if (m->need > r->capacity) {
+        msg_release(m);
+        PyErr_Format(PyExc_ValueError,
+                     "message of %llu bytes (header included) can never fit: the queue's "
+                     "capacity is %llu bytes (pass a larger capacity= when creating it)",
+                     (unsigned long long)m->need, (unsigned long long)r->capacity);
+        return -1;
+    }
+    m->rec.len = (uint32_t)len;
+    return 0;
+}
+
+/* Under plock, room checked: copy the record in at pos.  Returns new pos. */
+static uint32_t msg_write(il_ring_t *r, uint32_t pos, msg_t *m)
+{
+    il_ring_write(r, pos, &m->rec, sizeof m->rec);
+    uint32_t p = pos + (uint32_t)sizeof m->rec;
+    if (m->rec.kind == IL_REC_PICKLE && m->rec.nbufs) {
+        il_ring_write(r, p, m->lens, 8u * m->rec.nbufs);
+        p += 8u * m->rec.nbufs;
+    }
+    il_ring_write(r, p, m->data, (size_t)m->dlen);
+    p += (uint32_t)m->dlen;
+    if (m->rec.kind == IL_REC_PICKLE) {
+        for (int i = 0; i < m->nviews; i++) {
+            il_ring_write(r, p, m->views[i].buf, (size_t)m->views[i].len);
+            p += (uint32_t)m->views[i].len;
+        }
+    }
+    return pos + (uint32_t)m->need;
+}
+
+/* A record copied out under clock, turned into a Python object after. */
+typedef struct {
+    uint8_t kind;
+    uint16_t nbufs;
+    PyObject *data;   /* bytes / bytearray / pickle stream (bytes) */
+    PyObject **bufs;  /* nbufs bytearrays (PICKLE with out-of-band buffers) */
+} raw_t;
+
+static void raw_clear(raw_t *x)
+{
+    Py_CLEAR(x->data);
+    if (x->bufs) {
+        for (int i = 0; i < x->nbufs; i++)
+            Py_XDECREF(x->bufs[i]);
+        PyMem_Free(x->bufs);
+        x->bufs = NULL;
+    }
+}
+
+/* Under clock, data available at pos(head): copy the record out (allocating
+ * only non-GC objects).  Returns the record size, or 0 with an exception. */
+static uint64_t raw_read(il_ring_t *r, uint32_t pos, raw_t *x)
+{
+    il_rec_t rec;
+    memset(x, 0, sizeof *x);
+    il_ring_read(r, pos, &rec, sizeof rec);
+    uint64_t need = IL_ALIGN8(sizeof rec + (uint64_t)rec.len);
+    if (need > r->capacity || (rec.kind != IL_REC_BYTES && rec.kind != IL_REC_BYTEARRAY &&
+                               rec.kind != IL_REC_PICKLE)) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "interlock queue is corrupt: record of kind %u and length %u at position %u "
+                     "(was the segment written by something else?)",
+                     rec.kind, rec.len, pos);
+        return 0;
+    }
+    uint32_t p = pos + (uint32_t)sizeof rec;
+    x->kind = rec.kind;
+    if (rec.kind == IL_REC_BYTES) {
+        x->data = PyBytes_FromStringAndSize(NULL, rec.len);
+        if (!x->data)
+            return 0;
+        il_ring_read(r, p, PyBytes_AS_STRING(x->data), rec.len);
+        return need;
+    }
+    if (rec.kind == IL_REC_BYTEARRAY) {
+        x->data = PyByteArray_FromStringAndSize(NULL, rec.len);
+        if (!x->data)
+            return 0;
+        il_ring_read(r, p, PyByteArray_AS_STRING(x->data), rec.len);
+        return need;
+    }
+    uint64_t dlen = rec.len;
+    if (rec.nbufs) {
+        x->nbufs = rec.nbufs;
+        x->bufs = PyMem_Calloc(rec.nbufs, sizeof(PyObject *));
+        uint64_t *lens = PyMem_Malloc(8u * rec.nbufs);
+        if (!x->bufs || !lens) {
+            PyMem_Free(lens);
+            PyErr_NoMemory();
+            return 0;
+        }
+        il_ring_read(r, p, lens, 8u * rec.nbufs);
+        p += 8u * rec.nbufs;
+        uint64_t total = 8u * rec.nbufs;
+        for (int i = 0; i < rec.nbufs; i++)
+            total += lens[i];
+        if (total > rec.len) {
+            PyMem_Free(lens);
+            PyErr_SetString(PyExc_RuntimeError, "interlock queue is corrupt: bad buffer lengths");
+            return 0;
+        }
+        dlen = rec.len - total;
+        uint32_t bp = p + (uint32_t)dlen;
+        for (int i = 0; i < rec.nbufs; i++) {
+            x->bufs[i] = PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)lens[i]);
+            if (!x->bufs[i]) {
+                PyMem_Free(lens);
+                return 0;
+            }
+            il_ring_read(r, bp, PyByteArray_AS_STRING(x->bufs[i]), lens[i]);
+            bp += (uint32_t)lens[i];
+        }
+        PyMem_Free(lens);
+    }
+    x->data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)dlen);
+    if (!x->data)
+        return 0;
+    il_ring_read(r, p, PyBytes_AS_STRING(x->data), dlen);
+    return need;
+}
+
+/* After clock is released: the Python object.  Consumes x. */
+static PyObject *raw_finish(raw_t *x)
+{
+    if (x->kind != IL_REC_PICKLE) {
+        PyObject *o = x->data;
+        x->data = NULL;
+        return o;
+    }
+    PyObject *res;
+    if (x->nbufs) {
+        PyObject *list = PyList_New(x->nbufs);
+        if (!list) {
+            raw_clear(x);
+            return NULL;
+        }
+        for (int i = 0; i < x->nbufs; i++) {
+            PyList_SET_ITEM(list, i, x->bufs[i]);
+            x->bufs[i] = NULL;
+        }
+        PyObject *args[3] = {x->data, list};
+        res = PyObject_Vectorcall(pickle_loads, args, 1, kw_buffers);
+        Py_DECREF(list);
+    } else {
+        res = PyObject_CallOneArg(pickle_loads, x->data);
+    }
+    raw_clear(x);
+    return res;
+}
+
+/* ------------------------------------------------------------ waiting */
+
+typedef int (*cond_fn)(il_ring_t *r, uint64_t arg);
+
+static int cond_not_empty(il_ring_t *r, uint64_t unused)
+{
+    /* acquire loads: the condition is re-checked under the lock anyway. */
+    if (atomic_load_explicit(&r->flags, memory_order_acquire) & IL_RING_CLOSED)
+        return 1;
+    return atomic_load_explicit(&r->tail, memory_order_acquire) !=
+           atomic_load_explicit(&r->head, memory_order_acquire);
+}
+
+static int cond_room(il_ring_t *r, uint64_t need)
+{
+    if (atomic_load_explicit(&r->flags, memory_order_acquire) & IL_RING_CLOSED)
+        return 1;
+    uint64_t h = atomic_load_explicit(&r->head, memory_order_acquire);
+    uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
+    return (uint64_t)(uint32_t)(IL_POS(t) - IL_POS(h)) + need <= r->capacity &&
+           (uint64_t)(uint32_t)(IL_CNT(t) - IL_CNT(h)) + 1 <= r->maxsize;
+}
+
+static int cond_all_done(il_ring_t *r, uint64_t unused)
+{
+    return IL_CNT(atomic_load_explicit(&r->tail, memory_order_acquire)) ==
+           atomic_load_explicit(&r->done, memory_order_acquire);
+}
+
+/* Wait (GIL released) until cond may hold or the deadline passes.
+ * Returns IL_OK (retry the operation), IL_TIMEDOUT, or -1 (exception). */
+static int ring_wait(ShmObject *self, il_eventcount_t *ec, cond_fn cond, uint64_t arg,
+                     int64_t deadline)
+{
+    il_ring_t *r = (il_ring_t *)self->p;
+    int res = IL_OK;
+    self->busy++;
+    Py_BEGIN_ALLOW_THREADS
+    int done = 0;
+    if (il_ncpus() > 1) {
+        int64_t until = il_now_ns() + SPIN_NS;
+        for (int i = 0;; i++) {
+            if (cond(r, arg)) {
+                done = 1;
+                break;
+            }
+            il_cpu_relax();
+            if ((i & 31) == 31 && il_now_ns() >= until)
+                break;
+        }
+    }
+    while (!done) {
+        uint32_t key = il_ec_prepare(ec);
+        if (cond(r, arg)) {
+            il_ec_cancel(ec);
+            break;
+        }
+        int64_t now = il_now_ns();
+        if (now >= deadline) {
+            il_ec_cancel(ec);
+            res = IL_TIMEDOUT;
+            break;
+        }
+        int64_t slice = deadline - now < WAIT_SLICE_NS ? deadline - now : WAIT_SLICE_NS;
+        int w = il_ec_sleep(ec, key, slice);
+        il_ec_cancel(ec);
+        if (w == IL_INTR) {
+            res = IL_INTR;
+            break;
+        }
+        /* Woken, spurious, or a slice passed: check again. */
+    }
+    Py_END_ALLOW_THREADS
+    self->busy--;
+    if (res == IL_INTR)
+        return PyErr_CheckSignals() < 0 ? -1 : IL_OK;
+    return res;
+}
+
+/* Lock a side; maps results to exceptions.  Returns 0 locked, 1 timed out,
+ * -1 exception. */
+static int ring_lock_side(RingObject *self, il_mutex_t *m, int64_t deadline)
+{
+    int r = lock_mutex((ShmObject *)self, m, deadline, NULL);
+    if (r == IL_OK || r == IL_OWNER_DIED)
+        return 0; /* a dead holder left the ring consistent (ring.h) */
+    if (r == IL_TIMEDOUT)
+        return 1;
+    if (r == IL_DEADLK)
+        PyErr_SetString(PyExc_RuntimeError,
+                        "re-entrant use of an interlock queue from inside its own operation");
+    return -1;
+}
+
+static PyObject *raise_closed(const char *what)
+{
+    PyErr_Format(QueueClosed, "%s on a closed queue", what);
+    return NULL;
+}
+
+/* ------------------------------------------------------------ put */
+
+/* Put the prepared messages m[0..n); blocking per deadline.  Returns the
+ * number put (== n on success); on failure sets an exception. */
+static Py_ssize_t ring_put_msgs(RingObject *self, msg_t *m, Py_ssize_t n, int64_t deadline,
+                                int all_or_nothing)
+{
+    il_ring_t *r = RING(self);
+    Py_ssize_t done = 0;
+    while (done < n) {
+        int lr = ring_lock_side(self, &r->plock, deadline);
+        if (lr < 0)
+            return done;
+        if (lr == 1) {
+            PyErr_SetString(Full, "timed out waiting for the queue's producer lock");
+            return done;
+        }
+        /* relaxed: under plock, tail was last written by a plock holder,
+         * ordered by the lock's acquire. */
+        uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
+        uint64_t t = tail;
+        Py_ssize_t k = done;
+        if (atomic_load_explicit(&r->flags, memory_order_relaxed) & IL_RING_CLOSED) {
+            il_mutex_unlock(&r->plock);
+            raise_closed("put()");
+            return done;
+        }
+        if (all_or_nothing) {
+            uint64_t total = 0;
+            for (Py_ssize_t i = 0; i < n; i++)
+                total += m[i].need;
+            if (il_ring_room(r, t, total, (uint32_t)n)) {
+                for (; k < n; k++)
+                    t = IL_PACK(IL_CNT(t) + 1, msg_write(r, IL_POS(t), &m[k]));
+            }
+        } else {
+            while (k < n && il_ring_room(r, t, m[k].need, 1)) {
+                t = IL_PACK(IL_CNT(t) + 1, msg_write(r, IL_POS(t), &m[k]));
+                k++;
+            }
+        }
+        if (k > done) {
+            /* The commit point.  release: the records' bytes are visible to
+             * any consumer that acquire-loads this tail. */
+            atomic_store_explicit(&r->tail, t, memory_order_release);
+        }
+        il_mutex_unlock(&r->plock);
+        if (k > done) {
+            il_ec_notify(&r->not_empty, (int)(k - done));
+            done = k;
+            continue;
+        }
+        if (deadline == 0) {
+            PyErr_SetString(Full, all_or_nothing && n > 1
+                                      ? "not enough room in the queue for the whole batch"
+                                      : "queue is full");
+            return done;
+        }
+        int w = ring_wait((ShmObject *)self, &r->not_full, cond_room, m[done].need, deadline);
+        if (w < 0)
+            return done;
+        if (w == IL_TIMEDOUT) {
+            PyErr_SetString(Full, "queue is full (timed out)");
+            return done;
+        }
+    }
+    return done;
+}
+
+static const char *const put_names[] = {"obj", "block", "timeout"};
+
+static PyObject *Ring_put(RingObject *self, PyObject *const *args, Py_ssize_t nargs,
+                          PyObject *kwnames)
+{
+    PyObject *a[3];
+    int64_t deadline;
+    if (nargs == 1 && !kwnames) {
+        a[0] = args[0];
+        deadline = IL_FOREVER;
+    } else {
+        if (parse_args("put", args, nargs, kwnames, put_names, 3, 1, a) < 0 ||
+            parse_deadline(a[1], a[2], &deadline) < 0)
+            return NULL;
+    }
+    if (shm_check((ShmObject *)self) < 0)
+        return NULL;
+    msg_t m;
+    if (msg_prepare(RING(self), a[0], &m) < 0)
+        return NULL;
+    Py_ssize_t k = ring_put_msgs(self, &m, 1, deadline, 0);
+    msg_release(&m);
+    if (k != 1)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Ring_put_nowait(RingObject *self, PyObject *obj)
+{
+    if (shm_check((ShmObject *)self) < 0)
+        return NULL;
+    msg_t m;
+    if (msg_prepare(RING(self), obj, &m) < 0)
+        return NULL;
+    Py_ssize_t k = ring_put_msgs(self, &m, 1, 0, 0);
+    msg_release(&m);
+    if (k != 1)
+        return NULL;
+    Py_RETURN_NONE;
+}
+
+static const char *const put_many_names[] = {"items", "block", "timeout"};
+
+static PyObject *Ring_put_many(RingObject *self, PyObject *const *args, Py_ssize_t nargs,
+                               PyObject *kwnames)
+{
+    PyObject *a[3];
+    int64_t deadline;
+    if (parse_args("put_many", args, nargs, kwnames, put_many_names, 3, 1, a) < 0 ||
+        parse_deadline(a[1], a[2], &deadline) < 0 || shm_check((ShmObject *)self) < 0)
+        return NULL;
+    PyObject *seq = PySequence_Fast(a[0], "put_many() expects an iterable of items");
+    if (!seq)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n == 0) {
+        Py_DECREF(seq);
+        Py_RETURN_NONE;
+    }
+    msg_t *m = PyMem_Calloc((size_t)n, sizeof(msg_t));
+    if (!m) {
+        Py_DECREF(seq);
+        return PyErr_NoMemory();
+    }
+    Py_ssize_t prepared = 0, put = 0;
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    for (; prepared < n; prepared++) {
+        if (msg_prepare(RING(self), items[prepared], &m[prepared]) < 0)
+            goto out;
+    }
+    put = ring_put_msgs(self, m, n, deadline, deadline == 0);
+out:
+    for (Py_ssize_t i = 0; i < prepared; i++)
+        msg_release(&m[i]);
+    PyMem_Free(m);
+    Py_DECREF(seq);
+    if (PyErr_Occurred()) {
+        if (PyErr_ExceptionMatches(Full) && put > 0) {
+            /* Tell the caller how far the batch got. */
+            PyObject *t, *v, *tb;
+            PyErr_Fetch(&t, &v, &tb);
+            PyErr_NormalizeException(&t, &v, &tb);
+            PyObject *cnt = PyLong_FromSsize_t(put);
+            if (cnt && v) {
+                PyObject_SetAttrString(v, "put_count", cnt);
+            }
+            Py_XDECREF(cnt);
+            PyErr_Restore(t, v, tb);
+        }
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------ get */
+
+/* Take up to max records (at least 1) into out[].  Returns count, or -1. */
+static Py_ssize_t ring_get_raw(RingObject *self, raw_t *out, Py_ssize_t max, int64_t deadline)
+{
+    il_ring_t *r = RING(self);
+    for (;;) {
+        int lr = ring_lock_side(self, &r->clock, deadline);
+        if (lr < 0)
+            return -1;
+        if (lr == 1) {
+            PyErr_SetString(Empty, "timed out waiting for the queue's consumer lock");
+            return -1;
+        }
+        /* acquire: see the close only together with every put before it
+         * (close happens under plock after them); read before tail. */
+        uint32_t flags = atomic_load_explicit(&r->flags, memory_order_acquire);
+        /* relaxed: under clock, head was last written by a clock holder. */
+        uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+        uint64_t h = head;
+        Py_ssize_t k = 0;
+        while (k < max && il_ring_has_data(r, h)) {
+            uint64_t need = raw_read(r, IL_POS(h), &out[k]);
+            if (!need) {
+                raw_clear(&out[k]);
+                break;
+            }
+            h = IL_PACK(IL_CNT(h) + 1, IL_POS(h) + (uint32_t)need);
+            k++;
+        }
+        if (k > 0) {
+            /* The commit point.  release: we finished reading these bytes
+             * before a producer can see them free and overwrite them. */
+            atomic_store_explicit(&r->head, h, memory_order_release);
+        }
+        il_mutex_unlock(&r->clock);
+        if (k > 0) {
+            il_ec_notify(&r->not_full, (int)k);
+            if (PyErr_Occurred()) {
+                /* a later record failed (memory): hand out what we have; the
+                 * failed one is still in the ring. */
+                PyErr_Clear();
+            }
+            return k;
+        }
+        if (PyErr_Occurred())
+            return -1;
+        if (flags & IL_RING_CLOSED) {
+            PyErr_SetString(QueueClosed, "get() on a closed queue: it is closed and drained");
+            return -1;
+        }
+        if (deadline == 0) {
+            PyErr_SetNone(Empty);
+            return -1;
+        }
+        int w = ring_wait((ShmObject *)self, &r->not_empty, cond_not_empty, 0, deadline);
+        if (w < 0)
+            return -1;
+        if (w == IL_TIMEDOUT) {
+            PyErr_SetNone(Empty);
+            return -1;
+        }
+    }
+}
+
+static const char *const get_names[] = {"block", "timeout"};
+
+static PyObject *Ring_get(RingObject *self, PyObject *const *args, Py_ssize_t nargs,
+                          PyObject *kwnames)
+{
+    int64_t deadline = IL_FOREVER;
+    if (nargs || kwnames) {
+        PyObject *a[2];
+        if (parse_args("get", args, nargs, kwnames, get_names, 2, 0, a) < 0 ||
+            parse_deadline(a[0], a[1], &deadline) < 0)
+            return NULL;
+    }
+    if (shm_check((ShmObject *)self) < 0)
+        return NULL;
+    raw_t x;
+    if (ring_get_raw(self, &x, 1, deadline) < 0)
+        return NULL;
+    return raw_finish(&x);
+}
+
+static PyObject *Ring_get_nowait(RingObject *self, PyObject *unused)
+{
+    if (shm_check((ShmObject *)self) < 0)
+        return NULL;
+    raw_t x;
+    if (ring_get_raw(self, &x, 1, 0) < 0)
+        return NULL;
+    return raw_finish(&x);
+}
+
+static const char *const get_many_names[] = {"max_items", "block", "timeout"};
+
+static PyObject *Ring_get_many(RingObject *self, PyObject *const *args, Py_ssize_t nargs,
+                               PyObject *kwnames)
+{
+    PyObject *a[3];
+    int64_t deadline;
+    if (parse_args("get_many", args, nargs, kwnames, get_many_names, 3, 0, a) < 0 ||
+        parse_deadline(a[1], a[2], &deadline) < 0 || shm_check((ShmObject *)self) < 0)
+        return NULL;
+    Py_ssize_t max = 1024;
+    if (a[0] && a[0] != Py_None) {
+        if (!PyLong_Check(a[0])) {
+            PyErr_Format(PyExc_TypeError, "'max_items' must be an int, not %.100s",
+                         Py_TYPE(a[0])->tp_name);
+            return NULL;
+        }
+        max = PyLong_AsSsize_t(a[0]);
+        if (max == -1 && PyErr_Occurred())
+            return NULL;
+        if (max < 1) {
+            PyErr_SetString(PyExc_ValueError, "'max_items' must be >= 1");
+            return NULL;
+        }
+    }
+    uint64_t cap = RING(self)->maxsize;
+    if ((uint64_t)max > cap)
+        max = (Py_ssize_t)cap;
+    if (max > 65536)
+        max = 65536;
+    raw_t *xs = PyMem_Calloc((size_t)max, sizeof(raw_t));
+    if (!xs)
+        return PyErr_NoMemory();
+    Py_ssize_t k = ring_get_raw(self, xs, max, deadline);
+    if (k < 0) {
+        PyMem_Free(xs);
+        return NULL;
+    }
+    PyObject *list = PyList_New(k);
+    for (Py_ssize_t i = 0; i < k; i++) {
+        PyObject *o = list ? raw_finish(&xs[i]) : NULL;
+        if (!o) {
+            /* An item that fails to unpickle is consumed; the error goes to
+             * the caller, as with get(). Drop the rest too: they are
+             * consumed as well, and reported lost in the exception note. */
+            for (Py_ssize_t j = i; j < k; j++)
+                raw_clear(&xs[j]);
+            Py_CLEAR(list);
+            break;
+        }
+        PyList_SET_ITEM(list, i, o);
+    }
+    PyMem_Free(xs);
+    return list;
+}
+
+/* ------------------------------------------------------------ state */
+
+static PyObject *Ring_qsize(RingObject *self, PyObject *unused)
+{
+    if (shm_check((ShmObject *)self) < 0)
+        return NULL;
+    il_ring_t *r = RING(self);
+    /* acquire, head first: the tail we read after it is never behind it. */
+    uint64_t h = atomic_load_explicit(&r->head, memory_order_acquire);
+    uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
+    return PyLong_FromUnsignedLong((uint32_t)(IL_CNT(t) - IL_CNT(h)));
+}
+
+static PyObject *Ring_empty(RingObject *self, PyObject *unused)
+{
+    if (shm_check((ShmObject *)self) < 0)
+        return NULL;
+    il_ring_t *r = RING(self);
+    uint64_t h = atomic_load_explicit(&r->head, memory_order_acquire);
+    uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
+    return PyBool_FromLong(IL_CNT(t) == IL_CNT(h));
+}
+
+static PyObject *Ring_full(RingObject *self, PyObject *unused)
+{
+    if (shm_check((ShmObject *)self) < 0)
+        return NULL;
+    il_ring_t *r = RING(self);
+    uint64_t h = atomic_load_explicit(&r->head, memory_order_acquire);
+    uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
+    uint32_t count = IL_CNT(t) - IL_CNT(h);
+    uint32_t used = IL_POS(t) - IL_POS(h);
+    /* Full: no room for another item, counting the smallest record (16 B). */
+    return PyBool_FromLong(count >= r->maxsize || used + 16 > r->capacity);
+}
+
+static PyObject *Ring_close(RingObject *self, PyObject *unused)
+{
+    if (shm_check((ShmObject *)self) < 0)
+        return NULL;
+    il_ring_t *r = RING(self);
+    /* Under plock: every put that committed before the close is published
+     * before the flag; consumers read the flag before tail (ring_get_raw). */
+    int lr = ring_lock_side(self, &r->plock, IL_FOREVER);
+    if (lr != 0)
+        return NULL;
+    /* release: pairs with the consumers' acquire load of flags. */
+    atomic_fetch_or_explicit(&r->flags, IL_RING_CLOSED, memory_order_release);
+    il_mutex_unlock(&r->plock);
+    /* Wake every sleeper on both sides unconditionally: they must see the close. */
+    atomic_fetch_add_explicit(&r->not_empty.seq, 1, memory_order_release);
+    il_futex_wake(&r->not_empty.seq, INT32_MAX);
+    atomic_fetch_add_explicit(&r->not_full.seq, 1, memory_order_release);
+    il_futex_wake(&r->not_full.seq, INT32_MAX);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Ring_get_closed(RingObject *self, void *unused)
+{
+    if (shm_check((ShmObject *)self) < 0)
+        return NULL;
+    /* acquire: a caller that sees closed sees the final tail too */
+    return PyBool_FromLong(atomic_load_explicit(&RING(self)->flags, memory_order_acquire) &
+                           IL_RING_CLOSED);
+}
+
+static PyObject *Ring_task_done(RingObject *self, PyObject *unused)
+{
+    if (shm_check((ShmObject *)self) < 0)
+        return NULL;
+    il_ring_t *r = RING(self);
+    /* relaxed first read; the CAS below is seq_cst so that the notify's fence
+     * pairs with join()'s prepare. */
+    uint32_t d = atomic_load_explicit(&r->done, memory_order_relaxed);
+    for (;;) {
+        uint32_t put = IL_CNT(atomic_load_explicit(&r->tail, memory_order_acquire));
+        if (d == put) {
+            PyErr_SetString(PyExc_ValueError, "task_done() called too many times");
+            return NULL;
+        }
+        if (atomic_compare_exchange_weak_explicit(&r->done, &d, d + 1, memory_order_seq_cst,
+                                                  memory_order_relaxed)) {
+            if (d + 1 == put)
+                il_ec_notify(&r->all_done, INT32_MAX);
+            Py_RETURN_NONE;
+        }
+    }
+}
+
+static const char *const join_names[] = {"timeout"};
+
+static PyObject *Ring_join(RingObject *self, PyObject *const *args, Py_ssize_t nargs,
+                           PyObject *kwnames)
+{
+    PyObject *a[1];
+    int64_t deadline;
+    if (parse_args("join", args, nargs, kwnames, join_names, 1, 0, a) < 0 ||
+        parse_deadline(NULL, a[0], &deadline) < 0 || shm_check((ShmObject *)self) < 0)
+        return NULL;
+    il_ring_t *r = RING(self);
+    while (!cond_all_done(r, 0)) {
+        int w = ring_wait((ShmObject *)self, &r->all_done, cond_all_done, 0, deadline);
+        if (w < 0)
+            return NULL;
+        if (w == IL_TIMEDOUT)
+            Py_RETURN_FALSE;
+    }
+    Py_RETURN_TRUE;
+}
+
+static PyObject *Ring_unfinished_tasks(RingObject *self, void *unused)
+{
+    if (shm_check((ShmObject *)self) < 0)
+        return NULL;
+    il_ring_t *r = RING(self);
+    uint32_t d = atomic_load_explicit(&r->done, memory_order_acquire);
+    uint32_t put = IL_CNT(atomic_load_explicit(&r->tail, memory_order_acquire));
+    return PyLong_FromUnsignedLong(put - d);
+}
+
+static PyObject *mutex_stats_dict(il_mutex_t *m);
+
+static PyObject *Ring_stats(RingObject *self, PyObject *unused)
+{
+    if (shm_check((ShmObject *)self) < 0)
+        return NULL;
+    il_ring_t *r = RING(self);
+    uint64_t h = atomic_load_explicit(&r->head, memory_order_acquire);
+    uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
+    PyObject *pl = mutex_stats_dict(&r->plock), *cl = mutex_stats_dict(&r->clock);
+    PyObject *d = Py_BuildValue(
+        "{s:K,s:K,s:K,s:I,s:I,s:I,s:O,s:O,s:N,s:N,s:I,s:I}", "size", (unsigned long long)r->size,
+        "capacity", (unsigned long long)r->capacity, "maxsize", (unsigned long long)r->maxsize,
+        "depth", (unsigned)(IL_CNT(t) - IL_CNT(h)), "bytes_used",
+        (unsigned)(IL_POS(t) - IL_POS(h)), "put_count_mod32", (unsigned)IL_CNT(t), "closed",
+        (atomic_load_explicit(&r->flags, memory_order_relaxed) & IL_RING_CLOSED) ? Py_True
+                                                                                  : Py_False,
+        "unused", Py_None, "producer_lock", pl, "consumer_lock", cl, "consumers_sleeping",
+        atomic_load_explicit(&r->not_empty.waiters, memory_order_relaxed), "producers_sleeping",
+        atomic_load_explicit(&r->not_full.waiters, memory_order_relaxed));
+    if (d)
+        PyDict_DelItemString(d, "unused");
+    return d;
+}
+
+static const char *const ring_init_names[] = {"buffer", "offset", "create", "size", "capacity",
+                                              "maxsize"};
+
+static int Ring_init(RingObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kw[] = {"buffer", "offset", "create", "size", "capacity", "maxsize", NULL};
+    PyObject *buffer;
+    Py_ssize_t offset;
+    int create = 0;
+    unsigned long long size = 0, capacity = 0, maxsize = 0;
+    (void)ring_init_names;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "On|pKKK:Ring", kw, &buffer, &offset, &create,
+                                     &size, &capacity, &maxsize))
+        return -1;
+    if (create) {
+        if (size < 64 || size > IL_RING_MAX_SIZE || (size & (size - 1))) {
+            PyErr_Format(PyExc_ValueError, "ring size must be a power of two in [64, 2**30], got %llu",
+                         size);
+            return -1;
+        }
+        if (capacity == 0 || capacity > size)
+            capacity = size;
+        if (maxsize == 0 || maxsize > 0x7fffffffULL)
+            maxsize = 0x7fffffffULL;
+        if (shm_attach((ShmObject *)self, buffer, offset, il_ring_bytes(size)) < 0)
+            return -1;
+        il_ring_init(RING(self), size, capacity, maxsize);
+        return 0;
+    }
+    if (shm_attach((ShmObject *)self, buffer, offset, sizeof(il_ring_t)) < 0)
+        return -1;
+    il_ring_t *r = RING(self);
+    if (r->magic != IL_RING_MAGIC || r->version != IL_RING_VERSION || r->size < 64 ||
+        r->size > IL_RING_MAX_SIZE || (r->size & (r->size - 1)) || r->capacity > r->size ||
+        r->capacity < 16 || r->maxsize == 0 ||
+        il_ring_bytes(r->size) > (size_t)(self->base.view.len - offset)) {
+        uint32_t magic = r->magic, version = r->version;
+        shm_detach((ShmObject *)self, NULL);
+        PyErr_Format(PyExc_ValueError,
+                     "not a valid interlock queue (ring magic %#x version %u; expected %#x "
+                     "version %u) or truncated",
+                     magic, version, IL_RING_MAGIC, IL_RING_VERSION);
+        return -1;
+    }
+    return 0;
+}
+
+static PyMethodDef Ring_methods[] = {
+    {"put", (PyCFunction)(void (*)(void))Ring_put, METH_FASTCALL | METH_KEYWORDS,
+     "put(obj, block=True, timeout=None)\n--\n\nPut obj into the queue."},
+    {"put_nowait", (PyCFunction)Ring_put_nowait, METH_O,
+     "put_nowait(obj)\n--\n\nput(obj, block=False)."},
+    {"put_many", (PyCFunction)(void (*)(void))Ring_put_many, METH_FASTCALL | METH_KEYWORDS,
+     "put_many(items, block=True, timeout=None)\n--\n\nPut every item, in order, under as "
+     "few lock round trips as room allows. With block=False: all or nothing."},
+    {"get", (PyCFunction)(void (*)(void))Ring_get, METH_FASTCALL | METH_KEYWORDS,
+     "get(block=True, timeout=None)\n--\n\nRemove and return the oldest item."},
+    {"get_nowait", (PyCFunction)Ring_get_nowait, METH_NOARGS,
+     "get_nowait()\n--\n\nget(block=False)."},
+    {"get_many", (PyCFunction)(void (*)(void))Ring_get_many, METH_FASTCALL | METH_KEYWORDS,
+     "get_many(max_items=1024, block=True, timeout=None)\n--\n\nWait for at least one item, "
+     "then return a list of up to max_items, oldest first."},
+    {"qsize", (PyCFunction)Ring_qsize, METH_NOARGS,
+     "qsize()\n--\n\nExact number of items in the queue at this instant."},
+    {"empty", (PyCFunction)Ring_empty, METH_NOARGS, "empty()\n--\n\nqsize() == 0."},
+    {"full", (PyCFunction)Ring_full, METH_NOARGS,
+     "full()\n--\n\nTrue if no further item fits (count or bytes)."},
+    {"_close", (PyCFunction)Ring_close, METH_NOARGS, NULL},
+    {"_task_done", (PyCFunction)Ring_task_done, METH_NOARGS, NULL},
+    {"_join", (PyCFunction)(void (*)(void))Ring_join, METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"_stats", (PyCFunction)Ring_stats, METH_NOARGS, NULL},
+    {"_detach", (PyCFunction)shm_detach, METH_NOARGS, NULL},
+    {NULL}};
+
+static PyGetSetDef Ring_getset[] = {
+    {"_closed", (getter)Ring_get_closed, NULL, NULL, NULL},
+    {"_unfinished_tasks", (getter)Ring_unfinished_tasks, NULL, NULL, NULL},
+    {NULL}};
+
+static PyTypeObject RingType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "interlock._core.Ring",
+    .tp_basicsize = sizeof(RingObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Ring(buffer, offset, create=False, size=0, capacity=0, maxsize=0)\n\n"
+              "The shared FIFO over a writable buffer (see ring.h). Used through "
+              "interlock.Queue.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Ring_init,
+    .tp_dealloc = (destructor)shm_dealloc,
+    .tp_traverse = (traverseproc)shm_traverse,
+    .tp_methods = Ring_methods,
+    .tp_getset = Ring_getset,
+};
+
+/* ================================================================= Mutex */
+
+typedef struct {
+    ShmObject base;
+    int recursive;
+} MutexObject;
+
+#define MUTEX(self) ((il_mutex_t *)((ShmObject *)(self))->p)
+
+static PyObject *mutex_stats_dict(il_mutex_t *m)
+{
+    uint32_t w = atomic_load_explicit(&m->word, memory_order_relaxed);
+    uint32_t owner = w & IL_MUTEX_TID_MASK;
+    uint32_t pid = 0;
+    /* relaxed: display only */
+    if (owner && atomic_load_explicit(&m->owner_tid, memory_order_relaxed) == owner)
+        pid = atomic_load_explicit(&m->owner_pid, memory_order_relaxed);
+    return Py_BuildValue(
+        "{s:I,s:I,s:I,s:K,s:K,s:I,s:I}", "owner_tid", owner, "owner_pid", pid, "depth",
+        owner ? m->depth : 0, "acquisitions",
+        (unsigned long long)atomic_load_explicit(&m->acquisitions, memory_order_relaxed),
+        "contentions",
+        (unsigned long long)atomic_load_explicit(&m->contentions, memory_order_relaxed),
+        "owner_deaths", atomic_load_explicit(&m->owner_deaths, memory_order_relaxed), "waiters",
+        atomic_load_explicit(&m->waiters, memory_order_relaxed));
+}
+
+static int Mutex_init(MutexObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kw[] = {"buffer", "offset", "create", "recursive", NULL};
+    PyObject *buffer;
+    Py_ssize_t offset;
+    int create = 0, recursive = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "On|pp:Mutex", kw, &buffer, &offset, &create,
+                                     &recursive))
+        return -1;
+    if (shm_attach((ShmObject *)self, buffer, offset, sizeof(il_mutex_t)) < 0)
+        return -1;
+    self->recursive = recursive;
+    if (create)
+        il_mutex_init(MUTEX(self));
+    return 0;
+}
+
+/* Core of acquire/__enter__.  Returns 1 taken, 0 not taken, -1 exception
+ * (with `in_enter`, an exception leaves the lock released). */
+static int mutex_acquire(MutexObject *self, int64_t deadline, int in_enter)
+{
+    if (shm_check((ShmObject *)self) < 0)
+        return -1;
+    il_mutex_t *m = MUTEX(self);
+    uint32_t tid = il_self_tid();
+    if (il_mutex_owner(m) == tid) {
+        if (self->recursive) {
+            m->depth++;
+            return 1;
+        }
+        if (deadline == 0)
+            return 0;
+        PyErr_Format(DeadlockError,
+                     "this thread already holds the lock %R: a second blocking acquire would "
+                     "wait forever (use an RLock for re-entrant locking)",
+                     (PyObject *)self);
+        return -1;
+    }
+    uint32_t dead = 0;
+    int r = lock_mutex((ShmObject *)self, m, deadline, &dead);
+    if (r == IL_TIMEDOUT)
+        return 0;
+    if (r < 0)
+        return -1;
+    if (r == IL_DEADLK) { /* raced with our own ownership check: cannot happen */
+        PyErr_SetString(PyExc_RuntimeError, "lock state is inconsistent");
+        return -1;
+    }
+    m->depth = 1;
+    if (r == IL_OWNER_DIED) {
+        PyObject *pid = PyLong_FromUnsignedLong(dead);
+        PyObject *res = pid ? PyObject_CallMethodObjArgs((PyObject *)self, str_on_owner_died,
+                                                         pid, NULL)
+                            : NULL;
+        Py_XDECREF(pid);
+        if (!res) {
+            if (in_enter) {
+                m->depth = 0;
+                il_mutex_unlock(m);
+            }
+            return -1;
+        }
+        Py_DECREF(res);
+    }
+    return 1;
+}
+
+static const char *const acquire_names[] = {"block", "timeout"};
+
+static PyObject *Mutex_acquire(MutexObject *self, PyObject *const *args, Py_ssize_t nargs,
+                               PyObject *kwnames)
+{
+    int64_t deadline = IL_FOREVER;
+    if (nargs || kwnames) {
+        PyObject *a[2];
+        if (parse_args("acquire", args, nargs, kwnames, acquire_names, 2, 0, a) < 0)
+            return NULL;
+        int b = 1;
+        if (a[0] && (b = PyObject_IsTrue(a[0])) < 0)
+            return NULL;
+        if (!b && a[1] && a[1] != Py_None) {
+            PyErr_SetString(PyExc_ValueError, "can't specify a timeout for a non-blocking call");
+            return NULL;
+        }
+        if (b && a[1] && a[1] != Py_None && PyNumber_Check(a[1])) {
+            double t = PyFloat_AsDouble(a[1]);
+            if (t == -1.0 && !PyErr_Occurred()) {
+                a[1] = Py_None; /* threading's "no timeout" */
+            }
+            PyErr_Clear();
+        }
+        if (parse_deadline(a[0], a[1], &deadline) < 0)
+            return NULL;
+    }
+    int r = mutex_acquire(self, deadline, 0);
+    if (r < 0)
+        return NULL;
+    return PyBool_FromLong(r);
+}
+
+static PyObject *Mutex_enter(MutexObject *self, PyObject *unused)
+{
+    int r = mutex_acquire(self, IL_FOREVER, 1);
+    if (r < 0)
+        return NULL;
+    Py_RETURN_TRUE;
+}
+
+static PyObject *Mutex_release(MutexObject *self, PyObject *unused)
+{
+    if (shm_check((ShmObject *)self) < 0)
+        return NULL;
+    il_mutex_t *m = MUTEX(self);
+    uint32_t owner = il_mutex_owner(m);
+    if (owner != il_self_tid()) {
+        if (owner == 0)
+            PyErr_Format(PyExc_RuntimeError, "cannot release un-acquired lock %R",
+                         (PyObject *)self);
+        else
+            PyErr_Format(PyExc_RuntimeError,
+                         "cannot release lock %R: it is held by another thread (tid %u, pid %u)",
+                         (PyObject *)self, owner,
+                         atomic_load_explicit(&m->owner_pid, memory_order_relaxed));
+        return NULL;
+    }
+    if (self->recursive && m->depth > 1) {
+        m->depth--;
+        Py_RETURN_NONE;
+    }
+    m->depth = 0;
+    il_mutex_unlock(m);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Mutex_exit(MutexObject *self, PyObject *args)
+{
+    return Mutex_release(self, NULL);
+}
+
+static PyObject *Mutex_is_owned(MutexObject *self, PyObject *unused)
+{
+    if (shm_check((ShmObject *)self) < 0)
+        return NULL;
+    return PyBool_FromLong(il_mutex_owner(MUTEX(self)) == il_self_tid());
+}
+
+static PyObject *Mutex_locked(MutexObject *self, PyObject *unused)
+{
+    if (shm_check((ShmObject *)self) < 0)
+        return NULL;
+    return PyBool_FromLong(il_mutex_owner(MUTEX(self)) != 0);
+}
+
+static PyObject *Mutex_count(MutexObject *self, PyObject *unused)
+{
+    if (shm_check((ShmObject *)self) < 0)
+        return NULL;
+    il_mutex_t *m = MUTEX(self);
+    return PyLong_FromUnsignedLong(il_mutex_owner(m) == il_self_tid() ? m->depth : 0);
+}
+
+static PyObject *Mutex_stats(MutexObject *self, PyObject *unused)
+{
+    if (shm_check((ShmObject *)self) < 0)
+        return NULL;
+    return mutex_stats_dict(MUTEX(self));
+}
+
+static PyMethodDef Mutex_methods[] = {
+    {"acquire", (PyCFunction)(void (*)(void))Mutex_acquire, METH_FASTCALL | METH_KEYWORDS,
+     "acquire(block=True, timeout=None)\n--\n\nTake the lock; True if taken."},
+    {"release", (PyCFunction)Mutex_release, METH_NOARGS,
+     "release()\n--\n\nRelease the lock (only its owner may)."},
+    {"__enter__", (PyCFunction)Mutex_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)Mutex_exit, METH_VARARGS, NULL},
+    {"locked", (PyCFunction)Mutex_locked, METH_NOARGS,
+     "locked()\n--\n\nTrue if some thread holds the lock."},
+    {"_is_owned", (PyCFunction)Mutex_is_owned, METH_NOARGS, NULL},
+    {"_count", (PyCFunction)Mutex_count, METH_NOARGS, NULL},
+    {"_stats", (PyCFunction)Mutex_stats, METH_NOARGS, NULL},
+    {"_detach", (PyCFunction)shm_detach, METH_NOARGS, NULL},
+    {NULL}};
+
+static PyTypeObject MutexType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "interlock._core.Mutex",
+    .tp_basicsize = sizeof(MutexObject),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "Mutex(buffer, offset, create=False, recursive=False)\n\n"
+              "A robust process-shared mutex over a writable buffer (see mutex.h). Used "
+              "through interlock.Lock and interlock.RLock.",
+    .tp_new = PyType_GenericNew,
+    .tp_init = (initproc)Mutex_init,
+    .tp_dealloc = (destructor)shm_dealloc,
+    .tp_traverse = (traverseproc)shm_traverse,
+    .tp_methods = Mutex_methods,
+};
+
+/* ================================================================= module */
+
+static PyObject *mod_configure(PyObject *mod, PyObject *args)
+{
+    PyObject *e, *f, *c, *d;
+    if (!PyArg_ParseTuple(args, "OOOO:configure", &e, &f, &c, &d))
+        return NULL;
+    Py_XSETREF(Empty, Py_NewRef(e));
+    Py_XSETREF(Full, Py_NewRef(f));
+    Py_XSETREF(QueueClosed, Py_NewRef(c));
+    Py_XSETREF(DeadlockError, Py_NewRef(d));
+    Py_RETURN_NONE;
+}
+
+static PyObject *mod_self_tid(PyObject *m, PyObject *u) { return PyLong_FromUnsignedLong(il_self_tid()); }
+static PyObject *mod_self_start(PyObject *m, PyObject *u)
+{
+    return PyLong_FromUnsignedLongLong(il_self_start());
+}
+static PyObject *mod_ncpus(PyObject *m, PyObject *u) { return PyLong_FromLong(il_ncpus()); }
+
+static PyObject *mod_task_alive(PyObject *m, PyObject *args)
+{
+    unsigned int tid;
+    unsigned long long start = 0;
+    if (!PyArg_ParseTuple(args, "I|K:task_alive", &tid, &start))
+        return NULL;
+    return PyBool_FromLong(tid != 0 && il_task_alive(tid, start));
+}
+
+static PyObject *mod_task_start(PyObject *m, PyObject *args)
+{
+    unsigned int tid;
+    if (!PyArg_ParseTuple(args, "I:task_start", &tid))
+        return NULL;
+    uint64_t s = 0;
+    char st = '?';
+    int r = il_task_stat(tid, &s, &st);
+    if (r != 1)
+        Py_RETURN_NONE;
+    return PyLong_FromUnsignedLongLong(s);
+}
+
+static PyObject *mod_ring_bytes(PyObject *m, PyObject *arg)
+{
+    unsigned long long size = PyLong_AsUnsignedLongLong(arg);
+    if (size == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    return PyLong_FromSize_t(il_ring_bytes(size));
+}
+
+static PyMethodDef mod_methods[] = {
+    {"configure", mod_configure, METH_VARARGS, "configure(Empty, Full, QueueClosed, DeadlockError)"},
+    {"self_tid", mod_self_tid, METH_NOARGS, "The calling thread's TID."},
+    {"self_start", mod_self_start, METH_NOARGS, "The calling thread's start time (clock ticks)."},
+    {"ncpus", mod_ncpus, METH_NOARGS, "CPUs this process may run on."},
+    {"task_alive", mod_task_alive, METH_VARARGS,
+     "task_alive(tid, start=0): is this thread/process alive (zombies are dead)?"},
+    {"task_start", mod_task_start, METH_VARARGS,
+     "task_start(tid): start time in clock ticks, or None if no such task."},
+    {"ring_bytes", mod_ring_bytes, METH_O, "ring_bytes(size): bytes a ring of this size needs."},
+    {NULL}};
+
+static struct PyModuleDef coremodule = {PyModuleDef_HEAD_INIT, "interlock._core",
+                                        "interlock's C core: robust mutex and shared ring.", -1,
+                                        mod_methods};
+
+PyMODINIT_FUNC PyInit__core(void)
+{
+    if (PyType_Ready(&RingType) < 0 || PyType_Ready(&MutexType) < 0)
+        return NULL;
+    PyObject *m = PyModule_Create(&coremodule);
+    if (!m)
+        return NULL;
+    PyObject *pickle = PyImport_ImportModule("pickle");
+    if (!pickle)
+        return NULL;
+    pickle_dumps = PyObject_GetAttrString(pickle, "dumps");
+    pickle_loads = PyObject_GetAttrString(pickle, "loads");
+    Py_DECREF(pickle);
+    if (!pickle_dumps || !pickle_loads)
+        return NULL;
+    kw_buffer_callback = Py_BuildValue("(s)", "buffer_callback");
+    kw_buffers = Py_BuildValue("(s)", "buffers");
+    protocol5 = PyLong_FromLong(5);
+    str_on_owner_died = PyUnicode_InternFromString("_on_owner_died");
+    Empty = Py_NewRef(PyExc_Exception);
+    Full = Py_NewRef(PyExc_Exception);
+    QueueClosed = Py_NewRef(PyExc_Exception);
+    DeadlockError = Py_NewRef(PyExc_RuntimeError);
+    Py_INCREF(&RingType);
+    Py_INCREF(&MutexType);
+    if (PyModule_AddObject(m, "Ring", (PyObject *)&RingType) < 0 ||
+        PyModule_AddObject(m, "Mutex", (PyObject *)&MutexType) < 0 ||
+        PyModule_AddIntConstant(m, "MUTEX_SIZE", sizeof(il_mutex_t)) < 0 ||
+        PyModule_AddIntConstant(m, "RING_HEADER_SIZE", sizeof(il_ring_t)) < 0 ||
+        PyModule_AddIntConstant(m, "RING_MAX_SIZE", IL_RING_MAX_SIZE) < 0 ||
+        PyModule_AddIntConstant(m, "CACHELINE", IL_CACHELINE) < 0)
+        return NULL;
+    return m;
+}

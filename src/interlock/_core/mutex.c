@@ -1,0 +1,153 @@
+/* mutex.c -- slow paths of the robust mutex (algorithm and states: mutex.h). */
+#include "mutex.h"
+
+#define SPIN_LIMIT 200 /* polls of the word before sleeping, on >1 CPU */
+
+void il_mutex_init(il_mutex_t *m)
+{
+    atomic_store_explicit(&m->word, 0, memory_order_relaxed);
+    atomic_store_explicit(&m->owner_pid, 0, memory_order_relaxed);
+    atomic_store_explicit(&m->owner_start, 0, memory_order_relaxed);
+    atomic_store_explicit(&m->owner_tid, 0, memory_order_relaxed);
+    m->depth = 0;
+    atomic_store_explicit(&m->acquisitions, 0, memory_order_relaxed);
+    atomic_store_explicit(&m->contentions, 0, memory_order_relaxed);
+    atomic_store_explicit(&m->owner_deaths, 0, memory_order_relaxed);
+    atomic_store_explicit(&m->waiters, 0, memory_order_relaxed);
+}
+
+static inline void note_owner(il_mutex_t *m, uint32_t tid)
+{
+    /* relaxed: hints only (mutex.h); readers check owner_tid against the word. */
+    atomic_store_explicit(&m->owner_pid, il_self_pid(), memory_order_relaxed);
+    atomic_store_explicit(&m->owner_start, il_self_start(), memory_order_relaxed);
+    atomic_store_explicit(&m->owner_tid, tid, memory_order_relaxed);
+    /* We own the lock: a plain increment (no locked RMW) is race-free. */
+    atomic_store_explicit(&m->acquisitions,
+                          atomic_load_explicit(&m->acquisitions, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+static int owner_alive(il_mutex_t *m, uint32_t owner)
+{
+    uint64_t start = 0;
+    /* relaxed: hint fields; if they belong to another owner we skip them. */
+    if (atomic_load_explicit(&m->owner_tid, memory_order_relaxed) == owner)
+        start = atomic_load_explicit(&m->owner_start, memory_order_relaxed);
+    return il_task_alive(owner, start);
+}
+
+int il_mutex_lock(il_mutex_t *m, int64_t deadline, uint32_t *dead_pid)
+{
+    uint32_t tid = il_self_tid();
+    if (il_mutex_trylock_fast(m, tid)) {
+        note_owner(m, tid);
+        return IL_OK;
+    }
+    uint32_t v = atomic_load_explicit(&m->word, memory_order_relaxed);
+    if ((v & IL_MUTEX_TID_MASK) == tid)
+        return IL_DEADLK;
+    if (deadline == 0)
+        return IL_TIMEDOUT;
+
+    /* Short spin: the owner is probably running on another CPU and about to
+     * release.  Never on one CPU, where spinning only delays the owner. */
+    if (il_ncpus() > 1) {
+        for (int i = 0; i < SPIN_LIMIT; i++) {
+            il_cpu_relax();
+            v = atomic_load_explicit(&m->word, memory_order_relaxed);
+            if (v == 0 && il_mutex_trylock_fast(m, tid)) {
+                note_owner(m, tid);
+                return IL_OK;
+            }
+        }
+    }
+
+    atomic_fetch_add_explicit(&m->contentions, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&m->waiters, 1, memory_order_relaxed);
+    int result;
+    for (;;) {
+        v = atomic_load_explicit(&m->word, memory_order_relaxed);
+        if ((v & IL_MUTEX_TID_MASK) == 0) {
+            /* Free.  Take it with WAITERS set: others may still sleep, and we
+             * cannot know, so the release must wake (Drepper's mutex #3).
+             * acquire: as in the fast path. */
+            if (atomic_compare_exchange_weak_explicit(&m->word, &v, tid | IL_MUTEX_WAITERS,
+                                                      memory_order_acquire,
+                                                      memory_order_relaxed)) {
+                note_owner(m, tid);
+                result = IL_OK;
+                break;
+            }
+            continue;
+        }
+        if (!(v & IL_MUTEX_WAITERS)) {
+            /* relaxed: the bit carries no data, only "wake me"; the futex
+             * syscall itself orders the sleep against the release's xchg. */
+            if (!atomic_compare_exchange_weak_explicit(&m->word, &v, v | IL_MUTEX_WAITERS,
+                                                       memory_order_relaxed,
+                                                       memory_order_relaxed))
+                continue;
+            v |= IL_MUTEX_WAITERS;
+        }
+        int64_t now = il_now_ns();
+        if (now >= deadline) {
+            result = IL_TIMEDOUT;
+            break;
+        }
+        int64_t slice = deadline - now;
+        if (slice > IL_MUTEX_SLICE_NS)
+            slice = IL_MUTEX_SLICE_NS;
+        int r = il_futex_wait(&m->word, v, slice);
+        if (r == IL_INTR) {
+            result = IL_INTR;
+            break;
+        }
+        if (r == IL_TIMEDOUT) {
+            /* A slice passed with the same owner: is it still alive? */
+            uint32_t now_v = atomic_load_explicit(&m->word, memory_order_relaxed);
+            uint32_t owner = now_v & IL_MUTEX_TID_MASK;
+            if (owner != 0 && owner != tid && !owner_alive(m, owner)) {
+                uint32_t pid = owner;
+                /* relaxed: hint, used only in the report */
+                if (atomic_load_explicit(&m->owner_tid, memory_order_relaxed) == owner)
+                    pid = atomic_load_explicit(&m->owner_pid, memory_order_relaxed);
+                /* Take over in one CAS: if another waiter beat us, the word
+                 * changed and we simply go round again.  acquire: we inherit
+                 * whatever the dead owner managed to write. */
+                if (atomic_compare_exchange_strong_explicit(&m->word, &now_v,
+                                                            tid | IL_MUTEX_WAITERS,
+                                                            memory_order_acquire,
+                                                            memory_order_relaxed)) {
+                    note_owner(m, tid);
+                    m->depth = 0;
+                    if (dead_pid)
+                        *dead_pid = pid;
+                    atomic_fetch_add_explicit(&m->owner_deaths, 1, memory_order_relaxed);
+                    result = IL_OWNER_DIED;
+                    break;
+                }
+            }
+        }
+    }
+    atomic_fetch_sub_explicit(&m->waiters, 1, memory_order_relaxed);
+    return result;
+}
+
+int il_mutex_unlock(il_mutex_t *m)
+{
+    uint32_t tid = il_self_tid();
+    uint32_t v = atomic_load_explicit(&m->word, memory_order_relaxed);
+    if ((v & IL_MUTEX_TID_MASK) != tid)
+        return IL_PERM;
+    /* relaxed: hint; cleared so that a reader never pairs our start time
+     * with the next owner's TID. */
+    atomic_store_explicit(&m->owner_tid, 0, memory_order_relaxed);
+    /* release: everything written under the lock is visible to the next
+     * owner's acquire-CAS.  An exchange, not a store: we must see whether
+     * WAITERS was set by the time we freed the word. */
+    uint32_t old = atomic_exchange_explicit(&m->word, 0, memory_order_release);
+    if (old & IL_MUTEX_WAITERS)
+        il_futex_wake(&m->word, 1);
+    return IL_OK;
+}

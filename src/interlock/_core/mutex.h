@@ -1,0 +1,94 @@
+/*
+ * mutex.h -- a robust, process-shared mutex on one futex word.
+ *
+ * The algorithm is the classic three-state futex mutex (Drepper, "Futexes Are
+ * Tricky", 2011, mutex #2/#3), with the owner's TID in the word instead of a
+ * bare "locked" value, so that a waiter can tell whom it waits for.  Robustness
+ * is by liveness check, not by the kernel's robust list (that list belongs to
+ * glibc, one per thread): a waiter sleeps in slices of IL_MUTEX_SLICE_NS and,
+ * after each slice, checks whether the owner is alive (platform.h:
+ * il_task_alive, zombie-aware, TID-reuse-aware).  If not, it takes the word
+ * over with one CAS and reports IL_OWNER_DIED.  Recovery therefore takes at
+ * most one slice (50 ms) after the owner's death.
+ *
+ * The word (32 bits):
+ *
+ *   bit 31      WAITERS: some thread may sleep in FUTEX_WAIT on the word;
+ *               the releaser must FUTEX_WAKE.  Set by waiters, cleared only
+ *               by release.  A stale bit costs one useless wake, never a
+ *               lost one.
+ *   bits 0..29  owner TID, 0 when free.  (Linux pid_max is at most 2^22.)
+ *
+ *   state table       meaning
+ *   0                 free
+ *   T                 held by thread T, nobody sleeps
+ *   T | WAITERS       held by T, waiters may sleep: release wakes one
+ *   WAITERS (T == 0)  never stored: release writes 0
+ *
+ * The side fields (owner_pid, owner_start, owner_tid) are written by the
+ * owner right after the CAS that took the word, and are only hints for the
+ * liveness check and for display; a reader trusts owner_start only if
+ * owner_tid equals the TID in the word.
+ *
+ * Death at each step (see docs/design/lock.md):
+ *   - before the CAS: nothing held, nothing to do;
+ *   - after the CAS, before the side fields: the word names the dead TID,
+ *     the liveness check uses /proc without the start time;
+ *   - while holding: the next waiter takes it over after one slice and is
+ *     told (IL_OWNER_DIED);
+ *   - in release, after the xchg and before the wake: the word is free; a
+ *     sleeper wakes at the end of its slice and takes it.
+ */
+#ifndef INTERLOCK_MUTEX_H
+#define INTERLOCK_MUTEX_H
+
+#include "platform.h"
+
+#define IL_MUTEX_WAITERS 0x80000000u
+#define IL_MUTEX_TID_MASK 0x3fffffffu
+#define IL_MUTEX_SLICE_NS 50000000LL /* 50 ms between owner liveness checks */
+
+typedef struct il_mutex {
+    _Atomic uint32_t word;
+    _Atomic uint32_t owner_pid;   /* hint: process of the owner, for display */
+    _Atomic uint64_t owner_start; /* hint: owner thread's start time (ticks) */
+    _Atomic uint32_t owner_tid;   /* hint: TID the two fields above belong to */
+    uint32_t depth;               /* RLock recursion depth; only the owner touches it */
+    _Atomic uint64_t acquisitions;    /* statistics, relaxed */
+    _Atomic uint64_t contentions;     /* acquisitions that had to wait */
+    _Atomic uint32_t owner_deaths;    /* takeovers from a dead owner */
+    _Atomic uint32_t waiters;         /* threads in the slow path right now */
+    uint8_t _pad[IL_CACHELINE - 48];
+} il_mutex_t;
+
+_Static_assert(sizeof(il_mutex_t) == IL_CACHELINE, "il_mutex_t is one cache line");
+
+/* Fast path, inlined: one CAS.  Returns 1 if taken. */
+static inline int il_mutex_trylock_fast(il_mutex_t *m, uint32_t tid)
+{
+    uint32_t expected = 0;
+    /* acquire: what the previous owner wrote under the lock happens-before
+     * what we read under it. relaxed on failure: we read nothing then. */
+    if (atomic_compare_exchange_strong_explicit(&m->word, &expected, tid,
+                                                memory_order_acquire,
+                                                memory_order_relaxed)) {
+        return 1;
+    }
+    return 0;
+}
+
+void il_mutex_init(il_mutex_t *m);
+/* Take the lock before `deadline` (IL_FOREVER: no deadline; 0: try once).
+ * Returns IL_OK, IL_OWNER_DIED (taken; *dead_pid names the dead owner's
+ * process when known, else its TID), IL_TIMEDOUT, IL_INTR or IL_DEADLK. */
+int il_mutex_lock(il_mutex_t *m, int64_t deadline, uint32_t *dead_pid);
+/* Release; IL_PERM if the caller does not own it. */
+int il_mutex_unlock(il_mutex_t *m);
+/* Owner's TID or 0. */
+static inline uint32_t il_mutex_owner(il_mutex_t *m)
+{
+    /* relaxed: a snapshot for display or ownership tests by the owner itself */
+    return atomic_load_explicit(&m->word, memory_order_relaxed) & IL_MUTEX_TID_MASK;
+}
+
+#endif

@@ -1,0 +1,164 @@
+/* platform.c -- futex, clocks, thread identity and liveness (see platform.h). */
+#define _GNU_SOURCE
+#include "platform.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <math.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+int64_t il_now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+int64_t il_deadline_after(double seconds)
+{
+    if (!(seconds < 9.0e9)) /* +inf, or beyond any useful wait (~285 years) */
+        return IL_FOREVER;
+    return il_now_ns() + (int64_t)(seconds * 1e9);
+}
+
+int il_futex_wait(_Atomic uint32_t *word, uint32_t expected, int64_t timeout_ns)
+{
+    struct timespec ts, *tsp = NULL;
+    if (timeout_ns >= 0) {
+        ts.tv_sec = timeout_ns / 1000000000LL;
+        ts.tv_nsec = timeout_ns % 1000000000LL;
+        tsp = &ts;
+    }
+    /* FUTEX_WAIT (shared): the relative timeout is measured on CLOCK_MONOTONIC. */
+    long r = syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT, expected, tsp, NULL, 0);
+    if (r == 0)
+        return IL_OK;
+    if (errno == ETIMEDOUT)
+        return IL_TIMEDOUT;
+    if (errno == EINTR)
+        return IL_INTR;
+    return IL_OK; /* EAGAIN: value changed before we slept */
+}
+
+void il_futex_wake(_Atomic uint32_t *word, int n)
+{
+    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, n, NULL, NULL, 0);
+}
+
+/* Per-thread identity cache.  Reset in the child after fork(): the child's
+ * only thread is the one that forked, and it has a new TID. */
+static __thread uint32_t tls_tid;
+static __thread uint64_t tls_start;
+static uint32_t proc_pid;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void after_fork_child(void)
+{
+    tls_tid = 0;
+    tls_start = 0;
+    proc_pid = 0;
+}
+
+static void install_atfork(void) { pthread_atfork(NULL, NULL, after_fork_child); }
+
+uint32_t il_self_tid(void)
+{
+    if (__builtin_expect(tls_tid == 0, 0)) {
+        pthread_once(&atfork_once, install_atfork);
+        tls_tid = (uint32_t)syscall(SYS_gettid);
+    }
+    return tls_tid;
+}
+
+uint32_t il_self_pid(void)
+{
+    if (__builtin_expect(proc_pid == 0, 0)) {
+        pthread_once(&atfork_once, install_atfork);
+        proc_pid = (uint32_t)getpid();
+    }
+    return proc_pid;
+}
+
+int il_task_stat(uint32_t tid, uint64_t *start, char *state)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof path, "/proc/%u/stat", tid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT || errno == ESRCH ? 0 : -1;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 0; /* the task went away between open and read */
+    buf[n] = 0;
+    /* comm (field 2) may hold spaces and parentheses: parse after the last ')'. */
+    char *p = strrchr(buf, ')');
+    if (!p || p[1] != ' ')
+        return -1;
+    p += 2;
+    if (state)
+        *state = *p;
+    /* p is at field 3 (state); starttime is field 22, 19 fields further. */
+    for (int field = 3; field < 22; field++) {
+        p = strchr(p, ' ');
+        if (!p)
+            return -1;
+        p++;
+    }
+    if (start)
+        *start = strtoull(p, NULL, 10);
+    return 1;
+}
+
+uint64_t il_self_start(void)
+{
+    if (__builtin_expect(tls_start == 0, 0)) {
+        uint64_t s = 0;
+        if (il_task_stat(il_self_tid(), &s, NULL) != 1 || s == 0)
+            s = 1; /* unknown: never 0, so that "0 = no owner" stays unambiguous */
+        tls_start = s;
+    }
+    return tls_start;
+}
+
+int il_task_alive(uint32_t tid, uint64_t start)
+{
+    uint64_t s = 0;
+    char st = '?';
+    int r = il_task_stat(tid, &s, &st);
+    if (r < 0)
+        return 1; /* cannot tell (permissions, odd /proc): never steal from the living */
+    if (r == 0)
+        return 0;
+    if (st == 'Z' || st == 'X')
+        return 0;
+    if (start > 1 && s != start)
+        return 0; /* the TID was reused by another task */
+    return 1;
+}
+
+int il_ncpus(void)
+{
+    static _Atomic int cached; /* relaxed: idempotent computation */
+    int n = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (n == 0) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        if (sched_getaffinity(0, sizeof set, &set) == 0)
+            n = CPU_COUNT(&set);
+        if (n <= 0)
+            n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+        if (n <= 0)
+            n = 1;
+        atomic_store_explicit(&cached, n, memory_order_relaxed);
+    }
+    return n;
+}

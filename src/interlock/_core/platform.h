@@ -1,0 +1,76 @@
+/*
+ * platform.h -- the few Linux facts the core stands on.
+ *
+ * Atomics: C11 <stdatomic.h>.  Every atomic operation in the core names its
+ * memory order at the call site and says why in a comment; nothing relies on
+ * the seq_cst default by accident.
+ *
+ * Futexes: the words live in MAP_SHARED memory that several processes map at
+ * different addresses, so we never use FUTEX_PRIVATE_FLAG (the kernel must
+ * key the wait queue on the page, not on the virtual address).
+ *
+ * Identity: a waiter must be able to tell whether the owner of a word is
+ * still alive.  We identify a thread by its TID (unique in the PID namespace)
+ * plus its start time in clock ticks since boot (field 22 of
+ * /proc/TID/stat), which guards against the TID being reused.  Both are
+ * cached per thread and reset in a forked child.
+ */
+#ifndef INTERLOCK_PLATFORM_H
+#define INTERLOCK_PLATFORM_H
+
+#if !defined(__linux__)
+#error "interlock's core needs Linux (futex, /proc, /dev/shm)"
+#endif
+
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stddef.h>
+#include <time.h>
+
+#define IL_CACHELINE 64
+
+#if defined(__x86_64__) || defined(__i386__)
+#define il_cpu_relax() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define il_cpu_relax() __asm__ __volatile__("yield" ::: "memory")
+#else
+#define il_cpu_relax() atomic_signal_fence(memory_order_seq_cst)
+#endif
+
+/* Results shared by the lock, the eventcount and the ring. */
+enum {
+    IL_OK = 0,
+    IL_TIMEDOUT = 1,     /* the deadline passed */
+    IL_INTR = 2,         /* a signal arrived: the caller runs handlers, then retries */
+    IL_DEADLK = 3,       /* the calling thread already owns the lock */
+    IL_PERM = 4,         /* release by a thread that does not own the lock */
+    IL_OWNER_DIED = 5,   /* acquired, but the previous owner died holding it */
+};
+
+/* Deadlines are absolute CLOCK_MONOTONIC nanoseconds; IL_FOREVER never passes. */
+#define IL_FOREVER INT64_MAX
+int64_t il_now_ns(void);
+/* seconds (>= 0, may be +inf) -> absolute deadline */
+int64_t il_deadline_after(double seconds);
+
+/* futex(2) on a shared word.  Returns 0 when woken (or spuriously), or
+ * IL_TIMEDOUT / IL_INTR; EAGAIN (the word no longer holds `expected`) is 0. */
+int il_futex_wait(_Atomic uint32_t *word, uint32_t expected, int64_t timeout_ns);
+void il_futex_wake(_Atomic uint32_t *word, int n);
+
+/* The calling thread's TID and start time, cached (reset after fork). */
+uint32_t il_self_tid(void);
+uint32_t il_self_pid(void);
+uint64_t il_self_start(void);
+
+/* Is the thread or process `tid` alive and the same one that started at
+ * `start` (0 = unknown, skip that check)?  A zombie counts as dead: a
+ * SIGKILLed child that its parent has not reaped yet holds nothing. */
+int il_task_alive(uint32_t tid, uint64_t start);
+/* Read start time and state of /proc/TID/stat.  Returns 0 if absent. */
+int il_task_stat(uint32_t tid, uint64_t *start, char *state);
+
+/* Number of CPUs this process may run on; spinning is pointless on one. */
+int il_ncpus(void);
+
+#endif

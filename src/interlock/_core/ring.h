@@ -1,0 +1,172 @@
+/*
+ * ring.h -- the shared FIFO: a byte ring of length-prefixed records, with a
+ * producer side and a consumer side each serialised by its own robust mutex.
+ *
+ * The algorithm is the two-lock queue of Michael & Scott (PODC 1996) laid
+ * over a single-producer/single-consumer byte ring (Lamport 1983; the cached
+ * opposite index is Rigtorp's SPSCQueue trick): producers take `plock`, so
+ * among themselves they are one producer; consumers take `clock`, so they are
+ * one consumer.  Between the two sides there is no lock at all, only the
+ * `tail` word (written by producers) and the `head` word (written by
+ * consumers), each on its own cache line.  With one producer and one
+ * consumer, neither lock is ever contended.
+ *
+ * Positions.  `tail` and `head` each pack two 32-bit counters:
+ *
+ *   bits 63..32  number of records ever published (tail) / consumed (head),
+ *                modulo 2^32
+ *   bits 31..0   byte position, modulo 2^32; the slot is pos & (size - 1)
+ *
+ * so that one atomic store publishes a record and counts it: qsize() =
+ * count(tail) - count(head) is exact, and no crash can leave the byte
+ * position and the count disagreeing.  size is a power of two <= 2^30 and
+ * records are 8-byte aligned, so a record header never wraps (the payload
+ * may, and is copied in two pieces).
+ *
+ * Invariants (I1-I4 are kept by every step, at every instant):
+ *   I1  0 <= pos(tail) - pos(head) <= capacity <= size   (mod 2^32)
+ *   I2  bytes in [pos(head), pos(tail)) are whole, committed records
+ *   I3  bytes outside it belong to nobody: a producer that dies while
+ *       writing there leaves garbage that the next producer overwrites
+ *   I4  cached_head (under plock) and cached_tail (under clock) lag the real
+ *       words: they only ever make a side think there is less room / data
+ *
+ * put:  plock; check closed, room (cached_head, then head); write header and
+ *       payload at pos(tail); tail := tail + (1, record size) [release];
+ *       unlock; notify not_empty.
+ * get:  clock; check data (cached_tail, then tail); read header, copy the
+ *       payload out; head := head + (1, record size) [release]; unlock;
+ *       notify not_full.
+ *
+ * The commit point of a put is the store to tail; of a get, the store to
+ * head.  Death before it: nothing happened (the next holder of the lock takes
+ * it over, see mutex.h, and starts from the published word).  Death after it:
+ * it happened.  Hence no committed message is lost or duplicated, and a
+ * half-written one is discarded.  (docs/design/queue.md walks every step.)
+ */
+#ifndef INTERLOCK_RING_H
+#define INTERLOCK_RING_H
+
+#include <string.h>
+
+#include "eventcount.h"
+#include "mutex.h"
+
+#define IL_RING_MAGIC 0x474e4952u /* "RING" */
+#define IL_RING_VERSION 1u
+#define IL_RING_MAX_SIZE (1u << 30)
+#define IL_RING_CLOSED 1u
+
+/* Record kinds, in the record header.  Must match nothing in Python: the
+ * C layer alone writes and reads them. */
+enum { IL_REC_BYTES = 1, IL_REC_BYTEARRAY = 2, IL_REC_PICKLE = 3 };
+
+typedef struct il_rec {
+    uint32_t len;   /* payload bytes after this header */
+    uint8_t kind;   /* IL_REC_* */
+    uint8_t _res;
+    uint16_t nbufs; /* out-of-band pickle buffers; their u64 lengths open the payload */
+} il_rec_t;
+
+_Static_assert(sizeof(il_rec_t) == 8, "record header is 8 bytes");
+
+typedef struct il_ring {
+    /* line 0: configuration, written once at creation */
+    uint32_t magic;
+    uint32_t version;
+    uint64_t size;     /* data bytes, power of two */
+    uint64_t capacity; /* byte bound on pos(tail) - pos(head), <= size */
+    uint64_t maxsize;  /* record-count bound, 1 .. 2^31 */
+    _Atomic uint32_t flags; /* IL_RING_CLOSED */
+    uint8_t _pad0[IL_CACHELINE - 36];
+
+    /* lines 1-2: producer side */
+    il_mutex_t plock;
+    _Atomic uint64_t tail;
+    uint64_t cached_head;       /* under plock */
+    uint8_t _pad1[IL_CACHELINE - 16];
+
+    /* lines 3-4: consumer side */
+    il_mutex_t clock;
+    _Atomic uint64_t head;
+    uint64_t cached_tail;       /* under clock */
+    uint8_t _pad2[IL_CACHELINE - 16];
+
+    /* lines 5-7: wake-ups */
+    il_eventcount_t not_empty;  /* consumers sleep here */
+    il_eventcount_t not_full;   /* producers sleep here */
+    il_eventcount_t all_done;   /* JoinableQueue.join() sleeps here */
+
+    /* line 8: JoinableQueue: task_done() count, mod 2^32; unfinished tasks
+     * = count(tail) - done.  Derived from tail, so a crash cannot unbalance it. */
+    _Atomic uint32_t done;
+    _Atomic uint32_t attached_producers; /* statistics (registry, CLI) */
+    _Atomic uint32_t attached_consumers;
+    uint8_t _pad3[IL_CACHELINE - 12];
+
+    unsigned char data[]; /* size bytes */
+} il_ring_t;
+
+_Static_assert(sizeof(il_ring_t) == 9 * IL_CACHELINE, "ring header layout");
+
+#define IL_POS(w) ((uint32_t)(w))
+#define IL_CNT(w) ((uint32_t)((w) >> 32))
+#define IL_PACK(cnt, pos) (((uint64_t)(uint32_t)(cnt) << 32) | (uint32_t)(pos))
+#define IL_ALIGN8(n) (((n) + 7u) & ~(uint64_t)7u)
+
+size_t il_ring_bytes(uint64_t size);
+void il_ring_init(il_ring_t *r, uint64_t size, uint64_t capacity, uint64_t maxsize);
+
+static inline void il_ring_write(il_ring_t *r, uint32_t pos, const void *src, size_t n)
+{
+    size_t off = pos & (r->size - 1), first = r->size - off;
+    if (n <= first) {
+        memcpy(r->data + off, src, n);
+    } else {
+        memcpy(r->data + off, src, first);
+        memcpy(r->data, (const char *)src + first, n - first);
+    }
+}
+
+static inline void il_ring_read(il_ring_t *r, uint32_t pos, void *dst, size_t n)
+{
+    size_t off = pos & (r->size - 1), first = r->size - off;
+    if (n <= first) {
+        memcpy(dst, r->data + off, n);
+    } else {
+        memcpy(dst, r->data + off, first);
+        memcpy((char *)dst + first, r->data, n - first);
+    }
+}
+
+/* Under plock: is there room for `nrec` more records of `bytes` total? */
+static inline int il_ring_room(il_ring_t *r, uint64_t tail, uint64_t bytes, uint32_t nrec)
+{
+    uint64_t h = r->cached_head;
+    for (int fresh = 0;; fresh = 1) {
+        uint32_t used = IL_POS(tail) - IL_POS(h);
+        uint32_t count = IL_CNT(tail) - IL_CNT(h);
+        if ((uint64_t)used + bytes <= r->capacity && (uint64_t)count + nrec <= r->maxsize)
+            return 1;
+        if (fresh)
+            return 0;
+        /* acquire: the consumer read the records before releasing their
+         * bytes with its store to head; we may overwrite them only after. */
+        h = atomic_load_explicit(&r->head, memory_order_acquire);
+        r->cached_head = h;
+    }
+}
+
+/* Under clock: is a record available?  Returns the tail to read up to. */
+static inline int il_ring_has_data(il_ring_t *r, uint64_t head)
+{
+    if (r->cached_tail != head)
+        return 1;
+    /* acquire: the producer wrote the record before its release-store to
+     * tail; reading the record after this load sees it whole. */
+    uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
+    r->cached_tail = t;
+    return t != head;
+}
+
+#endif

@@ -1,0 +1,105 @@
+"""Lock and RLock: robust, process-shared, drop-ins for ``multiprocessing``'s.
+
+A ``Lock`` *is* a ``_core.Mutex`` (``_core/mutex.h``): ``acquire``,
+``release``, ``with`` are single C calls.
+
+Robustness: if the owner dies holding the lock (SIGKILL, crash, a thread
+that ends without releasing), a waiter takes it over within one wait slice
+(50 ms) and is told, by ``on_owner_death``:
+
+- ``"warn"`` (default): :class:`OwnerDiedWarning` is issued; the caller holds
+  the lock.
+- ``"raise"``: ``acquire()`` raises :class:`OwnerDiedError` *with the lock
+  held* (release it, or repair and go on, like pthread's EOWNERDEAD); in a
+  ``with`` statement the lock is released before the error propagates.
+- ``"ignore"``: silent.
+
+Only the owning thread may release; a second blocking ``acquire()`` of a
+``Lock`` by its owner raises :class:`DeadlockError` instead of hanging.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+from . import _core, _segment
+from ._errors import OwnerDiedError, OwnerDiedWarning
+from ._shared import SharedObject
+
+_MODES = ("warn", "raise", "ignore")
+
+
+@dataclass(frozen=True)
+class LockStatistics:
+    """A snapshot of a lock (``Lock.statistics()``)."""
+
+    name: str
+    locked: bool
+    owner_pid: int
+    owner_tid: int
+    depth: int
+    waiters: int
+    acquisitions: int
+    contentions: int
+    owner_deaths: int
+
+
+class Lock(_core.Mutex, SharedObject):
+    """``Lock(*, name=None, create=None, on_owner_death="warn")``"""
+
+    _kind = _segment.KIND_LOCK
+    _recursive = False
+
+    def __init__(self, *, name: str | None = None, create: bool | None = None,
+                 on_owner_death: str = "warn") -> None:
+        if on_owner_death not in _MODES:
+            raise ValueError(f"on_owner_death must be one of {_MODES}, not {on_owner_death!r}")
+        self._on_death = on_owner_death
+
+        def init(buf: Any, offset: int) -> None:
+            _core.Mutex(buf, offset, create=True)._detach()
+
+        seg = self._open_segment(name, create, _core.MUTEX_SIZE, (), init)
+        _core.Mutex.__init__(self, seg.mm, seg.object_offset, recursive=self._recursive)
+
+    def _pickle_options(self) -> dict[str, Any]:
+        return {"on_owner_death": self._on_death}
+
+    def _on_owner_died(self, dead_pid: int) -> None:
+        # Called from C with the lock held, after a takeover (mutex.h).
+        if self._on_death == "ignore":
+            return
+        msg = (f"{self!r} was taken over from process {dead_pid}, which died holding it; "
+               "the state it protected may be inconsistent")
+        if self._on_death == "raise":
+            raise OwnerDiedError(msg, self, dead_pid)
+        warnings.warn(msg, OwnerDiedWarning, stacklevel=3)
+
+    @property
+    def owner(self) -> tuple[int, int] | None:
+        """``(pid, tid)`` of the holder, or None (a racy snapshot)."""
+        s = self._stats()
+        return (s["owner_pid"], s["owner_tid"]) if s["owner_tid"] else None
+
+    def statistics(self) -> LockStatistics:
+        s = self._stats()
+        return LockStatistics(self.name, bool(s["owner_tid"]), s["owner_pid"], s["owner_tid"],
+                              s["depth"], s["waiters"], s["acquisitions"], s["contentions"],
+                              s["owner_deaths"])
+
+    def _describe(self) -> str:
+        try:
+            s = self._stats()
+        except ValueError:
+            return f"name={self._seg.name!r} detached"
+        state = f"locked by pid {s['owner_pid']} tid {s['owner_tid']}" if s["owner_tid"] else "unlocked"
+        return f"name={self._seg.name!r} {state}"
+
+
+class RLock(Lock):
+    """A re-entrant :class:`Lock`: its owner may acquire it again; it is
+    released when ``release()`` has been called as many times."""
+
+    _kind = _segment.KIND_RLOCK
+    _recursive = True

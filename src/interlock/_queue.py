@@ -1,0 +1,195 @@
+"""Queue, JoinableQueue and SimpleQueue: drop-ins for ``multiprocessing``'s.
+
+The data structure and its crash-safety live in C (``_core/ring.h``): this
+file only sizes the ring, names the segment and adds the Python niceties.
+A ``Queue`` *is* a ``_core.Ring``: ``q.put(x)`` and ``q.get()`` are single C
+calls.
+
+Items: ``bytes`` and ``bytearray`` travel as they are; anything else is
+pickled with protocol 5, its out-of-band buffers (numpy arrays, ...) copied
+straight into the ring and out into fresh ``bytearray``s on the other side.
+
+Closing: ``close()`` closes the queue for every process. Further ``put()``
+raises :class:`QueueClosed`; ``get()`` returns what was put before the close,
+then raises :class:`QueueClosed`; ``for item in q`` stops there.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from . import _core, _segment
+from ._errors import QueueClosed
+from ._shared import SharedObject
+
+DEFAULT_CAPACITY = 4 << 20  # bytes
+MIN_CAPACITY = 64
+
+
+@dataclass(frozen=True)
+class QueueStatistics:
+    """A snapshot of a queue (``Queue.statistics()``)."""
+
+    name: str
+    depth: int
+    bytes_used: int
+    capacity: int
+    maxsize: int
+    closed: bool
+    producers_waiting: int
+    consumers_waiting: int
+    producer_lock_owner_pid: int
+    consumer_lock_owner_pid: int
+    owner_deaths: int
+    attached_pids: tuple[int, ...]
+
+
+def _ring_size(capacity: int) -> int:
+    size = 64
+    while size < capacity:
+        size <<= 1
+    return size
+
+
+def _check_int(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, not {type(value).__name__}")
+    return value
+
+
+class Queue(_core.Ring, SharedObject):
+    """A process-shared FIFO queue in shared memory.
+
+    ``Queue(maxsize=0, *, name=None, capacity=4 MiB, create=None)``
+
+    - ``maxsize``: at most this many items (0: no count bound).
+    - ``capacity``: at most this many bytes of items, headers included
+      (8 bytes each, rounded up to 8). An item larger than this raises
+      ``ValueError`` at once.
+    - ``name``: attach to (or create) the queue of that name, from any
+      process of the same user. Unnamed queues get a generated name and are
+      shared by passing the object (pickling sends the name).
+    - ``create``: ``None`` create or attach, ``True`` must create,
+      ``False`` must attach.
+    """
+
+    _kind = _segment.KIND_QUEUE
+
+    def __init__(
+        self,
+        maxsize: int = 0,
+        *,
+        name: str | None = None,
+        capacity: int | None = None,
+        create: bool | None = None,
+    ) -> None:
+        maxsize = _check_int(maxsize, "maxsize")
+        if maxsize < 0:
+            maxsize = 0  # like queue.Queue: <= 0 means no bound
+        if maxsize > 0x7FFFFFFF:
+            raise ValueError(f"maxsize is too large ({maxsize}; at most 2**31 - 1)")
+        cap = DEFAULT_CAPACITY if capacity is None else _check_int(capacity, "capacity")
+        if not MIN_CAPACITY <= cap <= _core.RING_MAX_SIZE:
+            raise ValueError(
+                f"capacity must be between {MIN_CAPACITY} and {_core.RING_MAX_SIZE} bytes, got {cap}"
+            )
+        size = _ring_size(cap)
+
+        def init(buf: Any, offset: int) -> None:
+            _core.Ring(buf, offset, create=True, size=size, capacity=cap,
+                       maxsize=maxsize)._detach()
+
+        seg = self._open_segment(name, create, _core.ring_bytes(size), (maxsize, cap, size), init)
+        if not seg.created:
+            have_max, have_cap, _ = seg.params()[:3]
+            if maxsize and maxsize != have_max or capacity is not None and capacity != have_cap:
+                seg.release()
+                raise ValueError(
+                    f"queue {seg.name!r} exists with maxsize={have_max}, capacity={have_cap}; "
+                    f"asked for maxsize={maxsize}, capacity={capacity}"
+                )
+        _core.Ring.__init__(self, seg.mm, seg.object_offset)
+
+    # -- multiprocessing.Queue compatibility ---------------------------------
+    def close(self) -> None:
+        """Close the queue for every process (see the module docstring)."""
+        self._close()
+
+    @property
+    def closed(self) -> bool:
+        return bool(self._closed)
+
+    def join_thread(self) -> None:
+        """Kept for ``multiprocessing`` compatibility: there is no feeder thread."""
+
+    def cancel_join_thread(self) -> None:
+        """Kept for ``multiprocessing`` compatibility: there is no feeder thread."""
+
+    @property
+    def maxsize(self) -> int:
+        return int(self._seg.params()[0])
+
+    @property
+    def capacity(self) -> int:
+        return int(self._seg.params()[1])
+
+    def __iter__(self) -> Iterator[Any]:
+        """Yield items until the queue is closed and drained."""
+        while True:
+            try:
+                yield self.get()
+            except QueueClosed:
+                return
+
+    def statistics(self) -> QueueStatistics:
+        s = self._stats()
+        return QueueStatistics(
+            name=self.name,
+            depth=s["depth"],
+            bytes_used=s["bytes_used"],
+            capacity=s["capacity"],
+            maxsize=int(self._seg.params()[0]),
+            closed=s["closed"],
+            producers_waiting=s["producers_sleeping"] + s["producer_lock"]["waiters"],
+            consumers_waiting=s["consumers_sleeping"] + s["consumer_lock"]["waiters"],
+            producer_lock_owner_pid=s["producer_lock"]["owner_pid"],
+            consumer_lock_owner_pid=s["consumer_lock"]["owner_pid"],
+            owner_deaths=s["producer_lock"]["owner_deaths"] + s["consumer_lock"]["owner_deaths"],
+            attached_pids=tuple(pid for pid, _ in self._seg.users()),
+        )
+
+    def _describe(self) -> str:
+        try:
+            return f"name={self.name!r} qsize={self.qsize()}{' closed' if self._closed else ''}"
+        except ValueError:
+            return f"name={self.name!r} detached"
+
+
+class JoinableQueue(Queue):
+    """A :class:`Queue` with ``task_done()`` and ``join()``.
+
+    The count of unfinished tasks is derived from the queue's own put count
+    (``puts - task_done calls``), so a process killed at any instant cannot
+    unbalance it.
+    """
+
+    def task_done(self) -> None:
+        """Mark one item taken by ``get()`` as processed."""
+        self._task_done()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Block until every item put has been marked done.  Returns False if
+        ``timeout`` passed first (``multiprocessing``'s join has no timeout)."""
+        return bool(self._join(timeout))
+
+    @property
+    def unfinished_tasks(self) -> int:
+        return int(self._unfinished_tasks)
+
+
+class SimpleQueue(Queue):
+    """``multiprocessing.SimpleQueue``: an unbounded :class:`Queue`."""
+
+    def __init__(self, *, name: str | None = None, capacity: int | None = None,
+                 create: bool | None = None) -> None:
+        super().__init__(0, name=name, capacity=capacity, create=create)

@@ -1,0 +1,542 @@
+"""Named shared-memory segments and their lifetime.
+
+Every interlock object lives in one file of ``/dev/shm`` (a tmpfs), named
+``interlock.<uid>.<name>``. The file starts with a fixed header, then a table
+of attached processes, then the object (a ring, a mutex, ...)::
+
+    offset  size  field
+    0       8     magic b"ILOCKSEG"
+    8       4     layout version (LAYOUT_VERSION)
+    12      4     kind (KIND_*)
+    16      8     total size of the file
+    24      4     creator pid
+    28      4     creator uid
+    32      8     creator start time (clock ticks since boot)
+    40      8     creation time (ns since the epoch)
+    48      4     object offset
+    52      4     object size
+    56      4     number of slots
+    60      4     users: slots in use (kept under the meta lock)
+    64      4     unlinked: set, under the meta lock, when the name is removed
+    68      4     reserved
+    72      56    params: kind-specific creation parameters (8 x u64, first 7)
+    128     256   name, UTF-8, NUL-padded
+    384     64    reserved
+    448     64    meta lock (a robust mutex, _core.Mutex)
+    512     16*N  slots: {u32 pid, u32 refs, u64 start time}
+    ...           object, 64-byte aligned
+
+Creation is atomic: the creator builds the whole segment in a private temp
+file, then ``link()``s it to its name; ``link`` fails if the name exists, and
+an attacher never sees a half-built segment. Mode 0600, ``O_EXCL``,
+``O_NOFOLLOW``: no other user, no symlink games.
+
+Lifetime (docs/design/segment.md): a process that attaches claims a slot
+(pid, start time, refcount) under the meta lock; detaching releases it. The
+process that leaves the table empty unlinks the name, and marks the segment
+``unlinked`` so that a racing attacher retries instead of using a dead
+segment. Slots of dead processes (SIGKILL never detaches) are swept by
+whoever takes the meta lock next, and by ``interlock clean``. Python's
+``resource_tracker`` is never involved.
+"""
+from __future__ import annotations
+
+import atexit
+import mmap
+import os
+import re
+import secrets
+import struct
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator
+
+from . import _core
+from ._errors import SegmentError
+
+SHM_DIR = "/dev/shm"
+MAGIC = b"ILOCKSEG"
+LAYOUT_VERSION = 1
+PREFIX = "interlock"
+
+KIND_QUEUE = 1
+KIND_LOCK = 2
+KIND_RLOCK = 3
+KIND_NAMES = {KIND_QUEUE: "Queue", KIND_LOCK: "Lock", KIND_RLOCK: "RLock"}
+
+_HDR = struct.Struct("<8sIIQIIQQIIIIII")  # up to and including reserved @68
+_PARAMS = struct.Struct("<7Q")
+_SLOT = struct.Struct("<IIQ")
+OFF_USERS = 60
+OFF_UNLINKED = 64
+OFF_PARAMS = 72
+OFF_NAME = 128
+NAME_MAX = 200
+OFF_META_LOCK = 448
+OFF_SLOTS = 512
+DEFAULT_SLOTS = 256
+
+_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
+_UID = os.getuid()
+
+
+def _align(n: int, a: int = 64) -> int:
+    return (n + a - 1) // a * a
+
+
+def validate_name(name: object) -> str:
+    """Check a user-given object name; return it."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, not {type(name).__name__}")
+    if not name:
+        raise ValueError("name must not be empty")
+    if len(name.encode()) > NAME_MAX:
+        raise ValueError(f"name is too long ({len(name.encode())} bytes; at most {NAME_MAX})")
+    if "\x00" in name or "/" in name or ".." in name or not _NAME_RE.fullmatch(name):
+        raise ValueError(
+            f"invalid name {name!r}: use letters, digits, '_', '-' and '.' "
+            "(not first, no '..', no '/')"
+        )
+    return name
+
+
+def path_of(name: str) -> str:
+    return f"{SHM_DIR}/{PREFIX}.{_UID}.{name}"
+
+
+def _fresh_name() -> str:
+    return f"anon-{os.getpid()}-{secrets.token_hex(6)}"
+
+
+@dataclass(frozen=True)
+class Header:
+    """The fixed header of a segment, as read from /dev/shm."""
+
+    magic: bytes
+    version: int
+    kind: int
+    total_size: int
+    creator_pid: int
+    creator_uid: int
+    creator_start: int
+    created_ns: int
+    object_offset: int
+    object_size: int
+    nslots: int
+    users: int
+    unlinked: int
+    params: tuple[int, ...]
+    name: str
+
+    @classmethod
+    def parse(cls, buf: Any) -> "Header":
+        f = _HDR.unpack_from(buf, 0)
+        params = _PARAMS.unpack_from(buf, OFF_PARAMS)
+        raw = bytes(buf[OFF_NAME : OFF_NAME + 256]).split(b"\0", 1)[0]
+        return cls(*f[:13], params, raw.decode("utf-8", "replace"))  # type: ignore[arg-type]
+
+
+def _slots(buf: Any, nslots: int) -> Iterator[tuple[int, int, int, int]]:
+    for i in range(nslots):
+        pid, refs, start = _SLOT.unpack_from(buf, OFF_SLOTS + 16 * i)
+        yield i, pid, refs, start
+
+
+class Segment:
+    """One process's handle on one named segment (create or attach)."""
+
+    # Every live handle of this process, for fork and exit bookkeeping.
+    _live: "weakref.WeakSet[Segment]" = weakref.WeakSet()
+    _live_lock = threading.Lock()
+
+    def __init__(
+        self,
+        name: str | None,
+        kind: int,
+        object_size: int,
+        params: tuple[int, ...],
+        *,
+        create: bool | None = None,
+        init: Callable[[mmap.mmap, int], None] | None = None,
+        nslots: int = DEFAULT_SLOTS,
+    ) -> None:
+        """Create (``create=True``), attach (``False``) or either (``None``).
+
+        ``init(buf, offset)`` builds the object in a fresh segment before it
+        becomes visible.
+        """
+        self.anonymous = name is None
+        self.name = validate_name(name) if name is not None else _fresh_name()
+        self.path = path_of(self.name)
+        self.kind = kind
+        self.created = False
+        self._released = False
+        self._pid = os.getpid()  # the process whose slot this handle holds
+        self.mm: mmap.mmap | None = None
+        deadline = time.monotonic() + 5.0
+        while True:
+            if create is not False:
+                if self._try_create(object_size, params, init, nslots):
+                    break
+                if create is True:
+                    raise FileExistsError(f"interlock object {self.name!r} already exists")
+            if self._try_attach():
+                break
+            if create is False:
+                raise FileNotFoundError(f"no interlock object named {self.name!r}")
+            if time.monotonic() > deadline:  # pragma: no cover - would need a pathological race
+                raise SegmentError(f"could not create or attach {self.name!r}: it keeps changing")
+        with Segment._live_lock:
+            Segment._live.add(self)
+
+    # ---------------------------------------------------------------- create
+    def _try_create(
+        self,
+        object_size: int,
+        params: tuple[int, ...],
+        init: Callable[[mmap.mmap, int], None] | None,
+        nslots: int,
+    ) -> bool:
+        obj_off = _align(OFF_SLOTS + 16 * nslots)
+        total = _align(obj_off + object_size, mmap.PAGESIZE)
+        tmp = f"{SHM_DIR}/.{PREFIX}-tmp.{_UID}.{os.getpid()}.{secrets.token_hex(6)}"
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                os.ftruncate(fd, total)
+                mm = mmap.mmap(fd, total)
+            except OSError as e:
+                raise OSError(
+                    e.errno, f"cannot create shared memory of {total} bytes in {SHM_DIR}: {e.strerror}"
+                ) from None
+            pid = os.getpid()
+            start = _core.task_start(pid) or 0
+            _HDR.pack_into(
+                mm, 0, b"\0" * 8, LAYOUT_VERSION, self.kind, total, pid, _UID, start,
+                time.time_ns(), obj_off, object_size, nslots, 1, 0, 0,
+            )
+            _PARAMS.pack_into(mm, OFF_PARAMS, *(tuple(params) + (0,) * 7)[:7])
+            raw = self.name.encode()
+            mm[OFF_NAME : OFF_NAME + len(raw)] = raw
+            meta = _core.Mutex(mm, OFF_META_LOCK, create=True)
+            _SLOT.pack_into(mm, OFF_SLOTS, pid, 1, start)
+            if init is not None:
+                init(mm, obj_off)
+            mm[0:8] = MAGIC  # last: the segment is whole
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                meta._detach()
+                mm.close()
+                return False
+            self.fd, self.mm, self.meta = fd, mm, meta
+            self.ino = os.fstat(fd).st_ino
+            self.header = Header.parse(mm)
+            self.object_offset = obj_off
+            self.created = True
+            fd = -1
+            return True
+        finally:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:  # pragma: no cover
+                pass
+            if fd >= 0:
+                os.close(fd)
+
+    # ---------------------------------------------------------------- attach
+    def _try_attach(self) -> bool:
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        except OSError as e:
+            if e.errno == 40:  # ELOOP: O_NOFOLLOW met a symlink
+                raise SegmentError(f"{self.path} is a symbolic link; refusing to follow it") from None
+            raise
+        try:
+            st = os.fstat(fd)
+            if st.st_uid != _UID:
+                raise PermissionError(
+                    f"interlock object {self.name!r} belongs to uid {st.st_uid}, not to you ({_UID})"
+                )
+            if st.st_size < OFF_SLOTS:
+                raise SegmentError(
+                    f"{self.path} is truncated ({st.st_size} bytes): not an interlock segment"
+                )
+            mm = mmap.mmap(fd, st.st_size)
+            hdr = Header.parse(mm)
+            if hdr.magic != MAGIC:
+                mm.close()
+                raise SegmentError(f"{self.path} is not an interlock segment (bad magic {hdr.magic!r})")
+            if hdr.version != LAYOUT_VERSION:
+                mm.close()
+                raise SegmentError(
+                    f"{self.path} has layout version {hdr.version}; this interlock reads version "
+                    f"{LAYOUT_VERSION} (was it made by another interlock release?)"
+                )
+            if hdr.total_size != st.st_size or hdr.object_offset + hdr.object_size > st.st_size or (
+                OFF_SLOTS + 16 * hdr.nslots > hdr.object_offset
+            ):
+                mm.close()
+                raise SegmentError(
+                    f"{self.path} is truncated or inconsistent ({st.st_size} bytes, header says "
+                    f"{hdr.total_size})"
+                )
+            if hdr.kind != self.kind:
+                mm.close()
+                raise SegmentError(
+                    f"interlock object {self.name!r} is a {KIND_NAMES.get(hdr.kind, hdr.kind)}, "
+                    f"not a {KIND_NAMES.get(self.kind, self.kind)}"
+                )
+            meta = _core.Mutex(mm, OFF_META_LOCK)
+            self.fd, self.mm, self.meta, self.ino = fd, mm, meta, st.st_ino
+            self.header = hdr
+            self.object_offset = hdr.object_offset
+            if not self._claim_slot():
+                meta._detach()
+                mm.close()
+                os.close(fd)
+                self.mm = None
+                return False
+            fd = -1
+            return True
+        finally:
+            if fd >= 0:
+                os.close(fd)
+
+    # ----------------------------------------------------------- meta lock
+    def _meta_acquire(self) -> None:
+        # The meta lock is robust: a process killed holding it is taken over
+        # (all updates below are idempotent sweeps, so a half-done one is fine).
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            self.meta.acquire()
+
+    def _sweep(self) -> int:
+        """Under the meta lock: free slots of dead processes; return users."""
+        assert self.mm is not None
+        users = 0
+        for i, pid, refs, start in _slots(self.mm, self.header.nslots):
+            if pid == 0:
+                continue
+            if not _core.task_alive(pid, start):
+                _SLOT.pack_into(self.mm, OFF_SLOTS + 16 * i, 0, 0, 0)
+            else:
+                users += 1
+        struct.pack_into("<I", self.mm, OFF_USERS, users)
+        return users
+
+    def _is_unlinked(self) -> bool:
+        assert self.mm is not None
+        return bool(struct.unpack_from("<I", self.mm, OFF_UNLINKED)[0])
+
+    def _claim_slot(self) -> bool:
+        """Register this process as a user.  False if the segment is dead."""
+        assert self.mm is not None
+        pid = os.getpid()
+        self._meta_acquire()
+        try:
+            if self._is_unlinked():
+                return False
+            free = -1
+            for i, spid, refs, start in _slots(self.mm, self.header.nslots):
+                if spid == pid and _core.task_alive(pid, start):
+                    _SLOT.pack_into(self.mm, OFF_SLOTS + 16 * i, pid, refs + 1, start)
+                    return True
+            self._sweep()
+            for i, spid, refs, start in _slots(self.mm, self.header.nslots):
+                if spid == 0:
+                    free = i
+                    break
+            if free < 0:
+                raise SegmentError(
+                    f"interlock object {self.name!r}: all {self.header.nslots} process slots are "
+                    "in use by live processes"
+                )
+            _SLOT.pack_into(self.mm, OFF_SLOTS + 16 * free, pid, 1, _core.task_start(pid) or 0)
+            self._sweep()
+            return True
+        finally:
+            self.meta.release()
+
+    def _drop_slot(self) -> None:
+        """Unregister one reference of this process; unlink if nobody is left."""
+        assert self.mm is not None
+        pid = os.getpid()
+        self._meta_acquire()
+        try:
+            for i, spid, refs, start in _slots(self.mm, self.header.nslots):
+                if spid == pid:
+                    if refs > 1:
+                        _SLOT.pack_into(self.mm, OFF_SLOTS + 16 * i, pid, refs - 1, start)
+                    else:
+                        _SLOT.pack_into(self.mm, OFF_SLOTS + 16 * i, 0, 0, 0)
+                    break
+            if self._sweep() == 0 and not self._is_unlinked():
+                self._unlink_locked()
+        finally:
+            self.meta.release()
+
+    def _unlink_locked(self) -> None:
+        assert self.mm is not None
+        struct.pack_into("<I", self.mm, OFF_UNLINKED, 1)
+        try:
+            if os.stat(self.path, follow_symlinks=False).st_ino == self.ino:
+                os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+    # ---------------------------------------------------------------- public
+    def unlink(self) -> None:
+        """Remove the name now.  Processes attached keep using the segment;
+        a later ``Queue(name=...)`` creates a new one."""
+        if self.mm is None:
+            raise ValueError(f"interlock object {self.name!r} is closed")
+        self._meta_acquire()
+        try:
+            if not self._is_unlinked():
+                self._unlink_locked()
+        finally:
+            self.meta.release()
+
+    def release(self) -> None:
+        """Detach this handle (idempotent).  Objects built on the buffer must
+        have released it first, or the mapping closes when they are freed."""
+        if self._released or self.mm is None:
+            return
+        self._released = True
+        with Segment._live_lock:
+            Segment._live.discard(self)
+        if self._pid == os.getpid():
+            try:
+                self._drop_slot()
+            except Exception:  # pragma: no cover - best effort at exit
+                pass
+        try:
+            self.meta._detach()
+        except Exception:  # pragma: no cover
+            pass
+        try:
+            self.mm.close()
+        except BufferError:
+            pass  # still exported by a live object: closes when it is freed
+        try:
+            os.close(self.fd)
+        except OSError:  # pragma: no cover
+            pass
+
+    def params(self) -> tuple[int, ...]:
+        assert self.mm is not None
+        return _PARAMS.unpack_from(self.mm, OFF_PARAMS)
+
+    def users(self) -> list[tuple[int, int]]:
+        """(pid, refs) of the processes attached (racy snapshot)."""
+        if self.mm is None:
+            return []
+        return [(pid, refs) for _, pid, refs, _ in _slots(self.mm, self.header.nslots) if pid]
+
+    def _after_fork_child(self) -> None:
+        # The child inherited the mapping: it is a new user.
+        self._pid = os.getpid()
+        if self.mm is not None and not self._released:
+            try:
+                self._claim_slot()
+            except Exception:  # pragma: no cover
+                pass
+
+
+def _after_fork_in_child() -> None:
+    Segment._live_lock = threading.Lock()  # the parent's may have been held
+    for seg in list(Segment._live):
+        seg._after_fork_child()
+    _register_exit()
+
+
+def _release_all() -> None:
+    for seg in list(Segment._live):
+        seg.release()
+
+
+def _register_exit() -> None:
+    # multiprocessing children leave through os._exit after running their
+    # Finalize callbacks, not atexit: register with both.
+    try:
+        from multiprocessing import util
+
+        util.Finalize(None, _release_all, exitpriority=-100)
+    except Exception:  # pragma: no cover
+        pass
+
+
+atexit.register(_release_all)
+_register_exit()
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# -------------------------------------------------------------- inventory
+@dataclass(frozen=True)
+class SegmentInfo:
+    """A segment found in /dev/shm (for the CLI and ``clean``)."""
+
+    name: str
+    path: str
+    kind: str
+    size: int
+    creator_pid: int
+    users: tuple[int, ...]
+    live_users: tuple[int, ...]
+    valid: bool
+    problem: str = ""
+
+
+def scan() -> list[SegmentInfo]:
+    """Every interlock segment of this user, with who is attached."""
+    out = []
+    prefix = f"{PREFIX}.{_UID}."
+    try:
+        entries = sorted(os.listdir(SHM_DIR))
+    except FileNotFoundError:  # pragma: no cover
+        return []
+    for entry in entries:
+        path = f"{SHM_DIR}/{entry}"
+        if entry.startswith(f".{PREFIX}-tmp.{_UID}."):
+            pid = int(entry.split(".")[3]) if entry.split(".")[3].isdigit() else 0
+            alive = _core.task_alive(pid) if pid else False
+            out.append(SegmentInfo(entry, path, "temp", 0, pid, (pid,), (pid,) if alive else (),
+                                   False, "creation in progress" if alive else "left by a dead creator"))
+            continue
+        if not entry.startswith(prefix):
+            continue
+        name = entry[len(prefix):]
+        try:
+            with open(path, "rb") as f:
+                data = f.read(OFF_SLOTS + 16 * DEFAULT_SLOTS)
+            hdr = Header.parse(data)
+            if hdr.magic != MAGIC or hdr.version != LAYOUT_VERSION:
+                raise ValueError("bad magic or version")
+            slots = list(_slots(data + b"\0" * (OFF_SLOTS + 16 * hdr.nslots), hdr.nslots))
+            users = tuple(pid for _, pid, _, _ in slots if pid)
+            live = tuple(pid for _, pid, _, st in slots if pid and _core.task_alive(pid, st))
+            out.append(SegmentInfo(name, path, KIND_NAMES.get(hdr.kind, str(hdr.kind)),
+                                   hdr.total_size, hdr.creator_pid, users, live, True))
+        except (OSError, ValueError, struct.error) as e:
+            out.append(SegmentInfo(name, path, "?", 0, 0, (), (), False, str(e)))
+    return out
+
+
+def clean(remove: bool = True) -> list[SegmentInfo]:
+    """Segments (and temp files) whose processes are all dead; removed if asked."""
+    dead = [s for s in scan() if s.valid and not s.live_users
+            or s.kind == "temp" and not s.live_users]
+    if remove:
+        for s in dead:
+            try:
+                os.unlink(s.path)
+            except FileNotFoundError:
+                pass
+    return dead

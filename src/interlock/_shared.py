@@ -1,0 +1,69 @@
+"""What every interlock object has: a name, a segment, pickling by name.
+
+The concrete classes (``Queue``, ``Lock``, ...) subclass a C type of
+``interlock._core`` for their hot methods and this mixin for the rest. An
+object pickles as ``(class, name, options)``; unpickling attaches to the same
+segment by name, in whatever process does it (a child under fork, spawn or
+forkserver, a Pool worker, or an unrelated process).
+"""
+from __future__ import annotations
+
+import weakref
+from typing import Any, Callable
+
+from . import _segment
+
+
+def _rebuild(cls: type, name: str, options: dict[str, Any]) -> Any:
+    return cls(name=name, create=False, **options)
+
+
+class SharedObject:
+    """Mixin: lifetime and identity of an object in a named segment."""
+
+    _seg: _segment.Segment
+    _kind: int
+
+    def _open_segment(
+        self,
+        name: str | None,
+        create: bool | None,
+        object_size: int,
+        params: tuple[int, ...],
+        init: Callable[[Any, int], None],
+    ) -> _segment.Segment:
+        if create not in (None, True, False):
+            raise TypeError(f"create must be None, True or False, not {create!r}")
+        seg = _segment.Segment(name, self._kind, object_size, params, create=create, init=init)
+        self._seg = seg
+        # Release this process's slot when the object is garbage collected.
+        self._finalizer = weakref.finalize(self, seg.release)
+        return seg
+
+    @property
+    def name(self) -> str:
+        """The object's name: pass it to the constructor to attach from anywhere."""
+        return self._seg.name
+
+    def _pickle_options(self) -> dict[str, Any]:
+        return {}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (_rebuild, (type(self), self._seg.name, self._pickle_options()))
+
+    def detach(self) -> None:
+        """Release this process's handle (idempotent).  The segment lives on
+        while other processes use it; the last one to detach removes it."""
+        self._detach()  # type: ignore[attr-defined]
+        self._finalizer()
+
+    def unlink(self) -> None:
+        """Remove the name now; attached processes keep working on the old
+        segment, and a later constructor call with the name makes a new one."""
+        self._seg.unlink()
+
+    def __repr__(self) -> str:
+        return f"<interlock.{type(self).__name__} {self._describe()}>"
+
+    def _describe(self) -> str:
+        return f"name={self._seg.name!r}"
