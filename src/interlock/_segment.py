@@ -53,7 +53,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
-from . import _core
+from . import _core, _crash
 from ._errors import SegmentError
 
 SHM_DIR = "/dev/shm"
@@ -190,6 +190,8 @@ class Segment:
                 raise SegmentError(f"could not create or attach {self.name!r}: it keeps changing")
         with Segment._live_lock:
             Segment._live.add(self)
+        if self.created:
+            _maybe_collect()
 
     # ---------------------------------------------------------------- create
     def _try_create(
@@ -201,8 +203,15 @@ class Segment:
     ) -> bool:
         obj_off = _align(OFF_SLOTS + 16 * nslots)
         total = _align(obj_off + object_size, mmap.PAGESIZE)
-        tmp = f"{SHM_DIR}/.{PREFIX}-tmp.{_UID}.{os.getpid()}.{secrets.token_hex(6)}"
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        # An unnamed file (O_TMPFILE): if we die before linking it, it vanishes
+        # with us.  Fallback for filesystems without O_TMPFILE: a named temp.
+        tmp = None
+        try:
+            fd = os.open(SHM_DIR, os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        except (OSError, AttributeError):
+            tmp = f"{SHM_DIR}/.{PREFIX}-tmp.{_UID}.{os.getpid()}.{secrets.token_hex(6)}"
+            fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                         0o600)
         try:
             try:
                 os.ftruncate(fd, total)
@@ -225,8 +234,20 @@ class Segment:
             if init is not None:
                 init(mm, obj_off)
             mm[0:8] = MAGIC  # last: the segment is whole
+            _crash.point("segment.create.initialised")
             try:
-                os.link(tmp, self.path)
+                if tmp is None:
+                    # linkat(AT_SYMLINK_FOLLOW) on /proc/self/fd/N: the unprivileged
+                    # way to name an O_TMPFILE file (os.link only uses linkat
+                    # when given a dir fd).
+                    root = os.open("/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+                    try:
+                        os.link(f"/proc/self/fd/{fd}", self.path, src_dir_fd=root,
+                                follow_symlinks=True)
+                    finally:
+                        os.close(root)
+                else:
+                    os.link(tmp, self.path)
             except FileExistsError:
                 meta._detach()
                 mm.close()
@@ -239,10 +260,11 @@ class Segment:
             fd = -1
             return True
         finally:
-            try:
-                os.unlink(tmp)
-            except FileNotFoundError:  # pragma: no cover
-                pass
+            if tmp is not None:
+                try:
+                    os.unlink(tmp)
+                except FileNotFoundError:  # pragma: no cover
+                    pass
             if fd >= 0:
                 os.close(fd)
 
@@ -341,7 +363,11 @@ class Segment:
         pid = os.getpid()
         self._meta_acquire()
         try:
+            _crash.point("segment.claim.locked")
             if self._is_unlinked():
+                # Dead, but its name may still be there if the process that
+                # unlinked it died between marking and removing: finish that.
+                self._unlink_locked()
                 return False
             free = -1
             for i, spid, refs, start in _slots(self.mm, self.header.nslots):
@@ -377,6 +403,7 @@ class Segment:
                     else:
                         _SLOT.pack_into(self.mm, OFF_SLOTS + 16 * i, 0, 0, 0)
                     break
+            _crash.point("segment.drop.locked")
             if self._sweep() == 0 and not self._is_unlinked():
                 self._unlink_locked()
         finally:
@@ -385,6 +412,7 @@ class Segment:
     def _unlink_locked(self) -> None:
         assert self.mm is not None
         struct.pack_into("<I", self.mm, OFF_UNLINKED, 1)
+        _crash.point("segment.unlink.marked")
         try:
             if os.stat(self.path, follow_symlinks=False).st_ino == self.ino:
                 os.unlink(self.path)
@@ -529,14 +557,81 @@ def scan() -> list[SegmentInfo]:
     return out
 
 
+def _reap(path: str) -> bool:
+    """Remove the segment at ``path`` if none of its users is alive.
+
+    Done under the segment's meta lock, exactly as the last detach does, so
+    that a process attaching at the same moment either registers first (and
+    the segment stays) or finds it marked unlinked and retries."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        st = os.fstat(fd)
+        if st.st_uid != _UID or st.st_size < OFF_SLOTS:
+            return False
+        mm = mmap.mmap(fd, st.st_size)
+        try:
+            hdr = Header.parse(mm)
+            if hdr.magic != MAGIC or hdr.version != LAYOUT_VERSION or (
+                OFF_SLOTS + 16 * hdr.nslots > st.st_size
+            ):
+                return False
+            seg = Segment.__new__(Segment)
+            seg.mm, seg.header, seg.path, seg.ino = mm, hdr, path, st.st_ino
+            seg.meta = _core.Mutex(mm, OFF_META_LOCK)
+            try:
+                seg._meta_acquire()
+                try:
+                    # (already marked unlinked: its unlinker died before
+                    # removing the name; finish the job)
+                    if seg._sweep() == 0:
+                        seg._unlink_locked()
+                        return True
+                    return False
+                finally:
+                    seg.meta.release()
+            finally:
+                seg.meta._detach()
+        finally:
+            mm.close()
+    finally:
+        os.close(fd)
+
+
 def clean(remove: bool = True) -> list[SegmentInfo]:
     """Segments (and temp files) whose processes are all dead; removed if asked."""
-    dead = [s for s in scan() if s.valid and not s.live_users
-            or s.kind == "temp" and not s.live_users]
-    if remove:
-        for s in dead:
+    dead = [s for s in scan() if not s.live_users and (s.valid or s.kind == "temp")]
+    if not remove:
+        return dead
+    removed = []
+    for s in dead:
+        if s.kind == "temp":
             try:
                 os.unlink(s.path)
+                removed.append(s)
             except FileNotFoundError:
                 pass
-    return dead
+        elif _reap(s.path):
+            removed.append(s)
+    return removed
+
+
+_last_collect = 0.0
+COLLECT_INTERVAL = 10.0
+
+
+def _maybe_collect() -> None:
+    """Opportunistic garbage collection: segments whose processes all died
+    (SIGKILL never detaches) are removed by the next process that creates a
+    segment, at most once every COLLECT_INTERVAL seconds per process."""
+    global _last_collect
+    now = time.monotonic()
+    if now - _last_collect < COLLECT_INTERVAL:
+        return
+    _last_collect = now
+    try:
+        clean(remove=True)
+    except Exception:  # pragma: no cover - never let housekeeping break a create
+        pass

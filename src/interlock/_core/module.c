@@ -18,6 +18,7 @@
 
 #include <math.h>
 
+#include "crashpoint.h"
 #include "mutex.h"
 #include "ring.h"
 
@@ -198,6 +199,7 @@ static int lock_mutex(ShmObject *self, il_mutex_t *m, int64_t deadline, uint32_t
 {
     uint32_t tid = il_self_tid();
     if (il_mutex_trylock_fast(m, tid)) {
+        IL_CRASH(MUTEX_LOCKED);
         /* relaxed stores: hints (mutex.h); same as note_owner in mutex.c */
         atomic_store_explicit(&m->owner_pid, il_self_pid(), memory_order_relaxed);
         atomic_store_explicit(&m->owner_start, il_self_start(), memory_order_relaxed);
@@ -379,6 +381,7 @@ static int msg_prepare(il_ring_t *r, PyObject *obj, msg_t *m)
 static uint32_t msg_write(il_ring_t *r, uint32_t pos, msg_t *m)
 {
     il_ring_write(r, pos, &m->rec, sizeof m->rec);
+    IL_CRASH(RING_PUT_HEADER);
     uint32_t p = pos + (uint32_t)sizeof m->rec;
     if (m->rec.kind == IL_REC_PICKLE && m->rec.nbufs) {
         il_ring_write(r, p, m->lens, 8u * m->rec.nbufs);
@@ -598,6 +601,12 @@ static int ring_wait(ShmObject *self, il_eventcount_t *ec, cond_fn cond, uint64_
  * -1 exception. */
 static int ring_lock_side(RingObject *self, il_mutex_t *m, int64_t deadline)
 {
+    /* A side lock is held for one copy (microseconds), or by a dead process
+     * until a waiter takes it over (one slice): block=False means "do not
+     * wait for items or room", not "fail if another consumer is mid-copy",
+     * as in queue.Queue, whose nowait calls also take its mutex. */
+    if (deadline == 0)
+        deadline = IL_FOREVER;
     int r = lock_mutex((ShmObject *)self, m, deadline, NULL);
     if (r == IL_OK || r == IL_OWNER_DIED)
         return 0; /* a dead holder left the ring consistent (ring.h) */
@@ -632,6 +641,7 @@ static Py_ssize_t ring_put_msgs(RingObject *self, msg_t *m, Py_ssize_t n, int64_
             PyErr_SetString(Full, "timed out waiting for the queue's producer lock");
             return done;
         }
+        IL_CRASH(RING_PUT_LOCKED);
         /* relaxed: under plock, tail was last written by a plock holder,
          * ordered by the lock's acquire. */
         uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
@@ -657,12 +667,15 @@ static Py_ssize_t ring_put_msgs(RingObject *self, msg_t *m, Py_ssize_t n, int64_
             }
         }
         if (k > done) {
+            IL_CRASH(RING_PUT_PAYLOAD);
             /* The commit point.  release: the records' bytes are visible to
              * any consumer that acquire-loads this tail. */
             atomic_store_explicit(&r->tail, t, memory_order_release);
+            IL_CRASH(RING_PUT_PUBLISHED);
         }
         il_mutex_unlock(&r->plock);
         if (k > done) {
+            IL_CRASH(RING_PUT_UNLOCKED);
             il_ec_notify(&r->not_empty, (int)(k - done));
             done = k;
             continue;
@@ -792,6 +805,7 @@ static Py_ssize_t ring_get_raw(RingObject *self, raw_t *out, Py_ssize_t max, int
             PyErr_SetString(Empty, "timed out waiting for the queue's consumer lock");
             return -1;
         }
+        IL_CRASH(RING_GET_LOCKED);
         /* acquire: see the close only together with every put before it
          * (close happens under plock after them); read before tail. */
         uint32_t flags = atomic_load_explicit(&r->flags, memory_order_acquire);
@@ -809,12 +823,15 @@ static Py_ssize_t ring_get_raw(RingObject *self, raw_t *out, Py_ssize_t max, int
             k++;
         }
         if (k > 0) {
+            IL_CRASH(RING_GET_COPIED);
             /* The commit point.  release: we finished reading these bytes
              * before a producer can see them free and overwrite them. */
             atomic_store_explicit(&r->head, h, memory_order_release);
+            IL_CRASH(RING_GET_PUBLISHED);
         }
         il_mutex_unlock(&r->clock);
         if (k > 0) {
+            IL_CRASH(RING_GET_UNLOCKED);
             il_ec_notify(&r->not_full, (int)k);
             if (PyErr_Occurred()) {
                 /* a later record failed (memory): hand out what we have; the
@@ -975,6 +992,7 @@ static PyObject *Ring_close(RingObject *self, PyObject *unused)
     int lr = ring_lock_side(self, &r->plock, IL_FOREVER);
     if (lr != 0)
         return NULL;
+    IL_CRASH(RING_CLOSE_LOCKED);
     /* release: pairs with the consumers' acquire load of flags. */
     atomic_fetch_or_explicit(&r->flags, IL_RING_CLOSED, memory_order_release);
     il_mutex_unlock(&r->plock);
@@ -1220,7 +1238,7 @@ static int mutex_acquire(MutexObject *self, int64_t deadline, int in_enter)
         return -1;
     il_mutex_t *m = MUTEX(self);
     uint32_t tid = il_self_tid();
-    if (il_mutex_owner(m) == tid) {
+    if (il_mutex_mine(m, tid)) {
         if (self->recursive) {
             m->depth++;
             return 1;
@@ -1244,7 +1262,8 @@ static int mutex_acquire(MutexObject *self, int64_t deadline, int in_enter)
         return -1;
     }
     m->depth = 1;
-    if (r == IL_OWNER_DIED) {
+    if (r == IL_OWNER_DIED &&
+        PyObject_HasAttr((PyObject *)self, str_on_owner_died)) { /* a bare Mutex: silent */
         PyObject *pid = PyLong_FromUnsignedLong(dead);
         PyObject *res = pid ? PyObject_CallMethodObjArgs((PyObject *)self, str_on_owner_died,
                                                          pid, NULL)
@@ -1309,7 +1328,7 @@ static PyObject *Mutex_release(MutexObject *self, PyObject *unused)
         return NULL;
     il_mutex_t *m = MUTEX(self);
     uint32_t owner = il_mutex_owner(m);
-    if (owner != il_self_tid()) {
+    if (!il_mutex_mine(m, il_self_tid())) {
         if (owner == 0)
             PyErr_Format(PyExc_RuntimeError, "cannot release un-acquired lock %R",
                          (PyObject *)self);
@@ -1338,7 +1357,7 @@ static PyObject *Mutex_is_owned(MutexObject *self, PyObject *unused)
 {
     if (shm_check((ShmObject *)self) < 0)
         return NULL;
-    return PyBool_FromLong(il_mutex_owner(MUTEX(self)) == il_self_tid());
+    return PyBool_FromLong(il_mutex_mine(MUTEX(self), il_self_tid()));
 }
 
 static PyObject *Mutex_locked(MutexObject *self, PyObject *unused)
@@ -1353,7 +1372,7 @@ static PyObject *Mutex_count(MutexObject *self, PyObject *unused)
     if (shm_check((ShmObject *)self) < 0)
         return NULL;
     il_mutex_t *m = MUTEX(self);
-    return PyLong_FromUnsignedLong(il_mutex_owner(m) == il_self_tid() ? m->depth : 0);
+    return PyLong_FromUnsignedLong(il_mutex_mine(m, il_self_tid()) ? m->depth : 0);
 }
 
 static PyObject *Mutex_stats(MutexObject *self, PyObject *unused)
@@ -1443,7 +1462,39 @@ static PyObject *mod_ring_bytes(PyObject *m, PyObject *arg)
     return PyLong_FromSize_t(il_ring_bytes(size));
 }
 
+static PyObject *mod_crash_points(PyObject *m, PyObject *u)
+{
+    PyObject *list = PyList_New(IL_CP_COUNT);
+    for (int i = 0; list && i < IL_CP_COUNT; i++) {
+        PyObject *t = Py_BuildValue("(ss)", il_crash_name(i), il_crash_what(i));
+        if (!t) {
+            Py_CLEAR(list);
+            break;
+        }
+        PyList_SET_ITEM(list, i, t);
+    }
+    return list;
+}
+
+static PyObject *mod_crash_arm(PyObject *m, PyObject *args)
+{
+    const char *name;
+    long nth = 1;
+    if (!PyArg_ParseTuple(args, "z|l:_crash_arm", &name, &nth))
+        return NULL;
+    if (il_crash_arm(name, nth) < 0) {
+        PyErr_Format(PyExc_ValueError, "no crash point named %s", name);
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef mod_methods[] = {
+    {"crash_points", mod_crash_points, METH_NOARGS,
+     "crash_points(): [(name, what is held there)] of the C core's crash points."},
+    {"_crash_arm", mod_crash_arm, METH_VARARGS,
+     "_crash_arm(name, nth=1): _exit(77) the nth time this process reaches the point "
+     "(None disarms). For tests only."},
     {"configure", mod_configure, METH_VARARGS, "configure(Empty, Full, QueueClosed, DeadlockError)"},
     {"self_tid", mod_self_tid, METH_NOARGS, "The calling thread's TID."},
     {"self_start", mod_self_start, METH_NOARGS, "The calling thread's start time (clock ticks)."},
@@ -1482,6 +1533,19 @@ PyMODINIT_FUNC PyInit__core(void)
     Full = Py_NewRef(PyExc_Exception);
     QueueClosed = Py_NewRef(PyExc_Exception);
     DeadlockError = Py_NewRef(PyExc_RuntimeError);
+    /* INTERLOCK_CRASH_AT=name[:nth] arms a crash point (tests only). */
+    const char *spec = getenv("INTERLOCK_CRASH_AT");
+    if (spec && *spec) {
+        char buf[128];
+        snprintf(buf, sizeof buf, "%s", spec);
+        long nth = 1;
+        char *colon = strchr(buf, ':');
+        if (colon) {
+            *colon = 0;
+            nth = strtol(colon + 1, NULL, 10);
+        }
+        il_crash_arm(buf, nth); /* an unknown name (a Python-level point) is left to Python */
+    }
     Py_INCREF(&RingType);
     Py_INCREF(&MutexType);
     if (PyModule_AddObject(m, "Ring", (PyObject *)&RingType) < 0 ||
@@ -1489,7 +1553,8 @@ PyMODINIT_FUNC PyInit__core(void)
         PyModule_AddIntConstant(m, "MUTEX_SIZE", sizeof(il_mutex_t)) < 0 ||
         PyModule_AddIntConstant(m, "RING_HEADER_SIZE", sizeof(il_ring_t)) < 0 ||
         PyModule_AddIntConstant(m, "RING_MAX_SIZE", IL_RING_MAX_SIZE) < 0 ||
-        PyModule_AddIntConstant(m, "CACHELINE", IL_CACHELINE) < 0)
+        PyModule_AddIntConstant(m, "CACHELINE", IL_CACHELINE) < 0 ||
+        PyModule_AddIntConstant(m, "CRASH_EXIT", IL_CRASH_EXIT) < 0)
         return NULL;
     return m;
 }

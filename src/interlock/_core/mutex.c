@@ -1,6 +1,8 @@
 /* mutex.c -- slow paths of the robust mutex (algorithm and states: mutex.h). */
 #include "mutex.h"
 
+#include "crashpoint.h"
+
 #define SPIN_LIMIT 200 /* polls of the word before sleeping, on >1 CPU */
 
 void il_mutex_init(il_mutex_t *m)
@@ -41,12 +43,26 @@ int il_mutex_lock(il_mutex_t *m, int64_t deadline, uint32_t *dead_pid)
 {
     uint32_t tid = il_self_tid();
     if (il_mutex_trylock_fast(m, tid)) {
+        IL_CRASH(MUTEX_LOCKED);
         note_owner(m, tid);
         return IL_OK;
     }
     uint32_t v = atomic_load_explicit(&m->word, memory_order_relaxed);
-    if ((v & IL_MUTEX_TID_MASK) == tid)
-        return IL_DEADLK;
+    if ((v & IL_MUTEX_TID_MASK) == tid) {
+        if (il_mutex_mine(m, tid))
+            return IL_DEADLK;
+        /* Our TID, not our hints: a dead process that had this TID holds
+         * it.  Take it over now (we are alive, so that one is not). */
+        if (atomic_compare_exchange_strong_explicit(&m->word, &v, tid | (v & IL_MUTEX_WAITERS),
+                                                    memory_order_acquire, memory_order_relaxed)) {
+            note_owner(m, tid);
+            m->depth = 0;
+            atomic_fetch_add_explicit(&m->owner_deaths, 1, memory_order_relaxed);
+            if (dead_pid)
+                *dead_pid = tid;
+            return IL_OWNER_DIED;
+        }
+    }
     if (deadline == 0)
         return IL_TIMEDOUT;
 
@@ -75,6 +91,7 @@ int il_mutex_lock(il_mutex_t *m, int64_t deadline, uint32_t *dead_pid)
             if (atomic_compare_exchange_weak_explicit(&m->word, &v, tid | IL_MUTEX_WAITERS,
                                                       memory_order_acquire,
                                                       memory_order_relaxed)) {
+                IL_CRASH(MUTEX_LOCKED);
                 note_owner(m, tid);
                 result = IL_OK;
                 break;
@@ -137,9 +154,9 @@ int il_mutex_lock(il_mutex_t *m, int64_t deadline, uint32_t *dead_pid)
 int il_mutex_unlock(il_mutex_t *m)
 {
     uint32_t tid = il_self_tid();
-    uint32_t v = atomic_load_explicit(&m->word, memory_order_relaxed);
-    if ((v & IL_MUTEX_TID_MASK) != tid)
+    if (!il_mutex_mine(m, tid))
         return IL_PERM;
+    IL_CRASH(MUTEX_UNLOCK_BEGIN);
     /* relaxed: hint; cleared so that a reader never pairs our start time
      * with the next owner's TID. */
     atomic_store_explicit(&m->owner_tid, 0, memory_order_relaxed);
@@ -147,6 +164,7 @@ int il_mutex_unlock(il_mutex_t *m)
      * owner's acquire-CAS.  An exchange, not a store: we must see whether
      * WAITERS was set by the time we freed the word. */
     uint32_t old = atomic_exchange_explicit(&m->word, 0, memory_order_release);
+    IL_CRASH(MUTEX_UNLOCK_RELEASED);
     if (old & IL_MUTEX_WAITERS)
         il_futex_wake(&m->word, 1);
     return IL_OK;

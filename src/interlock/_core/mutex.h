@@ -91,4 +91,15 @@ static inline uint32_t il_mutex_owner(il_mutex_t *m)
     return atomic_load_explicit(&m->word, memory_order_relaxed) & IL_MUTEX_TID_MASK;
 }
 
+/* Does the calling thread hold the lock?  The TID alone is not enough: a
+ * process that died holding the lock may have had the TID that we have now
+ * (TIDs are reused), so the owner hints must name us too. */
+static inline int il_mutex_mine(il_mutex_t *m, uint32_t tid)
+{
+    /* relaxed: the owner wrote the hints itself, in program order */
+    return il_mutex_owner(m) == tid &&
+           atomic_load_explicit(&m->owner_tid, memory_order_relaxed) == tid &&
+           atomic_load_explicit(&m->owner_start, memory_order_relaxed) == il_self_start();
+}
+
 #endif

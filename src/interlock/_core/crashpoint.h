@@ -1,0 +1,62 @@
+/*
+ * crashpoint.h -- named places where a test can make the process die.
+ *
+ * Every step of the protocols that matters (after taking a lock, after
+ * copying a payload, before publishing, ...) is named here.  The points are
+ * compiled in always and inert unless armed: disarmed, a point costs one
+ * relaxed load of a global and a branch predicted not taken.  Armed (the
+ * environment variable INTERLOCK_CRASH_AT="name[:n]" read at import, or
+ * _core._crash_arm(name, n) in a forked child), the n-th time (default 1st)
+ * the process reaches the point it calls _exit(CRASH_EXIT) on the spot, as
+ * abruptly as SIGKILL: no unlock, no Python cleanup, no atexit.
+ *
+ * The test matrix (tests/test_crash_points.py) is generated from
+ * _core.crash_points(), so a point added to the list below is tested.
+ */
+#ifndef INTERLOCK_CRASHPOINT_H
+#define INTERLOCK_CRASHPOINT_H
+
+#include <stdatomic.h>
+
+#define IL_CRASH_EXIT 77
+
+/* X(identifier, "name", "what the process holds when it dies there") */
+#define IL_CRASH_POINTS(X)                                                                   \
+    X(RING_PUT_LOCKED, "ring.put.locked", "producer lock held, nothing written")             \
+    X(RING_PUT_HEADER, "ring.put.header", "record header written, payload not")             \
+    X(RING_PUT_PAYLOAD, "ring.put.payload", "record written, not published")                \
+    X(RING_PUT_PUBLISHED, "ring.put.published", "tail published, producer lock still held") \
+    X(RING_PUT_UNLOCKED, "ring.put.unlocked", "lock released, consumers not woken")         \
+    X(RING_GET_LOCKED, "ring.get.locked", "consumer lock held, nothing read")               \
+    X(RING_GET_COPIED, "ring.get.copied", "record copied out, head not published")          \
+    X(RING_GET_PUBLISHED, "ring.get.published", "head published, consumer lock still held") \
+    X(RING_GET_UNLOCKED, "ring.get.unlocked", "lock released, producers not woken")         \
+    X(RING_CLOSE_LOCKED, "ring.close.locked", "producer lock held, closed flag not set")    \
+    X(MUTEX_LOCKED, "mutex.locked", "lock word taken, owner hints not written")             \
+    X(MUTEX_UNLOCK_BEGIN, "mutex.unlock.begin", "about to release")                         \
+    X(MUTEX_UNLOCK_RELEASED, "mutex.unlock.released", "word released, waiters not woken")
+
+enum {
+#define IL_CP_ENUM(id, name, what) IL_CP_##id,
+    IL_CRASH_POINTS(IL_CP_ENUM)
+#undef IL_CP_ENUM
+    IL_CP_COUNT
+};
+
+/* -1 when disarmed.  relaxed: set once before the workload runs (at import
+ * or right after fork), read by the same process. */
+extern _Atomic int il_crash_armed;
+void il_crash_hit(int id);
+int il_crash_arm(const char *spec, long nth);
+const char *il_crash_name(int id);
+const char *il_crash_what(int id);
+
+#define IL_CRASH(id)                                                                      \
+    do {                                                                                  \
+        if (__builtin_expect(atomic_load_explicit(&il_crash_armed, memory_order_relaxed) == \
+                                 IL_CP_##id,                                              \
+                             0))                                                          \
+            il_crash_hit(IL_CP_##id);                                                     \
+    } while (0)
+
+#endif
