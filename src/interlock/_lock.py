@@ -26,6 +26,7 @@ from typing import Any
 from . import _core, _segment
 from ._errors import OwnerDiedError, OwnerDiedWarning
 from ._shared import SharedObject
+from .aio import AsyncLockMixin
 
 _MODES = ("warn", "raise", "ignore")
 
@@ -45,7 +46,7 @@ class LockStatistics:
     owner_deaths: int
 
 
-class Lock(_core.Mutex, SharedObject):
+class Lock(_core.Mutex, SharedObject, AsyncLockMixin):
     """``Lock(*, name=None, create=None, on_owner_death="warn")``"""
 
     _kind = _segment.KIND_LOCK

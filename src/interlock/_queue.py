@@ -21,6 +21,7 @@ from typing import Any, Iterator
 from . import _core, _segment
 from ._errors import QueueClosed
 from ._shared import SharedObject
+from .aio import AsyncQueueMixin
 
 DEFAULT_CAPACITY = 4 << 20  # bytes
 MIN_CAPACITY = 64
@@ -57,7 +58,7 @@ def _check_int(value: object, what: str) -> int:
     return value
 
 
-class Queue(_core.Ring, SharedObject):
+class Queue(_core.Ring, SharedObject, AsyncQueueMixin):
     """A process-shared FIFO queue in shared memory.
 
     ``Queue(maxsize=0, *, name=None, capacity=4 MiB, create=None)``

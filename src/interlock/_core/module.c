@@ -1067,6 +1067,54 @@ static PyObject *Ring_unfinished_tasks(RingObject *self, void *unused)
     return PyLong_FromUnsignedLong(put - d);
 }
 
+static const char *const wait_names[] = {"nbytes", "timeout"};
+
+/* _wait_readable(timeout=None) / _wait_writable(nbytes, timeout=None): block
+ * (GIL released) until a get / a put of nbytes may succeed, or the queue is
+ * closed; False on timeout.  Consume nothing: the asyncio layer waits with
+ * these in a helper thread and does the get/put in the loop's thread, so a
+ * cancelled coroutine never holds an item. */
+static PyObject *ring_wait_method(RingObject *self, il_eventcount_t *ec, cond_fn cond,
+                                  uint64_t arg, PyObject *timeout)
+{
+    int64_t deadline;
+    if (parse_deadline(NULL, timeout, &deadline) < 0)
+        return NULL;
+    il_ring_t *r = RING(self);
+    while (!cond(r, arg)) {
+        int w = ring_wait((ShmObject *)self, ec, cond, arg, deadline);
+        if (w < 0)
+            return NULL;
+        if (w == IL_TIMEDOUT)
+            Py_RETURN_FALSE;
+    }
+    Py_RETURN_TRUE;
+}
+
+static PyObject *Ring_wait_readable(RingObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                    PyObject *kwnames)
+{
+    PyObject *a[1];
+    if (parse_args("_wait_readable", args, nargs, kwnames, wait_names + 1, 1, 0, a) < 0 ||
+        shm_check((ShmObject *)self) < 0)
+        return NULL;
+    return ring_wait_method(self, &RING(self)->not_empty, cond_not_empty, 0, a[0]);
+}
+
+static PyObject *Ring_wait_writable(RingObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                    PyObject *kwnames)
+{
+    PyObject *a[2];
+    if (parse_args("_wait_writable", args, nargs, kwnames, wait_names, 2, 1, a) < 0 ||
+        shm_check((ShmObject *)self) < 0)
+        return NULL;
+    unsigned long long n = PyLong_AsUnsignedLongLong(a[0]);
+    if (n == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    uint64_t need = IL_ALIGN8(sizeof(il_rec_t) + n);
+    return ring_wait_method(self, &RING(self)->not_full, cond_room, need, a[1]);
+}
+
 static PyObject *mutex_stats_dict(il_mutex_t *m);
 
 static PyObject *Ring_stats(RingObject *self, PyObject *unused)
@@ -1164,6 +1212,10 @@ static PyMethodDef Ring_methods[] = {
     {"_join", (PyCFunction)(void (*)(void))Ring_join, METH_FASTCALL | METH_KEYWORDS, NULL},
     {"_stats", (PyCFunction)Ring_stats, METH_NOARGS, NULL},
     {"_detach", (PyCFunction)shm_detach, METH_NOARGS, NULL},
+    {"_wait_readable", (PyCFunction)(void (*)(void))Ring_wait_readable,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"_wait_writable", (PyCFunction)(void (*)(void))Ring_wait_writable,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
     {NULL}};
 
 static PyGetSetDef Ring_getset[] = {
@@ -1382,7 +1434,35 @@ static PyObject *Mutex_stats(MutexObject *self, PyObject *unused)
     return mutex_stats_dict(MUTEX(self));
 }
 
+/* _wait_unlocked(timeout=None): block (GIL released) until the lock is free
+ * or its owner is dead; False on timeout.  Takes nothing (for asyncio). */
+static PyObject *Mutex_wait_unlocked(MutexObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                     PyObject *kwnames)
+{
+    PyObject *a[1];
+    int64_t deadline;
+    if (parse_args("_wait_unlocked", args, nargs, kwnames, join_names, 1, 0, a) < 0 ||
+        parse_deadline(NULL, a[0], &deadline) < 0 || shm_check((ShmObject *)self) < 0)
+        return NULL;
+    il_mutex_t *m = MUTEX(self);
+    int res;
+    for (;;) {
+        self->base.busy++;
+        Py_BEGIN_ALLOW_THREADS
+        res = il_mutex_wait_unlocked(m, deadline);
+        Py_END_ALLOW_THREADS
+        self->base.busy--;
+        if (res != IL_INTR)
+            break;
+        if (PyErr_CheckSignals() < 0)
+            return NULL;
+    }
+    return PyBool_FromLong(res == IL_OK);
+}
+
 static PyMethodDef Mutex_methods[] = {
+    {"_wait_unlocked", (PyCFunction)(void (*)(void))Mutex_wait_unlocked,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
     {"acquire", (PyCFunction)(void (*)(void))Mutex_acquire, METH_FASTCALL | METH_KEYWORDS,
      "acquire(block=True, timeout=None)\n--\n\nTake the lock; True if taken."},
     {"release", (PyCFunction)Mutex_release, METH_NOARGS,

@@ -63,8 +63,26 @@ int il_mutex_lock(il_mutex_t *m, int64_t deadline, uint32_t *dead_pid)
             return IL_OWNER_DIED;
         }
     }
-    if (deadline == 0)
+    if (deadline == 0) {
+        /* Non-blocking, but a lock whose owner is dead is free to take:
+         * check (a /proc read, only when the lock is held). */
+        uint32_t owner = v & IL_MUTEX_TID_MASK;
+        if (owner != 0 && owner != tid && !owner_alive(m, owner) &&
+            atomic_compare_exchange_strong_explicit(&m->word, &v, tid | (v & IL_MUTEX_WAITERS),
+                                                    memory_order_acquire,
+                                                    memory_order_relaxed)) {
+            uint32_t pid = owner;
+            if (atomic_load_explicit(&m->owner_tid, memory_order_relaxed) == owner)
+                pid = atomic_load_explicit(&m->owner_pid, memory_order_relaxed);
+            note_owner(m, tid);
+            m->depth = 0;
+            atomic_fetch_add_explicit(&m->owner_deaths, 1, memory_order_relaxed);
+            if (dead_pid)
+                *dead_pid = pid;
+            return IL_OWNER_DIED;
+        }
         return IL_TIMEDOUT;
+    }
 
     /* Short spin: the owner is probably running on another CPU and about to
      * release.  Never on one CPU, where spinning only delays the owner. */
@@ -168,4 +186,31 @@ int il_mutex_unlock(il_mutex_t *m)
     if (old & IL_MUTEX_WAITERS)
         il_futex_wake(&m->word, 1);
     return IL_OK;
+}
+
+int il_mutex_wait_unlocked(il_mutex_t *m, int64_t deadline)
+{
+    for (;;) {
+        uint32_t v = atomic_load_explicit(&m->word, memory_order_relaxed);
+        uint32_t owner = v & IL_MUTEX_TID_MASK;
+        if (owner == 0)
+            return IL_OK;
+        if (!(v & IL_MUTEX_WAITERS)) {
+            /* relaxed: as in il_mutex_lock, the bit only asks for a wake */
+            if (!atomic_compare_exchange_weak_explicit(&m->word, &v, v | IL_MUTEX_WAITERS,
+                                                       memory_order_relaxed,
+                                                       memory_order_relaxed))
+                continue;
+            v |= IL_MUTEX_WAITERS;
+        }
+        int64_t now = il_now_ns();
+        if (now >= deadline)
+            return IL_TIMEDOUT;
+        int64_t slice = deadline - now < IL_MUTEX_SLICE_NS ? deadline - now : IL_MUTEX_SLICE_NS;
+        int r = il_futex_wait(&m->word, v, slice);
+        if (r == IL_INTR)
+            return IL_INTR;
+        if (r == IL_TIMEDOUT && !owner_alive(m, owner))
+            return IL_OK; /* free to take over */
+    }
 }

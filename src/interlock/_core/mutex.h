@@ -82,6 +82,9 @@ void il_mutex_init(il_mutex_t *m);
  * Returns IL_OK, IL_OWNER_DIED (taken; *dead_pid names the dead owner's
  * process when known, else its TID), IL_TIMEDOUT, IL_INTR or IL_DEADLK. */
 int il_mutex_lock(il_mutex_t *m, int64_t deadline, uint32_t *dead_pid);
+/* Wait until the lock is free or its owner is dead, taking nothing.
+ * Returns IL_OK, IL_TIMEDOUT or IL_INTR. */
+int il_mutex_wait_unlocked(il_mutex_t *m, int64_t deadline);
 /* Release; IL_PERM if the caller does not own it. */
 int il_mutex_unlock(il_mutex_t *m);
 /* Owner's TID or 0. */

@@ -1,0 +1,204 @@
+"""asyncio: get_async/put_async/async for on Queue, async with on Lock.
+
+What must hold (interlock.aio): the loop never blocks while a coroutine
+waits; no polling on a timer; timeouts raise queue.Empty / queue.Full;
+a cancelled coroutine leaves the queue and the lock consistent.
+"""
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import time
+from typing import Any
+
+import pytest
+
+import interlock
+
+
+def _producer(q: interlock.Queue, start: int, n: int, delay: float) -> None:
+    time.sleep(delay)
+    for i in range(start, start + n):
+        q.put(i)
+
+
+def _consumer(q: interlock.Queue, out: interlock.Queue, n: int) -> None:
+    for _ in range(n):
+        out.put(q.get(timeout=20))
+
+
+def run(coro: Any) -> Any:
+    return asyncio.run(asyncio.wait_for(coro, 60))
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_many_coroutines_and_processes_exactly_once(method: str) -> None:
+    ctx = mp.get_context(method)
+    q = interlock.Queue(maxsize=8)
+    procs = [ctx.Process(target=_producer, args=(q, k * 1000, 300, 0.1)) for k in range(3)]
+    for p in procs:
+        p.start()
+
+    async def main() -> list[int]:
+        got: list[int] = []
+
+        async def consumer() -> None:
+            while len(got) < 900:
+                try:
+                    got.append(await q.get_async(timeout=0.5))
+                except interlock.Empty:
+                    continue
+
+        await asyncio.gather(*(consumer() for _ in range(20)))
+        return got
+
+    got = run(main())
+    for p in procs:
+        p.join(10)
+        assert p.exitcode == 0
+    assert sorted(got) == sorted(k * 1000 + i for k in range(3) for i in range(300))
+    for k in range(3):  # each producer's order, as seen by the consumers' takes
+        mine = [x for x in got if x // 1000 == k]
+        assert mine == sorted(mine)
+
+
+def test_loop_stays_responsive_while_waiting() -> None:
+    q = interlock.Queue()
+    p = mp.get_context("fork").Process(target=_producer, args=(q, 0, 5, 0.5))
+    p.start()
+
+    async def main() -> tuple[int, list[int]]:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        t = asyncio.create_task(ticker())
+        items = [await q.get_async() for _ in range(5)]
+        t.cancel()
+        return ticks, items
+
+    ticks, items = run(main())
+    p.join(10)
+    assert items == list(range(5))
+    # 0.5 s of waiting at 10 ms a tick: a blocked loop would show ~0
+    assert ticks >= 20
+
+
+def test_put_async_waits_for_room_and_times_out() -> None:
+    q = interlock.Queue(maxsize=2)
+
+    async def main() -> None:
+        await q.put_async(1)
+        await q.put_async(2)
+        t0 = time.monotonic()
+        with pytest.raises(interlock.Full):
+            await q.put_async(3, timeout=0.2)
+        assert 0.15 <= time.monotonic() - t0 < 2
+        task = asyncio.create_task(q.put_async(3))
+        await asyncio.sleep(0.05)
+        assert not task.done()
+        assert q.get_nowait() == 1  # room: the waiting put goes through
+        await asyncio.wait_for(task, 5)
+        assert [q.get_nowait(), q.get_nowait()] == [2, 3]
+
+    run(main())
+
+
+def test_get_async_timeout_and_bad_timeout() -> None:
+    q = interlock.Queue()
+
+    async def main() -> None:
+        t0 = time.monotonic()
+        with pytest.raises(interlock.Empty):
+            await q.get_async(timeout=0.2)
+        assert 0.15 <= time.monotonic() - t0 < 2
+        with pytest.raises(ValueError, match="non-negative"):
+            await q.get_async(timeout=-1)
+        with pytest.raises(TypeError, match="timeout"):
+            await q.get_async(timeout="1")  # type: ignore[arg-type]
+
+    run(main())
+
+
+def test_cancellation_leaves_queue_consistent() -> None:
+    q = interlock.Queue()
+
+    async def main() -> None:
+        for round_ in range(20):
+            waiters = [asyncio.create_task(q.get_async()) for _ in range(10)]
+            await asyncio.sleep(0.01)
+            for w in waiters[:9]:
+                w.cancel()
+            q.put(round_)
+            assert await asyncio.wait_for(waiters[9], 5) == round_
+            await asyncio.gather(*waiters[:9], return_exceptions=True)
+            assert q.qsize() == 0
+
+    run(main())
+
+
+def test_async_for_stops_at_close() -> None:
+    q = interlock.Queue()
+    for i in range(10):
+        q.put(i)
+    q.close()
+
+    async def main() -> list[int]:
+        return [x async for x in q]
+
+    assert run(main()) == list(range(10))
+
+
+def _holder(lock: interlock.Lock, hold: float) -> None:
+    with lock:
+        time.sleep(hold)
+
+
+def test_async_lock_excludes_coroutines_and_processes() -> None:
+    lock = interlock.Lock()
+    p = mp.get_context("fork").Process(target=_holder, args=(lock, 0.3))
+    p.start()
+    time.sleep(0.1)
+
+    async def main() -> list[tuple[int, str]]:
+        log: list[tuple[int, str]] = []
+
+        async def worker(k: int) -> None:
+            async with lock:
+                log.append((k, "in"))
+                await asyncio.sleep(0.01)
+                log.append((k, "out"))
+
+        t0 = time.monotonic()
+        await asyncio.gather(*(worker(k) for k in range(5)))
+        assert time.monotonic() - t0 >= 0.15  # waited for the other process
+        return log
+
+    log = run(main())
+    p.join(10)
+    for i in range(0, len(log), 2):  # never two inside at once
+        assert log[i][0] == log[i + 1][0] and log[i][1] == "in" and log[i + 1][1] == "out"
+    assert not lock.locked()
+
+
+def test_async_lock_timeout_and_cancel() -> None:
+    lock = interlock.Lock()
+
+    async def main() -> None:
+        lock.acquire()
+        assert await lock.acquire_async(timeout=0.1) is False
+        task = asyncio.create_task(lock.acquire_async())
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        lock.release()
+        assert not lock.locked()  # the cancelled waiter took nothing
+        async with lock:
+            assert lock.locked()
+
+    run(main())
