@@ -10,7 +10,7 @@ import sys as _sys
 if not _sys.platform.startswith("linux"):  # pragma: no cover
     raise ImportError(f"interlock needs Linux (futex, /proc, /dev/shm); this is {_sys.platform}")
 
-from . import _core  # noqa: E402
+from . import _core, _waitfor  # noqa: E402
 from ._errors import (  # noqa: E402
     DeadlockError,
     Empty,
@@ -23,8 +23,13 @@ from ._errors import (  # noqa: E402
 
 _core.configure(Empty, Full, QueueClosed, DeadlockError)
 
+from ._hierarchy import LockOrderError, ordered  # noqa: E402
 from ._lock import Lock, LockStatistics, RLock  # noqa: E402
 from ._queue import JoinableQueue, Queue, QueueStatistics, SimpleQueue  # noqa: E402
+from ._waitfor import set_deadlock_timeout  # noqa: E402
+from . import lockdep  # noqa: E402  (reads INTERLOCK_LOCKDEP)
+
+_core._set_tracking(lockdep.enabled(), _waitfor.deadlock_timeout())
 
 __version__ = "0.1.0"
 
@@ -43,4 +48,8 @@ __all__ = [
     "OwnerDiedWarning",
     "OwnerDiedError",
     "SegmentError",
+    "LockOrderError",
+    "ordered",
+    "lockdep",
+    "set_deadlock_timeout",
 ]

@@ -26,6 +26,7 @@ from typing import Any
 from . import _core, _segment
 from ._errors import OwnerDiedError, OwnerDiedWarning
 from ._shared import SharedObject
+from ._hierarchy import TrackedLockMixin
 from .aio import AsyncLockMixin
 
 _MODES = ("warn", "raise", "ignore")
@@ -46,23 +47,43 @@ class LockStatistics:
     owner_deaths: int
 
 
-class Lock(_core.Mutex, SharedObject, AsyncLockMixin):
-    """``Lock(*, name=None, create=None, on_owner_death="warn")``"""
+class Lock(_core.Mutex, SharedObject, TrackedLockMixin, AsyncLockMixin):
+    """``Lock(*, name=None, create=None, on_owner_death="warn", level=None)``
+
+    ``level``: the lock's place in the lock hierarchy (an int). A thread
+    that holds a lock of level n may only take locks of level > n; taking
+    one against that order raises :class:`LockOrderError` at once. The
+    level is stored with the lock: every process that attaches it by name
+    sees the same one.
+    """
 
     _kind = _segment.KIND_LOCK
     _recursive = False
 
     def __init__(self, *, name: str | None = None, create: bool | None = None,
-                 on_owner_death: str = "warn") -> None:
+                 on_owner_death: str = "warn", level: int | None = None) -> None:
         if on_owner_death not in _MODES:
             raise ValueError(f"on_owner_death must be one of {_MODES}, not {on_owner_death!r}")
+        if level is not None and (isinstance(level, bool) or not isinstance(level, int)):
+            raise TypeError(f"level must be an int or None, not {type(level).__name__}")
+        if level is not None and not -(2**31) < level < 2**31:
+            raise ValueError(f"level out of range: {level}")
         self._on_death = on_owner_death
 
         def init(buf: Any, offset: int) -> None:
             _core.Mutex(buf, offset, create=True)._detach()
 
-        seg = self._open_segment(name, create, _core.MUTEX_SIZE, (), init)
+        # params[0]: 0 = no level, else level + 2**31 (so that 0 stays "none")
+        stored = 0 if level is None else level + 2**31
+        seg = self._open_segment(name, create, _core.MUTEX_SIZE, (stored,), init)
+        have = seg.params()[0]
+        if not seg.created and level is not None and have != stored:
+            seg.release()
+            raise ValueError(f"lock {seg.name!r} exists with level "
+                             f"{None if have == 0 else have - 2**31}, not {level}")
+        self.level: int | None = None if have == 0 else have - 2**31
         _core.Mutex.__init__(self, seg.mm, seg.object_offset, recursive=self._recursive)
+        self._tracked = self.level is not None
 
     def _pickle_options(self) -> dict[str, Any]:
         return {"on_owner_death": self._on_death}

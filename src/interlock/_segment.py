@@ -64,7 +64,8 @@ PREFIX = "interlock"
 KIND_QUEUE = 1
 KIND_LOCK = 2
 KIND_RLOCK = 3
-KIND_NAMES = {KIND_QUEUE: "Queue", KIND_LOCK: "Lock", KIND_RLOCK: "RLock"}
+KIND_TABLE = 90  # interlock's own bookkeeping (the deadlock tooling's tables)
+KIND_NAMES = {KIND_QUEUE: "Queue", KIND_LOCK: "Lock", KIND_RLOCK: "RLock", KIND_TABLE: "Table"}
 
 _HDR = struct.Struct("<8sIIQIIQQIIIIII")  # up to and including reserved @68
 _PARAMS = struct.Struct("<7Q")
@@ -161,6 +162,7 @@ class Segment:
         create: bool | None = None,
         init: Callable[[mmap.mmap, int], None] | None = None,
         nslots: int = DEFAULT_SLOTS,
+        internal: bool = False,
     ) -> None:
         """Create (``create=True``), attach (``False``) or either (``None``).
 
@@ -168,7 +170,11 @@ class Segment:
         becomes visible.
         """
         self.anonymous = name is None
-        self.name = validate_name(name) if name is not None else _fresh_name()
+        if internal:  # interlock's own objects: "@name", never a user's name
+            assert name is not None and name.startswith("@") and validate_name(name[1:])
+            self.name = name
+        else:
+            self.name = validate_name(name) if name is not None else _fresh_name()
         self.path = path_of(self.name)
         self.kind = kind
         self.created = False

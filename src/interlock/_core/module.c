@@ -17,6 +17,7 @@
 #include <Python.h>
 
 #include <math.h>
+#include <structmember.h>
 
 #include "crashpoint.h"
 #include "mutex.h"
@@ -195,7 +196,7 @@ static int shm_traverse(ShmObject *self, visitproc visit, void *arg)
 /* Take one of the ring's side locks (or a user Mutex), releasing the GIL only
  * if we must wait.  Returns IL_OK / IL_OWNER_DIED / IL_TIMEDOUT / IL_DEADLK,
  * or -1 with an exception (a signal handler raised). */
-static int lock_mutex(ShmObject *self, il_mutex_t *m, int64_t deadline, uint32_t *dead)
+static inline int take_fast(il_mutex_t *m)
 {
     uint32_t tid = il_self_tid();
     if (il_mutex_trylock_fast(m, tid)) {
@@ -207,8 +208,15 @@ static int lock_mutex(ShmObject *self, il_mutex_t *m, int64_t deadline, uint32_t
         atomic_store_explicit(&m->acquisitions,
                               atomic_load_explicit(&m->acquisitions, memory_order_relaxed) + 1,
                               memory_order_relaxed);
-        return IL_OK;
+        return 1;
     }
+    return 0;
+}
+
+static int lock_mutex(ShmObject *self, il_mutex_t *m, int64_t deadline, uint32_t *dead)
+{
+    if (take_fast(m))
+        return IL_OK;
     for (;;) {
         int r;
         if (deadline == 0) {
@@ -1243,7 +1251,26 @@ static PyTypeObject RingType = {
 typedef struct {
     ShmObject base;
     int recursive;
+    char tracked; /* route acquire/release through the Python tracking layer */
 } MutexObject;
+
+/* Lock tracking (levels, lockdep: _hierarchy.py, _lockdep.py) and runtime
+ * deadlock detection (_waitfor.py) live in Python.  Off, they cost the fast
+ * path one load of `tracked` and one relaxed load of `track_all`. */
+static _Atomic int track_all;          /* lockdep enabled: every Lock is tracked */
+static _Atomic int64_t deadlock_ns = 1000000000LL; /* 0: runtime detection off */
+#define DEADLOCK_RECHECK_NS 250000000LL
+static PyObject *str_tracked_acquire, *str_tracked_release, *str_tracked_enter,
+    *str_on_long_wait, *str_end_long_wait;
+
+static PyTypeObject MutexType;
+
+static inline int is_tracked(MutexObject *self)
+{
+    /* relaxed: a configuration flag, set before the locks are used */
+    return self->tracked || (atomic_load_explicit(&track_all, memory_order_relaxed) &&
+                             Py_TYPE(self) != &MutexType); /* a bare Mutex is internal */
+}
 
 #define MUTEX(self) ((il_mutex_t *)((ShmObject *)(self))->p)
 
@@ -1304,7 +1331,43 @@ static int mutex_acquire(MutexObject *self, int64_t deadline, int in_enter)
         return -1;
     }
     uint32_t dead = 0;
-    int r = lock_mutex((ShmObject *)self, m, deadline, &dead);
+    int r;
+    /* relaxed: configuration */
+    int64_t slice = atomic_load_explicit(&deadlock_ns, memory_order_relaxed);
+    if (take_fast(m)) {
+        r = IL_OK;
+    } else if (slice <= 0 || deadline == 0 || Py_TYPE(self) == &MutexType) {
+        r = lock_mutex((ShmObject *)self, m, deadline, &dead);
+    } else {
+        /* Wait in phases: after deadlock_timeout, and then every recheck
+         * interval, ask the wait-for graph whether we are in a cycle
+         * (_waitfor.py); it raises DeadlockError in the one chosen victim. */
+        int long_wait = 0;
+        for (;;) {
+            int64_t now = il_now_ns();
+            int64_t phase = deadline - now > slice ? now + slice : deadline;
+            r = lock_mutex((ShmObject *)self, m, phase, &dead);
+            if (r != IL_TIMEDOUT || phase == deadline)
+                break;
+            long_wait = 1;
+            PyObject *res = PyObject_CallMethodNoArgs((PyObject *)self, str_on_long_wait);
+            if (!res) {
+                r = -1;
+                break;
+            }
+            Py_DECREF(res);
+            slice = DEADLOCK_RECHECK_NS;
+        }
+        if (long_wait) {
+            PyObject *t, *v, *tb;
+            PyErr_Fetch(&t, &v, &tb);
+            PyObject *res = PyObject_CallMethodNoArgs((PyObject *)self, str_end_long_wait);
+            Py_XDECREF(res);
+            if (!res)
+                PyErr_Clear();
+            PyErr_Restore(t, v, tb);
+        }
+    }
     if (r == IL_TIMEDOUT)
         return 0;
     if (r < 0)
@@ -1335,8 +1398,25 @@ static int mutex_acquire(MutexObject *self, int64_t deadline, int in_enter)
 
 static const char *const acquire_names[] = {"block", "timeout"};
 
+static PyObject *Mutex_raw_acquire(MutexObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                   PyObject *kwnames);
+
 static PyObject *Mutex_acquire(MutexObject *self, PyObject *const *args, Py_ssize_t nargs,
                                PyObject *kwnames)
+{
+    if (__builtin_expect(is_tracked(self), 0)) {
+        PyObject *meth = PyObject_GetAttr((PyObject *)self, str_tracked_acquire);
+        if (!meth)
+            return NULL;
+        PyObject *res = PyObject_Vectorcall(meth, args, nargs, kwnames);
+        Py_DECREF(meth);
+        return res;
+    }
+    return Mutex_raw_acquire(self, args, nargs, kwnames);
+}
+
+static PyObject *Mutex_raw_acquire(MutexObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                   PyObject *kwnames)
 {
     int64_t deadline = IL_FOREVER;
     if (nargs || kwnames) {
@@ -1366,7 +1446,7 @@ static PyObject *Mutex_acquire(MutexObject *self, PyObject *const *args, Py_ssiz
     return PyBool_FromLong(r);
 }
 
-static PyObject *Mutex_enter(MutexObject *self, PyObject *unused)
+static PyObject *Mutex_raw_enter(MutexObject *self, PyObject *unused)
 {
     int r = mutex_acquire(self, IL_FOREVER, 1);
     if (r < 0)
@@ -1374,7 +1454,26 @@ static PyObject *Mutex_enter(MutexObject *self, PyObject *unused)
     Py_RETURN_TRUE;
 }
 
+static PyObject *Mutex_enter(MutexObject *self, PyObject *unused)
+{
+    if (__builtin_expect(is_tracked(self), 0))
+        return PyObject_CallMethodNoArgs((PyObject *)self, str_tracked_enter);
+    int r = mutex_acquire(self, IL_FOREVER, 1);
+    if (r < 0)
+        return NULL;
+    Py_RETURN_TRUE;
+}
+
+static PyObject *Mutex_raw_release(MutexObject *self, PyObject *unused);
+
 static PyObject *Mutex_release(MutexObject *self, PyObject *unused)
+{
+    if (__builtin_expect(is_tracked(self), 0))
+        return PyObject_CallMethodNoArgs((PyObject *)self, str_tracked_release);
+    return Mutex_raw_release(self, unused);
+}
+
+static PyObject *Mutex_raw_release(MutexObject *self, PyObject *unused)
 {
     if (shm_check((ShmObject *)self) < 0)
         return NULL;
@@ -1468,6 +1567,10 @@ static PyMethodDef Mutex_methods[] = {
     {"release", (PyCFunction)Mutex_release, METH_NOARGS,
      "release()\n--\n\nRelease the lock (only its owner may)."},
     {"__enter__", (PyCFunction)Mutex_enter, METH_NOARGS, NULL},
+    {"_raw_acquire", (PyCFunction)(void (*)(void))Mutex_raw_acquire,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"_raw_enter", (PyCFunction)Mutex_raw_enter, METH_NOARGS, NULL},
+    {"_raw_release", (PyCFunction)Mutex_raw_release, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)Mutex_exit, METH_VARARGS, NULL},
     {"locked", (PyCFunction)Mutex_locked, METH_NOARGS,
      "locked()\n--\n\nTrue if some thread holds the lock."},
@@ -1475,6 +1578,11 @@ static PyMethodDef Mutex_methods[] = {
     {"_count", (PyCFunction)Mutex_count, METH_NOARGS, NULL},
     {"_stats", (PyCFunction)Mutex_stats, METH_NOARGS, NULL},
     {"_detach", (PyCFunction)shm_detach, METH_NOARGS, NULL},
+    {NULL}};
+
+static PyMemberDef Mutex_members[] = {
+    {"_tracked", T_BOOL, offsetof(MutexObject, tracked), 0,
+     "route acquire/release through the Python tracking layer"},
     {NULL}};
 
 static PyTypeObject MutexType = {
@@ -1489,6 +1597,7 @@ static PyTypeObject MutexType = {
     .tp_dealloc = (destructor)shm_dealloc,
     .tp_traverse = (traverseproc)shm_traverse,
     .tp_methods = Mutex_methods,
+    .tp_members = Mutex_members,
 };
 
 /* ================================================================= module */
@@ -1569,7 +1678,22 @@ static PyObject *mod_crash_arm(PyObject *m, PyObject *args)
     Py_RETURN_NONE;
 }
 
+static PyObject *mod_set_tracking(PyObject *m, PyObject *args)
+{
+    int all;
+    double dl;
+    if (!PyArg_ParseTuple(args, "pd:_set_tracking", &all, &dl))
+        return NULL;
+    /* relaxed: configuration flags (is_tracked) */
+    atomic_store_explicit(&track_all, all, memory_order_relaxed);
+    atomic_store_explicit(&deadlock_ns, dl > 0 ? (int64_t)(dl * 1e9) : 0, memory_order_relaxed);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef mod_methods[] = {
+    {"_set_tracking", mod_set_tracking, METH_VARARGS,
+     "_set_tracking(track_all_locks, deadlock_timeout_s): lockdep on/off; runtime "
+     "detection after this many seconds of waiting (0 = off)."},
     {"crash_points", mod_crash_points, METH_NOARGS,
      "crash_points(): [(name, what is held there)] of the C core's crash points."},
     {"_crash_arm", mod_crash_arm, METH_VARARGS,
@@ -1609,6 +1733,11 @@ PyMODINIT_FUNC PyInit__core(void)
     kw_buffers = Py_BuildValue("(s)", "buffers");
     protocol5 = PyLong_FromLong(5);
     str_on_owner_died = PyUnicode_InternFromString("_on_owner_died");
+    str_tracked_acquire = PyUnicode_InternFromString("_tracked_acquire");
+    str_tracked_release = PyUnicode_InternFromString("_tracked_release");
+    str_tracked_enter = PyUnicode_InternFromString("_tracked_enter");
+    str_on_long_wait = PyUnicode_InternFromString("_on_long_wait");
+    str_end_long_wait = PyUnicode_InternFromString("_end_long_wait");
     Empty = Py_NewRef(PyExc_Exception);
     Full = Py_NewRef(PyExc_Exception);
     QueueClosed = Py_NewRef(PyExc_Exception);

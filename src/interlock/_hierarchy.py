@@ -1,0 +1,211 @@
+"""Deadlock avoidance: lock levels and ``ordered()`` (Dijkstra's resource
+hierarchy), and the per-thread record of held locks that the deadlock
+tooling shares.
+
+The lecture's rule: if every process takes locks in one global order, no
+cycle of waiters can form, so no deadlock. Two ways to follow it:
+
+- ``interlock.ordered(a, b, c)`` takes all the given locks in the one global
+  order (by level, then by name, which every process computes the same way),
+  all or nothing.
+- ``Lock(level=n)``: taking a lock whose level is not above every level the
+  thread already holds raises :class:`LockOrderError` at once, naming both
+  locks and where each was taken, before anything can deadlock.
+
+Tracking costs nothing for locks without a level while lockdep is off: the
+C core routes ``acquire``/``release`` through the ``_tracked_*`` methods
+below only for tracked locks (``_core`` ``is_tracked``).
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from ._errors import DeadlockError
+
+
+class LockOrderError(RuntimeError):
+    """A lock was (or would be) taken against the lock order: against the
+    levels (at once), or closing a cycle of observed orders (lockdep, in
+    ``"raise"`` mode)."""
+
+
+@dataclass
+class Held:
+    lock: Any
+    name: str
+    level: int | None
+    where: str
+    count: int = 1
+    read: bool = False
+    since: float = field(default_factory=time.monotonic)
+
+
+_local = threading.local()
+_PKG = __name__.rsplit(".", 1)[0]
+
+
+def held() -> list[Held]:
+    """The tracked locks the calling thread holds, oldest first."""
+    h = getattr(_local, "held", None)
+    if h is None:
+        h = _local.held = []
+    return h  # type: ignore[no-any-return]
+
+
+def where(stack: int = 1) -> str:
+    """'file:line in function' of the first caller outside interlock
+    (with up to ``stack`` frames, innermost first, joined by ' <- ')."""
+    f = sys._getframe(1)
+    while f is not None and (f.f_globals.get("__name__", "") or "").startswith(_PKG):
+        f = f.f_back  # type: ignore[assignment]
+    out = []
+    while f is not None and len(out) < stack:
+        out.append(f"{f.f_code.co_filename}:{f.f_lineno} in {f.f_code.co_name}")
+        f = f.f_back  # type: ignore[assignment]
+    return " <- ".join(out) or "?"
+
+
+def _find(lock: Any) -> Held | None:
+    for h in held():
+        if h.lock is lock:
+            return h
+    return None
+
+
+def check_level(lock: Any, name: str, level: int | None, site: str) -> None:
+    if level is None:
+        return
+    for h in held():
+        if h.level is not None and h.lock is not lock and h.level >= level:
+            raise LockOrderError(
+                f"lock order violation: taking {name!r} (level {level}) at {site} while holding "
+                f"{h.name!r} (level {h.level}) taken at {h.where}; locks must be taken in "
+                "increasing level order (or use interlock.ordered())"
+            )
+
+
+def before_acquire(lock: Any, blocking: bool, site: str, read: bool = False) -> bool:
+    """Checks before taking ``lock``.  Returns True if this is a re-entry of
+    a lock the thread already holds (no new order to record)."""
+    h = _find(lock)
+    if h is not None and lock._recursive:
+        return True
+    name, level = lock.name, lock.level
+    check_level(lock, name, level, site)
+    from . import lockdep
+
+    if lockdep.enabled():
+        lockdep.note_acquire(lock, name, site, blocking, held(), read=read, again=h is not None)
+    return False
+
+
+def after_acquire(lock: Any, site: str, reentry: bool, read: bool = False) -> None:
+    if reentry:
+        h = _find(lock)
+        if h is not None:
+            h.count += 1
+            return
+    held().append(Held(lock, lock.name, lock.level, site, read=read))
+
+
+def after_release(lock: Any) -> None:
+    stack = held()
+    for i in range(len(stack) - 1, -1, -1):
+        if stack[i].lock is lock:
+            stack[i].count -= 1
+            if stack[i].count <= 0:
+                del stack[i]
+            return
+
+
+class TrackedLockMixin:
+    """The methods the C core calls for a tracked lock (``_core.Mutex``)."""
+
+    def _tracked_acquire(self, block: bool = True, timeout: float | None = None) -> bool:
+        lk: Any = self
+        site = where()
+        again = before_acquire(self, bool(block), site)
+        ok = bool(lk._raw_acquire(block, timeout))
+        if ok:
+            after_acquire(self, site, again)
+        return ok
+
+    def _tracked_enter(self) -> bool:
+        lk: Any = self
+        site = where()
+        again = before_acquire(self, True, site)
+        lk._raw_enter()
+        after_acquire(self, site, again)
+        return True
+
+    def _tracked_release(self) -> None:
+        lk: Any = self
+        lk._raw_release()
+        after_release(self)
+
+    # Runtime deadlock detection (the C core calls these after a thread has
+    # waited deadlock_timeout for this lock, then every 250 ms).
+    def _on_long_wait(self) -> None:
+        from . import _waitfor
+
+        _waitfor.on_long_wait(self)
+
+    def _end_long_wait(self) -> None:
+        from . import _waitfor
+
+        _waitfor.end_long_wait(self)
+
+
+def _order_key(lock: Any) -> tuple[int, str]:
+    level = getattr(lock, "level", None)
+    return (-1 if level is None else level, lock.name)
+
+
+@contextlib.contextmanager
+def ordered(*locks: Any, timeout: float | None = None) -> Iterator[tuple[Any, ...]]:
+    """Take every lock in ``locks`` in the one global order (level, then
+    name), whatever order they are given in; release them in reverse.
+
+    All or nothing: if ``timeout`` (seconds, for the whole set) passes or an
+    acquisition raises, the locks already taken are released and
+    ``TimeoutError`` (or the error) is raised. Duplicates are taken once.
+    """
+    if timeout is not None and (timeout != timeout or timeout < 0):
+        raise ValueError("'timeout' must be a non-negative number")
+    uniq: dict[str, Any] = {}
+    for lk in locks:
+        if not hasattr(lk, "acquire") or not hasattr(lk, "name"):
+            raise TypeError(f"ordered() takes interlock locks, not {type(lk).__name__}")
+        uniq.setdefault(lk.name, lk)
+    order = sorted(uniq.values(), key=_order_key)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    taken: list[Any] = []
+    try:
+        for lk in order:
+            if deadline is None:
+                ok = lk.acquire()
+            else:
+                ok = lk.acquire(timeout=max(0.0, deadline - time.monotonic()))
+            if not ok:
+                raise TimeoutError(
+                    f"ordered(): could not take {lk.name!r} within {timeout} s "
+                    f"(holding {[t.name for t in taken]}); released everything"
+                )
+            taken.append(lk)
+    except BaseException:
+        for lk in reversed(taken):
+            lk.release()
+        raise
+    try:
+        yield tuple(order)
+    finally:
+        for lk in reversed(taken):
+            lk.release()
+
+
+__all__ = ["LockOrderError", "ordered", "DeadlockError"]
