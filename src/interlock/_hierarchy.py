@@ -71,8 +71,9 @@ def where(stack: int = 1) -> str:
 
 
 def _find(lock: Any) -> Held | None:
+    # By name: two handles on one named lock are the same lock.
     for h in held():
-        if h.lock is lock:
+        if h.name == lock.name:
             return h
     return None
 
@@ -81,7 +82,7 @@ def check_level(lock: Any, name: str, level: int | None, site: str) -> None:
     if level is None:
         return
     for h in held():
-        if h.level is not None and h.lock is not lock and h.level >= level:
+        if h.level is not None and h.name != name and h.level >= level:
             raise LockOrderError(
                 f"lock order violation: taking {name!r} (level {level}) at {site} while holding "
                 f"{h.name!r} (level {h.level}) taken at {h.where}; locks must be taken in "
@@ -116,7 +117,7 @@ def after_acquire(lock: Any, site: str, reentry: bool, read: bool = False) -> No
 def after_release(lock: Any) -> None:
     stack = held()
     for i in range(len(stack) - 1, -1, -1):
-        if stack[i].lock is lock:
+        if stack[i].name == lock.name:
             stack[i].count -= 1
             if stack[i].count <= 0:
                 del stack[i]

@@ -326,9 +326,8 @@ class Segment:
             if not self._claim_slot():
                 meta._detach()
                 mm.close()
-                os.close(fd)
                 self.mm = None
-                return False
+                return False  # (fd is closed by the finally below)
             fd = -1
             return True
         finally:
@@ -496,9 +495,11 @@ def _release_all() -> None:
         seg.release()
 
 
-def _register_exit() -> None:
+def _register_exit(_obj: object = None) -> None:
     # multiprocessing children leave through os._exit after running their
-    # Finalize callbacks, not atexit: register with both.
+    # Finalize callbacks, not atexit: register with both.  A forked
+    # multiprocessing child clears the inherited Finalize registry *after*
+    # our at-fork hook ran, then runs its after-forkers: register again there.
     try:
         from multiprocessing import util
 
@@ -507,8 +508,19 @@ def _register_exit() -> None:
         pass
 
 
+class _ForkToken:
+    """A weak-referenceable key for multiprocessing.util.register_after_fork."""
+
+
+_fork_token = _ForkToken()
 atexit.register(_release_all)
 _register_exit()
+try:
+    from multiprocessing import util as _mp_util
+
+    _mp_util.register_after_fork(_fork_token, _register_exit)
+except Exception:  # pragma: no cover
+    pass
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 

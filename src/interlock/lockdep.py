@@ -160,7 +160,7 @@ def note_acquire(lock: Any, name: str, site: str, blocking: bool, held: list[Hel
         if not blocking:
             return
         key = ("AA", name)
-        first = next(h for h in held if h.lock is lock)
+        first = next(h for h in held if h.name == name)
         v = Violation("recursion", (name, name), Edge(name, name, first.where, site, os.getpid()),
                       f"lockdep: {name!r} is taken again at {site} by the thread that already "
                       f"holds it (taken at {first.where}): a non-recursive lock taken twice "

@@ -204,7 +204,8 @@ static inline int take_fast(il_mutex_t *m)
         /* relaxed stores: hints (mutex.h); same as note_owner in mutex.c */
         atomic_store_explicit(&m->owner_pid, il_self_pid(), memory_order_relaxed);
         atomic_store_explicit(&m->owner_start, il_self_start(), memory_order_relaxed);
-        atomic_store_explicit(&m->owner_tid, tid, memory_order_relaxed);
+        /* release: pairs with the acquire loads of owner_tid (mutex.h) */
+        atomic_store_explicit(&m->owner_tid, tid, memory_order_release);
         atomic_store_explicit(&m->acquisitions,
                               atomic_load_explicit(&m->acquisitions, memory_order_relaxed) + 1,
                               memory_order_relaxed);
@@ -941,8 +942,10 @@ static PyObject *Ring_get_many(RingObject *self, PyObject *const *args, Py_ssize
         PyObject *o = list ? raw_finish(&xs[i]) : NULL;
         if (!o) {
             /* An item that fails to unpickle is consumed; the error goes to
-             * the caller, as with get(). Drop the rest too: they are
-             * consumed as well, and reported lost in the exception note. */
+             * the caller, as with get().  The items after it in this batch
+             * were consumed too and are dropped: a documented limit of
+             * get_many (docs/design/queue.md); use get() for items that may
+             * fail to unpickle. */
             for (Py_ssize_t j = i; j < k; j++)
                 raw_clear(&xs[j]);
             Py_CLEAR(list);
@@ -986,8 +989,9 @@ static PyObject *Ring_full(RingObject *self, PyObject *unused)
     uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
     uint32_t count = IL_CNT(t) - IL_CNT(h);
     uint32_t used = IL_POS(t) - IL_POS(h);
-    /* Full: no room for another item, counting the smallest record (16 B). */
-    return PyBool_FromLong(count >= r->maxsize || used + 16 > r->capacity);
+    /* Full: no room for another item, counting the smallest record (8 B:
+     * a header and an empty payload). */
+    return PyBool_FromLong(count >= r->maxsize || used + 8 > r->capacity);
 }
 
 static PyObject *Ring_close(RingObject *self, PyObject *unused)

@@ -23,7 +23,8 @@ static inline void note_owner(il_mutex_t *m, uint32_t tid)
     /* relaxed: hints only (mutex.h); readers check owner_tid against the word. */
     atomic_store_explicit(&m->owner_pid, il_self_pid(), memory_order_relaxed);
     atomic_store_explicit(&m->owner_start, il_self_start(), memory_order_relaxed);
-    atomic_store_explicit(&m->owner_tid, tid, memory_order_relaxed);
+    /* release: a reader that acquire-loads this tid sees our start time */
+    atomic_store_explicit(&m->owner_tid, tid, memory_order_release);
     /* We own the lock: a plain increment (no locked RMW) is race-free. */
     atomic_store_explicit(&m->acquisitions,
                           atomic_load_explicit(&m->acquisitions, memory_order_relaxed) + 1,
@@ -33,8 +34,9 @@ static inline void note_owner(il_mutex_t *m, uint32_t tid)
 static int owner_alive(il_mutex_t *m, uint32_t owner)
 {
     uint64_t start = 0;
-    /* relaxed: hint fields; if they belong to another owner we skip them. */
-    if (atomic_load_explicit(&m->owner_tid, memory_order_relaxed) == owner)
+    /* acquire: pairs with note_owner's release store, so the start time we
+     * read belongs to this tid (hint fields; another owner's are skipped). */
+    if (atomic_load_explicit(&m->owner_tid, memory_order_acquire) == owner)
         start = atomic_load_explicit(&m->owner_start, memory_order_relaxed);
     return il_task_alive(owner, start);
 }

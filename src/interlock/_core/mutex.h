@@ -99,9 +99,10 @@ static inline uint32_t il_mutex_owner(il_mutex_t *m)
  * (TIDs are reused), so the owner hints must name us too. */
 static inline int il_mutex_mine(il_mutex_t *m, uint32_t tid)
 {
-    /* relaxed: the owner wrote the hints itself, in program order */
+    /* acquire on owner_tid: pairs with the owner's release store of it, so
+     * owner_start is the one written with it */
     return il_mutex_owner(m) == tid &&
-           atomic_load_explicit(&m->owner_tid, memory_order_relaxed) == tid &&
+           atomic_load_explicit(&m->owner_tid, memory_order_acquire) == tid &&
            atomic_load_explicit(&m->owner_start, memory_order_relaxed) == il_self_start();
 }
 

@@ -76,7 +76,7 @@ typedef struct il_ring {
     uint32_t version;
     uint64_t size;     /* data bytes, power of two */
     uint64_t capacity; /* byte bound on pos(tail) - pos(head), <= size */
-    uint64_t maxsize;  /* record-count bound, 1 .. 2^31 */
+    uint64_t maxsize;  /* record-count bound, 1 .. 2^31 - 1 */
     _Atomic uint32_t flags; /* IL_RING_CLOSED */
     uint8_t _pad0[IL_CACHELINE - 36];
 
@@ -100,8 +100,8 @@ typedef struct il_ring {
     /* line 8: JoinableQueue: task_done() count, mod 2^32; unfinished tasks
      * = count(tail) - done.  Derived from tail, so a crash cannot unbalance it. */
     _Atomic uint32_t done;
-    _Atomic uint32_t attached_producers; /* statistics (registry, CLI) */
-    _Atomic uint32_t attached_consumers;
+    _Atomic uint32_t _reserved0; /* reserved (zero) */
+    _Atomic uint32_t _reserved1;
     uint8_t _pad3[IL_CACHELINE - 12];
 
     unsigned char data[]; /* size bytes */

@@ -1,0 +1,377 @@
+"""Deadlocks: avoidance (levels, ordered), validation (lockdep), detection.
+
+The scenario table follows the Linux kernel's lib/locking-selftest.c: each
+named scenario is a set of actors, each taking locks in a nested order, and
+is marked "must report" or "must NOT report". Every scenario runs for
+validation (orders observed one actor after the other: nothing deadlocks,
+lockdep must still see the cycle) and for runtime detection (actors run at
+the same time and really deadlock: exactly one must get DeadlockError, the
+others finish), with actors as processes and as threads.
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import threading
+import time
+import warnings
+from typing import Any, Callable
+
+import pytest
+
+import interlock
+from interlock import lockdep
+
+# name -> (actors: each a list of lock letters taken nested, must_report)
+SCENARIOS: dict[str, tuple[list[str], bool]] = {
+    "AA": (["AA"], True),
+    "ABBA": (["AB", "BA"], True),
+    "ABBCCA": (["AB", "BC", "CA"], True),
+    "ABBCCDDA": (["AB", "BC", "CD", "DA"], True),
+    "AB-AB (same order)": (["AB", "AB"], False),
+    "AB-BC-AC (no cycle)": (["AB", "BC", "AC"], False),
+    "RLock recursion": (["RR"], False),
+    "RLock recursion inside AB": (["ARRB", "AB"], False),
+}
+
+
+_PID = os.getpid()  # the test process's: forked actors name locks the same way
+
+
+def _names(tag: str) -> Callable[[str], str]:
+    return lambda letter: f"dl-{tag}-{_PID}-{letter}"
+
+
+def _make(name_of: Callable[[str], str], letter: str) -> interlock.Lock:
+    cls = interlock.RLock if letter == "R" else interlock.Lock
+    return cls(name=name_of(letter))
+
+
+def _take_nested(locks: list[Any], on_deadlock: list[str] | None = None) -> None:
+    """Take locks[0], then locks[1] inside it, ... (the actor's order)."""
+    if not locks:
+        return
+    with locks[0]:
+        _take_nested(locks[1:], on_deadlock)
+
+
+# ---------------------------------------------------------------- validation
+def _validate_actor(order: str, tag: str) -> None:
+    name_of = _names(tag)
+    locks = [_make(name_of, c) for c in order]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            _take_nested(locks)
+        except interlock.DeadlockError:
+            pass  # AA: the second blocking acquire refuses at once
+
+
+def _violations_for(tag: str) -> list[lockdep.Violation]:
+    return [v for v in lockdep.report().violations if f"dl-{tag}-" in v.edge.before]
+
+
+@pytest.fixture
+def lockdep_on() -> Any:
+    lockdep.reset()
+    lockdep.enable()
+    yield
+    lockdep.disable()
+    lockdep.reset()
+
+
+@pytest.mark.parametrize("actor_kind", ["process", "thread"])
+@pytest.mark.parametrize("scenario", list(SCENARIOS))
+def test_lockdep_scenario(scenario: str, actor_kind: str, lockdep_on: Any) -> None:
+    actors, must_report = SCENARIOS[scenario]
+    tag = f"v{abs(hash((scenario, actor_kind))) % 10**6}"
+    # Actors run one after the other: nothing can deadlock, the orders are
+    # only observed.  Processes are forked so that they share the parent's
+    # pid in the lock names (one lock class per letter across actors).
+    for order in actors:
+        if actor_kind == "process":
+            p = mp.get_context("fork").Process(target=_validate_actor, args=(order, tag))
+            p.start()
+            p.join(20)
+            assert p.exitcode == 0
+        else:
+            t = threading.Thread(target=_validate_actor, args=(order, tag))
+            t.start()
+            t.join(20)
+    found = _violations_for(tag)
+    if must_report:
+        assert found, f"{scenario}: must report, lockdep saw {lockdep.report().edges}"
+    else:
+        assert not found, f"{scenario}: must NOT report, got {found}"
+
+
+def test_lockdep_warns_with_both_sites(lockdep_on: Any) -> None:
+    name_of = _names("sites")
+    a, b = _make(name_of, "A"), _make(name_of, "B")
+    with a:
+        with b:
+            pass
+    with pytest.warns(lockdep.LockOrderWarning) as rec:
+        with b:
+            with a:
+                pass
+    msg = str(rec[0].message)
+    assert "possible deadlock" in msg and name_of("A") in msg and name_of("B") in msg
+    assert msg.count("test_deadlock.py:") >= 4  # both acquisition sites of both orders
+
+
+def test_lockdep_raise_mode_refuses_before_taking(lockdep_on: Any) -> None:
+    lockdep.enable(action="raise")
+    name_of = _names("raise")
+    a, b = _make(name_of, "A"), _make(name_of, "B")
+    with a, b:
+        pass
+    with b:
+        with pytest.raises(interlock.LockOrderError, match="possible deadlock"):
+            a.acquire()
+        assert not a.locked()  # refused before taking it
+
+
+def test_lockdep_off_has_no_tracking() -> None:
+    lockdep.disable()
+    a = interlock.Lock()
+    assert a._tracked is False
+    with a:
+        pass
+    assert interlock._hierarchy.held() == []
+
+
+# ------------------------------------------------------- runtime detection
+def _deadlock_actor(order: str, tag: str, barrier: Any, results: Any, key: str) -> None:
+    name_of = _names(tag)
+    locks = [_make(name_of, c) for c in order]
+    try:
+        with locks[0]:
+            barrier.wait(10)
+            time.sleep(0.05)
+            with locks[1]:
+                pass
+        results.put((key, "done"))
+    except interlock.DeadlockError as e:
+        results.put((key, "victim:" + str(e)))
+
+
+@pytest.fixture
+def fast_detection() -> Any:
+    interlock.set_deadlock_timeout(0.3)
+    yield
+    interlock.set_deadlock_timeout(1.0)
+
+
+@pytest.mark.parametrize("actor_kind", ["process", "thread"])
+@pytest.mark.parametrize("scenario", ["ABBA", "ABBCCA", "ABBCCDDA"])
+def test_runtime_detection_breaks_real_deadlock(scenario: str, actor_kind: str,
+                                                fast_detection: Any) -> None:
+    actors, _ = SCENARIOS[scenario]
+    tag = f"r{abs(hash((scenario, actor_kind))) % 10**6}"
+    name_of = _names(tag)
+    keep = [_make(name_of, c) for c in sorted(set("".join(actors)))]  # segments live
+    results = interlock.Queue()
+    t0 = time.monotonic()
+    if actor_kind == "process":
+        ctx = mp.get_context("fork")
+        barrier = ctx.Barrier(len(actors))
+        procs = [ctx.Process(target=_deadlock_actor, args=(o, tag, barrier, results, o))
+                 for o in actors]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(30)
+            assert p.exitcode == 0
+    else:
+        tb = threading.Barrier(len(actors))
+        ths = [threading.Thread(target=_deadlock_actor, args=(o, tag, tb, results, o))
+               for o in actors]
+        for t in ths:
+            t.start()
+        for t in ths:
+            t.join(30)
+            assert not t.is_alive()
+    elapsed = time.monotonic() - t0
+    outcome = dict(results.get(timeout=5) for _ in actors)
+    victims = [k for k, v in outcome.items() if v.startswith("victim:")]
+    assert len(victims) == 1, outcome  # exactly one victim, the others complete
+    assert sum(v == "done" for v in outcome.values()) == len(actors) - 1
+    msg = outcome[victims[0]]
+    for c in "".join(actors):  # the message lists the whole cycle
+        assert name_of(c) in msg
+    assert elapsed < 0.3 + 1.5 + 1.0  # within about deadlock_timeout + 1 s
+    del keep
+
+
+def _long_holder(name: str, hold: float, ready: Any) -> None:
+    lk = interlock.Lock(name=name)
+    with lk:
+        ready.set()
+        time.sleep(hold)
+
+
+def test_long_legitimate_wait_is_not_a_deadlock(fast_detection: Any) -> None:
+    name = f"dl-long-{os.getpid()}"
+    lk = interlock.Lock(name=name)
+    ctx = mp.get_context("fork")
+    ready = ctx.Event()
+    p = ctx.Process(target=_long_holder, args=(name, 1.5, ready))
+    p.start()
+    ready.wait(10)
+    t0 = time.monotonic()
+    with lk:  # waits 5x deadlock_timeout: no cycle, so no DeadlockError
+        assert time.monotonic() - t0 > 1.0
+    p.join(10)
+
+
+def test_rlock_recursion_is_not_a_deadlock(fast_detection: Any) -> None:
+    r = interlock.RLock()
+    with r:
+        with r:
+            with r:
+                assert r._count() == 3
+
+
+def test_aa_raises_at_once() -> None:
+    lk = interlock.Lock()
+    with lk:
+        t0 = time.monotonic()
+        with pytest.raises(interlock.DeadlockError, match="already holds"):
+            lk.acquire()
+        assert time.monotonic() - t0 < 0.5
+        assert lk.acquire(False) is False
+
+
+def test_graph_lists_waits_and_dot(fast_detection: Any) -> None:
+    from interlock import _waitfor
+
+    name = f"dl-graph-{os.getpid()}"
+    lk = interlock.Lock(name=name)
+    ctx = mp.get_context("fork")
+    ready = ctx.Event()
+    p = ctx.Process(target=_long_holder, args=(name, 1.2, ready))
+    p.start()
+    ready.wait(10)
+    seen: list[Any] = []
+
+    def watch() -> None:
+        time.sleep(0.7)
+        seen.extend(w for w in _waitfor.waits() if w.lock == name)
+
+    t = threading.Thread(target=watch)
+    t.start()
+    with lk:
+        pass
+    t.join()
+    p.join(10)
+    assert seen and seen[0].owner_pid == p.pid and seen[0].pid == os.getpid()
+    dot = _waitfor.graph_dot(seen)
+    assert dot.startswith("digraph") and name in dot
+
+
+# ----------------------------------------------------------------- avoidance
+def _lecture_actor(first: str, second: str, tag: str, n: int, use_ordered: bool) -> None:
+    l1, l2 = interlock.Lock(name=first), interlock.Lock(name=second)
+    for _ in range(n):
+        if use_ordered:
+            with interlock.ordered(l1, l2):
+                pass
+        else:
+            with l1:
+                with l2:
+                    pass
+
+
+def test_lecture_l1_l2_caught_then_avoided(fast_detection: Any) -> None:
+    """The lecture's example: A takes L1 then L2, B takes L2 then L1."""
+    tag = f"lec{os.getpid()}"
+    n1, n2 = f"{tag}-L1", f"{tag}-L2"
+    keep = [interlock.Lock(name=n1), interlock.Lock(name=n2)]
+    results = interlock.Queue()
+    ctx = mp.get_context("fork")
+    barrier = ctx.Barrier(2)
+    procs = [
+        ctx.Process(target=_deadlock_actor_named, args=(n1, n2, barrier, results, "A")),
+        ctx.Process(target=_deadlock_actor_named, args=(n2, n1, barrier, results, "B")),
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(30)
+    out = dict(results.get(timeout=5) for _ in procs)
+    assert sorted(v.split(":")[0] for v in out.values()) == ["done", "victim"]
+    # Avoided: the same two opposite orders through ordered(), many times.
+    procs = [ctx.Process(target=_lecture_actor, args=(n1, n2, tag, 2000, True)),
+             ctx.Process(target=_lecture_actor, args=(n2, n1, tag, 2000, True))]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    del keep
+
+
+def _deadlock_actor_named(first: str, second: str, barrier: Any, results: Any, key: str) -> None:
+    a, b = interlock.Lock(name=first), interlock.Lock(name=second)
+    try:
+        with a:
+            barrier.wait(10)
+            time.sleep(0.05)
+            with b:
+                pass
+        results.put((key, "done"))
+    except interlock.DeadlockError as e:
+        results.put((key, "victim:" + str(e)))
+
+
+def test_levels_refuse_wrong_order_at_once() -> None:
+    low = interlock.Lock(level=1)
+    high = interlock.Lock(level=2)
+    with low, high:
+        pass
+    with high:
+        with pytest.raises(interlock.LockOrderError) as e:
+            low.acquire()
+        assert not low.locked()
+    msg = str(e.value)
+    assert "level 1" in msg and "level 2" in msg and "test_deadlock.py" in msg
+
+
+def test_level_is_shared_by_name() -> None:
+    name = f"dl-level-{os.getpid()}"
+    a = interlock.Lock(name=name, level=5)
+    b = interlock.Lock(name=name)
+    assert b.level == 5
+    with pytest.raises(ValueError, match="level"):
+        interlock.Lock(name=name, level=6)
+    del a, b
+
+
+def test_ordered_all_or_nothing_on_timeout() -> None:
+    a, b, c = interlock.Lock(), interlock.Lock(), interlock.Lock()
+    ready, done = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with b:
+            ready.set()
+            done.wait(10)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    ready.wait(5)
+    with pytest.raises(TimeoutError):
+        with interlock.ordered(c, b, a, timeout=0.2):
+            pass
+    assert not a.locked() and not c.locked()  # nothing stays held
+    done.set()
+    t.join()
+    with interlock.ordered(c, b, a, a) as got:  # duplicates taken once
+        assert len(got) == 3 and all(x.locked() for x in got)
+    assert not any(x.locked() for x in (a, b, c))
+
+
+def test_ordered_rejects_non_locks() -> None:
+    with pytest.raises(TypeError):
+        with interlock.ordered(interlock.Lock(), object()):
+            pass
