@@ -1,0 +1,57 @@
+"""The ``interlock`` command line: ``python -m interlock <command> ...``.
+
+One function per command, ``cmd_<name>(args) -> int``, each registered in
+``build_parser()`` by an ``_add_<name>(subparsers)`` function beside it.  A
+new command (``ls``, ``inspect``, ``top``, ``clean``) is one more such pair
+and one line in ``build_parser()``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from .demos import DEMOS
+
+Command = Callable[[argparse.Namespace], int]
+
+
+# ---------------------------------------------------------------- demo
+def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("demo", help="run a demonstration",
+                       description="Run one of interlock's demonstrations.")
+    demos = p.add_subparsers(dest="demo", metavar="DEMO", required=True)
+    for name, (module, summary) in DEMOS.items():
+        d = demos.add_parser(name, help=summary, description=summary)
+        importlib.import_module(module).add_arguments(d)
+    p.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    module = importlib.import_module(DEMOS[args.demo][0])
+    return int(module.run(args))
+
+
+# ---------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="interlock",
+        description="Shared-memory queues and robust locks between processes.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_demo(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m interlock`` and of the ``interlock`` script."""
+    args = build_parser().parse_args(argv)
+    func: Command = args.func
+    try:
+        return func(args)
+    except BrokenPipeError:
+        # `interlock ... | head`: the reader left; leave quietly too.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
