@@ -12,4 +12,8 @@ DEMOS: dict[str, tuple[str, str]] = {
         "interlock.demos.primes",
         "finders put primes into a Queue, a printer prints them in batches",
     ),
+    "deadlock": (
+        "interlock.demos.deadlock",
+        "A takes L1 then L2, B takes L2 then L1: caught by detection, avoided by order",
+    ),
 }
