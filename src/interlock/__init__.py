@@ -25,6 +25,21 @@ _core.configure(Empty, Full, QueueClosed, DeadlockError)
 
 from ._lock import Lock, LockStatistics, RLock  # noqa: E402
 from ._queue import JoinableQueue, Queue, QueueStatistics, SimpleQueue  # noqa: E402
+from ._sync import (  # noqa: E402
+    Barrier,
+    BarrierStatistics,
+    BoundedSemaphore,
+    BrokenBarrierError,
+    Condition,
+    ConditionStatistics,
+    Event,
+    EventStatistics,
+    RWLock,
+    RWLockStatistics,
+    Semaphore,
+    SemaphoreStatistics,
+)
+from ._value import Array, UnguardedAccessError, Value  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -36,6 +51,21 @@ __all__ = [
     "Lock",
     "RLock",
     "LockStatistics",
+    "Semaphore",
+    "BoundedSemaphore",
+    "SemaphoreStatistics",
+    "RWLock",
+    "RWLockStatistics",
+    "Event",
+    "EventStatistics",
+    "Barrier",
+    "BarrierStatistics",
+    "BrokenBarrierError",
+    "Condition",
+    "ConditionStatistics",
+    "Value",
+    "Array",
+    "UnguardedAccessError",
     "Empty",
     "Full",
     "QueueClosed",
