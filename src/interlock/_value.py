@@ -139,7 +139,10 @@ class _Shared(SharedObject):
         guard: object = self._guard
         if guard is not None and guard is self._lock:
             guard = True
-        return {"lock": lock, "guarded_by": guard}
+        return {"lock": lock, "guarded_by": guard, **self._shape()}
+
+    def _shape(self) -> dict[str, Any]:
+        raise NotImplementedError
 
     def detach(self) -> None:
         self._obj = None
@@ -171,6 +174,9 @@ class Value(_Shared):
         if value is not None:
             TYPECODES[code](value)  # type check before anything is created
         self._setup(code, 0, lock, guarded_by, name, create, init_data)
+
+    def _shape(self) -> dict[str, Any]:
+        return {"typecode_or_type": self._code}
 
     @property
     def value(self) -> Any:
@@ -216,6 +222,9 @@ class Array(_Shared):
                 del arr
 
         self._setup(code, length, lock, guarded_by, name, create, init_data)
+
+    def _shape(self) -> dict[str, Any]:
+        return {"typecode_or_type": self._code, "size_or_initializer": len(self._obj)}
 
     def __len__(self) -> int:
         return len(self._obj)
