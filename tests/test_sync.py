@@ -668,3 +668,45 @@ class TestCondition:
         assert d._lock.name == lk.name and type(d._lock) is interlock.Lock
         e = pickle.loads(pickle.dumps(c))
         assert e._lock.name == lk.name
+
+
+# ------------------------------------------------------------------- stress
+
+
+def _rw_churn(rw, stop):
+    rng = random.Random(os.getpid())
+    while not stop.is_set():
+        if rng.random() < 0.3:
+            with rw.write():
+                pass
+        else:
+            with rw.read():
+                pass
+
+
+@pytest.mark.stress
+def test_stress_random_kills_semaphore_and_rwlock():
+    """50 rounds: children churn through a Semaphore(2) and an RWLock and are
+    SIGKILLed at random moments; after each round everything is free again."""
+    c = mp.get_context("fork")
+    s = Semaphore(2, on_owner_death="ignore")
+    rw = RWLock(on_owner_death="ignore")
+    arr = interlock.Array("i", 2)
+    stop = c.Event()
+    rng = random.Random(1)
+    for _ in range(50):
+        ps = [c.Process(target=_sem_churn, args=(s, arr, stop)) for _ in range(2)]
+        ps += [c.Process(target=_rw_churn, args=(rw, stop)) for _ in range(2)]
+        [p.start() for p in ps]
+        time.sleep(rng.uniform(0.005, 0.05))
+        for p in ps:
+            p.kill()
+            p.join(10)
+        assert s.acquire(timeout=3) and s.acquire(timeout=3)
+        s.release(2)
+        assert rw.acquire_write(timeout=3)
+        rw.release_write()
+    assert s.get_value() == 2
+    del ps
+    for obj in (s, rw, arr):
+        obj.detach()
