@@ -26,6 +26,21 @@ _core.configure(Empty, Full, QueueClosed, DeadlockError)
 from ._hierarchy import LockOrderError, ordered  # noqa: E402
 from ._lock import Lock, LockStatistics, RLock  # noqa: E402
 from ._queue import JoinableQueue, Queue, QueueStatistics, SimpleQueue  # noqa: E402
+from ._sync import (  # noqa: E402
+    Barrier,
+    BarrierStatistics,
+    BoundedSemaphore,
+    BrokenBarrierError,
+    Condition,
+    ConditionStatistics,
+    Event,
+    EventStatistics,
+    RWLock,
+    RWLockStatistics,
+    Semaphore,
+    SemaphoreStatistics,
+)
+from ._value import Array, UnguardedAccessError, Value  # noqa: E402
 from ._waitfor import set_deadlock_timeout  # noqa: E402
 from . import lockdep  # noqa: E402  (reads INTERLOCK_LOCKDEP)
 
@@ -41,6 +56,21 @@ __all__ = [
     "Lock",
     "RLock",
     "LockStatistics",
+    "Semaphore",
+    "BoundedSemaphore",
+    "SemaphoreStatistics",
+    "RWLock",
+    "RWLockStatistics",
+    "Event",
+    "EventStatistics",
+    "Barrier",
+    "BarrierStatistics",
+    "BrokenBarrierError",
+    "Condition",
+    "ConditionStatistics",
+    "Value",
+    "Array",
+    "UnguardedAccessError",
     "Empty",
     "Full",
     "QueueClosed",

@@ -66,6 +66,20 @@ KIND_LOCK = 2
 KIND_RLOCK = 3
 KIND_TABLE = 90  # interlock's own bookkeeping (the deadlock tooling's tables)
 KIND_NAMES = {KIND_QUEUE: "Queue", KIND_LOCK: "Lock", KIND_RLOCK: "RLock", KIND_TABLE: "Table"}
+# sync primitives and shared values (_sync.py, _value.py)
+KIND_SEMAPHORE = 20
+KIND_BOUNDED_SEMAPHORE = 21
+KIND_RWLOCK = 22
+KIND_EVENT = 23
+KIND_BARRIER = 24
+KIND_CONDITION = 25
+KIND_VALUE = 26
+KIND_ARRAY = 27
+KIND_NAMES.update({
+    KIND_SEMAPHORE: "Semaphore", KIND_BOUNDED_SEMAPHORE: "BoundedSemaphore",
+    KIND_RWLOCK: "RWLock", KIND_EVENT: "Event", KIND_BARRIER: "Barrier",
+    KIND_CONDITION: "Condition", KIND_VALUE: "Value", KIND_ARRAY: "Array",
+})
 
 _HDR = struct.Struct("<8sIIQIIQQIIIIII")  # up to and including reserved @68
 _PARAMS = struct.Struct("<7Q")

@@ -23,6 +23,8 @@
 #include "mutex.h"
 #include "ring.h"
 
+int il_sync_register(PyObject *module); /* sync_module.c */
+
 /* How long a waiter spins (polling the shared word, GIL released) before it
  * sleeps in the kernel, when another CPU can run the peer. */
 #define SPIN_NS 30000
@@ -1768,6 +1770,8 @@ PyMODINIT_FUNC PyInit__core(void)
         PyModule_AddIntConstant(m, "RING_MAX_SIZE", IL_RING_MAX_SIZE) < 0 ||
         PyModule_AddIntConstant(m, "CACHELINE", IL_CACHELINE) < 0 ||
         PyModule_AddIntConstant(m, "CRASH_EXIT", IL_CRASH_EXIT) < 0)
+        return NULL;
+    if (il_sync_register(m) < 0)
         return NULL;
     return m;
 }

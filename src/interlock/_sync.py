@@ -1,0 +1,526 @@
+"""Semaphore, BoundedSemaphore, RWLock, Event, Barrier, Condition.
+
+Drop-ins for their ``multiprocessing`` counterparts (``threading``'s
+semantics: return values, timeouts, exceptions), plus ``RWLock``, which the
+standard library lacks. Each class *is* a C type of ``interlock._core``
+(``_core/sync.h``: one guard, one eventcount and a table of holders/waiters
+per object), so ``sem.acquire()`` or ``ev.set()`` is a single C call; this
+file names the segment, pickles by name and formats statistics.
+
+Robustness (docs/design/sync.md). A process that dies holding a Semaphore
+unit or an RWLock hold does not block the others for good: a waiter
+recovers the hold within a slice (0.1 s) and the next thread to take it is
+told, by ``on_owner_death`` as for :class:`interlock.Lock` (``"warn"`` ->
+:class:`OwnerDiedWarning`; ``"raise"`` -> :class:`OwnerDiedError` raised
+*with the hold taken*; ``"ignore"``). A Barrier party that dies while
+waiting (or running the action) breaks the barrier: the others get
+``threading.BrokenBarrierError``. A Condition waiter whose lock is held by a
+dead thread wakes and takes the (robust) lock over, with the lock's warning.
+
+Semaphore units are recorded per *process*: any thread of the process may
+release them. A release by a process that holds no unit is a "signal"
+(allowed, as in ``multiprocessing``); such units are not recovered if the
+process that later acquires them dies -- they are, like any unit, returned.
+"""
+from __future__ import annotations
+
+import threading
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Any, Callable, TypeVar
+
+from . import _core, _segment
+from ._errors import OwnerDiedError, OwnerDiedWarning
+from ._lock import Lock, RLock
+from ._shared import SharedObject
+
+__all__ = [
+    "Semaphore",
+    "BoundedSemaphore",
+    "RWLock",
+    "Event",
+    "Barrier",
+    "Condition",
+    "BrokenBarrierError",
+    "SemaphoreStatistics",
+    "RWLockStatistics",
+    "EventStatistics",
+    "BarrierStatistics",
+    "ConditionStatistics",
+]
+
+BrokenBarrierError = threading.BrokenBarrierError
+_MODES = ("warn", "raise", "ignore")
+_SLICE = _core.SYNC_SLICE_NS / 1e9
+T = TypeVar("T")
+
+
+def _check_mode(mode: str) -> str:
+    if mode not in _MODES:
+        raise ValueError(f"on_owner_death must be one of {_MODES}, not {mode!r}")
+    return mode
+
+
+class _Robust:
+    """What Semaphore and RWLock share: reporting a recovered hold."""
+
+    _on_death: str
+
+    def _on_owner_died(self, dead_pid: int) -> None:
+        # Called from C after a take that inherited a dead holder's unit.
+        if self._on_death == "ignore":
+            return
+        msg = (f"{self!r}: process {dead_pid} died holding it; its hold was recovered "
+               "and the state it protected may be inconsistent")
+        if self._on_death == "raise":
+            raise OwnerDiedError(msg, self, dead_pid)
+        warnings.warn(msg, OwnerDiedWarning, stacklevel=3)
+
+
+# ------------------------------------------------------------- Semaphore
+
+
+@dataclass(frozen=True)
+class SemaphoreStatistics:
+    """A snapshot of a semaphore (``Semaphore.statistics()``)."""
+
+    name: str
+    value: int
+    maxvalue: int | None
+    holders: tuple[tuple[int, int], ...]  # (pid, units held)
+    waiters: int
+    acquisitions: int
+    contentions: int
+    timeouts: int
+    owner_deaths: int
+    untracked: int
+
+
+class Semaphore(_core.Semaphore, _Robust, SharedObject):
+    """``Semaphore(value=1, *, name=None, create=None, on_owner_death="warn")``
+
+    ``acquire(block=True, timeout=None)``, ``release(n=1)``, ``get_value()``,
+    ``with``. Attaching by name ignores ``value``.
+    """
+
+    _kind = _segment.KIND_SEMAPHORE
+    _bounded = False
+    _NSLOTS = 64
+
+    def __init__(self, value: int = 1, *, name: str | None = None, create: bool | None = None,
+                 on_owner_death: str = "warn") -> None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"value must be an int, not {type(value).__name__}")
+        if value < 0:
+            raise ValueError("semaphore initial value must be >= 0")
+        if value >= 2**32 - 1:
+            raise ValueError("semaphore initial value is too large")
+        self._on_death = _check_mode(on_owner_death)
+        maxvalue = value if self._bounded else 2**32 - 1
+        nslots = self._NSLOTS
+
+        def init(buf: Any, offset: int) -> None:
+            _core.Semaphore(buf, offset, create=True, value=value, maxvalue=maxvalue,
+                            nslots=nslots)._detach()
+
+        seg = self._open_segment(name, create, _core.sync_size(_core.SYNC_SEMAPHORE, nslots),
+                                 (value, maxvalue), init)
+        _core.Semaphore.__init__(self, seg.mm, seg.object_offset)
+
+    def _pickle_options(self) -> dict[str, Any]:
+        return {"on_owner_death": self._on_death}
+
+    def statistics(self) -> SemaphoreStatistics:
+        s = self._stats()
+        return SemaphoreStatistics(
+            self.name, s["value"], s["maxvalue"] if self._bounded else None,
+            tuple((pid, count) for pid, _tid, count, _st in s["slots"] if count),
+            s["waiters"], s["acquisitions"], s["contentions"], s["timeouts"],
+            s["owner_deaths"], s["untracked"])
+
+    def _describe(self) -> str:
+        try:
+            return f"name={self.name!r} value={self.get_value()}"
+        except ValueError:
+            return f"name={self.name!r} detached"
+
+
+class BoundedSemaphore(Semaphore):
+    """A :class:`Semaphore` that raises ``ValueError`` when released above
+    its initial value."""
+
+    _kind = _segment.KIND_BOUNDED_SEMAPHORE
+    _bounded = True
+
+
+# ---------------------------------------------------------------- RWLock
+
+
+@dataclass(frozen=True)
+class RWLockStatistics:
+    """A snapshot of a reader-writer lock (``RWLock.statistics()``)."""
+
+    name: str
+    readers: int
+    reader_pids: tuple[tuple[int, int], ...]  # (pid, read holds)
+    writer_pid: int
+    writer_tid: int
+    writers_waiting: int
+    waiters: int
+    acquisitions: int
+    write_acquisitions: int
+    contentions: int
+    timeouts: int
+    owner_deaths: int
+
+
+class _Hold:
+    __slots__ = ("_acquire", "_release", "_timeout", "_what")
+
+    def __init__(self, acquire: Callable[..., bool], release: Callable[[], None],
+                 timeout: float | None, what: str) -> None:
+        self._acquire, self._release, self._timeout, self._what = acquire, release, timeout, what
+
+    def __enter__(self) -> None:
+        try:
+            ok = self._acquire(True, self._timeout)
+        except OwnerDiedError:
+            self._release()  # "raise" mode: do not leave the hold behind
+            raise
+        if not ok:
+            raise TimeoutError(f"could not take the {self._what} lock in {self._timeout} s")
+
+    def __exit__(self, *exc: object) -> None:
+        self._release()
+
+
+class RWLock(_core.RWLock, _Robust, SharedObject):
+    """``RWLock(*, name=None, create=None, on_owner_death="warn")``
+
+    Many readers or one writer. Writers are not starved: once a writer
+    waits, new readers wait behind it (except in a process that already
+    holds a read, which would deadlock otherwise).
+
+    ``with rw.read(timeout=None):`` / ``with rw.write(timeout=None):``
+    (``TimeoutError`` if the timeout passes), or ``acquire_read`` /
+    ``release_read`` / ``acquire_write`` / ``release_write``. Read holds
+    belong to the process (any of its threads may release one); the write
+    hold belongs to the thread.
+    """
+
+    _kind = _segment.KIND_RWLOCK
+    _NSLOTS = 64
+
+    def __init__(self, *, name: str | None = None, create: bool | None = None,
+                 on_owner_death: str = "warn") -> None:
+        self._on_death = _check_mode(on_owner_death)
+        nslots = self._NSLOTS
+
+        def init(buf: Any, offset: int) -> None:
+            _core.RWLock(buf, offset, create=True, nslots=nslots)._detach()
+
+        seg = self._open_segment(name, create, _core.sync_size(_core.SYNC_RWLOCK, nslots), (),
+                                 init)
+        _core.RWLock.__init__(self, seg.mm, seg.object_offset)
+
+    def read(self, timeout: float | None = None) -> _Hold:
+        """Context manager: hold for reading."""
+        return _Hold(self.acquire_read, self.release_read, timeout, "read")
+
+    def write(self, timeout: float | None = None) -> _Hold:
+        """Context manager: hold for writing."""
+        return _Hold(self.acquire_write, self.release_write, timeout, "write")
+
+    def _pickle_options(self) -> dict[str, Any]:
+        return {"on_owner_death": self._on_death}
+
+    def statistics(self) -> RWLockStatistics:
+        s = self._stats()
+        readers = tuple((pid, count) for pid, tid, count, _st in s["slots"] if count and not tid)
+        return RWLockStatistics(self.name, s["readers"], readers, s["writer_pid"],
+                                s["writer_tid"], s["writers_waiting"], s["waiters"],
+                                s["acquisitions"], s["write_acquisitions"], s["contentions"],
+                                s["timeouts"], s["owner_deaths"])
+
+    def _describe(self) -> str:
+        try:
+            s = self._stats()
+        except ValueError:
+            return f"name={self.name!r} detached"
+        if s["writer_tid"]:
+            state = f"written by pid {s['writer_pid']} tid {s['writer_tid']}"
+        else:
+            state = f"{s['readers']} readers"
+        return f"name={self.name!r} {state}"
+
+
+# ----------------------------------------------------------------- Event
+
+
+@dataclass(frozen=True)
+class EventStatistics:
+    """A snapshot of an event (``Event.statistics()``)."""
+
+    name: str
+    is_set: bool
+    waiters: int
+    sets: int
+    timeouts: int
+
+
+class Event(_core.Event, SharedObject):
+    """``Event(*, name=None, create=None)``: ``set``, ``clear``, ``is_set``,
+    ``wait(timeout=None)``. Holds nothing, so nobody's death can strand it."""
+
+    _kind = _segment.KIND_EVENT
+
+    def __init__(self, *, name: str | None = None, create: bool | None = None) -> None:
+        def init(buf: Any, offset: int) -> None:
+            _core.Event(buf, offset, create=True)._detach()
+
+        seg = self._open_segment(name, create, _core.sync_size(_core.SYNC_EVENT, 0), (), init)
+        _core.Event.__init__(self, seg.mm, seg.object_offset)
+
+    def statistics(self) -> EventStatistics:
+        s = self._stats()
+        return EventStatistics(self.name, bool(s["flag"]), s["waiters"], s["sets"],
+                               s["timeouts"])
+
+    def _describe(self) -> str:
+        try:
+            return f"name={self.name!r} {'set' if self.is_set() else 'unset'}"
+        except ValueError:
+            return f"name={self.name!r} detached"
+
+
+# --------------------------------------------------------------- Barrier
+
+
+@dataclass(frozen=True)
+class BarrierStatistics:
+    """A snapshot of a barrier (``Barrier.statistics()``)."""
+
+    name: str
+    parties: int
+    n_waiting: int
+    broken: bool
+    generation: int
+    passes: int
+    waiting: tuple[tuple[int, int], ...]  # (pid, tid) of parties at the barrier
+    timeouts: int
+    owner_deaths: int
+    dead_pid: int
+
+
+class Barrier(_core.Barrier, SharedObject):
+    """``Barrier(parties, action=None, timeout=None, *, name=None, create=None)``
+
+    As ``threading.Barrier``: ``wait(timeout=None)`` returns the arrival
+    index (0 .. parties-1); the last party runs ``action`` first (if it
+    raises, the barrier breaks); a timeout breaks the barrier; ``abort()``,
+    ``reset()``, ``parties``, ``n_waiting``, ``broken``. A party that dies
+    while waiting breaks the barrier within a slice. ``action`` must pickle
+    to be passed to another process (as with ``multiprocessing``).
+    """
+
+    _kind = _segment.KIND_BARRIER
+
+    def __init__(self, parties: int | None = None, action: Callable[[], object] | None = None,
+                 timeout: float | None = None, *, name: str | None = None,
+                 create: bool | None = None) -> None:
+        if parties is None:
+            if create is not False and name is None:
+                raise TypeError("Barrier() needs parties (or name= of an existing barrier)")
+            nslots = 0
+        else:
+            if isinstance(parties, bool) or not isinstance(parties, int):
+                raise TypeError(f"parties must be an int, not {type(parties).__name__}")
+            if not 1 <= parties <= 4096:
+                raise ValueError("parties must be in 1..4096")
+            nslots = parties
+        self._action = action
+        self._timeout = timeout
+
+        def init(buf: Any, offset: int) -> None:
+            if not nslots:
+                raise FileNotFoundError(f"no interlock Barrier named {name!r}")
+            _core.Barrier(buf, offset, create=True, parties=nslots)._detach()
+
+        size = _core.sync_size(_core.SYNC_BARRIER, max(nslots, 1))
+        seg = self._open_segment(name, create, size, (nslots,), init)
+        _core.Barrier.__init__(self, seg.mm, seg.object_offset)
+
+    def wait(self, timeout: float | None = None) -> int:
+        if timeout is None:
+            timeout = self._timeout
+        index, slot = self._arrive()
+        if index == self.parties - 1:
+            try:
+                if self._action is not None:
+                    self._action()
+            except BaseException:
+                self._leave(slot)  # breaks the barrier for the others
+                raise
+            self._pass(slot)
+            return index
+        self._wait(slot, timeout)
+        return index
+
+    def _pickle_options(self) -> dict[str, Any]:
+        return {"parties": self.parties, "action": self._action, "timeout": self._timeout}
+
+    def statistics(self) -> BarrierStatistics:
+        s = self._stats()
+        waiting = tuple((pid, tid) for pid, tid, _c, st in s["slots"] if st == 1)
+        return BarrierStatistics(self.name, s["parties"], self.n_waiting, bool(s["broken"]),
+                                 s["generation"], s["passes"], waiting, s["timeouts"],
+                                 s["owner_deaths"], s["dead_pid"])
+
+    def _describe(self) -> str:
+        try:
+            return (f"name={self.name!r} parties={self.parties} waiting={self.n_waiting}"
+                    f"{' broken' if self.broken else ''}")
+        except ValueError:
+            return f"name={self.name!r} detached"
+
+
+# ------------------------------------------------------------- Condition
+
+
+@dataclass(frozen=True)
+class ConditionStatistics:
+    """A snapshot of a condition (``Condition.statistics()``)."""
+
+    name: str
+    lock_name: str
+    lock_owner: tuple[int, int] | None  # (pid, tid)
+    waiting: tuple[tuple[int, int], ...]  # (pid, tid) of waiters not yet notified
+    notified: int  # waiters notified that have not woken yet
+    notifies: int
+
+
+class Condition(_core.Condition, SharedObject):
+    """``Condition(lock=None, *, name=None, create=None)``
+
+    ``lock`` is an :class:`interlock.Lock` or :class:`interlock.RLock` (a
+    new ``RLock`` if None). ``wait(timeout=None)``, ``wait_for(predicate,
+    timeout=None)``, ``notify(n=1)``, ``notify_all()``, and the lock's
+    ``acquire``/``release``/``with``. Notifications go to the oldest waiters
+    first, and ``notify(n)`` wakes at most ``n`` (dead waiters are skipped).
+    """
+
+    _kind = _segment.KIND_CONDITION
+    _NSLOTS = 128
+
+    def __init__(self, lock: Lock | None = None, *, name: str | None = None,
+                 create: bool | None = None) -> None:
+        if lock is not None and not isinstance(lock, Lock):
+            raise TypeError(f"lock must be an interlock Lock or RLock, not {type(lock).__name__}")
+        if lock is None and (create is not False and name is None):
+            lock = RLock()
+        nslots = self._NSLOTS
+        made = lock
+
+        def init(buf: Any, offset: int) -> None:
+            nonlocal made
+            if made is None:
+                made = RLock()
+            _core.Condition(buf, offset, create=True, lock_name=made.name,
+                            lock_recursive=isinstance(made, RLock), nslots=nslots)._detach()
+
+        seg = self._open_segment(name, create, _core.sync_size(_core.SYNC_CONDITION, nslots), (),
+                                 init)
+        _core.Condition.__init__(self, seg.mm, seg.object_offset)
+        if not seg.created:
+            lock_name, recursive = self._lock_info
+            if lock is None or lock.name != lock_name:
+                lock = (RLock if recursive else Lock)(name=lock_name, create=False)
+        else:
+            lock = made
+        assert lock is not None
+        self._lock: Lock = lock
+        self.acquire = lock.acquire
+        self.release = lock.release
+
+    def __enter__(self) -> bool:
+        return self._lock.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+    def _is_owned(self) -> bool:
+        return self._lock._is_owned()
+
+    def _pickle_options(self) -> dict[str, Any]:
+        return {"lock": self._lock}
+
+    def _lock_holder_dead(self) -> bool:
+        tid = self._lock._stats()["owner_tid"]
+        return bool(tid) and not _core.task_alive(tid)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        lock = self._lock
+        if not lock._is_owned():
+            raise RuntimeError("cannot wait on un-acquired lock")
+        slot = self._enter()
+        depth = lock._count()
+        for _ in range(depth):
+            lock.release()
+        notified = False
+        try:
+            deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
+            while True:
+                step = _SLICE
+                if deadline is not None:
+                    step = min(step, deadline - time.monotonic())
+                if self._sleep(slot, step):
+                    notified = True
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                if self._lock_holder_dead():
+                    break  # a dead notifier holds the lock: take it over (spurious wake-up)
+        finally:
+            notified = self._leave(slot) or notified
+            for _ in range(depth):
+                lock.acquire()
+        return notified
+
+    def wait_for(self, predicate: Callable[[], T], timeout: float | None = None) -> T:
+        endtime = None
+        waittime = timeout
+        result = predicate()
+        while not result:
+            if waittime is not None:
+                if endtime is None:
+                    endtime = time.monotonic() + waittime
+                else:
+                    waittime = endtime - time.monotonic()
+                    if waittime <= 0:
+                        break
+            self.wait(waittime)
+            result = predicate()
+        return result
+
+    def notify(self, n: int = 1) -> None:
+        if not self._lock._is_owned():
+            raise RuntimeError("cannot notify on un-acquired lock")
+        self._notify(n)
+
+    def notify_all(self) -> None:
+        if not self._lock._is_owned():
+            raise RuntimeError("cannot notify on un-acquired lock")
+        self._notify(1 << 30)
+
+    notifyAll = notify_all
+
+    def statistics(self) -> ConditionStatistics:
+        s = self._stats()
+        waiting = tuple((pid, tid) for pid, tid, _c, st in s["slots"] if st == 1)
+        notified = sum(1 for *_x, st in s["slots"] if st == 4)
+        return ConditionStatistics(self.name, self._lock.name, self._lock.owner, waiting,
+                                   notified, s["notifies"])
+
+    def _describe(self) -> str:
+        return f"name={self.name!r} lock={self._lock.name!r}"
