@@ -16,10 +16,8 @@ import socket
 import threading
 import time
 import uuid
-import warnings
 
 import pytest
-
 from redis_server import RedisServer, free_port, session_server, skip_reason
 
 pytestmark = pytest.mark.skipif(skip_reason() is not None, reason=str(skip_reason()))
@@ -389,9 +387,8 @@ class TestLockContract:
 
     def test_owner_reacquire_is_a_deadlock(self, r):
         lock = r.Lock()
-        with lock:
-            with pytest.raises(DeadlockError):
-                lock.acquire()
+        with lock, pytest.raises(DeadlockError):
+            lock.acquire()
 
     def test_other_thread_times_out_and_cannot_release(self, r):
         lock = r.Lock()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-__all__ = ["connect", "LocalBackend"]
+__all__ = ["LocalBackend", "connect"]
 
 _NAMES = ("Queue", "JoinableQueue", "SimpleQueue", "Lock", "RLock", "Semaphore",
           "BoundedSemaphore", "Event")

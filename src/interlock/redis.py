@@ -17,25 +17,26 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._redis import _sync
 from ._redis._client import Backend, ConnectionLost, LeaseExpired, StateLost
 from ._redis._queue import JoinableQueue, Queue, RedisQueueStatistics, SimpleQueue
 from ._redis._sync import BoundedSemaphore, Event, Lock, RedisLockStatistics, RLock, Semaphore
 
 __all__ = [
-    "RedisBackend",
-    "Queue",
-    "JoinableQueue",
-    "SimpleQueue",
-    "Lock",
-    "RLock",
-    "Semaphore",
     "BoundedSemaphore",
-    "Event",
-    "RedisQueueStatistics",
-    "RedisLockStatistics",
     "ConnectionLost",
-    "StateLost",
+    "Event",
+    "JoinableQueue",
     "LeaseExpired",
+    "Lock",
+    "Queue",
+    "RLock",
+    "RedisBackend",
+    "RedisLockStatistics",
+    "RedisQueueStatistics",
+    "Semaphore",
+    "SimpleQueue",
+    "StateLost",
 ]
 
 
@@ -46,26 +47,26 @@ class RedisBackend(Backend):
 
     kind = "redis"
 
-    def Queue(self, maxsize: int = 0, **kw: Any) -> Queue:  # noqa: N802 - a constructor
+    def Queue(self, maxsize: int = 0, **kw: Any) -> Queue:
         return Queue(self, maxsize, **kw)
 
-    def JoinableQueue(self, maxsize: int = 0, **kw: Any) -> JoinableQueue:  # noqa: N802
+    def JoinableQueue(self, maxsize: int = 0, **kw: Any) -> JoinableQueue:
         return JoinableQueue(self, maxsize, **kw)
 
-    def SimpleQueue(self, **kw: Any) -> SimpleQueue:  # noqa: N802
+    def SimpleQueue(self, **kw: Any) -> SimpleQueue:
         return SimpleQueue(self, **kw)
 
-    def Lock(self, **kw: Any) -> Lock:  # noqa: N802
+    def Lock(self, **kw: Any) -> Lock:
         return Lock(self, **kw)
 
-    def RLock(self, **kw: Any) -> RLock:  # noqa: N802
+    def RLock(self, **kw: Any) -> RLock:
         return RLock(self, **kw)
 
-    def Semaphore(self, value: int = 1, **kw: Any) -> Semaphore:  # noqa: N802
+    def Semaphore(self, value: int = 1, **kw: Any) -> Semaphore:
         return Semaphore(self, value, **kw)
 
-    def BoundedSemaphore(self, value: int = 1, **kw: Any) -> Semaphore:  # noqa: N802
+    def BoundedSemaphore(self, value: int = 1, **kw: Any) -> _sync.Semaphore:
         return BoundedSemaphore(self, value, **kw)
 
-    def Event(self, **kw: Any) -> Event:  # noqa: N802
+    def Event(self, **kw: Any) -> Event:
         return Event(self, **kw)

@@ -21,22 +21,24 @@ the server no longer recognises is marked lost.
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 import socket
 import threading
 import time
 import weakref
-from typing import Any, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import redis as _redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from ._lua import LIBRARY, LIBRARY_NAME
+from ._lua import LIBRARY
 
-__all__ = ["Backend", "ConnectionLost", "StateLost", "LeaseExpired"]
+__all__ = ["Backend", "ConnectionLost", "LeaseExpired", "StateLost"]
 
 
 class ConnectionLost(ConnectionError):
@@ -64,7 +66,7 @@ HOST = socket.gethostname()
 class Lease:
     """One thing the keeper renews: a key, what it is, the token that owns it."""
 
-    __slots__ = ("key", "what", "token", "thread", "owner", "lost", "__weakref__")
+    __slots__ = ("__weakref__", "key", "lost", "owner", "thread", "token", "what")
 
     def __init__(self, key: str, what: str, token: str,
                  thread: threading.Thread | None = None, owner: object = None) -> None:
@@ -138,13 +140,15 @@ class Backend:
         """Translate redis-py's connection errors into ours."""
         try:
             yield
-        except (_redis.ConnectionError, _redis.TimeoutError, _redis.exceptions.InvalidResponse) as e:
+        except (_redis.ConnectionError, _redis.TimeoutError,
+                _redis.exceptions.InvalidResponse) as e:
             # Drop idle pooled connections: after a restart they are all dead.
             try:
                 self.client.connection_pool.disconnect(inuse_connections=False)
             except Exception:  # pragma: no cover - best effort
                 pass
-            raise ConnectionLost(f"Redis server {self.url} unreachable or connection lost: {e}") from e
+            raise ConnectionLost(
+                f"Redis server {self.url} unreachable or connection lost: {e}") from e
 
     def ping(self) -> None:
         with self.errors():
@@ -203,7 +207,7 @@ class Backend:
             self._keeper = None
 
     @staticmethod
-    def _keep(ref: "weakref.ref[Backend]") -> None:
+    def _keep(ref: weakref.ref[Backend]) -> None:
         while True:
             self = ref()
             if self is None:
@@ -250,7 +254,7 @@ def deadline_after(block: bool, timeout: float | None, *, lock: bool = False) ->
     if timeout is None or (lock and timeout == -1):
         return None
     t = float(timeout)
-    if t != t or t < 0:
+    if math.isnan(t) or t < 0:
         raise ValueError("'timeout' must be a non-negative number")
     return time.monotonic() + t
 

@@ -30,7 +30,8 @@ end
 local function meta_get(meta, epoch, ...)
   local v = redis.call('HMGET', meta, 'epoch', ...)
   if v[1] ~= epoch then
-    error('INTERLOCK_LOST the object is gone from the server (restarted without persistence, or flushed)')
+    error('INTERLOCK_LOST the object is gone from the server '
+          .. '(restarted without persistence, or flushed)')
   end
   return v
 end

@@ -40,14 +40,17 @@ consumer, blocked or not, meets it in turn.
 """
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import pickle
 import threading
 import uuid
 import weakref
 from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from .._errors import Empty, Full, QueueClosed
 from . import _client
@@ -111,7 +114,7 @@ def _object_error(e: _ObjectError, kind: str, name: str) -> Exception:
     return RuntimeError(f"{e.what} {e.detail}")
 
 
-_live: "weakref.WeakSet[Queue]" = weakref.WeakSet()
+_live: weakref.WeakSet[Queue] = weakref.WeakSet()
 
 
 class Queue:
@@ -135,7 +138,7 @@ class Queue:
         b, n = backend, self._name
         self._keys = [b.key(n, "meta"), b.key(n, "s"), b.key(n, "ev"), b.key(n, "hb:")]
         try:
-            epoch, have_max, joinable = backend.fcall(
+            epoch, have_max, _ = backend.fcall(
                 "il_open", self._keys[:3],
                 ["queue", uuid.uuid4().hex, _open_mode(create), maxsize, int(self._joinable)])
         except _ObjectError as e:
@@ -293,8 +296,9 @@ class Queue:
             if left is not None and left <= 0:
                 raise Empty
             ms = int(1000 * min(self._backend.slice, left if left is not None else 1e9))
-            got = self._backend.blocking(lambda: self._backend.client.xreadgroup(
-                "g", me, {self._keys[1]: ">"}, count=count, block=max(ms, 1)))
+            got = self._backend.blocking(functools.partial(
+                self._backend.client.xreadgroup, "g", me, {self._keys[1]: ">"},
+                count=count, block=max(ms, 1)))
             if not got:
                 continue  # a slice passed: look again (and for dead consumers)
             # redis-py hands fields as a dict (our field names are unique).
@@ -406,7 +410,7 @@ class Queue:
         self._backend.blocking(lambda: self._backend.client.delete(*self._keys[:3]))
         self.detach()
 
-    def __enter__(self) -> "Queue":
+    def __enter__(self) -> Queue:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -467,7 +471,5 @@ def _detach_all() -> None:
         except Exception:
             pass
 
-
-import atexit  # noqa: E402
 
 atexit.register(_detach_all)

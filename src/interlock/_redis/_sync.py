@@ -25,6 +25,7 @@ raises ``DeadlockError``) hold here too, per thread.
 """
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import uuid
@@ -77,8 +78,9 @@ class _Shared:
         self._name = name if name is not None else f"anon-{uuid.uuid4().hex[:16]}"
         self._keys = [backend.key(self._name, part) for part in ("meta",) + self._parts]
         try:
-            epoch, q1, q2 = backend.fcall("il_open", self._keys,
-                                          [self._kind, uuid.uuid4().hex, _open_mode(create), p1, p2])
+            epoch, q1, q2 = backend.fcall(
+                "il_open", self._keys,
+                [self._kind, uuid.uuid4().hex, _open_mode(create), p1, p2])
         except _ObjectError as e:
             raise _object_error(e, self._kind, self._name) from None
         self._epoch = epoch
@@ -355,4 +357,5 @@ class Event(_Shared):
             t = self._backend.slice if left is None else min(left, self._backend.slice)
             ms = max(int(t * 1000), 1)
             self._backend.blocking(
-                lambda: self._backend.client.xread({self._keys[2]: last}, count=1, block=ms))
+                functools.partial(self._backend.client.xread, {self._keys[2]: last},
+                                  count=1, block=ms))
