@@ -1,0 +1,183 @@
+"""Redis backend: queue throughput and lock hand-off, next to raw redis-py.
+
+    python benchmarks/bench_redis.py              # starts its own redis-server
+    python benchmarks/bench_redis.py --url redis://host:6379/0
+
+Queue: one producer process and one consumer process move N messages of
+64 bytes; the time is from the producer's start to the consumer's last
+message.  "interlock" is ``interlock.connect(url).Queue``: put/get, and
+put_many/get_many in batches; "redis-py" is LPUSH/BRPOP on a plain list,
+and LPUSH of a batch / BLMPOP COUNT for the batched row: the floor a
+queue on Redis can reach, without at-least-once delivery, bounds or close.
+
+Lock hand-off: the holder releases at t0 while another process waits in
+``acquire()``; the waiter has the lock at t1; t1 - t0 is the hand-off
+(CLOCK_MONOTONIC is shared by the processes of one machine).  redis-py's
+``Lock`` polls, sleeping 0.1 s between tries by default.
+"""
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+import uuid
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+
+import redis as redis_py  # noqa: E402
+
+from interlock._connect import connect  # noqa: E402
+
+MSG = b"x" * 64
+SPAWN = mp.get_context("spawn")
+
+
+# ------------------------------------------------------------------ queue
+
+def il_producer(url, name, n, batch):
+    q = connect(url).Queue(name=name, create=False)
+    if batch == 1:
+        for _ in range(n):
+            q.put(MSG)
+    else:
+        chunk = [MSG] * batch
+        for _ in range(n // batch):
+            q.put_many(chunk)
+
+
+def il_consumer(url, name, n, batch, done):
+    q = connect(url).Queue(name=name, create=False)
+    got = 0
+    while got < n:
+        if batch == 1:
+            q.get()
+            got += 1
+        else:
+            got += len(q.get_many(batch))
+    q.detach()
+    done.value = time.monotonic()
+
+
+def raw_producer(url, key, n, batch):
+    c = redis_py.Redis.from_url(url)
+    if batch == 1:
+        for _ in range(n):
+            c.lpush(key, MSG)
+    else:
+        chunk = [MSG] * batch
+        for _ in range(n // batch):
+            c.lpush(key, *chunk)
+
+
+def raw_consumer(url, key, n, batch, done):
+    c = redis_py.Redis.from_url(url)
+    got = 0
+    while got < n:
+        if batch == 1:
+            c.brpop([key])
+            got += 1
+        else:
+            _, items = c.blmpop(0, 1, key, direction="RIGHT", count=batch)
+            got += len(items)
+    done.value = time.monotonic()
+
+
+def run_pair(url, producer, consumer, n, batch, make):
+    name = f"bench-{uuid.uuid4().hex[:8]}"
+    make(name)
+    done = SPAWN.Value("d", 0.0)
+    c = SPAWN.Process(target=consumer, args=(url, name, n, batch, done))
+    p = SPAWN.Process(target=producer, args=(url, name, n, batch))
+    c.start()
+    time.sleep(1.0)  # the consumer is up and waiting
+    t0 = time.monotonic()
+    p.start()
+    p.join()
+    c.join()
+    return n / (done.value - t0)
+
+
+# ------------------------------------------------------------------ lock
+
+def waiter(url, name, kind, rounds, go, out):
+    if kind == "interlock":
+        lock = connect(url).Lock(name=name, create=False, on_owner_death="ignore")
+    else:
+        lock = redis_py.Redis.from_url(url).lock(name, timeout=10)
+    for _ in range(rounds):
+        go.recv()
+        lock.acquire()
+        t1 = time.monotonic()
+        lock.release()
+        out.send(t1)
+
+
+def handoff(url, kind, rounds):
+    name = f"bench-lock-{uuid.uuid4().hex[:8]}"
+    if kind == "interlock":
+        lock = connect(url).Lock(name=name, on_owner_death="ignore")
+    else:
+        lock = redis_py.Redis.from_url(url).lock(name, timeout=10)
+    go_r, go_w = SPAWN.Pipe(duplex=False)
+    out_r, out_w = SPAWN.Pipe(duplex=False)
+    p = SPAWN.Process(target=waiter, args=(url, name, kind, rounds, go_r, out_w))
+    p.start()
+    lat = []
+    for _ in range(rounds):
+        lock.acquire()
+        go_w.send(1)
+        time.sleep(0.02)  # the waiter is now blocked in acquire()
+        t0 = time.monotonic()
+        lock.release()
+        lat.append(out_r.recv() - t0)
+    p.join()
+    return lat
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--url")
+    ap.add_argument("-n", type=int, default=20000, help="messages per queue run")
+    ap.add_argument("--batch", type=int, default=100)
+    ap.add_argument("--rounds", type=int, default=40, help="lock hand-offs")
+    a = ap.parse_args()
+    srv = None
+    url = a.url
+    if url is None:
+        from redis_server import RedisServer
+        srv = RedisServer()
+        url = srv.url
+    try:
+        raw = redis_py.Redis.from_url(url)
+        info = raw.info("server")
+        print(f"redis-server {info['redis_version']} at {url}; {os.cpu_count()} CPUs; "
+              f"{a.n} messages of {len(MSG)} B\n")
+        b = connect(url)
+        rows = []
+        for label, batch in (("single", 1), (f"batch {a.batch}", a.batch)):
+            il = run_pair(url, il_producer, il_consumer, a.n, batch,
+                          lambda name: b.Queue(name=name))
+            rw = run_pair(url, raw_producer, raw_consumer, a.n, batch, lambda name: None)
+            rows.append((label, il, rw))
+        print(f"{'queue':<12}{'interlock msg/s':>18}{'redis-py list msg/s':>22}{'ratio':>8}")
+        for label, il, rw in rows:
+            print(f"{label:<12}{il:>18,.0f}{rw:>22,.0f}{il / rw:>8.2f}")
+        print()
+        res = {k: handoff(url, k, a.rounds) for k in ("interlock", "redis-py")}
+        print(f"{'lock hand-off':<14}{'median ms':>11}{'p90 ms':>9}{'max ms':>9}")
+        for k, lat in res.items():
+            lat_ms = sorted(x * 1000 for x in lat)
+            print(f"{k:<14}{statistics.median(lat_ms):>11.2f}"
+                  f"{lat_ms[int(0.9 * (len(lat_ms) - 1))]:>9.2f}{lat_ms[-1]:>9.2f}")
+        ratio = statistics.median(res["redis-py"]) / statistics.median(res["interlock"])
+        print(f"\ninterlock's median hand-off is {ratio:.0f}x faster than redis-py's Lock")
+    finally:
+        if srv is not None:
+            srv.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,383 @@
+"""The Redis side of interlock: one function library, loaded with FUNCTION LOAD.
+
+Every step that must be atomic (put with its maxsize check, take with its
+acknowledgements and reclaim of dead consumers' messages, lock acquisition
+with its fencing counter, ...) is one function here, so one round trip.
+
+Each object owns a few keys sharing the hash tag ``{name}`` (one cluster
+slot): ``<prefix>:{<name>}:meta`` (a hash: kind, epoch, parameters,
+counters) and the keys of its kind, listed in ``docs/design/redis.md``.
+
+Every call carries the object's *epoch*, a random token written into
+``meta`` when the object was created.  A missing or different epoch means
+the server lost the object (restarted without persistence, flushed): the
+call fails with ``INTERLOCK_LOST`` instead of acting on an empty state.
+
+Errors raised here start with ``INTERLOCK_<WHAT>``; the client maps them to
+Python exceptions (``_client.py``).
+"""
+
+LIBRARY_NAME = "interlock_1"
+
+LIBRARY = r"""#!lua name=interlock_1
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- HMGET gives false for a missing field.
+local function meta_get(meta, epoch, ...)
+  local v = redis.call('HMGET', meta, 'epoch', ...)
+  if v[1] ~= epoch then
+    error('INTERLOCK_LOST the object is gone from the server '
+          .. '(restarted without persistence, or flushed)')
+  end
+  return v
+end
+
+-- An "eventcount" for broadcast wake-ups: waiters XREAD BLOCK from the last
+-- id they saw; a bump adds a newer one.  MAXLEN 1 keeps the key tiny.
+local function last_event(ev)
+  local r = redis.call('XREVRANGE', ev, '+', '-', 'COUNT', 1)
+  if r[1] then return r[1][1] end
+  return '0-0'
+end
+
+local function bump(ev)
+  redis.call('XADD', ev, 'MAXLEN', '1', '*', 'e', '1')
+end
+
+------------------------------------------------------------------ objects
+
+-- KEYS: meta, then every other key of the object (wiped on creation)
+-- ARGV: kind, new epoch, mode ('any' | 'new' | 'existing'), p1, p2
+-- -> {epoch, p1, p2}
+local function open(keys, args)
+  local kind, epoch, mode = args[1], args[2], args[3]
+  local have = redis.call('HMGET', keys[1], 'kind', 'epoch', 'p1', 'p2')
+  if have[1] then
+    if mode == 'new' then error('INTERLOCK_EXISTS') end
+    if have[1] ~= kind then error('INTERLOCK_KIND ' .. have[1]) end
+    return {have[2], have[3] or '', have[4] or ''}
+  end
+  if mode == 'existing' then error('INTERLOCK_MISSING') end
+  for i = 2, #keys do redis.call('DEL', keys[i]) end
+  redis.call('HSET', keys[1], 'kind', kind, 'epoch', epoch, 'p1', args[4], 'p2', args[5])
+  if kind == 'queue' then
+    redis.call('XGROUP', 'CREATE', keys[2], 'g', '$', 'MKSTREAM')
+  end
+  return {epoch, args[4], args[5]}
+end
+
+------------------------------------------------------------------ queue
+-- KEYS: meta, stream, events, heartbeat key prefix
+-- The stream holds every message not yet acknowledged: XLEN - pending is
+-- the queue's depth (qsize), XLEN is its unfinished count (join).  After
+-- close() it also holds exactly one close marker (field 'c'), always its
+-- last entry, handed from consumer to consumer (see take / recirculate).
+
+local function pending_count(s)
+  return redis.call('XPENDING', s, 'g')[1]
+end
+
+local function marker_waiting(s, meta)
+  local mid = redis.call('HGET', meta, 'marker')
+  if not mid then return 0 end
+  local p = redis.call('XPENDING', s, 'g', mid, mid, 1)
+  if p[1] then return 0 end
+  return 1
+end
+
+local function ack(s, ev, closed, ids)
+  if #ids == 0 then return end
+  redis.call('XACK', s, 'g', unpack(ids))
+  redis.call('XDEL', s, unpack(ids))
+  local left = redis.call('XLEN', s)
+  if closed then left = left - 1 end
+  if left <= 0 then bump(ev) end
+end
+
+-- Replace a delivered close marker with a fresh one, so that every consumer
+-- in turn (and every later get) sees the close.
+local function recirculate(s, meta, id)
+  redis.call('XACK', s, 'g', id)
+  redis.call('XDEL', s, id)
+  local nid = redis.call('XADD', s, '*', 'c', '1')
+  redis.call('HSET', meta, 'marker', nid)
+end
+
+-- Move what dead consumers (no heartbeat key) hold to `me`.
+local function reclaim(s, hbp, me, want)
+  local out = {}
+  local cs = redis.call('XINFO', 'CONSUMERS', s, 'g')
+  for _, c in ipairs(cs) do
+    local name, pending = nil, 0
+    for i = 1, #c, 2 do
+      if c[i] == 'name' then name = c[i + 1] elseif c[i] == 'pending' then pending = c[i + 1] end
+    end
+    if name and name ~= me and redis.call('EXISTS', hbp .. name) == 0 then
+      if pending > 0 and #out < want then
+        local p = redis.call('XPENDING', s, 'g', '-', '+', want - #out, name)
+        local ids = {}
+        for _, e in ipairs(p) do ids[#ids + 1] = e[1] end
+        if #ids > 0 then
+          local got = redis.call('XCLAIM', s, 'g', me, 0, unpack(ids))
+          for _, e in ipairs(got) do out[#out + 1] = e end
+          pending = pending - #ids
+        end
+      end
+      if pending <= 0 then redis.call('XGROUP', 'DELCONSUMER', s, 'g', name) end
+    end
+  end
+  return out
+end
+
+-- ARGV: epoch, consumer, count, lease_ms, nack, ack ids...
+-- -> entries (reclaimed first, then new), each {id, {field, value, ...}}
+local function q_take(keys, args)
+  local meta, s, ev, hbp = keys[1], keys[2], keys[3], keys[4]
+  local m = meta_get(meta, args[1], 'p1', 'closed', 'reclaim_at')
+  local me, want, lease = args[2], tonumber(args[3]), tonumber(args[4])
+  local nack = tonumber(args[5])
+  local ids = {}
+  for i = 1, nack do ids[i] = args[5 + i] end
+  ack(s, ev, m[3], ids)
+  redis.call('SET', hbp .. me, '1', 'PX', lease)
+  local out = {}
+  local now = now_ms()
+  if not m[4] or now >= tonumber(m[4]) then
+    redis.call('HSET', meta, 'reclaim_at', now + math.floor(lease / 2))
+    out = reclaim(s, hbp, me, want)
+  end
+  if #out < want then
+    local r = redis.call('XREADGROUP', 'GROUP', 'g', me, 'COUNT', want - #out, 'STREAMS', s, '>')
+    if r then
+      for _, e in ipairs(r[1][2]) do out[#out + 1] = e end
+    end
+  end
+  local freed = false
+  for _, e in ipairs(out) do
+    if e[2][1] == 'c' then recirculate(s, meta, e[1]) else freed = true end
+  end
+  if freed and tonumber(m[2]) > 0 then bump(ev) end
+  return out
+end
+
+-- After a blocking XREADGROUP done by the client: the same bookkeeping.
+-- ARGV: epoch, marker id or '', bounded ('1' | '0')
+local function q_taken(keys, args)
+  local meta, s, ev = keys[1], keys[2], keys[3]
+  meta_get(meta, args[1])
+  if args[2] ~= '' then recirculate(s, meta, args[2]) end
+  if args[3] == '1' then bump(ev) end
+  return 1
+end
+
+-- ARGV: epoch, ids...
+local function q_ack(keys, args)
+  local m = meta_get(keys[1], args[1], 'closed')
+  local ids = {}
+  for i = 2, #args do ids[#ids + 1] = args[i] end
+  ack(keys[2], keys[3], m[2], ids)
+  return 1
+end
+
+-- ARGV: epoch, partial ('1': put what fits), n, then per item:
+--   kind, m, value1 .. valuem   (kind: 'r' bytes, 'a' bytearray, 'p' pickle
+--   whose out-of-band buffers are value2 .. valuem)
+-- -> {put count (-1: closed), last event id}
+local function q_put(keys, args)
+  local meta, s, ev = keys[1], keys[2], keys[3]
+  local m = meta_get(meta, args[1], 'p1', 'closed')
+  if m[3] then return {-1, last_event(ev)} end
+  local n, maxsize = tonumber(args[3]), tonumber(m[2])
+  local room = n
+  if maxsize > 0 then
+    room = maxsize - (redis.call('XLEN', s) - pending_count(s))
+    if room < n and args[2] ~= '1' then room = 0 end
+    if room > n then room = n end
+    if room < 0 then room = 0 end
+  end
+  local i = 4
+  for _ = 1, room do
+    local cnt = tonumber(args[i + 1])
+    local xa = {'XADD', s, '*', args[i], args[i + 2]}
+    for j = 2, cnt do
+      xa[#xa + 1] = tostring(j - 1)
+      xa[#xa + 1] = args[i + 1 + j]
+    end
+    redis.call(unpack(xa))
+    i = i + 2 + cnt
+  end
+  return {room, last_event(ev)}
+end
+
+-- ARGV: epoch -> {qsize, unfinished, closed, maxsize, pending, consumers, last event id}
+local function q_state(keys, args)
+  local meta, s, ev = keys[1], keys[2], keys[3]
+  local m = meta_get(meta, args[1], 'p1', 'closed')
+  local len, pend = redis.call('XLEN', s), pending_count(s)
+  local closed, depth, unfinished = 0, len - pend, len
+  if m[3] then
+    closed = 1
+    depth = depth - marker_waiting(s, meta)
+    unfinished = len - 1
+  end
+  local consumers = #redis.call('XINFO', 'CONSUMERS', s, 'g')
+  return {depth, unfinished, closed, tonumber(m[2]), pend, consumers, last_event(ev)}
+end
+
+local function q_close(keys, args)
+  local meta, s, ev = keys[1], keys[2], keys[3]
+  local m = meta_get(meta, args[1], 'closed')
+  if not m[2] then
+    redis.call('HSET', meta, 'closed', '1')
+    local id = redis.call('XADD', s, '*', 'c', '1')
+    redis.call('HSET', meta, 'marker', id)
+    bump(ev)
+  end
+  return 1
+end
+
+------------------------------------------------------------------ lock
+-- KEYS: meta, lock (owner token, with the lease as its TTL), wake list
+-- meta: fence (counter), holder (token of the current acquisition; left
+-- behind when a lease runs out instead of being released), contentions,
+-- expiries.
+
+-- ARGV: epoch, token, lease_ms -> {1, fence, previous holder or ''} | {0, pttl}
+local function lock_acquire(keys, args)
+  local meta, lock = keys[1], keys[2]
+  meta_get(meta, args[1])
+  if redis.call('EXISTS', lock) == 1 then
+    redis.call('HINCRBY', meta, 'contentions', 1)
+    return {0, redis.call('PTTL', lock)}
+  end
+  local prev = redis.call('HGET', meta, 'holder')
+  if prev then redis.call('HINCRBY', meta, 'expiries', 1) else prev = '' end
+  redis.call('SET', lock, args[2], 'PX', args[3])
+  redis.call('HSET', meta, 'holder', args[2])
+  return {1, redis.call('HINCRBY', meta, 'fence', 1), prev}
+end
+
+-- ARGV: epoch, token -> 1 released | 0 not the holder (lease ran out)
+local function lock_release(keys, args)
+  local meta, lock, wake = keys[1], keys[2], keys[3]
+  meta_get(meta, args[1])
+  if redis.call('GET', lock) ~= args[2] then return 0 end
+  redis.call('DEL', lock)
+  redis.call('HDEL', meta, 'holder')
+  redis.call('LPUSH', wake, '1')
+  redis.call('LTRIM', wake, 0, 0)
+  return 1
+end
+
+-- ARGV: epoch -> {holder token or '', pttl, fence, contentions, expiries}
+local function lock_state(keys, args)
+  local meta, lock = keys[1], keys[2]
+  local m = meta_get(meta, args[1], 'fence', 'contentions', 'expiries')
+  return {redis.call('GET', lock) or '', redis.call('PTTL', lock),
+          tonumber(m[2] or 0), tonumber(m[3] or 0), tonumber(m[4] or 0)}
+end
+
+------------------------------------------------------------------ semaphore
+-- KEYS: meta (p1 = value), holders (zset: token -> lease end, ms), wake list
+
+local function sem_sweep(meta, holders, now)
+  local gone = redis.call('ZREMRANGEBYSCORE', holders, '-inf', now)
+  if gone > 0 then redis.call('HINCRBY', meta, 'expiries', gone) end
+  return gone
+end
+
+-- ARGV: epoch, token, lease_ms -> {1, fence, expired swept} | {0, ms until the first lease ends}
+local function sem_acquire(keys, args)
+  local meta, holders = keys[1], keys[2]
+  local m = meta_get(meta, args[1], 'p1')
+  local now = now_ms()
+  local gone = sem_sweep(meta, holders, now)
+  if redis.call('ZCARD', holders) < tonumber(m[2]) then
+    redis.call('ZADD', holders, now + tonumber(args[3]), args[2])
+    return {1, redis.call('HINCRBY', meta, 'fence', 1), gone}
+  end
+  redis.call('HINCRBY', meta, 'contentions', 1)
+  local first = redis.call('ZRANGE', holders, 0, 0, 'WITHSCORES')
+  return {0, tonumber(first[2]) - now}
+end
+
+-- ARGV: epoch, token -> 1 | 0
+local function sem_release(keys, args)
+  local meta, holders, wake = keys[1], keys[2], keys[3]
+  local m = meta_get(meta, args[1], 'p1')
+  if redis.call('ZREM', holders, args[2]) == 0 then return 0 end
+  redis.call('LPUSH', wake, '1')
+  redis.call('LTRIM', wake, 0, tonumber(m[2]) - 1)
+  return 1
+end
+
+-- ARGV: epoch -> {available, value, fence, contentions, expiries}
+local function sem_state(keys, args)
+  local meta, holders = keys[1], keys[2]
+  local m = meta_get(meta, args[1], 'p1', 'fence', 'contentions', 'expiries')
+  local live = redis.call('ZCOUNT', holders, '(' .. now_ms(), '+inf')
+  return {tonumber(m[2]) - live, tonumber(m[2]), tonumber(m[3] or 0),
+          tonumber(m[4] or 0), tonumber(m[5] or 0)}
+end
+
+------------------------------------------------------------------ leases
+
+-- KEYS: key; ARGV: what ('lock' | 'sem' | 'beat'), token, lease_ms -> 1 | 0 (lost)
+local function renew(keys, args)
+  local k, what, token, lease = keys[1], args[1], args[2], tonumber(args[3])
+  if what == 'lock' then
+    if redis.call('GET', k) ~= token then return 0 end
+    redis.call('PEXPIRE', k, lease)
+  elseif what == 'sem' then
+    if not redis.call('ZSCORE', k, token) then return 0 end
+    redis.call('ZADD', k, 'XX', now_ms() + lease, token)
+  else
+    redis.call('SET', k, '1', 'PX', lease)
+  end
+  return 1
+end
+
+------------------------------------------------------------------ event
+-- KEYS: meta, flag, events
+
+local function ev_set(keys, args)
+  meta_get(keys[1], args[1])
+  redis.call('SET', keys[2], '1')
+  bump(keys[3])
+  return 1
+end
+
+local function ev_clear(keys, args)
+  meta_get(keys[1], args[1])
+  redis.call('DEL', keys[2])
+  return 1
+end
+
+-- -> {is set, last event id}
+local function ev_state(keys, args)
+  meta_get(keys[1], args[1])
+  return {redis.call('EXISTS', keys[2]), last_event(keys[3])}
+end
+
+redis.register_function('il_open', open)
+redis.register_function('il_q_take', q_take)
+redis.register_function('il_q_taken', q_taken)
+redis.register_function('il_q_ack', q_ack)
+redis.register_function('il_q_put', q_put)
+redis.register_function('il_q_state', q_state)
+redis.register_function('il_q_close', q_close)
+redis.register_function('il_lock_acquire', lock_acquire)
+redis.register_function('il_lock_release', lock_release)
+redis.register_function('il_lock_state', lock_state)
+redis.register_function('il_sem_acquire', sem_acquire)
+redis.register_function('il_sem_release', sem_release)
+redis.register_function('il_sem_state', sem_state)
+redis.register_function('il_renew', renew)
+redis.register_function('il_ev_set', ev_set)
+redis.register_function('il_ev_clear', ev_clear)
+redis.register_function('il_ev_state', ev_state)
+"""

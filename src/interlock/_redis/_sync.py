@@ -1,0 +1,361 @@
+"""Lock, RLock, Semaphore and Event on Redis: leases with owner tokens and fencing.
+
+A lock on a server cannot see its owner die; it can only stop hearing from
+it.  So every hold is a **lease**: the key ``<p>:lock`` holds the owner's
+token (``host:pid:thread:random``) with the lease as its TTL, renewed at a
+third of the lease by this process's keeper thread while the owning thread
+lives.  If the owner is killed, paused or cut off, the lease runs out and
+the next waiter takes the lock (told as the local lock tells of an owner's
+death: ``on_owner_death``).
+
+Because an owner that was only *paused* may wake up still believing it
+holds the lock, each acquisition hands out a **fencing token**: a number
+from a counter incremented in the same atomic step (``Lock.fencing_token``).
+Pass it with every write to the protected resource, and have the resource
+refuse a token lower than the highest it has seen: the late writer is
+rejected, whatever it believes.  Its ``release()`` raises
+:class:`~interlock.redis.LeaseExpired`.
+
+Waiting is not polling: a release pushes onto the wake list ``<p>:wake``,
+and waiters sleep in ``BLPOP`` on it; a waiter sleeps at most until the
+holder's lease would end (the holder may be dead: no one would wake it).
+
+The deadlock checks of the local ``Lock`` (second acquire by the owner
+raises ``DeadlockError``) hold here too, per thread.
+"""
+from __future__ import annotations
+
+import functools
+import os
+import threading
+import uuid
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+from .._errors import DeadlockError, OwnerDiedError, OwnerDiedWarning
+from . import _client
+from ._client import Backend, Lease, LeaseExpired, _ObjectError, deadline_after, remaining
+from ._queue import _object_error, _open_mode
+
+_MODES = ("warn", "raise", "ignore")
+
+
+@dataclass(frozen=True)
+class RedisLockStatistics:
+    """A snapshot of a Redis lock (``Lock.statistics()``)."""
+
+    name: str
+    locked: bool
+    owner: str  # the holder's token, "host:pid:thread:random", or ""
+    lease_left: float  # seconds, or 0.0 when unlocked
+    fencing_token: int  # the latest one handed out (= acquisitions)
+    contentions: int
+    owner_deaths: int  # leases that ran out instead of being released
+
+
+@dataclass
+class _Hold:
+    token: str
+    fence: int
+    lease: Lease
+    depth: int = 1
+
+
+def _token() -> str:
+    return f"{_client.HOST}:{os.getpid()}:{threading.get_ident()}:{uuid.uuid4().hex[:8]}"
+
+
+class _Shared:
+    """What every Redis primitive has: a backend, a name, an epoch."""
+
+    _kind = ""
+    _parts: tuple[str, ...] = ()
+
+    def _open(self, backend: Backend, name: str | None, create: bool | None,
+              p1: Any = "", p2: Any = "") -> list[Any]:
+        self._backend = backend
+        self._name = name if name is not None else f"anon-{uuid.uuid4().hex[:16]}"
+        self._keys = [backend.key(self._name, part) for part in ("meta",) + self._parts]
+        try:
+            epoch, q1, q2 = backend.fcall(
+                "il_open", self._keys,
+                [self._kind, uuid.uuid4().hex, _open_mode(create), p1, p2])
+        except _ObjectError as e:
+            raise _object_error(e, self._kind, self._name) from None
+        self._epoch = epoch
+        return [q1, q2]
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def backend(self) -> Backend:
+        return self._backend
+
+    def _rebuild_args(self) -> tuple[Any, ...]:
+        return ()
+
+    def __reduce__(self) -> Any:
+        from .._connect import _rebuild
+        return (_rebuild, (self._backend.url, self._backend.options(), type(self).__name__,
+                           self._name, *self._rebuild_args()))
+
+    def __repr__(self) -> str:
+        return f"<interlock.redis.{type(self).__name__} name={self._name!r} on {self._backend.url}>"
+
+    def unlink(self) -> None:
+        """Delete the object's keys from the server."""
+        self._backend.blocking(lambda: self._backend.client.delete(*self._keys))
+
+    def _wait_wake(self, left: float | None, hint_ms: int) -> None:
+        """Sleep on the wake list: until a release, ``left`` or ``hint_ms``."""
+        t = self._backend.slice if left is None else min(left, self._backend.slice)
+        if hint_ms > 0:
+            t = min(t, hint_ms / 1000 + 0.002)
+        t = max(t, 0.001)
+        self._backend.blocking(lambda: self._backend.client.blpop([self._keys[-1]], timeout=t))
+
+
+class Lock(_Shared):
+    """``backend.Lock(*, name=None, create=None, on_owner_death="warn")``
+
+    A lease-based, fenced lock on a Redis server; see the module docstring.
+    """
+
+    _kind = "lock"
+    _parts = ("lock", "wake")
+    _recursive = False
+
+    def __init__(self, backend: Backend, *, name: str | None = None, create: bool | None = None,
+                 on_owner_death: str = "warn") -> None:
+        if on_owner_death not in _MODES:
+            raise ValueError(f"on_owner_death must be one of {_MODES}, not {on_owner_death!r}")
+        self._on_death = on_owner_death
+        self._open(backend, name, create)
+        self._holds: dict[int, _Hold] = {}
+        self._pid = os.getpid()
+
+    def _rebuild_args(self) -> tuple[Any, ...]:
+        return (self._on_death,)
+
+    def _my_hold(self) -> _Hold | None:
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._holds.clear()  # a forked child holds nothing
+        return self._holds.get(threading.get_ident())
+
+    def acquire(self, block: bool = True, timeout: float | None = None) -> bool:
+        deadline = deadline_after(block, timeout, lock=True)
+        hold = self._my_hold()
+        if hold is not None:
+            if self._recursive:
+                hold.depth += 1
+                return True
+            if not block:
+                return False
+            raise DeadlockError(f"{self!r} is already held by this thread")
+        token = _token()
+        lease_ms = int(self._backend.lease * 1000)
+        while True:
+            r = self._backend.fcall("il_lock_acquire", self._keys, [self._epoch, token, lease_ms])
+            if r[0] == 1:
+                break
+            left = remaining(deadline)
+            if left is not None and left <= 0:
+                return False
+            self._wait_wake(left, int(r[1]))
+        lease = Lease(self._keys[1], "lock", token, thread=threading.current_thread())
+        self._holds[threading.get_ident()] = _Hold(token, int(r[1]), lease)
+        self._backend.hold(lease)
+        if r[2]:
+            self._on_owner_died(r[2].decode())
+        return True
+
+    def _on_owner_died(self, previous: str) -> None:
+        if self._on_death == "ignore":
+            return
+        host, pid, *_ = previous.split(":") + ["0", "0"]
+        msg = (f"{self!r} was taken over from {previous} (process {pid} on {host}), whose lease "
+               "ran out: it died, was paused or was cut off while holding it; the state it "
+               "protected may be inconsistent")
+        if self._on_death == "raise":
+            raise OwnerDiedError(msg, self, int(pid) if pid.isdigit() else 0)
+        warnings.warn(msg, OwnerDiedWarning, stacklevel=3)
+
+    def release(self) -> None:
+        hold = self._my_hold()
+        if hold is None:
+            raise RuntimeError(f"cannot release un-acquired lock {self!r}")
+        if hold.depth > 1:
+            hold.depth -= 1
+            return
+        del self._holds[threading.get_ident()]
+        self._backend.drop(hold.lease)
+        ok = self._backend.fcall("il_lock_release", self._keys, [self._epoch, hold.token])
+        if not ok or hold.lease.lost:
+            raise LeaseExpired(f"{self!r}: this thread's lease (fencing token {hold.fence}) ran "
+                               "out before release(); another owner may have held the lock since")
+
+    def __enter__(self) -> bool:
+        try:
+            return self.acquire()
+        except OwnerDiedError:
+            self.release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    @property
+    def fencing_token(self) -> int | None:
+        """The fencing token of this thread's hold (None if it holds none)."""
+        hold = self._my_hold()
+        return hold.fence if hold is not None else None
+
+    def locked(self) -> bool:
+        return bool(self._state()[0])
+
+    @property
+    def owner(self) -> str | None:
+        """The holder's token ``host:pid:thread:random``, or None."""
+        tok = self._state()[0]
+        return tok.decode() if tok else None
+
+    def _state(self) -> list[Any]:
+        return list(self._backend.fcall("il_lock_state", self._keys, [self._epoch]))
+
+    def statistics(self) -> RedisLockStatistics:
+        tok, pttl, fence, cont, exp = self._state()
+        return RedisLockStatistics(self._name, bool(tok), tok.decode() if tok else "",
+                                   max(pttl, 0) / 1000, int(fence), int(cont), int(exp))
+
+
+class RLock(Lock):
+    """A re-entrant :class:`Lock`: its owning thread may acquire it again; it
+    is released when ``release()`` has been called as many times."""
+
+    _kind = "rlock"
+    _recursive = True
+
+
+class Semaphore(_Shared):
+    """``backend.Semaphore(value=1, *, name=None, create=None)``
+
+    At most ``value`` holders at once.  Each permit is a lease (renewed while
+    its thread lives) with its own fencing token; a permit can be released
+    only by the object and thread that acquired it (``ValueError``
+    otherwise), most recent first.
+    """
+
+    _kind = "semaphore"
+    _parts = ("holders", "wake")
+
+    def __init__(self, backend: Backend, value: int = 1, *, name: str | None = None,
+                 create: bool | None = None) -> None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"value must be an int, not {type(value).__name__}")
+        if value < 1:
+            raise ValueError("semaphore value must be >= 1")
+        have, _ = self._open(backend, name, create, value)
+        self._value = int(have)
+        if value != 1 and value != self._value:
+            raise ValueError(f"semaphore {self._name!r} exists with value={self._value}; "
+                             f"asked for {value}")
+        self._permits: dict[int, list[_Hold]] = {}
+        self._pid = os.getpid()
+
+    def _mine(self) -> list[_Hold]:
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            self._permits.clear()
+        return self._permits.setdefault(threading.get_ident(), [])
+
+    def acquire(self, block: bool = True, timeout: float | None = None) -> bool:
+        deadline = deadline_after(block, timeout, lock=True)
+        token = _token()
+        lease_ms = int(self._backend.lease * 1000)
+        while True:
+            r = self._backend.fcall("il_sem_acquire", self._keys, [self._epoch, token, lease_ms])
+            if r[0] == 1:
+                break
+            left = remaining(deadline)
+            if left is not None and left <= 0:
+                return False
+            self._wait_wake(left, int(r[1]))
+        lease = Lease(self._keys[1], "sem", token, thread=threading.current_thread())
+        self._mine().append(_Hold(token, int(r[1]), lease))
+        self._backend.hold(lease)
+        return True
+
+    def release(self) -> None:
+        mine = self._mine()
+        if not mine:
+            raise ValueError(f"{self!r}: release() by a thread that holds no permit of this object")
+        hold = mine.pop()
+        self._backend.drop(hold.lease)
+        ok = self._backend.fcall("il_sem_release", self._keys, [self._epoch, hold.token])
+        if not ok or hold.lease.lost:
+            raise LeaseExpired(f"{self!r}: the permit's lease (fencing token {hold.fence}) ran "
+                               "out before release()")
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    @property
+    def fencing_token(self) -> int | None:
+        """The fencing token of this thread's latest permit (None if none)."""
+        mine = self._mine()
+        return mine[-1].fence if mine else None
+
+    def get_value(self) -> int:
+        """Permits free at this instant."""
+        return int(self._backend.fcall("il_sem_state", self._keys, [self._epoch])[0])
+
+    @property
+    def value(self) -> int:
+        return self._value
+
+
+BoundedSemaphore = Semaphore
+
+
+class Event(_Shared):
+    """``backend.Event(*, name=None, create=None)``: ``threading.Event`` across
+    machines.  ``set()`` wakes every waiter (they block in ``XREAD`` on an
+    event stream, from the last event they saw: no wake-up is missed)."""
+
+    _kind = "event"
+    _parts = ("flag", "ev")
+
+    def __init__(self, backend: Backend, *, name: str | None = None,
+                 create: bool | None = None) -> None:
+        self._open(backend, name, create)
+
+    def is_set(self) -> bool:
+        return bool(self._backend.fcall("il_ev_state", self._keys, [self._epoch])[0])
+
+    def set(self) -> None:
+        self._backend.fcall("il_ev_set", self._keys, [self._epoch])
+
+    def clear(self) -> None:
+        self._backend.fcall("il_ev_clear", self._keys, [self._epoch])
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = deadline_after(True, timeout)
+        while True:
+            flag, last = self._backend.fcall("il_ev_state", self._keys, [self._epoch])
+            if flag:
+                return True
+            left = remaining(deadline)
+            if left is not None and left <= 0:
+                return False
+            t = self._backend.slice if left is None else min(left, self._backend.slice)
+            ms = max(int(t * 1000), 1)
+            self._backend.blocking(
+                functools.partial(self._backend.client.xread, {self._keys[2]: last},
+                                  count=1, block=ms))

@@ -1,0 +1,72 @@
+"""The same Queue, Lock, Semaphore and Event, on a Redis server, across machines.
+
+    import interlock
+    r = interlock.connect("redis://host:6379/0")   # needs: pip install interlock[redis]
+    q = r.Queue(maxsize=1000, name="jobs")          # any process, any machine
+    with r.Lock(name="ledger") as lock: ...
+
+Semantics are those of the local objects wherever a server allows; the
+differences (at-least-once delivery, leases, fencing tokens) are set out in
+``docs/design/redis.md`` and in the docstrings of each class.  Errors:
+``queue.Empty``/``queue.Full``/``QueueClosed``/``DeadlockError``/
+``OwnerDiedWarning`` as locally, plus :class:`ConnectionLost` (server
+unreachable, connection dropped), :class:`StateLost` (the server forgot the
+object, e.g. restarted without persistence) and :class:`LeaseExpired`.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ._redis import _sync
+from ._redis._client import Backend, ConnectionLost, LeaseExpired, StateLost
+from ._redis._queue import JoinableQueue, Queue, RedisQueueStatistics, SimpleQueue
+from ._redis._sync import BoundedSemaphore, Event, Lock, RedisLockStatistics, RLock, Semaphore
+
+__all__ = [
+    "BoundedSemaphore",
+    "ConnectionLost",
+    "Event",
+    "JoinableQueue",
+    "LeaseExpired",
+    "Lock",
+    "Queue",
+    "RLock",
+    "RedisBackend",
+    "RedisLockStatistics",
+    "RedisQueueStatistics",
+    "Semaphore",
+    "SimpleQueue",
+    "StateLost",
+]
+
+
+class RedisBackend(Backend):
+    """What :func:`interlock.connect` returns for a ``redis://``,
+    ``rediss://`` or ``unix://`` URL: the primitives, made on that server.
+    Options: see :class:`interlock._redis._client.Backend`."""
+
+    kind = "redis"
+
+    def Queue(self, maxsize: int = 0, **kw: Any) -> Queue:
+        return Queue(self, maxsize, **kw)
+
+    def JoinableQueue(self, maxsize: int = 0, **kw: Any) -> JoinableQueue:
+        return JoinableQueue(self, maxsize, **kw)
+
+    def SimpleQueue(self, **kw: Any) -> SimpleQueue:
+        return SimpleQueue(self, **kw)
+
+    def Lock(self, **kw: Any) -> Lock:
+        return Lock(self, **kw)
+
+    def RLock(self, **kw: Any) -> RLock:
+        return RLock(self, **kw)
+
+    def Semaphore(self, value: int = 1, **kw: Any) -> Semaphore:
+        return Semaphore(self, value, **kw)
+
+    def BoundedSemaphore(self, value: int = 1, **kw: Any) -> _sync.Semaphore:
+        return BoundedSemaphore(self, value, **kw)
+
+    def Event(self, **kw: Any) -> Event:
+        return Event(self, **kw)
