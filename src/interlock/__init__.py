@@ -42,6 +42,7 @@ from ._sync import (  # noqa: E402
 )
 from ._value import Array, UnguardedAccessError, Value  # noqa: E402
 from ._waitfor import set_deadlock_timeout  # noqa: E402
+from ._connect import connect  # noqa: E402
 from . import lockdep  # noqa: E402  (reads INTERLOCK_LOCKDEP)
 
 _core._set_tracking(lockdep.enabled(), _waitfor.deadlock_timeout())
@@ -82,4 +83,5 @@ __all__ = [
     "ordered",
     "lockdep",
     "set_deadlock_timeout",
+    "connect",
 ]
