@@ -10,6 +10,7 @@ others finish), with actors as processes and as threads.
 """
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import threading
@@ -103,6 +104,44 @@ def test_lockdep_scenario(scenario: str, actor_kind: str, lockdep_on: Any) -> No
         assert found, f"{scenario}: must report, lockdep saw {lockdep.report().edges}"
     else:
         assert not found, f"{scenario}: must NOT report, got {found}"
+
+
+# RWLock holds: (letter, "r" | "w"); read-read orders must NOT be reported
+RW_SCENARIOS: dict[str, tuple[list[list[tuple[str, str]]], bool]] = {
+    "read-read ABBA": ([[("A", "r"), ("B", "r")], [("B", "r"), ("A", "r")]], False),
+    "read inside read (same lock)": ([[("A", "r"), ("A", "r")]], False),
+    "write-write ABBA": ([[("A", "w"), ("B", "w")], [("B", "w"), ("A", "w")]], True),
+    "read-write ABBA": ([[("A", "r"), ("B", "w")], [("B", "r"), ("A", "w")]], True),
+}
+
+
+def _rw_actor(holds: list[tuple[str, str]], tag: str) -> None:
+    name_of = _names(tag)
+    locks = {c: interlock.RWLock(name=name_of(c)) for c, _ in holds}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with contextlib.ExitStack() as stack:
+            for c, mode in holds:
+                stack.enter_context(locks[c].read() if mode == "r" else locks[c].write())
+
+
+@pytest.mark.parametrize("actor_kind", ["process", "thread"])
+@pytest.mark.parametrize("scenario", list(RW_SCENARIOS))
+def test_lockdep_rwlock_scenario(scenario: str, actor_kind: str, lockdep_on: Any) -> None:
+    actors, must_report = RW_SCENARIOS[scenario]
+    tag = f"w{abs(hash((scenario, actor_kind))) % 10**6}"
+    for holds in actors:
+        if actor_kind == "process":
+            p = mp.get_context("fork").Process(target=_rw_actor, args=(holds, tag))
+            p.start()
+            p.join(20)
+            assert p.exitcode == 0
+        else:
+            t = threading.Thread(target=_rw_actor, args=(holds, tag))
+            t.start()
+            t.join(20)
+    found = _violations_for(tag)
+    assert bool(found) == must_report, (scenario, found)
 
 
 def test_lockdep_warns_with_both_sites(lockdep_on: Any) -> None:
@@ -375,3 +414,59 @@ def test_ordered_rejects_non_locks() -> None:
     with pytest.raises(TypeError):
         with interlock.ordered(interlock.Lock(), object()):
             pass
+
+
+# ----------------------------------------------------------------------- CLI
+def _cli(*args: str) -> Any:
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "interlock", *args], capture_output=True,
+                          text=True, timeout=60)
+
+
+def test_cli_lockdep_lists_orders_and_violations(lockdep_on: Any) -> None:
+    name_of = _names("cli")
+    a, b = _make(name_of, "A"), _make(name_of, "B")
+    with a, b:
+        pass
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with b, a:
+            pass
+    r = _cli("lockdep")
+    assert r.returncode == 1, r.stderr  # violations found
+    assert f"{name_of('A')!r} -> {name_of('B')!r}" in r.stdout
+    assert "violation" in r.stdout and "test_deadlock.py" in r.stdout
+    import json
+
+    data = json.loads(_cli("lockdep", "--json").stdout)
+    assert any(e["before"] == name_of("B") and e["after"] == name_of("A") for e in data["edges"])
+    assert data["violations"]
+
+
+def test_cli_graph_shows_a_long_wait(fast_detection: Any) -> None:
+    name = f"dl-cligraph-{os.getpid()}"
+    lk = interlock.Lock(name=name)
+    ctx = mp.get_context("fork")
+    ready = ctx.Event()
+    p = ctx.Process(target=_long_holder, args=(name, 2.0, ready))
+    p.start()
+    ready.wait(10)
+    out: dict[str, Any] = {}
+
+    def look() -> None:
+        time.sleep(0.8)
+        out["text"] = _cli("graph")
+        out["dot"] = _cli("graph", "--dot")
+
+    t = threading.Thread(target=look)
+    t.start()
+    with lk:
+        pass
+    t.join()
+    p.join(10)
+    text = out["text"].stdout
+    assert f"pid {os.getpid()}" in text and repr(name) in text and f"held by pid {p.pid}" in text
+    assert "DEADLOCK" not in text
+    assert out["dot"].stdout.startswith("digraph") and name in out["dot"].stdout

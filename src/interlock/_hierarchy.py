@@ -22,7 +22,6 @@ import contextlib
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from ._errors import DeadlockError
@@ -34,15 +33,33 @@ class LockOrderError(RuntimeError):
     ``"raise"`` mode)."""
 
 
-@dataclass
+class Site:
+    """Where a lock was taken: kept as (file, line, function), formatted
+    only when a report needs it (tracking must stay cheap)."""
+
+    __slots__ = ("file", "line", "func", "more")
+
+    def __init__(self, file: str, line: int, func: str, more: "Site | None" = None) -> None:
+        self.file, self.line, self.func, self.more = file, line, func, more
+
+    def __str__(self) -> str:
+        s = f"{self.file}:{self.line} in {self.func}"
+        return s + " <- " + str(self.more) if self.more else s
+
+
 class Held:
-    lock: Any
-    name: str
-    level: int | None
-    where: str
-    count: int = 1
-    read: bool = False
-    since: float = field(default_factory=time.monotonic)
+    """A tracked lock held by the current thread."""
+
+    __slots__ = ("lock", "name", "level", "site", "count", "read")
+
+    def __init__(self, lock: Any, name: str, level: int | None, site: Site,
+                 read: bool = False) -> None:
+        self.lock, self.name, self.level, self.site = lock, name, level, site
+        self.count, self.read = 1, read
+
+    @property
+    def where(self) -> str:
+        return str(self.site)
 
 
 _local = threading.local()
@@ -57,61 +74,78 @@ def held() -> list[Held]:
     return h  # type: ignore[no-any-return]
 
 
+def site(stack: int = 1) -> Site:
+    """The first caller outside interlock (and up to ``stack - 1`` callers
+    of it), cheaply: nothing is formatted here."""
+    f: Any = sys._getframe(1)
+    while f is not None and f.f_globals.get("__name__", "").startswith(_PKG):
+        f = f.f_back
+    if f is None:
+        return Site("?", 0, "?")
+    first = Site(f.f_code.co_filename, f.f_lineno, f.f_code.co_name)
+    cur = first
+    for _ in range(stack - 1):
+        f = f.f_back
+        if f is None:
+            break
+        cur.more = Site(f.f_code.co_filename, f.f_lineno, f.f_code.co_name)
+        cur = cur.more
+    return first
+
+
 def where(stack: int = 1) -> str:
     """'file:line in function' of the first caller outside interlock
     (with up to ``stack`` frames, innermost first, joined by ' <- ')."""
-    f = sys._getframe(1)
-    while f is not None and (f.f_globals.get("__name__", "") or "").startswith(_PKG):
-        f = f.f_back  # type: ignore[assignment]
-    out = []
-    while f is not None and len(out) < stack:
-        out.append(f"{f.f_code.co_filename}:{f.f_lineno} in {f.f_code.co_name}")
-        f = f.f_back  # type: ignore[assignment]
-    return " <- ".join(out) or "?"
+    return str(site(stack))
 
 
-def _find(lock: Any) -> Held | None:
+def _find(lock: Any, stack: list[Held] | None = None) -> Held | None:
     # By name: two handles on one named lock are the same lock.
-    for h in held():
-        if h.name == lock.name:
+    name = lock.name
+    for h in held() if stack is None else stack:
+        if h.name == name:
             return h
     return None
 
 
-def check_level(lock: Any, name: str, level: int | None, site: str) -> None:
+def check_level(lock: Any, name: str, level: int | None, at: Site) -> None:
     if level is None:
         return
     for h in held():
         if h.level is not None and h.name != name and h.level >= level:
             raise LockOrderError(
-                f"lock order violation: taking {name!r} (level {level}) at {site} while holding "
+                f"lock order violation: taking {name!r} (level {level}) at {at} while holding "
                 f"{h.name!r} (level {h.level}) taken at {h.where}; locks must be taken in "
                 "increasing level order (or use interlock.ordered())"
             )
 
 
-def before_acquire(lock: Any, blocking: bool, site: str, read: bool = False) -> bool:
+_lockdep: Any = None  # the lockdep module, imported on first use (it imports us)
+
+
+def before_acquire(lock: Any, blocking: bool, at: Site, read: bool = False) -> bool:
     """Checks before taking ``lock``.  Returns True if this is a re-entry of
     a lock the thread already holds (no new order to record)."""
+    global _lockdep
     h = _find(lock)
-    if h is not None and lock._recursive:
-        return True
+    if h is not None and (lock._recursive or (read and h.read)):
+        return True  # re-entry: an RLock, or a read hold inside a read hold
     name, level = lock.name, lock.level
-    check_level(lock, name, level, site)
-    from . import lockdep
-
-    if lockdep.enabled():
-        lockdep.note_acquire(lock, name, site, blocking, held(), read=read, again=h is not None)
+    check_level(lock, name, level, at)
+    if _lockdep is None:
+        from . import lockdep as _lockdep
+    if _lockdep._enabled:
+        _lockdep.note_acquire(lock, name, at, blocking, held(), read=read, again=h is not None)
     return False
 
 
-def after_acquire(lock: Any, site: str, reentry: bool, read: bool = False) -> None:
+def after_acquire(lock: Any, at: Site, reentry: bool, read: bool = False) -> None:
     if reentry:
         h = _find(lock)
         if h is not None:
             h.count += 1
             return
-    held().append(Held(lock, lock.name, lock.level, site, read=read))
+    held().append(Held(lock, lock.name, lock.level, at, read=read))
 
 
 def after_release(lock: Any) -> None:
@@ -129,19 +163,19 @@ class TrackedLockMixin:
 
     def _tracked_acquire(self, block: bool = True, timeout: float | None = None) -> bool:
         lk: Any = self
-        site = where()
-        again = before_acquire(self, bool(block), site)
+        at = site()
+        again = before_acquire(self, bool(block), at)
         ok = bool(lk._raw_acquire(block, timeout))
         if ok:
-            after_acquire(self, site, again)
+            after_acquire(self, at, again)
         return ok
 
     def _tracked_enter(self) -> bool:
         lk: Any = self
-        site = where()
-        again = before_acquire(self, True, site)
+        at = site()
+        again = before_acquire(self, True, at)
         lk._raw_enter()
-        after_acquire(self, site, again)
+        after_acquire(self, at, again)
         return True
 
     def _tracked_release(self) -> None:

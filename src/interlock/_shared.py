@@ -36,14 +36,13 @@ class SharedObject:
             raise TypeError(f"create must be None, True or False, not {create!r}")
         seg = _segment.Segment(name, self._kind, object_size, params, create=create, init=init)
         self._seg = seg
+        self.name = seg.name
         # Release this process's slot when the object is garbage collected.
         self._finalizer = weakref.finalize(self, seg.release)
         return seg
 
-    @property
-    def name(self) -> str:
-        """The object's name: pass it to the constructor to attach from anywhere."""
-        return self._seg.name
+    #: The object's name: pass it to the constructor to attach from anywhere.
+    name: str
 
     def _pickle_options(self) -> dict[str, Any]:
         return {}

@@ -30,7 +30,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
-from . import _core, _segment
+from . import _core, _hierarchy, _segment, lockdep
 from ._errors import OwnerDiedError, OwnerDiedWarning
 from ._lock import Lock, RLock
 from ._shared import SharedObject
@@ -176,13 +176,22 @@ class RWLockStatistics:
 
 
 class _Hold:
-    __slots__ = ("_acquire", "_release", "_timeout", "_what")
+    __slots__ = ("_lock", "_acquire", "_release", "_timeout", "_what", "_again", "_tracked")
 
-    def __init__(self, acquire: Callable[..., bool], release: Callable[[], None],
+    def __init__(self, lock: Any, acquire: Callable[..., bool], release: Callable[[], None],
                  timeout: float | None, what: str) -> None:
-        self._acquire, self._release, self._timeout, self._what = acquire, release, timeout, what
+        self._lock, self._acquire, self._release = lock, acquire, release
+        self._timeout, self._what = timeout, what
+        self._tracked = False
 
     def __enter__(self) -> None:
+        # With lockdep on, read()/write() holds take part in the lock-order
+        # validation; read-read orders are not reported (_hierarchy, lockdep).
+        read = self._what == "read"
+        if lockdep.enabled():
+            site = _hierarchy.site()
+            self._again = _hierarchy.before_acquire(self._lock, True, site, read=read)
+            self._tracked = True
         try:
             ok = self._acquire(True, self._timeout)
         except OwnerDiedError:
@@ -190,9 +199,13 @@ class _Hold:
             raise
         if not ok:
             raise TimeoutError(f"could not take the {self._what} lock in {self._timeout} s")
+        if self._tracked:
+            _hierarchy.after_acquire(self._lock, site, self._again, read=read)
 
     def __exit__(self, *exc: object) -> None:
         self._release()
+        if self._tracked:
+            _hierarchy.after_release(self._lock)
 
 
 class RWLock(_core.RWLock, _Robust, SharedObject):
@@ -211,6 +224,8 @@ class RWLock(_core.RWLock, _Robust, SharedObject):
 
     _kind = _segment.KIND_RWLOCK
     _NSLOTS = 64
+    _recursive = False  # for the lock-order tooling: reads may nest, writes not
+    level = None
 
     def __init__(self, *, name: str | None = None, create: bool | None = None,
                  on_owner_death: str = "warn") -> None:
@@ -226,11 +241,11 @@ class RWLock(_core.RWLock, _Robust, SharedObject):
 
     def read(self, timeout: float | None = None) -> _Hold:
         """Context manager: hold for reading."""
-        return _Hold(self.acquire_read, self.release_read, timeout, "read")
+        return _Hold(self, self.acquire_read, self.release_read, timeout, "read")
 
     def write(self, timeout: float | None = None) -> _Hold:
         """Context manager: hold for writing."""
-        return _Hold(self.acquire_write, self.release_write, timeout, "write")
+        return _Hold(self, self.acquire_write, self.release_write, timeout, "write")
 
     def _pickle_options(self) -> dict[str, Any]:
         return {"on_owner_death": self._on_death}

@@ -153,7 +153,7 @@ def _report(v: Violation) -> None:
     warnings.warn(v.message, LockOrderWarning, stacklevel=5)
 
 
-def note_acquire(lock: Any, name: str, site: str, blocking: bool, held: list[Held],
+def note_acquire(lock: Any, name: str, at: Any, blocking: bool, held: list[Held],
                  read: bool = False, again: bool = False) -> None:
     """Called (by _hierarchy) before a tracked lock is taken."""
     if again:
@@ -161,6 +161,7 @@ def note_acquire(lock: Any, name: str, site: str, blocking: bool, held: list[Hel
             return
         key = ("AA", name)
         first = next(h for h in held if h.name == name)
+        site = str(at)
         v = Violation("recursion", (name, name), Edge(name, name, first.where, site, os.getpid()),
                       f"lockdep: {name!r} is taken again at {site} by the thread that already "
                       f"holds it (taken at {first.where}): a non-recursive lock taken twice "
@@ -171,6 +172,7 @@ def note_acquire(lock: Any, name: str, site: str, blocking: bool, held: list[Hel
            if h.name != name and (h.name, name) not in _seen and not (read and h.read)]
     if not new:
         return
+    site = str(at)
     with _state:
         tbl = _tbl()
         with tbl:
