@@ -235,6 +235,9 @@ class Segment:
         try:
             try:
                 os.ftruncate(fd, total)
+                # Reserve the pages now: on a full /dev/shm this fails with
+                # ENOSPC here, instead of a SIGBUS later on first touch.
+                os.posix_fallocate(fd, 0, total)
                 mm = mmap.mmap(fd, total)
             except OSError as e:
                 raise OSError(
@@ -272,12 +275,13 @@ class Segment:
                 meta._detach()
                 mm.close()
                 return False
-            self.fd, self.mm, self.meta = fd, mm, meta
+            # The mapping outlives the descriptor: closing it (finally, below)
+            # keeps a process with many objects far from its fd limit.
+            self.mm, self.meta = mm, meta
             self.ino = os.fstat(fd).st_ino
             self.header = Header.parse(mm)
             self.object_offset = obj_off
             self.created = True
-            fd = -1
             return True
         finally:
             if tmp is not None:
@@ -334,16 +338,15 @@ class Segment:
                     f"not a {KIND_NAMES.get(self.kind, self.kind)}"
                 )
             meta = _core.Mutex(mm, OFF_META_LOCK)
-            self.fd, self.mm, self.meta, self.ino = fd, mm, meta, st.st_ino
+            self.mm, self.meta, self.ino = mm, meta, st.st_ino
             self.header = hdr
             self.object_offset = hdr.object_offset
             if not self._claim_slot():
                 meta._detach()
                 mm.close()
                 self.mm = None
-                return False  # (fd is closed by the finally below)
-            fd = -1
-            return True
+                return False
+            return True  # (fd is closed by the finally below: the mapping stays)
         finally:
             if fd >= 0:
                 os.close(fd)
@@ -472,10 +475,6 @@ class Segment:
             self.mm.close()
         except BufferError:
             pass  # still exported by a live object: closes when it is freed
-        try:
-            os.close(self.fd)
-        except OSError:  # pragma: no cover
-            pass
 
     def params(self) -> tuple[int, ...]:
         assert self.mm is not None
