@@ -202,3 +202,33 @@ def test_async_lock_timeout_and_cancel() -> None:
             assert lock.locked()
 
     run(main())
+
+
+def _setter(ev: interlock.Event, delay: float) -> None:
+    time.sleep(delay)
+    ev.set()
+
+
+def test_event_wait_async_across_processes() -> None:
+    ev = interlock.Event()
+    p = mp.get_context("spawn").Process(target=_setter, args=(ev, 0.3))
+    p.start()
+
+    async def main() -> tuple[bool, bool, int]:
+        ticks = 0
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                await asyncio.sleep(0.01)
+                ticks += 1
+
+        t = asyncio.create_task(ticker())
+        early = await ev.wait_async(timeout=0.05)
+        results = await asyncio.gather(*(ev.wait_async() for _ in range(10)))
+        t.cancel()
+        return early, all(results), ticks
+
+    early, ok, ticks = run(main())
+    p.join(10)
+    assert early is False and ok and ticks >= 10

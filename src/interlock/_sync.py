@@ -34,6 +34,7 @@ from . import _core, _hierarchy, _segment, lockdep
 from ._errors import OwnerDiedError, OwnerDiedWarning
 from ._lock import Lock, RLock
 from ._shared import SharedObject
+from .aio import AsyncEventMixin
 
 __all__ = [
     "Semaphore",
@@ -284,7 +285,7 @@ class EventStatistics:
     timeouts: int
 
 
-class Event(_core.Event, SharedObject):
+class Event(_core.Event, SharedObject, AsyncEventMixin):
     """``Event(*, name=None, create=None)``: ``set``, ``clear``, ``is_set``,
     ``wait(timeout=None)``. Holds nothing, so nobody's death can strand it."""
 

@@ -195,3 +195,18 @@ class AsyncLockMixin:
 
     async def __aexit__(self, *exc: object) -> None:
         self.release()  # type: ignore[attr-defined]
+
+
+class AsyncEventMixin:
+    """The asyncio face of :class:`interlock.Event`: ``await ev.wait_async()``."""
+
+    async def wait_async(self, timeout: float | None = None) -> bool:
+        """Wait until the event is set, without blocking the loop; returns
+        ``is_set()`` like ``Event.wait`` (False on timeout)."""
+        deadline = _deadline(timeout)
+        ev: Any = self
+        while not ev.is_set():
+            w = _waiters(self, "_aio_set", lambda _a, t: bool(ev.wait(t)))
+            if not await _await(w.wait(), deadline):
+                return bool(ev.is_set())
+        return True
