@@ -17,7 +17,8 @@ import json
 import os
 import sys
 import time
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from . import _registry, _segment
 from ._registry import COUNT_MOD, HolderInfo, ObjectInfo
@@ -150,7 +151,7 @@ def render_inspect(o: ObjectInfo, now: float | None = None) -> str:
         for u in o.users
     ) or "none"
     row("users", f"{len(o.live_users)} live of {len(o.users)}: {users}")
-    row("state", state_text(o))
+    row("state", state_text(o) or "-")
     row("holders", "; ".join(holder_text(h) for h in o.holders) or "none")
     if any(h.acquired_at is None for h in o.holders):
         lines.append(f"  {'':<10}  (where acquired: not recorded; acquisition tracking is off)")

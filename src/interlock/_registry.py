@@ -46,13 +46,15 @@ A kind without a describer is still listed, with its header facts only.
 """
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import struct
 import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any
 
 from . import _core, _segment
 from ._segment import Header
@@ -108,7 +110,7 @@ def _plain(value: Any) -> Any:
 
 
 def _freeze(value: Any) -> Any:
-    if isinstance(value, Mapping):
+    if isinstance(value, dict):
         return MappingProxyType({k: _freeze(v) for k, v in value.items()})
     if isinstance(value, list):
         return tuple(_freeze(v) for v in value)
@@ -190,15 +192,32 @@ def _check_header(hdr: Header, st: os.stat_result) -> None:
         raise _Unreadable(f"inconsistent header ({st.st_size} bytes, header says {hdr.total_size})")
 
 
-def _users(mm: mmap.mmap, hdr: Header) -> tuple[UserInfo, ...]:
+class _Liveness:
+    """task_alive() with a memo for one listing: the same processes are users
+    of many objects, and each check reads /proc."""
+
+    def __init__(self) -> None:
+        self._memo: dict[tuple[int, int], bool] = {}
+
+    def __call__(self, pid: int, start: int = 0) -> bool:
+        key = (pid, start)
+        alive = self._memo.get(key)
+        if alive is None:
+            alive = self._memo[key] = bool(pid) and bool(_core.task_alive(pid, start))
+        return alive
+
+
+def _users(mm: mmap.mmap, hdr: Header, alive: _Liveness) -> tuple[UserInfo, ...]:
+    # The slot table (_segment: {u32 pid, u32 refs, u64 start}), in one pass.
+    table = mm[_segment.OFF_SLOTS:_segment.OFF_SLOTS + 16 * hdr.nslots]
     return tuple(
-        UserInfo(pid, refs, bool(_core.task_alive(pid, start)))
-        for _, pid, refs, start in _segment._slots(mm, hdr.nslots)
+        UserInfo(pid, refs, alive(pid, start))
+        for pid, refs, start in struct.iter_unpack("<IIQ", table)
         if pid
     )
 
 
-def _describe_path(name: str, path: str) -> ObjectInfo:
+def _describe_path(name: str, path: str, alive: _Liveness) -> ObjectInfo:
     try:
         mm, st = _open_mapping(path)
     except _Unreadable as e:
@@ -216,7 +235,7 @@ def _describe_path(name: str, path: str) -> ObjectInfo:
         if describer is not None:
             try:
                 facts = describer(mm, hdr)
-            except (ValueError, struct.error) as e:
+            except Exception as e:  # one bad segment must not hide the others
                 problem = f"cannot read the {kind}: {e}"
         holders = tuple(
             h if isinstance(h, HolderInfo) else HolderInfo(**h) for h in facts.pop("holders", ())
@@ -227,9 +246,9 @@ def _describe_path(name: str, path: str) -> ObjectInfo:
             path=path,
             size=hdr.total_size,
             creator_pid=hdr.creator_pid,
-            creator_alive=bool(_core.task_alive(hdr.creator_pid, hdr.creator_start)),
+            creator_alive=alive(hdr.creator_pid, hdr.creator_start),
             created=hdr.created_ns / 1e9,
-            users=_users(mm, hdr),
+            users=_users(mm, hdr, alive),
             unlinked=bool(hdr.unlinked),
             summary=str(facts.pop("summary", "")),
             holders=holders,
@@ -239,7 +258,10 @@ def _describe_path(name: str, path: str) -> ObjectInfo:
             problem=problem,
         )
     finally:
-        mm.close()
+        try:
+            mm.close()
+        except BufferError:  # a describer kept an object on it: unmapped when that is freed
+            pass
 
 
 def _broken(name: str, path: str, problem: str, size: int = 0) -> ObjectInfo:
@@ -264,9 +286,10 @@ def list_objects() -> list[ObjectInfo]:
 
     Never registers as a user of anything, never writes, never removes."""
     out = []
+    alive = _Liveness()
     for name, path in _entries():
         try:
-            out.append(_describe_path(name, path))
+            out.append(_describe_path(name, path, alive))
         except FileNotFoundError:
             continue  # removed between the listing and the open: it is gone
         except OSError as e:
@@ -276,16 +299,16 @@ def list_objects() -> list[ObjectInfo]:
 
 def inspect(name: str) -> ObjectInfo:
     """The object called ``name``; :class:`NoSuchObject` if there is none."""
-    try:
-        _segment.validate_name(name)
-    except (TypeError, ValueError):
-        raise NoSuchObject(name) from None
+    # Not validate_name(): that is the rule for names users create, and the
+    # library itself may use others ("@..."); any name that `ls` shows works.
+    if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\0" in name:
+        raise NoSuchObject(str(name))
     path = _segment.path_of(name)
     try:
-        return _describe_path(name, path)
-    except FileNotFoundError:
-        raise NoSuchObject(name) from None
+        return _describe_path(name, path, _Liveness())
     except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ENAMETOOLONG):
+            raise NoSuchObject(name) from None
         return _broken(name, path, f"{e.strerror or e}")
 
 
