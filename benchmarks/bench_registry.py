@@ -8,12 +8,13 @@ workload might have had.  This script separates the two, in one run, with
 three conditions per workload:
 
 - ``idle``: no poller running;
-- ``reader``: a process doing what ``interlock top`` does,
-  ``_registry.list_objects()`` of every object of this user, every 10 ms
-  (100 times faster than top's default refresh);
-- ``control``: a process with the reader's duty cycle (busy for as long as
-  one poll takes, then asleep 10 ms) that reads no segment: the CPU the
-  reader takes, without the reading.
+- ``reader``: a process doing what ``interlock top`` does for each object
+  (list the directory, read the object's header, slots, ring or mutex
+  words) on the three objects the workloads use, every 10 ms (100 times
+  faster than top's default refresh);
+- ``control``: the same process reading three other objects of the same
+  kinds, which the workloads do not touch: the same CPU and system work,
+  without touching the workloads' cache lines.
 
 ``reader / control`` is then the cost of the registry itself on the fast path
 (1.00: none); ``reader / idle`` adds the CPU the poller takes from a busy
@@ -40,29 +41,27 @@ import time
 from collections.abc import Callable
 
 import interlock
-from interlock import _registry
 
-# A poller: `interlock top` without the printing (mode "reader"), or the same
-# duty cycle spent spinning (mode "control").  Reports its mean busy time.
+# A poller: every `interval` it lists the directory and reads each of the
+# objects named on its command line, as `interlock top` does for every object.
+# Reports the CPU time a poll takes.
 POLLER = r"""
-import json, sys, time, threading
-from interlock import _registry
-mode, interval, busy_s = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+import json, os, sys, time, threading
+from interlock import _registry, _segment
+interval, names = float(sys.argv[1]), sys.argv[2:]
 stop = threading.Event()
 threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
-polls, busy, objects = 0, 0.0, 0
+polls, busy = 0, 0.0
 while not stop.is_set():
-    t0 = time.perf_counter()
-    if mode == "reader":
-        objects = len(_registry.list_objects())
-    else:
-        while time.perf_counter() - t0 < busy_s:
-            pass
-    busy += time.perf_counter() - t0
+    c0 = time.process_time()
+    os.listdir(_segment.SHM_DIR)
+    for n in names:
+        _registry.inspect(n)
+    busy += time.process_time() - c0
     polls += 1
     time.sleep(interval)
-print(json.dumps({"polls": polls, "mean_busy_us": 1e6 * busy / max(polls, 1),
-                  "objects": objects}))
+print(json.dumps({"polls": polls, "mean_cpu_us": 1e6 * busy / max(polls, 1),
+                  "objects": len(names)}))
 """
 
 PAYLOAD = b"x" * 64
@@ -124,8 +123,8 @@ def queue_two_processes(q: interlock.Queue, seconds: float) -> float:
     return total / (time.perf_counter() - t0)
 
 
-def start_poller(mode: str, interval: float, busy_s: float) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-c", POLLER, mode, str(interval), str(busy_s)],
+def start_poller(interval: float, names: list[str]) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", POLLER, str(interval), *names],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
 
@@ -143,23 +142,22 @@ def main() -> None:
     args = ap.parse_args()
 
     pid = os.getpid()
-    q = interlock.Queue(name=f"bench-registry-{pid}-q", capacity=1 << 20)
-    q2 = interlock.Queue(name=f"bench-registry-{pid}-q2", capacity=1 << 20)
-    lock = interlock.Lock(name=f"bench-registry-{pid}-l")
+    names = [f"bench-registry-{pid}-{s}" for s in ("q", "q2", "l")]
+    q = interlock.Queue(name=names[0], capacity=1 << 20)
+    q2 = interlock.Queue(name=names[1], capacity=1 << 20)
+    lock = interlock.Lock(name=names[2])
+    # The control's objects: the same kinds and sizes, untouched by the workloads.
+    dummies = [interlock.Queue(name=f"{names[0]}-dummy", capacity=1 << 20),
+               interlock.Queue(name=f"{names[1]}-dummy", capacity=1 << 20),
+               interlock.Lock(name=f"{names[2]}-dummy")]
     workloads: dict[str, Callable[[float], float]] = {
         "Queue put+get, 64 B, one process": lambda s: timed(queue_same_process(q), s),
         "Queue 64 B, producer -> consumer process": lambda s: queue_two_processes(q2, s),
         "Lock acquire+release, one process": lambda s: timed(lock_same_process(lock), s),
     }
-    # How long one poll takes here, for the control's duty cycle.
-    _registry.list_objects()
-    t0 = time.perf_counter()
-    for _ in range(20):
-        _registry.list_objects()
-    poll_s = (time.perf_counter() - t0) / 20
-
     results = {w: {c: [] for c in CONDITIONS} for w in workloads}  # type: dict[str, dict[str, list[float]]]
-    pollers = {m: start_poller(m, args.interval, poll_s) for m in ("reader", "control")}
+    pollers = {"reader": start_poller(args.interval, names),
+               "control": start_poller(args.interval, [d.name for d in dummies])}
     time.sleep(0.5)  # let them import and start
     try:
         for fn in workloads.values():  # warm up
@@ -179,7 +177,7 @@ def main() -> None:
                 p.send_signal(signal.SIGCONT)
                 p.kill()
                 p.wait()
-        for obj in (q, q2, lock):
+        for obj in (q, q2, lock, *dummies):
             obj.detach()
 
     print(f"interlock registry cost: {args.rounds} rotations x {args.seconds:g} s per workload "
@@ -204,8 +202,8 @@ def main() -> None:
     print()
     rd, ct = stats["reader"], stats["control"]
     print(f"reader: {rd['polls']:.0f} polls of {rd['objects']:.0f} objects, "
-          f"{rd['mean_busy_us']:.0f} us each; control: {ct['polls']:.0f} polls, "
-          f"{ct['mean_busy_us']:.0f} us busy each")
+          f"{rd['mean_cpu_us']:.0f} us CPU each; control: {ct['polls']:.0f} polls of "
+          f"{ct['objects']:.0f} objects, {ct['mean_cpu_us']:.0f} us CPU each")
     print("ratios: median over rotations, [interquartile range]; 1.000 = no difference")
 
 

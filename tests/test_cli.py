@@ -258,6 +258,32 @@ def test_top_shows_rates() -> None:
         reap(qname)
 
 
+def test_top_on_a_terminal_clears_the_screen_each_refresh(holder: Any,
+                                                         names: tuple[str, str]) -> None:
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.Popen([PY, "-m", "interlock", "top", "-n", "2", "-d", "0.1"],
+                             stdout=slave, stderr=subprocess.PIPE)
+        os.close(slave)
+        chunks = []
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not data:
+                break
+            chunks.append(data)
+        assert p.wait(10) == 0
+    finally:
+        os.close(master)
+    out = b"".join(chunks).decode()
+    assert out.count("\x1b[H\x1b[2J") == 2
+    assert names[1] in out
+
+
 def test_top_quits_cleanly_on_ctrl_c(holder: Any) -> None:
     p = subprocess.Popen([PY, "-m", "interlock", "top", "--interval", "0.1"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

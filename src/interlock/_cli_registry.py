@@ -347,9 +347,10 @@ def add_parsers(sub: Any) -> None:
     p = sub.add_parser("top", help="live view of queues and locks",
                        description="Refreshing view of every object: state, rates, holders, "
                                    "waiters. Ctrl-C quits.")
-    p.add_argument("-n", "--interval", type=_positive, default=1.0, metavar="SECONDS",
+    # -d and -n as in procps top
+    p.add_argument("-d", "--interval", type=_positive, default=1.0, metavar="SECONDS",
                    help="seconds between refreshes (default 1)")
-    p.add_argument("--iterations", type=int, default=0, metavar="N",
+    p.add_argument("-n", "--iterations", type=int, default=0, metavar="N",
                    help="stop after N refreshes (default: until Ctrl-C)")
     json_flag(p)
     p.set_defaults(func=cmd_top)

@@ -235,7 +235,7 @@ def _describe_path(name: str, path: str, alive: _Liveness) -> ObjectInfo:
         if describer is not None:
             try:
                 facts = describer(mm, hdr)
-            except Exception as e:  # one bad segment must not hide the others
+            except Exception as e:  # noqa: BLE001 - one bad segment must not hide the others
                 problem = f"cannot read the {kind}: {e}"
         holders = tuple(
             h if isinstance(h, HolderInfo) else HolderInfo(**h) for h in facts.pop("holders", ())
