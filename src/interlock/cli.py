@@ -42,8 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_demo(sub)
-    from . import _cli_deadlock
+    from . import _cli_deadlock, _cli_registry
 
+    _cli_registry.add_parsers(sub)
     _cli_deadlock.add_parsers(sub)
     return parser
 

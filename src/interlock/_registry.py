@@ -1,0 +1,436 @@
+"""The registry: what interlock objects exist, who uses them, what state they are in.
+
+There is no central table.  The directory ``/dev/shm`` *is* the registry:
+every object is one file ``interlock.<uid>.<name>`` whose header already
+says what it is (kind, creator, size, creation time) and which processes are
+attached (the slot table of ``_segment``), and whose object region is the
+live state itself (a ring's head and tail words, a mutex's word and owner
+hints, the waiters counters).  Reading the registry is listing the
+directory and reading those bytes; the fast paths of ``put``/``get`` and
+``acquire``/``release`` write nothing for it, so they pay nothing for it
+(``benchmarks/bench_registry.py`` measures that claim).
+
+Alternatives rejected: a central shared table that every object registers
+in (one more segment to keep consistent across crashes, a lock or CAS on
+create and destroy, and stale rows after SIGKILL: the very problems the
+per-segment slot table already solves); per-operation counters written on the
+fast path (a shared cache line bounced between producer and consumer).
+
+Reading is passive (docs/design/registry.md):
+
+- the file is opened ``O_RDONLY`` and mapped copy-on-write
+  (``MAP_PRIVATE``): the reader can never write to the segment, not even by
+  a bug.  On Linux a private mapping of a file that is never written maps the
+  page-cache pages themselves, so it sees the other processes' stores;
+- no slot is claimed and the meta lock is never taken, so the attached
+  process table is not changed and a reader that dies leaves nothing;
+- the file may be unlinked while we read it: the mapping keeps it alive
+  until we unmap, and a vanished name is simply not listed;
+- every fact is a racy snapshot: counters read one by one, not under a lock.
+
+Describers.  What is read in the object region depends on its kind.  Each
+kind registers one function in :data:`DESCRIBERS`::
+
+    DESCRIBERS[_segment.KIND_X] = describe_x   # fn(mm, header) -> dict
+
+returning a dict with any of the keys
+
+- ``summary``: one short line for ``interlock ls`` (``"depth 3/∞, 120 B"``);
+- ``holders``: a list of dicts ``{pid, tid, depth, alive, acquired_at}``;
+- ``waiters``: how many threads wait on the object;
+- ``counters``: monotonically growing counts (``interlock top`` shows their
+  rates; they may wrap modulo 2**32);
+- anything else: kind-specific facts, shown by ``interlock inspect``.
+
+A kind without a describer is still listed, with its header facts only.
+"""
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+import struct
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from . import _core, _segment
+from ._segment import Header
+
+Describer = Callable[[mmap.mmap, Header], "dict[str, Any]"]
+
+#: kind code -> describer; see the module docstring.
+DESCRIBERS: dict[int, Describer] = {}
+
+COUNT_MOD = 1 << 32  # counters kept in 32 bits wrap here
+
+
+class NoSuchObject(LookupError):
+    """``inspect()`` of a name that has no segment."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no interlock object named {name!r} (see `interlock ls`)")
+        self.name = name
+
+
+# ------------------------------------------------------------------ records
+@dataclass(frozen=True)
+class UserInfo:
+    """One process attached to a segment (one slot of its table)."""
+
+    pid: int
+    refs: int  # handles this process holds on the object
+    alive: bool  # False: died without detaching; swept by the next attach/detach or clean
+
+
+@dataclass(frozen=True)
+class HolderInfo:
+    """A thread that holds a lock (or a unit of a semaphore, ...)."""
+
+    pid: int
+    tid: int
+    depth: int = 1  # RLock recursion depth
+    alive: bool = True  # False: it died holding it; the next acquirer takes over
+    #: Where it was acquired ("file:line in function"), when acquisition
+    #: tracking is on and the segment records it; None otherwise.
+    acquired_at: str | None = None
+
+
+def _plain(value: Any) -> Any:
+    """Frozen containers -> JSON-ready ones."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if hasattr(value, "__dataclass_fields__"):
+        return {k: _plain(getattr(value, k)) for k in value.__dataclass_fields__}
+    return value
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, dict):
+        return MappingProxyType({k: _freeze(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """Everything the registry knows about one interlock object (a snapshot)."""
+
+    name: str
+    kind: str  # "Queue", "Lock", ..., "?" for an unreadable segment
+    path: str
+    size: int  # bytes of shared memory
+    creator_pid: int
+    creator_alive: bool
+    created: float  # seconds since the epoch
+    users: tuple[UserInfo, ...]
+    unlinked: bool  # its last user has removed it; it vanishes from the directory next
+    summary: str  # one line for `interlock ls`
+    holders: tuple[HolderInfo, ...] = ()
+    waiters: int = 0
+    #: monotonic counts, modulo 2**32 (`interlock top` turns them into rates)
+    counters: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    #: kind-specific facts (see the describer of the kind)
+    details: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    problem: str = ""  # non-empty: the segment could not be read (details in it)
+
+    @property
+    def live_users(self) -> tuple[int, ...]:
+        return tuple(u.pid for u in self.users if u.alive)
+
+    @property
+    def orphaned(self) -> bool:
+        """Valid, but every process attached to it is dead (``interlock clean``)."""
+        return not self.problem and not self.live_users
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = _plain(self)
+        d["live_users"] = list(self.live_users)
+        d["orphaned"] = self.orphaned
+        return d
+
+
+# ------------------------------------------------------------------ reading
+class _Unreadable(Exception):
+    pass
+
+
+def _open_mapping(path: str) -> tuple[mmap.mmap, os.stat_result]:
+    """Map a segment read-only in effect (see the module docstring).
+
+    Raises FileNotFoundError if it vanished, _Unreadable if it is not a whole
+    interlock segment of this layout."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if st.st_uid != os.getuid():
+            raise _Unreadable(f"belongs to uid {st.st_uid}")
+        if st.st_size < _segment.OFF_SLOTS:
+            raise _Unreadable(f"truncated ({st.st_size} bytes)")
+        # ACCESS_COPY = MAP_PRIVATE: the C objects want a writable buffer, and
+        # a private mapping is one that cannot reach the file.
+        mm = mmap.mmap(fd, st.st_size, access=mmap.ACCESS_COPY)
+    finally:
+        os.close(fd)
+    return mm, st
+
+
+def _check_header(hdr: Header, st: os.stat_result) -> None:
+    if hdr.magic != _segment.MAGIC:
+        raise _Unreadable(f"not an interlock segment (bad magic {hdr.magic!r})")
+    if hdr.version != _segment.LAYOUT_VERSION:
+        raise _Unreadable(
+            f"layout version {hdr.version}; this interlock reads version {_segment.LAYOUT_VERSION}"
+        )
+    if (hdr.total_size != st.st_size or hdr.object_offset + hdr.object_size > st.st_size
+            or _segment.OFF_SLOTS + 16 * hdr.nslots > hdr.object_offset):
+        raise _Unreadable(f"inconsistent header ({st.st_size} bytes, header says {hdr.total_size})")
+
+
+class _Liveness:
+    """task_alive() with a memo for one listing: the same processes are users
+    of many objects, and each check reads /proc."""
+
+    def __init__(self) -> None:
+        self._memo: dict[tuple[int, int], bool] = {}
+
+    def __call__(self, pid: int, start: int = 0) -> bool:
+        key = (pid, start)
+        alive = self._memo.get(key)
+        if alive is None:
+            alive = self._memo[key] = bool(pid) and bool(_core.task_alive(pid, start))
+        return alive
+
+
+def _users(mm: mmap.mmap, hdr: Header, alive: _Liveness) -> tuple[UserInfo, ...]:
+    # The slot table (_segment: {u32 pid, u32 refs, u64 start}), in one pass.
+    table = mm[_segment.OFF_SLOTS:_segment.OFF_SLOTS + 16 * hdr.nslots]
+    return tuple(
+        UserInfo(pid, refs, alive(pid, start))
+        for pid, refs, start in struct.iter_unpack("<IIQ", table)
+        if pid
+    )
+
+
+def _describe_path(name: str, path: str, alive: _Liveness) -> ObjectInfo:
+    try:
+        mm, st = _open_mapping(path)
+    except _Unreadable as e:
+        return _broken(name, path, str(e))
+    try:
+        hdr = Header.parse(mm)
+        try:
+            _check_header(hdr, st)
+        except _Unreadable as e:
+            return _broken(name, path, str(e), st.st_size)
+        kind = _segment.KIND_NAMES.get(hdr.kind, f"kind {hdr.kind}")
+        facts: dict[str, Any] = {}
+        problem = ""
+        describer = DESCRIBERS.get(hdr.kind)
+        if describer is not None:
+            try:
+                facts = describer(mm, hdr)
+            except Exception as e:  # noqa: BLE001 - one bad segment must not hide the others
+                problem = f"cannot read the {kind}: {e}"
+        holders = tuple(
+            h if isinstance(h, HolderInfo) else HolderInfo(**h) for h in facts.pop("holders", ())
+        )
+        return ObjectInfo(
+            name=name,
+            kind=kind,
+            path=path,
+            size=hdr.total_size,
+            creator_pid=hdr.creator_pid,
+            creator_alive=alive(hdr.creator_pid, hdr.creator_start),
+            created=hdr.created_ns / 1e9,
+            users=_users(mm, hdr, alive),
+            unlinked=bool(hdr.unlinked),
+            summary=str(facts.pop("summary", "")),
+            holders=holders,
+            waiters=int(facts.pop("waiters", 0)),
+            counters=_freeze(dict(facts.pop("counters", {}))),
+            details=_freeze(facts),
+            problem=problem,
+        )
+    finally:
+        try:
+            mm.close()
+        except BufferError:  # a describer kept an object on it: unmapped when that is freed
+            pass
+
+
+def _broken(name: str, path: str, problem: str, size: int = 0) -> ObjectInfo:
+    return ObjectInfo(name=name, kind="?", path=path, size=size, creator_pid=0,
+                      creator_alive=False, created=0.0, users=(), unlinked=False,
+                      summary="", problem=problem)
+
+
+def _entries() -> Iterator[tuple[str, str]]:
+    prefix = f"{_segment.PREFIX}.{os.getuid()}."
+    try:
+        names = sorted(os.listdir(_segment.SHM_DIR))
+    except FileNotFoundError:  # pragma: no cover - no /dev/shm at all
+        return
+    for entry in names:
+        if entry.startswith(prefix):
+            yield entry[len(prefix):], f"{_segment.SHM_DIR}/{entry}"
+
+
+def list_objects() -> list[ObjectInfo]:
+    """Every interlock object of this user, sorted by name (a snapshot).
+
+    Never registers as a user of anything, never writes, never removes."""
+    out = []
+    alive = _Liveness()
+    for name, path in _entries():
+        try:
+            out.append(_describe_path(name, path, alive))
+        except FileNotFoundError:
+            continue  # removed between the listing and the open: it is gone
+        except OSError as e:
+            out.append(_broken(name, path, f"{e.strerror or e}"))
+    return out
+
+
+def inspect(name: str) -> ObjectInfo:
+    """The object called ``name``; :class:`NoSuchObject` if there is none."""
+    # Not validate_name(): that is the rule for names users create, and the
+    # library itself may use others ("@..."); any name that `ls` shows works.
+    if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\0" in name:
+        raise NoSuchObject(str(name))
+    path = _segment.path_of(name)
+    try:
+        return _describe_path(name, path, _Liveness())
+    except OSError as e:
+        if e.errno in (errno.ENOENT, errno.ENAMETOOLONG):
+            raise NoSuchObject(name) from None
+        return _broken(name, path, f"{e.strerror or e}")
+
+
+# ------------------------------------------------------------- describers
+def _alive(pid: int, start: int = 0) -> bool:
+    return bool(pid) and bool(_core.task_alive(pid, start))
+
+
+# il_mutex_t (mutex.h): word u32 @0, owner_pid u32 @4, owner_start u64 @8,
+# owner_tid u32 @16.  _stats() gives all but owner_start, which says whether
+# the owner TID still names the thread that took the lock.
+_MUTEX_OWNER_START = struct.Struct("<Q")
+
+
+def _mutex_holder(mm: mmap.mmap, off: int, s: Mapping[str, Any]) -> HolderInfo | None:
+    tid = int(s["owner_tid"])
+    if not tid:
+        return None
+    start = _MUTEX_OWNER_START.unpack_from(mm, off + 8)[0]
+    hint_tid = struct.unpack_from("<I", mm, off + 16)[0]
+    alive = _alive(tid, start if hint_tid == tid else 0)
+    return HolderInfo(pid=int(s["owner_pid"]), tid=tid, depth=max(1, int(s["depth"])),
+                      alive=alive)
+
+
+def _holder_text(h: HolderInfo) -> str:
+    who = f"{h.pid or '?'}/{h.tid}"
+    return f"dead {who}" if not h.alive else who
+
+
+def describe_lock(mm: mmap.mmap, hdr: Header) -> dict[str, Any]:
+    """Lock and RLock: the mutex word and its owner hints (mutex.h)."""
+    off = hdr.object_offset
+    m = _core.Mutex(mm, off)
+    try:
+        s = m._stats()
+    finally:
+        m._detach()
+    holder = _mutex_holder(mm, off, s)
+    waiters = int(s["waiters"])
+    if holder is None:
+        summary = "unlocked"
+    else:
+        summary = f"locked by {_holder_text(holder)}"
+        if holder.depth > 1:
+            summary += f" (depth {holder.depth})"
+    if waiters:
+        summary += f", {waiters} waiting"
+    return {
+        "summary": summary,
+        "holders": [holder] if holder else [],
+        "waiters": waiters,
+        "counters": {"acquisitions": int(s["acquisitions"]) % COUNT_MOD},
+        "locked": holder is not None,
+        "owner_pid": int(s["owner_pid"]),
+        "owner_tid": int(s["owner_tid"]),
+        "depth": int(s["depth"]),
+        "acquisitions": int(s["acquisitions"]),
+        "contentions": int(s["contentions"]),
+        "owner_deaths": int(s["owner_deaths"]),
+    }
+
+
+def _fmt_bytes(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} B"  # pragma: no cover
+
+
+def describe_queue(mm: mmap.mmap, hdr: Header) -> dict[str, Any]:
+    """Queue, JoinableQueue, SimpleQueue: head and tail words of the ring (ring.h)."""
+    r = _core.Ring(mm, hdr.object_offset)
+    try:
+        s = r._stats()
+    finally:
+        r._detach()
+    maxsize = int(hdr.params[0])  # as asked for: 0 = no count bound
+    depth = int(s["depth"])
+    put = int(s["put_count_mod32"])
+    got = (put - depth) % COUNT_MOD
+    pl, cl = s["producer_lock"], s["consumer_lock"]
+    producers_waiting = int(s["producers_sleeping"]) + int(pl["waiters"])
+    consumers_waiting = int(s["consumers_sleeping"]) + int(cl["waiters"])
+    summary = f"depth {depth}/{maxsize or '∞'}, {_fmt_bytes(int(s['bytes_used']))}"
+    if s["closed"]:
+        summary += ", closed"
+    if producers_waiting:
+        summary += f", {producers_waiting} producer{'s' if producers_waiting > 1 else ''} waiting"
+    if consumers_waiting:
+        summary += f", {consumers_waiting} consumer{'s' if consumers_waiting > 1 else ''} waiting"
+    holders = [h for h in (_mutex_holder(mm, hdr.object_offset + 64, pl),
+                           _mutex_holder(mm, hdr.object_offset + 192, cl)) if h]
+    return {
+        "summary": summary,
+        # A thread inside put() or get() holds a side lock for the copy.
+        "holders": holders,
+        "waiters": producers_waiting + consumers_waiting,
+        "counters": {"put": put, "got": got},
+        "depth": depth,
+        "bytes_used": int(s["bytes_used"]),
+        "capacity": int(s["capacity"]),
+        "ring_size": int(s["size"]),
+        "maxsize": maxsize,
+        "closed": bool(s["closed"]),
+        # The ring counts records in 32 bits (ring.h, "Positions"): totals wrap.
+        "put_total_mod_2_32": put,
+        "got_total_mod_2_32": got,
+        "producers_waiting": producers_waiting,
+        "consumers_waiting": consumers_waiting,
+        "producer_lock": dict(pl),
+        "consumer_lock": dict(cl),
+        "owner_deaths": int(pl["owner_deaths"]) + int(cl["owner_deaths"]),
+    }
+
+
+DESCRIBERS[_segment.KIND_QUEUE] = describe_queue
+DESCRIBERS[_segment.KIND_LOCK] = describe_lock
+DESCRIBERS[_segment.KIND_RLOCK] = describe_lock
+
+
+def age(info: ObjectInfo, now: float | None = None) -> float:
+    """Seconds since the object was created."""
+    return max(0.0, (time.time() if now is None else now) - info.created)
