@@ -43,6 +43,9 @@ class QueueStatistics:
     consumer_lock_owner_pid: int
     owner_deaths: int
     attached_pids: tuple[int, ...]
+    #: items ever put / taken, modulo 2**32 (the ring counts in 32 bits)
+    put_total: int = 0
+    got_total: int = 0
 
 
 def _ring_size(capacity: int) -> int:
@@ -157,6 +160,8 @@ class Queue(_core.Ring, SharedObject, AsyncQueueMixin):
             consumer_lock_owner_pid=s["consumer_lock"]["owner_pid"],
             owner_deaths=s["producer_lock"]["owner_deaths"] + s["consumer_lock"]["owner_deaths"],
             attached_pids=tuple(pid for pid, _ in self._seg.users()),
+            put_total=s["put_count_mod32"],
+            got_total=(s["put_count_mod32"] - s["depth"]) % 2**32,
         )
 
     def _describe(self) -> str:

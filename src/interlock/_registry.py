@@ -434,3 +434,52 @@ DESCRIBERS[_segment.KIND_RLOCK] = describe_lock
 def age(info: ObjectInfo, now: float | None = None) -> float:
     """Seconds since the object was created."""
     return max(0.0, (time.time() if now is None else now) - info.created)
+
+
+# ------------------------------------------------- the sync family (_sync.py)
+def _sync_describer(ctype: Any, summarize: Callable[[dict[str, Any]], str]) -> Describer:
+    """A describer for a sync primitive: its C type's _stats(), whose slot
+    table (pid, tid, count, start) names the holders (sync.h)."""
+
+    def describe(mm: mmap.mmap, hdr: Header) -> dict[str, Any]:
+        o = ctype(mm, hdr.object_offset)
+        try:
+            s = o._stats()
+        finally:
+            o._detach()
+        holders = [HolderInfo(pid=int(pid), tid=int(tid), depth=int(count),
+                              alive=_alive(int(tid or pid), int(start)))
+                   for pid, tid, count, start in s.get("slots", []) if count]
+        out = {k: v for k, v in s.items() if isinstance(v, (int, bool, str))}
+        out.update(summary=summarize(s), holders=holders, waiters=int(s.get("waiters", 0)),
+                   counters={"acquisitions": int(s.get("acquisitions", 0)) % COUNT_MOD})
+        return out
+
+    return describe
+
+
+def _waiting(s: dict[str, Any]) -> str:
+    return f", {s['waiters']} waiting" if s.get("waiters") else ""
+
+
+def _sem_summary(s: dict[str, Any]) -> str:
+    held = sum(c for _p, _t, c, _s in s.get("slots", []))
+    return f"value {s['value']}, {held} held" + _waiting(s)
+
+
+def _rw_summary(s: dict[str, Any]) -> str:
+    if s.get("writer_tid"):
+        return f"written by {s['writer_pid']}/{s['writer_tid']}" + _waiting(s)
+    return f"{s.get('readers', 0)} readers" + _waiting(s)
+
+
+DESCRIBERS[_segment.KIND_SEMAPHORE] = _sync_describer(_core.Semaphore, _sem_summary)
+DESCRIBERS[_segment.KIND_BOUNDED_SEMAPHORE] = _sync_describer(_core.Semaphore, _sem_summary)
+DESCRIBERS[_segment.KIND_RWLOCK] = _sync_describer(_core.RWLock, _rw_summary)
+DESCRIBERS[_segment.KIND_EVENT] = _sync_describer(
+    _core.Event, lambda s: ("set" if s.get("flag") else "clear") + _waiting(s))
+DESCRIBERS[_segment.KIND_BARRIER] = _sync_describer(
+    _core.Barrier, lambda s: (f"{s['count']}/{s['parties']} waiting"
+                              + (", broken" if s.get("broken") else "")))
+DESCRIBERS[_segment.KIND_CONDITION] = _sync_describer(
+    _core.Condition, lambda s: f"{s.get('waiters', 0)} waiting, {s.get('notifies', 0)} notifies")
