@@ -84,7 +84,7 @@ from ._errors import Empty, QueueClosed
 from ._progress import ProgressBoard, StageProgress
 from ._queue import Queue
 
-__all__ = ["Pipeline", "WorkerDiedError", "WorkerDiedWarning", "RemoteTraceback"]
+__all__ = ["Pipeline", "StageProgress", "WorkerDiedError", "WorkerDiedWarning", "RemoteTraceback"]
 
 _DEATH_MODES = ("fail", "restart", "retry")
 _POLL = 0.05  # seconds: how often the parent looks at workers when no result comes
@@ -441,6 +441,13 @@ class Pipeline:
     def workers(self) -> list[tuple[str, int, int | None]]:
         """``(stage name, worker index, pid)`` of every current worker."""
         return [(s.name, i, p.pid) for s in self._stages for i, p in enumerate(s.procs)]
+
+    def stats(self) -> list[StageProgress]:
+        """Per stage, now: items done, workers alive, input queue depth and
+        bound (what the progress board shows; a racy snapshot)."""
+        if not self._started or not hasattr(self, "_counters"):
+            return [StageProgress(s.name, 0, 0, s.workers, 0, s.maxsize) for s in self._stages]
+        return self._progress_rows()
 
     # ------------------------------------------------------------ internals
     def _depth(self) -> int:
