@@ -23,7 +23,8 @@ Option names follow ``multiprocessing`` and ``concurrent.futures``
 How it runs (docs/design/pipeline.md has the whole protocol):
 
 - The parent feeds the source from a thread into the first queue, in
-  messages of ``chunksize`` items, each item tagged with its sequence number.
+  messages of ``chunksize`` consecutive items tagged with the sequence
+  number of the first.
   Every queue is bounded (``maxsize`` messages), so a slow stage blocks the
   ones before it, down to the source: memory stays flat on an endless source.
   In ordered mode the parent also bounds how far the source may run ahead of
@@ -50,9 +51,10 @@ How it runs (docs/design/pipeline.md has the whole protocol):
   (*at most once*), listed in ``Pipeline.lost`` and warned about
   (:class:`WorkerDiedWarning`).
   ``"retry"``: start a new worker and give it the items the dead one held
-  (*at least once*: their stage may run twice on them; the results the caller
-  gets are de-duplicated by sequence number).  Costs one extra small queue
-  operation per message, to keep a copy of what each worker holds.
+  (*at least once*: their stage may run twice on them; in ordered mode the
+  results the caller gets are de-duplicated by key).  Both "restart" and
+  "retry" cost one extra put and get per message, on a one-slot queue that
+  keeps a copy of what each worker holds; "fail" costs nothing.
 
 - Ctrl-C (SIGINT to the parent), an error, a death in ``"fail"`` mode, or the
   caller leaving the loop early all abort: every queue is closed, workers are
@@ -68,7 +70,6 @@ from __future__ import annotations
 import inspect
 import itertools
 import multiprocessing
-import multiprocessing.connection
 import os
 import pickle
 import signal
@@ -229,6 +230,14 @@ def _worker_main(spec: _WorkerSpec) -> None:
         sys.exit(_EXIT_REPORTED)
 
 
+def _msg_keys(msg: tuple[Any, list[Any]]) -> list[Any]:
+    """The keys of the items of a message (see "Messages" above)."""
+    start, items = msg
+    if start is not None:
+        return list(range(start, start + len(items)))
+    return [key for key, _ in items]
+
+
 def _worker_loop(spec: _WorkerSpec) -> None:
     base = spec.slot * 3
     counters = spec.counters
@@ -246,43 +255,61 @@ def _worker_loop(spec: _WorkerSpec) -> None:
                 continue
             except QueueClosed:
                 return
-        counters[base + 1] = _first(msg[0][0]) if msg else -1
-        counters[base + 2] = len(msg)
+        start, items = msg
+        counters[base + 1] = start if start is not None else _first(items[0][0])
+        counters[base + 2] = len(items)
         if spec.hand is not None:
             spec.hand.put(msg)
-        out: list[Any] = []
-        for key, value in msg:
-            try:
-                if value is _EMPTY:  # keeps its place; one level deeper past a generator
-                    out.append((_child_key(key, 0, True) if spec.is_gen else key, value))
-                elif spec.is_gen:
-                    i = 0
-                    prev: Any = _EMPTY
-                    have = False
-                    for nxt in fn(value):
-                        if have:
-                            out.append((_child_key(key, i, False), prev))
-                            i += 1
-                            if len(out) >= spec.chunksize:
-                                if not _put(outq, out, spec.ppid):
-                                    return
-                                out = []
-                        prev, have = nxt, True
-                    out.append((_child_key(key, i, True), prev))
-                else:
-                    out.append((key, fn(value)))
-            except BaseException as e:
+        if start is not None and not spec.is_gen:
+            # the common case: a block of consecutive items, one result each
+            results = []
+            for i, value in enumerate(items):
                 try:
-                    e._interlock_key = key  # type: ignore[attr-defined]
-                except AttributeError:  # pragma: no cover
-                    pass
-                raise
-        if out and not _put(outq, out, spec.ppid):
-            return
+                    results.append(fn(value))
+                except BaseException as e:
+                    _tag(e, start + i)
+                    raise
+            if not _put(outq, (start, results), spec.ppid):
+                return
+        else:
+            pairs = items if start is None else list(zip(range(start, start + len(items)), items))
+            out: list[Any] = []
+            for key, value in pairs:
+                try:
+                    if value is _EMPTY:  # keeps its place; one level deeper past a generator
+                        out.append((_child_key(key, 0, True) if spec.is_gen else key, value))
+                    elif spec.is_gen:
+                        i = 0
+                        prev: Any = _EMPTY
+                        have = False
+                        for nxt in fn(value):
+                            if have:
+                                out.append((_child_key(key, i, False), prev))
+                                i += 1
+                                if len(out) >= spec.chunksize:
+                                    if not _put(outq, (None, out), spec.ppid):
+                                        return
+                                    out = []
+                            prev, have = nxt, True
+                        out.append((_child_key(key, i, True), prev))
+                    else:
+                        out.append((key, fn(value)))
+                except BaseException as e:
+                    _tag(e, key)
+                    raise
+            if out and not _put(outq, (None, out), spec.ppid):
+                return
         if spec.hand is not None:
             spec.hand.get_nowait()
         counters[base + 2] = 0
-        counters[base] += len(msg)
+        counters[base] += len(items)
+
+
+def _tag(e: BaseException, key: Any) -> None:
+    try:
+        e._interlock_key = key  # type: ignore[attr-defined]
+    except AttributeError:  # pragma: no cover
+        pass
 
 
 def _report(spec: _WorkerSpec, key: Any, e: BaseException) -> None:
@@ -372,7 +399,12 @@ class Pipeline:
         self._feeder: threading.Thread | None = None
         self._stop = threading.Event()
         self._feed_error: BaseException | None = None
-        self._window: threading.Semaphore | None = None
+        # Ordered mode: the source may run at most _window items ahead of the
+        # first item not yet returned (_returned); the feeder waits on the
+        # condition.
+        self._window: int | None = None
+        self._window_cond = threading.Condition()
+        self._returned = 0
         self._all_queues: list[Queue] = []
         #: Source items taken so far (read it to watch backpressure work).
         self.fed = 0
@@ -478,7 +510,7 @@ class Pipeline:
         if self.ordered:
             window = self._max_inflight or sum(
                 (s.maxsize + 2 * s.workers) * s.chunksize for s in self._stages) + 16
-            self._window = threading.Semaphore(max(window, self._stages[0].chunksize))
+            self._window = max(window, self._stages[0].chunksize)
         self._feeder = threading.Thread(target=self._feed, name="interlock-pipeline-feeder",
                                         daemon=True)
         self._feeder.start()
@@ -500,22 +532,22 @@ class Pipeline:
         q = self._stages[0].inq
         assert q is not None
         chunk = self._stages[0].chunksize
+        window = self._window
         seq = 0
         try:
             it = iter(self._source)
             while not self._stop.is_set():
-                msg = []
-                for item in it:
-                    if self._window is not None:
-                        while not self._window.acquire(timeout=_POLL):
+                if window is not None:
+                    with self._window_cond:
+                        while seq + chunk - self._returned > window:
                             if self._stop.is_set():
                                 return
-                    msg.append((seq, item))
-                    seq += 1
+                            self._window_cond.wait(_POLL)
+                items = list(itertools.islice(it, chunk))
+                if items:
+                    msg = (seq, items)
+                    seq += len(items)
                     self.fed = seq
-                    if len(msg) >= chunk:
-                        break
-                if msg:
                     while True:
                         try:
                             q.put(msg, timeout=_POLL)
@@ -527,7 +559,7 @@ class Pipeline:
                                 raise
                             if self._stop.is_set():
                                 return
-                if len(msg) < chunk:
+                if len(items) < chunk:
                     break  # the source is exhausted
             q.close()
         except QueueClosed:
@@ -565,31 +597,44 @@ class Pipeline:
             except QueueClosed:
                 closed = True
                 msgs = []
-            for msg in msgs:
-                for key, value in msg:
-                    if not self.ordered:
-                        if value is not _EMPTY:
-                            yield value
-                        continue
+            for start, items in msgs:
+                if not self.ordered:
+                    if start is not None:
+                        yield from items
+                    else:
+                        for _, value in items:
+                            if value is not _EMPTY:
+                                yield value
+                    continue
+                if start is not None:  # a block of consecutive results (depth 1)
+                    if start >= expect:  # (else: a duplicate from a retried item)
+                        buffer[start] = (None, items)
+                    continue
+                for key, value in items:
                     sk = strip(key) if strip is not None else key
                     if sk < expect:
                         continue  # a duplicate from a retried item, already delivered
                     buffer[sk] = (key, value)
-            if self.ordered:
+            if self.ordered and (buffer or skipped):
+                first = _first(expect)
                 while True:
                     if expect in buffer:
                         done_key, value = buffer.pop(expect)
+                        if done_key is None:  # a block
+                            yield from value
+                            expect += len(value)
+                            continue
                         if value is not _EMPTY:
                             yield value
                     else:
                         done_key = self._skipped_prefix(expect, skipped)
                         if done_key is None:
                             break
-                    nxt = _next_key(done_key, depth)
-                    if self._window is not None:
-                        for _ in range(_first(nxt) - _first(expect)):
-                            self._window.release()
-                    expect = nxt
+                    expect = _next_key(done_key, depth)
+                if self._window is not None and _first(expect) != first:
+                    with self._window_cond:
+                        self._returned = _first(expect)
+                        self._window_cond.notify()
             now = time.monotonic()
             if closed or now >= next_check:
                 next_check = now + _POLL
@@ -696,7 +741,7 @@ class Pipeline:
                 held_msg = hand.get_nowait()
             except (Empty, QueueClosed):
                 held_msg = None
-        held_keys = [key for key, _ in held_msg] if held_msg is not None else []
+        held_keys = _msg_keys(held_msg) if held_msg is not None else []
         what = (f"holding {held_n} item(s) from #{held_first}" if held_n
                 else "holding no item")
         where = f"worker {i} of stage {s.name!r} (pid {p.pid}) {how}, {what}"
@@ -747,9 +792,8 @@ class Pipeline:
 
     def _stop_feeder(self) -> None:
         self._stop.set()
-        if self._window is not None:
-            for _ in range(64):
-                self._window.release()
+        with self._window_cond:
+            self._window_cond.notify_all()
         if self._feeder is not None and self._feeder is not threading.current_thread():
             # The source may be blocked in its own code: do not wait forever
             # (the thread is a daemon).
