@@ -470,3 +470,15 @@ def test_cli_graph_shows_a_long_wait(fast_detection: Any) -> None:
     assert f"pid {os.getpid()}" in text and repr(name) in text and f"held by pid {p.pid}" in text
     assert "DEADLOCK" not in text
     assert out["dot"].stdout.startswith("digraph") and name in out["dot"].stdout
+
+
+def test_demo_deadlock_caught_then_avoided() -> None:
+    r = _cli("demo", "deadlock", "--deadlock-timeout", "0.5", "--rounds", "500")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "DeadlockError" in r.stdout and "caught: 1 victim, 1 completed" in r.stdout
+    assert "no deadlock: 1000 acquisitions" in r.stdout
+
+
+def test_demo_via_cli_dispatches_demos_with_own_parser() -> None:
+    r = _cli("demo", "race", "--help")
+    assert r.returncode == 0 and "usage: interlock demo race" in r.stdout

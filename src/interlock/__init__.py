@@ -43,6 +43,7 @@ from ._sync import (  # noqa: E402
 from ._value import Array, UnguardedAccessError, Value  # noqa: E402
 from ._waitfor import set_deadlock_timeout  # noqa: E402
 from ._connect import connect  # noqa: E402
+from .pipeline import Pipeline, RemoteTraceback, WorkerDiedError, WorkerDiedWarning  # noqa: E402
 from . import lockdep  # noqa: E402  (reads INTERLOCK_LOCKDEP)
 
 _core._set_tracking(lockdep.enabled(), _waitfor.deadlock_timeout())
@@ -84,4 +85,8 @@ __all__ = [
     "lockdep",
     "set_deadlock_timeout",
     "connect",
+    "Pipeline",
+    "RemoteTraceback",
+    "WorkerDiedError",
+    "WorkerDiedWarning",
 ]

@@ -24,14 +24,21 @@ def _add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        description="Run one of interlock's demonstrations.")
     demos = p.add_subparsers(dest="demo", metavar="DEMO", required=True)
     for name, (module, summary) in DEMOS.items():
-        d = demos.add_parser(name, help=summary, description=summary)
-        importlib.import_module(module).add_arguments(d)
+        mod = importlib.import_module(module)
+        if hasattr(mod, "add_arguments"):
+            d = demos.add_parser(name, help=summary, description=summary)
+            mod.add_arguments(d)
+        else:  # the demo parses its own options (and its own --help)
+            d = demos.add_parser(name, help=summary, description=summary, add_help=False)
+            d.add_argument("demo_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=cmd_demo)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     module = importlib.import_module(DEMOS[args.demo][0])
-    return int(module.run(args))
+    if hasattr(module, "run"):
+        return int(module.run(args))
+    return int(module.main(list(args.demo_args)))
 
 
 # ---------------------------------------------------------------- parser
@@ -51,6 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m interlock`` and of the ``interlock`` script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) >= 2 and argv[0] == "demo" and argv[1] in DEMOS:
+        mod = importlib.import_module(DEMOS[argv[1]][0])
+        if not hasattr(mod, "add_arguments"):  # a demo with a parser of its own
+            return int(mod.main(argv[2:]))
     args = build_parser().parse_args(argv)
     func: Command = args.func
     try:
