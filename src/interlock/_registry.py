@@ -317,9 +317,10 @@ def _alive(pid: int, start: int = 0) -> bool:
     return bool(pid) and bool(_core.task_alive(pid, start))
 
 
-# il_mutex_t (mutex.h): word u32 @0, owner_pid u32 @4, owner_start u64 @8,
-# owner_tid u32 @16.  _stats() gives all but owner_start, which says whether
-# the owner TID still names the thread that took the lock.
+# il_mutex_t (mutex.h): word u32 @0, owner_pid u32 @4, owner_hint u64 @8
+# ((start time & 0xffffffff) << 32 | tid), owner_tid u32 @16.  _stats() gives
+# all but owner_hint, which says whether the owner TID still names the thread
+# that took the lock.
 _MUTEX_OWNER_START = struct.Struct("<Q")
 
 
@@ -327,9 +328,9 @@ def _mutex_holder(mm: mmap.mmap, off: int, s: Mapping[str, Any]) -> HolderInfo |
     tid = int(s["owner_tid"])
     if not tid:
         return None
-    start = _MUTEX_OWNER_START.unpack_from(mm, off + 8)[0]
-    hint_tid = struct.unpack_from("<I", mm, off + 16)[0]
-    alive = _alive(tid, start if hint_tid == tid else 0)
+    # owner_hint u64 @8 packs (start time & 0xffffffff) << 32 | tid (mutex.h)
+    hint = _MUTEX_OWNER_START.unpack_from(mm, off + 8)[0]
+    alive = _alive(tid, hint >> 32 if hint & 0xFFFFFFFF == tid else 0)
     return HolderInfo(pid=int(s["owner_pid"]), tid=tid, depth=max(1, int(s["depth"])),
                       alive=alive)
 

@@ -203,11 +203,7 @@ static inline int take_fast(il_mutex_t *m)
     uint32_t tid = il_self_tid();
     if (il_mutex_trylock_fast(m, tid)) {
         IL_CRASH(MUTEX_LOCKED);
-        /* relaxed stores: hints (mutex.h); same as note_owner in mutex.c */
-        atomic_store_explicit(&m->owner_pid, il_self_pid(), memory_order_relaxed);
-        atomic_store_explicit(&m->owner_start, il_self_start(), memory_order_relaxed);
-        /* release: pairs with the acquire loads of owner_tid (mutex.h) */
-        atomic_store_explicit(&m->owner_tid, tid, memory_order_release);
+        il_mutex_note_owner(m, tid);
         atomic_store_explicit(&m->acquisitions,
                               atomic_load_explicit(&m->acquisitions, memory_order_relaxed) + 1,
                               memory_order_relaxed);

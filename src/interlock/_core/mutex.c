@@ -9,7 +9,7 @@ void il_mutex_init(il_mutex_t *m)
 {
     atomic_store_explicit(&m->word, 0, memory_order_relaxed);
     atomic_store_explicit(&m->owner_pid, 0, memory_order_relaxed);
-    atomic_store_explicit(&m->owner_start, 0, memory_order_relaxed);
+    atomic_store_explicit(&m->owner_hint, 0, memory_order_relaxed);
     atomic_store_explicit(&m->owner_tid, 0, memory_order_relaxed);
     m->depth = 0;
     atomic_store_explicit(&m->acquisitions, 0, memory_order_relaxed);
@@ -20,11 +20,7 @@ void il_mutex_init(il_mutex_t *m)
 
 static inline void note_owner(il_mutex_t *m, uint32_t tid)
 {
-    /* relaxed: hints only (mutex.h); readers check owner_tid against the word. */
-    atomic_store_explicit(&m->owner_pid, il_self_pid(), memory_order_relaxed);
-    atomic_store_explicit(&m->owner_start, il_self_start(), memory_order_relaxed);
-    /* release: a reader that acquire-loads this tid sees our start time */
-    atomic_store_explicit(&m->owner_tid, tid, memory_order_release);
+    il_mutex_note_owner(m, tid);
     /* We own the lock: a plain increment (no locked RMW) is race-free. */
     atomic_store_explicit(&m->acquisitions,
                           atomic_load_explicit(&m->acquisitions, memory_order_relaxed) + 1,
@@ -33,11 +29,10 @@ static inline void note_owner(il_mutex_t *m, uint32_t tid)
 
 static int owner_alive(il_mutex_t *m, uint32_t owner)
 {
-    uint64_t start = 0;
-    /* acquire: pairs with note_owner's release store, so the start time we
-     * read belongs to this tid (hint fields; another owner's are skipped). */
-    if (atomic_load_explicit(&m->owner_tid, memory_order_acquire) == owner)
-        start = atomic_load_explicit(&m->owner_start, memory_order_relaxed);
+    /* relaxed: one load of the packed hint gives a (tid, start) pair that
+     * belongs together; its start time is used only if it is the owner's. */
+    uint64_t hint = atomic_load_explicit(&m->owner_hint, memory_order_relaxed);
+    uint64_t start = (uint32_t)hint == owner ? hint >> 32 : 0;
     return il_task_alive(owner, start);
 }
 

@@ -25,10 +25,16 @@
  *   T | WAITERS       held by T, waiters may sleep: release wakes one
  *   WAITERS (T == 0)  never stored: release writes 0
  *
- * The side fields (owner_pid, owner_start, owner_tid) are written by the
- * owner right after the CAS that took the word, and are only hints for the
- * liveness check and for display; a reader trusts owner_start only if
- * owner_tid equals the TID in the word.
+ * The side fields are written by the owner right after the CAS that took
+ * the word, and are only hints.  owner_hint packs the owner's TID and the
+ * low 32 bits of its start time into ONE 64-bit word, written with one
+ * store and read with one load: the liveness check reads a (tid, start)
+ * pair that belongs together, and trusts the start time only if that tid
+ * is the TID in the word.  (Two separate fields let a waiter pair one
+ * owner's TID with the next owner's start time and, the word having come
+ * back to the same value, steal the lock from a living owner: found by the
+ * model models/mutex.pml, see docs/design/verification.md.)  owner_pid and
+ * owner_tid are for display only.
  *
  * Death at each step (see docs/design/lock.md):
  *   - before the CAS: nothing held, nothing to do;
@@ -51,8 +57,8 @@
 typedef struct il_mutex {
     _Atomic uint32_t word;
     _Atomic uint32_t owner_pid;   /* hint: process of the owner, for display */
-    _Atomic uint64_t owner_start; /* hint: owner thread's start time (ticks) */
-    _Atomic uint32_t owner_tid;   /* hint: TID the two fields above belong to */
+    _Atomic uint64_t owner_hint;  /* hint: (start time & 0xffffffff) << 32 | tid */
+    _Atomic uint32_t owner_tid;   /* display: the owner's TID */
     uint32_t depth;               /* RLock recursion depth; only the owner touches it */
     _Atomic uint64_t acquisitions;    /* statistics, relaxed */
     _Atomic uint64_t contentions;     /* acquisitions that had to wait */
@@ -97,13 +103,27 @@ static inline uint32_t il_mutex_owner(il_mutex_t *m)
 /* Does the calling thread hold the lock?  The TID alone is not enough: a
  * process that died holding the lock may have had the TID that we have now
  * (TIDs are reused), so the owner hints must name us too. */
+static inline uint64_t il_mutex_hint(uint32_t tid)
+{
+    return (il_self_start() & 0xffffffffu) << 32 | tid;
+}
+
 static inline int il_mutex_mine(il_mutex_t *m, uint32_t tid)
 {
-    /* acquire on owner_tid: pairs with the owner's release store of it, so
-     * owner_start is the one written with it */
+    /* relaxed: we compare with our own hint, which only we write, in
+     * program order before this load when we hold the lock */
     return il_mutex_owner(m) == tid &&
-           atomic_load_explicit(&m->owner_tid, memory_order_acquire) == tid &&
-           atomic_load_explicit(&m->owner_start, memory_order_relaxed) == il_self_start();
+           atomic_load_explicit(&m->owner_hint, memory_order_relaxed) == il_mutex_hint(tid);
+}
+
+/* Right after taking the word: publish who we are (hints, see above). */
+static inline void il_mutex_note_owner(il_mutex_t *m, uint32_t tid)
+{
+    /* relaxed: hints, each one atomic word; the liveness check reads the
+     * packed hint in one load and checks its tid against the word */
+    atomic_store_explicit(&m->owner_pid, il_self_pid(), memory_order_relaxed);
+    atomic_store_explicit(&m->owner_hint, il_mutex_hint(tid), memory_order_relaxed);
+    atomic_store_explicit(&m->owner_tid, tid, memory_order_relaxed);
 }
 
 #endif

@@ -140,7 +140,9 @@ int il_task_alive(uint32_t tid, uint64_t start)
         return 0;
     if (st == 'Z' || st == 'X')
         return 0;
-    if (start > 1 && s != start)
+    /* Compared on the low 32 bits: the lock's hint keeps no more (mutex.h);
+     * ticks since boot wrap there after ~497 days at 100 Hz. */
+    if (start > 1 && (s & 0xffffffffu) != (start & 0xffffffffu))
         return 0; /* the TID was reused by another task */
     return 1;
 }

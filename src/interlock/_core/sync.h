@@ -281,10 +281,7 @@ il_sync_slot_t *il_sync_thread_slot(il_sync_head_t *h, uint32_t state);
 static inline int il_sync_guard_trylock(il_sync_head_t *h)
 {
     if (il_mutex_trylock_fast(&h->guard, il_self_tid())) {
-        /* relaxed: owner hints for the liveness check (mutex.h) */
-        atomic_store_explicit(&h->guard.owner_pid, il_self_pid(), memory_order_relaxed);
-        atomic_store_explicit(&h->guard.owner_start, il_self_start(), memory_order_relaxed);
-        atomic_store_explicit(&h->guard.owner_tid, il_self_tid(), memory_order_relaxed);
+        il_mutex_note_owner(&h->guard, il_self_tid());
         return 1;
     }
     return 0;
