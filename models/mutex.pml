@@ -16,8 +16,9 @@
  * Extra switches: ROUNDS (default 2), DEADLINES (an acquire may give up at
  * its deadline check, leaving a stale WAITERS bit), NO_START_CHECK (the
  * liveness check ignores owner_start: il_task_alive(owner, 0)),
- * PACKED_HINT (a proposed fix of the hint race found by this model, see
- * docs/design/verification.md: the two hints as one atomically written word).
+ * SPLIT_HINT (the hint race this model found in an earlier mutex.c, kept as
+ * a mutant: owner_tid and owner_start read as two loads; the C now packs
+ * them in one word, the default here; see docs/design/verification.md).
  * MUTANT_NO_WAKE breaks the release on purpose (no FUTEX_WAKE): the
  * lost-wake-up check must then fail, which shows that it can.
  */
@@ -51,9 +52,9 @@ byte finished;      /* ghost: workers that completed all rounds */
 
 /* note_owner(): hints after the CAS that took the word (owner_pid omitted:
  * used only in the report) */
-#ifdef PACKED_HINT
-/* Proposed fix (not the C today): owner_tid and owner_start in one 64-bit
- * word, written by one store and read by one load. */
+#ifndef SPLIT_HINT
+/* The C today (mutex.h il_mutex_note_owner / mutex.c owner_alive): owner TID
+ * and start time packed in one 64-bit word, one store, one load. */
 inline note_owner()
 {
     d_step { owner_start = START(tid); owner_tid = tid }
@@ -122,7 +123,7 @@ proctype worker(byte me)
                 if
                 :: owner != 0 && owner != tid ->
                     /* L10 owner_alive(): hint loads, then /proc */
-#ifdef PACKED_HINT
+#ifndef SPLIT_HINT
                     d_step { ot = owner_tid; st = owner_start };
                     if
                     :: ot != owner -> st = 0
