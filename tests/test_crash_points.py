@@ -30,7 +30,7 @@ import interlock
 from interlock import _crash, _segment
 
 POINTS = [name for name, _ in _crash.all_points()]
-ROLES = ["producer", "consumer", "holder", "closer"]
+ROLES = ["producer", "consumer", "holder", "closer", "semaphore", "rwlock"]
 METHODS = ["fork", "spawn"]
 NTH = 3  # die the 3rd time the point is reached: some work is committed before
 N_ITEMS = 20
@@ -38,6 +38,8 @@ OUTCOMES: dict[tuple[str, str, str], str] = {}
 
 
 def _child(role: str, point: str, qname: str, lname: str, scratch: str, record: str) -> None:
+    sem = interlock.Semaphore(2, name=lname + "-sem", create=False)
+    rw = interlock.RWLock(name=lname + "-rw", create=False)
     if point.startswith("segment."):
         _crash.arm(point, 1)
     q = interlock.Queue(name=qname, create=False)
@@ -62,6 +64,14 @@ def _child(role: str, point: str, qname: str, lname: str, scratch: str, record: 
         for i in range(N_ITEMS):
             with lock:
                 os.write(fd_for(record), b"%d\n" % i)
+    elif role == "semaphore":
+        for i in range(N_ITEMS):
+            with sem:
+                os.write(fd_for(record), b"%d\n" % i)
+    elif role == "rwlock":
+        for i in range(N_ITEMS):
+            with rw.write() if i % 2 else rw.read():
+                os.write(fd_for(record), b"%d\n" % i)
     else:  # closer: a few puts, then close() (the one call of ring.close.*)
         for i in range(NTH):
             q.put(("p", i))
@@ -69,6 +79,8 @@ def _child(role: str, point: str, qname: str, lname: str, scratch: str, record: 
         q.close()
     q.detach()
     lock.detach()
+    sem.detach()
+    rw.detach()
 
 
 _fds: dict[str, int] = {}
@@ -111,6 +123,8 @@ def test_crash_point(point: str, role: str, method: str, tmp_path: Any) -> None:
     record = str(tmp_path / "record")
     q = interlock.Queue(name=qname, capacity=4096)
     lock = interlock.Lock(name=lname)
+    sem = interlock.Semaphore(2, name=lname + "-sem")
+    rw = interlock.RWLock(name=lname + "-rw")
     if role == "consumer":
         for i in range(N_ITEMS):
             q.put(("c", i))
@@ -131,6 +145,12 @@ def test_crash_point(point: str, role: str, method: str, tmp_path: Any) -> None:
         warnings.simplefilter("always", interlock.OwnerDiedWarning)
         assert lock.acquire(timeout=2), "lock not recovered"
         lock.release()
+        # every unit of the semaphore and the rwlock comes back
+        assert sem.acquire(timeout=2) and sem.acquire(timeout=2), "semaphore not recovered"
+        sem.release()
+        sem.release()
+        with rw.write(timeout=2):
+            pass
         if q.closed:
             assert role == "closer" and not died
             return_closed = True
@@ -141,8 +161,8 @@ def test_crash_point(point: str, role: str, method: str, tmp_path: Any) -> None:
     if return_closed:
         rest = _drain_closed(q)
         assert [i for _, i in rest] == list(range(NTH))
-        q.detach()
-        lock.detach()
+        for o in (q, lock, sem, rw):
+            o.detach()
         _segment.clean(remove=True)
         OUTCOMES[(point, role, method)] = "not reached"
         return
@@ -187,6 +207,12 @@ def test_crash_point(point: str, role: str, method: str, tmp_path: Any) -> None:
             assert len(recorded) == (NTH - 1 if point == "mutex.locked" else NTH)
         if died and point == "mutex.unlock.released":
             assert not owner_died, "the lock was free: nobody died holding it"
+    elif role in ("semaphore", "rwlock"):
+        assert recorded == list(range(len(recorded)))
+        if not died:
+            assert len(recorded) == N_ITEMS
+        st = sem.statistics()
+        assert st.value == 2 and not st.holders, st  # nothing lost, nothing held by the dead
     else:
         got = [i for _, i in rest]
         assert got == list(range(len(got))) and len(got) >= len(recorded)
@@ -195,8 +221,8 @@ def test_crash_point(point: str, role: str, method: str, tmp_path: Any) -> None:
 
     # 3. Segments: the dead child's slot is gone once someone sweeps; its
     # scratch object is collected; after we detach, nothing is left.
-    q.detach()
-    lock.detach()
+    for o in (q, lock, sem, rw):
+        o.detach()
     _segment.clean(remove=True)
     left_over = [e for e in os.listdir("/dev/shm") if tag in e]
     assert left_over == [], left_over

@@ -34,7 +34,11 @@
     X(RING_CLOSE_LOCKED, "ring.close.locked", "producer lock held, closed flag not set")    \
     X(MUTEX_LOCKED, "mutex.locked", "lock word taken, owner hints not written")             \
     X(MUTEX_UNLOCK_BEGIN, "mutex.unlock.begin", "about to release")                         \
-    X(MUTEX_UNLOCK_RELEASED, "mutex.unlock.released", "word released, waiters not woken")
+    X(MUTEX_UNLOCK_RELEASED, "mutex.unlock.released", "word released, waiters not woken")  \
+    X(SYNC_GUARD_LOCKED, "sync.guard.locked", "sync primitive's guard held, state untouched")   \
+    X(SYNC_COMMIT_LOGGED, "sync.commit.logged", "redo log published, nothing applied")        \
+    X(SYNC_COMMIT_APPLYING, "sync.commit.applying", "first word of the redo log applied")     \
+    X(SYNC_COMMIT_APPLIED, "sync.commit.applied", "redo log applied, not yet retired")
 
 enum {
 #define IL_CP_ENUM(id, name, what) IL_CP_##id,

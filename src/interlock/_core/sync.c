@@ -6,6 +6,7 @@
  * acquire/release orders them (sync.h, "Memory order").  Relaxed loads and
  * stores are spelt out with the two macros below to keep the code legible.
  */
+#include "crashpoint.h"
 #include "sync.h"
 
 #include <string.h>
@@ -79,10 +80,16 @@ void il_sync_commit(il_sync_head_t *h, const il_redo_t *r)
     /* release: the pairs are written before the log is published -- what a
      * taker-over reads after our death is the complete log or none. */
     atomic_store_explicit(&h->redo_n, r->n, memory_order_release);
+    IL_CRASH(SYNC_COMMIT_LOGGED);
     /* release fence: no store of the apply below may be moved (by the
      * compiler or the CPU) before the publication above. */
     atomic_thread_fence(memory_order_release);
+    if (r->n > 1) {
+        redo_apply(h, 1);
+        IL_CRASH(SYNC_COMMIT_APPLYING); /* half applied: recovery re-applies all */
+    }
     redo_apply(h, r->n);
+    IL_CRASH(SYNC_COMMIT_APPLIED);
     /* release: the applied values precede the log's retirement. */
     atomic_store_explicit(&h->redo_n, 0, memory_order_release);
 }
@@ -92,8 +99,10 @@ void il_sync_guard_lock(il_sync_head_t *h)
     for (;;) {
         uint32_t dead = 0;
         int r = il_mutex_lock(&h->guard, IL_FOREVER, &dead);
-        if (r == IL_OK)
+        if (r == IL_OK) {
+            IL_CRASH(SYNC_GUARD_LOCKED);
             return;
+        }
         if (r == IL_OWNER_DIED) {
             /* acquire: pairs with the release publication in commit (for a
              * writer that died, its stores are all visible anyway). */

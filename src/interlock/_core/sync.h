@@ -58,6 +58,7 @@
 #ifndef INTERLOCK_SYNC_H
 #define INTERLOCK_SYNC_H
 
+#include "crashpoint.h"
 #include "eventcount.h"
 #include "mutex.h"
 
@@ -282,6 +283,7 @@ static inline int il_sync_guard_trylock(il_sync_head_t *h)
 {
     if (il_mutex_trylock_fast(&h->guard, il_self_tid())) {
         il_mutex_note_owner(&h->guard, il_self_tid());
+        IL_CRASH(SYNC_GUARD_LOCKED);
         return 1;
     }
     return 0;
