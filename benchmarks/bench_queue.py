@@ -295,6 +295,14 @@ class ZmqChan:
         self.sc = sc
         self.dir = tempfile.mkdtemp(prefix="bench-zmq-")
         self.addr = [f"ipc://{self.dir}/c{j}" for j in range(max(sc.ncons, 1))]
+        # Senders keep their sockets open until every receiver is done: a
+        # socket closed (process exited) while the peer still had messages
+        # to read lost them now and then in testing (a hang, reported FAILED).
+        self.done = [CTX.Event() for _ in range(max(sc.ncons, 1))]
+
+    def _wait_receivers(self) -> None:
+        for e in self.done:
+            e.wait(TIMEOUT_S)
 
     @staticmethod
     def _connect(s: Any, addr: str) -> None:
@@ -318,7 +326,11 @@ class ZmqChan:
                 s.bind(self.addr[0])
             else:
                 self._connect(s, self.addr[0])
-            return Ep(put=s.send, get=s.recv, flush=lambda: _zclose(ctx, [s]))
+            if role == "a":
+                return Ep(put=s.send, get=s.recv,
+                          flush=lambda: (self._wait_receivers(), _zclose(ctx, [s])))
+            return Ep(put=s.send, get=s.recv,
+                      flush=lambda: (self.done[0].set(), _zclose(ctx, [s])))
         if role == "p":
             socks = []
             targets = self.addr if self.sc.pattern == "mpmc" else self.addr[:1]
@@ -333,7 +345,8 @@ class ZmqChan:
             else:
                 put = s.send if kind == "bytes" else s.send_pyobj
             return Ep(put=put, put_many=s.send_multipart, puts=[x.send for x in socks],
-                      shared=False, flush=lambda: _zclose(ctx, socks))
+                      shared=False,
+                      flush=lambda: (self._wait_receivers(), _zclose(ctx, socks)))
         s = ctx.socket(zmq.PULL)
         s.bind(self.addr[idx])
         if kind == "numpy":
@@ -344,7 +357,7 @@ class ZmqChan:
         else:
             get = s.recv if kind == "bytes" else s.recv_pyobj
         return Ep(get=get, get_many=s.recv_multipart, leftover=lambda: bool(s.poll(50)),
-                  flush=lambda: _zclose(ctx, [s]))
+                  flush=lambda: (self.done[idx].set(), _zclose(ctx, [s])))
 
     def close(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -585,6 +598,7 @@ def w_mpmc_consumer(barrier: Any, chan: Any, idx: int, stops: int) -> dict[str, 
             if not stops:
                 break
     t1 = time.perf_counter()
+    ep.flush()
     return {"t0": t0, "t1": t1, "received": count}
 
 
