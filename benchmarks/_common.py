@@ -186,8 +186,10 @@ def speedup(row: Row, ref: Row | None) -> float | None:
     return ref.median / row.median
 
 
-def best_peer(rows: Sequence[Row], ours: str) -> Row | None:
-    peers = [r for r in rows if r.ok and r.impl != ours]
+def best_peer(rows: Sequence[Row], ours: str,
+              candidates: Sequence[str] | None = None) -> Row | None:
+    peers = [r for r in rows if r.ok and r.impl != ours
+             and (candidates is None or r.impl in candidates)]
     if not peers:
         return None
     if peers[0].kind == "rate":
@@ -282,12 +284,13 @@ def print_header(title: str, args: argparse.Namespace, file: Any = None) -> dict
 
 
 def write_json(path: str, info: dict[str, Any], rows: Sequence[Row], ours: str,
-               extra: dict[str, Any] | None = None, reference: str = REFERENCE) -> None:
+               extra: dict[str, Any] | None = None, reference: str = REFERENCE,
+               peers: Sequence[str] | None = None) -> None:
     out = {"machine": info, "rows": []}
     for sc in dict.fromkeys(r.scenario for r in rows):
         group = [r for r in rows if r.scenario == sc]
         ref = next((r for r in group if r.impl == reference), None)
-        best = best_peer(group, ours)
+        best = best_peer(group, ours, peers)
         for r in group:
             d = asdict(r)
             d["median"] = r.median if r.ok else None

@@ -236,7 +236,8 @@ def main() -> None:
         for t_ in targets:
             print("  " + t_)
     if args.json:
-        write_json(args.json, info, rows, OURS, {"targets": targets}, reference=REF)
+        write_json(args.json, info, rows, OURS, {"targets": targets}, reference=REF,
+                   peers=[k for k in SHARED if not k.startswith("interlock")])
     if any(r.error for r in rows):
         sys.exit(1)
 
