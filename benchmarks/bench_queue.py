@@ -754,10 +754,10 @@ def run(args: Any) -> tuple[list[Row], list[Scenario]]:
                                 f"{c['producer']:.1%}, consumers {c['consumer']:.1%}")
                 sc_cpus = extra.get("spin_cpus")
                 if sc_cpus and sc_cpus[0]:
-                    row.note = ("spins (core sees >1 CPU)" if sc_cpus[0][0] > 1 else
-                                "no spinning: each process has 1 CPU") + (
-                        f"; STALE ncpus cache {sc_cpus}" if any(x and x[0] != x[1]
-                                                               for x in sc_cpus) else "")
+                    # the core spins when >1 CPU is online, adapting its budget
+                    # per object (module.c ring_wait); affinity shown for context
+                    row.note = (f"adaptive spin ({sc_cpus[0][0]} CPUs online, "
+                                f"affinity {sc_cpus[0][1]} CPU)")
                 if extra.get("mean_batch") and impl.name in ("interlock", "faster-fifo"):
                     row.note = (row.note.split(";")[0]
                                 + f"; {extra['mean_batch']:.0f} per get_many")

@@ -149,15 +149,13 @@ int il_task_alive(uint32_t tid, uint64_t start)
 
 int il_ncpus(void)
 {
+    /* CPUs online, not our own affinity: a process pinned to one CPU may
+     * still wait for a peer pinned to another, where spinning pays.  The
+     * spinners adapt (module.c ring_wait) when the peer shares our CPU. */
     static _Atomic int cached; /* relaxed: idempotent computation */
     int n = atomic_load_explicit(&cached, memory_order_relaxed);
     if (n == 0) {
-        cpu_set_t set;
-        CPU_ZERO(&set);
-        if (sched_getaffinity(0, sizeof set, &set) == 0)
-            n = CPU_COUNT(&set);
-        if (n <= 0)
-            n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+        n = (int)sysconf(_SC_NPROCESSORS_ONLN);
         if (n <= 0)
             n = 1;
         atomic_store_explicit(&cached, n, memory_order_relaxed);

@@ -70,7 +70,7 @@ int il_task_alive(uint32_t tid, uint64_t start);
 /* Read start time and state of /proc/TID/stat.  Returns 0 if absent. */
 int il_task_stat(uint32_t tid, uint64_t *start, char *state);
 
-/* Number of CPUs this process may run on; spinning is pointless on one. */
+/* Number of CPUs online; spinning is pointless on one. */
 int il_ncpus(void);
 
 #endif
