@@ -20,7 +20,8 @@ N_PROCS = 3
 N_INCR = 2000
 
 
-def _add_unlocked(v, n):
+def _add_unlocked(v, n, barrier):
+    barrier.wait(30)  # all start together: the race needs overlap, not luck
     for _ in range(n):
         tmp = v.value
         os.sched_yield()  # widen the window between read and write, as a busy machine would
@@ -61,7 +62,8 @@ def _run(ctx, target, args, n=N_PROCS):
 class TestLostUpdate:
     def test_unguarded_loses_updates(self):
         v = Value("q", 0)
-        _run(mp.get_context("fork"), _add_unlocked, (v, N_INCR))
+        ctx = mp.get_context("fork")
+        _run(ctx, _add_unlocked, (v, N_INCR, ctx.Barrier(N_PROCS)))
         assert v.value < N_PROCS * N_INCR  # the race, visible as a wrong total
 
     def test_guarded_raises_at_first_unlocked_access(self):
