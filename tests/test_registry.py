@@ -318,3 +318,26 @@ def test_any_listed_name_can_be_inspected(tmp_path: Any, monkeypatch: pytest.Mon
         lock.detach()
         for f in tmp_path.iterdir():
             f.unlink()
+
+
+def test_holder_site_recorded_when_tracked() -> None:
+    """A tracked lock (a level, or lockdep on) publishes where its holder took it."""
+    import json
+    import subprocess
+    import sys
+
+    import interlock
+
+    lk = interlock.Lock(name=f"t-site-{os.getpid()}", level=3)
+    plain = interlock.Lock(name=f"t-nosite-{os.getpid()}")
+    with lk, plain:
+        out = subprocess.run([sys.executable, "-m", "interlock", "inspect", lk.name, "--json"],
+                             capture_output=True, text=True, timeout=60).stdout
+        holder = json.loads(out)["holders"][0]
+        assert holder["acquired_at"].startswith("test_registry.py:")
+        out = subprocess.run([sys.executable, "-m", "interlock", "inspect", plain.name, "--json"],
+                             capture_output=True, text=True, timeout=60).stdout
+        assert json.loads(out)["holders"][0]["acquired_at"] is None  # untracked: not recorded
+    out = subprocess.run([sys.executable, "-m", "interlock", "inspect", lk.name, "--json"],
+                         capture_output=True, text=True, timeout=60).stdout
+    assert json.loads(out)["holders"] == []

@@ -19,11 +19,14 @@ below only for tracked locks (``_core`` ``is_tracked``).
 from __future__ import annotations
 
 import contextlib
+import os
+import struct
 import sys
 import threading
 import time
 from typing import Any, Iterator
 
+from . import _core, _segment
 from ._errors import DeadlockError
 
 
@@ -139,6 +142,22 @@ def before_acquire(lock: Any, blocking: bool, at: Site, read: bool = False) -> b
     return False
 
 
+_SITE = struct.Struct("<I60s")
+
+
+def _publish_site(lock: Any, tid: int, at: Site | None) -> None:
+    """Where the holder took it, in the lock's segment, for `interlock ls`
+    / `inspect` (registry: ``acquired_at``).  Tracked Locks/RLocks only."""
+    seg = getattr(lock, "_seg", None)
+    if seg is None or seg.mm is None or seg.kind not in (_segment.KIND_LOCK, _segment.KIND_RLOCK):
+        return
+    text = b"" if at is None else f"{os.path.basename(at.file)}:{at.line} in {at.func}".encode()
+    try:
+        _SITE.pack_into(seg.mm, _segment.OFF_SITE, tid, text[:60])
+    except (ValueError, TypeError):  # pragma: no cover - closed under us
+        pass
+
+
 def after_acquire(lock: Any, at: Site, reentry: bool, read: bool = False) -> None:
     if reentry:
         h = _find(lock)
@@ -146,6 +165,7 @@ def after_acquire(lock: Any, at: Site, reentry: bool, read: bool = False) -> Non
             h.count += 1
             return
     held().append(Held(lock, lock.name, lock.level, at, read=read))
+    _publish_site(lock, _core.self_tid(), at)
 
 
 def after_release(lock: Any) -> None:
@@ -155,6 +175,7 @@ def after_release(lock: Any) -> None:
             stack[i].count -= 1
             if stack[i].count <= 0:
                 del stack[i]
+                _publish_site(lock, 0, None)
             return
 
 

@@ -332,7 +332,18 @@ def _mutex_holder(mm: mmap.mmap, off: int, s: Mapping[str, Any]) -> HolderInfo |
     hint = _MUTEX_OWNER_START.unpack_from(mm, off + 8)[0]
     alive = _alive(tid, hint >> 32 if hint & 0xFFFFFFFF == tid else 0)
     return HolderInfo(pid=int(s["owner_pid"]), tid=tid, depth=max(1, int(s["depth"])),
-                      alive=alive)
+                      alive=alive, acquired_at=_site_of(mm, off, tid))
+
+
+def _site_of(mm: mmap.mmap, off: int, tid: int) -> str | None:
+    """The holder's acquisition site, if tracked (_hierarchy._publish_site):
+    only in the segment header of a Lock/RLock, and only if it names tid."""
+    if Header.parse(mm).kind not in (_segment.KIND_LOCK, _segment.KIND_RLOCK):
+        return None  # (a queue's side locks, say: no site recorded)
+    stid, raw = struct.unpack_from("<I60s", mm, _segment.OFF_SITE)
+    if stid != tid or not stid:
+        return None
+    return raw.split(b"\0", 1)[0].decode("utf-8", "replace") or None
 
 
 def _holder_text(h: HolderInfo) -> str:

@@ -21,7 +21,8 @@ of attached processes, then the object (a ring, a mutex, ...)::
     68      4     reserved
     72      56    params: kind-specific creation parameters (8 x u64, first 7)
     128     256   name, UTF-8, NUL-padded
-    384     64    reserved
+    384     64    holder site: u32 tid + 60 bytes "file:line in func" (Lock,
+                  RLock, written only while acquisitions are tracked)
     448     64    meta lock (a robust mutex, _core.Mutex)
     512     16*N  slots: {u32 pid, u32 refs, u64 start time}
     ...           object, 64-byte aligned
@@ -89,6 +90,7 @@ OFF_UNLINKED = 64
 OFF_PARAMS = 72
 OFF_NAME = 128
 NAME_MAX = 200
+OFF_SITE = 384
 OFF_META_LOCK = 448
 OFF_SLOTS = 512
 DEFAULT_SLOTS = 256
