@@ -473,9 +473,32 @@ def _register_exit() -> None:
         pass
 
 
+class _AfterForkToken:
+    """Weak-referenceable key for ``multiprocessing.util.register_after_fork``."""
+
+
+_AFTER_FORK_TOKEN = _AfterForkToken()
+
+
+def _register_exit_in_mp_child(_token: object) -> None:
+    _register_exit()
+
+
 atexit.register(_release_all)
 _register_exit()
 os.register_at_fork(after_in_child=_after_fork_in_child)
+# Every multiprocessing child (fork, spawn, forkserver) clears the Finalize
+# registry in Process._bootstrap, after os.fork's hooks and after unpickling
+# the target's arguments, then leaves through os._exit (fork, forkserver):
+# without this, its handles were never released and a child that was the
+# last user left the segment behind.  After-fork callbacks run after that
+# clear, in every start method.
+try:
+    from multiprocessing import util as _mp_util
+
+    _mp_util.register_after_fork(_AFTER_FORK_TOKEN, _register_exit_in_mp_child)
+except Exception:  # pragma: no cover
+    pass
 
 
 # -------------------------------------------------------------- inventory
