@@ -308,7 +308,6 @@ class Segment:
             if not self._claim_slot():
                 meta._detach()
                 mm.close()
-                os.close(fd)
                 self.mm = None
                 return False
             fd = -1
