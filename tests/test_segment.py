@@ -408,6 +408,30 @@ def test_no_temp_files_left_after_creation_races(mp_ctx):
     assert not exists(name)
 
 
+def test_attach_to_a_segment_being_unlinked():
+    """Regression: attaching to a segment whose last user is unlinking it
+    (the ``unlinked`` mark set, the name not yet gone) must retry or report
+    it missing; it closed its file descriptor twice (EBADF, or worse,
+    closing another thread's new descriptor)."""
+    import struct
+
+    name = h.uname("dying")
+    q = interlock.Queue(name=name)
+    struct.pack_into("<I", q._seg.mm, _segment.OFF_UNLINKED, 1)  # mid-unlink, frozen
+    try:
+        spare = os.open("/dev/null", os.O_RDONLY)  # would be the next fd closed by mistake
+        try:
+            with pytest.raises(FileNotFoundError, match=name):
+                interlock.Queue(name=name, create=False)
+            os.fstat(spare)  # still open
+        finally:
+            os.close(spare)
+    finally:
+        struct.pack_into("<I", q._seg.mm, _segment.OFF_UNLINKED, 0)
+        q.detach()
+    assert not exists(name)
+
+
 def _create_or_attach(name, out):
     q = interlock.Queue(name=name)
     out.put(q._seg.created)
