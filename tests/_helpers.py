@@ -62,7 +62,8 @@ class Record:
     def __init__(self, path: str, nlogs: int, per_log: int, *, create: bool = False) -> None:
         self.path, self.nlogs, self.per_log = str(path), nlogs, per_log
         size = _HEAD * nlogs + 8 * nlogs * per_log
-        fd = os.open(self.path, os.O_RDWR | (os.O_CREAT if create else 0), 0o600)
+        flags = os.O_RDWR | (os.O_CREAT | os.O_EXCL if create else 0)
+        fd = os.open(self.path, flags, 0o600)
         try:
             if create:
                 os.ftruncate(fd, size)

@@ -24,6 +24,7 @@ failure message (set INTERLOCK_TEST_SEED to replay).
 from __future__ import annotations
 
 import collections
+import itertools
 import multiprocessing
 import os
 import random
@@ -49,6 +50,14 @@ def join_or_fail(procs, what, timeout=DEADLINE):
         p.join(max(0.1, deadline - time.monotonic()))
     hung = [p.pid for p in procs if p.is_alive()]
     assert not hung, f"{what} hung (pids {hung})"
+
+
+_files = itertools.count()
+
+
+def fresh(tmp_path, prefix: str):
+    """A new file name for a Record (one test may run several trial series)."""
+    return tmp_path / f"{prefix}{next(_files)}"
 
 
 def kill_when(victim, progress, target: int, rnd, done=lambda: False) -> None:
@@ -82,8 +91,8 @@ def queue_trial(ctx, rnd, victim_kind: str, tmp_path, trial: int, *, nprod=3, nc
                 n=250, batches=False, use_many=False):
     q = interlock.Queue(rnd.choice([0, 4]), capacity=rnd.choice([128, 512, 4096]))
     try:
-        rec = h.Record(tmp_path / f"c{trial}", ncons, nprod * n, create=True)
-        prec = h.Record(tmp_path / f"p{trial}", nprod, 1, create=True)
+        rec = h.Record(fresh(tmp_path, "c"), ncons, nprod * n, create=True)
+        prec = h.Record(fresh(tmp_path, "p"), nprod, 1, create=True)
         barrier = ctx.Barrier(nprod + ncons + 1)
         target = h.producer_batches if batches else h.producer
         prods = [ctx.Process(target=target, args=(q, i, n, prec), kwargs=dict(barrier=barrier))
@@ -209,7 +218,7 @@ def test_kill_queue_users_stress(victim, method, tmp_path):
 def lock_trial(ctx, rnd, tmp_path, trial, *, nworkers=3, n=300):
     lock = interlock.Lock(on_owner_death="raise")
     try:
-        rec = h.Record(tmp_path / f"l{trial}", 4 + nworkers, 1, create=True)
+        rec = h.Record(fresh(tmp_path, "l"), 4 + nworkers, 1, create=True)
         barrier = ctx.Barrier(nworkers + 1)
         ws = [ctx.Process(target=h.lock_worker, args=(lock, rec, 4 + i, n),
                           kwargs=dict(barrier=barrier)) for i in range(nworkers)]
