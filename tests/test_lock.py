@@ -261,9 +261,8 @@ def test_owner_killed_waiter_takes_over_with_warning(lock_factory, rlock_factory
     def waiter():
         with warnings.catch_warnings(record=True) as w:
             warnings.simplefilter("always")
-            t0 = time.monotonic()
             got = lock.acquire(timeout=30)
-            waiter_result.append((got, time.monotonic() - t0, list(w)))
+            waiter_result.append((got, time.monotonic(), list(w)))
             if got:
                 lock.release()
 
@@ -274,10 +273,9 @@ def test_owner_killed_waiter_takes_over_with_warning(lock_factory, rlock_factory
     p.kill()
     t.join(30)
     p.join()
-    got, _, warns = waiter_result[0]
+    got, got_at, warns = waiter_result[0]
     assert got is True
-    took_over_after = time.monotonic() - killed_at
-    assert took_over_after < 1.0 + SLACK  # design: one 50 ms slice
+    assert got_at - killed_at < 1.0  # design: one 50 ms slice; 1 s on a loaded machine
     assert len(warns) == 1 and issubclass(warns[0].category, OwnerDiedWarning)
     assert str(p.pid) in str(warns[0].message)
     assert lock.statistics().owner_deaths == 1
