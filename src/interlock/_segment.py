@@ -99,6 +99,14 @@ _NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 _UID = os.getuid()
 
 
+class _MetaMutex(_core.Mutex):
+    """The meta lock.  A takeover from a dead holder needs no report: every
+    update made under it is an idempotent sweep (see _meta_acquire)."""
+
+    def _on_owner_died(self, dead_pid: int) -> None:
+        pass
+
+
 def _align(n: int, a: int = 64) -> int:
     return (n + a - 1) // a * a
 
@@ -254,7 +262,7 @@ class Segment:
             _PARAMS.pack_into(mm, OFF_PARAMS, *(tuple(params) + (0,) * 7)[:7])
             raw = self.name.encode()
             mm[OFF_NAME : OFF_NAME + len(raw)] = raw
-            meta = _core.Mutex(mm, OFF_META_LOCK, create=True)
+            meta = _MetaMutex(mm, OFF_META_LOCK, create=True)
             _SLOT.pack_into(mm, OFF_SLOTS, pid, 1, start)
             if init is not None:
                 init(mm, obj_off)
@@ -339,7 +347,7 @@ class Segment:
                     f"interlock object {self.name!r} is a {KIND_NAMES.get(hdr.kind, hdr.kind)}, "
                     f"not a {KIND_NAMES.get(self.kind, self.kind)}"
                 )
-            meta = _core.Mutex(mm, OFF_META_LOCK)
+            meta = _MetaMutex(mm, OFF_META_LOCK)
             self.mm, self.meta, self.ino = mm, meta, st.st_ino
             self.header = hdr
             self.object_offset = hdr.object_offset
@@ -530,6 +538,12 @@ class _ForkToken:
 _fork_token = _ForkToken()
 atexit.register(_release_all)
 _register_exit()
+# Every multiprocessing child (fork, spawn, forkserver) clears the Finalize
+# registry in Process._bootstrap, after os.fork's hooks and after unpickling
+# the target's arguments, then leaves through os._exit (fork, forkserver):
+# without this, its handles were never released and a child that was the
+# last user left the segment behind.  After-fork callbacks run after that
+# clear, in every start method.
 try:
     from multiprocessing import util as _mp_util
 

@@ -1,0 +1,287 @@
+"""Fixtures for the whole suite.
+
+- ``mp_ctx``: every multiprocessing start method (fork, spawn, forkserver).
+- ``BACKENDS`` and the ``*_factory`` fixtures: contract tests take their
+  queues and locks from here, so that another backend (Redis, ...) added to
+  ``BACKENDS`` runs the same tests.
+- Process hygiene: every process a test starts through multiprocessing is
+  recorded; whatever is still alive when the test ends is killed and reaped.
+- /dev/shm hygiene: each test must leave no file of its own behind, and the
+  session fails if /dev/shm is not left as it was found.  The machine may be
+  shared, so a file counts as ours when its name carries this run's tag
+  (``_helpers.TAG``) or it was made by a process of this run (the pid in an
+  anonymous name, or the creator pid in the segment header).
+"""
+from __future__ import annotations
+
+import gc
+import multiprocessing
+import multiprocessing.process
+import os
+import re
+import struct
+import subprocess
+import sys
+
+import pytest
+
+import interlock
+from interlock import _segment
+
+import _helpers  # noqa: F401  (sets INTERLOCK_TEST_TAG before any child starts)
+from _helpers import TAG
+
+SHM = _segment.SHM_DIR
+UID = os.getuid()
+START_METHODS = ["fork", "spawn", "forkserver"]
+
+# --------------------------------------------------------------- processes
+
+#: pids of every process this run started (for /dev/shm attribution).
+OUR_PIDS: set[int] = {os.getpid()}
+#: processes started by the running test (killed and reaped at its end).
+_test_procs: list = []
+
+_orig_start = multiprocessing.process.BaseProcess.start
+
+
+def _tracked_start(self, *args, **kwargs):
+    _orig_start(self, *args, **kwargs)
+    if os.getpid() in OUR_PIDS and self.pid:
+        OUR_PIDS.add(self.pid)
+        _test_procs.append(self)
+
+
+multiprocessing.process.BaseProcess.start = _tracked_start  # type: ignore[method-assign]
+
+
+def run_python(code: str, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
+    """Run ``python -c code`` as an unrelated process (no multiprocessing)."""
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+    OUR_PIDS.add(proc.pid)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError(f"python -c timed out after {timeout} s:\n{out}\n{err}") from None
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def _reap_test_procs() -> list[str]:
+    """Kill and reap what the test left running; describe it."""
+    left = []
+    while _test_procs:
+        p = _test_procs.pop()
+        try:
+            if p.is_alive():
+                left.append(f"{p.name} (pid {p.pid})")
+                p.kill()
+            p.join(10)
+        except (AssertionError, ValueError):  # not our child / already closed
+            pass
+    return left
+
+
+# --------------------------------------------------------------- /dev/shm
+
+_ANON = re.compile(r"interlock\.\d+\.anon-(\d+)-")
+_TMP = re.compile(r"\.interlock-tmp\.\d+\.(\d+)\.")
+
+
+def _creator_pid(entry: str) -> int:
+    try:
+        with open(f"{SHM}/{entry}", "rb") as f:
+            head = f.read(32)
+        if head[:8] == _segment.MAGIC:
+            return struct.unpack_from("<I", head, 24)[0]
+    except OSError:
+        pass
+    return 0
+
+
+def ours(entry: str) -> bool:
+    """Was this /dev/shm entry made by this test run?"""
+    if TAG in entry:
+        return True
+    m = _ANON.match(entry) or _TMP.match(entry)
+    if m:
+        return int(m.group(1)) in OUR_PIDS
+    if entry.startswith(f"{_segment.PREFIX}.{UID}."):
+        return _creator_pid(entry) in OUR_PIDS
+    return False
+
+
+def shm_entries() -> set[str]:
+    return set(os.listdir(SHM))
+
+
+def our_entries() -> set[str]:
+    return {e for e in shm_entries() if ours(e)}
+
+
+def _remove(entries) -> None:
+    for e in entries:
+        try:
+            os.unlink(f"{SHM}/{e}")
+        except FileNotFoundError:
+            pass
+
+
+@pytest.fixture(scope="session", autouse=True)
+def shm_at_start(pytestconfig):
+    """/dev/shm as found; ``pytest_sessionfinish`` compares the end with it."""
+    found = shm_entries()
+    pytestconfig._interlock_shm_before = found
+    yield found
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session, exitstatus):
+    before = getattr(session.config, "_interlock_shm_before", None)
+    if before is None:
+        return
+    _reap_test_procs()
+    gc.collect()
+    # What exit would do: this process detaches everything it still holds.
+    _segment._release_all()
+    added = shm_entries() - before
+    left = sorted(e for e in added if ours(e))
+    # multiprocessing's named semaphores (spawn/forkserver Events, Barriers)
+    # are unlinked by its own finalizers at interpreter exit, after this hook.
+    sems = sorted(e for e in added if e.startswith("sem.mp-"))
+    others = sorted(added - set(left) - set(sems))
+    tr = session.config.pluginmanager.get_plugin("terminalreporter")
+    if tr is not None and others:
+        tr.write_line(f"/dev/shm: {len(others)} new entries made by other processes "
+                      f"(not this run): {others[:5]}", yellow=True)
+    if left:
+        if tr is not None:
+            tr.write_line(f"FAILED: the suite left {len(left)} entries in /dev/shm: {left}",
+                          red=True, bold=True)
+        _remove(left)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(autouse=True)
+def _hygiene(request):
+    """Per test: kill leftover processes; fail if the test left files in /dev/shm."""
+    before = our_entries()
+    _test_procs.clear()
+    yield
+    stray = _reap_test_procs()
+    gc.collect()
+    left = our_entries() - before
+    if left:
+        _remove(left)
+    problems = []
+    if left:
+        problems.append(f"left in /dev/shm: {sorted(left)}")
+    if stray:
+        problems.append(f"processes still running at the end: {stray}")
+    if problems:
+        pytest.fail("; ".join(problems), pytrace=False)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Stress tests are opt-in: they run only when ``-m`` names them
+    (``pytest -m stress``) or INTERLOCK_STRESS=1."""
+    if "stress" in (config.option.markexpr or "") or os.environ.get("INTERLOCK_STRESS") == "1":
+        return
+    skip = pytest.mark.skip(reason="stress test: run with -m stress")
+    for item in items:
+        if item.get_closest_marker("stress"):
+            item.add_marker(skip)
+
+
+# ------------------------------------------------------------ start methods
+
+
+@pytest.fixture(params=START_METHODS)
+def mp_ctx(request):
+    """A multiprocessing context for each start method."""
+    return multiprocessing.get_context(request.param)
+
+
+@pytest.fixture(params=["fork", "spawn"])
+def mp_ctx_fs(request):
+    """fork and spawn only (for the slower tests)."""
+    return multiprocessing.get_context(request.param)
+
+
+# ---------------------------------------------------------------- backends
+
+
+class ShmBackend:
+    """interlock's shared-memory objects.  Every object made through a
+    backend is detached when the test ends."""
+
+    name = "shm"
+
+    def __init__(self) -> None:
+        self._objects: list = []
+
+    def _keep(self, obj):
+        self._objects.append(obj)
+        return obj
+
+    def queue(self, maxsize: int = 0, **kw):
+        return self._keep(interlock.Queue(maxsize, **kw))
+
+    def joinable_queue(self, maxsize: int = 0, **kw):
+        return self._keep(interlock.JoinableQueue(maxsize, **kw))
+
+    def simple_queue(self, **kw):
+        return self._keep(interlock.SimpleQueue(**kw))
+
+    def lock(self, **kw):
+        return self._keep(interlock.Lock(**kw))
+
+    def rlock(self, **kw):
+        return self._keep(interlock.RLock(**kw))
+
+    def close(self) -> None:
+        for obj in self._objects:
+            try:
+                obj.detach()
+            except Exception:
+                pass
+        self._objects.clear()
+
+
+#: name -> class of a backend.  A backend provides queue(), joinable_queue(),
+#: simple_queue(), lock(), rlock() with interlock's signatures, and close().
+BACKENDS = {"shm": ShmBackend}
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def backend(request):
+    b = BACKENDS[request.param]()
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def queue_factory(backend):
+    return backend.queue
+
+
+@pytest.fixture
+def joinable_queue_factory(backend):
+    return backend.joinable_queue
+
+
+@pytest.fixture
+def simple_queue_factory(backend):
+    return backend.simple_queue
+
+
+@pytest.fixture
+def lock_factory(backend):
+    return backend.lock
+
+
+@pytest.fixture
+def rlock_factory(backend):
+    return backend.rlock

@@ -1,0 +1,337 @@
+"""SIGKILL at random instants: producers, consumers, lock holders, and
+processes in the middle of attaching or detaching.
+
+What can be claimed, exactly.  A producer records item k as committed only
+after ``put`` returned (``_helpers.producer``); a consumer records an item
+right after ``get`` returned it (``_helpers.consumer``).  A SIGKILL can fall
+between the queue operation and the record, so:
+
+- killed producer v: the items of v found afterwards (consumed + left in
+  the queue) are exactly a prefix 0..k-1 of what it meant to put, with
+  recorded(v) <= k <= recorded(v) + 1 (one put may have committed and not
+  been recorded; a half-written item must never appear);
+- other producers: every item, exactly once;
+- killed consumer: items found = items committed, except at most as many as
+  one ``get`` returns (taken, never recorded); none duplicated, none invented;
+- each consumer sees each producer's items in increasing order;
+- survivors finish (every wait below has a deadline: nothing hangs), and a
+  lock whose holder died is taken over, reported once, and its protected
+  state is never entered by two processes at once.
+
+Trials use random kill instants drawn from a seeded RNG; the seed is in the
+failure message (set INTERLOCK_TEST_SEED to replay).
+"""
+from __future__ import annotations
+
+import collections
+import itertools
+import multiprocessing
+import os
+import random
+import signal
+import time
+
+import pytest
+
+import interlock
+from interlock import QueueClosed, _segment
+
+import _helpers as h
+
+SEED = int(os.environ.get("INTERLOCK_TEST_SEED", random.randrange(1 << 30)))
+TRIALS = 12  # kills per test in the default run (about 60 kills in all, spawn included)
+STRESS_TRIALS = 150
+DEADLINE = 60.0  # seconds any survivor may take: far beyond a healthy run
+
+
+def join_or_fail(procs, what, timeout=DEADLINE):
+    deadline = time.monotonic() + timeout
+    for p in procs:
+        p.join(max(0.1, deadline - time.monotonic()))
+    hung = [p.pid for p in procs if p.is_alive()]
+    assert not hung, f"{what} hung (pids {hung})"
+
+
+_files = itertools.count()
+
+
+def fresh(tmp_path, prefix: str):
+    """A new file name for a Record (one test may run several trial series)."""
+    return tmp_path / f"{prefix}{next(_files)}"
+
+
+def kill_when(victim, progress, target: int, rnd, done=lambda: False) -> None:
+    """SIGKILL ``victim`` once ``progress()`` reaches ``target``, or once it
+    ended or ``done()`` says there is no more progress to wait for."""
+    deadline = time.monotonic() + DEADLINE
+    while (progress() < target and victim.is_alive() and not done()
+           and time.monotonic() < deadline):
+        time.sleep(0.0002)
+    spin_until = time.perf_counter() + rnd.uniform(0, 0.0005)
+    while time.perf_counter() < spin_until:
+        pass
+    victim.kill()  # SIGKILL, unless it was already reaped (then its pid may be reused)
+
+
+def drain(q) -> list:
+    """Everything left, after a close (blocking gets: they take over a
+    consumer lock left by a dead consumer)."""
+    left = []
+    while True:
+        try:
+            left.extend(q.get_many(64, timeout=DEADLINE))
+        except QueueClosed:
+            return left
+
+
+# ------------------------------------------------------------ queue trials
+
+
+def queue_trial(ctx, rnd, victim_kind: str, tmp_path, trial: int, *, nprod=3, ncons=2,
+                n=250, batches=False, use_many=False):
+    q = interlock.Queue(rnd.choice([0, 4]), capacity=rnd.choice([128, 512, 4096]))
+    try:
+        rec = h.Record(fresh(tmp_path, "c"), ncons, nprod * n, create=True)
+        prec = h.Record(fresh(tmp_path, "p"), nprod, 1, create=True)
+        barrier = ctx.Barrier(nprod + ncons + 1)
+        target = h.producer_batches if batches else h.producer
+        prods = [ctx.Process(target=target, args=(q, i, n, prec), kwargs=dict(barrier=barrier))
+                 for i in range(nprod)]
+        cons = [ctx.Process(target=h.consumer, args=(q, j, rec, use_many),
+                            kwargs=dict(barrier=barrier)) for j in range(ncons)]
+        for p in prods + cons:
+            p.start()
+        barrier.wait(60)
+        victims = prods if victim_kind == "producer" else cons
+        vi = rnd.randrange(len(victims))
+        victim = victims[vi]
+        # The instant: when the victim has done a random share of its work,
+        # plus a random few microseconds (so that it lands anywhere in an op).
+        if victim_kind == "producer":
+            kill_when(victim, lambda: prec.count(vi), rnd.randrange(n), rnd)
+        else:
+            kill_when(victim, lambda: rec.count(vi), rnd.randrange(nprod * n // ncons), rnd,
+                      done=lambda: sum(rec.count(j) for j in range(ncons)) >= nprod * n)
+        victim.join(10)
+        killed = victim.exitcode == -signal.SIGKILL
+        assert victim.exitcode in (0, -signal.SIGKILL), victim.exitcode
+
+        join_or_fail([p for p in prods if p is not victim], "producers")
+        for p in prods:
+            assert p is victim or p.exitcode == 0, f"producer exit code {p.exitcode}"
+        q.close()  # takes over the producer lock if the victim died holding it
+        join_or_fail([c for c in cons if c is not victim], "consumers")
+        for c in cons:
+            assert c is victim or c.exitcode == 0, f"consumer exit code {c.exitcode}"
+        left = drain(q)
+
+        # ---- what was committed, what was found
+        found = collections.Counter()
+        for j in range(ncons):
+            last: dict[int, int] = {}
+            for c in rec.entries(j):
+                p, s = h.uncode(c)
+                found[(p, s)] += 1
+                assert s > last.get(p, -1), f"consumer {j}: producer {p} item {s} after {last[p]}"
+                last[p] = s
+        last_left: dict[int, int] = {}
+        for item in left:
+            p, s = h.decode(item)
+            found[(p, s)] += 1
+            assert s > last_left.get(p, -1), f"left in queue: producer {p} item {s} out of order"
+            last_left[p] = s
+        dups = [k for k, v in found.items() if v > 1]
+        assert not dups, f"duplicated: {dups[:5]}"
+        lost_budget = 0
+        if victim_kind == "consumer" and killed:
+            lost_budget = 8 if use_many else 1
+        per_prod = collections.defaultdict(set)
+        for p, s in found:
+            per_prod[p].add(s)
+        missing_total = 0
+        for i in range(nprod):
+            got = per_prod.get(i, set())
+            committed = prec.count(i)
+            if victim_kind == "producer" and i == vi:
+                k = len(got)
+                slack = 5 if batches else 1  # one put (or one batch) in flight
+                assert got == set(range(k)), f"producer {i}: not a prefix: {sorted(got)[:20]}"
+                assert committed <= k <= committed + slack, (
+                    f"killed producer {i}: recorded {committed} commits, {k} items found")
+            else:
+                assert committed == n
+                extra = got - set(range(n))
+                assert not extra, f"producer {i}: items never put: {sorted(extra)[:5]}"
+                missing_total += n - len(got)
+        assert missing_total <= lost_budget, (
+            f"{missing_total} committed items lost (allowed {lost_budget}: "
+            f"victim {victim_kind} killed={killed})")
+        return killed
+    finally:
+        q.detach()
+
+
+def run_queue_trials(ctx, victim_kind, tmp_path, trials, **kw):
+    """``trials`` trials in which the victim was killed mid-run.  A victim
+    that finished first makes a trial without a kill: it is checked all the
+    same, and does not count (at most 3 x trials attempts)."""
+    rnd = random.Random(SEED)
+    killed = attempts = 0
+    while killed < trials and attempts < 3 * trials:
+        try:
+            killed += queue_trial(ctx, rnd, victim_kind, tmp_path, attempts, **kw)
+        except AssertionError as e:
+            raise AssertionError(f"trial {attempts} (INTERLOCK_TEST_SEED={SEED}): {e}") from None
+        attempts += 1
+    assert killed >= trials // 2, f"only {killed}/{attempts} victims were still running when killed"
+
+
+@pytest.mark.parametrize("victim", ["producer", "consumer"])
+def test_kill_queue_users_fork(victim, tmp_path):
+    run_queue_trials(multiprocessing.get_context("fork"), victim, tmp_path, TRIALS)
+
+
+@pytest.mark.parametrize("victim", ["producer", "consumer"])
+def test_kill_queue_users_batches_fork(victim, tmp_path):
+    run_queue_trials(multiprocessing.get_context("fork"), victim, tmp_path, TRIALS // 2,
+                     batches=True, use_many=True)
+
+
+@pytest.mark.parametrize("victim", ["producer", "consumer"])
+def test_kill_queue_users_spawn(victim, tmp_path):
+    run_queue_trials(multiprocessing.get_context("spawn"), victim, tmp_path, 3)
+
+
+@pytest.mark.stress
+@pytest.mark.parametrize("victim", ["producer", "consumer"])
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_kill_queue_users_stress(victim, method, tmp_path):
+    trials = STRESS_TRIALS if method == "fork" else STRESS_TRIALS // 5
+    run_queue_trials(multiprocessing.get_context(method), victim, tmp_path, trials)
+    run_queue_trials(multiprocessing.get_context(method), victim, tmp_path, trials // 3,
+                     batches=True, use_many=True)
+
+
+# ------------------------------------------------------------- lock trials
+
+
+def lock_trial(ctx, rnd, tmp_path, trial, *, nworkers=3, n=300):
+    lock = interlock.Lock(on_owner_death="raise")
+    try:
+        rec = h.Record(fresh(tmp_path, "l"), 4 + nworkers, 1, create=True)
+        barrier = ctx.Barrier(nworkers + 1)
+        ws = [ctx.Process(target=h.lock_worker, args=(lock, rec, 4 + i, n),
+                          kwargs=dict(barrier=barrier)) for i in range(nworkers)]
+        for w in ws:
+            w.start()
+        barrier.wait(60)
+        vi = rnd.randrange(nworkers)
+        victim = ws[vi]
+        if trial % 2:
+            # aim at an instant when the victim is inside the critical section
+            start = rnd.randrange(n)
+            kill_when(victim, lambda: rec.count(4 + vi) >= start and rec.count(0) == victim.pid,
+                      1, rnd)
+        else:
+            kill_when(victim, lambda: rec.count(4 + vi), rnd.randrange(n), rnd)
+        victim.join(10)
+        killed = victim.exitcode == -signal.SIGKILL
+        t0 = time.monotonic()
+        join_or_fail([w for w in ws if w is not victim], "lock workers")
+        for w in ws:
+            assert w is victim or w.exitcode == 0, f"worker exit code {w.exitcode}"
+        # The parent takes the lock last: if the victim died holding it and no
+        # survivor came after, the takeover is ours to see.
+        takeovers = rec.count(3)
+        try:
+            assert lock.acquire(timeout=10), "the parent could not take the lock"
+        except interlock.OwnerDiedError as e:
+            assert e.dead_pid == victim.pid
+            takeovers += 1
+            assert rec.count(0) in (0, victim.pid)
+            rec.set_count(0, 0)
+        assert rec.count(0) == 0, "a finished worker left the lock state 'inside'"
+        lock.release()
+        assert rec.count(2) == 0, "two processes were inside the critical section at once"
+        assert takeovers == lock.statistics().owner_deaths
+        assert takeovers <= 1 and (killed or takeovers == 0)
+        done = [rec.count(4 + i) for i in range(nworkers)]
+        for i, d in enumerate(done):
+            assert i == vi or d == n
+        extra = rec.count(1) - sum(done)
+        # the victim may have incremented once more without recording it
+        assert extra in ((0, 1) if killed else (0,)), f"counter off by {extra}"
+        assert time.monotonic() - t0 < DEADLINE
+        return killed, takeovers
+    finally:
+        lock.detach()
+
+
+def run_lock_trials(ctx, tmp_path, trials):
+    rnd = random.Random(SEED + 1)
+    killed = takeovers = attempts = 0
+    while killed < trials and attempts < 3 * trials:  # as in run_queue_trials
+        try:
+            k, t = lock_trial(ctx, rnd, tmp_path, attempts)
+        except AssertionError as e:
+            raise AssertionError(f"trial {attempts} (INTERLOCK_TEST_SEED={SEED}): {e}") from None
+        killed += k
+        takeovers += t
+        attempts += 1
+    assert killed >= trials // 2, f"only {killed}/{attempts} victims were still running when killed"
+    # half the trials aim at the critical section: some must have hit it
+    assert takeovers >= 1, f"no victim died holding the lock in {trials} trials"
+
+
+def test_kill_lock_holders_fork(tmp_path):
+    run_lock_trials(multiprocessing.get_context("fork"), tmp_path, TRIALS)
+
+
+def test_kill_lock_holders_spawn(tmp_path):
+    run_lock_trials(multiprocessing.get_context("spawn"), tmp_path, 3)
+
+
+@pytest.mark.stress
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_kill_lock_holders_stress(method, tmp_path):
+    trials = STRESS_TRIALS if method == "fork" else STRESS_TRIALS // 5
+    run_lock_trials(multiprocessing.get_context(method), tmp_path, trials)
+
+
+# ------------------------------------------------------- segment meta lock
+
+
+@pytest.mark.parametrize("kind", ["Queue", "Lock"])
+def test_kill_during_attach_detach(kind):
+    """Processes killed while attaching/detaching (inside the segment's meta
+    lock, at random): the slot table recovers, the last user unlinks."""
+    ctx = multiprocessing.get_context("fork")
+    rnd = random.Random(SEED + 2)
+    name = h.uname("meta")
+    obj = getattr(interlock, kind)(name=name)
+    try:
+        for trial in range(6):
+            barrier = ctx.Barrier(4)
+            ps = [ctx.Process(target=h.attach_detach_loop, args=(name, kind),
+                              kwargs=dict(barrier=barrier)) for _ in range(3)]
+            for p in ps:
+                p.start()
+            barrier.wait(60)
+            time.sleep(rnd.uniform(0, 0.03))
+            for p in ps:
+                p.kill()
+            for p in ps:
+                p.join(10)
+                assert p.exitcode == -signal.SIGKILL
+            t0 = time.monotonic()
+            other = getattr(interlock, kind)(name=name, create=False)  # meta lock taken over
+            other.detach()
+            assert time.monotonic() - t0 < 5
+            (info,) = [s for s in _segment.scan() if s.name == name]
+            assert info.live_users == (os.getpid(),), f"trial {trial}: {info}"
+        if kind == "Queue":
+            obj.put("alive")
+            assert obj.get() == "alive"
+    finally:
+        obj.detach()
+    assert not os.path.exists(_segment.path_of(name))

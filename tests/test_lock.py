@@ -1,0 +1,380 @@
+"""Lock and RLock: the contract (over ``lock_factory`` / ``rlock_factory``),
+then robustness: an owner that dies holding the lock."""
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import warnings
+
+import pytest
+
+from interlock import DeadlockError, OwnerDiedError, OwnerDiedWarning
+
+import _helpers as h
+
+SLACK = 2.0
+
+
+def start_holder(ctx, lock, hold: float = 120.0):
+    ready = ctx.Event()
+    p = ctx.Process(target=h.hold_lock, args=(lock, ready, hold))
+    p.start()
+    assert ready.wait(30), "the child did not take the lock"
+    return p
+
+
+# ------------------------------------------------------------ basics
+
+
+def test_acquire_release_locked(lock_factory):
+    lock = lock_factory()
+    assert not lock.locked()
+    assert lock.acquire() is True
+    assert lock.locked()
+    assert lock.owner == (os.getpid(), threading.get_native_id())
+    lock.release()
+    assert not lock.locked() and lock.owner is None
+    with lock:
+        assert lock.locked()
+    assert not lock.locked()
+
+
+def test_nonblocking_acquire(lock_factory):
+    lock = lock_factory()
+    assert lock.acquire(False) is True
+    # a non-blocking acquire by the owner does not raise: it fails
+    assert lock.acquire(False) is False
+    assert lock.acquire(block=False) is False
+    out = []
+    t = threading.Thread(target=lambda: out.append(lock.acquire(block=False)))
+    t.start()
+    t.join()
+    assert out == [False]
+    lock.release()
+    assert lock.acquire(False) is True
+    lock.release()
+
+
+def test_timeout_when_held_by_another_process(lock_factory, mp_ctx):
+    lock = lock_factory()
+    p = start_holder(mp_ctx, lock)
+    for timeout in (0.05, 0.3):
+        t0 = time.monotonic()
+        assert lock.acquire(timeout=timeout) is False
+        t = time.monotonic() - t0
+        assert timeout - 0.005 <= t < timeout + SLACK
+    assert lock.acquire(False) is False
+    assert lock.owner[0] == p.pid
+    p.kill()
+    p.join()
+
+
+def test_timeout_minus_one_means_forever_like_threading(lock_factory):
+    lock = lock_factory()
+    assert lock.acquire(timeout=-1) is True
+    lock.release()
+    assert lock.acquire(True, -1) is True
+    lock.release()
+
+
+def test_acquire_waits_for_release_in_another_process(lock_factory, mp_ctx):
+    lock = lock_factory()
+    p = start_holder(mp_ctx, lock, hold=0.3)
+    t0 = time.monotonic()
+    assert lock.acquire(timeout=30) is True
+    assert time.monotonic() - t0 < 30
+    lock.release()
+    p.join(30)
+    assert p.exitcode == 0
+
+
+def test_release_by_another_thread_raises(lock_factory):
+    lock = lock_factory()
+    lock.acquire()
+    err = []
+
+    def other():
+        try:
+            lock.release()
+        except RuntimeError as e:
+            err.append(str(e))
+
+    t = threading.Thread(target=other)
+    t.start()
+    t.join()
+    assert len(err) == 1 and "held by another thread" in err[0]
+    assert lock.locked()
+    lock.release()
+
+
+def test_release_by_another_process_raises(lock_factory, mp_ctx):
+    lock = lock_factory()
+    out = mp_ctx.SimpleQueue()
+    lock.acquire()
+    p = mp_ctx.Process(target=h.try_release, args=(lock, out))
+    p.start()
+    p.join(30)
+    kind, msg = out.get()
+    assert kind == "RuntimeError" and "held by another thread" in msg and str(os.getpid()) in msg
+    assert lock.locked()
+    lock.release()
+
+
+def test_release_unlocked_raises(lock_factory):
+    lock = lock_factory()
+    with pytest.raises(RuntimeError, match="un-acquired"):
+        lock.release()
+    lock.acquire()
+    lock.release()
+    with pytest.raises(RuntimeError, match="un-acquired"):
+        lock.release()
+
+
+def test_second_blocking_acquire_is_a_deadlock_error(lock_factory):
+    lock = lock_factory()
+    lock.acquire()
+    with pytest.raises(DeadlockError, match="already holds"):
+        lock.acquire()
+    with pytest.raises(DeadlockError):
+        lock.acquire(timeout=5)
+    with pytest.raises(DeadlockError):
+        with lock:
+            pass
+    assert lock.locked()  # still held, once
+    lock.release()
+    assert not lock.locked()
+    assert issubclass(DeadlockError, RuntimeError)
+
+
+def test_lock_is_not_reentrant_across_threads(lock_factory):
+    lock = lock_factory()
+    lock.acquire()
+    out = []
+    t = threading.Thread(target=lambda: out.append(lock.acquire(timeout=0.1)))
+    t.start()
+    t.join()
+    assert out == [False]  # another thread waits (and times out), no DeadlockError
+    lock.release()
+
+
+def test_mutual_exclusion_across_processes(lock_factory, mp_ctx, tmp_path):
+    lock = lock_factory()
+    nproc, n = 4, 150
+    rec = h.Record(tmp_path / "counter", nproc + 1, 1, create=True)
+    ps = [mp_ctx.Process(target=h.increment_under_lock, args=(lock, rec, i + 1, n))
+          for i in range(nproc)]
+    for p in ps:
+        p.start()
+    for p in ps:
+        p.join(60)
+        assert p.exitcode == 0
+    assert [rec.count(i + 1) for i in range(nproc)] == [n] * nproc
+    assert rec.count(0) == nproc * n
+    s = lock.statistics()
+    assert s.acquisitions >= nproc * n and not s.locked
+
+
+def test_statistics_and_repr(lock_factory):
+    lock = lock_factory()
+    with lock:
+        s = lock.statistics()
+        assert s.locked and s.owner_pid == os.getpid() and s.depth == 1
+        assert "locked by pid" in repr(lock)
+    s = lock.statistics()
+    assert not s.locked and s.owner_pid == 0 and s.acquisitions == 1
+    assert "unlocked" in repr(lock)
+
+
+def test_lock_pickles_by_name_with_options(lock_factory, mp_ctx):
+    lock = lock_factory(on_owner_death="raise")
+    import pickle
+
+    lock2 = pickle.loads(pickle.dumps(lock))
+    try:
+        assert lock2.name == lock.name and lock2._on_death == "raise"
+        with lock:
+            assert lock2.locked() and not lock2.acquire(False)
+    finally:
+        lock2.detach()
+
+
+# --------------------------------------------------------------- RLock
+
+
+def test_rlock_recursion(rlock_factory, mp_ctx):
+    lock = rlock_factory()
+    for depth in range(1, 4):
+        assert lock.acquire() is True
+        assert lock._count() == depth
+    assert lock.statistics().depth == 3
+    out = mp_ctx.SimpleQueue()
+    p = mp_ctx.Process(target=h.try_acquire, args=(lock, out, 0.1))
+    p.start()
+    p.join(30)
+    got, _ = out.get()
+    assert got is False  # held: another process cannot take it
+    for depth in range(2, -1, -1):
+        lock.release()
+        assert lock._count() == depth
+        assert lock.locked() == (depth > 0)
+    with pytest.raises(RuntimeError, match="un-acquired"):
+        lock.release()
+    with lock:
+        with lock:
+            assert lock._count() == 2
+    assert not lock.locked()
+
+
+def test_rlock_release_by_non_owner(rlock_factory):
+    lock = rlock_factory()
+    lock.acquire()
+    lock.acquire()
+    err = []
+    t = threading.Thread(target=lambda: err.append(_raises(lock.release)))
+    t.start()
+    t.join()
+    assert err == [RuntimeError]
+    lock.release()
+    lock.release()
+    assert not lock.locked()
+
+
+def _raises(fn):
+    try:
+        fn()
+    except Exception as e:
+        return type(e)
+    return None
+
+
+# ------------------------------------------------------- owner death
+
+
+@pytest.mark.parametrize("kind", ["lock", "rlock"])
+def test_owner_killed_waiter_takes_over_with_warning(lock_factory, rlock_factory, mp_ctx, kind):
+    lock = (lock_factory if kind == "lock" else rlock_factory)()
+    p = start_holder(mp_ctx, lock)
+    waiter_result = []
+
+    def waiter():
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            got = lock.acquire(timeout=30)
+            waiter_result.append((got, time.monotonic(), list(w)))
+            if got:
+                lock.release()
+
+    t = threading.Thread(target=waiter)
+    t.start()
+    time.sleep(0.1)  # the waiter sleeps on the lock
+    killed_at = time.monotonic()
+    p.kill()
+    t.join(30)
+    p.join()
+    got, got_at, warns = waiter_result[0]
+    assert got is True
+    assert got_at - killed_at < 1.0  # design: one 50 ms slice; 1 s on a loaded machine
+    assert len(warns) == 1 and issubclass(warns[0].category, OwnerDiedWarning)
+    assert str(p.pid) in str(warns[0].message)
+    assert lock.statistics().owner_deaths == 1
+    assert not lock.locked()
+
+
+def test_owner_killed_before_anyone_waits(lock_factory, mp_ctx):
+    lock = lock_factory()
+    p = start_holder(mp_ctx, lock)
+    p.kill()
+    p.join()
+    t0 = time.monotonic()
+    with pytest.warns(OwnerDiedWarning, match="died holding it"):
+        assert lock.acquire(timeout=10) is True
+    assert time.monotonic() - t0 < 1.0 + SLACK
+    assert lock.owner == (os.getpid(), threading.get_native_id())
+    lock.release()
+    # the lock is healthy again: no further warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with lock:
+            pass
+
+
+def test_owner_died_raise_mode_leaves_lock_held(lock_factory, mp_ctx):
+    lock = lock_factory(on_owner_death="raise")
+    p = start_holder(mp_ctx, lock)
+    p.kill()
+    p.join()
+    with pytest.raises(OwnerDiedError, match="died holding it") as ei:
+        lock.acquire(timeout=10)
+    assert ei.value.dead_pid == p.pid
+    assert ei.value.lock is lock
+    assert lock.locked() and lock._is_owned()  # we hold it, like EOWNERDEAD
+    lock.release()
+    assert not lock.locked()
+    with lock:  # healthy again
+        pass
+
+
+def test_owner_died_raise_mode_in_with_releases(lock_factory, mp_ctx):
+    lock = lock_factory(on_owner_death="raise")
+    p = start_holder(mp_ctx, lock)
+    p.kill()
+    p.join()
+    entered = False
+    with pytest.raises(OwnerDiedError):
+        with lock:
+            entered = True
+    assert not entered
+    assert not lock.locked()  # released before the error propagated
+    assert lock.acquire(timeout=1) is True
+    lock.release()
+
+
+def test_owner_died_ignore_mode_is_silent(lock_factory, mp_ctx):
+    lock = lock_factory(on_owner_death="ignore")
+    p = start_holder(mp_ctx, lock)
+    p.kill()
+    p.join()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert lock.acquire(timeout=10) is True
+    lock.release()
+    assert lock.statistics().owner_deaths == 1
+
+
+def test_thread_that_ends_holding_the_lock(lock_factory):
+    lock = lock_factory()
+    t = threading.Thread(target=h.thread_exit_holding, args=(lock,))
+    t.start()
+    t.join()
+    assert lock.locked()
+    with pytest.warns(OwnerDiedWarning):
+        assert lock.acquire(timeout=10) is True
+    lock.release()
+
+
+def test_owner_stopped_not_dead_is_not_robbed(lock_factory, mp_ctx):
+    """A stopped (SIGSTOP) owner is alive: waiters must keep waiting."""
+    lock = lock_factory()
+    p = start_holder(mp_ctx, lock)
+    os.kill(p.pid, signal.SIGSTOP)
+    try:
+        assert lock.acquire(timeout=0.3) is False
+    finally:
+        os.kill(p.pid, signal.SIGCONT)
+        p.kill()
+        p.join()
+
+
+@pytest.mark.xfail(strict=True, reason="C core: a non-blocking acquire never takes over from a "
+                   "dead owner (il_mutex_lock returns TIMEDOUT when deadline == 0); see report")
+def test_nonblocking_acquire_takes_over_from_dead_owner(lock_factory, mp_ctx):
+    # pthread_mutex_trylock on a robust mutex returns EOWNERDEAD at once.
+    lock = lock_factory(on_owner_death="ignore")
+    p = start_holder(mp_ctx, lock)
+    p.kill()
+    p.join()
+    time.sleep(0.1)
+    assert lock.acquire(False) is True
+    lock.release()
