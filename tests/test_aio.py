@@ -56,6 +56,7 @@ def test_many_coroutines_and_processes_exactly_once(method: str) -> None:
     for p in procs:
         p.join(10)
         assert p.exitcode == 0
+    q.detach()
     assert sorted(got) == sorted(k * 1000 + i for k in range(3) for i in range(300))
     for k in range(3):  # each producer's order, as seen by the consumers' takes
         mine = [x for x in got if x // 1000 == k]
@@ -83,6 +84,7 @@ def test_loop_stays_responsive_while_waiting() -> None:
 
     ticks, items = run(main())
     p.join(10)
+    q.detach()
     assert items == list(range(5))
     # 0.5 s of waiting at 10 ms a tick: a blocked loop would show ~0
     assert ticks >= 20
@@ -106,6 +108,7 @@ def test_put_async_waits_for_room_and_times_out() -> None:
         assert [q.get_nowait(), q.get_nowait()] == [2, 3]
 
     run(main())
+    q.detach()
 
 
 def test_get_async_timeout_and_bad_timeout() -> None:
@@ -122,6 +125,7 @@ def test_get_async_timeout_and_bad_timeout() -> None:
             await q.get_async(timeout="1")  # type: ignore[arg-type]
 
     run(main())
+    q.detach()
 
 
 def test_cancellation_leaves_queue_consistent() -> None:
@@ -139,6 +143,7 @@ def test_cancellation_leaves_queue_consistent() -> None:
             assert q.qsize() == 0
 
     run(main())
+    q.detach()
 
 
 def test_async_for_stops_at_close() -> None:
@@ -151,6 +156,7 @@ def test_async_for_stops_at_close() -> None:
         return [x async for x in q]
 
     assert run(main()) == list(range(10))
+    q.detach()
 
 
 def _holder(lock: interlock.Lock, hold: float) -> None:
@@ -183,6 +189,7 @@ def test_async_lock_excludes_coroutines_and_processes() -> None:
     for i in range(0, len(log), 2):  # never two inside at once
         assert log[i][0] == log[i + 1][0] and log[i][1] == "in" and log[i + 1][1] == "out"
     assert not lock.locked()
+    lock.detach()
 
 
 def test_async_lock_timeout_and_cancel() -> None:
@@ -202,6 +209,7 @@ def test_async_lock_timeout_and_cancel() -> None:
             assert lock.locked()
 
     run(main())
+    lock.detach()
 
 
 def _setter(ev: interlock.Event, delay: float) -> None:
@@ -231,4 +239,5 @@ def test_event_wait_async_across_processes() -> None:
 
     early, ok, ticks = run(main())
     p.join(10)
+    ev.detach()
     assert early is False and ok and ticks >= 10

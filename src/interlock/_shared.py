@@ -53,6 +53,9 @@ class SharedObject:
     def detach(self) -> None:
         """Release this process's handle (idempotent).  The segment lives on
         while other processes use it; the last one to detach removes it."""
+        from .aio import stop_waiters
+
+        stop_waiters(self)  # asyncio helper threads leave their C waits first
         self._detach()  # type: ignore[attr-defined]
         self._finalizer()
 

@@ -25,13 +25,15 @@ import asyncio
 import os
 import pickle
 import threading
+import weakref
 from typing import Any, AsyncIterator, Callable
 
 from ._errors import Empty, Full, QueueClosed
 
 # The helper thread re-checks, this often, whether any coroutine still
-# waits; a wake-up itself is immediate.
-_SLICE = 0.25
+# waits (and whether the object is being detached); a wake-up itself is
+# immediate.
+_SLICE = 0.05
 
 
 def _resolve(fut: "asyncio.Future[None]") -> None:
@@ -43,16 +45,40 @@ class _Waiters:
     """Coroutines waiting for one condition of one object, and the thread
     that waits for it on their behalf."""
 
-    def __init__(self, wait: Callable[[int, float], bool]) -> None:
-        self._wait = wait  # wait(arg, timeout) -> ready?
+    def __init__(self, obj: Any, wait: Callable[[Any, int, float], bool]) -> None:
+        # A weak reference: the waiters live in obj.__dict__, and a strong one
+        # would make a cycle that keeps the object (and its segment) alive
+        # until the garbage collector runs.
+        self._obj = weakref.ref(obj)
+        self._wait = wait  # wait(obj, arg, timeout) -> ready?
         self._lock = threading.Lock()
         self._futs: dict["asyncio.Future[None]", int] = {}
         self._thread: threading.Thread | None = None
         self._pid = os.getpid()
+        self._stopping = False
+
+    def stop(self) -> None:
+        """Wake every waiting coroutine and end the helper thread (the object
+        is being detached: the thread must leave its C wait first)."""
+        with self._lock:
+            self._stopping = True
+            futs, self._futs = self._futs, {}
+            t = self._thread if self._pid == os.getpid() else None
+        for fut in futs:
+            if not fut.done():
+                try:
+                    fut.get_loop().call_soon_threadsafe(_resolve, fut)
+                except RuntimeError:
+                    pass
+        if t is not None and t is not threading.current_thread():
+            t.join(5 * _SLICE + 1)
 
     def wait(self, arg: int = 0) -> "asyncio.Future[None]":
         fut = asyncio.get_running_loop().create_future()
         with self._lock:
+            if self._stopping:  # detached: let the caller's retry raise
+                fut.set_result(None)
+                return fut
             if self._pid != os.getpid():  # forked: the parent's thread is not ours
                 self._pid, self._thread, self._futs = os.getpid(), None, {}
             self._futs[fut] = arg
@@ -66,14 +92,16 @@ class _Waiters:
         while True:
             with self._lock:
                 self._futs = {f: a for f, a in self._futs.items() if not f.done()}
-                if not self._futs:
+                if not self._futs or self._stopping:
                     self._thread = None
                     return
                 arg = min(self._futs.values())
+            obj = self._obj()
             try:
-                ready = self._wait(arg, _SLICE)
+                ready = True if obj is None else self._wait(obj, arg, _SLICE)
             except Exception:  # the object was detached under us: wake all, they will see
                 ready = True
+            del obj
             if ready:
                 with self._lock:
                     futs, self._futs = self._futs, {}
@@ -85,10 +113,10 @@ class _Waiters:
                             pass
 
 
-def _waiters(obj: Any, attr: str, wait: Callable[[int, float], bool]) -> _Waiters:
+def _waiters(obj: Any, attr: str, wait: Callable[[Any, int, float], bool]) -> _Waiters:
     w = obj.__dict__.get(attr)
     if w is None:
-        w = obj.__dict__.setdefault(attr, _Waiters(wait))
+        w = obj.__dict__.setdefault(attr, _Waiters(obj, wait))
     return w  # type: ignore[no-any-return]
 
 
@@ -139,7 +167,7 @@ class AsyncQueueMixin:
                 return q.get_nowait()
             except Empty:
                 pass
-            w = _waiters(self, "_aio_readable", lambda _a, t: bool(q._wait_readable(t)))
+            w = _waiters(self, "_aio_readable", lambda o, _a, t: bool(o._wait_readable(t)))
             if not await _await(w.wait(), deadline):
                 raise Empty
 
@@ -156,7 +184,7 @@ class AsyncQueueMixin:
                 pass
             if need < 0:
                 need = _nbytes(item)
-            w = _waiters(self, "_aio_writable", lambda a, t: bool(q._wait_writable(a, t)))
+            w = _waiters(self, "_aio_writable", lambda o, a, t: bool(o._wait_writable(a, t)))
             if not await _await(w.wait(need), deadline):
                 raise Full
 
@@ -186,7 +214,7 @@ class AsyncLockMixin:
         while True:
             if lk.acquire(False):
                 return True
-            w = _waiters(self, "_aio_unlocked", lambda _a, t: bool(lk._wait_unlocked(t)))
+            w = _waiters(self, "_aio_unlocked", lambda o, _a, t: bool(o._wait_unlocked(t)))
             if not await _await(w.wait(), deadline):
                 return False
 
@@ -206,7 +234,14 @@ class AsyncEventMixin:
         deadline = _deadline(timeout)
         ev: Any = self
         while not ev.is_set():
-            w = _waiters(self, "_aio_set", lambda _a, t: bool(ev.wait(t)))
+            w = _waiters(self, "_aio_set", lambda o, _a, t: bool(o.wait(t)))
             if not await _await(w.wait(), deadline):
                 return bool(ev.is_set())
         return True
+
+
+def stop_waiters(obj: Any) -> None:
+    """Called by ``detach()``: end the object's helper threads first."""
+    for v in list(getattr(obj, "__dict__", {}).values()):
+        if isinstance(v, _Waiters):
+            v.stop()
