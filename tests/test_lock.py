@@ -367,8 +367,6 @@ def test_owner_stopped_not_dead_is_not_robbed(lock_factory, mp_ctx):
         p.join()
 
 
-@pytest.mark.xfail(strict=True, reason="C core: a non-blocking acquire never takes over from a "
-                   "dead owner (il_mutex_lock returns TIMEDOUT when deadline == 0); see report")
 def test_nonblocking_acquire_takes_over_from_dead_owner(lock_factory, mp_ctx):
     # pthread_mutex_trylock on a robust mutex returns EOWNERDEAD at once.
     lock = lock_factory(on_owner_death="ignore")

@@ -72,6 +72,15 @@ def set_deadlock_timeout(seconds: float) -> None:
     _core._set_tracking(lockdep.enabled(), _timeout)
 
 
+def close() -> None:
+    """Release this process's handle on the table of long waits."""
+    global _table
+    with _state:
+        if _table is not None and _table_pid == os.getpid():
+            _table.close()
+        _table = None
+
+
 def _tbl() -> SharedTable:
     global _table, _table_pid
     if _table is None or _table_pid != os.getpid():

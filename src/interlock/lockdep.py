@@ -236,6 +236,17 @@ def report() -> Report:
     return Report(tuple(edges), tuple(viols))
 
 
+def close() -> None:
+    """Release this process's handle on the shared order table (it is gone
+    once no process holds one).  Reopened on next use."""
+    global _table
+    with _state:
+        if _table is not None and _table_pid == os.getpid():
+            _table.close()
+        _table = None
+        _seen.clear()
+
+
 def reset() -> None:
     """Forget every recorded edge (all processes)."""
     with _state:

@@ -981,24 +981,57 @@ static PyObject *Ring_get_many(RingObject *self, PyObject *const *args, Py_ssize
         PyMem_Free(xs);
         return NULL;
     }
-    PyObject *list = PyList_New(k);
+    /* Every record of the batch is consumed (head is committed).  An item
+     * that fails to unpickle is the caller's error, as with get(); the
+     * other items of the batch are not lost: they are decoded anyway and
+     * handed over on the exception, as its attribute `items` (in queue
+     * order, the failed ones left out). */
+    PyObject *list = PyList_New(0);
+    PyObject *et = NULL, *ev = NULL, *etb = NULL;
+    Py_ssize_t failed = 0;
     for (Py_ssize_t i = 0; i < k; i++) {
         PyObject *o = list ? raw_finish(&xs[i]) : NULL;
-        if (!o) {
-            /* An item that fails to unpickle is consumed; the error goes to
-             * the caller, as with get().  The items after it in this batch
-             * were consumed too and are dropped: a documented limit of
-             * get_many (docs/design/queue.md); use get() for items that may
-             * fail to unpickle. */
-            for (Py_ssize_t j = i; j < k; j++)
-                raw_clear(&xs[j]);
-            Py_CLEAR(list);
-            break;
+        if (!list) {
+            raw_clear(&xs[i]);
+            continue;
         }
-        PyList_SET_ITEM(list, i, o);
+        if (!o) {
+            if (failed++ == 0)
+                PyErr_Fetch(&et, &ev, &etb);
+            else
+                PyErr_Clear(); /* only the first error is raised */
+            continue;
+        }
+        if (PyList_Append(list, o) < 0)
+            Py_CLEAR(list);
+        Py_DECREF(o);
     }
     PyMem_Free(xs);
-    return list;
+    if (!failed || !list) {
+        if (failed) {
+            Py_XDECREF(et);
+            Py_XDECREF(ev);
+            Py_XDECREF(etb);
+        }
+        return list;
+    }
+    PyErr_NormalizeException(&et, &ev, &etb);
+    if (ev) {
+        PyObject_SetAttrString(ev, "items", list);
+        PyObject *note = PyUnicode_FromFormat(
+            "get_many(): %zd item(s) of this batch failed to unpickle; the %zd other item(s) "
+            "taken with it are in this exception's .items",
+            failed, PyList_GET_SIZE(list));
+        if (note && PyObject_HasAttrString(ev, "add_note")) {
+            PyObject *r = PyObject_CallMethod(ev, "add_note", "O", note);
+            Py_XDECREF(r);
+        }
+        Py_XDECREF(note);
+        PyErr_Clear();
+    }
+    Py_DECREF(list);
+    PyErr_Restore(et, ev, etb);
+    return NULL;
 }
 
 /* ------------------------------------------------------------ state */
@@ -1300,6 +1333,7 @@ typedef struct {
     ShmObject base;
     int recursive;
     char tracked; /* route acquire/release through the Python tracking layer */
+    char trackable; /* the type has the tracking methods (interlock.Lock and subclasses) */
 } MutexObject;
 
 /* Lock tracking (levels, lockdep: _hierarchy.py, _lockdep.py) and runtime
@@ -1317,7 +1351,7 @@ static inline int is_tracked(MutexObject *self)
 {
     /* relaxed: a configuration flag, set before the locks are used */
     return self->tracked || (atomic_load_explicit(&track_all, memory_order_relaxed) &&
-                             Py_TYPE(self) != &MutexType); /* a bare Mutex is internal */
+                             self->trackable); /* internal mutexes are never tracked */
 }
 
 #define MUTEX(self) ((il_mutex_t *)((ShmObject *)(self))->p)
@@ -1352,6 +1386,9 @@ static int Mutex_init(MutexObject *self, PyObject *args, PyObject *kwds)
     if (shm_attach((ShmObject *)self, buffer, offset, sizeof(il_mutex_t)) < 0)
         return -1;
     self->recursive = recursive;
+    /* Tracking and deadlock detection need the Python layer's methods
+     * (_hierarchy.TrackedLockMixin); internal mutexes do not have them. */
+    self->trackable = (char)PyObject_HasAttr((PyObject *)Py_TYPE(self), str_tracked_acquire);
     if (create)
         il_mutex_init(MUTEX(self));
     return 0;
@@ -1384,7 +1421,7 @@ static int mutex_acquire(MutexObject *self, int64_t deadline, int in_enter)
     int64_t slice = atomic_load_explicit(&deadlock_ns, memory_order_relaxed);
     if (take_fast(m)) {
         r = IL_OK;
-    } else if (slice <= 0 || deadline == 0 || Py_TYPE(self) == &MutexType) {
+    } else if (slice <= 0 || deadline == 0 || !self->trackable) {
         r = lock_mutex((ShmObject *)self, m, deadline, &dead);
     } else {
         /* Wait in phases: after deadlock_timeout, and then every recheck
