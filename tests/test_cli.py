@@ -159,7 +159,7 @@ def test_ls_json_shows_other_processes_objects(holder: Any, waiter: Any,
     assert d["bytes_used"] == 3 * (8 + 104)  # 8-byte header, payload rounded up to 8
     assert d["maxsize"] == 10 and d["capacity"] == 4096 and not d["closed"]
     assert q["counters"] == {"put": 3, "got": 0}
-    assert q["summary"] == "depth 3/10, 336 B"
+    assert q["summary"] == "depth 3/10, 336 B, 1P/0C"
 
     assert lk["kind"] == "Lock"
     assert sorted(lk["live_users"]) == sorted([holder.pid, waiter.pid])
@@ -176,7 +176,7 @@ def test_ls_table(holder: Any, waiter: Any, names: tuple[str, str]) -> None:
     qline = next(line for line in lines if line.startswith(names[0] + " "))
     lline = next(line for line in lines if line.startswith(names[1] + " "))
     assert qline.split()[1:5] == ["Queue", str(holder.pid), "1/1", "12.0"]
-    assert qline.endswith("depth 3/10, 336 B")
+    assert qline.endswith("depth 3/10, 336 B, 1P/0C")
     assert lline.split()[1:4] == ["Lock", str(holder.pid), "2/2"]
     assert lline.endswith(f"locked by {holder.pid}/{holder.pid}, 1 waiting")
 
@@ -214,7 +214,7 @@ def test_inspect(holder: Any, waiter: Any, names: tuple[str, str]) -> None:
     assert "2 live of 2" in text
 
     text = cli("inspect", qname).stdout
-    assert "state       depth 3/10, 336 B" in text
+    assert "state       depth 3/10, 336 B, 1P/0C" in text
     assert "counters    put 3, got 0  (modulo 2**32)" in text
     assert "maxsize" in text and "bytes_used" in text
 

@@ -106,7 +106,7 @@ def test_records_are_frozen_and_serialisable(name: str) -> None:
             info.counters["put"] = 7  # type: ignore[index]
         d = json.loads(json.dumps(info.to_dict()))
         assert d["name"] == name and d["kind"] == "Queue" and d["details"]["depth"] == 1
-        assert d["users"] == [{"pid": os.getpid(), "refs": 1, "alive": True}]
+        assert d["users"] == [{"pid": os.getpid(), "refs": 1, "alive": True, "roles": 1}]
         assert d["live_users"] == [os.getpid()] and d["orphaned"] is False
         assert abs(d["created"] - time.time()) < 60
         assert d["size"] == os.stat(_segment.path_of(name)).st_size
@@ -128,7 +128,7 @@ def test_queue_facts_match_statistics(name: str) -> None:
             assert info.details[f] == getattr(st, f), f
         assert info.counters == {"put": 5, "got": 2}
         assert info.details["put_total_mod_2_32"] == 5
-        assert info.summary == f"depth 3/8, {st.bytes_used} B"
+        assert info.summary == f"depth 3/8, {st.bytes_used} B, 1P/1C"  # this process put and got
         q.close()
         assert _registry.inspect(name).summary.endswith(", closed")
     finally:
@@ -341,3 +341,44 @@ def test_holder_site_recorded_when_tracked() -> None:
     out = subprocess.run([sys.executable, "-m", "interlock", "inspect", lk.name, "--json"],
                          capture_output=True, text=True, timeout=60).stdout
     assert json.loads(out)["holders"] == []
+
+
+def _put_one(q) -> None:
+    q.put(1)
+
+
+def _get_one(q) -> None:
+    q.get(timeout=10)
+
+
+def test_queue_counts_producers_and_consumers() -> None:
+    """A queue knows which attached processes have put and which have got."""
+    import multiprocessing as mp
+
+    import interlock
+    from interlock import _registry
+
+    q = interlock.Queue(name=f"t-roles-{os.getpid()}")
+    ctx = mp.get_context("fork")
+    ev = ctx.Event()
+
+    def hold(fn, q, ev):  # act, then stay attached until told
+        fn(q)
+        ev.wait(10)
+
+    ps = [ctx.Process(target=hold, args=(_put_one, q, ev)) for _ in range(3)]
+    ps.append(ctx.Process(target=hold, args=(_get_one, q, ev)))
+    for p in ps:
+        p.start()
+    deadline = __import__("time").monotonic() + 10
+    while True:
+        info = _registry.inspect(q.name).to_dict()
+        if (info["details"].get("producers"), info["details"].get("consumers")) == (3, 1):
+            break
+        assert __import__("time").monotonic() < deadline, info
+        __import__("time").sleep(0.05)
+    assert "3P/1C" in info["summary"]
+    ev.set()
+    for p in ps:
+        p.join(10)
+    q.detach()

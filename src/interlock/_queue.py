@@ -114,6 +114,10 @@ class Queue(_core.Ring, SharedObject, AsyncQueueMixin):
                 )
         _core.Ring.__init__(self, seg.mm, seg.object_offset)
 
+    def _note_role(self, role: int) -> None:
+        # Called once per object by the C core, on the first put / get.
+        self._seg.note_role(role)
+
     # -- multiprocessing.Queue compatibility ---------------------------------
     def close(self) -> None:
         """Close the queue for every process (see the module docstring)."""

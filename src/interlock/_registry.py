@@ -83,6 +83,7 @@ class UserInfo:
     pid: int
     refs: int  # handles this process holds on the object
     alive: bool  # False: died without detaching; swept by the next attach/detach or clean
+    roles: int = 0  # queues: 1 = has put, 2 = has got (_segment.ROLE_*)
 
 
 @dataclass(frozen=True)
@@ -208,11 +209,11 @@ class _Liveness:
 
 
 def _users(mm: mmap.mmap, hdr: Header, alive: _Liveness) -> tuple[UserInfo, ...]:
-    # The slot table (_segment: {u32 pid, u32 refs, u64 start}), in one pass.
+    # The slot table (_segment: {u32 pid, u16 refs, u16 roles, u64 start}), in one pass.
     table = mm[_segment.OFF_SLOTS:_segment.OFF_SLOTS + 16 * hdr.nslots]
     return tuple(
-        UserInfo(pid, refs, alive(pid, start))
-        for pid, refs, start in struct.iter_unpack("<IIQ", table)
+        UserInfo(pid, refs, alive(pid, start), roles)
+        for pid, refs, roles, start in struct.iter_unpack("<IHHQ", table)
         if pid
     )
 
@@ -406,7 +407,16 @@ def describe_queue(mm: mmap.mmap, hdr: Header) -> dict[str, Any]:
     pl, cl = s["producer_lock"], s["consumer_lock"]
     producers_waiting = int(s["producers_sleeping"]) + int(pl["waiters"])
     consumers_waiting = int(s["consumers_sleeping"]) + int(cl["waiters"])
+    # producers / consumers: live attached processes that have put / got
+    # (role bits in the slot table, set on their first put / get)
+    table = mm[_segment.OFF_SLOTS:_segment.OFF_SLOTS + 16 * hdr.nslots]
+    live_roles = [roles for pid, _refs, roles, start in struct.iter_unpack("<IHHQ", table)
+                  if pid and _core.task_alive(pid, start)]
+    producers = sum(1 for r in live_roles if r & _segment.ROLE_PRODUCER)
+    consumers = sum(1 for r in live_roles if r & _segment.ROLE_CONSUMER)
     summary = f"depth {depth}/{maxsize or '∞'}, {_fmt_bytes(int(s['bytes_used']))}"
+    if producers or consumers:
+        summary += f", {producers}P/{consumers}C"
     if s["closed"]:
         summary += ", closed"
     if producers_waiting:
@@ -430,6 +440,8 @@ def describe_queue(mm: mmap.mmap, hdr: Header) -> dict[str, Any]:
         # The ring counts records in 32 bits (ring.h, "Positions"): totals wrap.
         "put_total_mod_2_32": put,
         "got_total_mod_2_32": got,
+        "producers": producers,
+        "consumers": consumers,
         "producers_waiting": producers_waiting,
         "consumers_waiting": consumers_waiting,
         "producer_lock": dict(pl),

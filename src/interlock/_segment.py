@@ -24,7 +24,8 @@ of attached processes, then the object (a ring, a mutex, ...)::
     384     64    holder site: u32 tid + 60 bytes "file:line in func" (Lock,
                   RLock, written only while acquisitions are tracked)
     448     64    meta lock (a robust mutex, _core.Mutex)
-    512     16*N  slots: {u32 pid, u32 refs, u64 start time}
+    512     16*N  slots: {u32 pid, u16 refs, u16 roles, u64 start time}
+                  (roles, for a queue: 1 = this process has put, 2 = has got)
     ...           object, 64-byte aligned
 
 Creation is atomic: the creator builds the whole segment in a private temp
@@ -84,7 +85,8 @@ KIND_NAMES.update({
 
 _HDR = struct.Struct("<8sIIQIIQQIIIIII")  # up to and including reserved @68
 _PARAMS = struct.Struct("<7Q")
-_SLOT = struct.Struct("<IIQ")
+_SLOT = struct.Struct("<IHHQ")
+ROLE_PRODUCER, ROLE_CONSUMER = 1, 2
 OFF_USERS = 60
 OFF_UNLINKED = 64
 OFF_PARAMS = 72
@@ -165,8 +167,12 @@ class Header:
 
 def _slots(buf: Any, nslots: int) -> Iterator[tuple[int, int, int, int]]:
     for i in range(nslots):
-        pid, refs, start = _SLOT.unpack_from(buf, OFF_SLOTS + 16 * i)
+        pid, refs, _roles, start = _SLOT.unpack_from(buf, OFF_SLOTS + 16 * i)
         yield i, pid, refs, start
+
+
+def _roles(buf: Any, i: int) -> int:
+    return int(_SLOT.unpack_from(buf, OFF_SLOTS + 16 * i)[2])
 
 
 class Segment:
@@ -263,7 +269,7 @@ class Segment:
             raw = self.name.encode()
             mm[OFF_NAME : OFF_NAME + len(raw)] = raw
             meta = _MetaMutex(mm, OFF_META_LOCK, create=True)
-            _SLOT.pack_into(mm, OFF_SLOTS, pid, 1, start)
+            _SLOT.pack_into(mm, OFF_SLOTS, pid, 1, 0, start)
             if init is not None:
                 init(mm, obj_off)
             mm[0:8] = MAGIC  # last: the segment is whole
@@ -379,7 +385,7 @@ class Segment:
             if pid == 0:
                 continue
             if not _core.task_alive(pid, start):
-                _SLOT.pack_into(self.mm, OFF_SLOTS + 16 * i, 0, 0, 0)
+                _SLOT.pack_into(self.mm, OFF_SLOTS + 16 * i, 0, 0, 0, 0)
             else:
                 users += 1
         struct.pack_into("<I", self.mm, OFF_USERS, users)
@@ -404,7 +410,11 @@ class Segment:
             free = -1
             for i, spid, refs, start in _slots(self.mm, self.header.nslots):
                 if spid == pid and _core.task_alive(pid, start):
-                    _SLOT.pack_into(self.mm, OFF_SLOTS + 16 * i, pid, refs + 1, start)
+                    if refs >= 0xFFFF:
+                        raise SegmentError(f"interlock object {self.name!r}: this process "
+                                           "holds 65535 handles on it already")
+                    _SLOT.pack_into(self.mm, OFF_SLOTS + 16 * i, pid, refs + 1,
+                                    _roles(self.mm, i), start)
                     return True
             self._sweep()
             for i, spid, refs, start in _slots(self.mm, self.header.nslots):
@@ -416,7 +426,8 @@ class Segment:
                     f"interlock object {self.name!r}: all {self.header.nslots} process slots are "
                     "in use by live processes"
                 )
-            _SLOT.pack_into(self.mm, OFF_SLOTS + 16 * free, pid, 1, _core.task_start(pid) or 0)
+            _SLOT.pack_into(self.mm, OFF_SLOTS + 16 * free, pid, 1, 0,
+                            _core.task_start(pid) or 0)
             self._sweep()
             return True
         finally:
@@ -431,9 +442,10 @@ class Segment:
             for i, spid, refs, start in _slots(self.mm, self.header.nslots):
                 if spid == pid:
                     if refs > 1:
-                        _SLOT.pack_into(self.mm, OFF_SLOTS + 16 * i, pid, refs - 1, start)
+                        _SLOT.pack_into(self.mm, OFF_SLOTS + 16 * i, pid, refs - 1,
+                                        _roles(self.mm, i), start)
                     else:
-                        _SLOT.pack_into(self.mm, OFF_SLOTS + 16 * i, 0, 0, 0)
+                        _SLOT.pack_into(self.mm, OFF_SLOTS + 16 * i, 0, 0, 0, 0)
                     break
             _crash.point("segment.drop.locked")
             if self._sweep() == 0 and not self._is_unlinked():
@@ -495,6 +507,22 @@ class Segment:
         if self.mm is None:
             return []
         return [(pid, refs) for _, pid, refs, _ in _slots(self.mm, self.header.nslots) if pid]
+
+    def note_role(self, role: int) -> None:
+        """Record in this process's slot that it acted as producer/consumer
+        (queues; once per process and object: _core calls _note_role)."""
+        if self.mm is None:
+            return
+        pid = os.getpid()
+        self._meta_acquire()
+        try:
+            for i, spid, refs, start in _slots(self.mm, self.header.nslots):
+                if spid == pid:
+                    _SLOT.pack_into(self.mm, OFF_SLOTS + 16 * i, pid, refs,
+                                    _roles(self.mm, i) | role, start)
+                    return
+        finally:
+            self.meta.release()
 
     def _after_fork_child(self) -> None:
         # The child inherited the mapping: it is a new user.

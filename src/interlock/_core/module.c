@@ -249,7 +249,29 @@ static int lock_mutex(ShmObject *self, il_mutex_t *m, int64_t deadline, uint32_t
 
 typedef struct {
     ShmObject base;
+    char roles; /* 1: this object has put, 2: has got (told to _note_role once) */
 } RingObject;
+
+static PyObject *str_note_role;
+
+/* The first put / get through this object: record the process's role in
+ * the segment's slot table (for `interlock ls`: producers, consumers).  One
+ * predictable branch per operation afterwards. */
+static inline int note_role(RingObject *self, char role)
+{
+    if (__builtin_expect(self->roles & role, 1))
+        return 0;
+    self->roles |= role;
+    PyObject *et, *ev, *etb; /* a partial put_many may carry its Full: keep it */
+    PyErr_Fetch(&et, &ev, &etb);
+    if (PyObject_HasAttr((PyObject *)self, str_note_role)) {
+        PyObject *r = PyObject_CallMethod((PyObject *)self, "_note_role", "i", (int)role);
+        Py_XDECREF(r); /* statistics only: never fail the operation */
+        PyErr_Clear();
+    }
+    PyErr_Restore(et, ev, etb);
+    return 0;
+}
 
 #define RING(self) ((il_ring_t *)((ShmObject *)(self))->p)
 
@@ -774,6 +796,7 @@ static PyObject *Ring_put(RingObject *self, PyObject *const *args, Py_ssize_t na
     msg_release(&m);
     if (k != 1)
         return NULL;
+    note_role(self, 1);
     Py_RETURN_NONE;
 }
 
@@ -788,6 +811,7 @@ static PyObject *Ring_put_nowait(RingObject *self, PyObject *obj)
     msg_release(&m);
     if (k != 1)
         return NULL;
+    note_role(self, 1);
     Py_RETURN_NONE;
 }
 
@@ -821,6 +845,8 @@ static PyObject *Ring_put_many(RingObject *self, PyObject *const *args, Py_ssize
             goto out;
     }
     put = ring_put_msgs(self, m, n, deadline, deadline == 0);
+    if (put > 0)
+        note_role(self, 1);
 out:
     for (Py_ssize_t i = 0; i < prepared; i++)
         msg_release(&m[i]);
@@ -846,8 +872,18 @@ out:
 
 /* ------------------------------------------------------------ get */
 
+static Py_ssize_t ring_get_raw_(RingObject *self, raw_t *out, Py_ssize_t max, int64_t deadline);
+
 /* Take up to max records (at least 1) into out[].  Returns count, or -1. */
 static Py_ssize_t ring_get_raw(RingObject *self, raw_t *out, Py_ssize_t max, int64_t deadline)
+{
+    Py_ssize_t k = ring_get_raw_(self, out, max, deadline);
+    if (k > 0)
+        note_role(self, 2);
+    return k;
+}
+
+static Py_ssize_t ring_get_raw_(RingObject *self, raw_t *out, Py_ssize_t max, int64_t deadline)
 {
     il_ring_t *r = RING(self);
     for (;;) {
@@ -1818,6 +1854,7 @@ PyMODINIT_FUNC PyInit__core(void)
     kw_buffers = Py_BuildValue("(s)", "buffers");
     protocol5 = PyLong_FromLong(5);
     str_on_owner_died = PyUnicode_InternFromString("_on_owner_died");
+    str_note_role = PyUnicode_InternFromString("_note_role");
     str_tracked_acquire = PyUnicode_InternFromString("_tracked_acquire");
     str_tracked_release = PyUnicode_InternFromString("_tracked_release");
     str_tracked_enter = PyUnicode_InternFromString("_tracked_enter");
