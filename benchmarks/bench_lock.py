@@ -33,7 +33,6 @@ from _common import (  # noqa: E402
     arg_parser,
     finish_args,
     print_header,
-    print_table,
     run_workers,
     span,
     write_json,
@@ -138,7 +137,9 @@ def run(args: Any) -> list[Row]:
     rows: list[Row] = []
     forms = [("methods", "acquire(); release()"), ("with", "with lock: pass"),
              ("nested", "RLock: acquire() x2, release() x2")]
-    want = (lambda s: not args.only or any(o.lower() in s.lower() for o in args.only))
+    def want(s: str) -> bool:
+        return not args.only or any(o.lower() in s.lower() for o in args.only)
+
     for form, label in forms:
         scen = f"uncontended, {label}"
         if not want(scen):

@@ -16,7 +16,6 @@ import collections
 import os
 import shutil
 import stat
-import struct
 import subprocess
 import sys
 import tempfile

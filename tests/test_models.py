@@ -6,7 +6,6 @@ then asserts spin's own verdict ("errors: 0") and that it really searched
 models/README.md and docs/design/verification.md.  Skipped when spin or gcc
 is missing (.ci/run installs spin).  Bigger configurations: -m stress.
 """
-import os
 import re
 import shutil
 import subprocess

@@ -7,6 +7,8 @@ the next holder told).
 """
 from __future__ import annotations
 
+import dataclasses
+
 import multiprocessing as mp
 import os
 import pickle
@@ -303,7 +305,7 @@ class TestSemaphore:
     def test_statistics_frozen(self):
         s = Semaphore(1)
         st = s.statistics()
-        with pytest.raises(Exception):
+        with pytest.raises(dataclasses.FrozenInstanceError):
             st.value = 3  # type: ignore[misc]
 
 

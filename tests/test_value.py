@@ -74,7 +74,7 @@ class TestLostUpdate:
         msg = q.get(timeout=10)
         assert "t-counter" in msg and v.get_lock().name in msg
         with pytest.raises(UnguardedAccessError):
-            v.value
+            _ = v.value
         with pytest.raises(UnguardedAccessError):
             v.value = 3
         with v.get_lock():
@@ -128,7 +128,7 @@ class TestValue:
 
         def t():
             try:
-                v.value
+                _ = v.value
             except UnguardedAccessError:
                 errors.append(1)
 

@@ -71,10 +71,10 @@ _PKG = __name__.rsplit(".", 1)[0]
 
 def held() -> list[Held]:
     """The tracked locks the calling thread holds, oldest first."""
-    h = getattr(_local, "held", None)
+    h: list[Held] | None = getattr(_local, "held", None)
     if h is None:
         h = _local.held = []
-    return h  # type: ignore[no-any-return]
+    return h
 
 
 def site(stack: int = 1) -> Site:

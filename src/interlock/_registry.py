@@ -474,7 +474,7 @@ def _sync_describer(ctype: Any, summarize: Callable[[dict[str, Any]], str]) -> D
         holders = [HolderInfo(pid=int(pid), tid=int(tid), depth=int(count),
                               alive=_alive(int(tid or pid), int(start)))
                    for pid, tid, count, start in s.get("slots", []) if count]
-        out = {k: v for k, v in s.items() if isinstance(v, (int, bool, str))}
+        out: dict[str, Any] = {k: v for k, v in s.items() if isinstance(v, (int, bool, str))}
         out.update(summary=summarize(s), holders=holders, waiters=int(s.get("waiters", 0)),
                    counters={"acquisitions": int(s.get("acquisitions", 0)) % COUNT_MOD})
         return out

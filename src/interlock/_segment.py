@@ -56,7 +56,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from . import _core, _crash
-from ._errors import SegmentError
+from ._errors import SegmentError as SegmentError
 
 SHM_DIR = "/dev/shm"
 MAGIC = b"ILOCKSEG"
@@ -162,7 +162,7 @@ class Header:
         f = _HDR.unpack_from(buf, 0)
         params = _PARAMS.unpack_from(buf, OFF_PARAMS)
         raw = bytes(buf[OFF_NAME : OFF_NAME + 256]).split(b"\0", 1)[0]
-        return cls(*f[:13], params, raw.decode("utf-8", "replace"))  # type: ignore[arg-type]
+        return cls(*f[:13], params, raw.decode("utf-8", "replace"))  # type: ignore[call-arg]
 
 
 def _slots(buf: Any, nslots: int) -> Iterator[tuple[int, int, int, int]]:
@@ -655,7 +655,7 @@ def _reap(path: str) -> bool:
                 return False
             seg = Segment.__new__(Segment)
             seg.mm, seg.header, seg.path, seg.ino = mm, hdr, path, st.st_ino
-            seg.meta = _core.Mutex(mm, OFF_META_LOCK)
+            seg.meta = _MetaMutex(mm, OFF_META_LOCK)
             try:
                 seg._meta_acquire()
                 try:

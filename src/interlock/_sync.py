@@ -379,9 +379,9 @@ class Barrier(_core.Barrier, SharedObject):
                 self._leave(slot)  # breaks the barrier for the others
                 raise
             self._pass(slot)
-            return index
+            return int(index)
         self._wait(slot, timeout)
-        return index
+        return int(index)
 
     def _pickle_options(self) -> dict[str, Any]:
         return {"parties": self.parties, "action": self._action, "timeout": self._timeout}

@@ -199,9 +199,9 @@ def note_acquire(lock: Any, name: str, at: Any, blocking: bool, held: list[Held]
                 tbl.append(os.getpid(), VIOLATION, _enc(v.edge.before), _enc(v.edge.after),
                            _enc(v.edge.where_before), _enc(v.edge.where_after))
     for v in found:
-        key = tuple(sorted(v.cycle))
-        if key not in _reported:
-            _reported.add(key)
+        ckey = tuple(sorted(v.cycle))
+        if ckey not in _reported:
+            _reported.add(ckey)
             _report(v)
 
 

@@ -173,7 +173,7 @@ def _strip(key: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def _first(key: Any) -> int:
-    return key[0] if isinstance(key, tuple) else key
+    return int(key[0] if isinstance(key, tuple) else key)
 
 
 # -------------------------------------------------------------- worker side
@@ -200,7 +200,7 @@ def _parent_gone(ppid: int) -> bool:
     return os.getppid() != ppid
 
 
-def _put(q: Queue, msg: list[Any], ppid: int) -> bool:
+def _put(q: Queue, msg: Any, ppid: int) -> bool:
     """Put, waking every _IDLE seconds to check the parent. False: give up."""
     while True:
         try:
@@ -317,7 +317,7 @@ def _report(spec: _WorkerSpec, key: Any, e: BaseException) -> None:
     tb = f'\n"""\n{tb}"""'
     try:
         payload: bytes | None = pickle.dumps(e)
-        pickle.loads(payload)  # some exceptions pickle but do not unpickle
+        pickle.loads(payload)  # type: ignore[arg-type]  # some pickle but do not unpickle
     except Exception:
         payload = None
     try:

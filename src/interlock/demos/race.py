@@ -9,6 +9,7 @@ line is whole.  The demo counts the broken lines of each run.
 from __future__ import annotations
 
 import argparse
+from typing import Any
 import multiprocessing
 import os
 import sys
@@ -47,7 +48,7 @@ def _printer(path: str, char: str, lines: int, lock: Lock | None, pause: float) 
 
 
 def run_once(processes: int, lines: int, use_lock: bool, pause: float,
-             ctx: multiprocessing.context.BaseContext) -> tuple[int, int, list[str]]:
+             ctx: Any) -> tuple[int, int, list[str]]:
     """Returns (lines, broken lines, a few sample lines)."""
     fd, path = tempfile.mkstemp(prefix="interlock-race-", suffix=".txt")
     os.close(fd)
