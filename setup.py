@@ -23,7 +23,7 @@ setup(
             sources=[f"{CORE}/{name}" for name in ("platform.c", "crashpoint.c", "mutex.c", "ring.c",
                                                    "module.c", "sync.c", "sync_module.c")],
             depends=[f"{CORE}/{name}" for name in ("platform.h", "crashpoint.h", "mutex.h", "ring.h",
-                                                   "eventcount.h", "sync.h")],
+                                                   "eventcount.h", "sync.h", "shmobject.h")],
             extra_compile_args=extra,
             extra_link_args=link,
         )

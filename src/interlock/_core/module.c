@@ -22,6 +22,7 @@
 #include "crashpoint.h"
 #include "mutex.h"
 #include "ring.h"
+#include "shmobject.h"
 
 int il_sync_register(PyObject *module); /* sync_module.c */
 
@@ -132,18 +133,6 @@ static int parse_deadline(PyObject *block, PyObject *timeout, int64_t *deadline)
 
 /* ------------------------------------------------------------ base object */
 
-/* Both types hold a buffer export on the segment's mmap: the mapping cannot
- * be closed under us.  `busy` counts calls in flight with the GIL released,
- * so that _detach() from another thread cannot unmap under a sleeper. */
-typedef struct {
-    PyObject_HEAD
-    Py_buffer view;
-    void *p;  /* our struct in the segment; NULL once detached */
-    int busy;
-    int spin_ns;       /* adaptive spin budget of ring_wait (SPIN_MAX_NS) */
-    unsigned spin_probe;
-} ShmObject;
-
 static int shm_attach(ShmObject *self, PyObject *buffer, Py_ssize_t offset, size_t need)
 {
     if (self->p) {
@@ -162,47 +151,6 @@ static int shm_attach(ShmObject *self, PyObject *buffer, Py_ssize_t offset, size
     }
     self->p = (char *)self->view.buf + offset;
     self->spin_ns = SPIN_MAX_NS;
-    return 0;
-}
-
-static int shm_check(ShmObject *self)
-{
-    if (!self->p) {
-        PyErr_SetString(PyExc_ValueError, "operation on a closed (detached) interlock object");
-        return -1;
-    }
-    return 0;
-}
-
-static PyObject *shm_detach(ShmObject *self, PyObject *unused)
-{
-    if (self->busy) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "cannot detach: another thread is blocked in an operation on this object");
-        return NULL;
-    }
-    if (self->p) {
-        self->p = NULL;
-        PyBuffer_Release(&self->view);
-    }
-    Py_RETURN_NONE;
-}
-
-static void shm_dealloc(ShmObject *self)
-{
-    PyObject_GC_UnTrack(self);
-    if (self->p) {
-        self->p = NULL;
-        PyBuffer_Release(&self->view);
-    }
-    PyTypeObject *tp = Py_TYPE(self);
-    tp->tp_free((PyObject *)self);
-}
-
-static int shm_traverse(ShmObject *self, visitproc visit, void *arg)
-{
-    if (self->p)
-        Py_VISIT(self->view.obj);
     return 0;
 }
 

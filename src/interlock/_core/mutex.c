@@ -36,6 +36,28 @@ static int owner_alive(il_mutex_t *m, uint32_t owner)
     return il_task_alive(owner, start);
 }
 
+/* Take the word over from a dead owner: one CAS from the value `v` we saw
+ * (if anyone changed it, we lose and the caller goes round again).  acquire:
+ * we inherit whatever the dead owner managed to write.  `waiters` is the
+ * WAITERS bit to leave set (conservatively, someone may sleep). */
+static int take_over(il_mutex_t *m, uint32_t v, uint32_t tid, uint32_t waiters,
+                     uint32_t dead, uint32_t *dead_pid)
+{
+    /* relaxed: hints, used only in the report */
+    uint32_t pid = dead;
+    if (atomic_load_explicit(&m->owner_tid, memory_order_relaxed) == dead)
+        pid = atomic_load_explicit(&m->owner_pid, memory_order_relaxed);
+    if (!atomic_compare_exchange_strong_explicit(&m->word, &v, tid | waiters,
+                                                 memory_order_acquire, memory_order_relaxed))
+        return 0;
+    note_owner(m, tid);
+    m->depth = 0;
+    atomic_fetch_add_explicit(&m->owner_deaths, 1, memory_order_relaxed);
+    if (dead_pid)
+        *dead_pid = pid;
+    return 1;
+}
+
 int il_mutex_lock(il_mutex_t *m, int64_t deadline, uint32_t *dead_pid)
 {
     uint32_t tid = il_self_tid();
@@ -50,34 +72,16 @@ int il_mutex_lock(il_mutex_t *m, int64_t deadline, uint32_t *dead_pid)
             return IL_DEADLK;
         /* Our TID, not our hints: a dead process that had this TID holds
          * it.  Take it over now (we are alive, so that one is not). */
-        if (atomic_compare_exchange_strong_explicit(&m->word, &v, tid | (v & IL_MUTEX_WAITERS),
-                                                    memory_order_acquire, memory_order_relaxed)) {
-            note_owner(m, tid);
-            m->depth = 0;
-            atomic_fetch_add_explicit(&m->owner_deaths, 1, memory_order_relaxed);
-            if (dead_pid)
-                *dead_pid = tid;
+        if (take_over(m, v, tid, v & IL_MUTEX_WAITERS, tid, dead_pid))
             return IL_OWNER_DIED;
-        }
     }
     if (deadline == 0) {
         /* Non-blocking, but a lock whose owner is dead is free to take:
          * check (a /proc read, only when the lock is held). */
         uint32_t owner = v & IL_MUTEX_TID_MASK;
         if (owner != 0 && owner != tid && !owner_alive(m, owner) &&
-            atomic_compare_exchange_strong_explicit(&m->word, &v, tid | (v & IL_MUTEX_WAITERS),
-                                                    memory_order_acquire,
-                                                    memory_order_relaxed)) {
-            uint32_t pid = owner;
-            if (atomic_load_explicit(&m->owner_tid, memory_order_relaxed) == owner)
-                pid = atomic_load_explicit(&m->owner_pid, memory_order_relaxed);
-            note_owner(m, tid);
-            m->depth = 0;
-            atomic_fetch_add_explicit(&m->owner_deaths, 1, memory_order_relaxed);
-            if (dead_pid)
-                *dead_pid = pid;
+            take_over(m, v, tid, v & IL_MUTEX_WAITERS, owner, dead_pid))
             return IL_OWNER_DIED;
-        }
         return IL_TIMEDOUT;
     }
 
@@ -139,26 +143,10 @@ int il_mutex_lock(il_mutex_t *m, int64_t deadline, uint32_t *dead_pid)
             /* A slice passed with the same owner: is it still alive? */
             uint32_t now_v = atomic_load_explicit(&m->word, memory_order_relaxed);
             uint32_t owner = now_v & IL_MUTEX_TID_MASK;
-            if (owner != 0 && owner != tid && !owner_alive(m, owner)) {
-                uint32_t pid = owner;
-                /* relaxed: hint, used only in the report */
-                if (atomic_load_explicit(&m->owner_tid, memory_order_relaxed) == owner)
-                    pid = atomic_load_explicit(&m->owner_pid, memory_order_relaxed);
-                /* Take over in one CAS: if another waiter beat us, the word
-                 * changed and we simply go round again.  acquire: we inherit
-                 * whatever the dead owner managed to write. */
-                if (atomic_compare_exchange_strong_explicit(&m->word, &now_v,
-                                                            tid | IL_MUTEX_WAITERS,
-                                                            memory_order_acquire,
-                                                            memory_order_relaxed)) {
-                    note_owner(m, tid);
-                    m->depth = 0;
-                    if (dead_pid)
-                        *dead_pid = pid;
-                    atomic_fetch_add_explicit(&m->owner_deaths, 1, memory_order_relaxed);
-                    result = IL_OWNER_DIED;
-                    break;
-                }
+            if (owner != 0 && owner != tid && !owner_alive(m, owner) &&
+                take_over(m, now_v, tid, IL_MUTEX_WAITERS, owner, dead_pid)) {
+                result = IL_OWNER_DIED;
+                break;
             }
         }
     }

@@ -10,19 +10,14 @@
  * for the dead (sync.h).
  */
 #define PY_SSIZE_T_CLEAN
+#include "shmobject.h"
 #include <Python.h>
 
 #include <math.h>
 
 #include "sync.h"
 
-typedef struct {
-    PyObject_HEAD
-    Py_buffer view;
-    void *p;       /* our struct in the segment; NULL once detached */
-    int busy;      /* calls in flight with the GIL released */
-    uint32_t hint; /* index of this process's slot (verified before use) */
-} SyncObject;
+typedef ShmObject SyncObject; /* shmobject.h; `hint`: this process's slot */
 
 #define HEAD(self) ((il_sync_head_t *)((SyncObject *)(self))->p)
 
@@ -63,45 +58,13 @@ static int sync_attach(SyncObject *self, PyObject *buffer, Py_ssize_t offset, in
     return 0;
 }
 
-static int sync_check(SyncObject *self)
-{
-    if (!self->p) {
-        PyErr_SetString(PyExc_ValueError, "operation on a closed (detached) interlock object");
-        return -1;
-    }
-    return 0;
-}
+#define sync_check shm_check
 
-static PyObject *sync_detach(SyncObject *self, PyObject *unused)
-{
-    if (self->busy) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "cannot detach: another thread is blocked in an operation on this object");
-        return NULL;
-    }
-    if (self->p) {
-        self->p = NULL;
-        PyBuffer_Release(&self->view);
-    }
-    Py_RETURN_NONE;
-}
+#define sync_detach shm_detach
 
-static void sync_dealloc(SyncObject *self)
-{
-    PyObject_GC_UnTrack(self);
-    if (self->p) {
-        self->p = NULL;
-        PyBuffer_Release(&self->view);
-    }
-    Py_TYPE(self)->tp_free((PyObject *)self);
-}
+#define sync_dealloc shm_dealloc
 
-static int sync_traverse(SyncObject *self, visitproc visit, void *arg)
-{
-    if (self->p)
-        Py_VISIT(self->view.obj);
-    return 0;
-}
+#define sync_traverse shm_traverse
 
 /* Take the guard: one CAS with the GIL; the GIL is released only if another
  * task holds it. */
