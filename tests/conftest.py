@@ -257,13 +257,59 @@ class ShmBackend:
         self._objects.clear()
 
 
+class RedisBackend(ShmBackend):
+    """The same objects on Redis (interlock.connect), on the session's own
+    redis-server (tests/redis_server.py); skipped where there is none.
+    Tests of what only shared memory has (byte capacity, segments, pickling
+    by name into children, ...) are marked ``shm_only``."""
+
+    name = "redis"
+
+    def __init__(self) -> None:
+        super().__init__()
+        from redis_server import redis_backend
+
+        self.ns = redis_backend()
+
+    def _named(self, kw):
+        kw.setdefault("name", f"contract-{TAG}-{len(self._objects)}")
+        kw.pop("capacity", None)
+        return kw
+
+    def queue(self, maxsize: int = 0, **kw):
+        return self._keep(self.ns.Queue(maxsize, **self._named(kw)))
+
+    def joinable_queue(self, maxsize: int = 0, **kw):
+        return self._keep(self.ns.JoinableQueue(maxsize, **self._named(kw)))
+
+    def simple_queue(self, **kw):
+        return self._keep(self.ns.SimpleQueue(**self._named(kw)))
+
+    def lock(self, **kw):
+        return self._keep(self.ns.Lock(**self._named(kw)))
+
+    def rlock(self, **kw):
+        return self._keep(self.ns.RLock(**self._named(kw)))
+
+    def close(self) -> None:
+        for obj in self._objects:
+            for how in ("unlink", "detach"):
+                try:
+                    getattr(obj, how)()
+                except Exception:
+                    pass
+        self._objects.clear()
+
+
 #: name -> class of a backend.  A backend provides queue(), joinable_queue(),
 #: simple_queue(), lock(), rlock() with interlock's signatures, and close().
-BACKENDS = {"shm": ShmBackend}
+BACKENDS = {"shm": ShmBackend, "redis": RedisBackend}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request):
+    if request.param != "shm" and request.node.get_closest_marker("shm_only"):
+        pytest.skip(f"shared-memory only: not part of the {request.param} contract")
     b = BACKENDS[request.param]()
     yield b
     b.close()
