@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import gc
+import itertools
 import multiprocessing
 import multiprocessing.process
 import os
@@ -222,12 +223,28 @@ def mp_ctx_fs(request):
 
 class ShmBackend:
     """interlock's shared-memory objects.  Every object made through a
-    backend is detached when the test ends."""
+    backend is detached when the test ends.
+
+    Where the backends differ in degree, not in kind, tests read it here:
+
+    - ``url``: what ``interlock.connect(url)`` takes, in another process, to
+      reach the same objects by name;
+    - ``owner_death_after``: seconds before a lock whose owner was killed
+      can be taken over at all (shared memory: at once, detected within a
+      50 ms slice; Redis: when the owner's lease runs out);
+    - ``owner_ids(lock)``: ``(pid, tid)`` of the lock's holder, or None.
+    """
 
     name = "shm"
+    url = "local://"
+    owner_death_after = 0.0
 
     def __init__(self) -> None:
         self._objects: list = []
+
+    @staticmethod
+    def owner_ids(lock):
+        return lock.owner
 
     def _keep(self, obj):
         self._objects.append(obj)
@@ -257,13 +274,79 @@ class ShmBackend:
         self._objects.clear()
 
 
+_redis_names = itertools.count()
+
+
+class RedisBackend(ShmBackend):
+    """The same objects on Redis (interlock.connect), on the session's own
+    redis-server (tests/redis_server.py); skipped where there is none.
+    Tests of what only shared memory has (byte capacity, segments, pickling
+    by name into children, ...) are marked ``shm_only``."""
+
+    name = "redis"
+    #: Locks get a short lease, so that a killed owner's lock is taken over
+    #: in 2 s rather than the default 10 (queues keep the default: a
+    #: consumer starved past its lease on a loaded machine would see its
+    #: messages re-delivered, which the exactly-once checks would report).
+    LOCK_LEASE = 2.0
+    owner_death_after = LOCK_LEASE
+
+    def __init__(self) -> None:
+        super().__init__()
+        from redis_server import redis_backend
+
+        self.ns = redis_backend()
+        self.lock_ns = redis_backend(lease=self.LOCK_LEASE)
+        self.url = self.ns.url
+
+    @staticmethod
+    def owner_ids(lock):
+        tok = lock.owner  # "host:pid:tid:random"
+        if tok is None:
+            return None
+        _, pid, tid, _ = tok.rsplit(":", 3)
+        return int(pid), int(tid)
+
+    def _named(self, kw):
+        # unique in the session: a name is never reused by a later test
+        kw.setdefault("name", f"contract-{TAG}-{next(_redis_names)}")
+        kw.pop("capacity", None)
+        return kw
+
+    def queue(self, maxsize: int = 0, **kw):
+        return self._keep(self.ns.Queue(maxsize, **self._named(kw)))
+
+    def joinable_queue(self, maxsize: int = 0, **kw):
+        return self._keep(self.ns.JoinableQueue(maxsize, **self._named(kw)))
+
+    def simple_queue(self, **kw):
+        return self._keep(self.ns.SimpleQueue(**self._named(kw)))
+
+    def lock(self, **kw):
+        return self._keep(self.lock_ns.Lock(**self._named(kw)))
+
+    def rlock(self, **kw):
+        return self._keep(self.lock_ns.RLock(**self._named(kw)))
+
+    def close(self) -> None:
+        for obj in self._objects:
+            for how in ("unlink", "detach"):
+                try:
+                    getattr(obj, how)()
+                except Exception:
+                    pass
+        self._objects.clear()
+
+
 #: name -> class of a backend.  A backend provides queue(), joinable_queue(),
 #: simple_queue(), lock(), rlock() with interlock's signatures, and close().
-BACKENDS = {"shm": ShmBackend}
+BACKENDS = {"shm": ShmBackend, "redis": RedisBackend}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request):
+    if request.param != "shm" and request.node.get_closest_marker("shm_only"):
+        pytest.skip(f"shared-memory only: not part of the {request.param} contract")
     b = BACKENDS[request.param]()
     yield b
     b.close()

@@ -173,6 +173,7 @@ def test_maxsize_zero_or_negative_means_unbounded(queue_factory, maxsize):
     assert q.qsize() == 1000 and not q.full()
 
 
+@pytest.mark.shm_only  # byte capacity: Redis has no such bound (only the server's maxmemory)
 def test_capacity_bounds_the_bytes_exactly(queue_factory):
     # 8-byte record header, payload rounded up to 8: a 120-byte item takes
     # exactly 128 bytes.
@@ -190,6 +191,7 @@ def test_capacity_bounds_the_bytes_exactly(queue_factory):
     assert q.get() == b"b" * 120 and q.get() == b"c" * 113
 
 
+@pytest.mark.shm_only  # byte capacity of the ring
 def test_capacity_not_power_of_two(queue_factory):
     q = queue_factory(capacity=100)
     q.put_nowait(b"x" * 88)  # 96 bytes
@@ -198,6 +200,7 @@ def test_capacity_not_power_of_two(queue_factory):
     assert q.get_nowait() == b"x" * 88
 
 
+@pytest.mark.shm_only  # "larger than capacity": Redis has no byte capacity
 @pytest.mark.parametrize("block,timeout", [(True, None), (True, 5), (False, None)])
 def test_oversize_item_raises_value_error_at_once(queue_factory, block, timeout):
     q = queue_factory(capacity=128)
@@ -221,6 +224,7 @@ def test_full_and_empty_reflect_state(queue_factory):
     assert not q.empty() and q.full()
 
 
+@pytest.mark.shm_only  # the ring's byte accounting and wrap-around: a Stream has neither
 def test_ring_wraps_many_times_with_varied_sizes(queue_factory):
     """A model of the byte accounting: an item takes 8 + len rounded up to 8;
     put_nowait must succeed exactly when the model says it fits."""
@@ -282,6 +286,7 @@ def test_put_many_nonblocking_is_all_or_nothing(queue_factory):
     assert q.get_many() == [0, 1, 2, 3]
 
 
+@pytest.mark.shm_only  # all-or-nothing against the byte capacity (the maxsize case runs on both)
 def test_put_many_nonblocking_all_or_nothing_on_bytes(queue_factory):
     q = queue_factory(capacity=64)
     q.put(b"x" * 24)  # 8 + 24 = 32 bytes: 32 left
@@ -409,7 +414,7 @@ def test_close_wakes_blocked_getters_and_putters(queue_factory):
     assert q_full.get() == 0  # what was in stays gettable
 
 
-def test_close_is_seen_by_another_process(queue_factory, mp_ctx):
+def test_close_is_seen_by_another_process(backend, queue_factory, mp_ctx):
     q = queue_factory()
     rec_q = queue_factory()
     p = mp_ctx.Process(target=h.get_n, args=(q, 1, rec_q))
@@ -418,7 +423,9 @@ def test_close_is_seen_by_another_process(queue_factory, mp_ctx):
     p.join(30)
     assert rec_q.get(timeout=5) == ["only"]
     q.close()
-    code = f"import interlock; q = interlock.Queue(name={q.name!r}, create=False); print(q.closed)"
+    # an unrelated process that knows only where the queue lives and its name
+    code = (f"import interlock; q = interlock.connect({backend.url!r}).Queue("
+            f"name={q.name!r}, create=False); print(q.closed)")
     from conftest import run_python
 
     r = run_python(code)
@@ -534,11 +541,13 @@ def test_pickling_by_name_to_children(queue_factory, mp_ctx):
     assert out.get(timeout=5) == 2  # the child sees the same queue, not a copy
 
 
-def test_queue_pickles_by_name_and_options(queue_factory):
+def test_queue_pickles_by_name_and_options(backend, queue_factory):
     q = queue_factory(7, capacity=4096)
     q2 = pickle.loads(pickle.dumps(q))
     try:
-        assert q2.name == q.name and q2.maxsize == 7 and q2.capacity == 4096
+        assert q2.name == q.name and q2.maxsize == 7
+        if backend.name == "shm":  # the only backend with a byte capacity
+            assert q2.capacity == 4096
         q.put("shared")
         assert q2.get_nowait() == "shared"
     finally:
@@ -621,12 +630,23 @@ def test_threads_in_one_process(queue_factory):
             assert seqs == sorted(seqs)
 
 
-def test_statistics_snapshot(queue_factory):
+def test_statistics_snapshot(backend, queue_factory):
     q = queue_factory(5, capacity=1024)
     q.put(b"12345678")
     s = q.statistics()
-    assert s.name == q.name and s.depth == 1 and s.bytes_used == 16
-    assert s.capacity == 1024 and s.maxsize == 5 and not s.closed
-    assert s.producer_lock_owner_pid == 0 and s.consumer_lock_owner_pid == 0
-    assert __import__("os").getpid() in s.attached_pids
-    assert "qsize=1" in repr(q)
+    # what every backend reports
+    assert s.name == q.name and s.depth == 1 and s.maxsize == 5 and not s.closed
+    if backend.name == "shm":  # bytes, the ring's locks, attached processes
+        assert s.bytes_used == 16 and s.capacity == 1024
+        assert s.producer_lock_owner_pid == 0 and s.consumer_lock_owner_pid == 0
+        assert __import__("os").getpid() in s.attached_pids
+        assert "qsize=1" in repr(q)
+    else:  # Redis: taken-but-unacknowledged messages, consumers of the group
+        assert s.unfinished == 1 and s.pending == 0 and s.held_here == 0
+        assert q.get() == b"12345678"
+        s = q.statistics()
+        assert s.depth == 0 and s.unfinished == 1 and s.pending == 1 and s.held_here == 1
+        assert s.consumers == 1
+        q.ack()
+        s = q.statistics()
+        assert s.unfinished == 0 and s.pending == 0 and s.held_here == 0

@@ -234,7 +234,13 @@ class Queue:
                 return
             left = remaining(deadline)
             if left is not None and left <= 0:
-                err = Full()
+                # The local queue's messages, word for word.
+                if block and (timeout is None or timeout > 0):
+                    err = Full("queue is full (timed out)")
+                elif len(encoded) > 1:
+                    err = Full("not enough room in the queue for the whole batch")
+                else:
+                    err = Full("queue is full")
                 if not single:
                     err.put_count = done  # type: ignore[attr-defined]
                 raise err

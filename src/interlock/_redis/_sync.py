@@ -21,7 +21,10 @@ and waiters sleep in ``BLPOP`` on it; a waiter sleeps at most until the
 holder's lease would end (the holder may be dead: no one would wake it).
 
 The deadlock checks of the local ``Lock`` (second acquire by the owner
-raises ``DeadlockError``) hold here too, per thread.
+raises ``DeadlockError``) hold here too, per thread; so do its errors
+(release by a thread that does not hold it: ``RuntimeError``) and its
+introspection (``locked()``, ``owner``, ``statistics()``, ``_is_owned()``,
+``_count()``, ``detach()``).
 """
 from __future__ import annotations
 
@@ -43,15 +46,24 @@ _MODES = ("warn", "raise", "ignore")
 
 @dataclass(frozen=True)
 class RedisLockStatistics:
-    """A snapshot of a Redis lock (``Lock.statistics()``)."""
+    """A snapshot of a Redis lock (``Lock.statistics()``).
+
+    The fields of the local ``LockStatistics`` that a server can know, with
+    the same names (``waiters`` it cannot: waiters sleep on other machines),
+    then the lease's own."""
 
     name: str
     locked: bool
-    owner: str  # the holder's token, "host:pid:thread:random", or ""
-    lease_left: float  # seconds, or 0.0 when unlocked
-    fencing_token: int  # the latest one handed out (= acquisitions)
+    owner_pid: int  # the holder's process (on host owner_host), or 0
+    owner_tid: int  # the holder's thread (native id), or 0
+    depth: int  # recursion depth if the holder is this object, 1 if elsewhere, 0 unlocked
+    acquisitions: int  # = the latest fencing token
     contentions: int
     owner_deaths: int  # leases that ran out instead of being released
+    owner: str  # the holder's token, "host:pid:tid:random", or ""
+    owner_host: str  # the holder's host name, or ""
+    lease_left: float  # seconds, or 0.0 when unlocked
+    fencing_token: int  # the latest one handed out (= acquisitions)
 
 
 @dataclass
@@ -63,7 +75,17 @@ class _Hold:
 
 
 def _token() -> str:
-    return f"{_client.HOST}:{os.getpid()}:{threading.get_ident()}:{uuid.uuid4().hex[:8]}"
+    """``host:pid:tid:random``: tid is the native thread id, as the local
+    lock's ``owner``."""
+    return f"{_client.HOST}:{os.getpid()}:{threading.get_native_id()}:{uuid.uuid4().hex[:8]}"
+
+
+def _parse_token(tok: str) -> tuple[str, int, int]:
+    """(host, pid, tid) of a token; ("", 0, 0) for one not ours."""
+    parts = tok.rsplit(":", 3)
+    if len(parts) == 4 and parts[1].isdigit() and parts[2].isdigit():
+        return parts[0], int(parts[1]), int(parts[2])
+    return "", 0, 0
 
 
 class _Shared:
@@ -71,6 +93,8 @@ class _Shared:
 
     _kind = ""
     _parts: tuple[str, ...] = ()
+
+    _detached = False
 
     def _open(self, backend: Backend, name: str | None, create: bool | None,
               p1: Any = "", p2: Any = "") -> list[Any]:
@@ -104,6 +128,20 @@ class _Shared:
 
     def __repr__(self) -> str:
         return f"<interlock.redis.{type(self).__name__} name={self._name!r} on {self._backend.url}>"
+
+    def _call(self, fn: str, *args: Any) -> Any:
+        """One function of the library on this object's keys (after the
+        detached check, as the local objects check their segment)."""
+        if self._detached:
+            raise ValueError("operation on a closed (detached) interlock object")
+        return self._backend.fcall(fn, self._keys, [self._epoch, *args])
+
+    def detach(self) -> None:
+        """End this object's use (idempotent); later calls on it raise
+        ``ValueError``, as for a detached local object.  Nothing changes on
+        the server: a hold of this object stays held (and renewed while its
+        thread lives), like a local lock held by a process that detached."""
+        self._detached = True
 
     def unlink(self) -> None:
         """Delete the object's keys from the server."""
@@ -144,7 +182,14 @@ class Lock(_Shared):
         if self._pid != os.getpid():
             self._pid = os.getpid()
             self._holds.clear()  # a forked child holds nothing
-        return self._holds.get(threading.get_ident())
+        ident = threading.get_ident()
+        hold = self._holds.get(ident)
+        if hold is not None and hold.lease.thread is not threading.current_thread():
+            # Left by a thread that ended holding the lock, whose ident this
+            # thread reuses: not ours (its lease runs out, as for a dead owner).
+            del self._holds[ident]
+            return None
+        return hold
 
     def acquire(self, block: bool = True, timeout: float | None = None) -> bool:
         deadline = deadline_after(block, timeout, lock=True)
@@ -155,11 +200,13 @@ class Lock(_Shared):
                 return True
             if not block:
                 return False
-            raise DeadlockError(f"{self!r} is already held by this thread")
+            raise DeadlockError(f"this thread already holds the lock {self!r}: a second "
+                                "blocking acquire would wait forever (use an RLock for "
+                                "re-entrant locking)")
         token = _token()
         lease_ms = int(self._backend.lease * 1000)
         while True:
-            r = self._backend.fcall("il_lock_acquire", self._keys, [self._epoch, token, lease_ms])
+            r = self._call("il_lock_acquire", token, lease_ms)
             if r[0] == 1:
                 break
             left = remaining(deadline)
@@ -176,24 +223,29 @@ class Lock(_Shared):
     def _on_owner_died(self, previous: str) -> None:
         if self._on_death == "ignore":
             return
-        host, pid, *_ = previous.split(":") + ["0", "0"]
-        msg = (f"{self!r} was taken over from {previous} (process {pid} on {host}), whose lease "
-               "ran out: it died, was paused or was cut off while holding it; the state it "
-               "protected may be inconsistent")
+        host, pid, _ = _parse_token(previous)
+        msg = (f"{self!r} was taken over from process {pid} on {host} ({previous}), whose "
+               "lease ran out: it died holding it, or was paused or cut off for longer than "
+               "the lease; the state it protected may be inconsistent")
         if self._on_death == "raise":
-            raise OwnerDiedError(msg, self, int(pid) if pid.isdigit() else 0)
+            raise OwnerDiedError(msg, self, pid)
         warnings.warn(msg, OwnerDiedWarning, stacklevel=3)
 
     def release(self) -> None:
         hold = self._my_hold()
         if hold is None:
-            raise RuntimeError(f"cannot release un-acquired lock {self!r}")
+            tok = self._state()[0]
+            if not tok:
+                raise RuntimeError(f"cannot release un-acquired lock {self!r}")
+            host, pid, tid = _parse_token(tok.decode())
+            raise RuntimeError(f"cannot release lock {self!r}: it is held by another thread "
+                               f"(tid {tid}, pid {pid} on {host})")
         if hold.depth > 1:
             hold.depth -= 1
             return
         del self._holds[threading.get_ident()]
         self._backend.drop(hold.lease)
-        ok = self._backend.fcall("il_lock_release", self._keys, [self._epoch, hold.token])
+        ok = self._call("il_lock_release", hold.token)
         if not ok or hold.lease.lost:
             raise LeaseExpired(f"{self!r}: this thread's lease (fencing token {hold.fence}) ran "
                                "out before release(); another owner may have held the lock since")
@@ -219,17 +271,37 @@ class Lock(_Shared):
 
     @property
     def owner(self) -> str | None:
-        """The holder's token ``host:pid:thread:random``, or None."""
+        """The holder's token ``host:pid:tid:random``, or None (the local
+        lock's ``(pid, tid)`` plus the host: pids repeat across machines)."""
         tok = self._state()[0]
         return tok.decode() if tok else None
 
+    def _is_owned(self) -> bool:
+        """Does the calling thread hold the lock (through this object)?"""
+        hold = self._my_hold()
+        return hold is not None and not hold.lease.lost
+
+    def _count(self) -> int:
+        """The calling thread's recursion depth (0 if it does not hold it)."""
+        hold = self._my_hold()
+        return hold.depth if hold is not None and not hold.lease.lost else 0
+
     def _state(self) -> list[Any]:
-        return list(self._backend.fcall("il_lock_state", self._keys, [self._epoch]))
+        return list(self._call("il_lock_state"))
 
     def statistics(self) -> RedisLockStatistics:
         tok, pttl, fence, cont, exp = self._state()
-        return RedisLockStatistics(self._name, bool(tok), tok.decode() if tok else "",
-                                   max(pttl, 0) / 1000, int(fence), int(cont), int(exp))
+        token = tok.decode() if tok else ""
+        host, pid, tid = _parse_token(token) if token else ("", 0, 0)
+        depth = 0
+        if token:
+            mine = [h for h in list(self._holds.values()) if h.token == token]
+            depth = mine[0].depth if mine and self._pid == os.getpid() else 1
+        return RedisLockStatistics(
+            name=self._name, locked=bool(token), owner_pid=pid, owner_tid=tid, depth=depth,
+            acquisitions=int(fence), contentions=int(cont), owner_deaths=int(exp),
+            owner=token, owner_host=host, lease_left=max(pttl, 0) / 1000,
+            fencing_token=int(fence))
 
 
 class RLock(Lock):
@@ -270,14 +342,17 @@ class Semaphore(_Shared):
         if self._pid != os.getpid():
             self._pid = os.getpid()
             self._permits.clear()
-        return self._permits.setdefault(threading.get_ident(), [])
+        mine = self._permits.setdefault(threading.get_ident(), [])
+        if mine and mine[0].lease.thread is not threading.current_thread():
+            mine.clear()  # left by an ended thread whose ident this one reuses (see Lock)
+        return mine
 
     def acquire(self, block: bool = True, timeout: float | None = None) -> bool:
         deadline = deadline_after(block, timeout, lock=True)
         token = _token()
         lease_ms = int(self._backend.lease * 1000)
         while True:
-            r = self._backend.fcall("il_sem_acquire", self._keys, [self._epoch, token, lease_ms])
+            r = self._call("il_sem_acquire", token, lease_ms)
             if r[0] == 1:
                 break
             left = remaining(deadline)
@@ -295,7 +370,7 @@ class Semaphore(_Shared):
             raise ValueError(f"{self!r}: release() by a thread that holds no permit of this object")
         hold = mine.pop()
         self._backend.drop(hold.lease)
-        ok = self._backend.fcall("il_sem_release", self._keys, [self._epoch, hold.token])
+        ok = self._call("il_sem_release", hold.token)
         if not ok or hold.lease.lost:
             raise LeaseExpired(f"{self!r}: the permit's lease (fencing token {hold.fence}) ran "
                                "out before release()")
@@ -314,7 +389,7 @@ class Semaphore(_Shared):
 
     def get_value(self) -> int:
         """Permits free at this instant."""
-        return int(self._backend.fcall("il_sem_state", self._keys, [self._epoch])[0])
+        return int(self._call("il_sem_state")[0])
 
     @property
     def value(self) -> int:
@@ -337,18 +412,18 @@ class Event(_Shared):
         self._open(backend, name, create)
 
     def is_set(self) -> bool:
-        return bool(self._backend.fcall("il_ev_state", self._keys, [self._epoch])[0])
+        return bool(self._call("il_ev_state")[0])
 
     def set(self) -> None:
-        self._backend.fcall("il_ev_set", self._keys, [self._epoch])
+        self._call("il_ev_set")
 
     def clear(self) -> None:
-        self._backend.fcall("il_ev_clear", self._keys, [self._epoch])
+        self._call("il_ev_clear")
 
     def wait(self, timeout: float | None = None) -> bool:
         deadline = deadline_after(True, timeout)
         while True:
-            flag, last = self._backend.fcall("il_ev_state", self._keys, [self._epoch])
+            flag, last = self._call("il_ev_state")
             if flag:
                 return True
             left = remaining(deadline)
