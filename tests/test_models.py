@@ -36,10 +36,11 @@ def verify(tmp_path, model, defines=(), cflags=("-DSAFETY",), panflags=(), timeo
     r = run(["./pan", "-m2000000", *panflags], timeout)
     out = r.stdout + r.stderr
     m = re.search(r"errors: (\d+)", out)
-    s = re.search(r"(\d+) states, stored", out)
+    # spin prints big counts in floating point: "1.934e+08 states, stored"
+    s = re.search(r"([\d.]+(?:e\+\d+)?) states, stored", out)
     assert m and s, out
     assert "Search not completed" not in out or int(m.group(1)) > 0, out
-    return int(m.group(1)), int(s.group(1)), out
+    return int(m.group(1)), int(float(s.group(1))), out
 
 
 def ok(tmp_path, model, defines=(), **kw):
