@@ -26,17 +26,8 @@
 
 int il_sync_register(PyObject *module); /* sync_module.c */
 
-/* How long a waiter spins (polling the shared word, GIL released) before it
- * sleeps in the kernel.  Adaptive, per object and process (like glibc's
- * adaptive mutexes): a spin that ended with the condition met restores the
- * full budget, one that ended in sleep anyway shrinks it by a quarter, down
- * to 0 (after about ten fruitless spins); at 0, one wait in 64 probes with
- * SPIN_MIN_NS.  So two processes on two CPUs hand
- * items over in well under a microsecond, and two processes pinned to one
- * CPU (where a spinner only delays the peer) stop spinning after a few
- * waits.  Never on a machine with one CPU online. */
-#define SPIN_MAX_NS 30000
-#define SPIN_MIN_NS 2000
+/* A waiter spins (polling the shared word, GIL released) before it sleeps
+ * in the kernel, for an adaptive budget: shmobject.h, shm_spin_budget. */
 /* Upper bound of one sleep: a notifier killed between its publish and its
  * wake-up costs sleepers at most this much. */
 #define WAIT_SLICE_NS 100000000LL
@@ -150,7 +141,7 @@ static int shm_attach(ShmObject *self, PyObject *buffer, Py_ssize_t offset, size
         return -1;
     }
     self->p = (char *)self->view.buf + offset;
-    self->spin_ns = SPIN_MAX_NS;
+    self->spin_ns = IL_SPIN_MAX_NS;
     return 0;
 }
 
@@ -566,11 +557,7 @@ static int ring_wait(ShmObject *self, il_eventcount_t *ec, cond_fn cond, uint64_
 {
     il_ring_t *r = (il_ring_t *)self->p;
     int res = IL_OK;
-    int budget = self->spin_ns;
-    if (budget == 0 && (++self->spin_probe & 63) == 0)
-        budget = SPIN_MIN_NS;
-    if (il_ncpus() <= 1)
-        budget = 0;
+    int budget = shm_spin_budget(self);
     int done = 0;
     self->busy++;
     Py_BEGIN_ALLOW_THREADS
@@ -609,12 +596,7 @@ static int ring_wait(ShmObject *self, il_eventcount_t *ec, cond_fn cond, uint64_
     }
     Py_END_ALLOW_THREADS
     self->busy--;
-    if (budget > 0) { /* adapt (under the GIL: the field is per object) */
-        if (done)
-            self->spin_ns = SPIN_MAX_NS;
-        else
-            self->spin_ns = budget * 3 / 4 < SPIN_MIN_NS ? 0 : budget * 3 / 4;
-    }
+    shm_spin_adapt(self, budget, done);
     if (res == IL_INTR)
         return PyErr_CheckSignals() < 0 ? -1 : IL_OK;
     return res;

@@ -14,6 +14,8 @@
 #include <Python.h>
 #include <stdint.h>
 
+#include "platform.h"
+
 typedef struct {
     PyObject_HEAD
     Py_buffer view;
@@ -23,6 +25,36 @@ typedef struct {
     unsigned spin_probe; /* Ring: waits since the budget fell to 0 */
     uint32_t hint;       /* sync family: index of this process's slot */
 } ShmObject;
+
+/* Adaptive spinning before a futex sleep (ring_wait in module.c, wait_loop
+ * in sync_module.c), per object and process, like glibc's adaptive
+ * mutexes: a spin that ended with its condition met restores the full
+ * budget, one that ended in a sleep anyway shrinks it by a quarter, down to
+ * 0 (after about ten fruitless spins); at 0, one wait in 64 probes with
+ * IL_SPIN_MIN_NS.  So two processes on two CPUs hand over in well under a
+ * microsecond, and two processes pinned to one CPU (where a spinner only
+ * delays the peer) stop spinning after a few waits.  Never with one CPU
+ * online.  Call both with the GIL held (the fields are per object). */
+#define IL_SPIN_MAX_NS 30000
+#define IL_SPIN_MIN_NS 2000
+
+static inline int shm_spin_budget(ShmObject *self)
+{
+    int budget = self->spin_ns;
+    if (budget == 0 && (++self->spin_probe & 63) == 0)
+        budget = IL_SPIN_MIN_NS;
+    return il_ncpus() > 1 ? budget : 0;
+}
+
+static inline void shm_spin_adapt(ShmObject *self, int budget, int fruitful)
+{
+    if (budget <= 0)
+        return;
+    if (fruitful)
+        self->spin_ns = IL_SPIN_MAX_NS;
+    else
+        self->spin_ns = budget * 3 / 4 < IL_SPIN_MIN_NS ? 0 : budget * 3 / 4;
+}
 
 static inline int shm_check(ShmObject *self)
 {

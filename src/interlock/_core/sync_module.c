@@ -55,6 +55,7 @@ static int sync_attach(SyncObject *self, PyObject *buffer, Py_ssize_t offset, in
         il_sync_init(h, kind, nslots);
     self->p = h;
     self->hint = UINT32_MAX;
+    self->spin_ns = IL_SPIN_MAX_NS;
     return 0;
 }
 
@@ -152,6 +153,37 @@ static int parse_block_timeout(const char *fname, PyObject *args, PyObject *kwds
     return get_deadline(block, timeout, deadline);
 }
 
+/* Wait (GIL released) until the eventcount moves past `key` or `slice` ns
+ * pass: an adaptive spin first (shmobject.h: a notifier on another CPU bumps
+ * seq within microseconds), then FUTEX_WAIT.  Returns il_ec_sleep's result
+ * (IL_OK when the spin saw the bump). */
+static int sync_sleep(SyncObject *self, il_sync_head_t *h, uint32_t key, int64_t slice)
+{
+    int sr = IL_OK, spun = 0;
+    int budget = shm_spin_budget(self);
+    self->busy++;
+    Py_BEGIN_ALLOW_THREADS
+    if (budget > 0) {
+        int64_t until = il_now_ns() + budget;
+        for (int i = 0;; i++) {
+            /* acquire: as il_ec_prepare's load of seq */
+            if (atomic_load_explicit(&h->ec.seq, memory_order_acquire) != key) {
+                spun = 1;
+                break;
+            }
+            il_cpu_relax();
+            if ((i & 31) == 31 && il_now_ns() >= until)
+                break;
+        }
+    }
+    if (!spun)
+        sr = il_ec_sleep(&h->ec, key, slice);
+    Py_END_ALLOW_THREADS
+    self->busy--;
+    shm_spin_adapt(self, budget, spun);
+    return sr;
+}
+
 /* The wait loop shared by every blocking operation.  `step` runs under the
  * guard and returns IL_OK/IL_OWNER_DIED/..., or IL_WAIT with *key prepared.
  * Returns the final step result, IL_TIMEDOUT, or -1 with an exception (a
@@ -202,12 +234,7 @@ static int wait_loop(SyncObject *self, step_fn step, cancel_fn cancel, void *arg
             if (left < slice)
                 slice = left > 0 ? left : 0;
         }
-        int sr;
-        self->busy++;
-        Py_BEGIN_ALLOW_THREADS
-        sr = il_ec_sleep(&h->ec, key, slice);
-        Py_END_ALLOW_THREADS
-        self->busy--;
+        int sr = sync_sleep(self, h, key, slice);
         il_ec_cancel(&h->ec);
         if (sr == IL_INTR && PyErr_CheckSignals() < 0) {
             if (cancel) {
@@ -719,12 +746,7 @@ static PyObject *Event_wait(SyncObject *self, PyObject *args, PyObject *kwds)
             if (left < slice)
                 slice = left;
         }
-        int sr;
-        self->busy++;
-        Py_BEGIN_ALLOW_THREADS
-        sr = il_ec_sleep(&h->ec, key, slice);
-        Py_END_ALLOW_THREADS
-        self->busy--;
+        int sr = sync_sleep(self, h, key, slice);
         il_ec_cancel(&h->ec);
         if (sr == IL_INTR && PyErr_CheckSignals() < 0) {
             result = -1;
