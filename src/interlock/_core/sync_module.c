@@ -143,6 +143,10 @@ static int parse_block_timeout(const char *fname, PyObject *args, PyObject *kwds
     static char *kw2[] = {"block", "timeout", NULL};
     static char *kw1[] = {"timeout", NULL};
     PyObject *block = NULL, *timeout = NULL;
+    if (PyTuple_GET_SIZE(args) == 0 && (!kwds || PyDict_GET_SIZE(kwds) == 0)) {
+        *deadline = IL_FOREVER; /* the common call, without the parser's cost */
+        return 0;
+    }
     if (with_block) {
         if (!PyArg_ParseTupleAndKeywords(args, kwds, "|OO", kw2, &block, &timeout))
             return -1;
