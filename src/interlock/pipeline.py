@@ -89,6 +89,10 @@ __all__ = ["Pipeline", "StageProgress", "WorkerDiedError", "WorkerDiedWarning", 
 
 _DEATH_MODES = ("fail", "restart", "retry")
 _POLL = 0.05  # seconds: how often the parent looks at workers when no result comes
+# ... and once the whole input is in (the feeder closed the first queue): the
+# stages are about to end one after the other, and each end is noticed by
+# looking at the workers' exit codes, so look often (a few wake-ups).
+_TAIL_POLL = 0.002
 _IDLE = 1.0  # seconds: how often an idle worker checks that its parent lives
 _EXIT_REPORTED = 3  # a worker's exit code after it reported an exception
 _CONTROL_CAPACITY = 1 << 20
@@ -408,6 +412,7 @@ class Pipeline:
         self._all_queues: list[Queue] = []
         #: Source items taken so far (read it to watch backpressure work).
         self.fed = 0
+        self._input_done = False  # the feeder has closed the first queue
         #: Keys of items dropped because the worker holding them died
         #: (``on_worker_death="restart"``).
         self.lost: list[Any] = []
@@ -562,6 +567,7 @@ class Pipeline:
                 if len(items) < chunk:
                     break  # the source is exhausted
             q.close()
+            self._input_done = True
         except QueueClosed:
             return
         except BaseException as e:  # noqa: BLE001 - re-raised in the caller
@@ -591,7 +597,7 @@ class Pipeline:
         closed = False
         while True:
             try:
-                msgs = results.get_many(64, timeout=_POLL)
+                msgs = results.get_many(64, timeout=_TAIL_POLL if self._input_done else _POLL)
             except Empty:
                 msgs = []
             except QueueClosed:
@@ -636,7 +642,7 @@ class Pipeline:
                         self._returned = _first(expect)
                         self._window_cond.notify()
             now = time.monotonic()
-            if closed or now >= next_check:
+            if closed or now >= next_check or (self._input_done and not msgs):
                 next_check = now + _POLL
                 self._supervise(skipped)
             if closed:
