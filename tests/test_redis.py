@@ -662,3 +662,34 @@ class TestFailures:
             assert time.monotonic() - t < 5
         finally:
             silent.close()
+
+
+def test_lockdep_sees_redis_locks_and_local_ones(r):
+    """Lock-order validation covers Redis locks too, in the same graph as the
+    local ones: ABBA between a Redis lock and a shared-memory lock is
+    reported; a Redis lock and a local lock of the same name are two classes."""
+    import warnings
+
+    import interlock
+    from interlock import lockdep
+
+    lockdep.reset()
+    lockdep.enable()
+    try:
+        tag = uuid.uuid4().hex[:8]
+        rl = r.Lock(name=f"ld-{tag}")
+        local = interlock.Lock(name=f"ld-{tag}")  # same name, other backend
+        with rl, local:  # not re-entry: two different locks
+            pass
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            with local, rl:
+                pass
+        msgs = [str(x.message) for x in w if issubclass(x.category, lockdep.LockOrderWarning)]
+        assert msgs and f"redis:ld-{tag}" in msgs[0] and "possible deadlock" in msgs[0]
+        local.detach()
+        rl.unlink()
+    finally:
+        lockdep.disable()
+        lockdep.reset()
+        lockdep.close()

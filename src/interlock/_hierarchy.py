@@ -102,9 +102,15 @@ def where(stack: int = 1) -> str:
     return str(site(stack))
 
 
+def class_name(lock: Any) -> str:
+    """The lock's class for the order checks: its name (two handles on one
+    named lock are one lock), prefixed for backends with a namespace of
+    their own (a Redis lock "db" is not the shared-memory lock "db")."""
+    return getattr(lock, "_lock_class", None) or lock.name  # type: ignore[no-any-return]
+
+
 def _find(lock: Any, stack: list[Held] | None = None) -> Held | None:
-    # By name: two handles on one named lock are the same lock.
-    name = lock.name
+    name = class_name(lock)
     for h in held() if stack is None else stack:
         if h.name == name:
             return h
@@ -133,7 +139,7 @@ def before_acquire(lock: Any, blocking: bool, at: Site, read: bool = False) -> b
     h = _find(lock)
     if h is not None and (lock._recursive or (read and h.read)):
         return True  # re-entry: an RLock, or a read hold inside a read hold
-    name, level = lock.name, lock.level
+    name, level = class_name(lock), lock.level
     check_level(lock, name, level, at)
     if _lockdep is None:
         from . import lockdep as _lockdep
@@ -164,14 +170,14 @@ def after_acquire(lock: Any, at: Site, reentry: bool, read: bool = False) -> Non
         if h is not None:
             h.count += 1
             return
-    held().append(Held(lock, lock.name, lock.level, at, read=read))
+    held().append(Held(lock, class_name(lock), lock.level, at, read=read))
     _publish_site(lock, _core.self_tid(), at)
 
 
 def after_release(lock: Any) -> None:
     stack = held()
     for i in range(len(stack) - 1, -1, -1):
-        if stack[i].name == lock.name:
+        if stack[i].name == class_name(lock):
             stack[i].count -= 1
             if stack[i].count <= 0:
                 del stack[i]

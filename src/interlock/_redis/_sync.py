@@ -36,6 +36,8 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
+from .. import _hierarchy
+from .. import lockdep as _lockdep
 from .._errors import DeadlockError, OwnerDiedError, OwnerDiedWarning
 from . import _client
 from ._client import Backend, Lease, LeaseExpired, _ObjectError, deadline_after, remaining
@@ -165,6 +167,12 @@ class Lock(_Shared):
     _kind = "lock"
     _parts = ("lock", "wake")
     _recursive = False
+    level = None  # for the lock-order tooling (_hierarchy): no levels on Redis
+
+    @property
+    def _lock_class(self) -> str:
+        # lockdep's class of this lock: its own namespace (not the local "db")
+        return f"redis:{self.name}"
 
     def __init__(self, backend: Backend, *, name: str | None = None, create: bool | None = None,
                  on_owner_death: str = "warn") -> None:
@@ -203,6 +211,13 @@ class Lock(_Shared):
             raise DeadlockError(f"this thread already holds the lock {self!r}: a second "
                                 "blocking acquire would wait forever (use an RLock for "
                                 "re-entrant locking)")
+        # With lockdep on, Redis locks take part in the lock-order validation
+        # like local ones (interlock.lockdep); the wait-for graph of runtime
+        # detection is per machine and does not see them.
+        tracked = _lockdep._enabled
+        if tracked:
+            at = _hierarchy.site()
+            _hierarchy.before_acquire(self, bool(block), at)
         token = _token()
         lease_ms = int(self._backend.lease * 1000)
         while True:
@@ -216,6 +231,8 @@ class Lock(_Shared):
         lease = Lease(self._keys[1], "lock", token, thread=threading.current_thread())
         self._holds[threading.get_ident()] = _Hold(token, int(r[1]), lease)
         self._backend.hold(lease)
+        if tracked:
+            _hierarchy.after_acquire(self, at, False)
         if r[2]:
             self._on_owner_died(r[2].decode())
         return True
@@ -244,6 +261,7 @@ class Lock(_Shared):
             hold.depth -= 1
             return
         del self._holds[threading.get_ident()]
+        _hierarchy.after_release(self)  # (a no-op unless lockdep recorded the hold)
         self._backend.drop(hold.lease)
         ok = self._call("il_lock_release", hold.token)
         if not ok or hold.lease.lost:
