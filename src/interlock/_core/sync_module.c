@@ -842,7 +842,10 @@ static PyObject *Barrier_arrive(SyncObject *self, PyObject *unused)
     return Py_BuildValue("(In)", index, (Py_ssize_t)(slot - BAR(self)->slots));
 }
 
-static PyObject *Barrier_pass(SyncObject *self, PyObject *arg)
+/* _pass(i) / _leave(i): the party in slot i passes / leaves, under the
+ * guard, then every sleeper is woken to look. */
+static PyObject *barrier_slot_op(SyncObject *self, PyObject *arg,
+                                 void (*op)(il_barrier_t *, il_sync_slot_t *))
 {
     if (sync_check(self) < 0)
         return NULL;
@@ -853,27 +856,20 @@ static PyObject *Barrier_pass(SyncObject *self, PyObject *arg)
     if (!s)
         return NULL;
     guard_lock(self);
-    il_barrier_pass(BAR(self), s);
+    op(BAR(self), s);
     il_sync_guard_unlock(HEAD(self));
     il_ec_notify(&HEAD(self)->ec, INT32_MAX);
     Py_RETURN_NONE;
 }
 
+static PyObject *Barrier_pass(SyncObject *self, PyObject *arg)
+{
+    return barrier_slot_op(self, arg, il_barrier_pass);
+}
+
 static PyObject *Barrier_leave(SyncObject *self, PyObject *arg)
 {
-    if (sync_check(self) < 0)
-        return NULL;
-    unsigned long i = PyLong_AsUnsignedLong(arg);
-    if (i == (unsigned long)-1 && PyErr_Occurred())
-        return NULL;
-    il_sync_slot_t *s = slot_at(self, (unsigned int)i);
-    if (!s)
-        return NULL;
-    guard_lock(self);
-    il_barrier_leave(BAR(self), s);
-    il_sync_guard_unlock(HEAD(self));
-    il_ec_notify(&HEAD(self)->ec, INT32_MAX);
-    Py_RETURN_NONE;
+    return barrier_slot_op(self, arg, il_barrier_leave);
 }
 
 static PyObject *Barrier_abort(SyncObject *self, PyObject *unused)
