@@ -242,3 +242,31 @@ def test_print_matrix(capsys: Any) -> None:
     with capsys.disabled():  # shown in the test output even without -s
         print("\n" + "\n".join(lines))
     assert died > len(POINTS)  # most points are reached by at least one role
+
+
+def _sleep_in_get(qname: str) -> None:
+    interlock.Queue(name=qname, create=False).get()  # the queue is empty: sleeps
+
+
+def test_waiter_killed_while_counted_is_uncounted() -> None:
+    """A consumer SIGKILLed while it sleeps in get() stays counted as a
+    waiter; the count is repaired (eventcount.h, il_ec_repair) so producers
+    stop making a useless FUTEX_WAKE per put."""
+    import signal
+
+    name = f"cp-waiter-{os.getpid()}"
+    q = interlock.Queue(name=name, capacity=1 << 16)
+    p = mp.get_context("fork").Process(target=_sleep_in_get, args=(name,))
+    p.start()
+    deadline = time.monotonic() + 10
+    while q._stats()["consumers_sleeping"] != 1:
+        assert time.monotonic() < deadline, "the consumer never went to sleep"
+        time.sleep(0.01)
+    os.kill(p.pid, signal.SIGKILL)
+    p.join()
+    assert q._stats()["consumers_sleeping"] == 1  # counted, but dead
+    for _ in range(5000):  # > FRUITLESS_REPAIR (4096) notifying puts
+        q.put(b"x")
+        q.get()
+    assert q._stats()["consumers_sleeping"] == 0
+    q.detach()

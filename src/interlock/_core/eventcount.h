@@ -18,8 +18,19 @@
  * seq; then the waiter's FUTEX_WAIT either finds seq != s (returns at once) or
  * is already queued and is woken.  (Model: docs/design/queue.md.)
  *
- * Death: a waiter killed while counted leaves `waiters` one too high forever:
- * notifiers then make a useless FUTEX_WAKE per publish (slower, never wrong).
+ * Death: a waiter killed while counted would leave `waiters` one too high
+ * for good, and every notifier would then make a useless FUTEX_WAKE per
+ * publish (measured: put/get throughput halved; never wrong).  So a waiter
+ * also writes who it is ((start time & 0xffffffff) << 32 | tid, as the
+ * mutex's hint) into a free one of IL_EC_SLOTS `sleeper` slots, and clears
+ * it in il_ec_cancel before its decrement.  il_ec_repair, run off the fast
+ * path (by a waiter whose sleep slice ran out, or by a notifier after many
+ * wakes that woke nobody), frees the slots of dead waiters with a CAS and
+ * decrements `waiters` for each: exactly the cancel the dead one did not
+ * make.  Live waiters are never touched, so the wake protocol above is
+ * unchanged.  Not repaired: a waiter killed in the instants between its
+ * increment and its slot claim, or between its slot release and its
+ * decrement, or one that found all slots taken.
  * A notifier killed between its publish and its wake delays sleepers by at
  * most one slice: every sleep is bounded by the caller's slice.
  */
@@ -28,16 +39,34 @@
 
 #include "platform.h"
 
+#define IL_EC_SLOTS 6
+
 typedef struct il_eventcount {
     _Atomic uint32_t seq;
     _Atomic uint32_t waiters;
-    uint8_t _pad[IL_CACHELINE - 8];
+    _Atomic uint64_t sleeper[IL_EC_SLOTS]; /* 0 = free, else (start & 0xffffffff) << 32 | tid */
+    uint8_t _pad[IL_CACHELINE - 8 - 8 * IL_EC_SLOTS];
 } il_eventcount_t;
+
+_Static_assert(sizeof(il_eventcount_t) == IL_CACHELINE, "one eventcount, one cache line");
+
+static inline uint64_t il_ec_me(void)
+{
+    return (il_self_start() & 0xffffffffu) << 32 | il_self_tid();
+}
 
 static inline uint32_t il_ec_prepare(il_eventcount_t *ec)
 {
     /* seq_cst RMW + fence: the Dekker pair with the notifier's fence. */
     atomic_fetch_add_explicit(&ec->waiters, 1, memory_order_seq_cst);
+    /* relaxed: the slot only tells il_ec_repair who is counted (see above) */
+    uint64_t me = il_ec_me();
+    for (int i = 0; i < IL_EC_SLOTS; i++) {
+        uint64_t free_ = 0;
+        if (atomic_compare_exchange_strong_explicit(&ec->sleeper[i], &free_, me,
+                                                    memory_order_relaxed, memory_order_relaxed))
+            break;
+    }
     atomic_thread_fence(memory_order_seq_cst);
     /* acquire: pairs with the notifier's release increment, so a waiter that
      * sees the new seq also sees the change published before it. */
@@ -46,8 +75,36 @@ static inline uint32_t il_ec_prepare(il_eventcount_t *ec)
 
 static inline void il_ec_cancel(il_eventcount_t *ec)
 {
+    /* Release our slot first, then uncount: a repairer can only take a slot
+     * whose owner is dead, so it never uncounts us a second time. */
+    uint64_t me = il_ec_me();
+    for (int i = 0; i < IL_EC_SLOTS; i++) {
+        uint64_t v = me;
+        /* relaxed: as in prepare */
+        if (atomic_compare_exchange_strong_explicit(&ec->sleeper[i], &v, 0, memory_order_relaxed,
+                                                    memory_order_relaxed))
+            break;
+    }
     /* relaxed: only a hint to notifiers; a late decrement costs one wake. */
     atomic_fetch_sub_explicit(&ec->waiters, 1, memory_order_relaxed);
+}
+
+/* Uncount the waiters that died counted (see above).  Reads /proc for each
+ * occupied slot: call it off the fast path.  Returns how many it repaired. */
+static inline int il_ec_repair(il_eventcount_t *ec)
+{
+    int n = 0;
+    for (int i = 0; i < IL_EC_SLOTS; i++) {
+        /* relaxed: as in prepare; the CAS below settles any race */
+        uint64_t v = atomic_load_explicit(&ec->sleeper[i], memory_order_relaxed);
+        if (v && !il_task_alive((uint32_t)v, v >> 32) &&
+            atomic_compare_exchange_strong_explicit(&ec->sleeper[i], &v, 0, memory_order_relaxed,
+                                                    memory_order_relaxed)) {
+            atomic_fetch_sub_explicit(&ec->waiters, 1, memory_order_relaxed);
+            n++;
+        }
+    }
+    return n;
 }
 
 /* Sleep at most timeout_ns while seq == key.  Always call il_ec_cancel after. */
@@ -56,8 +113,9 @@ static inline int il_ec_sleep(il_eventcount_t *ec, uint32_t key, int64_t timeout
     return il_futex_wait(&ec->seq, key, timeout_ns);
 }
 
-/* Call right after publishing a change with a store. */
-static inline void il_ec_notify(il_eventcount_t *ec, int n)
+/* Call right after publishing a change with a store.  Returns how many
+ * sleepers FUTEX_WAKE woke, or -1 if nobody was counted (no syscall). */
+static inline int il_ec_notify(il_eventcount_t *ec, int n)
 {
     /* seq_cst fence: orders our publishing store before the waiters load
      * (store->load order is the one thing release/acquire does not give). */
@@ -65,8 +123,9 @@ static inline void il_ec_notify(il_eventcount_t *ec, int n)
     if (atomic_load_explicit(&ec->waiters, memory_order_relaxed) != 0) {
         /* release: a waiter that reads this seq sees the published change. */
         atomic_fetch_add_explicit(&ec->seq, 1, memory_order_release);
-        il_futex_wake(&ec->seq, n);
+        return il_futex_wake(&ec->seq, n);
     }
+    return -1;
 }
 
 #endif

@@ -550,6 +550,23 @@ static int cond_all_done(il_ring_t *r, uint64_t unused)
            atomic_load_explicit(&r->done, memory_order_acquire);
 }
 
+/* Notify after a publish.  Wakes that wake nobody are normal now and then
+ * (a waiter between its prepare and its FUTEX_WAIT), but thousands in a row
+ * mean a waiter died counted: repair the count (eventcount.h), which ends
+ * the useless syscalls.  With the GIL held (`fruitless` is per object). */
+#define FRUITLESS_REPAIR 4096
+
+static inline void ring_notify(ShmObject *self, il_eventcount_t *ec, int n)
+{
+    int woke = il_ec_notify(ec, n);
+    if (woke > 0) {
+        self->fruitless = 0;
+    } else if (woke == 0 && ++self->fruitless >= FRUITLESS_REPAIR) {
+        self->fruitless = 0;
+        il_ec_repair(ec);
+    }
+}
+
 /* Wait (GIL released) until cond may hold or the deadline passes.
  * Returns IL_OK (retry the operation), IL_TIMEDOUT, or -1 (exception). */
 static int ring_wait(ShmObject *self, il_eventcount_t *ec, cond_fn cond, uint64_t arg,
@@ -588,6 +605,8 @@ static int ring_wait(ShmObject *self, il_eventcount_t *ec, cond_fn cond, uint64_
         int64_t slice = deadline - now < WAIT_SLICE_NS ? deadline - now : WAIT_SLICE_NS;
         int w = il_ec_sleep(ec, key, slice);
         il_ec_cancel(ec);
+        if (w == IL_TIMEDOUT) /* a whole slice with no wake: uncount dead waiters */
+            il_ec_repair(ec);
         if (w == IL_INTR) {
             res = IL_INTR;
             break;
@@ -681,7 +700,7 @@ static Py_ssize_t ring_put_msgs(RingObject *self, msg_t *m, Py_ssize_t n, int64_
         il_mutex_unlock(&r->plock);
         if (k > done) {
             IL_CRASH(RING_PUT_UNLOCKED);
-            il_ec_notify(&r->not_empty, (int)(k - done));
+            ring_notify((ShmObject *)self, &r->not_empty, (int)(k - done));
             done = k;
             continue;
         }
@@ -851,7 +870,7 @@ static Py_ssize_t ring_get_raw_(RingObject *self, raw_t *out, Py_ssize_t max, in
         il_mutex_unlock(&r->clock);
         if (k > 0) {
             IL_CRASH(RING_GET_UNLOCKED);
-            il_ec_notify(&r->not_full, (int)k);
+            ring_notify((ShmObject *)self, &r->not_full, (int)k);
             if (PyErr_Occurred()) {
                 /* a later record failed (memory): hand out what we have; the
                  * failed one is still in the ring. */

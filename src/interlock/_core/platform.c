@@ -48,9 +48,10 @@ int il_futex_wait(_Atomic uint32_t *word, uint32_t expected, int64_t timeout_ns)
     return IL_OK; /* EAGAIN: value changed before we slept */
 }
 
-void il_futex_wake(_Atomic uint32_t *word, int n)
+int il_futex_wake(_Atomic uint32_t *word, int n)
 {
-    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, n, NULL, NULL, 0);
+    long r = syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE, n, NULL, NULL, 0);
+    return r > 0 ? (int)r : 0;
 }
 
 /* Per-thread identity cache.  Reset in the child after fork(): the child's

@@ -56,7 +56,8 @@ int64_t il_deadline_after(double seconds);
 /* futex(2) on a shared word.  Returns 0 when woken (or spuriously), or
  * IL_TIMEDOUT / IL_INTR; EAGAIN (the word no longer holds `expected`) is 0. */
 int il_futex_wait(_Atomic uint32_t *word, uint32_t expected, int64_t timeout_ns);
-void il_futex_wake(_Atomic uint32_t *word, int n);
+/* Returns how many sleepers were woken (0 on error). */
+int il_futex_wake(_Atomic uint32_t *word, int n);
 
 /* The calling thread's TID and start time, cached (reset after fork). */
 uint32_t il_self_tid(void);

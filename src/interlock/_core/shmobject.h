@@ -24,6 +24,7 @@ typedef struct {
     int spin_ns;         /* Ring: adaptive spin budget of ring_wait */
     unsigned spin_probe; /* Ring: waits since the budget fell to 0 */
     uint32_t hint;       /* sync family: index of this process's slot */
+    unsigned fruitless;  /* Ring: wakes in a row that woke nobody (il_ec_repair) */
 } ShmObject;
 
 /* Adaptive spinning before a futex sleep (ring_wait in module.c, wait_loop

@@ -180,8 +180,11 @@ static int sync_sleep(SyncObject *self, il_sync_head_t *h, uint32_t key, int64_t
                 break;
         }
     }
-    if (!spun)
+    if (!spun) {
         sr = il_ec_sleep(&h->ec, key, slice);
+        if (sr == IL_TIMEDOUT) /* a whole slice with no wake: uncount dead waiters */
+            il_ec_repair(&h->ec);
+    }
     Py_END_ALLOW_THREADS
     self->busy--;
     shm_spin_adapt(self, budget, spun);
