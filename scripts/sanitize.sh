@@ -54,7 +54,8 @@ if [ "${SANITIZE_SELFTEST:-0}" = 1 ]; then
 else
 "$py" -c 'import interlock._core as c, sys; f = c.__file__; print("sanitize: core", f, file=sys.stderr); sys.exit(0 if "/pkg/" in f else 3)' || {
     echo "sanitize: the instrumented core was not the one imported" >&2; exit 2; }
-"$py" "$root/scripts/sanitize_stress.py" "$secs" || status=$?
+# bounded: a hang fails (status 124) instead of stalling the caller
+timeout $((secs + 120)) "$py" "$root/scripts/sanitize_stress.py" "$secs" || status=$?
 if [ "${STRESS_TESTS:-0}" = 1 ] && [ -d "$root/tests" ]; then
     ( cd "$work" && "$py" -m pytest -q -p no:cacheprovider -m stress \
         --deselect "$root/tests/test_sanitize.py" "$root/tests" ) || status=$?

@@ -78,7 +78,18 @@ def consume(q, out):
         out.extend(items)
 
 
+def _single_threaded(timeout=10.0):
+    """Wait until this process has one OS thread.  Python's join() returns
+    before a thread's OS-level exit is over, and a fork in that window can
+    copy a lock held by the exiting thread: under ASan, its allocator's
+    (seen here: the child blocked for good in SizeClassAllocator64's mutex)."""
+    deadline = time.monotonic() + timeout
+    while len(os.listdir("/proc/self/task")) > 1 and time.monotonic() < deadline:
+        time.sleep(0.001)
+
+
 def run_in_child(fn, *args):
+    _single_threaded()
     pid = os.fork()
     if pid == 0:
         code = 0
