@@ -127,6 +127,12 @@ class _Helper:
             if not w.futs and self._waits.get(key) is w:
                 del self._waits[key]
                 _core._aio_ring()  # the thread re-reads the set, or exits
+            t = self._thread
+            if not self._waits and t is not None and t is not threading.current_thread():
+                # The last await left (cancelled, timed out): the thread wakes
+                # up on the doorbell and exits; wait for that (microseconds),
+                # so that no thread outlives the process's last await.
+                self._changed.wait_for(lambda: self._thread is not t or bool(self._waits), 5)
         self.reap()
 
     def reap(self) -> None:
