@@ -508,10 +508,15 @@ pending = loop.run_until_complete(main())
 if pending is not None:
     loop.run_until_complete(asyncio.sleep(0.05))
 print("threads", len(os.listdir("/proc/self/task")), flush=True)
-pid = os.fork()  # -W error::DeprecationWarning: warns (raises) if multi-threaded
-if pid == 0:
-    os._exit(0)
+# Recorded, not turned into errors: CPython drops the fork warning silently
+# when a filter makes it an error (-W error::DeprecationWarning hides it).
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    pid = os.fork()  # Python >= 3.12: DeprecationWarning if multi-threaded
+    if pid == 0:
+        os._exit(0)
 os.waitpid(pid, 0)
+print("warnings", [str(w.message)[:40] for w in caught], flush=True)
 if pending is not None:
     q.put(2)
     assert loop.run_until_complete(pending) == 2
@@ -538,12 +543,13 @@ def _python(args: list[str]) -> subprocess.CompletedProcess[str]:
 
 def test_fork_after_async_use_emits_no_deprecation_warning() -> None:
     r = _python(["-W", "error::DeprecationWarning", "-c",
-                        "PENDING = False\n" + _FORK_AFTER_ASYNC])
+                 "PENDING = False\n" + _FORK_AFTER_ASYNC])
     assert r.returncode == 0, r.stderr
     assert "threads 1\n" in r.stdout and "forked" in r.stdout
+    assert "warnings []\n" in r.stdout, r.stdout
     if sys.version_info >= (3, 12):
         # The control: the same fork with an await pending does warn, so the
         # check above can fail.
-        r = _python(["-W", "error::DeprecationWarning", "-c",
-                            "PENDING = True\n" + _FORK_AFTER_ASYNC])
-        assert r.returncode != 0 and "DeprecationWarning" in r.stderr, r.stderr
+        r = _python(["-c", "PENDING = True\n" + _FORK_AFTER_ASYNC])
+        assert r.returncode == 0, r.stderr
+        assert "threads 2\n" in r.stdout and "multi-thread" in r.stdout, r.stdout
