@@ -74,8 +74,8 @@ def _violations_for(tag: str) -> list[lockdep.Violation]:
 
 @pytest.fixture
 def lockdep_on() -> Any:
+    lockdep.enable(action="warn")  # explicit: an earlier test may have set "raise"
     lockdep.reset()
-    lockdep.enable()
     yield
     lockdep.disable()
     lockdep.reset()
