@@ -92,16 +92,16 @@ def held() -> list[Held]:
 
 
 def _ours(f: Any) -> bool:
-    mod = f.f_globals.get("__name__", "")
-    return bool(mod == _PKG or mod.startswith(_PKG + "."))
+    # interlock's own frames ("interlock", "interlock.x"), not "interlock_app"
+    return bool(f.f_globals.get("__name__", "").partition(".")[0] == _PKG)
 
 
 def site(stack: int = 1) -> Site:
     """The first caller outside interlock (and up to ``stack - 1`` callers
     of it), cheaply: nothing is formatted here."""
     f: Any = sys._getframe(1)
-    while f is not None and _ours(f):
-        f = f.f_back
+    while f is not None and f.f_globals.get("__name__", "").partition(".")[0] == _PKG:
+        f = f.f_back  # (_ours, inlined: this runs on every tracked acquire)
     if f is None:
         return Site("?", 0, "?")
     first = Site(f.f_code.co_filename, f.f_lineno, f.f_code.co_name)
@@ -133,16 +133,29 @@ def fit(text: str) -> str:
     return raw[-CLASS_MAX:].decode("utf-8", "ignore")
 
 
+_classes: dict[tuple[Any, int, str], str] = {}  # (code, instruction, kind) -> class
+
+
 def creation_class(kind: str) -> str:
     """The lockdep class of an anonymous lock made now: ``kind@file:line:col``
-    of the first caller outside interlock.  Called once per anonymous lock
-    (a frame walk and, on 3.11+, one scan of the caller's positions: about
-    a microsecond, against tens for creating the segment)."""
+    of the first caller outside interlock.  Called once per anonymous lock:
+    a frame walk and a dict look-up (the caller's code positions are scanned
+    the first time a site makes a lock)."""
     f: Any = sys._getframe(1)
     while f is not None and _ours(f):
         f = f.f_back
     if f is None:
         return f"{kind}@?"
+    key = (f.f_code, f.f_lasti, kind)
+    cls = _classes.get(key)
+    if cls is None:
+        if len(_classes) >= 4096:  # code made at run time (exec): stay bounded
+            _classes.clear()
+        cls = _classes[key] = _site_class(f, kind)
+    return cls
+
+
+def _site_class(f: Any, kind: str) -> str:
     line, col = f.f_lineno, None
     positions = getattr(f.f_code, "co_positions", None)
     if positions is not None and f.f_lasti >= 0:
@@ -241,7 +254,7 @@ def after_acquire(lock: Any, at: Site, reentry: bool, read: bool = False) -> Non
             h.count += 1
             return
     held().append(Held(lock, lock_key(lock), class_name(lock), lock.level, at, read=read,
-                       ordered=in_ordered()))
+                       ordered=getattr(_local, "ordering", None)))
     _publish_site(lock, _core.self_tid(), at)
 
 

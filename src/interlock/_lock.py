@@ -88,12 +88,9 @@ class Lock(_core.Mutex, SharedObject, TrackedLockMixin, AsyncLockMixin):
         # was made (kept when pickled to another process: SharedObject).
         self._lock_class = (_hierarchy.creation_class(type(self).__name__) if seg.anonymous
                             else seg.name)
-
-    @property
-    def _lock_key(self) -> tuple[str, str]:
         # What this lock is (_hierarchy.lock_key): a shared-memory lock "db"
         # is not a Redis lock "db".
-        return ("shm", self.name)
+        self._lock_key = ("shm", seg.name)
 
     def _pickle_options(self) -> dict[str, Any]:
         return {"on_owner_death": self._on_death}

@@ -242,10 +242,7 @@ class RWLock(_core.RWLock, _Robust, SharedObject):
         # lockdep's class: the name, or where an anonymous RWLock was made
         self._lock_class = (_hierarchy.creation_class("RWLock") if seg.anonymous
                             else seg.name)
-
-    @property
-    def _lock_key(self) -> tuple[str, str]:
-        return ("shm", self.name)
+        self._lock_key = ("shm", seg.name)  # what it is (_hierarchy.lock_key)
 
     def read(self, timeout: float | None = None) -> _Hold:
         """Context manager: hold for reading."""

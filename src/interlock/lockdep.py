@@ -365,13 +365,12 @@ def _check_same_class(lock: Any, key: tuple[str, ...], name: str, at: Any,
     of them in opposite orders (Linux: "possible recursive locking").  Fine
     when one ``ordered()`` call takes both (its order is global), or when
     both have levels (``check_level`` has already enforced them)."""
-    token = _hierarchy.in_ordered()
     for h in held:
         if h.name != name or h.key == key or (read and h.read):
             continue
         if h.level is not None and lock.level is not None:
             continue
-        if token is not None and h.ordered is token:
+        if h.ordered is not None and h.ordered is _hierarchy.in_ordered():
             continue
         site = str(at)
         v = Violation("recursion", (name, name), Edge(name, name, h.where, site, os.getpid()),

@@ -171,12 +171,6 @@ class Lock(_Shared):
     _recursive = False
     level = None  # for the lock-order tooling (_hierarchy): no levels on Redis
 
-    @property
-    def _lock_key(self) -> tuple[str, str, str]:
-        # What this lock is (_hierarchy.lock_key): its key on its server; a
-        # shared-memory lock of the same name is another lock.
-        return ("redis", self._backend.url, self._keys[0])
-
     def __init__(self, backend: Backend, *, name: str | None = None, create: bool | None = None,
                  on_owner_death: str = "warn") -> None:
         if on_owner_death not in _MODES:
@@ -187,6 +181,9 @@ class Lock(_Shared):
         self._lock_class = _hierarchy.fit(
             "redis:" + (name if name is not None else _hierarchy.creation_class(type(self).__name__)))
         self._open(backend, name, create)
+        # What this lock is (_hierarchy.lock_key): its key on its server; a
+        # shared-memory lock of the same name is another lock.
+        self._lock_key = ("redis", backend.url, self._keys[0])
         self._holds: dict[int, _Hold] = {}
         self._pid = os.getpid()
 
