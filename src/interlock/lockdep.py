@@ -482,6 +482,16 @@ def reset() -> None:
         _warned_full = False
 
 
+def _after_fork_in_child() -> None:
+    # Another thread of the parent may have held _state at the fork: the
+    # child's copy would stay locked for ever.  (The table handle is
+    # reopened in the child on first use: _tbl.)
+    global _state
+    _state = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
 _env = os.environ.get(ENV, "")
 if _env and _env != "0":
     enable()  # the action comes from the variable ("raise" or "warn"), read above
