@@ -693,3 +693,211 @@ def test_lockdep_sees_redis_locks_and_local_ones(r):
         lockdep.disable()
         lockdep.reset()
         lockdep.close()
+
+
+# ================================================================ part 3: credentials and errors
+
+PASSWORD = "s3cret-Pw"
+
+
+@pytest.fixture(scope="module")
+def secured():
+    """A server of its own that requires a password, with an ACL user
+    ``nofn`` that may not run FUNCTION and ``narrow`` that may touch only
+    ``other:*`` keys."""
+    srv = RedisServer(extra=("--requirepass", PASSWORD))
+    admin = redis_py.Redis(port=srv.port, password=PASSWORD)
+    admin.acl_setuser("nofn", enabled=True, passwords=[f"+{PASSWORD}"], keys=["*"],
+                      channels=["*"], commands=["+@all", "-function"])
+    admin.acl_setuser("narrow", enabled=True, passwords=[f"+{PASSWORD}"], keys=["other:*"],
+                      channels=["*"], commands=["+@all"])
+    yield srv
+    srv.stop()
+
+
+def _secured_url(srv, cred=f":{PASSWORD}@", tail="/0"):
+    return f"redis://{cred}127.0.0.1:{srv.port}{tail}"
+
+
+def _all_text(*things):
+    return " ".join(str(t) for t in things) + " ".join(repr(t) for t in things)
+
+
+class TestCredentialsAndErrors:
+    def test_password_is_never_shown(self, secured):
+        url = _secured_url(secured)
+        b = connect(url)
+        q, lock, sem, ev = b.Queue(), b.Lock(), b.Semaphore(2), b.Event()
+        shown = [b, q, lock, sem, ev]
+        redis_py.Redis(port=secured.port, password=PASSWORD).flushall()  # the state is lost
+        with pytest.raises(StateLost) as lost:
+            q.put(1)
+        shown.append(lost.value)
+        dead = connect(f"redis://user:{PASSWORD}@127.0.0.1:{free_port()}/0?password={PASSWORD}",
+                       check=False, connect_timeout=0.5)
+        shown.append(dead)
+        with pytest.raises(ConnectionLost) as cut:
+            dead.Queue()
+        shown.append(cut.value)
+        text = _all_text(*shown)
+        assert PASSWORD not in text
+        assert "***" in repr(b) and "***" in str(cut.value)
+        assert f"127.0.0.1:{secured.port}" in repr(q)  # still says where
+
+    def test_wrong_or_missing_password_is_not_a_connection_loss(self, secured):
+        from interlock.redis import AuthenticationFailed
+        for url in (_secured_url(secured, ":wrong@"), _secured_url(secured, ""),
+                    _secured_url(secured, "nobody:x@")):
+            with pytest.raises(AuthenticationFailed) as e:
+                connect(url)
+            assert not isinstance(e.value, ConnectionError)  # a retry loop would spin
+            assert ":wrong@" not in str(e.value) and "x@" not in str(e.value)
+        b = connect(_secured_url(secured, ":wrong@"), check=False)
+        with pytest.raises(AuthenticationFailed):
+            b.Queue()
+
+    def test_acl_without_function_is_a_clear_error(self, secured):
+        from interlock.redis import AuthenticationFailed
+        redis_py.Redis(port=secured.port, password=PASSWORD).function_flush()
+        b = connect(_secured_url(secured, f"nofn:{PASSWORD}@"))
+        with pytest.raises(AuthenticationFailed, match="FUNCTION LOAD") as e:
+            b.Queue(name="jobs")
+        assert "'jobs'" in str(e.value)
+        # once an admin loaded the library, that user can work
+        connect(_secured_url(secured)).Queue(name="warm-up")
+        q = connect(_secured_url(secured, f"nofn:{PASSWORD}@"), prefix="x").Queue(name="jobs")
+        q.put(1)
+        assert q.get(timeout=5) == 1
+
+    def test_noperm_on_keys_names_the_object(self, secured):
+        from interlock.redis import AuthenticationFailed
+        connect(_secured_url(secured)).Queue(name="warm-up")
+        b = connect(_secured_url(secured, f"narrow:{PASSWORD}@"))
+        with pytest.raises(AuthenticationFailed, match="'payroll'") as e:
+            b.Lock(name="payroll")
+        assert "ACL" in str(e.value) and PASSWORD not in str(e.value)
+
+    def test_wrongtype_names_the_object_and_the_key(self, r):
+        from interlock.redis import KeyConflict
+        name = uname()
+        q = r.Queue(name=name)
+        c = redis_py.Redis.from_url(r.url)
+        evkey = r.key(name, "ev")
+        c.delete(evkey)
+        c.hset(evkey, "x", "1")  # another program's hash where the event stream was
+        with pytest.raises(KeyConflict) as e:
+            q.put(1)
+        assert name in str(e.value) and evkey in str(e.value) and "hash" in str(e.value)
+
+    def test_bad_options_and_db_are_refused_at_connect(self, url):
+        with pytest.raises(TypeError, match="lease"):
+            connect(url, lease="5")
+        with pytest.raises(ValueError, match="lease"):
+            connect(url, lease=0)
+        with pytest.raises(TypeError, match="connect_timeout"):
+            connect(url, connect_timeout=None)
+        with pytest.raises(TypeError, match="unknown option"):
+            connect(url, leese=5)
+        with pytest.raises(ValueError, match="prefix"):
+            connect(url, prefix="a{b}")
+        with pytest.raises(ValueError, match="database"):
+            connect(url.rsplit("/", 1)[0] + "/99")
+        with pytest.raises(ValueError, match="database"):
+            connect(url.rsplit("/", 1)[0] + "/x")
+
+    def test_scheme_is_case_insensitive(self, url):
+        b = connect(url.replace("redis://", "REDIS://"))
+        q = b.Queue()
+        q.put(b"x")
+        assert q.get(timeout=5) == b"x"
+        assert b is connect(url.replace("redis://", "Redis://"))
+
+    def test_foreign_stream_key_is_refused_not_deleted(self, r):
+        from interlock.redis import KeyConflict
+        name = uname()
+        c = redis_py.Redis.from_url(r.url)
+        skey = r.key(name, "s")
+        c.xadd(skey, {"theirs": "1"})
+        with pytest.raises(KeyConflict, match="interlock did not make") as e:
+            r.Queue(name=name)
+        assert skey in str(e.value)
+        assert c.xlen(skey) == 1  # still there, untouched
+        c.delete(skey)
+        r.Queue(name=name).put(1)  # and the name works once it is gone
+
+    def test_foreign_lock_key_is_refused_not_waited_on(self, r):
+        from interlock.redis import KeyConflict
+        name = uname()
+        lock = r.Lock(name=name)
+        c = redis_py.Redis.from_url(r.url)
+        c.set(r.key(name, "lock"), "not-a-token")  # no TTL: would never expire
+        t = time.monotonic()
+        with pytest.raises(KeyConflict):
+            lock.acquire(timeout=5)
+        assert time.monotonic() - t < 2
+        with pytest.raises(KeyConflict):
+            r.Lock(name=name)
+        other = uname()
+        c.set(r.key(other, "lock"), "x")
+        with pytest.raises(KeyConflict):
+            r.Lock(name=other)
+        assert c.get(r.key(other, "lock")) == b"x"
+
+    def test_foreign_meta_is_refused(self, r):
+        from interlock.redis import KeyConflict
+        name = uname()
+        c = redis_py.Redis.from_url(r.url)
+        c.hset(r.key(name, "meta"), "owner", "someone else")
+        with pytest.raises(KeyConflict):
+            r.Event(name=name)
+        c.delete(r.key(name, "meta"))
+        c.set(r.key(name, "meta"), "1")
+        with pytest.raises(KeyConflict):
+            r.Event(name=name)
+
+    def test_other_kind_or_parameters_are_refused(self, r):
+        name = uname()
+        r.Queue(name=name)
+        with pytest.raises(ValueError, match="plain Queue"):
+            r.JoinableQueue(name=name)
+        jname = uname()
+        r.JoinableQueue(name=jname)
+        with pytest.raises(ValueError, match="JoinableQueue"):
+            r.Queue(name=jname)
+        sname = uname()
+        r.Semaphore(3, name=sname)
+        with pytest.raises(ValueError, match="value=3"):
+            r.Semaphore(1, name=sname)
+        assert r.Semaphore(name=sname).value == 3  # no value: attach to what is there
+        assert r.Semaphore(name=uname()).value == 1
+
+    def test_unlink_after_unacknowledged_get(self, r):
+        name = uname()
+        q = r.Queue(name=name)
+        q.put_many([1, 2])
+        assert q.get(timeout=5) == 1
+        q.unlink()
+        assert not redis_py.Redis.from_url(r.url).exists(*(r.key(name, p) for p in ("meta", "s")))
+        j = r.JoinableQueue(name=uname())
+        j.put(1)
+        j.get(timeout=5)
+        j.unlink()
+
+
+class TestNames:
+    @pytest.mark.parametrize("name", ["", "}{", "}", "#", "#7d7b", "a}b", "{x}", "é"])
+    def test_every_key_of_an_object_has_a_nonempty_tag(self, r, name):
+        from redis.crc import key_slot
+        keys = [r.key(name, p) for p in ("meta", "s", "ev", "hb:c1")]
+        tags = {k[k.index("{") + 1:k.index("}", k.index("{") + 1)] for k in keys}
+        assert len(tags) == 1 and "" not in tags
+        assert len({key_slot(k.encode()) for k in keys}) == 1
+        q = r.Queue(name=name, create=None)
+        q.put(name)
+        assert q.get(timeout=5) == name
+        assert name in repr(q)
+        q.unlink()
+
+    def test_escaped_names_do_not_collide(self, r):
+        names = ["", "}{", "#", "#7d7b", "}", "#7d", "7d7b"]
+        assert len({r.key(n, "meta") for n in names}) == len(names)

@@ -138,13 +138,18 @@ class Queue:
         b, n = backend, self._name
         self._keys = [b.key(n, "meta"), b.key(n, "s"), b.key(n, "ev"), b.key(n, "hb:")]
         try:
-            epoch, have_max, _ = backend.fcall(
+            epoch, have_max, have_joinable = backend.fcall(
                 "il_open", self._keys[:3],
                 ["queue", uuid.uuid4().hex, _open_mode(create), maxsize, int(self._joinable)])
         except _ObjectError as e:
             raise _object_error(e, "queue", self._name) from None
         self._epoch = epoch
         self._maxsize = int(have_max)
+        if have_joinable.decode() != str(int(self._joinable)):
+            have, want = ("JoinableQueue", "plain Queue") if self._joinable is False else (
+                "plain Queue", "JoinableQueue")
+            raise ValueError(f"queue {self._name!r} exists on the server as a {have}; "
+                             f"it cannot be opened as a {want}")
         if maxsize and maxsize != self._maxsize:
             raise ValueError(f"queue {self._name!r} exists with maxsize={self._maxsize}; "
                              f"asked for maxsize={maxsize}")
@@ -176,7 +181,8 @@ class Queue:
                            self._name))
 
     def __repr__(self) -> str:
-        return f"<interlock.redis.{type(self).__name__} name={self._name!r} on {self._backend.url}>"
+        return (f"<interlock.redis.{type(self).__name__} name={self._name!r} "
+                f"on {self._backend.safe_url}>")
 
     def _check(self) -> None:
         if self._detached:
@@ -250,7 +256,8 @@ class Queue:
         """Sleep until an event newer than ``last`` (or a slice passes)."""
         ms = int(1000 * min(self._backend.slice, left if left is not None else 1e9))
         self._backend.blocking(
-            lambda: self._backend.client.xread({self._keys[2]: last}, count=1, block=max(ms, 1)))
+            lambda: self._backend.client.xread({self._keys[2]: last}, count=1, block=max(ms, 1)),
+            self._keys[:3])
 
     # -- get ----------------------------------------------------------------
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
@@ -304,7 +311,7 @@ class Queue:
             ms = int(1000 * min(self._backend.slice, left if left is not None else 1e9))
             got = self._backend.blocking(functools.partial(
                 self._backend.client.xreadgroup, "g", me, {self._keys[1]: ">"},
-                count=count, block=max(ms, 1)))
+                count=count, block=max(ms, 1)), self._keys[:3])
             if not got:
                 continue  # a slice passed: look again (and for dead consumers)
             # redis-py hands fields as a dict (our field names are unique).
@@ -412,8 +419,13 @@ class Queue:
             self._detached = True
 
     def unlink(self) -> None:
-        """Delete the queue from the server (its messages with it)."""
-        self._backend.blocking(lambda: self._backend.client.delete(*self._keys[:3]))
+        """Delete the queue from the server (its messages with it, taken and
+        unacknowledged ones included: there is nothing left to acknowledge)."""
+        with self._mutex:
+            self._held.clear()
+            self._held_order.clear()
+        self._backend.blocking(lambda: self._backend.client.delete(*self._keys[:3]),
+                               self._keys[:3])
         self.detach()
 
     def __enter__(self) -> Queue:
