@@ -18,7 +18,14 @@ import time
 import uuid
 
 import pytest
-from redis_server import RedisServer, free_port, session_server, skip_reason
+from redis_server import (
+    LocalCluster,
+    LocalSentinel,
+    RedisServer,
+    free_port,
+    session_server,
+    skip_reason,
+)
 
 pytestmark = pytest.mark.skipif(skip_reason() is not None, reason=str(skip_reason()))
 
@@ -48,6 +55,14 @@ def r(url):
 def short(url):
     """A backend with a 1 s lease: dead holders are noticed within ~1 s."""
     return connect(url, lease=LEASE)
+
+
+def plain_client(url):
+    """A redis-py client for a test's own keys (a cluster client on a cluster)."""
+    if url.startswith("redis+cluster://"):
+        from redis.cluster import RedisCluster
+        return RedisCluster.from_url(url.replace("redis+cluster://", "redis://"))
+    return redis_py.Redis.from_url(url)
 
 
 def uname() -> str:
@@ -93,7 +108,7 @@ def _take_one_and_exit(url, name):
 
 def _increment(url, lock_name, key, n):
     b = connect(url)
-    lock, c = b.Lock(name=lock_name, create=False), redis_py.Redis.from_url(url)
+    lock, c = b.Lock(name=lock_name, create=False), plain_client(url)
     for _ in range(n):
         with lock:
             v = int(c.get(key) or 0)  # a read-modify-write race without the lock
@@ -426,7 +441,7 @@ class TestLockContract:
             p.start()
         for p in ps:
             p.join(60)
-        assert int(redis_py.Redis.from_url(url).get(key)) == 120
+        assert int(plain_client(url).get(key)) == 120
 
     def test_fencing_tokens_increase(self, r):
         lock = r.Lock()
@@ -901,3 +916,141 @@ class TestNames:
     def test_escaped_names_do_not_collide(self, r):
         names = ["", "}{", "#", "#7d7b", "}", "#7d", "7d7b"]
         assert len({r.key(n, "meta") for n in names}) == len(names)
+
+
+# ================================================================ part 4: Redis Cluster, Sentinel
+
+@pytest.fixture(scope="module")
+def cluster():
+    c = LocalCluster()
+    yield c
+    c.stop()
+
+
+class _OnCluster:
+    """Runs a contract class's tests on a 3-primary Redis Cluster."""
+
+    @pytest.fixture
+    def url(self, cluster):
+        return cluster.url
+
+    @pytest.fixture
+    def r(self, cluster):
+        return connect(cluster.url)
+
+    @pytest.fixture
+    def short(self, cluster):
+        return connect(cluster.url, lease=LEASE)
+
+
+class TestQueueContractOnCluster(_OnCluster, TestQueueContract):
+    pass
+
+
+class TestLockContractOnCluster(_OnCluster, TestLockContract):
+    pass
+
+
+class TestSemaphoreAndEventOnCluster(_OnCluster, TestSemaphoreAndEvent):
+    pass
+
+
+class TestCluster:
+    NAMES = ["", "}{", "jobs", "mail", "a", "b", "c", "#"]
+
+    def test_objects_live_on_every_node(self, cluster):
+        """Many names over three primaries (each object in one slot): the
+        issue's plain client failed with MOVED on 3 of 5 names."""
+        from redis.crc import key_slot
+        b, locks = connect(cluster.url), connect(cluster.url, prefix="locks")
+        nodes = set()
+        c = plain_client(cluster.url)
+        for n in self.NAMES:
+            q = b.JoinableQueue(name=n)
+            q.put_many([n, 1])
+            assert q.get_many(timeout=5) == [n, 1]
+            q.task_done()
+            q.task_done()
+            assert q.join(timeout=5)
+            lock = locks.Lock(name=n)  # (another prefix: one namespace per prefix)
+            with lock:
+                assert lock.locked()
+            slots = {key_slot(b.key(n, p).encode()) for p in ("meta", "s", "ev", "hb:x")}
+            assert len(slots) == 1
+            nodes.add(c.get_node_from_key(b.key(n, "meta")).port)
+            q.unlink()
+            lock.unlink()
+        assert len(nodes) >= 2  # the names really are spread over the cluster
+
+    def test_plain_url_to_a_node_is_detected(self, cluster):
+        b = connect(f"redis://127.0.0.1:{cluster.nodes[1].port}/0", prefix="plain")
+        for n in self.NAMES:
+            q = b.Queue(name=n)
+            q.put(n)
+            assert q.get(timeout=5) == n
+        assert b.mode == "cluster"
+
+    def test_functions_reloaded_on_any_node(self, cluster):
+        b = connect(cluster.url)
+        qs = [b.Queue(name=f"reload-{n}") for n in self.NAMES]
+        for node in cluster.nodes:
+            redis_py.Redis(port=node.port).function_flush()
+        for q in qs:  # each name's node answers "function not found": loaded again
+            q.put(1)
+            assert q.get(timeout=5) == 1
+        for node in cluster.nodes:
+            assert redis_py.Redis(port=node.port).function_list(library="interlock*")
+
+    def test_state_lost_on_a_node_is_detected(self, cluster):
+        b = connect(cluster.url)
+        q = b.Queue(name="lost-one")
+        q.put(1)
+        plain_client(cluster.url).delete(b.key("lost-one", "meta"))
+        with pytest.raises(StateLost):
+            q.put(2)
+
+
+@pytest.fixture(scope="module")
+def sentinel():
+    s = LocalSentinel()
+    yield s
+    s.stop()
+
+
+class TestSentinel:
+    def test_objects_through_sentinel(self, sentinel):
+        b = connect(sentinel.url)
+        assert "redis+sentinel://" in repr(b)
+        q = b.JoinableQueue(name="jobs")
+        q.put_many(range(5))
+        assert q.get_many(timeout=5) == list(range(5))
+        for _ in range(5):
+            q.task_done()
+        assert q.join(timeout=5)
+        with b.Lock(name="ledger") as got:
+            assert got
+        # the primary the Sentinel names holds them; the replica has a copy
+        prim = redis_py.Redis(port=sentinel.primary.port)
+        assert prim.exists(b.key("jobs", "meta"))
+        rep = redis_py.Redis(port=sentinel.replica.port)
+        prim.wait(1, 5000)
+        assert rep.exists(b.key("jobs", "meta"))
+
+    def test_failover_to_the_replica(self, sentinel):
+        """The primary dies; the Sentinel promotes the replica; the object
+        goes on there (ConnectionLost while it happens, as documented)."""
+        b = connect(sentinel.url, connect_timeout=1.0)
+        q = b.Queue(name="through-failover")
+        q.put("before")
+        redis_py.Redis(port=sentinel.primary.port).wait(1, 5000)
+        sentinel.primary.kill()
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                q.put("after")
+                break
+            except ConnectionLost:
+                assert time.monotonic() < deadline, "no fail-over within 60 s"
+                time.sleep(0.5)
+        assert [q.get(timeout=5), q.get(timeout=5)] == ["before", "after"]
+        assert redis_py.Redis(port=sentinel.replica.port).info("replication")["role"] == "master"
