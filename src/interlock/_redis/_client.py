@@ -271,9 +271,10 @@ class Backend:
                              "service)")
         sentinel = Sentinel(hosts, sentinel_kwargs={
             "socket_connect_timeout": self.connect_timeout,
-            "socket_timeout": self.connect_timeout}, **opts)
-        return sentinel.master_for(service, username=user, password=password,
-                                   db=_db_of("redis+sentinel", rest), ssl=base == "rediss")
+            "socket_timeout": self.connect_timeout}, **opts)  # type: ignore[no-untyped-call]
+        return sentinel.master_for(  # type: ignore[no-untyped-call]
+            service, username=user, password=password,
+            db=_db_of("redis+sentinel", rest), ssl=base == "rediss")
 
     # -- options travel with pickled objects ------------------------------
     def options(self) -> dict[str, Any]:
