@@ -9,18 +9,31 @@ safe).
 
 Errors: a connection refused, dropped or timed out becomes
 :class:`ConnectionLost`; an object whose keys the server no longer has
-becomes :class:`StateLost`.  Both are raised at once: interlock never
-retries an operation that may have run, and never reports an empty queue
-for one whose contents the server lost.
+becomes :class:`StateLost`, and one whose state went back in time (a
+fencing token or a position lower than one this process already saw from
+it: a restart from an older snapshot, a failover to a lagging replica)
+:class:`RolledBack`.  An operation cut off is not blindly repeated: the
+object classes make each of their state-changing steps safe to repeat
+(acknowledgements are idempotent; a consumer re-reads its own pending list
+after a lost reply) and say where they retry.
+
+Deadlines: every reply is awaited for at most the caller's remaining time
+plus ``grace`` seconds (``call``): a stalled server costs a caller at most
+``grace`` past its timeout, never the lease or the connect timeout.
 
 The keeper: one daemon thread per backend and process renews every lease
 this process holds (locks, semaphore permits, queue consumers'
 heartbeats) at a third of the lease.  A lease whose owning thread has ended
 is not renewed (so it runs out, as a lock of a dead owner must); one that
-the server no longer recognises is marked lost.
+the server no longer recognises is marked lost.  Each lease also keeps a
+*local* deadline (the time its last successful renewal was sent, plus the
+lease): past it the holder cannot know that it still holds, and says so
+(``_is_owned()`` False, ``LeaseExpired`` on its next call), whether or not
+the server is reachable.
 """
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import re
@@ -38,7 +51,7 @@ from redis.retry import Retry
 
 from ._lua import LIBRARY
 
-__all__ = ["Backend", "ConnectionLost", "LeaseExpired", "StateLost"]
+__all__ = ["Backend", "ConnectionLost", "LeaseExpired", "RolledBack", "StateLost"]
 
 
 class ConnectionLost(ConnectionError):
@@ -52,12 +65,27 @@ class StateLost(ConnectionLost):
     interlock refuses to carry on as if it were merely empty."""
 
 
+class RolledBack(StateLost):
+    """The server's state went back in time: it handed out a fencing token,
+    or reported a position, lower than one this process had already seen
+    from it (a restart from an older RDB snapshot or a lost AOF tail, a
+    failover to a replica that had not received the latest writes).  Work
+    done against the lost state may be repeated or lost; interlock refuses
+    to carry on as if nothing happened."""
+
+
 class LeaseExpired(RuntimeError):
     """The caller's lease ran out (it was paused, cut off, or slower than the
     lease) and another owner may have taken the lock since: whatever it did
     under the lock after the lease ended was not protected.  Use fencing
     tokens to make the protected resource reject such late writes."""
 
+
+# No CLIENT SETINFO round trip on connect: a new connection to a stalled
+# server would wait for its reply past every caller's deadline.
+_NO_SETINFO: dict[str, Any] = (
+    {"driver_info": None} if "driver_info" in inspect.signature(_redis.Redis.__init__).parameters
+    else {"lib_name": None, "lib_version": None})
 
 _ERROR = re.compile(r"INTERLOCK_([A-Z]+)\s*(.*)")
 HOST = socket.gethostname()
@@ -66,16 +94,28 @@ HOST = socket.gethostname()
 class Lease:
     """One thing the keeper renews: a key, what it is, the token that owns it."""
 
-    __slots__ = ("__weakref__", "key", "lost", "owner", "thread", "token", "what")
+    __slots__ = ("__weakref__", "error", "key", "lost", "owner", "renew", "thread", "token",
+                 "until", "what")
 
     def __init__(self, key: str, what: str, token: str,
-                 thread: threading.Thread | None = None, owner: object = None) -> None:
+                 thread: threading.Thread | None = None, owner: object = None,
+                 until: float = math.inf,
+                 renew: Callable[[float], bool] | None = None) -> None:
         self.key = key
         self.what = what
         self.token = token
         self.thread = thread  # renew only while this thread runs
         self.owner = weakref.ref(owner) if owner is not None else None  # ... or this object lives
         self.lost = False
+        # Local deadline (time.monotonic()): when the request that last
+        # granted or renewed the lease was *sent*, plus the lease.  The
+        # server's lease cannot outlast it, whatever replies were lost.
+        self.until = until
+        self.error = ""  # the last failed renewal, for the holder to report
+        self.renew = renew  # a custom renewal (queue consumers), given a budget in s
+
+    def expired(self) -> bool:
+        return self.lost or time.monotonic() >= self.until
 
     def wanted(self) -> bool:
         if self.thread is not None and not self.thread.is_alive():
@@ -96,15 +136,25 @@ class Backend:
     - ``connect_timeout``: seconds to wait for a connection before raising
       :class:`ConnectionLost`.
     - ``prefix``: first part of every key name.
+    - ``grace``: seconds a reply may come after the caller's deadline before
+      the server counts as unreachable (``ConnectionLost``); also the budget
+      of a non-blocking call.
+    - ``durable``: after each state-changing call, wait (``WAIT`` /
+      ``WAITAOF``) until that many replicas (``("replicas", n)``), or the
+      local AOF (``"aof"``), have the write; a call the server cannot
+      confirm within its budget raises ``ConnectionLost``.  None: no wait.
     """
 
     def __init__(self, url: str, *, lease: float = 10.0, connect_timeout: float = 5.0,
-                 prefix: str = "interlock", check: bool = True) -> None:
-        if lease <= 0 or connect_timeout <= 0:
-            raise ValueError("lease and connect_timeout must be positive")
+                 prefix: str = "interlock", check: bool = True, grace: float = 1.0,
+                 durable: Any = None) -> None:
+        if lease <= 0 or connect_timeout <= 0 or grace <= 0:
+            raise ValueError("lease, connect_timeout and grace must be positive")
         self.url = url
         self.lease = float(lease)
         self.connect_timeout = float(connect_timeout)
+        self.grace = float(grace)
+        self.durable = _durable(durable)
         self.prefix = prefix
         # Blocking calls are cut into slices of at most `lease` seconds, so a
         # reply is due within lease + connect_timeout: past that the server
@@ -113,20 +163,31 @@ class Backend:
         self.client = _redis.Redis.from_url(
             url, socket_connect_timeout=self.connect_timeout,
             socket_timeout=self.lease + self.connect_timeout + 1.0,
-            retry=Retry(NoBackoff(), 0), retry_on_timeout=False, decode_responses=False)
+            retry=Retry(NoBackoff(), 0), retry_on_timeout=False, decode_responses=False,
+            **_NO_SETINFO)
         self._loaded = False
         self._keeper_lock = threading.Lock()
         self._leases: dict[int, Lease] = {}
         self._keeper: threading.Thread | None = None
         self._keeper_wake = threading.Event()
         self._pid = os.getpid()
+        # High-water marks (see RolledBack): object key + what -> highest seen.
+        self._marks: dict[str, int] = {}
+        self._marks_lock = threading.Lock()
+        # Queue consumers of this process (one per queue name and kind).
+        self.consumers: dict[Any, Any] = {}
         if check:
             self.ping()
 
     # -- options travel with pickled objects ------------------------------
     def options(self) -> dict[str, Any]:
-        return {"lease": self.lease, "connect_timeout": self.connect_timeout,
-                "prefix": self.prefix}
+        out: dict[str, Any] = {"lease": self.lease, "connect_timeout": self.connect_timeout,
+                               "prefix": self.prefix}
+        if self.grace != 1.0:
+            out["grace"] = self.grace
+        if self.durable is not None:
+            out["durable"] = self.durable
+        return out
 
     def key(self, name: str, part: str) -> str:
         return f"{self.prefix}:{{{name}}}:{part}"
@@ -159,13 +220,43 @@ class Backend:
             self.client.function_load(LIBRARY, replace=True)
         self._loaded = True
 
-    def fcall(self, fn: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    def budget(self, deadline: float | None, wait: float = 0.0) -> float:
+        """Seconds to await a reply: what the caller has left (or ``wait``,
+        the server-side block of the command) plus ``grace``."""
+        if deadline is None:
+            return max(wait, 0.0) + self.grace if wait else self.slice + self.grace
+        return max(deadline - time.monotonic(), wait, 0.0) + self.grace
+
+    def call(self, budget: float, *args: Any) -> Any:
+        """One raw command, its reply awaited at most ``budget`` seconds
+        (connection errors translated; the connection is dropped on any
+        error, so a late reply can never be read as another call's)."""
+        pool = self.client.connection_pool
+        with self.errors():
+            conn = pool.get_connection()
+            try:
+                conn.send_command(*args)
+                return conn.read_response(timeout=max(budget, 0.001))
+            except _redis.ResponseError:
+                raise
+            except BaseException:
+                conn.disconnect()
+                raise
+            finally:
+                pool.release(conn)
+
+    def fcall(self, fn: str, keys: Sequence[str], args: Sequence[Any],
+              deadline: float | None = None, budget: float | None = None) -> Any:
+        if budget is None:
+            budget = self.budget(deadline)
         if not self._loaded:
             self._load()
         for attempt in (0, 1):
             try:
-                with self.errors():
-                    return self.client.fcall(fn, len(keys), *keys, *args)
+                r = self.call(budget, "FCALL", fn, len(keys), *keys, *args)
+                if self.durable is not None and fn in _WRITES:
+                    self._wait_durable(budget)
+                return r
             except _redis.ResponseError as e:
                 msg = str(e)
                 if attempt == 0 and "unction not found" in msg:
@@ -179,6 +270,39 @@ class Backend:
                     raise StateLost(f"{keys[0]}: {rest} (server {self.url})") from None
                 raise _ObjectError(what, rest) from None
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _wait_durable(self, budget: float) -> None:
+        """WAIT / WAITAOF after a write (on another connection of the pool:
+        it covers every write this client made before it)."""
+        kind, n = self.durable
+        ms = max(int(budget * 1000), 1)
+        if kind == "replicas":
+            got = self.call(budget + self.grace, "WAIT", n, ms)
+            ok = int(got) >= n
+        else:
+            got = self.call(budget + self.grace, "WAITAOF", 1, 0, ms)
+            ok = int(got[0]) >= 1
+        if not ok:
+            raise ConnectionLost(f"Redis server {self.url}: the write was not confirmed "
+                                 f"durable ({kind} {n}) within {budget:.1f} s; it may be lost "
+                                 "in a crash or failover")
+
+    def check_mark(self, key: str, value: int, before: int) -> None:
+        """``value`` was read from the server by a call sent when this
+        process's high-water mark for ``key`` was ``before``: it must not be
+        lower (the server's state may not go back in time).  Then raise the
+        mark."""
+        if value < before:
+            raise RolledBack(f"{key}: the server answered {value}, lower than {before} already "
+                             f"seen from it: its state went back in time (restart from an "
+                             f"older snapshot, or failover to a lagging replica; server "
+                             f"{self.url})")
+        with self._marks_lock:
+            if value > self._marks.get(key, 0):
+                self._marks[key] = value
+
+    def mark(self, key: str) -> int:
+        return self._marks.get(key, 0)
 
     def blocking(self, call: Callable[[], Any]) -> Any:
         with self.errors():
@@ -219,19 +343,45 @@ class Backend:
                 if not lease.wanted():
                     self.drop(lease)
                     continue
+                sent = time.monotonic()
                 try:
-                    ok = self.fcall("il_renew", [lease.key],
-                                    [lease.what, lease.token, int(self.lease * 1000)])
-                except ConnectionLost:
+                    if lease.renew is not None:
+                        ok = lease.renew(period)
+                    else:
+                        ok = self.fcall("il_renew", [lease.key],
+                                        [lease.what, lease.token, int(self.lease * 1000)],
+                                        budget=period)
+                except ConnectionLost as e:
+                    lease.error = str(e)  # the holder sees it once its local deadline passes
                     continue  # try again next round; the lease may yet survive
-                except Exception:  # pragma: no cover - never kill the keeper
+                except Exception as e:  # pragma: no cover - never kill the keeper
+                    lease.error = repr(e)
                     continue
                 if not ok:
                     lease.lost = True
                     self.drop(lease)
+                else:
+                    lease.until = sent + self.lease
+                    lease.error = ""
             wake = self._keeper_wake
             del self, leases
             wake.wait(period)
+
+
+# Functions that change state (WAIT/WAITAOF follow them when ``durable``).
+_WRITES = frozenset({"il_q_take", "il_q_taken", "il_q_ack", "il_q_put", "il_q_close",
+                     "il_q_beat", "il_lock_acquire", "il_lock_release", "il_sem_acquire",
+                     "il_sem_release", "il_ev_set", "il_ev_clear"})
+
+
+def _durable(d: Any) -> tuple[str, int] | None:
+    if d is None:
+        return None
+    if d == "aof":
+        return ("aof", 1)
+    if isinstance(d, (tuple, list)) and len(d) == 2 and d[0] == "replicas" and int(d[1]) >= 1:
+        return ("replicas", int(d[1]))
+    raise ValueError(f"durable must be None, 'aof' or ('replicas', n), not {d!r}")
 
 
 class _ObjectError(Exception):
