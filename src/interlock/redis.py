@@ -11,14 +11,15 @@ differences (at-least-once delivery, leases, fencing tokens) are set out in
 ``queue.Empty``/``queue.Full``/``QueueClosed``/``DeadlockError``/
 ``OwnerDiedWarning`` as locally, plus :class:`ConnectionLost` (server
 unreachable, connection dropped), :class:`StateLost` (the server forgot the
-object, e.g. restarted without persistence) and :class:`LeaseExpired`.
+object, e.g. restarted without persistence), :class:`RolledBack` (its state
+went back in time) and :class:`LeaseExpired`.
 """
 from __future__ import annotations
 
 from typing import Any
 
 from ._redis import _sync
-from ._redis._client import Backend, ConnectionLost, LeaseExpired, StateLost
+from ._redis._client import Backend, ConnectionLost, LeaseExpired, RolledBack, StateLost
 from ._redis._queue import JoinableQueue, Queue, RedisQueueStatistics, SimpleQueue
 from ._redis._sync import BoundedSemaphore, Event, Lock, RedisLockStatistics, RLock, Semaphore
 
@@ -34,6 +35,7 @@ __all__ = [
     "RedisBackend",
     "RedisLockStatistics",
     "RedisQueueStatistics",
+    "RolledBack",
     "Semaphore",
     "SimpleQueue",
     "StateLost",

@@ -156,13 +156,15 @@ class Backend:
         self.grace = float(grace)
         self.durable = _durable(durable)
         self.prefix = prefix
-        # Blocking calls are cut into slices of at most `lease` seconds, so a
-        # reply is due within lease + connect_timeout: past that the server
-        # is unreachable, not slow.
+        # Blocking calls are cut into slices of at most `lease` seconds; each
+        # reply is awaited for the caller's time left (or the slice) plus
+        # `grace` (see call()).  The socket's own timeout, `grace`, bounds
+        # what call() does not: the connection handshake (HELLO), and the
+        # few plain redis-py calls (FUNCTION LOAD, DEL, PING).
         self.slice = self.lease
         self.client = _redis.Redis.from_url(
             url, socket_connect_timeout=self.connect_timeout,
-            socket_timeout=self.lease + self.connect_timeout + 1.0,
+            socket_timeout=self.grace,
             retry=Retry(NoBackoff(), 0), retry_on_timeout=False, decode_responses=False,
             **_NO_SETINFO)
         self._loaded = False
