@@ -225,9 +225,11 @@ class Backend:
     def budget(self, deadline: float | None, wait: float = 0.0) -> float:
         """Seconds to await a reply: what the caller has left (or ``wait``,
         the server-side block of the command) plus ``grace``."""
+        if wait:
+            return wait + self.grace  # (a block is at most a slice)
         if deadline is None:
-            return max(wait, 0.0) + self.grace if wait else self.slice + self.grace
-        return max(deadline - time.monotonic(), wait, 0.0) + self.grace
+            return self.slice + self.grace
+        return min(max(deadline - time.monotonic(), 0.0), self.slice) + self.grace
 
     def call(self, budget: float, *args: Any) -> Any:
         """One raw command, its reply awaited at most ``budget`` seconds
@@ -237,12 +239,12 @@ class Backend:
         with self.errors():
             conn = pool.get_connection()
             try:
-                conn.send_command(*args)
+                conn.send_command(*args)  # type: ignore[no-untyped-call]
                 return conn.read_response(timeout=max(budget, 0.001))
             except _redis.ResponseError:
                 raise
             except BaseException:
-                conn.disconnect()
+                conn.disconnect()  # type: ignore[no-untyped-call]
                 raise
             finally:
                 pool.release(conn)
@@ -276,6 +278,7 @@ class Backend:
     def _wait_durable(self, budget: float) -> None:
         """WAIT / WAITAOF after a write (on another connection of the pool:
         it covers every write this client made before it)."""
+        assert self.durable is not None
         kind, n = self.durable
         ms = max(int(budget * 1000), 1)
         if kind == "replicas":

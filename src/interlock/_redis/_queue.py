@@ -405,7 +405,7 @@ class Queue:
                     raise
                 retried = True
                 continue
-            if items is not None:
+            if items:  # (ready items may have gone to another thread: look again)
                 return items
             left = remaining(deadline)
             if left is not None and left <= 0:
@@ -577,7 +577,7 @@ class Queue:
                     del self._backend.consumers[key]
                 if c in _consumers:
                     _consumers.remove(c)
-            c.end()
+            c.end()  # type: ignore[union-attr]  # (not None: checked above)
 
     def unlink(self) -> None:
         """Delete the queue from the server (its messages with it)."""
