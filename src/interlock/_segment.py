@@ -18,7 +18,10 @@ of attached processes, then the object (a ring, a mutex, ...)::
     56      4     number of slots
     60      4     users: slots in use (kept under the meta lock)
     64      4     unlinked: set, under the meta lock, when the name is removed
-    68      4     reserved
+    68      4     flags, written once by the creator (FLAG_*): 1 = interlock's own
+                  bookkeeping ("@" names), 2 = made by another object for its own
+                  use (the lock of a Value, Array or Condition); 0 in segments
+                  made before the field existed (it was reserved, always 0)
     72      56    params: kind-specific creation parameters (8 x u64, first 7)
     128     256   name, UTF-8, NUL-padded
     384     64    holder site: u32 tid + 60 bytes "file:line in func" (Lock,
@@ -83,10 +86,13 @@ KIND_NAMES.update({
     KIND_CONDITION: "Condition", KIND_VALUE: "Value", KIND_ARRAY: "Array",
 })
 
-_HDR = struct.Struct("<8sIIQIIQQIIIIII")  # up to and including reserved @68
+_HDR = struct.Struct("<8sIIQIIQQIIIIII")  # up to and including flags @68
 _PARAMS = struct.Struct("<7Q")
 _SLOT = struct.Struct("<IHHQ")
 ROLE_PRODUCER, ROLE_CONSUMER = 1, 2
+# Header flags (offset 68): what `interlock ls` hides by default.
+FLAG_INTERNAL = 1  # interlock's own bookkeeping (the deadlock tooling's tables)
+FLAG_OWNED = 2  # made by another object for its own use (a Value's default lock)
 OFF_USERS = 60
 OFF_UNLINKED = 64
 OFF_PARAMS = 72
@@ -156,13 +162,14 @@ class Header:
     unlinked: int
     params: tuple[int, ...]
     name: str
+    flags: int = 0  # FLAG_*
 
     @classmethod
     def parse(cls, buf: Any) -> "Header":
         f = _HDR.unpack_from(buf, 0)
         params = _PARAMS.unpack_from(buf, OFF_PARAMS)
         raw = bytes(buf[OFF_NAME : OFF_NAME + 256]).split(b"\0", 1)[0]
-        return cls(*f[:13], params, raw.decode("utf-8", "replace"))  # type: ignore[call-arg]
+        return cls(*f[:13], params, raw.decode("utf-8", "replace"), f[13])  # type: ignore[call-arg]
 
 
 def _slots(buf: Any, nslots: int) -> Iterator[tuple[int, int, int, int]]:
@@ -193,12 +200,16 @@ class Segment:
         init: Callable[[mmap.mmap, int], None] | None = None,
         nslots: int = DEFAULT_SLOTS,
         internal: bool = False,
+        flags: int = 0,
     ) -> None:
         """Create (``create=True``), attach (``False``) or either (``None``).
 
         ``init(buf, offset)`` builds the object in a fresh segment before it
-        becomes visible.
+        becomes visible.  ``flags`` (FLAG_*) are written in the header of a
+        segment this call creates (``internal`` adds FLAG_INTERNAL); an
+        attach leaves the creator's flags as they are.
         """
+        self._flags = flags | (FLAG_INTERNAL if internal else 0)
         self.anonymous = name is None
         if internal:  # interlock's own objects: "@name", never a user's name
             assert name is not None and name.startswith("@") and validate_name(name[1:])
@@ -263,7 +274,7 @@ class Segment:
             start = _core.task_start(pid) or 0
             _HDR.pack_into(
                 mm, 0, b"\0" * 8, LAYOUT_VERSION, self.kind, total, pid, _UID, start,
-                time.time_ns(), obj_off, object_size, nslots, 1, 0, 0,
+                time.time_ns(), obj_off, object_size, nslots, 1, 0, self._flags,
             )
             _PARAMS.pack_into(mm, OFF_PARAMS, *(tuple(params) + (0,) * 7)[:7])
             raw = self.name.encode()
