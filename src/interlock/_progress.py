@@ -203,8 +203,8 @@ class ProgressBoard:
         elapsed = self._elapsed(now)
         if final:
             done = ", ".join(f"{s.name} {s.done}" for s, _ in rows)
-            rate = f" ({fmt_rate(rows[-1][1])})" if rows else ""
-            return f"progress {outcome} {fmt_took(elapsed)}: {done}{rate}"
+            avg = f" ({fmt_rate(rows[-1][1])})" if rows else ""
+            return f"progress {outcome} {fmt_took(elapsed)}: {done}{avg}"
         parts = []
         for s, rate in rows:
             if s.total is not None:

@@ -579,8 +579,6 @@ def describe_value(mm: mmap.mmap, hdr: Header) -> dict[str, Any]:
     the object's lock (a reader takes no lock): a snapshot that a concurrent
     writer may have half updated, as any unlocked read.  params: (typecode,
     length) (_value.py); the region: the lock's name (256 bytes), the data."""
-    import ctypes
-
     from ._value import TYPECODES
 
     code, length = chr(hdr.params[0]) if hdr.params[0] else "?", int(hdr.params[1])
