@@ -352,19 +352,10 @@ def _seg_dict(s: _segment.SegmentInfo, removed: bool | None) -> dict[str, Any]:
 
 
 def _remove(segs: Sequence[_segment.SegmentInfo]) -> set[str]:
-    """Remove these dead segments, each under its meta lock (``_segment._reap``):
-    one that a process attached to meanwhile is kept."""
-    removed = set()
-    for s in segs:
-        if s.kind == "temp":
-            try:
-                os.unlink(s.path)
-                removed.add(s.path)
-            except FileNotFoundError:
-                pass
-        elif _segment._reap(s.path):
-            removed.add(s.path)
-    return removed
+    """Remove these dead entries (``_segment.remove_dead``: a segment under
+    its meta lock, so one that a process attached to meanwhile is kept; only
+    files of ours, checked on the descriptor)."""
+    return {s.path for s in segs if _segment.remove_dead(s)}
 
 
 def cmd_clean(args: argparse.Namespace) -> int:

@@ -18,6 +18,10 @@ fast path (a shared cache line bounced between producer and consumer).
 
 Reading is passive (docs/design/registry.md):
 
+- the entry is opened only if it is a file of ours, without blocking or
+  following a link (``_segment.open_entry``): a FIFO, a symlink, a directory
+  or another user's file planted at one of our names is listed as
+  unreadable, saying what it is, and never read;
 - the file is opened ``O_RDONLY`` and mapped copy-on-write
   (``MAP_PRIVATE``): the reader can never write to the segment, not even by
   a bug.  On Linux a private mapping of a file that is never written maps the
@@ -183,11 +187,13 @@ def _open_mapping(path: str) -> tuple[mmap.mmap, os.stat_result]:
 
     Raises FileNotFoundError if it vanished, _Unreadable if it is not a whole
     interlock segment of this layout."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        st = os.fstat(fd)
-        if st.st_uid != os.getuid():
-            raise _Unreadable(f"belongs to uid {st.st_uid}")
+        # never blocks, never follows a link, only files of ours (the rule's
+        # one owner: _segment.open_entry)
+        fd, st = _segment.open_entry(path)
+    except _segment.ForeignEntry as e:
+        raise _Unreadable(e.what) from None
+    try:
         if st.st_size < _segment.OFF_SLOTS:
             raise _Unreadable(f"truncated ({st.st_size} bytes)")
         # ACCESS_COPY = MAP_PRIVATE: the C objects want a writable buffer, and
