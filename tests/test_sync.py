@@ -289,7 +289,10 @@ class TestSemaphore:
         c = mp.get_context("fork")
         s = Semaphore(2, on_owner_death="ignore")
         arr = interlock.Array("i", 2)
-        stop = c.Event()
+        # interlock's Event, not multiprocessing's: is_set() of the latter
+        # takes a lock, and a child killed inside it would leave that lock
+        # held, so the next child would hang in is_set() and never churn.
+        stop = Event()
         rng = random.Random(7)
         for _ in range(3):
             p = c.Process(target=_sem_churn, args=(s, arr, stop))
@@ -301,6 +304,7 @@ class TestSemaphore:
         assert s.acquire(timeout=2) and s.acquire(timeout=2)
         s.release(2)
         assert s.get_value() == 2
+        stop.detach()
 
     def test_statistics_frozen(self):
         s = Semaphore(1)
