@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 import warnings
 
 import pytest
 
+import interlock
 from interlock import DeadlockError, OwnerDiedError, OwnerDiedWarning
 
 import _helpers as h
@@ -421,3 +423,38 @@ def test_nonblocking_acquire_takes_over_from_dead_owner(backend, lock_factory, m
     assert lock.acquire(False) is True
     assert lock.statistics().owner_deaths == 1
     lock.release()
+
+
+# ------------------------------------------- where OwnerDiedWarning points
+
+
+def _line() -> int:
+    """The caller's current line number."""
+    return sys._getframe(1).f_lineno
+
+
+@pytest.mark.parametrize("cls", [interlock.Lock, interlock.RLock])
+@pytest.mark.parametrize("how", ["acquire", "with", "tracked acquire", "tracked with"])
+def test_owner_died_warning_points_at_the_acquiring_line(cls, how):
+    """The warning names the user's line that called acquire() (or the
+    ``with`` statement), not the caller's caller, through the plain C path
+    and through the lock-order tracking layer (a lock with a level)."""
+    lock = cls(level=7) if how.startswith("tracked") else cls()
+    try:
+        t = threading.Thread(target=h.thread_exit_holding, args=(lock,))
+        t.start()
+        t.join()  # its owner ended: the next acquire takes over, with the warning
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if how.endswith("with"):
+                line = _line() + 1
+                with lock:
+                    pass
+            else:
+                line = _line() + 1
+                assert lock.acquire(timeout=10)
+                lock.release()
+        (w,) = [w for w in caught if issubclass(w.category, OwnerDiedWarning)]
+        assert (w.filename, w.lineno) == (__file__, line), f"points at {w.filename}:{w.lineno}"
+    finally:
+        lock.detach()

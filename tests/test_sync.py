@@ -14,6 +14,7 @@ import os
 import pickle
 import random
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -715,4 +716,63 @@ def test_stress_random_kills_semaphore_and_rwlock():
     assert s.get_value() == 2
     del ps
     for obj in (s, rw, arr):
+        obj.detach()
+
+
+# ------------------------------------------- where OwnerDiedWarning points
+
+
+def _line() -> int:
+    return sys._getframe(1).f_lineno
+
+
+def _take_and_die(fn):
+    fn()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.mark.parametrize("kind", ["Semaphore", "BoundedSemaphore", "RWLock read", "RWLock write"])
+@pytest.mark.parametrize("how", ["acquire", "with"])
+def test_owner_died_warning_points_at_the_acquiring_line(kind, how):
+    """A recovered hold's warning names the user's line that took it (the
+    acquire call or the ``with`` statement), not the caller's caller."""
+    c = mp.get_context("fork")
+    if kind.startswith("RWLock"):
+        obj = RWLock()
+        take = obj.acquire_write if kind.endswith("write") else obj.acquire_read
+        # the survivor takes the other side: a read beside a dead reader
+        # needs no recovery, a write does
+        hold, acquire, release = ((obj.read, obj.acquire_read, obj.release_read)
+                                  if kind.endswith("write") else
+                                  (obj.write, obj.acquire_write, obj.release_write))
+    else:
+        obj = getattr(interlock, kind)(1)
+        take = obj.acquire
+    try:
+        p = c.Process(target=_take_and_die, args=(take,))
+        p.start()
+        p.join(10)
+        assert p.exitcode == -signal.SIGKILL
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if how == "with" and kind.startswith("RWLock"):
+                line = _line() + 1
+                with hold(timeout=5):
+                    pass
+            elif how == "with":
+                line = _line() + 1
+                with obj:
+                    pass
+            elif kind.startswith("RWLock"):
+                line = _line() + 1
+                assert acquire(timeout=5)
+                release()
+            else:
+                line = _line() + 1
+                assert obj.acquire(timeout=5)
+                obj.release()
+        (w,) = [w for w in caught if issubclass(w.category, OwnerDiedWarning)]
+        assert str(p.pid) in str(w.message)
+        assert (w.filename, w.lineno) == (__file__, line), f"points at {w.filename}:{w.lineno}"
+    finally:
         obj.detach()

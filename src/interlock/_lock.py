@@ -19,12 +19,11 @@ Only the owning thread may release; a second blocking ``acquire()`` of a
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 from typing import Any
 
 from . import _core, _segment
-from ._errors import OwnerDiedError, OwnerDiedWarning
+from ._errors import OwnerDiedError, OwnerDiedWarning, warn_at_user
 from ._shared import SharedObject
 from ._hierarchy import TrackedLockMixin
 from .aio import AsyncLockMixin
@@ -96,7 +95,7 @@ class Lock(_core.Mutex, SharedObject, TrackedLockMixin, AsyncLockMixin):
                "the state it protected may be inconsistent")
         if self._on_death == "raise":
             raise OwnerDiedError(msg, self, dead_pid)
-        warnings.warn(msg, OwnerDiedWarning, stacklevel=3)
+        warn_at_user(msg, OwnerDiedWarning)
 
     @property
     def owner(self) -> tuple[int, int] | None:

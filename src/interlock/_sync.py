@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import threading
 import time
-import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
 from . import _core, _hierarchy, _segment, lockdep
-from ._errors import OwnerDiedError, OwnerDiedWarning
+from ._errors import OwnerDiedError, OwnerDiedWarning, warn_at_user
 from ._lock import Lock, RLock
 from ._shared import SharedObject
 from .aio import AsyncEventMixin
@@ -76,7 +75,7 @@ class _Robust:
                "and the state it protected may be inconsistent")
         if self._on_death == "raise":
             raise OwnerDiedError(msg, self, dead_pid)
-        warnings.warn(msg, OwnerDiedWarning, stacklevel=3)
+        warn_at_user(msg, OwnerDiedWarning)
 
 
 # ------------------------------------------------------------- Semaphore
