@@ -22,6 +22,7 @@ import warnings
 import pytest
 
 import interlock
+from interlock import _segment
 from interlock import (
     Barrier,
     BoundedSemaphore,
@@ -567,6 +568,35 @@ class TestBarrier:
 
 
 class TestCondition:
+    def test_detach_detaches_its_own_lock(self):
+        """Condition() makes an RLock in its own segment: detach() detaches
+        it too, at once (no wait for garbage collection).  A lock given by
+        the caller stays attached."""
+        c = Condition()
+        own = _segment.path_of(c._lock.name)
+        assert os.path.exists(own)
+        c.detach()
+        assert not os.path.exists(own), "the condition's own RLock is still attached"
+        assert not os.path.exists(_segment.path_of(c.name))
+        c.detach()  # idempotent
+        # attached by name: the lock it attached is its own too
+        c1 = Condition(name=f"t-cond-own-{os.getpid()}")
+        c2 = Condition(name=c1.name, create=False)
+        assert c2._lock.name == c1._lock.name and c2._lock is not c1._lock
+        c2.detach()
+        with pytest.raises(ValueError):
+            c2._lock.acquire()  # detached with its condition
+        with c1:  # c1's lock handle is untouched
+            pass
+        c1.detach()
+        # the caller's lock is the caller's
+        lk = interlock.Lock()
+        c3 = Condition(lk)
+        c3.detach()
+        with lk:
+            pass
+        lk.detach()
+
     def test_like_threading(self):
         c = Condition()
         with pytest.raises(RuntimeError):
