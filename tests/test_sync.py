@@ -274,6 +274,45 @@ class TestSemaphore:
             with s:
                 pass
 
+    @pytest.mark.parametrize("mode", ["warn", "raise"])
+    def test_two_holders_dead_in_one_sweep_each_reported(self, mode):
+        """Two processes die holding a unit each of a Semaphore(2); one sweep
+        recovers both.  The two takers are told of two different deaths:
+        each dead pid once, not the last one swept twice."""
+        c = mp.get_context("fork")
+        s = Semaphore(2, on_owner_death=mode)
+        try:
+            ps = []
+            for _ in range(2):
+                p = c.Process(target=_take_and_die, args=(s.acquire,))
+                p.start()
+                p.join(10)
+                assert p.exitcode == -signal.SIGKILL
+                ps.append(p.pid)
+            assert sorted(s.statistics().holders) == sorted((pid, 1) for pid in ps)
+            told = []
+            for _ in range(2):
+                if mode == "warn":
+                    with warnings.catch_warnings(record=True) as caught:
+                        warnings.simplefilter("always")
+                        assert s.acquire(timeout=5)
+                    (w,) = [w for w in caught if issubclass(w.category, OwnerDiedWarning)]
+                    told += [pid for pid in ps if f"process {pid} " in str(w.message)]
+                else:
+                    with pytest.raises(OwnerDiedError) as ei:
+                        s.acquire(timeout=5)
+                    told.append(ei.value.dead_pid)
+            assert sorted(told) == sorted(ps)
+            st = s.statistics()
+            assert st.owner_deaths == 2 and st.holders == ((os.getpid(), 2),)
+            s.release(2)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # nobody is told twice
+                assert s.acquire(timeout=1) and s.acquire(timeout=1)
+            s.release(2)
+        finally:
+            s.detach()
+
     def test_nonblocking_acquire_recovers_too(self):
         c = mp.get_context("fork")
         s = Semaphore(1, on_owner_death="ignore")
