@@ -570,7 +570,11 @@ class TestFailures:
         assert q.get(timeout=5) == "left"
         with pytest.raises(queue.Empty):
             q.get(timeout=0.3)
-        assert q.statistics().unfinished == 1  # only ours, until our next get or detach
+        # Both acknowledged: the child's at its clean exit (its Queue object
+        # was already garbage, but the process's consumer is not), "left" by
+        # our second get.  (Before consumers were per process, the child's
+        # item stayed pending until its heartbeat ran out, and came back.)
+        assert q.statistics().unfinished == 0
 
     def test_paused_holder_is_fenced_off(self, url, short):
         """The holder is SIGSTOPped past its lease; another takes the lock
@@ -677,6 +681,24 @@ class TestFailures:
             assert time.monotonic() - t < 5
         finally:
             silent.close()
+
+
+def test_ordered_takes_a_redis_lock_and_a_local_lock_of_one_name(r):
+    """ordered() de-duplicated by name: of a shared-memory lock and a Redis
+    lock both called "x", only one was taken.  They are two locks."""
+    import interlock
+
+    name = f"ord-{uuid.uuid4().hex[:8]}"
+    rl = r.Lock(name=name)
+    local = interlock.Lock(name=name)
+    try:
+        with interlock.ordered(rl, local, rl) as got:
+            assert len(got) == 2
+            assert local.locked() and rl.locked()
+        assert not local.locked() and not rl.locked()
+    finally:
+        local.detach()
+        rl.unlink()
 
 
 def test_lockdep_sees_redis_locks_and_local_ones(r):

@@ -23,6 +23,8 @@ _NAMES = ("Queue", "JoinableQueue", "SimpleQueue", "Lock", "RLock", "Semaphore",
           "BoundedSemaphore", "Event")
 _LOCAL = ("local", "local://", "shm", "shm://")
 
+_OPTIONS = ("lease", "connect_timeout", "prefix", "check", "grace", "durable")
+
 _cache: dict[tuple[Any, ...], Any] = {}
 _cache_lock = threading.Lock()
 
@@ -66,10 +68,10 @@ def connect(url: str | None = None, **options: Any) -> Any:
     from ._redis._client import redact, split_url
     scheme, rest = split_url(url)
     url = f"{scheme}://{rest}"  # one spelling per URL: REDIS:// is redis://
-    unknown = sorted(set(options) - {"lease", "connect_timeout", "prefix", "check"})
+    unknown = sorted(set(options) - set(_OPTIONS))
     if unknown:
         raise TypeError(f"unknown option(s) {unknown} for {redact(url)!r}: "
-                        "lease, connect_timeout, prefix, check")
+                        + ", ".join(_OPTIONS))
     try:
         from .redis import RedisBackend
     except ImportError as e:  # redis-py missing

@@ -11,10 +11,11 @@ differences (at-least-once delivery, leases, fencing tokens) are set out in
 ``queue.Empty``/``queue.Full``/``QueueClosed``/``DeadlockError``/
 ``OwnerDiedWarning`` as locally, plus :class:`ConnectionLost` (server
 unreachable, connection dropped), :class:`StateLost` (the server forgot the
-object, e.g. restarted without persistence), :class:`LeaseExpired`,
-:class:`AuthenticationFailed` (credentials or ACL refused: not a
-``ConnectionError``), :class:`KeyConflict` (a key of the object that
-interlock did not make) and :class:`ServerError` (any other error reply).
+object, e.g. restarted without persistence), :class:`RolledBack` (its state
+went back in time), :class:`LeaseExpired`, :class:`AuthenticationFailed`
+(credentials or ACL refused: not a ``ConnectionError``), :class:`KeyConflict`
+(a key of the object that interlock did not make) and :class:`ServerError`
+(any other error reply).
 """
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from ._redis._client import (
     ConnectionLost,
     KeyConflict,
     LeaseExpired,
+    RolledBack,
     ServerError,
     StateLost,
 )
@@ -47,6 +49,7 @@ __all__ = [
     "RedisBackend",
     "RedisLockStatistics",
     "RedisQueueStatistics",
+    "RolledBack",
     "Semaphore",
     "ServerError",
     "SimpleQueue",

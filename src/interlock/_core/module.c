@@ -17,6 +17,8 @@
 #include <Python.h>
 
 #include <math.h>
+#include <stdio.h>
+#include <unistd.h>
 #include <structmember.h>
 
 #include "crashpoint.h"
@@ -162,18 +164,20 @@ static inline int take_fast(il_mutex_t *m)
     return 0;
 }
 
-static int lock_mutex(ShmObject *self, il_mutex_t *m, int64_t deadline, uint32_t *dead)
+/* *counted: see il_mutex_lock_counted (0 at the start of each acquisition). */
+static int lock_mutex(ShmObject *self, il_mutex_t *m, int64_t deadline, uint32_t *dead,
+                      int *counted)
 {
     if (take_fast(m))
         return IL_OK;
     for (;;) {
         int r;
         if (deadline == 0) {
-            r = il_mutex_lock(m, 0, dead);
+            r = il_mutex_lock_counted(m, 0, dead, counted);
         } else {
             self->busy++;
             Py_BEGIN_ALLOW_THREADS
-            r = il_mutex_lock(m, deadline, dead);
+            r = il_mutex_lock_counted(m, deadline, dead, counted);
             Py_END_ALLOW_THREADS
             self->busy--;
         }
@@ -631,7 +635,8 @@ static int ring_lock_side(RingObject *self, il_mutex_t *m, int64_t deadline)
      * as in queue.Queue, whose nowait calls also take its mutex. */
     if (deadline == 0)
         deadline = IL_FOREVER;
-    int r = lock_mutex((ShmObject *)self, m, deadline, NULL);
+    int counted = 0;
+    int r = lock_mutex((ShmObject *)self, m, deadline, NULL, &counted);
     if (r == IL_OK || r == IL_OWNER_DIED)
         return 0; /* a dead holder left the ring consistent (ring.h) */
     if (r == IL_TIMEDOUT)
@@ -1401,13 +1406,14 @@ static int mutex_acquire(MutexObject *self, int64_t deadline, int in_enter)
         return -1;
     }
     uint32_t dead = 0;
+    int counted = 0; /* one contention per acquisition, however many phases */
     int r;
     /* relaxed: configuration */
     int64_t slice = atomic_load_explicit(&deadlock_ns, memory_order_relaxed);
     if (take_fast(m)) {
         r = IL_OK;
     } else if (slice <= 0 || deadline == 0 || !self->trackable) {
-        r = lock_mutex((ShmObject *)self, m, deadline, &dead);
+        r = lock_mutex((ShmObject *)self, m, deadline, &dead, &counted);
     } else {
         /* Wait in phases: after deadlock_timeout, and then every recheck
          * interval, ask the wait-for graph whether we are in a cycle
@@ -1416,7 +1422,7 @@ static int mutex_acquire(MutexObject *self, int64_t deadline, int in_enter)
         for (;;) {
             int64_t now = il_now_ns();
             int64_t phase = deadline - now > slice ? now + slice : deadline;
-            r = lock_mutex((ShmObject *)self, m, phase, &dead);
+            r = lock_mutex((ShmObject *)self, m, phase, &dead, &counted);
             if (r != IL_TIMEDOUT || phase == deadline)
                 break;
             long_wait = 1;
@@ -1603,6 +1609,78 @@ static PyObject *Mutex_stats(MutexObject *self, PyObject *unused)
     return mutex_stats_dict(MUTEX(self));
 }
 
+/* ------------------------------------------- a held lock left behind
+ *
+ * A process whose last handle on a lock goes away (garbage collection, exit)
+ * while one of its threads holds the lock can never release it: no handle,
+ * no release().  The holder is alive, so the liveness check would let the
+ * others wait for good.  The lock is then handed to owner-death recovery
+ * (docs/design/lock.md, "A held lock left behind"): the start time in
+ * owner_hint is replaced by one that is not the holder's, so every
+ * liveness check -- a waiter's after its slice, a non-blocking acquire, and
+ * the holder's own next acquire ("our TID, not our hints") -- judges the
+ * owner dead and takes the lock over with IL_OWNER_DIED, exactly as after a
+ * death: the next owner is told, because what the lock protected may be
+ * half-updated. */
+
+/* The owner's TID if it is a thread of this process whose hint is in place
+ * (it took the word and wrote who it is), else 0. */
+static uint32_t mutex_holder_here(il_mutex_t *m)
+{
+    uint32_t tid = il_mutex_owner(m);
+    if (tid == 0)
+        return 0;
+    if (tid == il_self_tid())
+        return il_mutex_mine(m, tid) ? tid : 0;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%u", tid);
+    if (access(path, F_OK) != 0)
+        return 0; /* not one of our threads */
+    uint64_t start = 0;
+    if (il_task_stat(tid, &start, NULL) != 1)
+        return 0;
+    if (start == 0)
+        start = 1; /* as il_self_start() records an unknown start time */
+    /* relaxed: the hint is one atomic word; whether it names that thread is
+     * all we ask (its owner wrote it in program order after the word) */
+    uint64_t hint = atomic_load_explicit(&m->owner_hint, memory_order_relaxed);
+    return hint == ((start & 0xffffffffu) << 32 | tid) ? tid : 0;
+}
+
+static PyObject *Mutex_held_here(MutexObject *self, PyObject *unused)
+{
+    if (shm_check((ShmObject *)self) < 0)
+        return NULL;
+    return PyBool_FromLong(mutex_holder_here(MUTEX(self)) != 0);
+}
+
+/* _abandon(): if a thread of this process holds the lock, hand it to
+ * owner-death recovery (above).  True if it did. */
+static PyObject *Mutex_abandon(MutexObject *self, PyObject *unused)
+{
+    if (shm_check((ShmObject *)self) < 0)
+        return NULL;
+    il_mutex_t *m = MUTEX(self);
+    uint32_t tid = mutex_holder_here(m);
+    if (tid == 0)
+        Py_RETURN_FALSE;
+    /* relaxed load: our own process's thread wrote it (checked above) */
+    uint64_t hint = atomic_load_explicit(&m->owner_hint, memory_order_relaxed);
+    uint64_t other = ((hint >> 32) + 1) & 0xffffffffu;
+    if (other <= 1) /* 0 and 1 mean "start time unknown": il_task_alive would trust the TID */
+        other = 2;
+    /* relaxed: the hint is one atomic word, read by one load (invariant L4);
+     * the TID packed with it stays the word's, so readers trust the start
+     * time, and it is not the holder's: "dead" from now on. */
+    atomic_store_explicit(&m->owner_hint, other << 32 | tid, memory_order_relaxed);
+    /* release (a read-modify-write that changes nothing): what the holder
+     * wrote under the lock, and the hint above, happen-before the acquire
+     * CAS of whoever takes the lock over, which reads this value or a later
+     * one of the word's release sequence (waiters only add WAITERS by RMW). */
+    atomic_fetch_or_explicit(&m->word, 0, memory_order_release);
+    Py_RETURN_TRUE;
+}
+
 /* _wait_unlocked(timeout=None): block (GIL released) until the lock is free
  * or its owner is dead; False on timeout.  Takes nothing (for asyncio). */
 static PyObject *Mutex_wait_unlocked(MutexObject *self, PyObject *const *args, Py_ssize_t nargs,
@@ -1648,6 +1726,11 @@ static PyMethodDef Mutex_methods[] = {
     {"_count", (PyCFunction)Mutex_count, METH_NOARGS, NULL},
     {"_stats", (PyCFunction)Mutex_stats, METH_NOARGS, NULL},
     {"_detach", (PyCFunction)shm_detach, METH_NOARGS, NULL},
+    {"_held_here", (PyCFunction)Mutex_held_here, METH_NOARGS,
+     "_held_here()\n--\n\nTrue if a thread of this process holds the lock."},
+    {"_abandon", (PyCFunction)Mutex_abandon, METH_NOARGS,
+     "_abandon()\n--\n\nIf a thread of this process holds the lock, hand it to owner-death "
+     "recovery (the next acquirer takes it over and is told); True if it did."},
     {NULL}};
 
 static PyMemberDef Mutex_members[] = {

@@ -16,23 +16,38 @@ that the Sentinels name, found again after a fail-over.
 
 Errors: a connection refused, dropped or timed out becomes
 :class:`ConnectionLost`; an object whose keys the server no longer has
-becomes :class:`StateLost`.  Both are raised at once: interlock never
-retries an operation that may have run, and never reports an empty queue
-for one whose contents the server lost.  Credentials refused, or an ACL
-that forbids what interlock needs, raise :class:`AuthenticationFailed`
-(not a ``ConnectionError``: retrying cannot help); a key of the object that
-holds something interlock did not put there raises :class:`KeyConflict`;
-any other error reply, :class:`ServerError`.  Every message names the
-object and the server, with the URL's password replaced by ``***``.
+becomes :class:`StateLost`, and one whose state went back in time (a
+fencing token or a position lower than one this process already saw from
+it: a restart from an older snapshot, a failover to a lagging replica)
+:class:`RolledBack`.  An operation cut off is not blindly repeated: the
+object classes make each of their state-changing steps safe to repeat
+(acknowledgements are idempotent; a consumer re-reads its own pending list
+after a lost reply) and say where they retry.
+
+Deadlines: every reply is awaited for at most the caller's remaining time
+plus ``grace`` seconds (``call``): a stalled server costs a caller at most
+``grace`` past its timeout, never the lease or the connect timeout.
+
+Credentials refused, or an ACL that forbids what interlock needs, raise
+:class:`AuthenticationFailed` (not a ``ConnectionError``: retrying cannot
+help); a key of the object that holds something interlock did not put
+there raises :class:`KeyConflict`; any other error reply,
+:class:`ServerError`.  Every message names the object and the server,
+with the URL's password replaced by ``***``.
 
 The keeper: one daemon thread per backend and process renews every lease
 this process holds (locks, semaphore permits, queue consumers'
 heartbeats) at a third of the lease.  A lease whose owning thread has ended
 is not renewed (so it runs out, as a lock of a dead owner must); one that
-the server no longer recognises is marked lost.
+the server no longer recognises is marked lost.  Each lease also keeps a
+*local* deadline (the time its last successful renewal was sent, plus the
+lease): past it the holder cannot know that it still holds, and says so
+(``_is_owned()`` False, ``LeaseExpired`` on its next call), whether or not
+the server is reachable.
 """
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import re
@@ -51,7 +66,7 @@ from redis.retry import Retry
 from ._lua import LIBRARY
 
 __all__ = ["AuthenticationFailed", "Backend", "ConnectionLost", "KeyConflict", "LeaseExpired",
-           "ServerError", "StateLost", "redact", "split_url"]
+           "RolledBack", "ServerError", "StateLost", "redact", "split_url"]
 
 
 class ConnectionLost(ConnectionError):
@@ -63,6 +78,15 @@ class StateLost(ConnectionLost):
     """The server no longer has this object (it restarted without
     persistence, or its keys were deleted): its contents are gone, and
     interlock refuses to carry on as if it were merely empty."""
+
+
+class RolledBack(StateLost):
+    """The server's state went back in time: it handed out a fencing token,
+    or reported a position, lower than one this process had already seen
+    from it (a restart from an older RDB snapshot or a lost AOF tail, a
+    failover to a replica that had not received the latest writes).  Work
+    done against the lost state may be repeated or lost; interlock refuses
+    to carry on as if nothing happened."""
 
 
 class AuthenticationFailed(PermissionError):
@@ -90,6 +114,12 @@ class LeaseExpired(RuntimeError):
     under the lock after the lease ended was not protected.  Use fencing
     tokens to make the protected resource reject such late writes."""
 
+
+# No CLIENT SETINFO round trip on connect: a new connection to a stalled
+# server would wait for its reply past every caller's deadline.
+_NO_SETINFO: dict[str, Any] = (
+    {"driver_info": None} if "driver_info" in inspect.signature(_redis.Redis.__init__).parameters
+    else {"lib_name": None, "lib_version": None})
 
 _ERROR = re.compile(r"INTERLOCK_([A-Z]+)\s*(.*?)(?:\s+script: .*)?$", re.S)
 HOST = socket.gethostname()
@@ -166,16 +196,28 @@ def _positive(value: Any, what: str) -> float:
 class Lease:
     """One thing the keeper renews: a key, what it is, the token that owns it."""
 
-    __slots__ = ("__weakref__", "key", "lost", "owner", "thread", "token", "what")
+    __slots__ = ("__weakref__", "error", "key", "lost", "owner", "renew", "thread", "token",
+                 "until", "what")
 
     def __init__(self, key: str, what: str, token: str,
-                 thread: threading.Thread | None = None, owner: object = None) -> None:
+                 thread: threading.Thread | None = None, owner: object = None,
+                 until: float = math.inf,
+                 renew: Callable[[float], bool] | None = None) -> None:
         self.key = key
         self.what = what
         self.token = token
         self.thread = thread  # renew only while this thread runs
         self.owner = weakref.ref(owner) if owner is not None else None  # ... or this object lives
         self.lost = False
+        # Local deadline (time.monotonic()): when the request that last
+        # granted or renewed the lease was *sent*, plus the lease.  The
+        # server's lease cannot outlast it, whatever replies were lost.
+        self.until = until
+        self.error = ""  # the last failed renewal, for the holder to report
+        self.renew = renew  # a custom renewal (queue consumers), given a budget in s
+
+    def expired(self) -> bool:
+        return self.lost or time.monotonic() >= self.until
 
     def wanted(self) -> bool:
         if self.thread is not None and not self.thread.is_alive():
@@ -196,13 +238,23 @@ class Backend:
     - ``connect_timeout``: seconds to wait for a connection before raising
       :class:`ConnectionLost`.
     - ``prefix``: first part of every key name.
+    - ``grace``: seconds a reply may come after the caller's deadline before
+      the server counts as unreachable (``ConnectionLost``); also the budget
+      of a non-blocking call.
+    - ``durable``: after each state-changing call, wait (``WAIT`` /
+      ``WAITAOF``) until that many replicas (``("replicas", n)``), or the
+      local AOF (``"aof"``), have the write; a call the server cannot
+      confirm within its budget raises ``ConnectionLost``.  None: no wait.
     """
 
     def __init__(self, url: str, *, lease: float = 10.0, connect_timeout: float = 5.0,
-                 prefix: str = "interlock", check: bool = True) -> None:
+                 prefix: str = "interlock", check: bool = True, grace: float = 1.0,
+                 durable: Any = None) -> None:
         scheme, rest = split_url(url)
         self.lease = _positive(lease, "lease")
         self.connect_timeout = _positive(connect_timeout, "connect_timeout")
+        self.grace = _positive(grace, "grace")
+        self.durable = _durable(durable)
         if not isinstance(prefix, str):
             raise TypeError(f"prefix must be a str, not {type(prefix).__name__}")
         if "{" in prefix or "}" in prefix:
@@ -215,9 +267,11 @@ class Backend:
         self.safe_url = redact(self.url)  # what messages and repr() show
         self.mode = SCHEMES[scheme]
         self.prefix = prefix
-        # Blocking calls are cut into slices of at most `lease` seconds, so a
-        # reply is due within lease + connect_timeout: past that the server
-        # is unreachable, not slow.
+        # Blocking calls are cut into slices of at most `lease` seconds; each
+        # reply is awaited for the caller's time left (or the slice) plus
+        # `grace` (see call()).  The socket's own timeout, `grace`, bounds
+        # what call() does not: the connection handshake (HELLO), and the
+        # few plain redis-py calls (FUNCTION LOAD, DEL, PING).
         self.slice = self.lease
         self.client: Any = self._make_client(self.mode)
         self._loaded = False
@@ -226,6 +280,11 @@ class Backend:
         self._keeper: threading.Thread | None = None
         self._keeper_wake = threading.Event()
         self._pid = os.getpid()
+        # High-water marks (see RolledBack): object key + what -> highest seen.
+        self._marks: dict[str, int] = {}
+        self._marks_lock = threading.Lock()
+        # Queue consumers of this process (one per queue name and kind).
+        self.consumers: dict[Any, Any] = {}
         if check:
             self.ping()
 
@@ -236,8 +295,8 @@ class Backend:
         base = scheme.partition("+")[0]
         opts: dict[str, Any] = dict(
             socket_connect_timeout=self.connect_timeout,
-            socket_timeout=self.lease + self.connect_timeout + 1.0,
-            retry=Retry(NoBackoff(), 0), decode_responses=False)
+            socket_timeout=self.grace,
+            retry=Retry(NoBackoff(), 0), decode_responses=False, **_NO_SETINFO)
         if mode == "cluster":
             from redis.cluster import RedisCluster
             return RedisCluster.from_url(f"{base}://{rest}", **opts)
@@ -278,8 +337,13 @@ class Backend:
 
     # -- options travel with pickled objects ------------------------------
     def options(self) -> dict[str, Any]:
-        return {"lease": self.lease, "connect_timeout": self.connect_timeout,
-                "prefix": self.prefix}
+        out: dict[str, Any] = {"lease": self.lease, "connect_timeout": self.connect_timeout,
+                               "prefix": self.prefix}
+        if self.grace != 1.0:
+            out["grace"] = self.grace
+        if self.durable is not None:
+            out["durable"] = self.durable
+        return out
 
     def key(self, name: str, part: str) -> str:
         """``<prefix>:{<tag>}:<part>``: every key of one object shares the hash
@@ -308,8 +372,9 @@ class Backend:
 
     # -- calls --------------------------------------------------------------
     @contextmanager
-    def errors(self, keys: Sequence[str] = ()) -> Iterator[None]:
-        """Translate redis-py's errors into ours (see the module docstring)."""
+    def errors(self, keys: Sequence[str] = (), raw: bool = False) -> Iterator[None]:
+        """Translate redis-py's errors into ours (see the module docstring);
+        with ``raw``, error replies are left to the caller."""
         try:
             yield
         except (_redis.AuthenticationError, _redis.exceptions.AuthorizationError) as e:
@@ -328,6 +393,8 @@ class Backend:
             raise ConnectionLost(
                 f"Redis server {self.safe_url} unreachable or connection lost: {e}") from e
         except _redis.ResponseError as e:
+            if raw:
+                raise
             raise self.reply_error(e, keys) from e
         except _redis.exceptions.RedisClusterException as e:
             raise ServerError(f"{self.describe(keys)}: Redis Cluster {self.safe_url}: "
@@ -400,40 +467,137 @@ class Backend:
         self.client = self._make_client("cluster")
         self._loaded = False
 
-    def fcall(self, fn: str, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    def budget(self, deadline: float | None, wait: float = 0.0) -> float:
+        """Seconds to await a reply: what the caller has left (or ``wait``,
+        the server-side block of the command) plus ``grace``."""
+        if wait:
+            return wait + self.grace  # (a block is at most a slice)
+        if deadline is None:
+            return self.slice + self.grace
+        return min(max(deadline - time.monotonic(), 0.0), self.slice) + self.grace
+
+    def _pool(self, args: Sequence[Any]) -> Any:
+        """The connection pool a raw command goes to: the client's, or on a
+        cluster that of the node serving the command's key."""
+        if self.mode != "cluster":
+            return self.client.connection_pool
+        cmd = str(args[0]).upper()
+        key: Any = None
+        if cmd in ("FCALL", "FCALL_RO") and int(args[2]) > 0:
+            key = args[3]
+        elif cmd in ("XREAD", "XREADGROUP"):
+            key = args[[str(a).upper() for a in args].index("STREAMS") + 1]
+        elif cmd in ("BLPOP", "DEL", "GET", "SET"):
+            key = args[1]
+        node = (self.client.get_node_from_key(key) if key is not None
+                else self.client.get_default_node())
+        return node.redis_connection.connection_pool
+
+    def call(self, budget: float, *args: Any, keys: Sequence[str] = ()) -> Any:
+        """One raw command, its reply awaited at most ``budget`` seconds
+        (errors translated, see ``errors``; the connection is dropped on any
+        error, so a late reply can never be read as another call's).  On a
+        cluster, a ``MOVED`` reply (nothing ran) refreshes the slot map and
+        sends the command once more; to a plain client, it means the server
+        is a cluster node: the backend switches to a cluster client."""
+        with self.errors(keys):
+            return self._call_once_routed(budget, args)
+
+    def _call_once(self, budget: float, args: Sequence[Any]) -> Any:
+        pool = self._pool(args)
+        conn = pool.get_connection()
+        try:
+            conn.send_command(*args)
+            return conn.read_response(timeout=max(budget, 0.001))
+        except _redis.ResponseError:
+            raise
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            pool.release(conn)
+
+    def fcall(self, fn: str, keys: Sequence[str], args: Sequence[Any],
+              deadline: float | None = None, budget: float | None = None) -> Any:
+        if budget is None:
+            budget = self.budget(deadline)
         if not self._loaded:
             self._load()
-        for attempt in (0, 1, 2):
-            with self.errors(keys):
-                try:
-                    return self.client.fcall(fn, len(keys), *keys, *args)
-                except _redis.ResponseError as e:
-                    msg = str(e)
-                    if attempt < 2 and "unction not found" in msg:
-                        # A restarted or flushed server, a new primary: nothing ran.
-                        self._load(required=True, keys=keys)
-                        continue
-                    if (attempt < 2 and self.mode == "plain"
-                            and isinstance(e, _redis.exceptions.MovedError)):
-                        self._to_cluster()  # nothing ran: the key lives on another node
-                        self._load()
-                        continue
-                    m = _ERROR.search(msg)
-                    if m is None:
-                        raise self.reply_error(e, keys, fn) from e
-                    what, rest = m.group(1), m.group(2)
-                    if what == "LOST":
-                        raise StateLost(f"{self.describe(keys)} ({keys[0]}): {rest} "
-                                        f"(server {self.safe_url})") from None
-                    if what == "FOREIGN":
-                        key, _, held = rest.partition(" ")
-                        raise KeyConflict(
-                            f"{self.describe(keys)}: its key {key!r} holds a {held} that "
-                            "interlock did not make; refusing to delete or use it (remove "
-                            f"it, or choose another name or prefix) (server {self.safe_url})"
-                        ) from None
-                    raise _ObjectError(what, rest) from None
+        for attempt in (0, 1):
+            try:
+                with self.errors(keys, raw=True):
+                    r = self._call_once_routed(budget, ("FCALL", fn, len(keys), *keys, *args))
+                if self.durable is not None and fn in _WRITES:
+                    self._wait_durable(budget)
+                return r
+            except _redis.ResponseError as e:
+                msg = str(e)
+                if attempt == 0 and "unction not found" in msg:
+                    # A restarted or flushed server, a new primary: nothing ran.
+                    self._load(required=True, keys=keys)
+                    continue
+                m = _ERROR.search(msg)
+                if m is None:
+                    raise self.reply_error(e, keys, fn) from e
+                what, rest = m.group(1), m.group(2)
+                if what == "LOST":
+                    raise StateLost(f"{self.describe(keys)} ({keys[0]}): {rest} "
+                                    f"(server {self.safe_url})") from None
+                if what == "FOREIGN":
+                    key, _, held = rest.partition(" ")
+                    raise KeyConflict(
+                        f"{self.describe(keys)}: its key {key!r} holds a {held} that "
+                        "interlock did not make; refusing to delete or use it (remove "
+                        f"it, or choose another name or prefix) (server {self.safe_url})"
+                    ) from None
+                raise _ObjectError(what, rest) from None
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _call_once_routed(self, budget: float, args: Sequence[Any]) -> Any:
+        """``_call_once``, following one MOVED (see ``call``)."""
+        try:
+            return self._call_once(budget, args)
+        except _redis.exceptions.MovedError:
+            if self.mode == "plain":
+                self._to_cluster()
+                self._load()
+            else:
+                self.client.nodes_manager.initialize()
+            return self._call_once(budget, args)
+
+    def _wait_durable(self, budget: float) -> None:
+        """WAIT / WAITAOF after a write (on another connection of the pool:
+        it covers every write this client made before it)."""
+        assert self.durable is not None
+        kind, n = self.durable
+        ms = max(int(budget * 1000), 1)
+        if kind == "replicas":
+            got = self.call(budget + self.grace, "WAIT", n, ms)
+            ok = int(got) >= n
+        else:
+            got = self.call(budget + self.grace, "WAITAOF", 1, 0, ms)
+            ok = int(got[0]) >= 1
+        if not ok:
+            raise ConnectionLost(f"Redis server {self.safe_url}: the write was not confirmed "
+                                 f"durable ({kind} {n}) within {budget:.1f} s; it may be lost "
+                                 "in a crash or failover")
+
+    def check_mark(self, key: str, value: int, before: int) -> None:
+        """``value`` was read from the server by a call sent when this
+        process's high-water mark for ``key`` was ``before``: it must not be
+        lower (the server's state may not go back in time).  Then raise the
+        mark."""
+        if value < before:
+            raise RolledBack(f"{key}: the server answered {value}, lower than {before} already "
+                             f"seen from it: its state went back in time (restart from an "
+                             f"older snapshot, or failover to a lagging replica; server "
+                             f"{self.safe_url})")
+        with self._marks_lock:
+            if value > self._marks.get(key, 0):
+                self._marks[key] = value
+
+    def mark(self, key: str) -> int:
+        return self._marks.get(key, 0)
 
     def blocking(self, call: Callable[[], Any], keys: Sequence[str] = ()) -> Any:
         with self.errors(keys):
@@ -474,19 +638,45 @@ class Backend:
                 if not lease.wanted():
                     self.drop(lease)
                     continue
+                sent = time.monotonic()
                 try:
-                    ok = self.fcall("il_renew", [lease.key],
-                                    [lease.what, lease.token, int(self.lease * 1000)])
-                except ConnectionLost:
+                    if lease.renew is not None:
+                        ok = lease.renew(period)
+                    else:
+                        ok = self.fcall("il_renew", [lease.key],
+                                        [lease.what, lease.token, int(self.lease * 1000)],
+                                        budget=period)
+                except ConnectionLost as e:
+                    lease.error = str(e)  # the holder sees it once its local deadline passes
                     continue  # try again next round; the lease may yet survive
-                except Exception:  # pragma: no cover - never kill the keeper
+                except Exception as e:  # pragma: no cover - never kill the keeper
+                    lease.error = repr(e)
                     continue
                 if not ok:
                     lease.lost = True
                     self.drop(lease)
+                else:
+                    lease.until = sent + self.lease
+                    lease.error = ""
             wake = self._keeper_wake
             del self, leases
             wake.wait(period)
+
+
+# Functions that change state (WAIT/WAITAOF follow them when ``durable``).
+_WRITES = frozenset({"il_q_take", "il_q_taken", "il_q_ack", "il_q_put", "il_q_close",
+                     "il_q_beat", "il_lock_acquire", "il_lock_release", "il_sem_acquire",
+                     "il_sem_release", "il_ev_set", "il_ev_clear"})
+
+
+def _durable(d: Any) -> tuple[str, int] | None:
+    if d is None:
+        return None
+    if d == "aof":
+        return ("aof", 1)
+    if isinstance(d, (tuple, list)) and len(d) == 2 and d[0] == "replicas" and int(d[1]) >= 1:
+        return ("replicas", int(d[1]))
+    raise ValueError(f"durable must be None, 'aof' or ('replicas', n), not {d!r}")
 
 
 def name_tag(name: str) -> str:
