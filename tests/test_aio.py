@@ -319,3 +319,43 @@ def test_async_waiter_does_not_steal_the_release_wakeup() -> None:
         lock.detach()
     slow = [round(x * 1000, 1) for x in latencies if x > 0.040]
     assert not slow, f"B waited {slow} ms (all: {[round(x * 1000, 1) for x in latencies]})"
+
+
+def _wait_readable_once(q: interlock.Queue) -> None:
+    # What aio.py's helper thread does for get_async(), whose coroutine is
+    # then gone (cancelled, timed out): wait, take nothing.
+    assert q._wait_readable(30)
+
+
+def _blocking_getter(q: interlock.Queue, took: Any) -> None:
+    q.get(timeout=30)
+    took.value = time.monotonic()
+
+
+def test_async_reader_does_not_steal_the_put_wakeup() -> None:
+    # The ring's version of the bug above: a put of one item wakes one
+    # sleeper; if that is a wait-only reader that then takes nothing, the
+    # blocked get() in another process slept out its 100 ms slice.
+    ctx = mp.get_context("fork")
+    q = interlock.Queue()
+    took = ctx.Value("d", 0.0, lock=False)
+    latencies = []
+    try:
+        for _ in range(6):
+            c = ctx.Process(target=_wait_readable_once, args=(q,))
+            c.start()
+            assert wait_until(lambda: _in_futex_wait(c.pid), 10)
+            b = ctx.Process(target=_blocking_getter, args=(q, took))
+            b.start()
+            assert wait_until(lambda: q.statistics().consumers_waiting == 2, 10)
+            assert wait_until(lambda: _in_futex_wait(b.pid), 10)
+            t0 = time.monotonic()
+            q.put(b"x")
+            for p in (b, c):
+                p.join(30)
+                assert p.exitcode == 0
+            latencies.append(took.value - t0)
+    finally:
+        q.detach()
+    slow = [round(x * 1000, 1) for x in latencies if x > 0.050]
+    assert not slow, f"get() waited {slow} ms (all: {[round(x * 1000, 1) for x in latencies]})"

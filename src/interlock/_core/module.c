@@ -568,14 +568,17 @@ static inline void ring_notify(ShmObject *self, il_eventcount_t *ec, int n)
 }
 
 /* Wait (GIL released) until cond may hold or the deadline passes.
- * Returns IL_OK (retry the operation), IL_TIMEDOUT, or -1 (exception). */
+ * Returns IL_OK (retry the operation), IL_TIMEDOUT, or -1 (exception).
+ * *woken (if not NULL): the IL_OK came from a FUTEX_WAIT that ended by a
+ * wake-up, i.e. we may hold a notify's wake-up (see ring_wait_method). */
 static int ring_wait(ShmObject *self, il_eventcount_t *ec, cond_fn cond, uint64_t arg,
-                     int64_t deadline)
+                     int64_t deadline, int *woken)
 {
     il_ring_t *r = (il_ring_t *)self->p;
     int res = IL_OK;
     int budget = shm_spin_budget(self);
     int done = 0;
+    int slept = 0; /* the last il_ec_sleep returned IL_OK (woken or EAGAIN) */
     self->busy++;
     Py_BEGIN_ALLOW_THREADS
     if (budget > 0) {
@@ -594,6 +597,8 @@ static int ring_wait(ShmObject *self, il_eventcount_t *ec, cond_fn cond, uint64_
         uint32_t key = il_ec_prepare(ec);
         if (cond(r, arg)) {
             il_ec_cancel(ec);
+            if (woken)
+                *woken = slept;
             break;
         }
         int64_t now = il_now_ns();
@@ -604,6 +609,7 @@ static int ring_wait(ShmObject *self, il_eventcount_t *ec, cond_fn cond, uint64_
         }
         int64_t slice = deadline - now < WAIT_SLICE_NS ? deadline - now : WAIT_SLICE_NS;
         int w = il_ec_sleep(ec, key, slice);
+        slept = w == IL_OK;
         il_ec_cancel(ec);
         if (w == IL_TIMEDOUT) /* a whole slice with no wake: uncount dead waiters */
             il_ec_repair(ec);
@@ -710,7 +716,8 @@ static Py_ssize_t ring_put_msgs(RingObject *self, msg_t *m, Py_ssize_t n, int64_
                                       : "queue is full");
             return done;
         }
-        int w = ring_wait((ShmObject *)self, &r->not_full, cond_room, m[done].need, deadline);
+        int w = ring_wait((ShmObject *)self, &r->not_full, cond_room, m[done].need, deadline,
+                           NULL);
         if (w < 0)
             return done;
         if (w == IL_TIMEDOUT) {
@@ -888,7 +895,7 @@ static Py_ssize_t ring_get_raw_(RingObject *self, raw_t *out, Py_ssize_t max, in
             PyErr_SetNone(Empty);
             return -1;
         }
-        int w = ring_wait((ShmObject *)self, &r->not_empty, cond_not_empty, 0, deadline);
+        int w = ring_wait((ShmObject *)self, &r->not_empty, cond_not_empty, 0, deadline, NULL);
         if (w < 0)
             return -1;
         if (w == IL_TIMEDOUT) {
@@ -1122,7 +1129,7 @@ static PyObject *Ring_join(RingObject *self, PyObject *const *args, Py_ssize_t n
         return NULL;
     il_ring_t *r = RING(self);
     while (!cond_all_done(r, 0)) {
-        int w = ring_wait((ShmObject *)self, &r->all_done, cond_all_done, 0, deadline);
+        int w = ring_wait((ShmObject *)self, &r->all_done, cond_all_done, 0, deadline, NULL);
         if (w < 0)
             return NULL;
         if (w == IL_TIMEDOUT)
@@ -1147,7 +1154,18 @@ static const char *const wait_names[] = {"nbytes", "timeout"};
  * (GIL released) until a get / a put of nbytes may succeed, or the queue is
  * closed; False on timeout.  Consume nothing: the asyncio layer waits with
  * these in a helper thread and does the get/put in the loop's thread, so a
- * cancelled coroutine never holds an item. */
+ * cancelled coroutine never holds an item.
+ *
+ * A put notifies as many sleepers as it put records (il_ec_notify(ec, k)),
+ * and a get as many as it took.  If one of those wake-ups lands here, the
+ * record it announced may be taken by nobody: the coroutine may be gone
+ * (cancelled, timed out) or lose the race, while a blocked get() in another
+ * process sleeps on until its slice (100 ms) runs out.  So, returning after a
+ * wake-up, we pass one on (the mutex's wait-only waiter does the same,
+ * mutex.c il_mutex_wait_unlocked; model: eventcount.pml WATCHER).  Cost: one
+ * notify per asyncio wake-up, only when someone else is counted asleep; a
+ * blocked get() that then finds the record taken by the coroutine sleeps
+ * again (a spurious wake, never a lost one). */
 static PyObject *ring_wait_method(RingObject *self, il_eventcount_t *ec, cond_fn cond,
                                   uint64_t arg, PyObject *timeout)
 {
@@ -1156,11 +1174,16 @@ static PyObject *ring_wait_method(RingObject *self, il_eventcount_t *ec, cond_fn
         return NULL;
     il_ring_t *r = RING(self);
     while (!cond(r, arg)) {
-        int w = ring_wait((ShmObject *)self, ec, cond, arg, deadline);
+        int woken = 0;
+        int w = ring_wait((ShmObject *)self, ec, cond, arg, deadline, &woken);
         if (w < 0)
             return NULL;
         if (w == IL_TIMEDOUT)
             Py_RETURN_FALSE;
+        if (woken) {
+            il_ec_notify(ec, 1);
+            break;
+        }
     }
     Py_RETURN_TRUE;
 }
