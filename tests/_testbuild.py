@@ -55,6 +55,8 @@ def crashpoint_build() -> Path:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         if r.returncode != 0:
             raise RuntimeError(f"the crash-point build failed:\n{' '.join(cmd)}\n{r.stderr}")
+        for old in out.parent.glob("crashpoints-*"):  # builds of older sources
+            shutil.rmtree(old, ignore_errors=True)
         try:
             tmp.rename(out)
         except OSError:  # another session built it meanwhile
