@@ -23,7 +23,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from . import _core, _segment
+from . import _core, _hierarchy, _segment
 from ._errors import OwnerDiedError, OwnerDiedWarning
 from ._shared import SharedObject
 from ._hierarchy import TrackedLockMixin
@@ -61,7 +61,11 @@ class Lock(_core.Mutex, SharedObject, TrackedLockMixin, AsyncLockMixin):
     _recursive = False
 
     def __init__(self, *, name: str | None = None, create: bool | None = None,
-                 on_owner_death: str = "warn", level: int | None = None) -> None:
+                 on_owner_death: str = "warn", level: int | None = None,
+                 _owned: bool = False) -> None:
+        # _owned (private): this lock is made by a Value, Array or Condition
+        # for its own use; recorded in the segment header (FLAG_OWNED) so
+        # that `interlock ls` shows it with its owner, not as the user's.
         if on_owner_death not in _MODES:
             raise ValueError(f"on_owner_death must be one of {_MODES}, not {on_owner_death!r}")
         if level is not None and (isinstance(level, bool) or not isinstance(level, int)):
@@ -75,7 +79,8 @@ class Lock(_core.Mutex, SharedObject, TrackedLockMixin, AsyncLockMixin):
 
         # params[0]: 0 = no level, else level + 2**31 (so that 0 stays "none")
         stored = 0 if level is None else level + 2**31
-        seg = self._open_segment(name, create, _core.MUTEX_SIZE, (stored,), init)
+        seg = self._open_segment(name, create, _core.MUTEX_SIZE, (stored,), init,
+                                 _segment.FLAG_OWNED if _owned else 0)
         have = seg.params()[0]
         if not seg.created and level is not None and have != stored:
             seg.release()
@@ -84,6 +89,13 @@ class Lock(_core.Mutex, SharedObject, TrackedLockMixin, AsyncLockMixin):
         self.level: int | None = None if have == 0 else have - 2**31
         _core.Mutex.__init__(self, seg.mm, seg.object_offset, recursive=self._recursive)
         self._tracked = self.level is not None
+        # lockdep's class (_hierarchy): the name, or where an anonymous lock
+        # was made (kept when pickled to another process: SharedObject).
+        self._lock_class = (_hierarchy.creation_class(type(self).__name__) if seg.anonymous
+                            else seg.name)
+        # What this lock is (_hierarchy.lock_key): a shared-memory lock "db"
+        # is not a Redis lock "db".
+        self._lock_key = ("shm", seg.name)
 
     def _pickle_options(self) -> dict[str, Any]:
         return {"on_owner_death": self._on_death}

@@ -31,10 +31,12 @@ class SharedObject:
         object_size: int,
         params: tuple[int, ...],
         init: Callable[[Any, int], None],
+        flags: int = 0,
     ) -> _segment.Segment:
         if create not in (None, True, False):
             raise TypeError(f"create must be None, True or False, not {create!r}")
-        seg = _segment.Segment(name, self._kind, object_size, params, create=create, init=init)
+        seg = _segment.Segment(name, self._kind, object_size, params, create=create, init=init,
+                               flags=flags)
         self._seg = seg
         self.name = seg.name
         # Release this process's slot when the object is garbage collected.
@@ -48,7 +50,11 @@ class SharedObject:
         return {}
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), self._seg.name, self._pickle_options()))
+        args = (type(self), self._seg.name, self._pickle_options())
+        # A lock's lockdep class (an anonymous lock's creation site) travels
+        # with it, so that every process sees the same class (_hierarchy).
+        cls = self.__dict__.get("_lock_class")
+        return (_rebuild, args) if cls is None else (_rebuild, args, {"_lock_class": cls})
 
     def detach(self) -> None:
         """Release this process's handle (idempotent).  The segment lives on

@@ -239,6 +239,10 @@ class RWLock(_core.RWLock, _Robust, SharedObject):
         seg = self._open_segment(name, create, _core.sync_size(_core.SYNC_RWLOCK, nslots), (),
                                  init)
         _core.RWLock.__init__(self, seg.mm, seg.object_offset)
+        # lockdep's class: the name, or where an anonymous RWLock was made
+        self._lock_class = (_hierarchy.creation_class("RWLock") if seg.anonymous
+                            else seg.name)
+        self._lock_key = ("shm", seg.name)  # what it is (_hierarchy.lock_key)
 
     def read(self, timeout: float | None = None) -> _Hold:
         """Context manager: hold for reading."""
@@ -434,14 +438,14 @@ class Condition(_core.Condition, SharedObject):
         if lock is not None and not isinstance(lock, Lock):
             raise TypeError(f"lock must be an interlock Lock or RLock, not {type(lock).__name__}")
         if lock is None and (create is not False and name is None):
-            lock = RLock()
+            lock = RLock(_owned=True)
         nslots = self._NSLOTS
         made = lock
 
         def init(buf: Any, offset: int) -> None:
             nonlocal made
             if made is None:
-                made = RLock()
+                made = RLock(_owned=True)
             _core.Condition(buf, offset, create=True, lock_name=made.name,
                             lock_recursive=isinstance(made, RLock), nslots=nslots)._detach()
 
