@@ -6,6 +6,7 @@ RING_HEADER_SIZE: int
 RING_MAX_SIZE: int
 CACHELINE: int
 CRASH_EXIT: int
+CRASHPOINTS: int  # 1 in a test build (INTERLOCK_TEST_BUILD=1): crash points can be armed
 SYNC_SEMAPHORE: int
 SYNC_RWLOCK: int
 SYNC_EVENT: int
