@@ -310,9 +310,8 @@ def test_killed_while_growing_the_table_leaves_it_sane():
         start1 = _core.task_start(1) or 0
         seg._meta_acquire()
         try:  # every free slot of the first page: a live process (pid 1)
-            for i, pid, _, _ in seg._table():
-                if pid == 0:
-                    seg._set_slot(i, 1, 1, 0, start1)
+            while (i := _segment._free_slot(seg.mm, hwm0)) >= 0:
+                seg._set_slot(i, 1, 1, 0, start1)
         finally:
             seg.meta.release()
         pid = os.fork()
