@@ -26,7 +26,7 @@ def _add_lockdep(sub: Any) -> None:
 def cmd_lockdep(args: argparse.Namespace) -> int:
     from . import _segment, lockdep
 
-    if not os.path.exists(_segment.path_of("@lockdep")):
+    if not os.path.exists(_segment.path_of(_segment.internal_name("@lockdep"))):
         rep = lockdep.Report((), ())
     else:
         rep = lockdep.report()
@@ -60,7 +60,7 @@ def _add_graph(sub: Any) -> None:
 def cmd_graph(args: argparse.Namespace) -> int:
     from . import _segment, _waitfor
 
-    ws = _waitfor.waits() if os.path.exists(_segment.path_of("@waitfor")) else []
+    ws = _waitfor.waits() if os.path.exists(_segment.path_of(_segment.internal_name("@waitfor"))) else []
     cycles = _waitfor.all_cycles(ws)
     if args.dot:
         print(_waitfor.graph_dot(ws))

@@ -125,7 +125,7 @@ class ObjectInfo:
     name: str
     kind: str  # "Queue", "Lock", ..., "?" for an unreadable segment
     path: str
-    size: int  # bytes of shared memory
+    size: int  # bytes of shared memory allocated (the file is sparse)
     creator_pid: int
     creator_alive: bool
     created: float  # seconds since the epoch
@@ -246,7 +246,8 @@ def _describe_path(name: str, path: str, alive: _Liveness) -> ObjectInfo:
             name=name,
             kind=kind,
             path=path,
-            size=hdr.total_size,
+            # allocated, not the file's size: the process table is sparse
+            size=st.st_blocks * 512,
             creator_pid=hdr.creator_pid,
             creator_alive=alive(hdr.creator_pid, hdr.creator_start),
             created=hdr.created_ns / 1e9,

@@ -148,6 +148,14 @@ def path_of(name: str) -> str:
     return f"{SHM_DIR}/{PREFIX}.{_UID}.{name}"
 
 
+def internal_name(name: str) -> str:
+    """The segment name of one of interlock's own tables ("@waitfor"): one
+    per layout version, so that the processes of an older release, still
+    running, keep theirs and a newer one makes its own (they could not read
+    each other's)."""
+    return f"{name}.v{LAYOUT_VERSION}"
+
+
 def _fresh_name() -> str:
     return f"anon-{os.getpid()}-{secrets.token_hex(6)}"
 
@@ -283,7 +291,7 @@ class Segment:
         self.anonymous = name is None
         if internal:  # interlock's own objects: "@name", never a user's name
             assert name is not None and name.startswith("@") and validate_name(name[1:])
-            self.name = name
+            self.name = internal_name(name)
         else:
             self.name = validate_name(name) if name is not None else _fresh_name()
         self.path = path_of(self.name)
