@@ -153,7 +153,8 @@ def internal_name(name: str) -> str:
     per layout version, so that the processes of an older release, still
     running, keep theirs and a newer one makes its own (they could not read
     each other's)."""
-    return f"{name}.v{LAYOUT_VERSION}"
+    assert name.startswith("@")
+    return f"@v{LAYOUT_VERSION}.{name[1:]}"  # "@v2.waitfor": a prefix keeps name prefixes
 
 
 def _fresh_name() -> str:
@@ -697,17 +698,21 @@ class Segment:
         mapping is still valid, only the name is gone (segment.md, "Fork")."""
         if self._pid == os.getpid() or self._released or self.mm is None:
             return
-        self._claim_slot(adopt=True)
-        self._pid = os.getpid()
+        with _adopt_lock:  # two threads of the child: one claim
+            if self._pid == os.getpid():
+                return
+            self._claim_slot(adopt=True)
+            self._pid = os.getpid()
         _register_exit_once()
 
 
 def _after_fork_in_child() -> None:
     # Nothing is claimed here: the child becomes a user of an object when it
     # first uses it (Segment.adopt).  So a fork costs nothing per object.
-    global current_pid
+    global current_pid, _adopt_lock
     current_pid = os.getpid()
     Segment._live_lock = threading.Lock()  # the parent's may have been held
+    _adopt_lock = threading.Lock()
 
 
 def _release_all() -> None:
@@ -716,6 +721,7 @@ def _release_all() -> None:
 
 
 _exit_registered_in = 0
+_adopt_lock = threading.Lock()
 
 
 def _register_exit_once() -> None:

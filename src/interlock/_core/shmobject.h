@@ -97,7 +97,7 @@ static inline int shm_check(ShmObject *self)
         PyErr_SetString(PyExc_ValueError, "operation on a closed (detached) interlock object");
         return -1;
     }
-    if (__builtin_expect(self->pid != il_self_pid(), 0))
+    if (__builtin_expect(self->pid != il_self_pid_fast(), 0))
         return shm_adopt(self);
     return 0;
 }
