@@ -664,6 +664,24 @@ class TestFailures:
             silent.close()
 
 
+def test_ordered_takes_a_redis_lock_and_a_local_lock_of_one_name(r):
+    """ordered() de-duplicated by name: of a shared-memory lock and a Redis
+    lock both called "x", only one was taken.  They are two locks."""
+    import interlock
+
+    name = f"ord-{uuid.uuid4().hex[:8]}"
+    rl = r.Lock(name=name)
+    local = interlock.Lock(name=name)
+    try:
+        with interlock.ordered(rl, local, rl) as got:
+            assert len(got) == 2
+            assert local.locked() and rl.locked()
+        assert not local.locked() and not rl.locked()
+    finally:
+        local.detach()
+        rl.unlink()
+
+
 def test_lockdep_sees_redis_locks_and_local_ones(r):
     """Lock-order validation covers Redis locks too, in the same graph as the
     local ones: ABBA between a Redis lock and a shared-memory lock is

@@ -23,7 +23,7 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from . import _core, _segment
+from . import _core, _hierarchy, _segment
 from ._errors import OwnerDiedError, OwnerDiedWarning
 from ._shared import SharedObject
 from ._hierarchy import TrackedLockMixin
@@ -84,6 +84,13 @@ class Lock(_core.Mutex, SharedObject, TrackedLockMixin, AsyncLockMixin):
         self.level: int | None = None if have == 0 else have - 2**31
         _core.Mutex.__init__(self, seg.mm, seg.object_offset, recursive=self._recursive)
         self._tracked = self.level is not None
+        # lockdep's class (_hierarchy): the name, or where an anonymous lock
+        # was made (kept when pickled to another process: SharedObject).
+        self._lock_class = (_hierarchy.creation_class(type(self).__name__) if seg.anonymous
+                            else seg.name)
+        # What this lock is (_hierarchy.lock_key): a shared-memory lock "db"
+        # is not a Redis lock "db".
+        self._lock_key = ("shm", seg.name)
 
     def _pickle_options(self) -> dict[str, Any]:
         return {"on_owner_death": self._on_death}

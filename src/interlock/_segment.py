@@ -145,14 +145,16 @@ def validate_name(name: object) -> str:
 
 
 def path_of(name: str) -> str:
+    if name.startswith("@") and not name.startswith(f"@v{LAYOUT_VERSION}."):
+        name = internal_name(name)
     return f"{SHM_DIR}/{PREFIX}.{_UID}.{name}"
 
 
 def internal_name(name: str) -> str:
-    """The segment name of one of interlock's own tables ("@waitfor"): one
-    per layout version, so that the processes of an older release, still
-    running, keep theirs and a newer one makes its own (they could not read
-    each other's)."""
+    """The file name of one of interlock's own tables ("@waitfor" lives in
+    "@v2.waitfor"; path_of applies it): one per layout version, so that the
+    processes of an older release, still running, keep theirs and a newer
+    one makes its own (they could not read each other's)."""
     assert name.startswith("@")
     return f"@v{LAYOUT_VERSION}.{name[1:]}"  # "@v2.waitfor": a prefix keeps name prefixes
 
@@ -292,7 +294,7 @@ class Segment:
         self.anonymous = name is None
         if internal:  # interlock's own objects: "@name", never a user's name
             assert name is not None and name.startswith("@") and validate_name(name[1:])
-            self.name = internal_name(name)
+            self.name = name
         else:
             self.name = validate_name(name) if name is not None else _fresh_name()
         self.path = path_of(self.name)

@@ -57,7 +57,11 @@ class SharedObject:
         # Passing it on is a use: the name must outlive this process's
         # parent for the receiver to attach.
         self._seg.adopt()
-        return (_rebuild, (type(self), self._seg.name, self._pickle_options()))
+        args = (type(self), self._seg.name, self._pickle_options())
+        # A lock's lockdep class (an anonymous lock's creation site) travels
+        # with it, so that every process sees the same class (_hierarchy).
+        cls = self.__dict__.get("_lock_class")
+        return (_rebuild, args) if cls is None else (_rebuild, args, {"_lock_class": cls})
 
     def detach(self) -> None:
         """Release this process's handle (idempotent).  The segment lives on

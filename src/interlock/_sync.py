@@ -239,6 +239,10 @@ class RWLock(_core.RWLock, _Robust, SharedObject):
         seg = self._open_segment(name, create, _core.sync_size(_core.SYNC_RWLOCK, nslots), (),
                                  init)
         _core.RWLock.__init__(self, seg.mm, seg.object_offset)
+        # lockdep's class: the name, or where an anonymous RWLock was made
+        self._lock_class = (_hierarchy.creation_class("RWLock") if seg.anonymous
+                            else seg.name)
+        self._lock_key = ("shm", seg.name)  # what it is (_hierarchy.lock_key)
 
     def read(self, timeout: float | None = None) -> _Hold:
         """Context manager: hold for reading."""

@@ -194,6 +194,9 @@ def on_long_wait(lock: Any) -> None:
             tbl = _tbl()
             with tbl:
                 tbl.remove_if(lambda r: r[1] == tid)
+                # The lock by its shared-memory name: only _core.Mutex locks
+                # (shm Lock/RLock) wait here (Redis locks never do), and the
+                # owner is read from the segment of that name (lock_owner).
                 tbl.append(os.getpid(), tid, _core.self_start(), since,
                            lock.name.encode()[:199], where(2).encode()[:399])
     ws = waits()

@@ -125,8 +125,10 @@ class _Shared:
 
     def __reduce__(self) -> Any:
         from .._connect import _rebuild
-        return (_rebuild, (self._backend.url, self._backend.options(), type(self).__name__,
-                           self._name, *self._rebuild_args()))
+        args = (self._backend.url, self._backend.options(), type(self).__name__,
+                self._name, *self._rebuild_args())
+        cls = self.__dict__.get("_lock_class")  # a lock's lockdep class travels with it
+        return (_rebuild, args) if cls is None else (_rebuild, args, {"_lock_class": cls})
 
     def __repr__(self) -> str:
         return f"<interlock.redis.{type(self).__name__} name={self._name!r} on {self._backend.url}>"
@@ -169,17 +171,19 @@ class Lock(_Shared):
     _recursive = False
     level = None  # for the lock-order tooling (_hierarchy): no levels on Redis
 
-    @property
-    def _lock_class(self) -> str:
-        # lockdep's class of this lock: its own namespace (not the local "db")
-        return f"redis:{self.name}"
-
     def __init__(self, backend: Backend, *, name: str | None = None, create: bool | None = None,
                  on_owner_death: str = "warn") -> None:
         if on_owner_death not in _MODES:
             raise ValueError(f"on_owner_death must be one of {_MODES}, not {on_owner_death!r}")
         self._on_death = on_owner_death
+        # lockdep's class: its own namespace (not the local "db"); the name,
+        # or where an anonymous lock was made (pickled with it: __reduce__).
+        self._lock_class = _hierarchy.fit(
+            "redis:" + (name if name is not None else _hierarchy.creation_class(type(self).__name__)))
         self._open(backend, name, create)
+        # What this lock is (_hierarchy.lock_key): its key on its server; a
+        # shared-memory lock of the same name is another lock.
+        self._lock_key = ("redis", backend.url, self._keys[0])
         self._holds: dict[int, _Hold] = {}
         self._pid = os.getpid()
 
