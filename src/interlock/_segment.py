@@ -145,14 +145,17 @@ def validate_name(name: object) -> str:
 
 
 def path_of(name: str) -> str:
-    if name.startswith("@") and not name.startswith(f"@v{LAYOUT_VERSION}."):
-        name = internal_name(name)
     return f"{SHM_DIR}/{PREFIX}.{_UID}.{name}"
+
+
+def internal_path(name: str) -> str:
+    """Where one of interlock's own tables ("@waitfor") lives."""
+    return path_of(internal_name(name))
 
 
 def internal_name(name: str) -> str:
     """The file name of one of interlock's own tables ("@waitfor" lives in
-    "@v2.waitfor"; path_of applies it): one per layout version, so that the
+    "@v2.waitfor"): one per layout version, so that the
     processes of an older release, still running, keep theirs and a newer
     one makes its own (they could not read each other's)."""
     assert name.startswith("@")
@@ -297,7 +300,7 @@ class Segment:
             self.name = name
         else:
             self.name = validate_name(name) if name is not None else _fresh_name()
-        self.path = path_of(self.name)
+        self.path = internal_path(self.name) if internal else path_of(self.name)
         self.kind = kind
         self.created = False
         self._released = False
