@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
+import sys
 import threading
 import time
 import warnings
@@ -688,6 +689,30 @@ def test_demo_deadlock_caught_then_avoided() -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     assert "DeadlockError" in r.stdout and "caught: 1 victim, 1 completed" in r.stdout
     assert "no deadlock: 1000 acquisitions" in r.stdout
+    # Regression: the wait sites were multiprocessing/process.py's (the demo
+    # is in the interlock package, whose frames were all skipped).
+    waits = [line for line in r.stdout.splitlines() if " waits for " in line]
+    assert len(waits) == 2, r.stdout
+    for line in waits:
+        assert "demos/deadlock.py:" in line and " in _actor" in line, line
+        assert "multiprocessing" not in line, line
+
+
+def test_sites_are_the_users_lines_not_the_stdlib(lockdep_on: Any) -> None:
+    """Locks entered through the standard library (contextlib here;
+    multiprocessing's Process.run, threading, asyncio alike) are reported at
+    the user's line that called it."""
+    name_of = _names("stdlib-sites")
+    a, b = _make(name_of, "A"), _make(name_of, "B")
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(a)
+        stack.enter_context(b)  # the site of the order "A then B"
+    line = sys._getframe().f_lineno - 1
+    edge = next(e for e in lockdep.report().edges if e.before == name_of("A"))
+    for where in (edge.where_before, edge.where_after):
+        assert "contextlib" not in where, where
+        assert where.startswith(f"{__file__}:") and "in test_sites_are_the_users" in where
+    assert edge.where_after.startswith(f"{__file__}:{line} ")
 
 
 def test_demo_via_cli_dispatches_demos_with_own_parser() -> None:

@@ -421,3 +421,30 @@ def test_nonblocking_acquire_takes_over_from_dead_owner(backend, lock_factory, m
     assert lock.acquire(False) is True
     assert lock.statistics().owner_deaths == 1
     lock.release()
+
+
+def test_one_long_wait_is_one_contention():
+    """Regression: a waiter that waits in phases (the deadlock check runs
+    after deadlock_timeout, then every 250 ms) counted a contention per
+    phase: one waiter of 1.5 s showed `contentions 6` in `interlock inspect`."""
+    import interlock
+
+    old = interlock._waitfor.deadlock_timeout()
+    interlock.set_deadlock_timeout(0.05)
+    lock = interlock.Lock()
+    try:
+        lock.acquire()
+        waiter = threading.Thread(target=lambda: (lock.acquire(), lock.release()))
+        waiter.start()
+        deadline = time.monotonic() + 10
+        while lock.statistics().contentions == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)  # the waiter is in the slow path
+        time.sleep(0.05 + 4 * 0.25)  # several deadlock-check phases
+        assert lock.statistics().waiters == 1
+        lock.release()
+        waiter.join(10)
+        s = lock.statistics()
+        assert (s.acquisitions, s.contentions) == (2, 1)
+    finally:
+        interlock.set_deadlock_timeout(old)
+        lock.detach()

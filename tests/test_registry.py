@@ -260,6 +260,8 @@ def test_unreadable_and_vanishing_entries(tmp_path: Any, monkeypatch: pytest.Mon
     (tmp_path / f"interlock.{uid}.garbage").write_bytes(b"not a segment" * 100)
     (tmp_path / f"interlock.{uid}.short").write_bytes(b"x")
     (tmp_path / "someone-else.txt").write_bytes(b"")
+    for entry in ("garbage", "short"):  # as interlock makes them (test_hostile: other modes)
+        os.chmod(tmp_path / f"interlock.{uid}.{entry}", 0o600)
     objs = _registry.list_objects()
     assert [(o.name, o.kind) for o in objs] == [("garbage", "?"), ("short", "?")]
     assert "bad magic" in objs[0].problem and "truncated" in objs[1].problem

@@ -61,7 +61,11 @@ class Lock(_core.Mutex, SharedObject, TrackedLockMixin, AsyncLockMixin):
     _recursive = False
 
     def __init__(self, *, name: str | None = None, create: bool | None = None,
-                 on_owner_death: str = "warn", level: int | None = None) -> None:
+                 on_owner_death: str = "warn", level: int | None = None,
+                 _owned: bool = False) -> None:
+        # _owned (private): this lock is made by a Value, Array or Condition
+        # for its own use; recorded in the segment header (FLAG_OWNED) so
+        # that `interlock ls` shows it with its owner, not as the user's.
         if on_owner_death not in _MODES:
             raise ValueError(f"on_owner_death must be one of {_MODES}, not {on_owner_death!r}")
         if level is not None and (isinstance(level, bool) or not isinstance(level, int)):
@@ -75,7 +79,8 @@ class Lock(_core.Mutex, SharedObject, TrackedLockMixin, AsyncLockMixin):
 
         # params[0]: 0 = no level, else level + 2**31 (so that 0 stays "none")
         stored = 0 if level is None else level + 2**31
-        seg = self._open_segment(name, create, _core.MUTEX_SIZE, (stored,), init)
+        seg = self._open_segment(name, create, _core.MUTEX_SIZE, (stored,), init,
+                                 _segment.FLAG_OWNED if _owned else 0)
         have = seg.params()[0]
         if not seg.created and level is not None and have != stored:
             seg.release()

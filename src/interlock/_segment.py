@@ -18,14 +18,19 @@ of attached processes, then the object (a ring, a mutex, ...)::
     56      4     number of slots (MAX_SLOTS)
     60      4     users: slots in use (kept under the meta lock)
     64      4     unlinked: set, under the meta lock, when the name is removed
-    68      4     high-water mark: slots [0, hwm) may be in use; their pages
-                  are allocated (the rest of the table is a hole in the file)
+    68      4     flags, written once by the creator (FLAG_*): 1 = interlock's own
+                  bookkeeping ("@" names), 2 = made by another object for its own
+                  use (the lock of a Value, Array or Condition); 0 in segments
+                  made before the field existed (it was reserved, always 0)
     72      56    params: kind-specific creation parameters (8 x u64, first 7)
     128     256   name, UTF-8, NUL-padded
     384     64    holder site: u32 tid + 60 bytes "file:line in func" (Lock,
                   RLock, written only while acquisitions are tracked)
     448     64    meta lock (a robust mutex, _core.Mutex)
-    512     16*N  slots: {u32 pid, u16 refs, u16 roles, u64 start time}
+    512     4     high-water mark: slots [0, hwm) may be in use; their pages
+                  are allocated (the rest of the table is a hole in the file)
+    516     60    reserved
+    576     16*N  slots: {u32 pid, u16 refs, u16 roles, u64 start time}
                   (roles, for a queue: 1 = this process has put, 2 = has got;
                   pid is the commit word: written last, cleared first)
     ...           object, 64-byte aligned
@@ -34,6 +39,11 @@ Creation is atomic: the creator builds the whole segment in a private temp
 file, then ``link()``s it to its name; ``link`` fails if the name exists, and
 an attacher never sees a half-built segment. Mode 0600, ``O_EXCL``,
 ``O_NOFOLLOW``: no other user, no symlink games.
+
+Everything else found in the directory may be hostile (it is world-writable
+and uids are public): every entry this process did not just create is opened
+by :func:`open_entry` and removed by :func:`remove_entry`, the one owner of
+that rule (see there).
 
 Lifetime (docs/design/segment.md): a process that attaches claims a slot
 (pid, start time, refcount) under the meta lock; detaching releases it. A
@@ -54,6 +64,7 @@ import mmap
 import os
 import re
 import secrets
+import stat
 import struct
 import sys
 import threading
@@ -92,19 +103,22 @@ KIND_NAMES.update({
     KIND_CONDITION: "Condition", KIND_VALUE: "Value", KIND_ARRAY: "Array",
 })
 
-_HDR = struct.Struct("<8sIIQIIQQIIIIII")  # up to and including reserved @68
+_HDR = struct.Struct("<8sIIQIIQQIIIIII")  # up to and including flags @68
 _PARAMS = struct.Struct("<7Q")
 _SLOT = struct.Struct("<IHHQ")
 ROLE_PRODUCER, ROLE_CONSUMER = 1, 2
+# Header flags (offset 68): what `interlock ls` hides by default.
+FLAG_INTERNAL = 1  # interlock's own bookkeeping (the deadlock tooling's tables)
+FLAG_OWNED = 2  # made by another object for its own use (a Value's default lock)
 OFF_USERS = 60
 OFF_UNLINKED = 64
-OFF_HWM = 68
 OFF_PARAMS = 72
 OFF_NAME = 128
 NAME_MAX = 200
 OFF_SITE = 384
 OFF_META_LOCK = 448
-OFF_SLOTS = 512
+OFF_HWM = 512  # the table's header: u32 high-water mark, 60 bytes reserved
+OFF_SLOTS = 576
 # Processes attached to one object at once, at most.  The table is a sparse
 # 1 MiB of the file: a page of it (256 slots) is allocated only when the
 # table grows into it, and scans stop at the high-water mark.
@@ -162,6 +176,100 @@ def internal_name(name: str) -> str:
     return f"@v{LAYOUT_VERSION}.{name[1:]}"  # "@v2.waitfor": a prefix keeps name prefixes
 
 
+# ------------------------------------------------ entries we did not create
+# /dev/shm is world-writable (sticky) and uids are public: whatever sits at
+# one of our names may have been planted by another user.  A FIFO there makes
+# a blocking open wait for a writer forever; a symlink leads anywhere; as
+# root, a file of another user could be read or removed.  So every open of an
+# entry this process did not just create goes through open_entry(), every
+# removal through remove_entry(): they decide what is ours, and nothing else
+# in interlock opens or removes such an entry.  What is ours is exactly what
+# _try_create makes: a regular file, owned by our effective uid, with no
+# group or other permission bits.
+
+
+class ForeignEntry(SegmentError):
+    """The entry at one of our names is not a file of ours as we make them."""
+
+    def __init__(self, path: str, what: str, uid: int | None = None) -> None:
+        self.path = path
+        self.what = what  # "a FIFO", "a file of uid 1001", ...
+        self.uid = uid  # set when the only fault is its owner
+        if what == "a symbolic link":
+            msg = f"{path} is a symbolic link; refusing to follow it"
+        else:
+            msg = f"{path} is {what}, not an interlock segment of yours; refusing to use it"
+        super().__init__(msg)
+
+
+_TYPES = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO"),
+          (stat.S_ISDIR, "a directory"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def _foreign(path: str, st: os.stat_result) -> ForeignEntry | None:
+    """None if ``st`` is a file of ours as we make them; else why not."""
+    if not stat.S_ISREG(st.st_mode):
+        what = next((w for test, w in _TYPES if test(st.st_mode)), "not a regular file")
+        return ForeignEntry(path, what)
+    if st.st_uid != os.geteuid():
+        return ForeignEntry(path, f"a file of uid {st.st_uid}", st.st_uid)
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        return ForeignEntry(path, f"a file with mode {mode:04o} (open to group or others)")
+    return None
+
+
+def open_entry(path: str, *, write: bool = False) -> tuple[int, os.stat_result]:
+    """Open an existing entry of the segment directory, if it is ours.
+
+    Returns ``(fd, fstat)``; the caller closes the fd.  Raises
+    FileNotFoundError if there is nothing there, :class:`ForeignEntry` if
+    what is there is not ours.  Never blocks (``O_NONBLOCK``: a FIFO would
+    wait for a writer), never follows a link (``O_NOFOLLOW``), and decides on
+    the descriptor itself (``fstat``), so that an entry swapped between the
+    ``lstat`` and the ``open`` is judged as what was opened.  The ``lstat``
+    first means that what is plainly not ours is not even opened.
+    """
+    bad = _foreign(path, os.lstat(path))
+    if bad is not None:
+        raise bad
+    flags = (os.O_RDWR if write else os.O_RDONLY) | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except OSError as e:
+        if e.errno == errno.ELOOP:  # swapped for a symlink since the lstat
+            raise ForeignEntry(path, "a symbolic link") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        bad = _foreign(path, st)
+        if bad is not None:
+            raise bad
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st
+
+
+def remove_entry(path: str, ino: int) -> bool:
+    """Unlink ``path`` if it still names the file ``ino``, which the caller
+    verified on a descriptor from :func:`open_entry` (or created).
+
+    The directory is sticky: another user can neither remove nor rename our
+    entry, so once a fresh ``lstat`` shows our file at ``path``, only our own
+    processes (or root) could replace it before the ``unlink``.  True if
+    removed; False if gone or replaced meanwhile."""
+    try:
+        now = os.lstat(path)
+        if now.st_ino != ino or _foreign(path, now) is not None:
+            return False
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
 def _fresh_name() -> str:
     return f"anon-{os.getpid()}-{secrets.token_hex(6)}"
 
@@ -185,6 +293,7 @@ class Header:
     unlinked: int
     params: tuple[int, ...]
     name: str
+    flags: int = 0  # FLAG_*
     hwm: int = 0  # the table's high-water mark when parsed (slots in use are below)
 
     @classmethod
@@ -192,8 +301,9 @@ class Header:
         f = _HDR.unpack_from(buf, 0)
         params = _PARAMS.unpack_from(buf, OFF_PARAMS)
         raw = bytes(buf[OFF_NAME : OFF_NAME + 256]).split(b"\0", 1)[0]
+        hwm = struct.unpack_from("<I", buf, OFF_HWM)[0] if len(buf) >= OFF_HWM + 4 else 0
         return cls(*f[:13], params, raw.decode("utf-8", "replace"),  # type: ignore[call-arg]
-                   min(f[13], f[10]))
+                   f[13], min(hwm, f[10]))
 
     @property
     def table_bytes(self) -> int:
@@ -288,12 +398,16 @@ class Segment:
         init: Callable[[_core.Mapping, int], None] | None = None,
         nslots: int = DEFAULT_SLOTS,
         internal: bool = False,
+        flags: int = 0,
     ) -> None:
         """Create (``create=True``), attach (``False``) or either (``None``).
 
         ``init(buf, offset)`` builds the object in a fresh segment before it
-        becomes visible.
+        becomes visible.  ``flags`` (FLAG_*) are written in the header of a
+        segment this call creates (``internal`` adds FLAG_INTERNAL); an
+        attach leaves the creator's flags as they are.
         """
+        self._flags = flags | (FLAG_INTERNAL if internal else 0)
         self.anonymous = name is None
         if internal:  # interlock's own objects: "@name", never a user's name
             assert name is not None and name.startswith("@") and validate_name(name[1:])
@@ -312,7 +426,10 @@ class Segment:
                 if self._try_create(object_size, params, init, nslots):
                     break
                 if create is True:
-                    raise FileExistsError(f"interlock object {self.name!r} already exists")
+                    raise FileExistsError(
+                        f"interlock object {self.name!r} already exists (to start afresh: "
+                        f"interlock.unlink({self.name!r}), then create it; processes still "
+                        "attached keep the old one)")
             if self._try_attach():
                 break
             if create is False:
@@ -363,8 +480,9 @@ class Segment:
             start = _my_start()
             _HDR.pack_into(
                 mm, 0, b"\0" * 8, LAYOUT_VERSION, self.kind, total, pid, _UID, start,
-                time.time_ns(), obj_off, object_size, nslots, 1, 0, hwm,
+                time.time_ns(), obj_off, object_size, nslots, 1, 0, self._flags,
             )
+            struct.pack_into("<I", mm, OFF_HWM, hwm)
             _PARAMS.pack_into(mm, OFF_PARAMS, *(tuple(params) + (0,) * 7)[:7])
             raw = self.name.encode()
             mm[OFF_NAME : OFF_NAME + len(raw)] = raw
@@ -411,19 +529,17 @@ class Segment:
     # ---------------------------------------------------------------- attach
     def _try_attach(self) -> bool:
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+            fd, st = open_entry(self.path, write=True)
         except FileNotFoundError:
             return False
-        except OSError as e:
-            if e.errno == 40:  # ELOOP: O_NOFOLLOW met a symlink
-                raise SegmentError(f"{self.path} is a symbolic link; refusing to follow it") from None
+        except ForeignEntry as e:
+            if e.uid is not None:
+                raise PermissionError(
+                    f"interlock object {self.name!r} belongs to uid {e.uid}, not to you "
+                    f"({os.geteuid()}): {self.path}"
+                ) from None
             raise
         try:
-            st = os.fstat(fd)
-            if st.st_uid != _UID:
-                raise PermissionError(
-                    f"interlock object {self.name!r} belongs to uid {st.st_uid}, not to you ({_UID})"
-                )
             if st.st_size < OFF_SLOTS:
                 raise SegmentError(
                     f"{self.path} is truncated ({st.st_size} bytes): not an interlock segment"
@@ -470,12 +586,10 @@ class Segment:
     # ----------------------------------------------------------- meta lock
     def _meta_acquire(self) -> None:
         # The meta lock is robust: a process killed holding it is taken over
-        # (all updates below are idempotent sweeps, so a half-done one is fine).
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            self.meta.acquire()
+        # (all updates below are idempotent sweeps, so a half-done one is fine)
+        # and _MetaMutex reports nothing.  Not warnings.catch_warnings(): that
+        # swaps process-wide state and would swallow another thread's warning.
+        self.meta.acquire()
 
     # ----------------------------------------------------------- the table
     # Every write below is made under the meta lock.  A slot's pid is its
@@ -624,11 +738,7 @@ class Segment:
         assert self.mm is not None
         self.mm.store32(OFF_UNLINKED, 1)
         _crash.point("segment.unlink.marked")
-        try:
-            if os.stat(self.path, follow_symlinks=False).st_ino == self.ino:
-                os.unlink(self.path)
-        except FileNotFoundError:
-            pass
+        remove_entry(self.path, self.ino)
 
     # ---------------------------------------------------------------- public
     def unlink(self) -> None:
@@ -820,17 +930,28 @@ class SegmentInfo:
 
 
 def scan() -> list[SegmentInfo]:
-    """Every interlock segment of this user, with who is attached."""
+    """Every interlock segment of this user, with who is attached.
+
+    Entries at our names that are not ours (open_entry) are listed as
+    invalid, never opened beyond that check; temp files that are not ours
+    are left out: neither is ever removed by clean()."""
     out = []
     prefix = f"{PREFIX}.{_UID}."
+    tmp_prefix = f".{PREFIX}-tmp.{_UID}."
     try:
         entries = sorted(os.listdir(SHM_DIR))
     except FileNotFoundError:  # pragma: no cover
         return []
     for entry in entries:
         path = f"{SHM_DIR}/{entry}"
-        if entry.startswith(f".{PREFIX}-tmp.{_UID}."):
-            pid = int(entry.split(".")[3]) if entry.split(".")[3].isdigit() else 0
+        if entry.startswith(tmp_prefix):
+            try:
+                fd, _st = open_entry(path)
+                os.close(fd)
+            except OSError:  # gone, or not ours (ForeignEntry)
+                continue
+            field = entry.split(".")[3]
+            pid = int(field) if field.isdigit() else 0
             alive = _core.task_alive(pid) if pid else False
             out.append(SegmentInfo(entry, path, "temp", 0, pid, (pid,), (pid,) if alive else (),
                                    False, "creation in progress" if alive else "left by a dead creator"))
@@ -839,36 +960,38 @@ def scan() -> list[SegmentInfo]:
             continue
         name = entry[len(prefix):]
         try:
-            with open(path, "rb") as f:
-                data = f.read(OFF_SLOTS)
+            fd, _st = open_entry(path)
+            try:
+                data = os.pread(fd, OFF_SLOTS, 0)
                 hdr = Header.parse(data)
                 if hdr.magic != MAGIC or hdr.version != LAYOUT_VERSION:
                     raise ValueError("bad magic or version")
-                data += f.read(hdr.table_bytes)  # (read(2) of a hole allocates nothing)
-            n = (len(data) - OFF_SLOTS) // 16
-            slots = list(_slots(data, n))
+                # up to the high-water mark (read(2) of a hole allocates nothing)
+                data += os.pread(fd, hdr.table_bytes, OFF_SLOTS)
+            finally:
+                os.close(fd)
+            slots = list(_slots(data, (len(data) - OFF_SLOTS) // 16))
             users = tuple(pid for _, pid, _, _ in slots if pid)
             live = tuple(pid for _, pid, _, st in slots if pid and _core.task_alive(pid, st))
             out.append(SegmentInfo(name, path, KIND_NAMES.get(hdr.kind, str(hdr.kind)),
                                    hdr.total_size, hdr.creator_pid, users, live, True))
-        except (OSError, ValueError, struct.error) as e:
+        except FileNotFoundError:
+            continue  # removed since the listing
+        except (OSError, ValueError, struct.error) as e:  # ForeignEntry included
             out.append(SegmentInfo(name, path, "?", 0, 0, (), (), False, str(e)))
     return out
 
 
-def _reap(path: str) -> bool:
-    """Remove the segment at ``path`` if none of its users is alive.
-
-    Done under the segment's meta lock, exactly as the last detach does, so
-    that a process attaching at the same moment either registers first (and
-    the segment stays) or finds it marked unlinked and retries."""
+def _under_meta_lock(path: str, action: Callable[["Segment"], bool]) -> bool:
+    """Open the segment at ``path`` (open_entry), and run ``action`` on it
+    under its meta lock, without registering as a user.  False if it is
+    gone, not ours, or not a whole segment of this layout."""
     try:
-        fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
+        fd, st = open_entry(path, write=True)
+    except OSError:  # gone, or not ours (ForeignEntry)
         return False
     try:
-        st = os.fstat(fd)
-        if st.st_uid != _UID or st.st_size < OFF_SLOTS:
+        if st.st_size < OFF_SLOTS:
             return False
         mm = _core.Mapping(fd, st.st_size)
         try:
@@ -879,16 +1002,12 @@ def _reap(path: str) -> bool:
                 return False
             seg = Segment.__new__(Segment)
             seg.mm, seg.header, seg.path, seg.ino = mm, hdr, path, st.st_ino
+            seg.name = hdr.name
             seg.meta = _MetaMutex(mm, OFF_META_LOCK)
             try:
                 seg._meta_acquire()
                 try:
-                    # (already marked unlinked: its unlinker died before
-                    # removing the name; finish the job)
-                    if seg._sweep() == 0:
-                        seg._unlink_locked()
-                        return True
-                    return False
+                    return action(seg)
                 finally:
                     seg.meta.release()
             finally:
@@ -899,22 +1018,73 @@ def _reap(path: str) -> bool:
         os.close(fd)
 
 
+def _reap_locked(seg: "Segment") -> bool:
+    # (already marked unlinked: its unlinker died before removing the name;
+    # finish the job)
+    if seg._sweep() == 0:
+        seg._unlink_locked()
+        return True
+    return False
+
+
+def _reap(path: str) -> bool:
+    """Remove the segment at ``path`` if none of its users is alive.
+
+    Done under the segment's meta lock, exactly as the last detach does, so
+    that a process attaching at the same moment either registers first (and
+    the segment stays) or finds it marked unlinked and retries."""
+    return _under_meta_lock(path, _reap_locked)
+
+
+def remove_dead(s: SegmentInfo) -> bool:
+    """Remove one entry that scan() found dead: a temp file left by a dead
+    creator, or a segment whose users are all gone (re-checked, under its
+    meta lock).  True if removed."""
+    if s.kind == "temp":
+        try:
+            fd, st = open_entry(s.path)
+        except OSError:  # gone, or not ours
+            return False
+        os.close(fd)
+        return remove_entry(s.path, st.st_ino)
+    return _reap(s.path)
+
+
 def clean(remove: bool = True) -> list[SegmentInfo]:
     """Segments (and temp files) whose processes are all dead; removed if asked."""
     dead = [s for s in scan() if not s.live_users and (s.valid or s.kind == "temp")]
     if not remove:
         return dead
-    removed = []
-    for s in dead:
-        if s.kind == "temp":
-            try:
-                os.unlink(s.path)
-                removed.append(s)
-            except FileNotFoundError:
-                pass
-        elif _reap(s.path):
-            removed.append(s)
-    return removed
+    return [s for s in dead if remove_dead(s)]
+
+
+def unlink(name: str) -> bool:
+    """Remove the interlock object called ``name`` now, whatever its kind:
+    True if removed, False if there was none.
+
+    Processes attached to it keep working on the old object; the next
+    constructor call with this name makes a new one.  This is how to start
+    afresh after a crash: a named object left by killed processes keeps its
+    old contents, and attaching to it by name finds them.  Raises
+    :class:`SegmentError` if what is at the name is not an interlock segment
+    of yours (it is then left alone)."""
+    path = path_of(validate_name(name))
+    try:
+        fd, _st = open_entry(path)
+        os.close(fd)
+    except FileNotFoundError:
+        return False
+
+    def mark_and_unlink(seg: Segment) -> bool:
+        seg._unlink_locked()  # mark, then remove the name (if still this file)
+        return True
+
+    if _under_meta_lock(path, mark_and_unlink):
+        return True
+    if os.path.lexists(path):
+        raise SegmentError(f"{path} is not a whole interlock segment of this layout; "
+                           "refusing to remove it")
+    return False
 
 
 _last_collect = 0.0

@@ -31,10 +31,12 @@ class SharedObject:
         object_size: int,
         params: tuple[int, ...],
         init: Callable[[Any, int], None],
+        flags: int = 0,
     ) -> _segment.Segment:
         if create not in (None, True, False):
             raise TypeError(f"create must be None, True or False, not {create!r}")
-        seg = _segment.Segment(name, self._kind, object_size, params, create=create, init=init)
+        seg = _segment.Segment(name, self._kind, object_size, params, create=create, init=init,
+                               flags=flags)
         self._seg = seg
         self.name = seg.name
         # Release this process's slot when the object is garbage collected.

@@ -438,14 +438,14 @@ class Condition(_core.Condition, SharedObject):
         if lock is not None and not isinstance(lock, Lock):
             raise TypeError(f"lock must be an interlock Lock or RLock, not {type(lock).__name__}")
         if lock is None and (create is not False and name is None):
-            lock = RLock()
+            lock = RLock(_owned=True)
         nslots = self._NSLOTS
         made = lock
 
         def init(buf: Any, offset: int) -> None:
             nonlocal made
             if made is None:
-                made = RLock()
+                made = RLock(_owned=True)
             _core.Condition(buf, offset, create=True, lock_name=made.name,
                             lock_recursive=isinstance(made, RLock), nslots=nslots)._detach()
 

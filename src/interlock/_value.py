@@ -68,7 +68,8 @@ class _Shared(SharedObject):
         made: list[Lock] = []
 
         def init(buf: Any, offset: int) -> None:
-            the_lock = lock if isinstance(lock, Lock) else (RLock() if lock is True else None)
+            the_lock = lock if isinstance(lock, Lock) else (RLock(_owned=True) if lock is True
+                                                              else None)
             if the_lock is not None:
                 made.append(the_lock)
                 raw = the_lock.name.encode()

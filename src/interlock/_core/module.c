@@ -164,18 +164,20 @@ static inline int take_fast(il_mutex_t *m)
     return 0;
 }
 
-static int lock_mutex(ShmObject *self, il_mutex_t *m, int64_t deadline, uint32_t *dead)
+/* *counted: see il_mutex_lock_counted (0 at the start of each acquisition). */
+static int lock_mutex(ShmObject *self, il_mutex_t *m, int64_t deadline, uint32_t *dead,
+                      int *counted)
 {
     if (take_fast(m))
         return IL_OK;
     for (;;) {
         int r;
         if (deadline == 0) {
-            r = il_mutex_lock(m, 0, dead);
+            r = il_mutex_lock_counted(m, 0, dead, counted);
         } else {
             self->busy++;
             Py_BEGIN_ALLOW_THREADS
-            r = il_mutex_lock(m, deadline, dead);
+            r = il_mutex_lock_counted(m, deadline, dead, counted);
             Py_END_ALLOW_THREADS
             self->busy--;
         }
@@ -632,7 +634,8 @@ static int ring_lock_side(RingObject *self, il_mutex_t *m, int64_t deadline)
      * as in queue.Queue, whose nowait calls also take its mutex. */
     if (deadline == 0)
         deadline = IL_FOREVER;
-    int r = lock_mutex((ShmObject *)self, m, deadline, NULL);
+    int counted = 0;
+    int r = lock_mutex((ShmObject *)self, m, deadline, NULL, &counted);
     if (r == IL_OK || r == IL_OWNER_DIED)
         return 0; /* a dead holder left the ring consistent (ring.h) */
     if (r == IL_TIMEDOUT)
@@ -1402,13 +1405,14 @@ static int mutex_acquire(MutexObject *self, int64_t deadline, int in_enter)
         return -1;
     }
     uint32_t dead = 0;
+    int counted = 0; /* one contention per acquisition, however many phases */
     int r;
     /* relaxed: configuration */
     int64_t slice = atomic_load_explicit(&deadlock_ns, memory_order_relaxed);
     if (take_fast(m)) {
         r = IL_OK;
     } else if (slice <= 0 || deadline == 0 || !self->trackable) {
-        r = lock_mutex((ShmObject *)self, m, deadline, &dead);
+        r = lock_mutex((ShmObject *)self, m, deadline, &dead, &counted);
     } else {
         /* Wait in phases: after deadlock_timeout, and then every recheck
          * interval, ask the wait-for graph whether we are in a cycle
@@ -1417,7 +1421,7 @@ static int mutex_acquire(MutexObject *self, int64_t deadline, int in_enter)
         for (;;) {
             int64_t now = il_now_ns();
             int64_t phase = deadline - now > slice ? now + slice : deadline;
-            r = lock_mutex((ShmObject *)self, m, phase, &dead);
+            r = lock_mutex((ShmObject *)self, m, phase, &dead, &counted);
             if (r != IL_TIMEDOUT || phase == deadline)
                 break;
             long_wait = 1;

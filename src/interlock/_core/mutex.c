@@ -60,6 +60,12 @@ static int take_over(il_mutex_t *m, uint32_t v, uint32_t tid, uint32_t waiters,
 
 int il_mutex_lock(il_mutex_t *m, int64_t deadline, uint32_t *dead_pid)
 {
+    int counted = 0;
+    return il_mutex_lock_counted(m, deadline, dead_pid, &counted);
+}
+
+int il_mutex_lock_counted(il_mutex_t *m, int64_t deadline, uint32_t *dead_pid, int *counted)
+{
     uint32_t tid = il_self_tid();
     if (il_mutex_trylock_fast(m, tid)) {
         IL_CRASH(MUTEX_LOCKED);
@@ -98,7 +104,12 @@ int il_mutex_lock(il_mutex_t *m, int64_t deadline, uint32_t *dead_pid)
         }
     }
 
-    atomic_fetch_add_explicit(&m->contentions, 1, memory_order_relaxed);
+    /* relaxed: statistics.  Once per acquisition, not per call: a caller
+     * that waits in phases calls us again with *counted set. */
+    if (!*counted) {
+        *counted = 1;
+        atomic_fetch_add_explicit(&m->contentions, 1, memory_order_relaxed);
+    }
     atomic_fetch_add_explicit(&m->waiters, 1, memory_order_relaxed);
     int result;
     for (;;) {
