@@ -411,10 +411,10 @@ class Segment:
         self.anonymous = name is None
         if internal:  # interlock's own objects: "@name", never a user's name
             assert name is not None and name.startswith("@") and validate_name(name[1:])
-            self.name = name
+            self.name = internal_name(name)  # (the file's name: "@v2.waitfor")
         else:
             self.name = validate_name(name) if name is not None else _fresh_name()
-        self.path = internal_path(self.name) if internal else path_of(self.name)
+        self.path = path_of(self.name)
         self.kind = kind
         self.created = False
         self._released = False
