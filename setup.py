@@ -24,7 +24,8 @@ setup(
         Extension(
             "interlock._core",
             sources=[f"{CORE}/{name}" for name in ("platform.c", "crashpoint.c", "mutex.c", "ring.c",
-                                                   "module.c", "sync.c", "sync_module.c")],
+                                                   "module.c", "sync.c", "sync_module.c",
+                                                   "mapping.c")],
             depends=[f"{CORE}/{name}" for name in ("platform.h", "crashpoint.h", "mutex.h", "ring.h",
                                                    "eventcount.h", "sync.h", "shmobject.h")],
             extra_compile_args=extra,

@@ -26,6 +26,8 @@ POINTS: dict[str, str] = {
     "segment.claim.locked": "meta lock held while registering as a user",
     "segment.drop.locked": "meta lock held, own slot cleared, name not yet removed",
     "segment.unlink.marked": "segment marked unlinked, name not yet removed",
+    "segment.grow.populated": "meta lock held, a new page of slots allocated, high-water "
+                              "mark not yet moved over it",
 }
 
 _armed: str | None = None

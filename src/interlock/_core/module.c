@@ -26,7 +26,8 @@
 #include "ring.h"
 #include "shmobject.h"
 
-int il_sync_register(PyObject *module); /* sync_module.c */
+int il_sync_register(PyObject *module);    /* sync_module.c */
+int il_mapping_register(PyObject *module); /* mapping.c */
 
 /* A waiter spins (polling the shared word, GIL released) before it sleeps
  * in the kernel, for an adaptive budget: shmobject.h, shm_spin_budget. */
@@ -144,6 +145,7 @@ static int shm_attach(ShmObject *self, PyObject *buffer, Py_ssize_t offset, size
     }
     self->p = (char *)self->view.buf + offset;
     self->spin_ns = IL_SPIN_MAX_NS;
+    self->pid = il_self_pid(); /* made here, after this process claimed its slot */
     return 0;
 }
 
@@ -192,8 +194,7 @@ static int lock_mutex(ShmObject *self, il_mutex_t *m, int64_t deadline, uint32_t
 
 typedef struct {
     ShmObject base;
-    char roles; /* 1: this object has put, 2: has got (told to _note_role once) */
-} RingObject;
+} RingObject; /* base.roles: 1: this object has put, 2: has got (told to _note_role once) */
 
 static PyObject *str_note_role;
 
@@ -202,9 +203,9 @@ static PyObject *str_note_role;
  * predictable branch per operation afterwards. */
 static inline int note_role(RingObject *self, char role)
 {
-    if (__builtin_expect(self->roles & role, 1))
+    if (__builtin_expect(self->base.roles & role, 1))
         return 0;
-    self->roles |= role;
+    self->base.roles |= (unsigned char)role;
     PyObject *et, *ev, *etb; /* a partial put_many may carry its Full: keep it */
     PyErr_Fetch(&et, &ev, &etb);
     if (PyObject_HasAttr((PyObject *)self, str_note_role)) {
@@ -1866,6 +1867,7 @@ static PyObject *mod_self_start(PyObject *m, PyObject *u)
 {
     return PyLong_FromUnsignedLongLong(il_self_start());
 }
+static PyObject *mod_self_pid(PyObject *m, PyObject *u) { return PyLong_FromUnsignedLong(il_self_pid()); }
 static PyObject *mod_ncpus(PyObject *m, PyObject *u) { return PyLong_FromLong(il_ncpus()); }
 
 static PyObject *mod_task_alive(PyObject *m, PyObject *args)
@@ -1955,6 +1957,7 @@ static PyMethodDef mod_methods[] = {
     {"configure", mod_configure, METH_VARARGS, "configure(Empty, Full, QueueClosed, DeadlockError)"},
     {"self_tid", mod_self_tid, METH_NOARGS, "The calling thread's TID."},
     {"self_start", mod_self_start, METH_NOARGS, "The calling thread's start time (clock ticks)."},
+    {"self_pid", mod_self_pid, METH_NOARGS, "The calling process's pid (cached; reset at fork)."},
     {"ncpus", mod_ncpus, METH_NOARGS, "CPUs this process may run on."},
     {"task_alive", mod_task_alive, METH_VARARGS,
      "task_alive(tid, start=0): is this thread/process alive (zombies are dead)?"},
@@ -2021,7 +2024,7 @@ PyMODINIT_FUNC PyInit__core(void)
         PyModule_AddIntConstant(m, "CRASH_EXIT", IL_CRASH_EXIT) < 0 ||
         PyModule_AddIntConstant(m, "CRASHPOINTS", IL_CRASHPOINTS_BUILD) < 0)
         return NULL;
-    if (il_sync_register(m) < 0)
+    if (il_sync_register(m) < 0 || il_mapping_register(m) < 0)
         return NULL;
     return m;
 }
