@@ -40,9 +40,17 @@ def pids(obj):
 """
 
 
-def scenario(code: str, timeout: float = 120, **names: object) -> dict:
+def scenario(code: str, timeout: float = 120, crashpoints: bool = False,
+             **names: object) -> dict:
+    """Run ``code`` in a fresh interpreter; with ``crashpoints``, in the test
+    build whose crash points can be armed (tests/_testbuild.py)."""
     head = "".join(f"{k} = {v!r}\n" for k, v in names.items())
-    r = run_python(PRELUDE + head + textwrap.dedent(code), timeout=timeout)
+    env = None
+    if crashpoints:
+        from _testbuild import crashpoint_build
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [str(crashpoint_build()), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    r = run_python(PRELUDE + head + textwrap.dedent(code), timeout=timeout, env=env)
     assert r.returncode == 0, f"scenario failed ({r.returncode}):\n{r.stdout}\n{r.stderr}"
     return json.loads(r.stdout.strip().splitlines()[-1])
 
@@ -341,7 +349,7 @@ def test_killed_while_growing_the_table_leaves_it_sane():
         lock.detach()
         res["left"] = exists(N)
         print(json.dumps(res))
-    """, N=h.uname("grow"))
+    """, crashpoints=True, N=h.uname("grow"))
     assert out["code"] == _crash.CRASH_EXIT
     assert out["hwm_after_crash"] == out["hwm0"]
     assert out["other"] == 0
