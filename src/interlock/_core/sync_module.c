@@ -54,6 +54,7 @@ static int sync_attach(SyncObject *self, PyObject *buffer, Py_ssize_t offset, in
     if (create)
         il_sync_init(h, kind, nslots);
     self->p = h;
+    self->pid = il_self_pid(); /* made here, after this process claimed its slot */
     self->hint = UINT32_MAX;
     self->spin_ns = IL_SPIN_MAX_NS;
     return 0;
