@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
+import sys
 import threading
 import time
 import warnings
@@ -656,20 +657,39 @@ def test_cli_lockdep_lists_orders_and_violations(lockdep_on: Any) -> None:
     assert data["violations"]
 
 
+def _holder_until(name: str, ready: Any, go: Any) -> None:
+    lk = interlock.Lock(name=name)
+    with lk:
+        ready.set()
+        go.wait(60)
+
+
 def test_cli_graph_shows_a_long_wait(fast_detection: Any) -> None:
+    """The holder keeps the lock until the graph has been read (not for a
+    fixed time: on a loaded machine two CLI runs can outlast any fixed hold)."""
     name = f"dl-cligraph-{os.getpid()}"
     lk = interlock.Lock(name=name)
     ctx = mp.get_context("fork")
-    ready = ctx.Event()
-    p = ctx.Process(target=_long_holder, args=(name, 2.0, ready))
+    ready, go = interlock.Event(), interlock.Event()
+    p = ctx.Process(target=_holder_until, args=(name, ready, go))
     p.start()
-    ready.wait(10)
+    assert ready.wait(30)
     out: dict[str, Any] = {}
 
     def look() -> None:
-        time.sleep(0.8)
-        out["text"] = _cli("graph")
-        out["dot"] = _cli("graph", "--dot")
+        try:
+            # Wait until this process's acquire is in the graph (it is
+            # published once the wait outlasts the deadlock timeout).
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                r = _cli("graph")
+                if f"held by pid {p.pid}" in r.stdout:
+                    break
+                time.sleep(0.1)
+            out["text"] = r
+            out["dot"] = _cli("graph", "--dot")
+        finally:
+            go.set()
 
     t = threading.Thread(target=look)
     t.start()
@@ -677,6 +697,8 @@ def test_cli_graph_shows_a_long_wait(fast_detection: Any) -> None:
         pass
     t.join()
     p.join(10)
+    ready.detach()
+    go.detach()
     text = out["text"].stdout
     assert f"pid {os.getpid()}" in text and repr(name) in text and f"held by pid {p.pid}" in text
     assert "DEADLOCK" not in text
@@ -688,6 +710,30 @@ def test_demo_deadlock_caught_then_avoided() -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     assert "DeadlockError" in r.stdout and "caught: 1 victim, 1 completed" in r.stdout
     assert "no deadlock: 1000 acquisitions" in r.stdout
+    # Regression: the wait sites were multiprocessing/process.py's (the demo
+    # is in the interlock package, whose frames were all skipped).
+    waits = [line for line in r.stdout.splitlines() if " waits for " in line]
+    assert len(waits) == 2, r.stdout
+    for line in waits:
+        assert "demos/deadlock.py:" in line and " in _actor" in line, line
+        assert "multiprocessing" not in line, line
+
+
+def test_sites_are_the_users_lines_not_the_stdlib(lockdep_on: Any) -> None:
+    """Locks entered through the standard library (contextlib here;
+    multiprocessing's Process.run, threading, asyncio alike) are reported at
+    the user's line that called it."""
+    name_of = _names("stdlib-sites")
+    a, b = _make(name_of, "A"), _make(name_of, "B")
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(a)
+        stack.enter_context(b)  # the site of the order "A then B"
+    line = sys._getframe().f_lineno - 1
+    edge = next(e for e in lockdep.report().edges if e.before == name_of("A"))
+    for where in (edge.where_before, edge.where_after):
+        assert "contextlib" not in where, where
+        assert where.startswith(f"{__file__}:") and "in test_sites_are_the_users" in where
+    assert edge.where_after.startswith(f"{__file__}:{line} ")
 
 
 def test_demo_via_cli_dispatches_demos_with_own_parser() -> None:

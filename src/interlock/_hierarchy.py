@@ -91,23 +91,47 @@ def held() -> list[Held]:
     return h
 
 
+# The standard library's modules: a lock taken from multiprocessing's
+# Process.run, threading, concurrent.futures, asyncio or contextlib was taken
+# on behalf of the user's code below it, and that is the line to report.
+_STDLIB = frozenset(sys.stdlib_module_names) - {"__main__"}
+_DEMOS = _PKG + ".demos"  # interlock's demos are user code: report their lines
+
+
 def _ours(f: Any) -> bool:
     # interlock's own frames ("interlock", "interlock.x"), not "interlock_app"
     return bool(f.f_globals.get("__name__", "").partition(".")[0] == _PKG)
 
 
+def _library(module: str) -> bool:
+    """A frame of this module is not the user's line: interlock (but its
+    demos) or the standard library."""
+    top = module.partition(".")[0]
+    if top == _PKG:
+        return not (module == _DEMOS or module.startswith(_DEMOS + "."))
+    return top in _STDLIB
+
+
 def site(stack: int = 1) -> Site:
-    """The first caller outside interlock (and up to ``stack - 1`` callers
-    of it), cheaply: nothing is formatted here."""
+    """The user's line: the first caller outside interlock and the standard
+    library (and up to ``stack - 1`` of the user's callers of it), cheaply:
+    nothing is formatted here.  If every caller is library code (a lock taken inside
+    the standard library itself), the first caller outside interlock."""
     f: Any = sys._getframe(1)
-    while f is not None and f.f_globals.get("__name__", "").partition(".")[0] == _PKG:
-        f = f.f_back  # (_ours, inlined: this runs on every tracked acquire)
+    while f is not None and _library(f.f_globals.get("__name__", "")):
+        f = f.f_back  # (one dict lookup and one set lookup a frame: tracked acquires run this)
+    if f is None:
+        f = sys._getframe(1)
+        while f is not None and _ours(f):
+            f = f.f_back
     if f is None:
         return Site("?", 0, "?")
     first = Site(f.f_code.co_filename, f.f_lineno, f.f_code.co_name)
     cur = first
     for _ in range(stack - 1):
         f = f.f_back
+        while f is not None and _library(f.f_globals.get("__name__", "")):
+            f = f.f_back  # the user's callers only (not multiprocessing's run)
         if f is None:
             break
         cur.more = Site(f.f_code.co_filename, f.f_lineno, f.f_code.co_name)
@@ -116,8 +140,8 @@ def site(stack: int = 1) -> Site:
 
 
 def where(stack: int = 1) -> str:
-    """'file:line in function' of the first caller outside interlock
-    (with up to ``stack`` frames, innermost first, joined by ' <- ')."""
+    """'file:line in function' of the user's line (see :func:`site`), with
+    up to ``stack`` of the user's frames, innermost first, joined by ' <- '."""
     return str(site(stack))
 
 

@@ -23,7 +23,6 @@ the next sweep (by liveness of the pid in it) removes.
 from __future__ import annotations
 
 import struct
-import warnings
 from typing import Callable, Iterator
 
 from . import _core, _segment
@@ -53,9 +52,10 @@ class SharedTable:
         self.capacity = cap
 
     def __enter__(self) -> "SharedTable":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a dead holder: our updates are idempotent
-            self.lock.acquire()
+        # A dead holder is taken over silently (a bare _core.Mutex reports
+        # nothing; our updates are idempotent).  Not warnings.catch_warnings():
+        # it swaps process-wide state and could swallow another thread's warning.
+        self.lock.acquire()
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -26,8 +26,9 @@
  * the wake was for (it was cancelled, or the lock's slow-path acquirers in
  * other processes are also asleep), the wake must go on to another
  * sleeper: _aio_pass_on() for the first case, and for a mutex this file
- * passes it on by itself whenever the mutex has slow-path waiters.  An
- * extra wake is always harmless (every sleeper re-checks its condition).
+ * passes it on by itself with il_mutex_wait_unlocked's rule (invariant L6
+ * of docs/design/lock.md).  An extra wake is always harmless (every
+ * sleeper re-checks its condition).
  *
  * What this cannot see: the death of a lock's owner does not change the
  * lock word, so interlock.aio watches the owner with a pidfd in the event
@@ -236,12 +237,28 @@ static PyObject *Aio_wait(PyObject *mod, PyObject *args)
     for (Py_ssize_t i = 0; i < n; i++)
         disarm(&ts[i]);
     if (woken >= 0 && woken < n && ts[woken].kind == AIO_UNLOCKED) {
-        /* The unlock woke one sleeper: us.  If a blocking acquirer sleeps
-         * on the word too, it may have been the one meant: pass the wake on
-         * (relaxed: `waiters` is a count of slow-path lockers, a hint). */
+        /* A wake-up on the lock word (a release wakes ONE sleeper: us).  Our
+         * coroutine retries (it may also be an owner-death hint: Mutex
+         * _abandon wakes), and the wake-up goes on as in
+         * il_mutex_wait_unlocked (invariant L6, docs/design/lock.md): word
+         * free: wake one more sleeper, who takes it with WAITERS or re-arms;
+         * held without WAITERS: set the bit, so the holder's release wakes
+         * the next; held with it: that release will.  Never a wake between
+         * helpers while the lock is held, so no ping-pong. */
         il_mutex_t *m = (il_mutex_t *)ts[woken].obj->p;
-        if (atomic_load_explicit(&m->waiters, memory_order_relaxed) > 0)
-            il_futex_wake(&m->word, 1);
+        ts[woken].ready = 1;
+        for (;;) {
+            /* relaxed: as in arm() */
+            uint32_t v = atomic_load_explicit(&m->word, memory_order_relaxed);
+            if ((v & IL_MUTEX_TID_MASK) == 0) {
+                il_futex_wake(&m->word, 1);
+                break;
+            }
+            if ((v & IL_MUTEX_WAITERS) ||
+                atomic_compare_exchange_weak_explicit(&m->word, &v, v | IL_MUTEX_WAITERS,
+                                                      memory_order_relaxed, memory_order_relaxed))
+                break;
+        }
     }
     Py_END_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < n; i++)
