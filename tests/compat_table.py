@@ -3,7 +3,8 @@ list.  tests/test_cpython_compat.py and tests/test_mp_docs_examples.py mark
 their tests from it; docs/compat.md is generated from it
 (``python scripts/gen_compat_md.py``), and a test checks the two agree.
 
-Keys: ``"<harness class>.<test>"`` (CPython tests) or ``"example:<name>"``.
+Keys: ``"<CPython class>.<test>"`` (``"_TestQueue.test_put"``,
+``"lock_tests.LockTests.test_repr"``) or ``"example:<name>"``.
 Values: ``(category, reason)``; categories:
 
 - ``"gap"``: a real difference issue 10 asks to close; the test is
@@ -101,6 +102,10 @@ DIFFERENCES: dict[str, Entry] = {
         "mpfails", "expects threading's repr '<threading.BoundedSemaphore at ...: value=3/3>'"),
     "lock_tests.BarrierTests.test_repr": (
         "mpfails", "expects threading's repr '<threading.Barrier at ...: waiters=0/3>'"),
+    # ------------------------------------------- tests/test_mp_docs_examples.py
+    "example:joinable_queue": (
+        "gap", "daemon workers still attached when multiprocessing terminates them at exit "
+        "(SIGTERM) leave the queues' segments in /dev/shm; multiprocessing's leave nothing"),
 }
 
 #: Tests interlock passes and multiprocessing's own classes fail (their

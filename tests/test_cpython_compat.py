@@ -234,3 +234,32 @@ def test_swapped_names_are_interlock_or_flagged():
         else:
             with pytest.raises(_mp_compat.NotInInterlock):
                 obj()
+
+
+def test_compat_md_is_generated():
+    """docs/compat.md is exactly what scripts/gen_compat_md.py makes of the table."""
+    import importlib.util
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location("gen_compat_md", root / "scripts" / "gen_compat_md.py")
+    assert spec is not None and spec.loader is not None
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    assert (root / "docs" / "compat.md").read_text() == gen.render(), \
+        "docs/compat.md is out of date: run python scripts/gen_compat_md.py"
+
+
+def test_table_names_only_tests_that_exist():
+    """Every CPython entry of the table names a test this harness runs (on
+    this Python), and every example entry an example: no stale entries."""
+    from test_mp_docs_examples import EXAMPLES
+
+    ids = harness_test_ids()
+    for key in DIFFERENCES:
+        if key.startswith("example:"):
+            assert key[len("example:"):] in EXAMPLES, key
+        else:
+            assert key in ids, f"{key} is in compat_table but not run by the harness"
+    for key in MULTIPROCESSING_ONLY_FAILS:
+        assert key in ids and key not in DIFFERENCES, key
