@@ -246,13 +246,18 @@ class Queue:
         b, n = backend, self._name
         self._keys = [b.key(n, "meta"), b.key(n, "s"), b.key(n, "ev"), b.key(n, "hb:")]
         try:
-            epoch, have_max, _ = backend.fcall(
+            epoch, have_max, have_joinable = backend.fcall(
                 "il_open", self._keys[:3],
                 ["queue", uuid.uuid4().hex, _open_mode(create), maxsize, int(self._joinable)])
         except _ObjectError as e:
             raise _object_error(e, "queue", self._name) from None
         self._epoch = epoch
         self._maxsize = int(have_max)
+        if have_joinable.decode() != str(int(self._joinable)):
+            have, want = ("JoinableQueue", "plain Queue") if self._joinable is False else (
+                "plain Queue", "JoinableQueue")
+            raise ValueError(f"queue {self._name!r} exists on the server as a {have}; "
+                             f"it cannot be opened as a {want}")
         if maxsize and maxsize != self._maxsize:
             raise ValueError(f"queue {self._name!r} exists with maxsize={self._maxsize}; "
                              f"asked for maxsize={maxsize}")
@@ -281,7 +286,8 @@ class Queue:
                            self._name))
 
     def __repr__(self) -> str:
-        return f"<interlock.redis.{type(self).__name__} name={self._name!r} on {self._backend.url}>"
+        return (f"<interlock.redis.{type(self).__name__} name={self._name!r} "
+                f"on {self._backend.safe_url}>")
 
     def _check(self) -> None:
         if self._detached:
@@ -357,7 +363,8 @@ class Queue:
         """Sleep until an event newer than ``last`` (or a slice passes)."""
         ms = max(int(1000 * min(self._backend.slice, left if left is not None else 1e9)), 1)
         self._backend.call(self._backend.budget(None, ms / 1000), "XREAD", "COUNT", 1,
-                           "BLOCK", ms, "STREAMS", self._keys[2], last)
+                           "BLOCK", ms, "STREAMS", self._keys[2], last,
+                           keys=self._keys[:3])
 
     # -- get ----------------------------------------------------------------
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
@@ -455,7 +462,7 @@ class Queue:
         ms = max(int(1000 * min(self._backend.slice, left if left is not None else 1e9)), 1)
         got = self._backend.call(
             self._backend.budget(None, ms / 1000), "XREADGROUP", "GROUP", "g", c.name,
-            "COUNT", count, "BLOCK", ms, "STREAMS", self._keys[1], ">")
+            "COUNT", count, "BLOCK", ms, "STREAMS", self._keys[1], ">", keys=self._keys[:3])
         if not got:
             return None  # a slice passed: look again (and for dead consumers)
         # RESP2: [[stream, entries]]; RESP3: {stream: entries}
@@ -580,8 +587,17 @@ class Queue:
             c.end()  # type: ignore[union-attr]  # (not None: checked above)
 
     def unlink(self) -> None:
-        """Delete the queue from the server (its messages with it)."""
-        self._backend.blocking(lambda: self._backend.client.delete(*self._keys[:3]))
+        """Delete the queue from the server (its messages with it, taken and
+        unacknowledged ones included: there is nothing left to acknowledge)."""
+        c = self._cons
+        if c is not None:  # nothing of it is left to acknowledge or hand back
+            with c.lock:
+                c.held.clear()
+                c.order.clear()
+                c.ready.clear()
+                c.acks = []
+        self._backend.blocking(lambda: self._backend.client.delete(*self._keys[:3]),
+                               self._keys[:3])
         self.detach()
 
     def __enter__(self) -> Queue:
