@@ -20,9 +20,6 @@ from ._errors import (  # noqa: E402
     QueueClosed,
     SegmentError,
 )
-
-_core.configure(Empty, Full, QueueClosed, DeadlockError)
-
 from ._hierarchy import LockOrderError, ordered  # noqa: E402
 from ._lock import Lock, LockStatistics, RLock  # noqa: E402
 from ._queue import JoinableQueue, Queue, QueueStatistics, SimpleQueue  # noqa: E402

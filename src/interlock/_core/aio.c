@@ -46,7 +46,6 @@
 
 #include "mutex.h"
 #include "ring.h"
-#include "shmobject.h"
 #include "sync.h"
 
 #ifndef SYS_futex_waitv
@@ -63,26 +62,16 @@ struct il_futex_waitv { /* <linux/futex.h> struct futex_waitv, missing from old 
     uint32_t reserved;
 };
 
-enum { AIO_READABLE = 0, AIO_WRITABLE = 1, AIO_UNLOCKED = 2, AIO_SET = 3 };
-
 /* Rung (incremented, then woken) by Python when the helper must look at its
  * targets again.  Process-private memory; futex calls without
  * FUTEX_PRIVATE_FLAG work on it too, and wait and wake must agree. */
 static _Atomic uint32_t doorbell;
 
-typedef struct {
-    ShmObject *obj;
-    int kind;
-    uint64_t arg;           /* WRITABLE: record bytes; UNLOCKED: owner TID to watch, 0 = any */
-    il_eventcount_t *ec;    /* counted in this eventcount while armed, or NULL */
-    _Atomic uint32_t *word; /* what to sleep on */
-    uint32_t val;           /* ... while it holds this */
-    int ready;
-} target_t;
+typedef il_aio_target_t target_t;
 
 static int ready_now(target_t *t)
 {
-    void *p = t->obj->p;
+    void *p = t->p;
     switch (t->kind) {
     case AIO_READABLE:
         return il_ring_readable((il_ring_t *)p);
@@ -102,7 +91,7 @@ static int ready_now(target_t *t)
 /* Prepare to sleep on t, as the blocking waiter of its kind would. */
 static void arm(target_t *t)
 {
-    void *p = t->obj->p;
+    void *p = t->p;
     t->ec = NULL;
     if (t->kind == AIO_UNLOCKED) {
         il_mutex_t *m = (il_mutex_t *)p;
@@ -182,51 +171,12 @@ static int sleep_on(target_t *ts, int n, uint32_t bell, int *fallback)
     return -1;
 }
 
-static PyObject *Aio_wait(PyObject *mod, PyObject *args)
+int il_aio_wait(il_aio_target_t *ts, int n, uint32_t bell)
 {
-    PyObject *seq;
-    unsigned int bell;
-    if (!PyArg_ParseTuple(args, "OI:_aio_wait", &seq, &bell))
-        return NULL;
-    PyObject *fast = PySequence_Fast(seq, "_aio_wait: targets must be a sequence");
-    if (!fast)
-        return NULL;
-    Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
-    target_t *ts = PyMem_Calloc(n ? (size_t)n : 1, sizeof *ts);
-    if (!ts) {
-        Py_DECREF(fast);
-        return PyErr_NoMemory();
-    }
-    Py_ssize_t got = 0;
-    for (; got < n; got++) {
-        PyObject *o;
-        int kind;
-        unsigned long long arg;
-        if (!PyArg_ParseTuple(PySequence_Fast_GET_ITEM(fast, got), "OiK:_aio_wait target", &o,
-                              &kind, &arg))
-            goto fail;
-        int ok = (kind == AIO_READABLE || kind == AIO_WRITABLE) ? il_py_is_ring(o)
-                 : kind == AIO_UNLOCKED                        ? il_py_is_mutex(o)
-                 : kind == AIO_SET                             ? il_py_is_event(o)
-                                                               : 0;
-        if (!ok) {
-            PyErr_Format(PyExc_TypeError, "_aio_wait: kind %d does not fit %s", kind,
-                         Py_TYPE(o)->tp_name);
-            goto fail;
-        }
-        if (shm_check((ShmObject *)o) < 0)
-            goto fail;
-        ts[got].obj = (ShmObject *)o;
-        ts[got].kind = kind;
-        ts[got].arg = kind == AIO_WRITABLE ? IL_ALIGN8(sizeof(il_rec_t) + arg) : arg;
-        /* With the GIL: detach() refuses while we sleep on the object. */
-        ts[got].obj->busy++;
-    }
     int woken = -1;
     static int fallback; /* futex_waitv missing: found once per process */
-    Py_BEGIN_ALLOW_THREADS
     int any = 0;
-    for (Py_ssize_t i = 0; i < n; i++) {
+    for (int i = 0; i < n; i++) {
         arm(&ts[i]);
         any |= ts[i].ready;
     }
@@ -234,7 +184,7 @@ static PyObject *Aio_wait(PyObject *mod, PyObject *args)
      * Python changed before ringing is the one it will hand us next) */
     if (!any && n > 0 && atomic_load_explicit(&doorbell, memory_order_acquire) == bell)
         woken = sleep_on(ts, (int)n, bell, &fallback);
-    for (Py_ssize_t i = 0; i < n; i++)
+    for (int i = 0; i < n; i++)
         disarm(&ts[i]);
     if (woken >= 0 && woken < n && ts[woken].kind == AIO_UNLOCKED) {
         /* A wake-up on the lock word (a release wakes ONE sleeper: us).  Our
@@ -245,7 +195,7 @@ static PyObject *Aio_wait(PyObject *mod, PyObject *args)
          * held without WAITERS: set the bit, so the holder's release wakes
          * the next; held with it: that release will.  Never a wake between
          * helpers while the lock is held, so no ping-pong. */
-        il_mutex_t *m = (il_mutex_t *)ts[woken].obj->p;
+        il_mutex_t *m = (il_mutex_t *)ts[woken].p;
         ts[woken].ready = 1;
         for (;;) {
             /* relaxed: as in arm() */
@@ -260,91 +210,31 @@ static PyObject *Aio_wait(PyObject *mod, PyObject *args)
                 break;
         }
     }
-    Py_END_ALLOW_THREADS
-    for (Py_ssize_t i = 0; i < n; i++)
-        ts[i].obj->busy--;
-    PyObject *ready = PyList_New(n);
-    if (!ready) {
-        PyMem_Free(ts);
-        Py_DECREF(fast);
-        return NULL;
-    }
-    for (Py_ssize_t i = 0; i < n; i++)
-        PyList_SET_ITEM(ready, i, PyBool_FromLong(ts[i].ready));
-    PyMem_Free(ts);
-    Py_DECREF(fast);
-    return Py_BuildValue("(Ni)", ready, woken >= n ? -1 : woken);
-fail:
-    for (Py_ssize_t i = 0; i < got; i++)
-        ts[i].obj->busy--;
-    PyMem_Free(ts);
-    Py_DECREF(fast);
-    return NULL;
+    return woken;
 }
 
-static PyObject *Aio_bell(PyObject *mod, PyObject *unused)
+uint32_t il_aio_bell(void)
 {
-    /* acquire: see Aio_wait */
-    return PyLong_FromUnsignedLong(atomic_load_explicit(&doorbell, memory_order_acquire));
+    /* acquire: pairs with il_aio_ring's release increment (the target set
+     * Python changed before ringing is the one it will hand us next) */
+    return atomic_load_explicit(&doorbell, memory_order_acquire);
 }
 
-static PyObject *Aio_ring(PyObject *mod, PyObject *unused)
+void il_aio_ring(void)
 {
     /* release: the helper that reads the new value sees the target set
      * changed before (Python's lock orders it too; this is for the word) */
     atomic_fetch_add_explicit(&doorbell, 1, memory_order_release);
     il_futex_wake(&doorbell, INT_MAX);
-    Py_RETURN_NONE;
 }
 
-/* _aio_pass_on(obj, kind): a coroutine that was woken for an item, a room,
- * or the lock will not take it (cancelled): wake one more sleeper. */
-static PyObject *Aio_pass_on(PyObject *mod, PyObject *args)
+void il_aio_pass_on(void *p, int kind)
 {
-    PyObject *o;
-    int kind;
-    if (!PyArg_ParseTuple(args, "Oi:_aio_pass_on", &o, &kind))
-        return NULL;
-    if (!(((kind == AIO_READABLE || kind == AIO_WRITABLE) && il_py_is_ring(o)) ||
-          (kind == AIO_UNLOCKED && il_py_is_mutex(o)) || (kind == AIO_SET && il_py_is_event(o)))) {
-        PyErr_SetString(PyExc_TypeError, "_aio_pass_on: kind does not fit the object");
-        return NULL;
-    }
-    ShmObject *s = (ShmObject *)o;
-    if (!s->p)
-        Py_RETURN_NONE; /* detached: nothing to pass on from here */
     if (kind == AIO_UNLOCKED)
-        il_futex_wake(&((il_mutex_t *)s->p)->word, 1);
+        il_futex_wake(&((il_mutex_t *)p)->word, 1);
     else if (kind == AIO_READABLE)
-        il_futex_wake(&((il_ring_t *)s->p)->not_empty.seq, 1);
+        il_futex_wake(&((il_ring_t *)p)->not_empty.seq, 1);
     else if (kind == AIO_WRITABLE)
-        il_futex_wake(&((il_ring_t *)s->p)->not_full.seq, 1);
+        il_futex_wake(&((il_ring_t *)p)->not_full.seq, 1);
     /* AIO_SET: Event.set wakes everyone; nothing was taken from anybody */
-    Py_RETURN_NONE;
-}
-
-static PyMethodDef aio_functions[] = {
-    {"_aio_wait", (PyCFunction)Aio_wait, METH_VARARGS,
-     "_aio_wait(targets, bell) -> (ready, woken): arm every (obj, kind, arg) target, sleep "
-     "until one may be ready or the doorbell moves past bell, disarm."},
-    {"_aio_bell", (PyCFunction)Aio_bell, METH_NOARGS, "The doorbell's current value."},
-    {"_aio_ring", (PyCFunction)Aio_ring, METH_NOARGS, "Ring the doorbell: wake the helper."},
-    {"_aio_pass_on", (PyCFunction)Aio_pass_on, METH_VARARGS, NULL},
-    {NULL}};
-
-int il_aio_register(PyObject *module)
-{
-    for (PyMethodDef *f = aio_functions; f->ml_name; f++) {
-        PyObject *fn = PyCFunction_New(f, NULL);
-        if (!fn || PyModule_AddObject(module, f->ml_name, fn) < 0) {
-            Py_XDECREF(fn);
-            return -1;
-        }
-    }
-    if (PyModule_AddIntConstant(module, "AIO_READABLE", AIO_READABLE) < 0 ||
-        PyModule_AddIntConstant(module, "AIO_WRITABLE", AIO_WRITABLE) < 0 ||
-        PyModule_AddIntConstant(module, "AIO_UNLOCKED", AIO_UNLOCKED) < 0 ||
-        PyModule_AddIntConstant(module, "AIO_SET", AIO_SET) < 0)
-        return -1;
-    return 0;
 }

@@ -18,15 +18,6 @@ void il_mutex_init(il_mutex_t *m)
     atomic_store_explicit(&m->waiters, 0, memory_order_relaxed);
 }
 
-static inline void note_owner(il_mutex_t *m, uint32_t tid)
-{
-    il_mutex_note_owner(m, tid);
-    /* We own the lock: a plain increment (no locked RMW) is race-free. */
-    atomic_store_explicit(&m->acquisitions,
-                          atomic_load_explicit(&m->acquisitions, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
-}
-
 static int owner_alive(il_mutex_t *m, uint32_t owner)
 {
     /* relaxed: one load of the packed hint gives a (tid, start) pair that
@@ -50,7 +41,7 @@ static int take_over(il_mutex_t *m, uint32_t v, uint32_t tid, uint32_t waiters,
     if (!atomic_compare_exchange_strong_explicit(&m->word, &v, tid | waiters,
                                                  memory_order_acquire, memory_order_relaxed))
         return 0;
-    note_owner(m, tid);
+    il_mutex_took(m, tid);
     m->depth = 0;
     atomic_fetch_add_explicit(&m->owner_deaths, 1, memory_order_relaxed);
     if (dead_pid)
@@ -67,11 +58,8 @@ int il_mutex_lock(il_mutex_t *m, int64_t deadline, uint32_t *dead_pid)
 int il_mutex_lock_counted(il_mutex_t *m, int64_t deadline, uint32_t *dead_pid, int *counted)
 {
     uint32_t tid = il_self_tid();
-    if (il_mutex_trylock_fast(m, tid)) {
-        IL_CRASH(MUTEX_LOCKED);
-        note_owner(m, tid);
+    if (il_mutex_trylock(m, tid))
         return IL_OK;
-    }
     uint32_t v = atomic_load_explicit(&m->word, memory_order_relaxed);
     if ((v & IL_MUTEX_TID_MASK) == tid) {
         if (il_mutex_mine(m, tid))
@@ -97,10 +85,8 @@ int il_mutex_lock_counted(il_mutex_t *m, int64_t deadline, uint32_t *dead_pid, i
         for (int i = 0; i < SPIN_LIMIT; i++) {
             il_cpu_relax();
             v = atomic_load_explicit(&m->word, memory_order_relaxed);
-            if (v == 0 && il_mutex_trylock_fast(m, tid)) {
-                note_owner(m, tid);
+            if (v == 0 && il_mutex_trylock(m, tid))
                 return IL_OK;
-            }
         }
     }
 
@@ -122,7 +108,7 @@ int il_mutex_lock_counted(il_mutex_t *m, int64_t deadline, uint32_t *dead_pid, i
                                                       memory_order_acquire,
                                                       memory_order_relaxed)) {
                 IL_CRASH(MUTEX_LOCKED);
-                note_owner(m, tid);
+                il_mutex_took(m, tid);
                 result = IL_OK;
                 break;
             }

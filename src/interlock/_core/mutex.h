@@ -48,6 +48,7 @@
 #ifndef INTERLOCK_MUTEX_H
 #define INTERLOCK_MUTEX_H
 
+#include "crashpoint.h"
 #include "platform.h"
 
 #define IL_MUTEX_WAITERS 0x80000000u
@@ -69,7 +70,7 @@ typedef struct il_mutex {
 
 _Static_assert(sizeof(il_mutex_t) == IL_CACHELINE, "il_mutex_t is one cache line");
 
-/* Fast path, inlined: one CAS.  Returns 1 if taken. */
+/* The bare CAS of the fast path (il_mutex_trylock below is the fast path). */
 static inline int il_mutex_trylock_fast(il_mutex_t *m, uint32_t tid)
 {
     uint32_t expected = 0;
@@ -129,6 +130,30 @@ static inline void il_mutex_note_owner(il_mutex_t *m, uint32_t tid)
     atomic_store_explicit(&m->owner_pid, il_self_pid(), memory_order_relaxed);
     atomic_store_explicit(&m->owner_hint, il_mutex_hint(tid), memory_order_relaxed);
     atomic_store_explicit(&m->owner_tid, tid, memory_order_relaxed);
+}
+
+/* Right after any take of the word (fast path, slow path, take-over):
+ * publish who we are and count the acquisition. */
+static inline void il_mutex_took(il_mutex_t *m, uint32_t tid)
+{
+    il_mutex_note_owner(m, tid);
+    /* We own the lock: a plain increment (no locked RMW) is race-free.
+     * relaxed: statistics. */
+    atomic_store_explicit(&m->acquisitions,
+                          atomic_load_explicit(&m->acquisitions, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+/* THE fast path, inlined in every taker (il_mutex_lock, the bindings, the
+ * sync guard): one CAS, then the hints.  Returns 1 if taken.  A death at
+ * the crash point leaves the word naming us and no hints (mutex.h, top). */
+static inline int il_mutex_trylock(il_mutex_t *m, uint32_t tid)
+{
+    if (!il_mutex_trylock_fast(m, tid))
+        return 0;
+    IL_CRASH(MUTEX_LOCKED);
+    il_mutex_took(m, tid);
+    return 1;
 }
 
 #endif

@@ -63,7 +63,7 @@ int il_futex_wake(_Atomic uint32_t *word, int n);
 uint32_t il_self_tid(void);
 uint32_t il_self_pid(void);
 /* The same, inline: the per-call "is this a fork child's first use?" check
- * of every object (shmobject.h). */
+ * of every object (binding.h). */
 extern _Atomic uint32_t il_proc_pid;
 static inline uint32_t il_self_pid_fast(void)
 {

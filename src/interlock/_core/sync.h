@@ -287,8 +287,7 @@ il_sync_slot_t *il_sync_thread_slot(il_sync_head_t *h, uint32_t state);
 
 static inline int il_sync_guard_trylock(il_sync_head_t *h)
 {
-    if (il_mutex_trylock_fast(&h->guard, il_self_tid())) {
-        il_mutex_note_owner(&h->guard, il_self_tid());
+    if (il_mutex_trylock(&h->guard, il_self_tid())) {
         IL_CRASH(SYNC_GUARD_LOCKED);
         return 1;
     }

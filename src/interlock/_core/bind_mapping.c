@@ -1,5 +1,5 @@
 /*
- * mapping.c -- `_core.Mapping`: a shared mapping of a segment that keeps no
+ * bind_mapping.c -- `_core.Mapping`: a shared mapping of a segment that keeps no
  * file descriptor.
  *
  * CPython's mmap.mmap keeps a dup() of the descriptor it maps, for size()
@@ -45,7 +45,6 @@ typedef struct {
     Py_ssize_t exports; /* live buffer views: close() waits for none */
 } MappingObject;
 
-static PyTypeObject MappingType;
 
 static int mapping_ok(MappingObject *self)
 {
@@ -281,7 +280,7 @@ static PyMethodDef Mapping_methods[] = {
 static PyGetSetDef Mapping_getset[] = {{"closed", (getter)Mapping_get_closed, NULL, NULL, NULL},
                                        {NULL}};
 
-static PyTypeObject MappingType = {
+PyTypeObject il_MappingType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "interlock._core.Mapping",
     .tp_basicsize = sizeof(MappingObject),
     .tp_dealloc = (destructor)Mapping_dealloc,
@@ -294,15 +293,3 @@ static PyTypeObject MappingType = {
     .tp_getset = Mapping_getset,
     .tp_new = Mapping_new,
 };
-
-int il_mapping_register(PyObject *module)
-{
-    if (PyType_Ready(&MappingType) < 0)
-        return -1;
-    Py_INCREF(&MappingType);
-    if (PyModule_AddObject(module, "Mapping", (PyObject *)&MappingType) < 0) {
-        Py_DECREF(&MappingType);
-        return -1;
-    }
-    return 0;
-}

@@ -1,0 +1,126 @@
+/* bind_event.c -- the Python type Event over il_event_t (sync.h).  Timeouts:
+ * threading.Event.wait's rules (binding.h, IL_TO_WAIT). */
+#include "bind_sync.h"
+
+/* ================================================================ Event */
+
+#define EV(self) ((il_event_t *)((SyncObject *)(self))->p)
+
+static int Event_init(SyncObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kw[] = {"buffer", "offset", "create", NULL};
+    PyObject *buffer;
+    Py_ssize_t offset;
+    int create = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "On|p:Event", kw, &buffer, &offset, &create))
+        return -1;
+    return sync_attach(self, buffer, offset, IL_SYNC_EVENT, create, 0);
+}
+
+static PyObject *Event_is_set(SyncObject *self, PyObject *unused)
+{
+    if (shm_check(self) < 0)
+        return NULL;
+    /* acquire: a True answer makes what the setter wrote before set() visible */
+    return PyBool_FromLong(atomic_load_explicit(&EV(self)->flag, memory_order_acquire));
+}
+
+static PyObject *Event_set(SyncObject *self, PyObject *unused)
+{
+    if (shm_check(self) < 0)
+        return NULL;
+    il_event_t *e = EV(self);
+    /* release: pairs with the waiters' acquire load of the flag */
+    atomic_store_explicit(&e->flag, 1, memory_order_release);
+    atomic_fetch_add_explicit(&e->sets, 1, memory_order_relaxed); /* statistics */
+    il_ec_notify(&e->h.ec, INT32_MAX);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Event_clear(SyncObject *self, PyObject *unused)
+{
+    if (shm_check(self) < 0)
+        return NULL;
+    /* relaxed: clearing publishes nothing; waiters keep waiting */
+    atomic_store_explicit(&EV(self)->flag, 0, memory_order_relaxed);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Event_wait(SyncObject *self, PyObject *args, PyObject *kwds)
+{
+    int64_t deadline = IL_FOREVER;
+    if (shm_check(self) < 0)
+        return NULL;
+    if ((args && PyTuple_GET_SIZE(args)) || kwds) {
+        PyObject *timeout = NULL;
+        static char *kw[] = {"timeout", NULL};
+        if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O:wait", kw, &timeout))
+            return NULL;
+        if (il_parse_timeout(IL_TO_WAIT, NULL, timeout, &deadline) < 0)
+            return NULL;
+    }
+    il_event_t *e = EV(self);
+    il_sync_head_t *h = &e->h;
+    /* acquire: see is_set */
+    if (atomic_load_explicit(&e->flag, memory_order_acquire))
+        Py_RETURN_TRUE;
+    if (deadline == 0)
+        Py_RETURN_FALSE;
+    atomic_fetch_add_explicit(&h->sleepers, 1, memory_order_relaxed); /* statistics */
+    int result = 0;
+    for (;;) {
+        uint32_t key = il_ec_prepare(&h->ec);
+        if (atomic_load_explicit(&e->flag, memory_order_acquire)) {
+            il_ec_cancel(&h->ec);
+            result = 1;
+            break;
+        }
+        int64_t slice = IL_SYNC_SLICE_NS;
+        if (deadline != IL_FOREVER) {
+            int64_t left = deadline - il_now_ns();
+            if (left <= 0) {
+                il_ec_cancel(&h->ec);
+                break;
+            }
+            if (left < slice)
+                slice = left;
+        }
+        int sr = sync_sleep(self, h, key, slice);
+        il_ec_cancel(&h->ec);
+        if (sr == IL_INTR && PyErr_CheckSignals() < 0) {
+            result = -1;
+            break;
+        }
+    }
+    atomic_fetch_sub_explicit(&h->sleepers, 1, memory_order_relaxed);
+    if (result < 0)
+        return NULL;
+    if (!result)
+        atomic_fetch_add_explicit(&h->timeouts, 1, memory_order_relaxed);
+    return PyBool_FromLong(result);
+}
+
+static PyObject *Event_stats(SyncObject *self, PyObject *unused)
+{
+    PyObject *d = Sync_stats_common(self);
+    if (!d)
+        return NULL;
+    IL_PUT("flag", atomic_load_explicit(&EV(self)->flag, memory_order_relaxed));
+    IL_PUT("sets", atomic_load_explicit(&EV(self)->sets, memory_order_relaxed));
+    return d;
+}
+
+static PyMethodDef Event_methods[] = {
+    {"is_set", (PyCFunction)Event_is_set, METH_NOARGS, "True if the flag is set."},
+    {"set", (PyCFunction)Event_set, METH_NOARGS, "Set the flag and wake every waiter."},
+    {"clear", (PyCFunction)Event_clear, METH_NOARGS, "Reset the flag."},
+    {"wait", (PyCFunction)(void (*)(void))Event_wait, METH_VARARGS | METH_KEYWORDS,
+     "wait(timeout=None)\n--\n\nBlock until the flag is set; return the flag."},
+    {"_stats", (PyCFunction)Event_stats, METH_NOARGS, NULL},
+    COMMON_METHODS,
+    {NULL}};
+
+IL_SHM_TYPE(il_EventType, "Event", sizeof(SyncObject), Event_init, Event_methods, NULL, NULL,
+          "Event(buffer, offset, create=False)\n\nA process-shared event (sync.h).");
+
+

@@ -1,0 +1,891 @@
+/*
+ * bind_ring.c -- the Python type Ring (interlock._queue.Queue subclasses it).
+ *
+ * q.put(x) and q.get() are one C call with no Python frame in between.  The
+ * Python layer owns the segment (naming, lifetime, pickling by name) and
+ * hands us a writable buffer (an mmap) and the offset of our struct in it.
+ *
+ * GIL: held on every fast path (no syscall, no wait).  Released only to wait
+ * (spin, then futex) and re-taken to finish the operation.  Nothing that may
+ * run Python code (pickling, unpickling, garbage collection through the
+ * allocation of GC-tracked objects) happens while a ring lock is held: a
+ * finalizer that used the same queue would otherwise deadlock on itself.
+ * The message codec is bind_codec.c; the shared plumbing binding.c.
+ */
+#include "bind_codec.h"
+
+#include <stdio.h>
+
+#include "crashpoint.h"
+#include "ring.h"
+
+/* Upper bound of one sleep: a notifier killed between its publish and its
+ * wake-up costs sleepers at most this much. */
+#define WAIT_SLICE_NS 100000000LL
+
+/* ================================================================= Ring */
+
+typedef struct {
+    ShmObject base;
+} RingObject; /* base.roles: 1: this object has put, 2: has got (told to _note_role once) */
+
+static PyObject *str_note_role; /* interned at init: il_ring_init */
+
+/* The first put / get through this object: record the process's role in
+ * the segment's slot table (for `interlock ls`: producers, consumers).  One
+ * predictable branch per operation afterwards. */
+static inline int note_role(RingObject *self, char role)
+{
+    if (__builtin_expect(self->base.roles & role, 1))
+        return 0;
+    self->base.roles |= (unsigned char)role;
+    PyObject *et, *ev, *etb; /* a partial put_many may carry its Full: keep it */
+    PyErr_Fetch(&et, &ev, &etb);
+    if (PyObject_HasAttr((PyObject *)self, str_note_role)) {
+        PyObject *r = PyObject_CallMethod((PyObject *)self, "_note_role", "i", (int)role);
+        Py_XDECREF(r); /* statistics only: never fail the operation */
+        PyErr_Clear();
+    }
+    PyErr_Restore(et, ev, etb);
+    return 0;
+}
+
+#define RING(self) ((il_ring_t *)((ShmObject *)(self))->p)
+
+
+/* ------------------------------------------------------------ waiting */
+
+typedef int (*cond_fn)(void *r, uint64_t arg);
+
+static int cond_not_empty(void *r, uint64_t unused) { return il_ring_readable((il_ring_t *)r); }
+
+static int cond_room(void *r, uint64_t need) { return il_ring_writable((il_ring_t *)r, need); }
+
+static int cond_all_done(void *p, uint64_t unused)
+{
+    il_ring_t *r = (il_ring_t *)p;
+    return IL_CNT(atomic_load_explicit(&r->tail, memory_order_acquire)) ==
+           atomic_load_explicit(&r->done, memory_order_acquire);
+}
+
+/* Notify after a publish.  Wakes that wake nobody are normal now and then
+ * (a waiter between its prepare and its FUTEX_WAIT), but thousands in a row
+ * mean a waiter died counted: repair the count (eventcount.h), which ends
+ * the useless syscalls.  With the GIL held (`fruitless` is per object). */
+#define FRUITLESS_REPAIR 4096
+
+static inline void ring_notify(ShmObject *self, il_eventcount_t *ec, int n)
+{
+    int woke = il_ec_notify(ec, n);
+    if (woke > 0) {
+        self->fruitless = 0;
+    } else if (woke == 0 && ++self->fruitless >= FRUITLESS_REPAIR) {
+        self->fruitless = 0;
+        il_ec_repair(ec);
+    }
+}
+
+/* Wait (GIL released) until cond may hold or the deadline passes.
+ * Returns IL_OK (retry the operation), IL_TIMEDOUT, or -1 (exception).
+ * *woken (if not NULL): the IL_OK came from a FUTEX_WAIT that ended by a
+ * wake-up, i.e. we may hold a notify's wake-up (see ring_wait_method). */
+static int ring_wait(ShmObject *self, il_eventcount_t *ec, cond_fn cond, uint64_t arg,
+                     int64_t deadline, int *woken)
+{
+    il_ring_t *r = (il_ring_t *)self->p;
+    int res = IL_OK;
+    int budget = il_spin_budget(self);
+    int done;
+    int slept = 0; /* the last il_ec_sleep returned IL_OK (woken or EAGAIN) */
+    self->busy++;
+    Py_BEGIN_ALLOW_THREADS
+    done = il_spin_until(budget, cond, r, arg);
+    while (!done) {
+        uint32_t key = il_ec_prepare(ec);
+        if (cond(r, arg)) {
+            il_ec_cancel(ec);
+            if (woken)
+                *woken = slept;
+            break;
+        }
+        int64_t now = il_now_ns();
+        if (now >= deadline) {
+            il_ec_cancel(ec);
+            res = IL_TIMEDOUT;
+            break;
+        }
+        int64_t slice = deadline - now < WAIT_SLICE_NS ? deadline - now : WAIT_SLICE_NS;
+        int w = il_ec_sleep(ec, key, slice);
+        slept = w == IL_OK;
+        il_ec_cancel(ec);
+        if (w == IL_TIMEDOUT) /* a whole slice with no wake: uncount dead waiters */
+            il_ec_repair(ec);
+        if (w == IL_INTR) {
+            res = IL_INTR;
+            break;
+        }
+        /* Woken, spurious, or a slice passed: check again. */
+    }
+    Py_END_ALLOW_THREADS
+    self->busy--;
+    il_spin_adapt(self, budget, done);
+    if (res == IL_INTR)
+        return PyErr_CheckSignals() < 0 ? -1 : IL_OK;
+    return res;
+}
+
+/* Lock a side; maps results to exceptions.  Returns 0 locked, 1 timed out,
+ * -1 exception. */
+static int ring_lock_side(RingObject *self, il_mutex_t *m, int64_t deadline)
+{
+    /* A side lock is held for one copy (microseconds), or by a dead process
+     * until a waiter takes it over (one slice): block=False means "do not
+     * wait for items or room", not "fail if another consumer is mid-copy",
+     * as in queue.Queue, whose nowait calls also take its mutex. */
+    if (deadline == 0)
+        deadline = IL_FOREVER;
+    int counted = 0;
+    int r = il_lock_mutex((ShmObject *)self, m, deadline, NULL, &counted);
+    if (r == IL_OK || r == IL_OWNER_DIED)
+        return 0; /* a dead holder left the ring consistent (ring.h) */
+    if (r == IL_TIMEDOUT)
+        return 1;
+    if (r == IL_DEADLK)
+        PyErr_SetString(PyExc_RuntimeError,
+                        "re-entrant use of an interlock queue from inside its own operation");
+    return -1;
+}
+
+static PyObject *raise_closed(const char *what)
+{
+    PyErr_Format(il_QueueClosed, "%s on a closed queue", what);
+    return NULL;
+}
+
+/* ------------------------------------------------------------ put */
+
+/* Put the prepared messages m[0..n); blocking per deadline.  Returns the
+ * number put (== n on success); on failure sets an exception. */
+static Py_ssize_t ring_put_msgs(RingObject *self, msg_t *m, Py_ssize_t n, int64_t deadline,
+                                int all_or_nothing)
+{
+    il_ring_t *r = RING(self);
+    Py_ssize_t done = 0;
+    while (done < n) {
+        int lr = ring_lock_side(self, &r->plock, deadline);
+        if (lr < 0)
+            return done;
+        if (lr == 1) {
+            PyErr_SetString(il_Full, "timed out waiting for the queue's producer lock");
+            return done;
+        }
+        IL_CRASH(RING_PUT_LOCKED);
+        /* relaxed: under plock, tail was last written by a plock holder,
+         * ordered by the lock's acquire. */
+        uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
+        uint64_t t = tail;
+        Py_ssize_t k = done;
+        if (atomic_load_explicit(&r->flags, memory_order_relaxed) & IL_RING_CLOSED) {
+            il_mutex_unlock(&r->plock);
+            raise_closed("put()");
+            return done;
+        }
+        if (all_or_nothing) {
+            uint64_t total = 0;
+            for (Py_ssize_t i = 0; i < n; i++)
+                total += m[i].need;
+            if (il_ring_room(r, t, total, (uint32_t)n)) {
+                for (; k < n; k++)
+                    t = IL_PACK(IL_CNT(t) + 1, il_msg_write(r, IL_POS(t), &m[k]));
+            }
+        } else {
+            while (k < n && il_ring_room(r, t, m[k].need, 1)) {
+                t = IL_PACK(IL_CNT(t) + 1, il_msg_write(r, IL_POS(t), &m[k]));
+                k++;
+            }
+        }
+        if (k > done) {
+            IL_CRASH(RING_PUT_PAYLOAD);
+            /* The commit point.  release: the records' bytes are visible to
+             * any consumer that acquire-loads this tail. */
+            atomic_store_explicit(&r->tail, t, memory_order_release);
+            IL_CRASH(RING_PUT_PUBLISHED);
+        }
+        il_mutex_unlock(&r->plock);
+        if (k > done) {
+            IL_CRASH(RING_PUT_UNLOCKED);
+            ring_notify((ShmObject *)self, &r->not_empty, (int)(k - done));
+            done = k;
+            continue;
+        }
+        if (deadline == 0) {
+            PyErr_SetString(il_Full, all_or_nothing && n > 1
+                                      ? "not enough room in the queue for the whole batch"
+                                      : "queue is full");
+            return done;
+        }
+        int w = ring_wait((ShmObject *)self, &r->not_full, cond_room, m[done].need, deadline,
+                           NULL);
+        if (w < 0)
+            return done;
+        if (w == IL_TIMEDOUT) {
+            PyErr_SetString(il_Full, "queue is full (timed out)");
+            return done;
+        }
+    }
+    return done;
+}
+
+static const char *const put_names[] = {"obj", "block", "timeout"};
+
+static PyObject *Ring_put(RingObject *self, PyObject *const *args, Py_ssize_t nargs,
+                          PyObject *kwnames)
+{
+    PyObject *a[3];
+    int64_t deadline;
+    if (nargs == 1 && !kwnames) {
+        a[0] = args[0];
+        deadline = IL_FOREVER;
+    } else {
+        if (il_parse_args("put", args, nargs, kwnames, put_names, 3, 1, a) < 0 ||
+            il_parse_timeout(IL_TO_QUEUE, a[1], a[2], &deadline) < 0)
+            return NULL;
+    }
+    if (shm_check((ShmObject *)self) < 0)
+        return NULL;
+    msg_t m;
+    if (il_msg_prepare(RING(self), a[0], &m) < 0)
+        return NULL;
+    Py_ssize_t k = ring_put_msgs(self, &m, 1, deadline, 0);
+    il_msg_release(&m);
+    if (k != 1)
+        return NULL;
+    note_role(self, 1);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Ring_put_nowait(RingObject *self, PyObject *obj)
+{
+    if (shm_check((ShmObject *)self) < 0)
+        return NULL;
+    msg_t m;
+    if (il_msg_prepare(RING(self), obj, &m) < 0)
+        return NULL;
+    Py_ssize_t k = ring_put_msgs(self, &m, 1, 0, 0);
+    il_msg_release(&m);
+    if (k != 1)
+        return NULL;
+    note_role(self, 1);
+    Py_RETURN_NONE;
+}
+
+static const char *const put_many_names[] = {"items", "block", "timeout"};
+
+static PyObject *Ring_put_many(RingObject *self, PyObject *const *args, Py_ssize_t nargs,
+                               PyObject *kwnames)
+{
+    PyObject *a[3];
+    int64_t deadline;
+    if (il_parse_args("put_many", args, nargs, kwnames, put_many_names, 3, 1, a) < 0 ||
+        il_parse_timeout(IL_TO_QUEUE, a[1], a[2], &deadline) < 0 || shm_check((ShmObject *)self) < 0)
+        return NULL;
+    PyObject *seq = PySequence_Fast(a[0], "put_many() expects an iterable of items");
+    if (!seq)
+        return NULL;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n == 0) {
+        Py_DECREF(seq);
+        Py_RETURN_NONE;
+    }
+    msg_t *m = PyMem_Calloc((size_t)n, sizeof(msg_t));
+    if (!m) {
+        Py_DECREF(seq);
+        return PyErr_NoMemory();
+    }
+    Py_ssize_t prepared = 0, put = 0;
+    PyObject **items = PySequence_Fast_ITEMS(seq);
+    for (; prepared < n; prepared++) {
+        if (il_msg_prepare(RING(self), items[prepared], &m[prepared]) < 0)
+            goto out;
+    }
+    put = ring_put_msgs(self, m, n, deadline, deadline == 0);
+    if (put > 0)
+        note_role(self, 1);
+out:
+    for (Py_ssize_t i = 0; i < prepared; i++)
+        il_msg_release(&m[i]);
+    PyMem_Free(m);
+    Py_DECREF(seq);
+    if (PyErr_Occurred()) {
+        if (PyErr_ExceptionMatches(il_Full) && put > 0) {
+            /* Tell the caller how far the batch got. */
+            PyObject *t, *v, *tb;
+            PyErr_Fetch(&t, &v, &tb);
+            PyErr_NormalizeException(&t, &v, &tb);
+            PyObject *cnt = PyLong_FromSsize_t(put);
+            if (cnt && v) {
+                PyObject_SetAttrString(v, "put_count", cnt);
+            }
+            Py_XDECREF(cnt);
+            PyErr_Restore(t, v, tb);
+        }
+        return NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------------ get */
+
+static Py_ssize_t ring_get_raw_(RingObject *self, raw_t *out, Py_ssize_t max, int64_t deadline);
+
+/* Take up to max records (at least 1) into out[].  Returns count, or -1. */
+static Py_ssize_t ring_get_raw(RingObject *self, raw_t *out, Py_ssize_t max, int64_t deadline)
+{
+    Py_ssize_t k = ring_get_raw_(self, out, max, deadline);
+    if (k > 0)
+        note_role(self, 2);
+    return k;
+}
+
+static Py_ssize_t ring_get_raw_(RingObject *self, raw_t *out, Py_ssize_t max, int64_t deadline)
+{
+    il_ring_t *r = RING(self);
+    for (;;) {
+        int lr = ring_lock_side(self, &r->clock, deadline);
+        if (lr < 0)
+            return -1;
+        if (lr == 1) {
+            PyErr_SetString(il_Empty, "timed out waiting for the queue's consumer lock");
+            return -1;
+        }
+        IL_CRASH(RING_GET_LOCKED);
+        /* acquire: see the close only together with every put before it
+         * (close happens under plock after them); read before tail. */
+        uint32_t flags = atomic_load_explicit(&r->flags, memory_order_acquire);
+        /* relaxed: under clock, head was last written by a clock holder. */
+        uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
+        uint64_t h = head;
+        Py_ssize_t k = 0;
+        while (k < max && il_ring_has_data(r, h)) {
+            /* r->cached_tail: the tail il_ring_has_data just found ahead of h */
+            uint64_t need = il_raw_read(r, IL_POS(h), IL_POS(r->cached_tail) - IL_POS(h), &out[k]);
+            if (!need) {
+                il_raw_clear(&out[k]);
+                break;
+            }
+            h = IL_PACK(IL_CNT(h) + 1, IL_POS(h) + (uint32_t)need);
+            k++;
+        }
+        if (k > 0) {
+            IL_CRASH(RING_GET_COPIED);
+            /* The commit point.  release: we finished reading these bytes
+             * before a producer can see them free and overwrite them. */
+            atomic_store_explicit(&r->head, h, memory_order_release);
+            IL_CRASH(RING_GET_PUBLISHED);
+        }
+        il_mutex_unlock(&r->clock);
+        if (k > 0) {
+            IL_CRASH(RING_GET_UNLOCKED);
+            ring_notify((ShmObject *)self, &r->not_full, (int)k);
+            if (PyErr_Occurred()) {
+                /* a later record failed (memory): hand out what we have; the
+                 * failed one is still in the ring. */
+                PyErr_Clear();
+            }
+            return k;
+        }
+        if (PyErr_Occurred())
+            return -1;
+        if (flags & IL_RING_CLOSED) {
+            PyErr_SetString(il_QueueClosed, "get() on a closed queue: it is closed and drained");
+            return -1;
+        }
+        if (deadline == 0) {
+            PyErr_SetNone(il_Empty);
+            return -1;
+        }
+        int w = ring_wait((ShmObject *)self, &r->not_empty, cond_not_empty, 0, deadline, NULL);
+        if (w < 0)
+            return -1;
+        if (w == IL_TIMEDOUT) {
+            PyErr_SetNone(il_Empty);
+            return -1;
+        }
+    }
+}
+
+static const char *const get_names[] = {"block", "timeout"};
+
+static PyObject *Ring_get(RingObject *self, PyObject *const *args, Py_ssize_t nargs,
+                          PyObject *kwnames)
+{
+    int64_t deadline = IL_FOREVER;
+    if (nargs || kwnames) {
+        PyObject *a[2];
+        if (il_parse_args("get", args, nargs, kwnames, get_names, 2, 0, a) < 0 ||
+            il_parse_timeout(IL_TO_QUEUE, a[0], a[1], &deadline) < 0)
+            return NULL;
+    }
+    if (shm_check((ShmObject *)self) < 0)
+        return NULL;
+    raw_t x;
+    if (ring_get_raw(self, &x, 1, deadline) < 0)
+        return NULL;
+    return il_raw_finish(&x);
+}
+
+static PyObject *Ring_get_nowait(RingObject *self, PyObject *unused)
+{
+    if (shm_check((ShmObject *)self) < 0)
+        return NULL;
+    raw_t x;
+    if (ring_get_raw(self, &x, 1, 0) < 0)
+        return NULL;
+    return il_raw_finish(&x);
+}
+
+static const char *const get_many_names[] = {"max_items", "block", "timeout"};
+
+static PyObject *Ring_get_many(RingObject *self, PyObject *const *args, Py_ssize_t nargs,
+                               PyObject *kwnames)
+{
+    PyObject *a[3];
+    int64_t deadline;
+    if (il_parse_args("get_many", args, nargs, kwnames, get_many_names, 3, 0, a) < 0 ||
+        il_parse_timeout(IL_TO_QUEUE, a[1], a[2], &deadline) < 0 || shm_check((ShmObject *)self) < 0)
+        return NULL;
+    Py_ssize_t max = 1024;
+    if (a[0] && a[0] != Py_None) {
+        if (!PyLong_Check(a[0])) {
+            PyErr_Format(PyExc_TypeError, "'max_items' must be an int, not %.100s",
+                         Py_TYPE(a[0])->tp_name);
+            return NULL;
+        }
+        max = PyLong_AsSsize_t(a[0]);
+        if (max == -1 && PyErr_Occurred())
+            return NULL;
+        if (max < 1) {
+            PyErr_SetString(PyExc_ValueError, "'max_items' must be >= 1");
+            return NULL;
+        }
+    }
+    uint64_t cap = RING(self)->maxsize;
+    if ((uint64_t)max > cap)
+        max = (Py_ssize_t)cap;
+    if (max > 65536)
+        max = 65536;
+    raw_t *xs = PyMem_Calloc((size_t)max, sizeof(raw_t));
+    if (!xs)
+        return PyErr_NoMemory();
+    Py_ssize_t k = ring_get_raw(self, xs, max, deadline);
+    if (k < 0) {
+        PyMem_Free(xs);
+        return NULL;
+    }
+    /* Every record of the batch is consumed (head is committed).  An item
+     * that fails to unpickle is the caller's error, as with get(); the
+     * other items of the batch are not lost: they are decoded anyway and
+     * handed over on the exception, as its attribute `items` (in queue
+     * order, the failed ones left out). */
+    PyObject *list = PyList_New(0);
+    PyObject *et = NULL, *ev = NULL, *etb = NULL;
+    Py_ssize_t failed = 0;
+    for (Py_ssize_t i = 0; i < k; i++) {
+        PyObject *o = list ? il_raw_finish(&xs[i]) : NULL;
+        if (!list) {
+            il_raw_clear(&xs[i]);
+            continue;
+        }
+        if (!o) {
+            if (failed++ == 0)
+                PyErr_Fetch(&et, &ev, &etb);
+            else
+                PyErr_Clear(); /* only the first error is raised */
+            continue;
+        }
+        if (PyList_Append(list, o) < 0)
+            Py_CLEAR(list);
+        Py_DECREF(o);
+    }
+    PyMem_Free(xs);
+    if (!failed || !list) {
+        if (failed) {
+            Py_XDECREF(et);
+            Py_XDECREF(ev);
+            Py_XDECREF(etb);
+        }
+        return list;
+    }
+    PyErr_NormalizeException(&et, &ev, &etb);
+    if (ev) {
+        PyObject_SetAttrString(ev, "items", list);
+        PyObject *note = PyUnicode_FromFormat(
+            "get_many(): %zd item(s) of this batch failed to unpickle; the %zd other item(s) "
+            "taken with it are in this exception's .items",
+            failed, PyList_GET_SIZE(list));
+        if (note && PyObject_HasAttrString(ev, "add_note")) {
+            PyObject *r = PyObject_CallMethod(ev, "add_note", "O", note);
+            Py_XDECREF(r);
+        }
+        Py_XDECREF(note);
+        PyErr_Clear();
+    }
+    Py_DECREF(list);
+    PyErr_Restore(et, ev, etb);
+    return NULL;
+}
+
+/* ------------------------------------------------------------ state */
+
+static PyObject *Ring_qsize(RingObject *self, PyObject *unused)
+{
+    if (shm_check((ShmObject *)self) < 0)
+        return NULL;
+    il_ring_t *r = RING(self);
+    /* acquire, head first: the tail we read after it is never behind it. */
+    uint64_t h = atomic_load_explicit(&r->head, memory_order_acquire);
+    uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
+    return PyLong_FromUnsignedLong((uint32_t)(IL_CNT(t) - IL_CNT(h)));
+}
+
+static PyObject *Ring_empty(RingObject *self, PyObject *unused)
+{
+    if (shm_check((ShmObject *)self) < 0)
+        return NULL;
+    il_ring_t *r = RING(self);
+    uint64_t h = atomic_load_explicit(&r->head, memory_order_acquire);
+    uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
+    return PyBool_FromLong(IL_CNT(t) == IL_CNT(h));
+}
+
+static PyObject *Ring_full(RingObject *self, PyObject *unused)
+{
+    if (shm_check((ShmObject *)self) < 0)
+        return NULL;
+    il_ring_t *r = RING(self);
+    uint64_t h = atomic_load_explicit(&r->head, memory_order_acquire);
+    uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
+    uint32_t count = IL_CNT(t) - IL_CNT(h);
+    uint32_t used = IL_POS(t) - IL_POS(h);
+    /* Full: no room for another item, counting the smallest record (8 B:
+     * a header and an empty payload). */
+    return PyBool_FromLong(count >= r->maxsize || used + 8 > r->capacity);
+}
+
+static PyObject *Ring_close(RingObject *self, PyObject *unused)
+{
+    if (shm_check((ShmObject *)self) < 0)
+        return NULL;
+    il_ring_t *r = RING(self);
+    /* Under plock: every put that committed before the close is published
+     * before the flag; consumers read the flag before tail (ring_get_raw). */
+    int lr = ring_lock_side(self, &r->plock, IL_FOREVER);
+    if (lr != 0)
+        return NULL;
+    IL_CRASH(RING_CLOSE_LOCKED);
+    /* release: pairs with the consumers' acquire load of flags. */
+    atomic_fetch_or_explicit(&r->flags, IL_RING_CLOSED, memory_order_release);
+    il_mutex_unlock(&r->plock);
+    /* Wake every sleeper on both sides unconditionally: they must see the close. */
+    atomic_fetch_add_explicit(&r->not_empty.seq, 1, memory_order_release);
+    il_futex_wake(&r->not_empty.seq, INT32_MAX);
+    atomic_fetch_add_explicit(&r->not_full.seq, 1, memory_order_release);
+    il_futex_wake(&r->not_full.seq, INT32_MAX);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Ring_get_closed(RingObject *self, void *unused)
+{
+    if (shm_check((ShmObject *)self) < 0)
+        return NULL;
+    /* acquire: a caller that sees closed sees the final tail too */
+    return PyBool_FromLong(atomic_load_explicit(&RING(self)->flags, memory_order_acquire) &
+                           IL_RING_CLOSED);
+}
+
+static PyObject *Ring_task_done(RingObject *self, PyObject *unused)
+{
+    if (shm_check((ShmObject *)self) < 0)
+        return NULL;
+    il_ring_t *r = RING(self);
+    /* relaxed first read; the CAS below is seq_cst so that the notify's fence
+     * pairs with join()'s prepare. */
+    uint32_t d = atomic_load_explicit(&r->done, memory_order_relaxed);
+    for (;;) {
+        uint32_t put = IL_CNT(atomic_load_explicit(&r->tail, memory_order_acquire));
+        if (d == put) {
+            PyErr_SetString(PyExc_ValueError, "task_done() called too many times");
+            return NULL;
+        }
+        if (atomic_compare_exchange_weak_explicit(&r->done, &d, d + 1, memory_order_seq_cst,
+                                                  memory_order_relaxed)) {
+            if (d + 1 == put)
+                il_ec_notify(&r->all_done, INT32_MAX);
+            Py_RETURN_NONE;
+        }
+    }
+}
+
+static const char *const join_names[] = {"timeout"};
+
+static PyObject *Ring_join(RingObject *self, PyObject *const *args, Py_ssize_t nargs,
+                           PyObject *kwnames)
+{
+    PyObject *a[1];
+    int64_t deadline;
+    if (il_parse_args("join", args, nargs, kwnames, join_names, 1, 0, a) < 0 ||
+        il_parse_timeout(IL_TO_QUEUE, NULL, a[0], &deadline) < 0 || shm_check((ShmObject *)self) < 0)
+        return NULL;
+    il_ring_t *r = RING(self);
+    while (!cond_all_done(r, 0)) {
+        int w = ring_wait((ShmObject *)self, &r->all_done, cond_all_done, 0, deadline, NULL);
+        if (w < 0)
+            return NULL;
+        if (w == IL_TIMEDOUT)
+            Py_RETURN_FALSE;
+    }
+    Py_RETURN_TRUE;
+}
+
+static PyObject *Ring_unfinished_tasks(RingObject *self, void *unused)
+{
+    if (shm_check((ShmObject *)self) < 0)
+        return NULL;
+    il_ring_t *r = RING(self);
+    uint32_t d = atomic_load_explicit(&r->done, memory_order_acquire);
+    uint32_t put = IL_CNT(atomic_load_explicit(&r->tail, memory_order_acquire));
+    return PyLong_FromUnsignedLong(put - d);
+}
+
+static const char *const wait_names[] = {"nbytes", "timeout"};
+
+/* _wait_readable(timeout=None) / _wait_writable(nbytes, timeout=None): block
+ * (GIL released) until a get / a put of nbytes may succeed, or the queue is
+ * closed; False on timeout.  Consume nothing: the asyncio layer waits with
+ * these in a helper thread and does the get/put in the loop's thread, so a
+ * cancelled coroutine never holds an item.
+ *
+ * A put notifies as many sleepers as it put records (il_ec_notify(ec, k)),
+ * and a get as many as it took.  If one of those wake-ups lands here, the
+ * record it announced may be taken by nobody: the coroutine may be gone
+ * (cancelled, timed out) or lose the race, while a blocked get() in another
+ * process sleeps on until its slice (100 ms) runs out.  So, returning after a
+ * wake-up, we pass one on (the mutex's wait-only waiter does the same,
+ * mutex.c il_mutex_wait_unlocked; model: eventcount.pml WATCHER).  Cost: one
+ * notify per asyncio wake-up, only when someone else is counted asleep; a
+ * blocked get() that then finds the record taken by the coroutine sleeps
+ * again (a spurious wake, never a lost one). */
+static PyObject *ring_wait_method(RingObject *self, il_eventcount_t *ec, cond_fn cond,
+                                  uint64_t arg, PyObject *timeout)
+{
+    int64_t deadline;
+    if (il_parse_timeout(IL_TO_QUEUE, NULL, timeout, &deadline) < 0)
+        return NULL;
+    il_ring_t *r = RING(self);
+    while (!cond(r, arg)) {
+        int woken = 0;
+        int w = ring_wait((ShmObject *)self, ec, cond, arg, deadline, &woken);
+        if (w < 0)
+            return NULL;
+        if (w == IL_TIMEDOUT)
+            Py_RETURN_FALSE;
+        if (woken) {
+            il_ec_notify(ec, 1);
+            break;
+        }
+    }
+    Py_RETURN_TRUE;
+}
+
+static PyObject *Ring_wait_readable(RingObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                    PyObject *kwnames)
+{
+    PyObject *a[1];
+    if (il_parse_args("_wait_readable", args, nargs, kwnames, wait_names + 1, 1, 0, a) < 0 ||
+        shm_check((ShmObject *)self) < 0)
+        return NULL;
+    return ring_wait_method(self, &RING(self)->not_empty, cond_not_empty, 0, a[0]);
+}
+
+static PyObject *Ring_wait_writable(RingObject *self, PyObject *const *args, Py_ssize_t nargs,
+                                    PyObject *kwnames)
+{
+    PyObject *a[2];
+    if (il_parse_args("_wait_writable", args, nargs, kwnames, wait_names, 2, 1, a) < 0 ||
+        shm_check((ShmObject *)self) < 0)
+        return NULL;
+    unsigned long long n = PyLong_AsUnsignedLongLong(a[0]);
+    if (n == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    uint64_t need = IL_ALIGN8(sizeof(il_rec_t) + n);
+    return ring_wait_method(self, &RING(self)->not_full, cond_room, need, a[1]);
+}
+
+static PyObject *Ring_stats(RingObject *self, PyObject *unused)
+{
+    if (shm_check((ShmObject *)self) < 0)
+        return NULL;
+    il_ring_t *r = RING(self);
+    uint64_t h = atomic_load_explicit(&r->head, memory_order_acquire);
+    uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
+    PyObject *pl = il_mutex_stats_dict(&r->plock), *cl = il_mutex_stats_dict(&r->clock);
+    PyObject *d = Py_BuildValue(
+        "{s:K,s:K,s:K,s:I,s:I,s:I,s:O,s:O,s:N,s:N,s:I,s:I}", "size", (unsigned long long)r->size,
+        "capacity", (unsigned long long)r->capacity, "maxsize", (unsigned long long)r->maxsize,
+        "depth", (unsigned)(IL_CNT(t) - IL_CNT(h)), "bytes_used",
+        (unsigned)(IL_POS(t) - IL_POS(h)), "put_count_mod32", (unsigned)IL_CNT(t), "closed",
+        (atomic_load_explicit(&r->flags, memory_order_relaxed) & IL_RING_CLOSED) ? Py_True
+                                                                                  : Py_False,
+        "unused", Py_None, "producer_lock", pl, "consumer_lock", cl, "consumers_sleeping",
+        atomic_load_explicit(&r->not_empty.waiters, memory_order_relaxed), "producers_sleeping",
+        atomic_load_explicit(&r->not_full.waiters, memory_order_relaxed));
+    if (d)
+        PyDict_DelItemString(d, "unused");
+    return d;
+}
+
+/* The one validator of a ring header found in a segment (attach): every
+ * field that sizes a copy or bounds an index must be in range, else a
+ * damaged or foreign header would make later calls read or write outside
+ * the mapping.  Writes the reason to why[] and returns 1 if invalid.
+ * (PyErr_Format has no '#' flag: hex is formatted here, with snprintf.) */
+static int ring_header_invalid(il_ring_t *r, uint64_t mapped, char *why, size_t n)
+{
+    if (r->magic != IL_RING_MAGIC || r->version != IL_RING_VERSION) {
+        snprintf(why, n, "ring magic 0x%08x version %u, expected 0x%08x version %u",
+                 r->magic, r->version, IL_RING_MAGIC, IL_RING_VERSION);
+        return 1;
+    }
+    if (r->size < 64 || r->size > IL_RING_MAX_SIZE || (r->size & (r->size - 1))) {
+        snprintf(why, n, "ring size %llu is not a power of two in [64, 2**30]",
+                 (unsigned long long)r->size);
+        return 1;
+    }
+    if (il_ring_bytes(r->size) > mapped) {
+        snprintf(why, n, "ring of %llu data bytes in a mapping of %llu bytes (truncated)",
+                 (unsigned long long)r->size, (unsigned long long)mapped);
+        return 1;
+    }
+    if (r->capacity < 16 || r->capacity > r->size) {
+        snprintf(why, n, "capacity %llu out of range [16, size %llu]",
+                 (unsigned long long)r->capacity, (unsigned long long)r->size);
+        return 1;
+    }
+    if (r->maxsize == 0 || r->maxsize > 0x7fffffffULL) {
+        snprintf(why, n, "maxsize %llu out of range [1, 2**31 - 1]",
+                 (unsigned long long)r->maxsize);
+        return 1;
+    }
+    /* I1 for the positions.  A live queue moves while we look: read head,
+     * tail, head again, and judge only a pair taken while head stood still
+     * (then tail was read when head was h, so I1 held between them); a
+     * queue too busy to give one in 64 tries is alive, not damaged.
+     * acquire: as qsize(); the values are checked, never trusted. */
+    for (int i = 0; i < 64; i++) {
+        uint64_t h = atomic_load_explicit(&r->head, memory_order_acquire);
+        uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
+        if (atomic_load_explicit(&r->head, memory_order_acquire) != h)
+            continue;
+        uint32_t used = IL_POS(t) - IL_POS(h), count = IL_CNT(t) - IL_CNT(h);
+        if ((IL_POS(h) & 7u) || (IL_POS(t) & 7u) || used > r->capacity || count > r->maxsize ||
+            (uint64_t)count * 8u > used) {
+            snprintf(why, n,
+                     "positions out of range: head %u (%u records taken), tail %u (%u put), "
+                     "capacity %llu, maxsize %llu",
+                     IL_POS(h), IL_CNT(h), IL_POS(t), IL_CNT(t),
+                     (unsigned long long)r->capacity, (unsigned long long)r->maxsize);
+            return 1;
+        }
+        break;
+    }
+    return 0;
+}
+
+static const char *const ring_init_names[] = {"buffer", "offset", "create", "size", "capacity",
+                                              "maxsize"};
+
+static int Ring_init(RingObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kw[] = {"buffer", "offset", "create", "size", "capacity", "maxsize", NULL};
+    PyObject *buffer;
+    Py_ssize_t offset;
+    int create = 0;
+    unsigned long long size = 0, capacity = 0, maxsize = 0;
+    (void)ring_init_names;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "On|pKKK:Ring", kw, &buffer, &offset, &create,
+                                     &size, &capacity, &maxsize))
+        return -1;
+    if (create) {
+        if (size < 64 || size > IL_RING_MAX_SIZE || (size & (size - 1))) {
+            PyErr_Format(PyExc_ValueError, "ring size must be a power of two in [64, 2**30], got %llu",
+                         size);
+            return -1;
+        }
+        if (capacity == 0 || capacity > size)
+            capacity = size;
+        if (maxsize == 0 || maxsize > 0x7fffffffULL)
+            maxsize = 0x7fffffffULL;
+        if (shm_attach((ShmObject *)self, buffer, offset, il_ring_bytes(size)) < 0)
+            return -1;
+        il_ring_init(RING(self), size, capacity, maxsize);
+        return 0;
+    }
+    if (shm_attach((ShmObject *)self, buffer, offset, sizeof(il_ring_t)) < 0)
+        return -1;
+    char why[160];
+    if (ring_header_invalid(RING(self), (uint64_t)(self->base.view.len - offset), why,
+                            sizeof why)) {
+        shm_detach((ShmObject *)self, NULL);
+        PyErr_Format(PyExc_ValueError, "not a valid interlock queue: %s", why);
+        return -1;
+    }
+    return 0;
+}
+
+static PyMethodDef Ring_methods[] = {
+    {"put", (PyCFunction)(void (*)(void))Ring_put, METH_FASTCALL | METH_KEYWORDS,
+     "put(obj, block=True, timeout=None)\n--\n\nPut obj into the queue."},
+    {"put_nowait", (PyCFunction)Ring_put_nowait, METH_O,
+     "put_nowait(obj)\n--\n\nput(obj, block=False)."},
+    {"put_many", (PyCFunction)(void (*)(void))Ring_put_many, METH_FASTCALL | METH_KEYWORDS,
+     "put_many(items, block=True, timeout=None)\n--\n\nPut every item, in order, under as "
+     "few lock round trips as room allows. With block=False: all or nothing."},
+    {"get", (PyCFunction)(void (*)(void))Ring_get, METH_FASTCALL | METH_KEYWORDS,
+     "get(block=True, timeout=None)\n--\n\nRemove and return the oldest item."},
+    {"get_nowait", (PyCFunction)Ring_get_nowait, METH_NOARGS,
+     "get_nowait()\n--\n\nget(block=False)."},
+    {"get_many", (PyCFunction)(void (*)(void))Ring_get_many, METH_FASTCALL | METH_KEYWORDS,
+     "get_many(max_items=1024, block=True, timeout=None)\n--\n\nWait for at least one item, "
+     "then return a list of up to max_items, oldest first."},
+    {"qsize", (PyCFunction)Ring_qsize, METH_NOARGS,
+     "qsize()\n--\n\nExact number of items in the queue at this instant."},
+    {"empty", (PyCFunction)Ring_empty, METH_NOARGS, "empty()\n--\n\nqsize() == 0."},
+    {"full", (PyCFunction)Ring_full, METH_NOARGS,
+     "full()\n--\n\nTrue if no further item fits (count or bytes)."},
+    {"_close", (PyCFunction)Ring_close, METH_NOARGS, NULL},
+    {"_task_done", (PyCFunction)Ring_task_done, METH_NOARGS, NULL},
+    {"_join", (PyCFunction)(void (*)(void))Ring_join, METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"_stats", (PyCFunction)Ring_stats, METH_NOARGS, NULL},
+    {"_detach", (PyCFunction)shm_detach, METH_NOARGS, NULL},
+    {"_wait_readable", (PyCFunction)(void (*)(void))Ring_wait_readable,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"_wait_writable", (PyCFunction)(void (*)(void))Ring_wait_writable,
+     METH_FASTCALL | METH_KEYWORDS, NULL},
+    {NULL}};
+
+static PyGetSetDef Ring_getset[] = {
+    {"_closed", (getter)Ring_get_closed, NULL, NULL, NULL},
+    {"_unfinished_tasks", (getter)Ring_unfinished_tasks, NULL, NULL, NULL},
+    {NULL}};
+
+IL_SHM_TYPE(il_RingType, "Ring", sizeof(RingObject), Ring_init, Ring_methods, NULL, Ring_getset,
+            "Ring(buffer, offset, create=False, size=0, capacity=0, maxsize=0)\n\n"
+            "The shared FIFO over a writable buffer (see ring.h). Used through "
+            "interlock.Queue.");
+
+
+int il_ring_binding_init(void)
+{
+    str_note_role = PyUnicode_InternFromString("_note_role");
+    return str_note_role ? 0 : -1;
+}
