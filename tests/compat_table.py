@@ -38,9 +38,6 @@ DIFFERENCES: dict[str, Entry] = {
     "_TestQueue.test_queue_feeder_donot_stop_onexc": (
         "better", "put() pickles in the caller and raises the pickling error there; "
         "multiprocessing's feeder thread prints it and drops the item"),
-    "_TestSemaphore.test_timeout": (
-        "gap", "Semaphore.acquire(False, timeout) raises ValueError "
-        "(multiprocessing ignores the timeout of a non-blocking acquire)"),
     "_TestCondition.test_notify": (
         "private", "reads Condition._sleeping_count/_woken_count/_wait_semaphore"),
     "_TestCondition.test_notify_all": (
@@ -71,6 +68,12 @@ DIFFERENCES: dict[str, Entry] = {
     "lock_tests.RLockTests.test_timeout": (
         "gap", "acquire(False, timeout) / negative / over-TIMEOUT_MAX timeouts do not raise "
         "ValueError/OverflowError as threading's do (multiprocessing fails too)", MP_TOO),
+    "lock_tests.SemaphoreTests.test_acquire_timeout": (
+        "mpfails", "expects threading's ValueError for acquire(False, timeout); interlock's "
+        "Semaphore follows multiprocessing, which ignores the timeout of a non-blocking acquire"),
+    "lock_tests.BoundedSemaphoreTests.test_acquire_timeout": (
+        "mpfails", "expects threading's ValueError for acquire(False, timeout); interlock's "
+        "BoundedSemaphore follows multiprocessing, which ignores the timeout"),
     "lock_tests.LockTests.test_repr": (
         "mpfails", "expects threading's repr '<unlocked _thread.lock object at ...>'"),
     "lock_tests.LockTests.test_locked_repr": (
@@ -122,14 +125,10 @@ MULTIPROCESSING_ONLY_FAILS: dict[str, str] = {
         "multiprocessing.Condition.notify() unowned raises AssertionError, not RuntimeError",
     "lock_tests.ConditionTests.test_unacquired_wait":
         "multiprocessing.Condition.wait() unowned raises AssertionError, not RuntimeError",
-    "lock_tests.SemaphoreTests.test_acquire_timeout":
-        "multiprocessing.Semaphore.acquire(False, timeout) does not raise ValueError",
     "lock_tests.SemaphoreTests.test_constructor":
         "multiprocessing.Semaphore(-1) / value=-1 do not raise ValueError",
     "lock_tests.SemaphoreTests.test_multirelease":
         "multiprocessing.Semaphore has no release(n)",
-    "lock_tests.BoundedSemaphoreTests.test_acquire_timeout":
-        "multiprocessing.BoundedSemaphore.acquire(False, timeout) does not raise ValueError",
     "lock_tests.BoundedSemaphoreTests.test_constructor":
         "multiprocessing.BoundedSemaphore(-1) does not raise ValueError",
     "lock_tests.BoundedSemaphoreTests.test_multirelease":
