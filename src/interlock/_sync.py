@@ -81,6 +81,14 @@ class _Robust:
 # ------------------------------------------------------------- Semaphore
 
 
+
+def _timeout_left(timeout: float | None) -> float | None:
+    """The waits written in Python (Barrier.wait, Condition.wait) parse their
+    timeout with the C core's one parser (binding.h, IL_TO_WAIT): None or
+    +inf forever (None), a negative time out at once (0.0), NaN ValueError,
+    a non-number TypeError."""
+    return _core.parse_timeout(_core.TIMEOUT_WAIT, timeout)
+
 @dataclass(frozen=True)
 class SemaphoreStatistics:
     """A snapshot of a semaphore (``Semaphore.statistics()``)."""
@@ -373,6 +381,7 @@ class Barrier(_core.Barrier, SharedObject):
     def wait(self, timeout: float | None = None) -> int:
         if timeout is None:
             timeout = self._timeout
+        timeout = _timeout_left(timeout)  # before arriving: a bad timeout counts nobody
         index, slot = self._arrive()
         if index == self.parties - 1:
             try:
@@ -496,13 +505,14 @@ class Condition(_core.Condition, SharedObject):
         lock = self._lock
         if not lock._is_owned():
             raise RuntimeError("cannot wait on un-acquired lock")
+        timeout = _timeout_left(timeout)  # before releasing the lock: NaN changes nothing
         slot = self._enter()
         depth = lock._count()
         for _ in range(depth):
             lock.release()
         notified = False
         try:
-            deadline = None if timeout is None else time.monotonic() + max(timeout, 0.0)
+            deadline = None if timeout is None else time.monotonic() + timeout
             while True:
                 step = _SLICE
                 if deadline is not None:
