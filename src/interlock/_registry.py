@@ -360,8 +360,8 @@ def _alive(pid: int, start: int = 0) -> bool:
     return bool(pid) and bool(_core.task_alive(pid, start))
 
 
-# il_mutex_t (mutex.h): word u32 @0, owner_pid u32 @4, owner_hint u64 @8
-# ((start time & 0xffffffff) << 32 | tid), owner_tid u32 @16.  _stats() gives
+# il_mutex_t (mutex.h; offsets from _core, checked in _core/layout.h):
+# owner_hint u64 packs (start time & 0xffffffff) << 32 | tid.  _stats() gives
 # all but owner_hint, which says whether the owner TID still names the thread
 # that took the lock.
 _MUTEX_OWNER_START = struct.Struct("<Q")
@@ -371,8 +371,7 @@ def _mutex_holder(mm: mmap.mmap, off: int, s: Mapping[str, Any]) -> HolderInfo |
     tid = int(s["owner_tid"])
     if not tid:
         return None
-    # owner_hint u64 @8 packs (start time & 0xffffffff) << 32 | tid (mutex.h)
-    hint = _MUTEX_OWNER_START.unpack_from(mm, off + 8)[0]
+    hint = _MUTEX_OWNER_START.unpack_from(mm, off + _core.MUTEX_OFF_OWNER_HINT)[0]
     alive = _alive(tid, hint >> 32 if hint & 0xFFFFFFFF == tid else 0)
     return HolderInfo(pid=int(s["owner_pid"]), tid=tid, depth=max(1, int(s["depth"])),
                       alive=alive, acquired_at=_site_of(mm, off, tid))
@@ -471,8 +470,8 @@ def describe_queue(mm: mmap.mmap, hdr: Header) -> dict[str, Any]:
         summary += f", {producers_waiting} producer{'s' if producers_waiting > 1 else ''} waiting"
     if consumers_waiting:
         summary += f", {consumers_waiting} consumer{'s' if consumers_waiting > 1 else ''} waiting"
-    holders = [h for h in (_mutex_holder(mm, hdr.object_offset + 64, pl),
-                           _mutex_holder(mm, hdr.object_offset + 192, cl)) if h]
+    holders = [h for h in (_mutex_holder(mm, hdr.object_offset + _core.RING_OFF_PLOCK, pl),
+                           _mutex_holder(mm, hdr.object_offset + _core.RING_OFF_CLOCK, cl)) if h]
     return {
         "summary": summary,
         # A thread inside put() or get() holds a side lock for the copy.

@@ -400,7 +400,7 @@ class Barrier(_core.Barrier, SharedObject):
 
     def statistics(self) -> BarrierStatistics:
         s = self._stats()
-        waiting = tuple((pid, tid) for pid, tid, _c, st in s["slots"] if st == 1)
+        waiting = tuple((pid, tid) for pid, tid, _c, st in s["slots"] if st == _core.SLOT_WAITING)
         return BarrierStatistics(self.name, s["parties"], self.n_waiting, bool(s["broken"]),
                                  s["generation"], s["passes"], waiting, s["timeouts"],
                                  s["owner_deaths"], s["dead_pid"])
@@ -560,8 +560,8 @@ class Condition(_core.Condition, SharedObject):
 
     def statistics(self) -> ConditionStatistics:
         s = self._stats()
-        waiting = tuple((pid, tid) for pid, tid, _c, st in s["slots"] if st == 1)
-        notified = sum(1 for *_x, st in s["slots"] if st == 4)
+        waiting = tuple((pid, tid) for pid, tid, _c, st in s["slots"] if st == _core.SLOT_WAITING)
+        notified = sum(1 for *_x, st in s["slots"] if st == _core.SLOT_NOTIFIED)
         return ConditionStatistics(self.name, self._lock.name, self._lock.owner, waiting,
                                    notified, s["notifies"])
 

@@ -118,9 +118,10 @@ def lock_owner(name: str) -> tuple[int, int]:
                                                                 _segment.KIND_RLOCK):
                 return (0, 0)
             off = hdr.object_offset
-            word, pid = struct.unpack_from("<II", mm, off)
-            (hint_tid,) = struct.unpack_from("<I", mm, off + 16)
-            tid = word & 0x3FFFFFFF
+            (word,) = struct.unpack_from("<I", mm, off + _core.MUTEX_OFF_WORD)
+            (pid,) = struct.unpack_from("<I", mm, off + _core.MUTEX_OFF_OWNER_PID)
+            (hint_tid,) = struct.unpack_from("<I", mm, off + _core.MUTEX_OFF_OWNER_TID)
+            tid = word & _core.MUTEX_TID_MASK
             return (tid, pid if hint_tid == tid else 0)
     finally:
         os.close(fd)
