@@ -633,3 +633,47 @@ def test_one_long_wait_is_one_contention():
     finally:
         interlock.set_deadlock_timeout(old)
         lock.detach()
+
+
+def test_tid_reused_by_a_live_thread_is_seen_dead():
+    """The word names a TID that a live, unrelated thread has now, but the
+    start time packed in owner_hint is not that thread's: the owner that
+    took the lock is dead (its TID was reused), and a non-blocking acquire
+    takes it over and is told (docs/design/lock.md, TID reuse)."""
+    import struct as _struct
+
+    from interlock import _core
+
+    lk = interlock.Lock()
+    stop, ready = threading.Event(), threading.Event()
+    tids = []
+
+    def bystander():
+        tids.append(_core.self_tid())
+        ready.set()
+        stop.wait(30)
+
+    t = threading.Thread(target=bystander)
+    t.start()
+    try:
+        assert ready.wait(10)
+        tid, off, mm = tids[0], lk._seg.object_offset, lk._seg.mm
+        real = _core.task_start(tid)
+        assert real is not None
+        wrong = ((real & 0xFFFFFFFF) + 12345) & 0xFFFFFFFF or 2
+        _struct.pack_into("<I", mm, off + _core.MUTEX_OFF_WORD, tid)
+        _struct.pack_into("<Q", mm, off + _core.MUTEX_OFF_OWNER_HINT, wrong << 32 | tid)
+        _struct.pack_into("<I", mm, off + _core.MUTEX_OFF_OWNER_TID, tid)
+        with pytest.warns(interlock.OwnerDiedWarning):
+            assert lk.acquire(False) is True
+        lk.release()
+        # the same word with the bystander's true start time: alive, not taken
+        _struct.pack_into("<I", mm, off + _core.MUTEX_OFF_WORD, tid)
+        _struct.pack_into("<Q", mm, off + _core.MUTEX_OFF_OWNER_HINT,
+                          (real & 0xFFFFFFFF) << 32 | tid)
+        assert lk.acquire(False) is False
+        _struct.pack_into("<I", mm, off + _core.MUTEX_OFF_WORD, 0)
+    finally:
+        stop.set()
+        t.join(10)
+        lk.detach()

@@ -52,12 +52,7 @@ static PyObject *Barrier_arrive(SyncObject *self, PyObject *unused)
 static PyObject *barrier_slot_op(SyncObject *self, PyObject *arg,
                                  void (*op)(il_barrier_t *, il_sync_slot_t *))
 {
-    if (shm_check(self) < 0)
-        return NULL;
-    unsigned long i = PyLong_AsUnsignedLong(arg);
-    if (i == (unsigned long)-1 && PyErr_Occurred())
-        return NULL;
-    il_sync_slot_t *s = slot_at(self, (unsigned int)i);
+    il_sync_slot_t *s = slot_arg(self, arg);
     if (!s)
         return NULL;
     guard_lock(self);

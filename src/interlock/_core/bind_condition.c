@@ -87,12 +87,7 @@ static PyObject *Condition_sleep(SyncObject *self, PyObject *args)
 
 static PyObject *Condition_leave(SyncObject *self, PyObject *arg)
 {
-    if (shm_check(self) < 0)
-        return NULL;
-    unsigned long i = PyLong_AsUnsignedLong(arg);
-    if (i == (unsigned long)-1 && PyErr_Occurred())
-        return NULL;
-    il_sync_slot_t *s = slot_at(self, (unsigned int)i);
+    il_sync_slot_t *s = slot_arg(self, arg);
     if (!s)
         return NULL;
     guard_lock(self);

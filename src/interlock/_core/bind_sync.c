@@ -268,3 +268,13 @@ il_sync_slot_t *slot_at(SyncObject *self, unsigned int i)
     }
     return &il_sync_slots(HEAD(self))[i];
 }
+
+il_sync_slot_t *slot_arg(SyncObject *self, PyObject *arg)
+{
+    if (shm_check(self) < 0)
+        return NULL;
+    unsigned long i = PyLong_AsUnsignedLong(arg);
+    if (i == (unsigned long)-1 && PyErr_Occurred())
+        return NULL;
+    return slot_at(self, i > UINT32_MAX ? UINT32_MAX : (unsigned int)i);
+}

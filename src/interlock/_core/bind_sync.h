@@ -48,6 +48,8 @@ int wait_loop(SyncObject *self, step_fn step, cancel_fn cancel, void *arg, int64
 
 /* Slot i of the holder table, or NULL with ValueError. */
 il_sync_slot_t *slot_at(SyncObject *self, unsigned int i);
+/* The same for a slot index passed from Python (checks the object first). */
+il_sync_slot_t *slot_arg(SyncObject *self, PyObject *arg);
 
 /* Statistics: the head's counters and the holder table, as a new dict to
  * which each type adds its own with IL_PUT (which returns NULL from the
