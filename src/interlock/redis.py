@@ -3,7 +3,9 @@
     import interlock
     r = interlock.connect("redis://host:6379/0")   # needs: pip install interlock[redis]
     q = r.Queue(maxsize=1000, name="jobs")          # any process, any machine
-    with r.Lock(name="ledger") as lock: ...
+    lock = r.Lock(name="ledger")                    # keep the object: `with ... as`
+    with lock:                                      # binds acquire()'s True
+        token = lock.fencing_token
 
 Semantics are those of the local objects wherever a server allows; the
 differences (at-least-once delivery, leases, fencing tokens) are set out in
