@@ -75,6 +75,22 @@ class Queue(_core.Ring, SharedObject, AsyncQueueMixin):
       shared by passing the object (pickling sends the name).
     - ``create``: ``None`` create or attach, ``True`` must create,
       ``False`` must attach.
+
+    Raises:
+        ValueError: ``capacity`` out of range (64 bytes .. 1 GiB), ``maxsize``
+            above 2**31 - 1, or an existing queue of that name has another
+            ``maxsize``/``capacity``.
+        TypeError: ``maxsize``/``capacity`` not an int.
+        FileExistsError: ``create=True`` and the name exists.
+        FileNotFoundError: ``create=False`` and no such queue.
+        SegmentError: the file of that name is not an interlock queue of this
+            version.
+
+    When a process dies: the ring is never left half-written (an item is
+    published by one atomic store once written); a producer or consumer
+    killed holding its side's lock is taken over within about 50 ms; the
+    segment is removed when the last living user detaches (a ``SIGKILL``-ed
+    process does not keep it alive).
     """
 
     _kind = _segment.KIND_QUEUE
@@ -125,6 +141,7 @@ class Queue(_core.Ring, SharedObject, AsyncQueueMixin):
 
     @property
     def closed(self) -> bool:
+        """True once ``close()`` was called, by any process."""
         return bool(self._closed)
 
     def join_thread(self) -> None:
@@ -135,10 +152,12 @@ class Queue(_core.Ring, SharedObject, AsyncQueueMixin):
 
     @property
     def maxsize(self) -> int:
+        """The bound on the number of items (0: none)."""
         return int(self._seg.params()[0])
 
     @property
     def capacity(self) -> int:
+        """The bound on the bytes held, headers included."""
         return int(self._seg.params()[1])
 
     def __iter__(self) -> Iterator[Any]:
@@ -150,6 +169,8 @@ class Queue(_core.Ring, SharedObject, AsyncQueueMixin):
                 return
 
     def statistics(self) -> QueueStatistics:
+        """A snapshot of the queue: depth, bytes, waiters, lock holders,
+        attached processes, owner deaths (see :class:`QueueStatistics`)."""
         s = self._stats()
         return QueueStatistics(
             name=self.name,
@@ -184,16 +205,25 @@ class JoinableQueue(Queue):
     """
 
     def task_done(self) -> None:
-        """Mark one item taken by ``get()`` as processed."""
+        """Mark one item taken by ``get()`` as processed.
+
+        Raises:
+            ValueError: called more times than items were put.
+        """
         self._task_done()
 
     def join(self, timeout: float | None = None) -> bool:
         """Block until every item put has been marked done.  Returns False if
-        ``timeout`` passed first (``multiprocessing``'s join has no timeout)."""
+        ``timeout`` passed first (``multiprocessing``'s join has no timeout).
+
+        When a process dies: an item a dead consumer took but never marked
+        done stays unfinished: ``join()`` waits for it (give a timeout when
+        consumers may die)."""
         return bool(self._join(timeout))
 
     @property
     def unfinished_tasks(self) -> int:
+        """Items put and not yet marked done (a snapshot)."""
         return int(self._unfinished_tasks)
 
 

@@ -114,6 +114,11 @@ class _Shared(SharedObject):
                 "(take it with `with lock:` first)")
 
     def get_lock(self) -> Lock:
+        """The lock made with the value (``lock=``).
+
+        Raises:
+            AttributeError: the value was made with ``lock=False``.
+        """
         if self._lock is None:
             raise AttributeError(f"{self!r} was made with lock=False: it has no lock")
         return self._lock
@@ -123,9 +128,11 @@ class _Shared(SharedObject):
         return self._obj
 
     def acquire(self, *args: Any, **kw: Any) -> bool:
+        """``get_lock().acquire(...)``: see :meth:`interlock.Lock.acquire`."""
         return self.get_lock().acquire(*args, **kw)
 
     def release(self) -> None:
+        """``get_lock().release()``."""
         self.get_lock().release()
 
     def __enter__(self) -> bool:
@@ -158,6 +165,17 @@ class Value(_Shared):
     ``lock``: True (a new :class:`interlock.RLock`), an interlock Lock/RLock,
     or False (no lock). ``guarded_by``: None, True (the value's lock) or a
     lock; see the module docstring.
+
+    Raises:
+        UnguardedAccessError: (on ``.value``) ``guarded_by`` is set and the
+            calling thread does not hold that lock.
+        TypeError, ValueError: an unknown typecode, or an initial value of the
+            wrong type.
+
+    When a process dies: the value has no lock of its own; a process killed
+    in the middle of a write leaves what it wrote. Guard the value with a
+    lock: the next holder is told that the owner died (``OwnerDiedWarning``)
+    and should check the value.
     """
 
     _kind = _segment.KIND_VALUE
@@ -180,6 +198,12 @@ class Value(_Shared):
 
     @property
     def value(self) -> Any:
+        """The value (read and write). ``v.value += 1`` is a read then a
+        write, not atomic: hold the lock around it.
+
+        Raises:
+            UnguardedAccessError: ``guarded_by`` is set and the lock is not held.
+        """
         if self._guard is not None:
             self._check()
         return self._obj.value
@@ -198,7 +222,19 @@ class Value(_Shared):
 
 
 class Array(_Shared):
-    """``Array(typecode, size_or_initializer, *, lock=True, guarded_by=None, name=None, create=None)``"""
+    """``Array(typecode, size_or_initializer, *, lock=True, guarded_by=None, name=None, create=None)``
+
+    Indexing, slicing, ``len()``, iteration, and for typecode ``'c'``
+    ``value``/``raw``; ``lock`` and ``guarded_by`` as for :class:`Value`.
+
+    Raises:
+        UnguardedAccessError: (on any access to the data) ``guarded_by`` is
+            set and the calling thread does not hold that lock.
+        IndexError: an index out of range.
+
+    When a process dies: as for :class:`Value`: a write cut short by a death
+    leaves the elements it had written.
+    """
 
     _kind = _segment.KIND_ARRAY
 
@@ -240,6 +276,7 @@ class Array(_Shared):
         self._obj[i] = v
 
     def __iter__(self) -> Iterator[Any]:
+        """Iterate over a copy of the elements (taken at once)."""
         if self._guard is not None:
             self._check()
         return iter(self._obj[:])
@@ -259,6 +296,7 @@ class Array(_Shared):
 
     @property
     def raw(self) -> bytes:
+        """The array's bytes, all of them."""
         if self._guard is not None:
             self._check()
         return ctypes.string_at(ctypes.addressof(self._obj), ctypes.sizeof(self._obj))

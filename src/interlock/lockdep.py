@@ -80,6 +80,7 @@ _reported: set[tuple[str, ...]] = set()
 
 
 def enabled() -> bool:
+    """True if lock-order validation is on in this process."""
     return _enabled
 
 
@@ -101,6 +102,8 @@ def enable(action: str = "warn") -> None:
 
 
 def disable() -> None:
+    """Stop validating lock order in this process (orders already recorded
+    stay in the shared table)."""
     global _enabled
     _enabled = False
     _core._set_tracking(False, _deadlock_timeout())

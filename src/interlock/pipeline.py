@@ -369,6 +369,25 @@ class Pipeline:
     Add stages with :meth:`stage`, then iterate, or call :meth:`run`.  A
     pipeline runs once.  Use it as a context manager (or exhaust it) to be
     sure everything stops if you leave the loop early.
+
+    Raises:
+        Exception: (while iterating) the exception a worker raised, re-raised in the caller
+            with the worker's traceback as ``__cause__``
+            (:class:`RemoteTraceback`); everything is stopped first.
+        WorkerDiedError: ``on_worker_death="fail"`` and a worker was killed
+            from outside.
+        KeyboardInterrupt: Ctrl-C: every worker is stopped within about a
+            second, every queue removed.
+        RuntimeError: the pipeline was already run.
+        ValueError: no stage.
+
+    When a process dies: a worker killed from outside is noticed through
+    its process sentinel and handled by ``on_worker_death``: ``"fail"``
+    stops the pipeline (:class:`WorkerDiedError`), ``"restart"`` replaces
+    the worker and drops the items it held (listed in ``lost``,
+    :class:`WorkerDiedWarning`), ``"retry"`` replaces it and gives the new
+    worker those items again. If the *parent* dies, idle workers notice
+    within about a second and exit.
     """
 
     def __init__(
@@ -430,7 +449,13 @@ class Pipeline:
         in messages (default ``2 * workers``); ``chunksize``: items per
         message (like ``Pool.imap``'s: raise it for cheap functions);
         ``capacity``: bytes of the input queue (default 4 MiB; a message
-        must fit).  Returns the pipeline, to chain calls."""
+        must fit).  Returns the pipeline, to chain calls.
+
+        Raises:
+            RuntimeError: the pipeline has started.
+            TypeError: ``fn`` is not callable.
+            ValueError: ``workers``, ``chunksize`` or ``maxsize`` below 1.
+        """
         if self._started:
             raise RuntimeError("cannot add a stage to a pipeline that has started")
         if not callable(fn):
@@ -460,7 +485,8 @@ class Pipeline:
         return self._run()
 
     def run(self) -> list[Any]:
-        """Run to the end; return every result (a list)."""
+        """Run to the end; return every result (a list). Raises what
+        iterating raises (see the class)."""
         return list(self)
 
     def __enter__(self) -> "Pipeline":

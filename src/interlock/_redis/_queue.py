@@ -160,14 +160,17 @@ class Queue:
     # -- identity -----------------------------------------------------------
     @property
     def name(self) -> str:
+        """The queue's name (pass it as ``name=`` to attach from anywhere)."""
         return self._name
 
     @property
     def maxsize(self) -> int:
+        """The bound on the number of items (0: none)."""
         return self._maxsize
 
     @property
     def backend(self) -> Backend:
+        """The backend (server connection) the queue lives on."""
         return self._backend
 
     def __reduce__(self) -> Any:
@@ -202,6 +205,7 @@ class Queue:
         self._put([obj], block, timeout, single=True)
 
     def put_nowait(self, obj: Any) -> None:
+        """``put(obj, block=False)``: ``queue.Full`` at once if there is no room."""
         self._put([obj], False, None, single=True)
 
     def put_many(self, items: Iterable[Any], block: bool = True,
@@ -259,6 +263,7 @@ class Queue:
         return self._get(1, block, timeout)[0]
 
     def get_nowait(self) -> Any:
+        """``get(block=False)``: ``queue.Empty`` at once if there is no item."""
         return self._get(1, False, None)[0]
 
     def get_many(self, max_items: int = 1024, block: bool = True,
@@ -353,9 +358,11 @@ class Queue:
         return int(self._state()[0])
 
     def empty(self) -> bool:
+        """``qsize() == 0``."""
         return self.qsize() == 0
 
     def full(self) -> bool:
+        """True if ``maxsize`` items are in the queue."""
         return bool(self._maxsize) and self.qsize() >= self._maxsize
 
     def close(self) -> None:
@@ -365,6 +372,7 @@ class Queue:
 
     @property
     def closed(self) -> bool:
+        """True once ``close()`` was called, by any process."""
         return bool(self._state()[2])
 
     def join_thread(self) -> None:
@@ -382,6 +390,11 @@ class Queue:
                 return
 
     def statistics(self) -> RedisQueueStatistics:
+        """A snapshot: depth, pending deliveries, consumers (see :class:`RedisQueueStatistics`).
+
+        Raises:
+            ConnectionLost: the server cannot be reached.
+        """
         depth, unfinished, closed, maxsize, pending, consumers, _ = self._state()
         with self._mutex:
             held = len(self._held_order) + sum(len(v) for v in self._held.values())
@@ -436,6 +449,12 @@ class JoinableQueue(Queue):
     _joinable = True
 
     def task_done(self) -> None:
+        """Mark one item taken by ``get()`` as processed (acknowledge it).
+
+        Raises:
+            ValueError: called more times than items were taken.
+            ConnectionLost: the server cannot be reached.
+        """
         self._check()
         with self._mutex:
             if not self._held_order:
@@ -459,6 +478,7 @@ class JoinableQueue(Queue):
 
     @property
     def unfinished_tasks(self) -> int:
+        """Items put and not yet marked done (a snapshot)."""
         return int(self._state()[1])
 
 
