@@ -1304,8 +1304,9 @@ static PyMethodDef Ring_methods[] = {
      "    queue.Empty: no item in time (at once with block=False).\n"
      "    QueueClosed: the queue is closed and every item put before the close has "
      "been taken.\n"
-     "    ValueError, TypeError: a bad timeout; an unpickling error propagates (the "
-     "item is consumed).\n\n"
+     "    ValueError: a negative timeout.\n"
+     "    TypeError: timeout is not a number. An unpickling error propagates as it is "
+     "(the item is consumed).\n\n"
      "If a process dies: a consumer killed inside get() either took the item or left "
      "it in the queue (never half); the next consumer takes the consumer lock over "
      "within about 50 ms. A sleeper whose producer died wakes within 100 ms."},
