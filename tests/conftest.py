@@ -92,13 +92,18 @@ _TMP = re.compile(r"\.interlock-tmp\.\d+\.(\d+)\.")
 
 
 def _creator_pid(entry: str) -> int:
+    # Only files of ours, never blocking on a FIFO someone planted
+    # (_segment.open_entry: the library's rule for entries it did not make).
     try:
-        with open(f"{SHM}/{entry}", "rb") as f:
-            head = f.read(32)
-        if head[:8] == _segment.MAGIC:
-            return struct.unpack_from("<I", head, 24)[0]
+        fd, _st = _segment.open_entry(f"{SHM}/{entry}")
     except OSError:
-        pass
+        return 0
+    try:
+        head = os.pread(fd, 32, 0)
+    finally:
+        os.close(fd)
+    if head[:8] == _segment.MAGIC:
+        return int(struct.unpack_from("<I", head, 24)[0])
     return 0
 
 

@@ -159,7 +159,7 @@ def test_ls_json_shows_other_processes_objects(holder: Any, waiter: Any,
     assert d["bytes_used"] == 3 * (8 + 104)  # 8-byte header, payload rounded up to 8
     assert d["maxsize"] == 10 and d["capacity"] == 4096 and not d["closed"]
     assert q["counters"] == {"put": 3, "got": 0}
-    assert q["summary"] == "depth 3/10, 336 B, 1P/0C"
+    assert q["summary"] == "depth 3/10, 336 B, 1 producer/0 consumers"
 
     assert lk["kind"] == "Lock"
     assert sorted(lk["live_users"]) == sorted([holder.pid, waiter.pid])
@@ -176,9 +176,59 @@ def test_ls_table(holder: Any, waiter: Any, names: tuple[str, str]) -> None:
     qline = next(line for line in lines if line.startswith(names[0] + " "))
     lline = next(line for line in lines if line.startswith(names[1] + " "))
     assert qline.split()[1:5] == ["Queue", str(holder.pid), "1/1", "12.0"]
-    assert qline.endswith("depth 3/10, 336 B, 1P/0C")
+    assert qline.endswith("depth 3/10, 336 B, 1 producer/0 consumers")
     assert lline.split()[1:4] == ["Lock", str(holder.pid), "2/2"]
-    assert lline.endswith(f"locked by {holder.pid}/{holder.pid}, 1 waiting")
+    assert lline.endswith(f"locked by pid {holder.pid} (main thread), 1 waiting")
+
+
+def test_ls_shows_a_values_lock_in_its_row_and_all_lists_it_under(
+        names: tuple[str, str]) -> None:
+    """The issue: one `anon-... RLock` per Value, Array or Condition was
+    listed as if it were the user's."""
+    import interlock
+
+    v = interlock.Value("i", 42, name=names[0] + "-v")
+    lock = v.get_lock().name
+    try:
+        with v.get_lock():
+            out = cli("ls").stdout
+            full = cli("ls", "--all").stdout
+        vline = next(line for line in out.splitlines() if line.startswith(v.name + " "))
+        assert vline.endswith(f"value 42, lock: locked by pid {os.getpid()} (main thread)")
+        assert lock not in out
+        assert "not shown" in out.splitlines()[-1] and "--all" in out.splitlines()[-1]
+        lines = full.splitlines()
+        i = next(i for i, line in enumerate(lines) if line.startswith(v.name + " "))
+        assert lines[i].endswith(f"value 42, lock {lock}")
+        assert lines[i + 1].startswith(f"└ {lock} ") and "RLock" in lines[i + 1]
+        assert not any(line.startswith(lock) for line in lines)  # listed once, under it
+        assert "not shown" not in full
+
+        assert lock not in {o["name"] for o in cli_json("ls")}
+        objs = json.loads(cli("ls", "--all", "--json").stdout)
+        lk, vo = by_name(objs, lock), by_name(objs, v.name)
+        assert (lk["owned"], lk["owner"], lk["hidden"], lk["internal"]) == (True, v.name, True,
+                                                                           False)
+        assert vo["details"]["lock"] == lock and vo["details"]["value"] == 42
+        assert not vo["hidden"] and vo["owner"] is None
+
+        text = cli("inspect", v.name).stdout
+        assert "state       value 42\n" in text and "a snapshot, read without taking the lock" in text
+        text = cli("inspect", lock).stdout
+        assert f"owner       {v.name} (this is its lock" in text
+    finally:
+        v.detach()
+
+
+def test_ls_help_explains_the_columns() -> None:
+    text = " ".join(cli("ls", "--help").stdout.split())
+    assert "producers/M consumers" in text and "at least once" in text
+    assert "pid P thread T" in text and "--all" in text
+
+
+def test_inspect_explains_contentions(holder: Any, waiter: Any, names: tuple[str, str]) -> None:
+    text = cli("inspect", names[1]).stdout
+    assert "contentions   acquires that found it held and had to wait, in total" in text
 
 
 def _run_cli_in(directory: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -209,13 +259,13 @@ def test_inspect(holder: Any, waiter: Any, names: tuple[str, str]) -> None:
 
     text = cli("inspect", lname).stdout
     assert text.startswith(f"{lname}  (Lock)")
-    assert f"holders     {holder.pid}/{holder.pid}" in text
-    assert "waiters     1" in text
+    assert f"holders     pid {holder.pid} (main thread)" in text
+    assert "waiters     1  (threads blocked on it now)" in text
     assert "2 live of 2" in text
 
     text = cli("inspect", qname).stdout
-    assert "state       depth 3/10, 336 B, 1P/0C" in text
-    assert "counters    put 3, got 0  (modulo 2**32)" in text
+    assert "state       depth 3/10, 336 B, 1 producer/0 consumers" in text
+    assert "counters    put 3, got 0  (totals since creation, modulo 2**32)" in text
     assert "maxsize" in text and "bytes_used" in text
 
 

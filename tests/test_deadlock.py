@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
+import sys
 import threading
 import time
 import warnings
@@ -74,8 +75,8 @@ def _violations_for(tag: str) -> list[lockdep.Violation]:
 
 @pytest.fixture
 def lockdep_on() -> Any:
+    lockdep.enable(action="warn")  # explicit: an earlier test may have set "raise"
     lockdep.reset()
-    lockdep.enable()
     yield
     lockdep.disable()
     lockdep.reset()
@@ -178,6 +179,217 @@ def test_lockdep_off_has_no_tracking() -> None:
     with a:
         pass
     assert interlock._hierarchy.held() == []
+
+
+# ------------------------------------------ lockdep: classes, domains, scope
+def _take(a: Any, b: Any) -> None:
+    with a, b:
+        pass
+
+
+def _lockdep_messages(rec: Any) -> list[str]:
+    return [str(w.message) for w in rec if issubclass(w.category, lockdep.LockOrderWarning)]
+
+
+_EXITED_CHILD = """
+import multiprocessing as mp, os, sys, warnings
+import interlock
+from interlock import lockdep
+
+def child(a, b):
+    with a, b:
+        pass
+
+if __name__ == "__main__":
+    lockdep.enable()
+    a, b = interlock.Lock(name=sys.argv[1]), interlock.Lock(name=sys.argv[2])
+    p = mp.get_context("fork").Process(target=child, args=(a, b))
+    p.start()
+    p.join()
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        with b, a:
+            pass
+    print([str(w.message).splitlines()[0] for w in rec])
+"""
+
+
+def test_lockdep_keeps_orders_of_an_exited_child(tmp_path: Any) -> None:
+    """The issue's scenario, in a fresh process: it enables lockdep, forks a
+    child that takes A then B and exits (the first and only process to have
+    used the table), then takes B then A itself: reported, because the
+    enabling process holds its domain's table for its whole life.  Before,
+    the table went with the child, and whether B-A was reported depended on
+    some unrelated process holding the table open."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "exited_child.py"
+    script.write_text(_EXITED_CHILD)
+    name_of = _names("exited-child")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INTERLOCK_LOCKDEP")}
+    r = subprocess.run([sys.executable, str(script), name_of("A"), name_of("B")], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "possible deadlock" in r.stdout and name_of("A") in r.stdout, r.stdout
+
+
+_OTHER_APP = """
+import interlock, sys
+from interlock import lockdep
+a, b = interlock.Lock(name=sys.argv[1]), interlock.Lock(name=sys.argv[2])
+with b, a:
+    pass
+lockdep.reset()
+print(lockdep.domain())
+"""
+
+
+def test_lockdep_domains_do_not_collide(lockdep_on: Any) -> None:
+    """Another application of the same user, with lockdep on (its own
+    domain), takes the opposite order and calls reset(): our orders stay,
+    and neither side reports the other's order."""
+    import subprocess
+    import sys
+
+    name_of = _names("domains")
+    a, b = _make(name_of, "A"), _make(name_of, "B")
+    _take(a, b)
+    env = {k: v for k, v in os.environ.items() if k != lockdep.ENV_DOMAIN}
+    env["INTERLOCK_LOCKDEP"] = "raise"  # a report there would fail it
+    r = subprocess.run([sys.executable, "-c", _OTHER_APP, name_of("A"), name_of("B")],
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    other = r.stdout.strip()
+    assert other and other != lockdep.domain()
+    edges = {(e.before, e.after) for e in lockdep.report().edges}
+    assert (name_of("A"), name_of("B")) in edges  # its reset() did not erase ours
+    assert (name_of("B"), name_of("A")) not in edges
+    assert other not in lockdep.domains()  # its table went with it
+
+
+def _take_in_child(a: Any, b: Any) -> None:
+    # a spawn child: lockdep is on here because enable() exported it
+    assert lockdep.enabled() and lockdep.domain() == os.environ[lockdep.ENV_DOMAIN]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _take(a, b)
+
+
+def test_lockdep_spawn_child_joins_the_domain_and_anonymous_classes_travel(
+        lockdep_on: Any) -> None:
+    """A spawn child joins the parent's domain (INTERLOCK_LOCKDEP_DOMAIN),
+    and anonymous locks keep their creation-site class when pickled: the
+    child's B-then-A closes the parent's A-then-B."""
+    a = interlock.Lock()
+    b = interlock.Lock()
+    assert a._lock_class != b._lock_class and "test_deadlock.py:" in a._lock_class
+    _take(a, b)
+    p = mp.get_context("spawn").Process(target=_take_in_child, args=(b, a))
+    p.start()
+    p.join(60)
+    assert p.exitcode == 0
+    found = [v for v in lockdep.report().violations
+             if {v.edge.before, v.edge.after} == {a._lock_class, b._lock_class}]
+    assert found, lockdep.report()
+    a.detach()
+    b.detach()
+
+
+def test_lockdep_class_is_the_creation_site(lockdep_on: Any) -> None:
+    """Locks made at one line are one class (not one class each): nesting
+    two of them is reported (Linux: possible recursive locking) ..."""
+    locks = [interlock.Lock() for _ in range(3)]
+    assert len({lk._lock_class for lk in locks}) == 1
+    assert len({lk.name for lk in locks}) == 3
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        _take(locks[0], locks[1])
+    msgs = _lockdep_messages(rec)
+    assert msgs and "recursive locking" in msgs[0] and locks[0]._lock_class in msgs[0], msgs
+
+
+def test_lockdep_same_class_in_a_defined_order_is_not_reported(lockdep_on: Any) -> None:
+    """... but not when ordered() takes them together, or levels order them;
+    and an ABBA between two creation sites is a cycle as for named locks."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any lockdep report fails the test
+        locks = [interlock.Lock() for _ in range(3)]
+        with interlock.ordered(locks[2], locks[0], locks[1]) as got:
+            assert len(got) == 3
+        leveled = [interlock.Lock(level=i) for i in range(3)]
+        with leveled[0], leveled[1], leveled[2]:
+            pass
+        with interlock.ordered(*leveled):
+            pass
+    # two ordered() calls, one inside the other: no defined order between them
+    with warnings.catch_warnings(record=True) as rec:
+        warnings.simplefilter("always")
+        with interlock.ordered(locks[0]):
+            with interlock.ordered(locks[1]):
+                pass
+    assert any("recursive locking" in m for m in _lockdep_messages(rec))
+    a = interlock.Lock()
+    b = interlock.Lock()
+    _take(a, b)
+    with pytest.warns(lockdep.LockOrderWarning, match="possible deadlock") as rec2:
+        _take(b, a)
+    assert a._lock_class in str(rec2[0].message) and b._lock_class in str(rec2[0].message)
+    for lk in locks + leveled + [a, b]:
+        lk.detach()
+
+
+def test_lockdep_full_table_says_so(lockdep_on: Any, monkeypatch: Any) -> None:
+    """A full table warns once (naming the table and its size), counts what
+    it drops, and status() and the CLI show it."""
+    prev = lockdep.domain()
+    assert prev is not None
+    dom = f"full-{os.getpid()}"
+    monkeypatch.setattr(lockdep, "CAPACITY", 8)
+    lockdep.enable(domain=dom)
+    try:
+        first = interlock.Lock(name=f"dl-full-{os.getpid()}-0")
+        others = [interlock.Lock(name=f"dl-full-{os.getpid()}-{i}") for i in range(1, 13)]
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always")
+            with first:
+                for lk in others:
+                    with lk:
+                        pass
+        full = [str(w.message) for w in rec if issubclass(w.category, lockdep.LockdepWarning)]
+        assert len(full) == 1, full
+        assert f"@lockdep.{dom}" in full[0] and "8 records" in full[0] and "full" in full[0]
+        st = lockdep.status()
+        assert (st.domain, st.capacity, st.edges, st.dropped) == (dom, 8, 8, 4)
+        assert "table full: 4 edges dropped" in str(st)
+        r = _cli("lockdep")
+        assert "table full: 4 edges dropped" in r.stdout, r.stdout
+        lockdep.reset()
+        assert lockdep.status().dropped == 0
+        for lk in [first] + others:
+            lk.detach()
+    finally:
+        lockdep.enable(domain=prev)
+
+
+def test_lockdep_enable_keeps_raise_from_the_environment() -> None:
+    """INTERLOCK_LOCKDEP=raise, then enable() without an action: still
+    "raise" (it was silently downgraded to "warn"); an explicit one wins."""
+    import subprocess
+    import sys
+
+    code = ("from interlock import lockdep\n"
+            "a = lockdep.status().action\n"
+            "lockdep.enable()\n"
+            "b = lockdep.status().action\n"
+            "lockdep.enable('warn')\n"
+            "print(a, b, lockdep.status().action)\n")
+    env = {k: v for k, v in os.environ.items() if k != lockdep.ENV_DOMAIN}
+    env["INTERLOCK_LOCKDEP"] = "raise"
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["raise", "raise", "warn"]
 
 
 # ------------------------------------------------------- runtime detection
@@ -445,20 +657,39 @@ def test_cli_lockdep_lists_orders_and_violations(lockdep_on: Any) -> None:
     assert data["violations"]
 
 
+def _holder_until(name: str, ready: Any, go: Any) -> None:
+    lk = interlock.Lock(name=name)
+    with lk:
+        ready.set()
+        go.wait(60)
+
+
 def test_cli_graph_shows_a_long_wait(fast_detection: Any) -> None:
+    """The holder keeps the lock until the graph has been read (not for a
+    fixed time: on a loaded machine two CLI runs can outlast any fixed hold)."""
     name = f"dl-cligraph-{os.getpid()}"
     lk = interlock.Lock(name=name)
     ctx = mp.get_context("fork")
-    ready = ctx.Event()
-    p = ctx.Process(target=_long_holder, args=(name, 2.0, ready))
+    ready, go = interlock.Event(), interlock.Event()
+    p = ctx.Process(target=_holder_until, args=(name, ready, go))
     p.start()
-    ready.wait(10)
+    assert ready.wait(30)
     out: dict[str, Any] = {}
 
     def look() -> None:
-        time.sleep(0.8)
-        out["text"] = _cli("graph")
-        out["dot"] = _cli("graph", "--dot")
+        try:
+            # Wait until this process's acquire is in the graph (it is
+            # published once the wait outlasts the deadlock timeout).
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                r = _cli("graph")
+                if f"held by pid {p.pid}" in r.stdout:
+                    break
+                time.sleep(0.1)
+            out["text"] = r
+            out["dot"] = _cli("graph", "--dot")
+        finally:
+            go.set()
 
     t = threading.Thread(target=look)
     t.start()
@@ -466,6 +697,8 @@ def test_cli_graph_shows_a_long_wait(fast_detection: Any) -> None:
         pass
     t.join()
     p.join(10)
+    ready.detach()
+    go.detach()
     text = out["text"].stdout
     assert f"pid {os.getpid()}" in text and repr(name) in text and f"held by pid {p.pid}" in text
     assert "DEADLOCK" not in text
@@ -477,6 +710,30 @@ def test_demo_deadlock_caught_then_avoided() -> None:
     assert r.returncode == 0, r.stdout + r.stderr
     assert "DeadlockError" in r.stdout and "caught: 1 victim, 1 completed" in r.stdout
     assert "no deadlock: 1000 acquisitions" in r.stdout
+    # Regression: the wait sites were multiprocessing/process.py's (the demo
+    # is in the interlock package, whose frames were all skipped).
+    waits = [line for line in r.stdout.splitlines() if " waits for " in line]
+    assert len(waits) == 2, r.stdout
+    for line in waits:
+        assert "demos/deadlock.py:" in line and " in _actor" in line, line
+        assert "multiprocessing" not in line, line
+
+
+def test_sites_are_the_users_lines_not_the_stdlib(lockdep_on: Any) -> None:
+    """Locks entered through the standard library (contextlib here;
+    multiprocessing's Process.run, threading, asyncio alike) are reported at
+    the user's line that called it."""
+    name_of = _names("stdlib-sites")
+    a, b = _make(name_of, "A"), _make(name_of, "B")
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(a)
+        stack.enter_context(b)  # the site of the order "A then B"
+    line = sys._getframe().f_lineno - 1
+    edge = next(e for e in lockdep.report().edges if e.before == name_of("A"))
+    for where in (edge.where_before, edge.where_after):
+        assert "contextlib" not in where, where
+        assert where.startswith(f"{__file__}:") and "in test_sites_are_the_users" in where
+    assert edge.where_after.startswith(f"{__file__}:{line} ")
 
 
 def test_demo_via_cli_dispatches_demos_with_own_parser() -> None:

@@ -348,34 +348,149 @@ class FakeTTY(io.StringIO):
         return True
 
 
-def test_progress_board_draws_only_on_a_tty():
-    rows = [StageProgress("fetch", 10, 4, 4, 3, 8), StageProgress("save", 7, 2, 2, 8, 8)]
-    tty = FakeTTY()
-    board = ProgressBoard(tty)
-    board.update(rows, force=True)
-    board.update(rows, force=True)
-    text = tty.getvalue()
-    assert "fetch" in text and "save" in text and "workers 4/4" in text
-    assert "[##########]" in text and "8/8" in text
-    assert "\x1b[2F" in text  # second draw went back up over the first
-    plain = io.StringIO()
-    ProgressBoard(plain).update(rows, force=True)
-    assert plain.getvalue() == ""
+class FakeClock:
+    def __init__(self, t: float = 100.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
 
 
-def test_progress_board_rate():
-    board = ProgressBoard(io.StringIO(), enabled=False)
-    board.format([StageProgress("a", 0, 1, 1, 0, 1)], now=100.0)
-    line = board.format([StageProgress("a", 50, 1, 1, 0, 1)], now=102.0)[0]
-    assert "25.0/s" in line
+ROWS_AT_2S = [StageProgress("fetch", 800, 4, 4, 6, 8, 3000),
+              StageProgress("save", 600, 2, 2, 8, 8, 3000)]
+ROWS_AT_END = [StageProgress("fetch", 3000, 0, 4, 0, 8, 3000),
+               StageProgress("save", 3000, 0, 2, 0, 8, 3000)]
+
+
+def test_progress_on_a_terminal_done_total_rate_eta_then_final():
+    clock, tty = FakeClock(), FakeTTY()
+    board = ProgressBoard(tty, clock=clock)
+    board.start()
+    clock.t = 102.0  # 2 s in: fetch 800/3000 at 400/s, save 600/3000 at 300/s
+    board.update(ROWS_AT_2S)
+    assert tty.getvalue() == (
+        "\x1b[2Kfetch  [##--------]   800/3000   26%    400.0/s  ETA 0:06  workers 4/4  queue 6/8\n"
+        "\x1b[2Ksave   [##--------]   600/3000   20%    300.0/s  ETA 0:08  workers 2/2  queue 8/8\n"
+        "\x1b[2Ktotal  [##--------]   600/3000   20%    300.0/s  ETA 0:08  elapsed 0:02\n")
+    clock.t = 102.05  # within `interval` (0.1 s) of the last drawing: nothing
+    board.update(ROWS_AT_2S)
+    assert tty.getvalue().count("\x1b[2K") == 3
+    clock.t = 104.0  # the end: redrawn in place (3 lines up), average rates, no ETA
+    tty.truncate(0)
+    tty.seek(0)
+    board.close(ROWS_AT_END)
+    assert tty.getvalue() == (
+        "\x1b[3F"
+        "\x1b[2Kfetch  [##########]  3000/3000  100%    750.0/s  workers 0/4  queue 0/8\n"
+        "\x1b[2Ksave   [##########]  3000/3000  100%    750.0/s  workers 0/2  queue 0/8\n"
+        "\x1b[2Ktotal  [##########]  3000/3000  100%    750.0/s  done in 4.0 s\n")
+    board.update(ROWS_AT_END, force=True)  # closed: nothing more
+    assert tty.getvalue().count("\x1b[2K") == 3
+
+
+def test_progress_rate_follows_the_last_seconds():
+    clock = FakeClock()
+    board = ProgressBoard(io.StringIO(), clock=clock)
+    board.start()
+    for t, done in ((101.0, 1000), (102.0, 2000), (103.0, 3000), (104.0, 3100)):
+        clock.t = t
+        line = board.format([StageProgress("a", done, 1, 1, 0, 1)])[0]
+    # over the last 3 s (101 -> 104): 2100 items, not 3100/4 since the start
+    assert line == "a      3100 done    700.0/s  workers 1/1  queue 0/1"
+
+
+def test_progress_without_a_total_shows_done_and_rate():
+    clock, tty = FakeClock(), FakeTTY()
+    board = ProgressBoard(tty, clock=clock)
+    board.start()
+    clock.t = 104.0
+    board.update([StageProgress("gen", 120, 1, 1, 3, 0)])
+    assert tty.getvalue() == ("\x1b[2Kgen    120 done     30.0/s  workers 1/1  queue 3\n"
+                              "\x1b[2Ktotal  120 done     30.0/s  elapsed 0:04\n")
+
+
+def test_progress_eta_unknown_while_nothing_is_done():
+    clock, tty = FakeClock(), FakeTTY()
+    board = ProgressBoard(tty, clock=clock)
+    board.start()
+    clock.t = 101.0
+    board.update([StageProgress("a", 0, 1, 1, 0, 2, 10)])
+    assert "   0/10    0%      0.0/s  ETA ?  workers 1/1" in tty.getvalue()
+
+
+def test_progress_not_a_terminal_plain_line_every_interval():
+    clock, out = FakeClock(), io.StringIO()
+    board = ProgressBoard(out, clock=clock, log_interval=5.0)
+    board.start()
+    clock.t = 102.0
+    board.update(ROWS_AT_2S)
+    assert out.getvalue() == ""  # not 5 s yet
+    clock.t = 105.0
+    board.update([StageProgress("fetch", 2000, 4, 4, 8, 8, 3000),
+                  StageProgress("save", 1500, 2, 2, 8, 8, 3000)])
+    clock.t = 108.0
+    board.update(ROWS_AT_2S)  # 3 s after the last line: nothing
+    clock.t = 110.0
+    board.close(ROWS_AT_END)
+    assert out.getvalue() == (
+        "progress 0:05  fetch 2000/3000 66% 400.0/s ETA 0:03 | save 1500/3000 50% 300.0/s "
+        "ETA 0:05\n"
+        "progress done in 10.0 s: fetch 3000, save 3000 (300.0/s)\n")
+    assert "\x1b" not in out.getvalue()
+
+
+def test_progress_not_a_terminal_short_run_is_silent():
+    clock, out = FakeClock(), io.StringIO()
+    board = ProgressBoard(out, clock=clock)
+    board.start()
+    clock.t = 103.0
+    board.update(ROWS_AT_2S)
+    board.close(ROWS_AT_END)
+    assert out.getvalue() == ""
+
+
+def test_progress_disabled_writes_nothing():
+    clock, tty = FakeClock(), FakeTTY()
+    board = ProgressBoard(tty, enabled=False, clock=clock)
+    board.start()
+    clock.t = 110.0
+    board.update(ROWS_AT_2S, force=True)
+    board.close(ROWS_AT_END)
+    assert tty.getvalue() == ""
+
+
+def test_stage_totals_come_from_the_source_length_up_to_a_generator_stage():
+    assert [s.total for s in Pipeline(range(10)).stage(explode).stage(square).stats()] == [10, None]
+    assert [s.total for s in Pipeline(iter(range(10))).stage(square).stats()] == [None]
+    assert [s.total for s in Pipeline(iter(range(10)), total=10).stage(square).stats()] == [10]
+    with pytest.raises(ValueError):
+        Pipeline(range(3), total=-1)
 
 
 def test_pipeline_progress_on_a_tty(ctx):
     tty = FakeTTY()
     out = Pipeline(range(50), mp_context=ctx, progress_stream=tty).stage(slow, 2).run()
     assert out == list(range(50))
-    last = tty.getvalue().rsplit("\x1b[2K", 1)[-1]
-    assert "slow" in last and "50 done" in last
+    last = tty.getvalue().rsplit("\x1b[2F", 1)[-1].split("\n")
+    assert last[0].startswith("\x1b[2Kslow   [##########]  50/50  100%"), last
+    assert last[1].startswith("\x1b[2Ktotal  [##########]  50/50  100%") and "done in" in last[1]
+
+
+def test_pipeline_progress_false_prints_nothing(capsys):
+    tty = FakeTTY()
+    Pipeline(range(20), mp_context="fork", progress=False, progress_stream=tty).stage(slow).run()
+    assert tty.getvalue() == ""
+    Pipeline(range(20), mp_context="fork", progress=False, progress_interval=0.0).stage(
+        slow).run()
+    assert capsys.readouterr().err == ""
+
+
+def test_pipeline_progress_lines_in_a_log(capsys):
+    Pipeline(range(40), mp_context="fork", progress_interval=0.05).stage(slow).run()
+    lines = capsys.readouterr().err.splitlines()
+    assert lines and lines[-1].startswith("progress done in ") and "slow 40" in lines[-1]
+    assert all(line.startswith("progress ") for line in lines)
+    assert any("/40 " in line for line in lines[:-1])
 
 
 def test_pipeline_silent_when_not_a_tty(capsys):

@@ -109,7 +109,7 @@ def test_records_are_frozen_and_serialisable(name: str) -> None:
         assert d["users"] == [{"pid": os.getpid(), "refs": 1, "alive": True, "roles": 1}]
         assert d["live_users"] == [os.getpid()] and d["orphaned"] is False
         assert abs(d["created"] - time.time()) < 60
-        assert d["size"] == os.stat(_segment.path_of(name)).st_size
+        assert d["size"] == os.stat(_segment.path_of(name)).st_blocks * 512  # allocated: the table is sparse
     finally:
         q.detach()
 
@@ -128,7 +128,7 @@ def test_queue_facts_match_statistics(name: str) -> None:
             assert info.details[f] == getattr(st, f), f
         assert info.counters == {"put": 5, "got": 2}
         assert info.details["put_total_mod_2_32"] == 5
-        assert info.summary == f"depth 3/8, {st.bytes_used} B, 1P/1C"  # this process put and got
+        assert info.summary == f"depth 3/8, {st.bytes_used} B, 1 producer/1 consumer"  # this process put and got
         q.close()
         assert _registry.inspect(name).summary.endswith(", closed")
     finally:
@@ -144,7 +144,7 @@ def test_rlock_held_by_a_thread_of_another_process(name: str) -> None:
         assert info.kind == "RLock"
         assert info.holders == (_registry.HolderInfo(pid=p.pid, tid=tid, depth=2, alive=True,
                                                      acquired_at=None),)
-        assert info.summary == f"locked by {p.pid}/{tid} (depth 2)"
+        assert info.summary == f"locked by pid {p.pid} thread {tid} (depth 2)"
         assert info.details["acquisitions"] == 1  # a re-entry is not an acquisition
         lk = interlock.RLock(name=name, create=False)
         try:
@@ -171,7 +171,7 @@ def test_dead_holder_and_dead_user_are_flagged(name: str) -> None:
         p.wait()
         info = _registry.inspect(name)
         assert info.holders[0].pid == p.pid and not info.holders[0].alive
-        assert info.summary == f"locked by dead {p.pid}/{p.pid}"
+        assert info.summary == f"locked by pid {p.pid} (main thread), dead"
         assert {u.pid: u.alive for u in info.users} == {os.getpid(): True, p.pid: False}
         assert info.live_users == (os.getpid(),) and not info.orphaned
         qinfo = _registry.inspect(name + "-q")
@@ -260,6 +260,8 @@ def test_unreadable_and_vanishing_entries(tmp_path: Any, monkeypatch: pytest.Mon
     (tmp_path / f"interlock.{uid}.garbage").write_bytes(b"not a segment" * 100)
     (tmp_path / f"interlock.{uid}.short").write_bytes(b"x")
     (tmp_path / "someone-else.txt").write_bytes(b"")
+    for entry in ("garbage", "short"):  # as interlock makes them (test_hostile: other modes)
+        os.chmod(tmp_path / f"interlock.{uid}.{entry}", 0o600)
     objs = _registry.list_objects()
     assert [(o.name, o.kind) for o in objs] == [("garbage", "?"), ("short", "?")]
     assert "bad magic" in objs[0].problem and "truncated" in objs[1].problem
@@ -377,8 +379,90 @@ def test_queue_counts_producers_and_consumers() -> None:
             break
         assert __import__("time").monotonic() < deadline, info
         __import__("time").sleep(0.05)
-    assert "3P/1C" in info["summary"]
+    assert "3 producers/1 consumer" in info["summary"]
     ev.set()
     for p in ps:
         p.join(10)
     q.detach()
+
+
+# ------------------------------------------- internal and owned objects
+def test_own_locks_are_flagged_and_linked_to_their_owner(name: str) -> None:
+    """The lock a Value, Array or Condition makes for itself carries the
+    header flag FLAG_OWNED, and the listing names its owner; a lock the user
+    passes in is the user's (not owned, not hidden)."""
+    v = interlock.Value("i", 7, name=name + "-v")
+    a = interlock.Array("h", [1, 2, 3], name=name + "-a")
+    c = interlock.Condition(name=name + "-c")
+    mine = interlock.Lock(name=name + "-l")
+    shared = interlock.Value("d", 1.5, lock=mine, name=name + "-s")
+    try:
+        objs = {o.name: o for o in _registry.list_objects()}
+        for owner, lock in ((v, v.get_lock()), (a, a.get_lock()), (c, c._lock)):
+            info = objs[lock.name]
+            assert info.owned and info.owner == owner.name and info.hidden, info
+            assert objs[owner.name].details["lock"] == lock.name
+            assert not objs[owner.name].hidden
+            assert _segment.Header.parse(lock._seg.mm).flags == _segment.FLAG_OWNED
+        assert not objs[mine.name].owned and not objs[mine.name].hidden
+        assert objs[mine.name].owner is None
+        assert objs[shared.name].details["lock"] == mine.name
+        assert _registry.inspect(v.get_lock().name).owner == v.name
+        # Attaching by name (another handle, as a child would) keeps the flag.
+        v2 = interlock.Value("i", name=v.name, create=False)
+        assert _registry.inspect(v2.get_lock().name).owned
+        v2.detach()
+    finally:
+        for o in (v, a, c, shared, mine):
+            o.detach()
+
+
+def test_owned_lock_whose_owner_is_gone_is_shown(name: str) -> None:
+    v = interlock.Value("i", 1, name=name + "-v")
+    lock = v.get_lock()
+    v.detach()  # the Value is gone; its lock lives on in `lock`
+    try:
+        info = next(o for o in _registry.list_objects() if o.name == lock.name)
+        assert info.owned and info.owner is None and not info.hidden
+    finally:
+        lock.detach()
+
+
+def test_interlock_tables_are_internal() -> None:
+    import struct
+
+    from interlock._table import SharedTable
+
+    tbl = SharedTable(f"@t-reg-{os.getpid()}", struct.Struct("<Q"), 16)
+    try:
+        with tbl:
+            tbl.append(1)
+        assert _segment.Header.parse(tbl.mm).flags == _segment.FLAG_INTERNAL
+        info = _registry.inspect(tbl.seg.name)
+        assert info.internal and info.hidden and info.kind == "Table"
+        assert info.summary == "1/16 records"
+    finally:
+        tbl.close()
+
+
+def test_value_and_array_show_their_data(name: str) -> None:
+    v = interlock.Value("i", 42, name=name + "-v")
+    f = interlock.Value("d", 2.5, lock=False, name=name + "-f")
+    a = interlock.Array("i", range(20), name=name + "-a")
+    s = interlock.Array("c", b"hello", name=name + "-s")
+    try:
+        with v.get_lock():  # held: the reader takes no lock, it is not blocked
+            info = _registry.inspect(v.name)
+        assert info.summary == "value 42" and info.details["value"] == 42
+        assert info.details["lock_kind"] == "RLock"
+        info = _registry.inspect(f.name)
+        assert info.summary == "value 2.5" and info.details["lock"] == ""
+        info = _registry.inspect(a.name)
+        assert info.summary == "[0, 1, 2, 3, 4, 5, 6, 7, ...] (20 x 'i')"
+        assert list(info.details["value"]) == list(range(20))
+        assert _registry.inspect(s.name).summary == "value b'hello' (5 bytes)"
+        v.value = 43
+        assert _registry.inspect(v.name).summary == "value 43"  # live, not a copy at creation
+    finally:
+        for o in (v, f, a, s):
+            o.detach()

@@ -1,7 +1,9 @@
 """``interlock lockdep`` and ``interlock graph``: the deadlock tooling's views.
 
-- ``lockdep``: every lock order recorded by lockdep (by any process still
-  using the table) and every violation found, as text or ``--json``.
+- ``lockdep``: every lock order recorded by lockdep and every violation
+  found, as text or ``--json``: in the domain of ``--domain``, else of
+  ``INTERLOCK_LOCKDEP_DOMAIN``, else in every domain; with each table's use
+  ("table full: N edges dropped" when it overflowed).
 - ``graph``: the current wait-for graph (threads waiting longer than
   ``deadlock_timeout``, and who holds what they wait for), as text, as
   Graphviz DOT (``--dot``) or ``--json``; cycles are marked.
@@ -18,33 +20,45 @@ from typing import Any
 def _add_lockdep(sub: Any) -> None:
     p = sub.add_parser("lockdep", help="recorded lock orders and violations",
                        description="Lock orders recorded by lockdep (interlock.lockdep.enable() "
-                                   "or INTERLOCK_LOCKDEP=1) and the violations found.")
+                                   "or INTERLOCK_LOCKDEP=1) and the violations found, per "
+                                   "domain (default: INTERLOCK_LOCKDEP_DOMAIN, else all).")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--domain", help="only this lockdep domain")
     p.set_defaults(func=cmd_lockdep)
 
 
 def cmd_lockdep(args: argparse.Namespace) -> int:
-    from . import _segment, lockdep
+    from . import lockdep
 
-    if not os.path.exists(_segment.path_of("@lockdep")):
-        rep = lockdep.Report((), ())
-    else:
-        rep = lockdep.report()
+    chosen = args.domain or lockdep.domain()
+    names = [chosen] if chosen else lockdep.domains()
+    reps = [lockdep.report(d) for d in names]
     if args.json:
-        print(json.dumps(dataclasses.asdict(rep), indent=2))
+        print(json.dumps({
+            "edges": [dataclasses.asdict(e) for r in reps for e in r.edges],
+            "violations": [dataclasses.asdict(v) for r in reps for v in r.violations],
+            "domains": [{"domain": d, "edges": len(r.edges), "violations": len(r.violations),
+                         "dropped": r.dropped} for d, r in zip(names, reps)],
+        }, indent=2))
         return 0
-    if not rep.edges and not rep.violations:
+    if not any(r.edges or r.violations or r.dropped for r in reps):
         print("no lock orders recorded (is lockdep enabled in the processes you watch? "
               "interlock.lockdep.enable() or INTERLOCK_LOCKDEP=1)")
         return 0
-    print(f"{len(rep.edges)} lock order(s) recorded:")
-    for e in rep.edges:
-        print(f"  {e.before!r} -> {e.after!r}   (pid {e.pid}: {e.where_before} then "
-              f"{e.where_after})")
-    print(f"{len(rep.violations)} violation(s):" if rep.violations else "no violations")
-    for v in rep.violations:
-        print(f"  {v.message}")
-    return 1 if rep.violations else 0
+    for d, rep in zip(names, reps):
+        if len(names) > 1:
+            print(f"domain {d!r}:")
+        print(f"{len(rep.edges)} lock order(s) recorded:")
+        for e in rep.edges:
+            print(f"  {e.before!r} -> {e.after!r}   (pid {e.pid}: {e.where_before} then "
+                  f"{e.where_after})")
+        if rep.dropped:
+            print(f"table full: {rep.dropped} edges dropped (table {lockdep.TABLE_PREFIX}{d}): "
+                  "cycles through them go unreported; lockdep.reset() empties it")
+        print(f"{len(rep.violations)} violation(s):" if rep.violations else "no violations")
+        for v in rep.violations:
+            print(f"  {v.message}")
+    return 1 if any(r.violations for r in reps) else 0
 
 
 def _add_graph(sub: Any) -> None:
@@ -60,7 +74,7 @@ def _add_graph(sub: Any) -> None:
 def cmd_graph(args: argparse.Namespace) -> int:
     from . import _segment, _waitfor
 
-    ws = _waitfor.waits() if os.path.exists(_segment.path_of("@waitfor")) else []
+    ws = _waitfor.waits() if os.path.exists(_segment.internal_path("@waitfor")) else []
     cycles = _waitfor.all_cycles(ws)
     if args.dot:
         print(_waitfor.graph_dot(ws))

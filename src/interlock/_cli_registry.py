@@ -64,11 +64,9 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def holder_text(h: HolderInfo) -> str:
-    s = f"{h.pid or '?'}/{h.tid}"
+    s = _registry.holder_text(h)
     if h.depth > 1:
         s += f" x{h.depth}"
-    if not h.alive:
-        s += " (dead)"
     if h.acquired_at:
         s += f" at {h.acquired_at}"
     return s
@@ -100,20 +98,82 @@ def _nothing() -> str:
 
 
 # ----------------------------------------------------------------------- ls
+LS_LEGEND = """\
+columns:
+  CREATOR  pid of the process that created the object ("(gone)": it has exited)
+  USERS    live attached processes / all slots in use (dead ones are swept by
+           the next attach or detach, or by `interlock clean`)
+  STATE    what the object holds now, read without taking any lock (a snapshot):
+           a queue's depth/maxsize ("∞": no count bound) and bytes held;
+           "N producers/M consumers": attached processes that have put / got at
+           least once (threads blocked right now are counted as "waiting");
+           "locked by pid P (main thread)" or "pid P thread T": the holder
+           (T is the thread's id in /proc, as threading.get_native_id() gives)
+
+Hidden unless --all: interlock's own tables ("@waitfor", "@lockdep"), and the
+lock that a Value, Array or Condition made for itself: its state is shown in
+its owner's row ("lock: ..."); with --all it is listed under its owner ("└").
+"""
+
+
+def visible(objs: Sequence[ObjectInfo], show_all: bool) -> list[ObjectInfo]:
+    """The objects `ls` shows, in display order: with ``show_all``, each
+    owned lock right after its owner; otherwise without the hidden ones."""
+    if not show_all:
+        return [o for o in objs if not o.hidden]
+    owned: dict[str, list[ObjectInfo]] = {}
+    for o in objs:
+        if o.owned and o.owner is not None:
+            owned.setdefault(o.owner, []).append(o)
+    out = []
+    for o in objs:
+        if o.owned and o.owner is not None:
+            continue
+        out.append(o)
+        out.extend(owned.get(o.name, ()))
+    return out
+
+
+def _ls_state(o: ObjectInfo, by_name: Mapping[str, ObjectInfo], show_all: bool) -> str:
+    s = state_text(o)
+    lock = o.details.get("lock")
+    if isinstance(lock, str) and lock:
+        lk = by_name.get(lock)
+        if lk is not None and lk.owner == o.name and not show_all:
+            s += f", lock: {state_text(lk)}"  # its own lock, not listed: its state here
+        else:
+            s += f", lock {lock}"
+    if show_all and o.internal:
+        s += " (interlock's own)"
+    return s
+
+
+def _hidden_note(n: int) -> str:
+    return (f"({n} of interlock's own object{'s' if n != 1 else ''} not shown: its tables and "
+            "the locks of Values, Arrays and Conditions; `interlock ls --all` shows them)")
+
+
 def cmd_ls(args: argparse.Namespace) -> int:
     objs = _registry.list_objects()
+    shown = visible(objs, args.all)
     if args.json:
-        _print_json([o.to_dict() for o in objs])
+        _print_json([o.to_dict() for o in shown])
         return 0
-    if not objs:
-        print(_nothing())
+    hidden = len(objs) - len(shown)
+    if not shown:
+        print(_nothing() if not hidden else
+              f"no interlock objects of yours; {_hidden_note(hidden)}")
         return 0
+    by_name = {o.name: o for o in objs}
     rows = [
-        (o.name, o.kind, creator_text(o), f"{len(o.live_users)}/{len(o.users)}",
-         fmt_size(o.size) if o.size else "-", state_text(o))
-        for o in objs
+        (("└ " if args.all and o.owned and o.owner else "") + o.name, o.kind, creator_text(o),
+         f"{len(o.live_users)}/{len(o.users)}", fmt_size(o.size) if o.size else "-",
+         _ls_state(o, by_name, args.all))
+        for o in shown
     ]
     print(table(("NAME", "KIND", "CREATOR", "USERS", "SIZE", "STATE"), rows))
+    if hidden:
+        print(_hidden_note(hidden))
     return 0
 
 
@@ -152,17 +212,46 @@ def render_inspect(o: ObjectInfo, now: float | None = None) -> str:
     ) or "none"
     row("users", f"{len(o.live_users)} live of {len(o.users)}: {users}")
     row("state", state_text(o) or "-")
+    if o.kind in ("Value", "Array"):
+        lines.append(f"  {'':<10}  (a snapshot, read without taking the lock: a writer may be "
+                     "mid-update)")
+    if o.owner is not None:
+        row("owner", f"{o.owner} (this is its lock; `ls` shows it in {o.owner}'s row)")
+    elif o.owned:
+        row("owner", "made by a Value, Array or Condition that is gone")
+    if o.internal:
+        row("internal", "interlock's own bookkeeping (`ls` shows it with --all only)")
     row("holders", "; ".join(holder_text(h) for h in o.holders) or "none")
     if any(h.acquired_at is None for h in o.holders):
         lines.append(f"  {'':<10}  (where acquired: not recorded; acquisition tracking is off)")
-    row("waiters", str(o.waiters))
+    row("waiters", f"{o.waiters}  (threads blocked on it now)")
     if o.counters:
         row("counters", ", ".join(f"{k} {v}" for k, v in o.counters.items())
-            + "  (modulo 2**32)")
+            + "  (totals since creation, modulo 2**32)")
     if o.details:
         lines.append("  details")
         lines.extend(_detail_lines(o.details, "    "))
+        notes = [(k, DETAIL_NOTES[k]) for k in o.details if k in DETAIL_NOTES]
+        if notes:
+            w = max(len(k) for k, _ in notes)
+            lines.append("  where")
+            lines.extend(f"    {k.ljust(w)}  {text}" for k, text in notes)
     return "\n".join(lines)
+
+
+#: What the less obvious detail fields count (printed under `inspect`'s details).
+DETAIL_NOTES = {
+    "acquisitions": "acquires that succeeded, in total",
+    "contentions": "acquires that found it held and had to wait, in total (one per "
+                   "acquire, however long it waited; not the threads waiting now)",
+    "timeouts": "acquires that gave up (timeout), in total",
+    "owner_deaths": "times a holder died holding it and the next acquirer took it over",
+    "recovered": "units or holds taken back from processes that died",
+    "producers": "attached processes that have put at least once",
+    "consumers": "attached processes that have got at least once",
+    "put_total_mod_2_32": "items put since creation (wraps at 2**32)",
+    "got_total_mod_2_32": "items got since creation (wraps at 2**32)",
+}
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -233,7 +322,7 @@ def cmd_top(args: argparse.Namespace) -> int:
     try:
         while True:
             now = time.time()
-            objs = _registry.list_objects()
+            objs = visible(_registry.list_objects(), args.all)
             rates = meter.update(objs, time.monotonic())
             if args.json:
                 docs = []
@@ -263,19 +352,10 @@ def _seg_dict(s: _segment.SegmentInfo, removed: bool | None) -> dict[str, Any]:
 
 
 def _remove(segs: Sequence[_segment.SegmentInfo]) -> set[str]:
-    """Remove these dead segments, each under its meta lock (``_segment._reap``):
-    one that a process attached to meanwhile is kept."""
-    removed = set()
-    for s in segs:
-        if s.kind == "temp":
-            try:
-                os.unlink(s.path)
-                removed.add(s.path)
-            except FileNotFoundError:
-                pass
-        elif _segment._reap(s.path):
-            removed.add(s.path)
-    return removed
+    """Remove these dead entries (``_segment.remove_dead``: a segment under
+    its meta lock, so one that a process attached to meanwhile is kept; only
+    files of ours, checked on the descriptor)."""
+    return {s.path for s in segs if _segment.remove_dead(s)}
 
 
 def cmd_clean(args: argparse.Namespace) -> int:
@@ -333,8 +413,15 @@ def add_parsers(sub: Any) -> None:
     def json_flag(p: argparse.ArgumentParser) -> None:
         p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
+    def all_flag(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-a", "--all", action="store_true",
+                       help="also interlock's own objects: its tables, and the locks that "
+                            "Values, Arrays and Conditions made for themselves")
+
     p = sub.add_parser("ls", help="list live interlock objects",
-                       description="List this user's interlock objects, with their state.")
+                       description="List this user's interlock objects, with their state.",
+                       epilog=LS_LEGEND, formatter_class=argparse.RawDescriptionHelpFormatter)
+    all_flag(p)
     json_flag(p)
     p.set_defaults(func=cmd_ls)
 
@@ -352,6 +439,7 @@ def add_parsers(sub: Any) -> None:
                    help="seconds between refreshes (default 1)")
     p.add_argument("-n", "--iterations", type=int, default=0, metavar="N",
                    help="stop after N refreshes (default: until Ctrl-C)")
+    all_flag(p)
     json_flag(p)
     p.set_defaults(func=cmd_top)
 

@@ -18,6 +18,10 @@ fast path (a shared cache line bounced between producer and consumer).
 
 Reading is passive (docs/design/registry.md):
 
+- the entry is opened only if it is a file of ours, without blocking or
+  following a link (``_segment.open_entry``): a FIFO, a symlink, a directory
+  or another user's file planted at one of our names is listed as
+  unreadable, saying what it is, and never read;
 - the file is opened ``O_RDONLY`` and mapped copy-on-write
   (``MAP_PRIVATE``): the reader can never write to the segment, not even by
   a bug.  On Linux a private mapping of a file that is never written maps the
@@ -52,7 +56,7 @@ import os
 import struct
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -125,7 +129,7 @@ class ObjectInfo:
     name: str
     kind: str  # "Queue", "Lock", ..., "?" for an unreadable segment
     path: str
-    size: int  # bytes of shared memory
+    size: int  # bytes of shared memory allocated (the file is sparse)
     creator_pid: int
     creator_alive: bool
     created: float  # seconds since the epoch
@@ -139,6 +143,22 @@ class ObjectInfo:
     #: kind-specific facts (see the describer of the kind)
     details: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     problem: str = ""  # non-empty: the segment could not be read (details in it)
+    #: interlock's own bookkeeping (the deadlock tooling's "@" tables), not
+    #: an object of the user's: header flag FLAG_INTERNAL, or an "@" name
+    internal: bool = False
+    #: made by another object for its own use (header flag FLAG_OWNED): the
+    #: lock that a Value, Array or Condition made for itself
+    owned: bool = False
+    #: the object that uses this one as its lock (a Value, Array or
+    #: Condition), as found by list_objects(); None if none is listed
+    owner: str | None = None
+
+    @property
+    def hidden(self) -> bool:
+        """Not shown by ``interlock ls`` without ``--all``: interlock's own
+        tables, and owned locks whose owner is listed (they are shown in
+        their owner's row).  An owned lock whose owner is gone stays visible."""
+        return self.internal or (self.owned and self.owner is not None)
 
     @property
     def live_users(self) -> tuple[int, ...]:
@@ -153,6 +173,7 @@ class ObjectInfo:
         d: dict[str, Any] = _plain(self)
         d["live_users"] = list(self.live_users)
         d["orphaned"] = self.orphaned
+        d["hidden"] = self.hidden
         return d
 
 
@@ -166,11 +187,13 @@ def _open_mapping(path: str) -> tuple[mmap.mmap, os.stat_result]:
 
     Raises FileNotFoundError if it vanished, _Unreadable if it is not a whole
     interlock segment of this layout."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
-        st = os.fstat(fd)
-        if st.st_uid != os.getuid():
-            raise _Unreadable(f"belongs to uid {st.st_uid}")
+        # never blocks, never follows a link, only files of ours (the rule's
+        # one owner: _segment.open_entry)
+        fd, st = _segment.open_entry(path)
+    except _segment.ForeignEntry as e:
+        raise _Unreadable(e.what) from None
+    try:
         if st.st_size < _segment.OFF_SLOTS:
             raise _Unreadable(f"truncated ({st.st_size} bytes)")
         # ACCESS_COPY = MAP_PRIVATE: the C objects want a writable buffer, and
@@ -210,7 +233,8 @@ class _Liveness:
 
 def _users(mm: mmap.mmap, hdr: Header, alive: _Liveness) -> tuple[UserInfo, ...]:
     # The slot table (_segment: {u32 pid, u16 refs, u16 roles, u64 start}), in one pass.
-    table = mm[_segment.OFF_SLOTS:_segment.OFF_SLOTS + 16 * hdr.nslots]
+    # (up to the high-water mark: the table's pages above it are holes)
+    table = mm[_segment.OFF_SLOTS:_segment.OFF_SLOTS + hdr.table_bytes]
     return tuple(
         UserInfo(pid, refs, alive(pid, start), roles)
         for pid, refs, roles, start in struct.iter_unpack("<IHHQ", table)
@@ -245,7 +269,8 @@ def _describe_path(name: str, path: str, alive: _Liveness) -> ObjectInfo:
             name=name,
             kind=kind,
             path=path,
-            size=hdr.total_size,
+            # allocated, not the file's size: the process table is sparse
+            size=st.st_blocks * 512,
             creator_pid=hdr.creator_pid,
             creator_alive=alive(hdr.creator_pid, hdr.creator_start),
             created=hdr.created_ns / 1e9,
@@ -257,6 +282,8 @@ def _describe_path(name: str, path: str, alive: _Liveness) -> ObjectInfo:
             counters=_freeze(dict(facts.pop("counters", {}))),
             details=_freeze(facts),
             problem=problem,
+            internal=bool(hdr.flags & _segment.FLAG_INTERNAL) or name.startswith("@"),
+            owned=bool(hdr.flags & _segment.FLAG_OWNED),
         )
     finally:
         try:
@@ -295,7 +322,19 @@ def list_objects() -> list[ObjectInfo]:
             continue  # removed between the listing and the open: it is gone
         except OSError as e:
             out.append(_broken(name, path, f"{e.strerror or e}"))
-    return out
+    return _link_owners(out)
+
+
+def _link_owners(objs: list[ObjectInfo]) -> list[ObjectInfo]:
+    """Fill in ``owner`` of each owned lock: the listed object whose
+    ``details["lock"]`` names it (the first by name, if several share it)."""
+    owner_of: dict[str, str] = {}
+    for o in objs:
+        lock = o.details.get("lock")
+        if isinstance(lock, str) and lock and lock not in owner_of:
+            owner_of[lock] = o.name
+    return [replace(o, owner=owner_of[o.name]) if o.owned and o.name in owner_of else o
+            for o in objs]
 
 
 def inspect(name: str) -> ObjectInfo:
@@ -306,7 +345,10 @@ def inspect(name: str) -> ObjectInfo:
         raise NoSuchObject(str(name))
     path = _segment.path_of(name)
     try:
-        return _describe_path(name, path, _Liveness())
+        info = _describe_path(name, path, _Liveness())
+        if info.owned:  # who owns it: only from the owners' side (see _link_owners)
+            info = next((o for o in list_objects() if o.name == name), info)
+        return info
     except OSError as e:
         if e.errno in (errno.ENOENT, errno.ENAMETOOLONG):
             raise NoSuchObject(name) from None
@@ -347,9 +389,11 @@ def _site_of(mm: mmap.mmap, off: int, tid: int) -> str | None:
     return raw.split(b"\0", 1)[0].decode("utf-8", "replace") or None
 
 
-def _holder_text(h: HolderInfo) -> str:
-    who = f"{h.pid or '?'}/{h.tid}"
-    return f"dead {who}" if not h.alive else who
+def holder_text(h: HolderInfo) -> str:
+    """'pid 123 (main thread)', 'pid 123 thread 130': who holds it, in words
+    (the pid is a display hint from the lock, '?' when it was not readable)."""
+    who = f"pid {h.pid or '?'} " + ("(main thread)" if h.tid == h.pid else f"thread {h.tid}")
+    return f"{who}, dead" if not h.alive else who
 
 
 def describe_lock(mm: mmap.mmap, hdr: Header) -> dict[str, Any]:
@@ -365,7 +409,7 @@ def describe_lock(mm: mmap.mmap, hdr: Header) -> dict[str, Any]:
     if holder is None:
         summary = "unlocked"
     else:
-        summary = f"locked by {_holder_text(holder)}"
+        summary = f"locked by {holder_text(holder)}"
         if holder.depth > 1:
             summary += f" (depth {holder.depth})"
     if waiters:
@@ -409,14 +453,18 @@ def describe_queue(mm: mmap.mmap, hdr: Header) -> dict[str, Any]:
     consumers_waiting = int(s["consumers_sleeping"]) + int(cl["waiters"])
     # producers / consumers: live attached processes that have put / got
     # (role bits in the slot table, set on their first put / get)
-    table = mm[_segment.OFF_SLOTS:_segment.OFF_SLOTS + 16 * hdr.nslots]
+    # (up to the high-water mark: the table's pages above it are holes)
+    table = mm[_segment.OFF_SLOTS:_segment.OFF_SLOTS + hdr.table_bytes]
     live_roles = [roles for pid, _refs, roles, start in struct.iter_unpack("<IHHQ", table)
                   if pid and _core.task_alive(pid, start)]
     producers = sum(1 for r in live_roles if r & _segment.ROLE_PRODUCER)
     consumers = sum(1 for r in live_roles if r & _segment.ROLE_CONSUMER)
     summary = f"depth {depth}/{maxsize or '∞'}, {_fmt_bytes(int(s['bytes_used']))}"
     if producers or consumers:
-        summary += f", {producers}P/{consumers}C"
+        # processes still attached that have put / got at least once (not
+        # the threads blocked right now: those are the "waiting" below)
+        summary += (f", {producers} producer{'s' if producers != 1 else ''}"
+                    f"/{consumers} consumer{'s' if consumers != 1 else ''}")
     if s["closed"]:
         summary += ", closed"
     if producers_waiting:
@@ -493,7 +541,8 @@ def _sem_summary(s: dict[str, Any]) -> str:
 
 def _rw_summary(s: dict[str, Any]) -> str:
     if s.get("writer_tid"):
-        return f"written by {s['writer_pid']}/{s['writer_tid']}" + _waiting(s)
+        w = HolderInfo(pid=int(s["writer_pid"]), tid=int(s["writer_tid"]))
+        return f"written by {holder_text(w)}" + _waiting(s)
     return f"{s.get('readers', 0)} readers" + _waiting(s)
 
 
@@ -505,5 +554,86 @@ DESCRIBERS[_segment.KIND_EVENT] = _sync_describer(
 DESCRIBERS[_segment.KIND_BARRIER] = _sync_describer(
     _core.Barrier, lambda s: (f"{s['count']}/{s['parties']} waiting"
                               + (", broken" if s.get("broken") else "")))
-DESCRIBERS[_segment.KIND_CONDITION] = _sync_describer(
+_describe_condition_state = _sync_describer(
     _core.Condition, lambda s: f"{s.get('waiters', 0)} waiting, {s.get('notifies', 0)} notifies")
+
+
+def describe_condition(mm: mmap.mmap, hdr: Header) -> dict[str, Any]:
+    """Condition: its waiters, and the name of the lock it uses (sync.h)."""
+    out = _describe_condition_state(mm, hdr)
+    c = _core.Condition(mm, hdr.object_offset)
+    try:
+        lock_name, _recursive = c._lock_info
+    finally:
+        c._detach()
+    out["lock"] = str(lock_name)
+    return out
+
+
+DESCRIBERS[_segment.KIND_CONDITION] = describe_condition
+
+
+# ----------------------------------------------- Value and Array (_value.py)
+_VALUE_LOCKNAME = 256  # _value._LOCKNAME: the lock's name, NUL-padded, then the data
+#: Array elements shown: in the `ls` line, and in `inspect`'s details
+_ARRAY_SHOWN, _ARRAY_DETAIL = 8, 64
+
+
+def _value_text(v: Any) -> str:
+    return repr(v)
+
+
+def describe_value(mm: mmap.mmap, hdr: Header) -> dict[str, Any]:
+    """Value and Array: the data, copied out of the mapping *without* taking
+    the object's lock (a reader takes no lock): a snapshot that a concurrent
+    writer may have half updated, as any unlocked read.  params: (typecode,
+    length) (_value.py); the region: the lock's name (256 bytes), the data."""
+    from ._value import TYPECODES
+
+    code, length = chr(hdr.params[0]) if hdr.params[0] else "?", int(hdr.params[1])
+    ctype = TYPECODES.get(code)
+    if ctype is None:
+        raise ValueError(f"unknown typecode {code!r}")
+    off = hdr.object_offset
+    raw = bytes(mm[off:off + _VALUE_LOCKNAME - 1]).split(b"\0", 1)[0]
+    lock = raw.decode("utf-8", "replace")
+    lock_kind = {1: "RLock", 2: "Lock"}.get(mm[off + _VALUE_LOCKNAME - 1], "")
+    data_off = off + _VALUE_LOCKNAME
+    out: dict[str, Any] = {"typecode": code}
+    if hdr.kind == _segment.KIND_VALUE:
+        value = ctype.from_buffer_copy(mm, data_off).value
+        summary = f"value {_value_text(value)}"
+    else:
+        arr = (ctype * length).from_buffer_copy(mm, data_off)
+        out["length"] = length
+        if code == "c":  # like Array.value: the bytes up to the first NUL
+            value = arr.value
+            summary = f"value {_value_text(value)} ({length} bytes)"
+        else:
+            items = list(arr[:_ARRAY_DETAIL])
+            value = items if length <= _ARRAY_DETAIL else items + ["..."]
+            shown = ", ".join(map(_value_text, items[:_ARRAY_SHOWN]))
+            more = ", ..." if length > _ARRAY_SHOWN else ""
+            summary = f"[{shown}{more}] ({length} x {code!r})"
+    out["value"] = value if isinstance(value, (int, float, list)) else _value_text(value)
+    out["lock"] = lock
+    if lock:
+        out["lock_kind"] = lock_kind
+    out["summary"] = summary
+    return out
+
+
+DESCRIBERS[_segment.KIND_VALUE] = describe_value
+DESCRIBERS[_segment.KIND_ARRAY] = describe_value
+
+
+# ---------------------------------------------- interlock's tables (_table.py)
+def describe_table(mm: mmap.mmap, hdr: Header) -> dict[str, Any]:
+    """The deadlock tooling's shared tables: records in use of capacity."""
+    n, cap, rsize = struct.unpack_from("<III", mm, hdr.object_offset + 64)
+    what = {"@waitfor": "long waits", "@lockdep": "lock orders"}.get(hdr.name, "records")
+    return {"summary": f"{n}/{cap} {what}", "records": int(n), "capacity": int(cap),
+            "record_size": int(rsize)}
+
+
+DESCRIBERS[_segment.KIND_TABLE] = describe_table

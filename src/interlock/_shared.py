@@ -31,10 +31,12 @@ class SharedObject:
         object_size: int,
         params: tuple[int, ...],
         init: Callable[[Any, int], None],
+        flags: int = 0,
     ) -> _segment.Segment:
         if create not in (None, True, False):
             raise TypeError(f"create must be None, True or False, not {create!r}")
-        seg = _segment.Segment(name, self._kind, object_size, params, create=create, init=init)
+        seg = _segment.Segment(name, self._kind, object_size, params, create=create, init=init,
+                               flags=flags)
         self._seg = seg
         self.name = seg.name
         # Release this process's slot when the object is garbage collected.
@@ -47,8 +49,21 @@ class SharedObject:
     def _pickle_options(self) -> dict[str, Any]:
         return {}
 
+    def _adopt(self) -> None:
+        """First use in a forked child of an inherited object: become one of
+        its users (called by the C types' per-call pid check, and by the
+        Python entry points; see _segment.Segment.adopt)."""
+        self._seg.adopt()
+
     def __reduce__(self) -> tuple[Any, ...]:
-        return (_rebuild, (type(self), self._seg.name, self._pickle_options()))
+        # Passing it on is a use: the name must outlive this process's
+        # parent for the receiver to attach.
+        self._seg.adopt()
+        args = (type(self), self._seg.name, self._pickle_options())
+        # A lock's lockdep class (an anonymous lock's creation site) travels
+        # with it, so that every process sees the same class (_hierarchy).
+        cls = self.__dict__.get("_lock_class")
+        return (_rebuild, args) if cls is None else (_rebuild, args, {"_lock_class": cls})
 
     def detach(self) -> None:
         """Release this process's handle (idempotent).  The segment lives on

@@ -11,7 +11,8 @@ Layout of the object area of the segment::
     64   4      number of records in use (n)
     68   4      capacity (records)
     72   4      record size
-    76   52     reserved
+    76   4      records dropped because the table was full (since the last clear)
+    80   48     reserved
     128  cap*size  records 0..n-1 (packed, no holes)
 
 Death: every update is a single record write followed by one store of n
@@ -22,7 +23,6 @@ the next sweep (by liveness of the pid in it) removes.
 from __future__ import annotations
 
 import struct
-import warnings
 from typing import Callable, Iterator
 
 from . import _core, _segment
@@ -52,9 +52,10 @@ class SharedTable:
         self.capacity = cap
 
     def __enter__(self) -> "SharedTable":
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # a dead holder: our updates are idempotent
-            self.lock.acquire()
+        # A dead holder is taken over silently (a bare _core.Mutex reports
+        # nothing; our updates are idempotent).  Not warnings.catch_warnings():
+        # it swaps process-wide state and could swallow another thread's warning.
+        self.lock.acquire()
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -70,13 +71,27 @@ class SharedTable:
             yield self.record.unpack_from(self.mm, base + i * self.record.size)
 
     def append(self, *fields: object) -> bool:
-        """Under the lock. False if the table is full."""
+        """Under the lock. False if the table is full (counted in
+        ``dropped()``: the callers say so, a full table must not go silent)."""
         n = self._n()
         if n >= self.capacity:
+            struct.pack_into("<I", self.mm, self.off + 76,
+                             min(self.dropped() + 1, 0xFFFFFFFF))
             return False
         self.record.pack_into(self.mm, self.off + HEADER + n * self.record.size, *fields)
         struct.pack_into("<I", self.mm, self.off + 64, n + 1)
         return True
+
+    def dropped(self) -> int:
+        """Records refused since the last ``clear_dropped()`` (table full)."""
+        return int(struct.unpack_from("<I", self.mm, self.off + 76)[0])
+
+    def clear_dropped(self) -> None:
+        """Under the lock."""
+        struct.pack_into("<I", self.mm, self.off + 76, 0)
+
+    def __len__(self) -> int:
+        return self._n()
 
     def remove_if(self, pred: Callable[[tuple[object, ...]], bool]) -> int:
         """Under the lock: drop the records for which pred is true."""

@@ -68,7 +68,8 @@ class _Shared(SharedObject):
         made: list[Lock] = []
 
         def init(buf: Any, offset: int) -> None:
-            the_lock = lock if isinstance(lock, Lock) else (RLock() if lock is True else None)
+            the_lock = lock if isinstance(lock, Lock) else (RLock(_owned=True) if lock is True
+                                                              else None)
             if the_lock is not None:
                 made.append(the_lock)
                 raw = the_lock.name.encode()
@@ -125,6 +126,8 @@ class _Shared(SharedObject):
 
     def get_obj(self) -> Any:
         """The raw ctypes object (no guard check)."""
+        if self._seg._pid != _segment.current_pid:
+            self._seg.adopt()
         return self._obj
 
     def acquire(self, *args: Any, **kw: Any) -> bool:
@@ -204,12 +207,16 @@ class Value(_Shared):
         Raises:
             UnguardedAccessError: ``guarded_by`` is set and the lock is not held.
         """
+        if self._seg._pid != _segment.current_pid:  # first use in a fork child
+            self._seg.adopt()
         if self._guard is not None:
             self._check()
         return self._obj.value
 
     @value.setter
     def value(self, v: Any) -> None:
+        if self._seg._pid != _segment.current_pid:  # first use in a fork child
+            self._seg.adopt()
         if self._guard is not None:
             self._check()
         self._obj.value = v
@@ -266,17 +273,23 @@ class Array(_Shared):
         return len(self._obj)
 
     def __getitem__(self, i: Any) -> Any:
+        if self._seg._pid != _segment.current_pid:  # first use in a fork child
+            self._seg.adopt()
         if self._guard is not None:
             self._check()
         return self._obj[i]
 
     def __setitem__(self, i: Any, v: Any) -> None:
+        if self._seg._pid != _segment.current_pid:  # first use in a fork child
+            self._seg.adopt()
         if self._guard is not None:
             self._check()
         self._obj[i] = v
 
     def __iter__(self) -> Iterator[Any]:
         """Iterate over a copy of the elements (taken at once)."""
+        if self._seg._pid != _segment.current_pid:  # first use in a fork child
+            self._seg.adopt()
         if self._guard is not None:
             self._check()
         return iter(self._obj[:])
@@ -284,12 +297,16 @@ class Array(_Shared):
     @property
     def value(self) -> Any:
         """For typecode 'c': the bytes up to the first NUL (like ctypes)."""
+        if self._seg._pid != _segment.current_pid:  # first use in a fork child
+            self._seg.adopt()
         if self._guard is not None:
             self._check()
         return self._obj.value
 
     @value.setter
     def value(self, v: Any) -> None:
+        if self._seg._pid != _segment.current_pid:  # first use in a fork child
+            self._seg.adopt()
         if self._guard is not None:
             self._check()
         self._obj.value = v
@@ -297,6 +314,8 @@ class Array(_Shared):
     @property
     def raw(self) -> bytes:
         """The array's bytes, all of them."""
+        if self._seg._pid != _segment.current_pid:  # first use in a fork child
+            self._seg.adopt()
         if self._guard is not None:
             self._check()
         return ctypes.string_at(ctypes.addressof(self._obj), ctypes.sizeof(self._obj))

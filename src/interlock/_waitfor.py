@@ -102,13 +102,14 @@ class Wait:
 def lock_owner(name: str) -> tuple[int, int]:
     """(owner tid, owner pid hint) of the named Lock/RLock, read from its
     segment without attaching; (0, 0) if free or unknown."""
-    try:
-        fd = os.open(_segment.path_of(name) if not name.startswith("@") else "/nonexistent",
-                     os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
+    if name.startswith("@"):
         return (0, 0)
     try:
-        size = os.fstat(fd).st_size
+        fd, st = _segment.open_entry(_segment.path_of(name))
+    except OSError:  # gone, or not ours (ForeignEntry)
+        return (0, 0)
+    try:
+        size = st.st_size
         if size < _segment.OFF_SLOTS:
             return (0, 0)
         with mmap.mmap(fd, size, prot=mmap.PROT_READ) as mm:
@@ -194,6 +195,9 @@ def on_long_wait(lock: Any) -> None:
             tbl = _tbl()
             with tbl:
                 tbl.remove_if(lambda r: r[1] == tid)
+                # The lock by its shared-memory name: only _core.Mutex locks
+                # (shm Lock/RLock) wait here (Redis locks never do), and the
+                # owner is read from the segment of that name (lock_owner).
                 tbl.append(os.getpid(), tid, _core.self_start(), since,
                            lock.name.encode()[:199], where(2).encode()[:399])
     ws = waits()

@@ -357,8 +357,13 @@ class Pipeline:
       complete (False).
     - ``on_worker_death``: ``"fail"``, ``"restart"`` or ``"retry"`` (see the
       module docstring: what happens to the items a killed worker held).
-    - ``progress``: ``None`` draws a progress line per stage on stderr if it
-      is a terminal; ``True``/``False`` force it on or off.
+    - ``progress``: per stage done/total, rate and ETA, and a total line, on
+      stderr (``progress_stream``): redrawn in place on a terminal, a plain
+      line every ``progress_interval`` seconds (default 5) otherwise (a
+      shorter run prints nothing); ``False``: nothing at all.
+    - ``total``: how many items the source gives, for the totals and ETAs;
+      default ``len(source)`` when it has a length, else unknown (the
+      progress then shows done and rates only).
     - ``mp_context``: a ``multiprocessing`` context or start method name
       (``"fork"``, ``"spawn"``, ``"forkserver"``); default: the default one.
     - ``max_inflight``: in ordered mode, how many source items may be in the
@@ -401,6 +406,8 @@ class Pipeline:
         max_inflight: int | None = None,
         abort_timeout: float = 1.0,
         progress_stream: Any = None,
+        total: int | None = None,
+        progress_interval: float = 5.0,
     ) -> None:
         if on_worker_death not in _DEATH_MODES:
             raise ValueError(f"on_worker_death must be one of {_DEATH_MODES}, "
@@ -413,7 +420,17 @@ class Pipeline:
         self._ctx = mp_context
         self._max_inflight = max_inflight
         self._abort_timeout = abort_timeout
-        self._progress = ProgressBoard(progress_stream, enabled=progress)
+        if total is None:
+            try:
+                total = len(source)  # type: ignore[arg-type]
+            except TypeError:  # no length: an iterator, a generator
+                total = None
+        elif isinstance(total, bool) or not isinstance(total, int) or total < 0:
+            raise ValueError(f"total must be an int >= 0 or None, not {total!r}")
+        #: Items the source gives, if known (``total=`` or ``len(source)``).
+        self.total: int | None = total
+        self._progress = ProgressBoard(progress_stream, enabled=progress,
+                                       log_interval=progress_interval)
         self._stages: list[_Stage] = []
         self._started = False
         self._done = False
@@ -509,8 +526,20 @@ class Pipeline:
         """Per stage, now: items done, workers alive, input queue depth and
         bound (what the progress board shows; a racy snapshot)."""
         if not self._started or not hasattr(self, "_counters"):
-            return [StageProgress(s.name, 0, 0, s.workers, 0, s.maxsize) for s in self._stages]
+            return [StageProgress(s.name, 0, 0, s.workers, 0, s.maxsize, t)
+                    for s, t in zip(self._stages, self._totals())]
         return self._progress_rows()
+
+    def _totals(self) -> list[int | None]:
+        """Items each stage will get: the source's total, up to the first
+        generator stage (it yields any number of results per item)."""
+        out: list[int | None] = []
+        total = self.total
+        for s in self._stages:
+            out.append(total)
+            if s.is_gen:
+                total = None
+        return out
 
     # ------------------------------------------------------------ internals
     def _depth(self) -> int:
@@ -544,6 +573,7 @@ class Pipeline:
             self._window = max(window, self._stages[0].chunksize)
         self._feeder = threading.Thread(target=self._feed, name="interlock-pipeline-feeder",
                                         daemon=True)
+        self._progress.start()
         self._feeder.start()
 
     def _spawn(self, k: int, i: int, initial: list[Any] | None) -> Any:
@@ -698,14 +728,14 @@ class Pipeline:
 
     def _progress_rows(self) -> list[StageProgress]:
         rows = []
-        for s in self._stages:
+        for s, total in zip(self._stages, self._totals()):
             done = sum(self._counters[3 * sl] for sl in s.slots)
             alive = sum(p.exitcode is None for p in s.procs)
             try:
                 depth = s.inq.qsize() if s.inq is not None else 0
             except ValueError:
                 depth = 0
-            rows.append(StageProgress(s.name, done, alive, s.workers, depth, s.maxsize))
+            rows.append(StageProgress(s.name, done, alive, s.workers, depth, s.maxsize, total))
         return rows
 
     def _supervise(self, skipped: dict[Any, Any]) -> None:
@@ -819,7 +849,7 @@ class Pipeline:
         self._terminate()
         self._stop_feeder()
         if self._stages and hasattr(self, "_counters"):
-            self._progress.close(self._progress_rows())
+            self._progress.close(self._progress_rows(), outcome="stopped after")
         self._detach_all()
 
     def _stop_feeder(self) -> None:

@@ -13,22 +13,37 @@ differences (at-least-once delivery, leases, fencing tokens) are set out in
 ``queue.Empty``/``queue.Full``/``QueueClosed``/``DeadlockError``/
 ``OwnerDiedWarning`` as locally, plus :class:`ConnectionLost` (server
 unreachable, connection dropped), :class:`StateLost` (the server forgot the
-object, e.g. restarted without persistence) and :class:`LeaseExpired`.
+object, e.g. restarted without persistence), :class:`RolledBack` (its state
+went back in time), :class:`LeaseExpired`, :class:`AuthenticationFailed`
+(credentials or ACL refused: not a ``ConnectionError``), :class:`KeyConflict`
+(a key of the object that interlock did not make) and :class:`ServerError`
+(any other error reply).
 """
 from __future__ import annotations
 
 from typing import Any
 
 from ._redis import _sync
-from ._redis._client import Backend, ConnectionLost, LeaseExpired, StateLost
+from ._redis._client import (
+    AuthenticationFailed,
+    Backend,
+    ConnectionLost,
+    KeyConflict,
+    LeaseExpired,
+    RolledBack,
+    ServerError,
+    StateLost,
+)
 from ._redis._queue import JoinableQueue, Queue, RedisQueueStatistics, SimpleQueue
 from ._redis._sync import BoundedSemaphore, Event, Lock, RedisLockStatistics, RLock, Semaphore
 
 __all__ = [
+    "AuthenticationFailed",
     "BoundedSemaphore",
     "ConnectionLost",
     "Event",
     "JoinableQueue",
+    "KeyConflict",
     "LeaseExpired",
     "Lock",
     "Queue",
@@ -36,7 +51,9 @@ __all__ = [
     "RedisBackend",
     "RedisLockStatistics",
     "RedisQueueStatistics",
+    "RolledBack",
     "Semaphore",
+    "ServerError",
     "SimpleQueue",
     "StateLost",
 ]
@@ -69,11 +86,11 @@ class RedisBackend(Backend):
         """An :class:`RLock` on this server."""
         return RLock(self, **kw)
 
-    def Semaphore(self, value: int = 1, **kw: Any) -> Semaphore:
+    def Semaphore(self, value: int | None = None, **kw: Any) -> Semaphore:
         """A :class:`Semaphore` on this server."""
         return Semaphore(self, value, **kw)
 
-    def BoundedSemaphore(self, value: int = 1, **kw: Any) -> _sync.Semaphore:
+    def BoundedSemaphore(self, value: int | None = None, **kw: Any) -> _sync.Semaphore:
         """A :class:`Semaphore` (permits never exceed ``value``)."""
         return BoundedSemaphore(self, value, **kw)
 

@@ -88,6 +88,11 @@ void il_mutex_init(il_mutex_t *m);
  * Returns IL_OK, IL_OWNER_DIED (taken; *dead_pid names the dead owner's
  * process when known, else its TID), IL_TIMEDOUT, IL_INTR or IL_DEADLK. */
 int il_mutex_lock(il_mutex_t *m, int64_t deadline, uint32_t *dead_pid);
+/* The same, for a caller that waits in several calls (phases of a deadlock
+ * check, restarts after a signal): `contentions` counts acquisitions that had
+ * to wait, so it is incremented only if *counted is 0, which it then sets to
+ * 1.  The caller starts *counted at 0 for each acquisition. */
+int il_mutex_lock_counted(il_mutex_t *m, int64_t deadline, uint32_t *dead_pid, int *counted);
 /* Wait until the lock is free or its owner is dead, taking nothing.
  * Returns IL_OK, IL_TIMEDOUT or IL_INTR. */
 int il_mutex_wait_unlocked(il_mutex_t *m, int64_t deadline);

@@ -50,19 +50,51 @@ end
 
 ------------------------------------------------------------------ objects
 
--- KEYS: meta, then every other key of the object (wiped on creation)
+-- The type each key of an object of a kind must have, after meta (a hash).
+local KEY_TYPES = {
+  queue = {'stream', 'stream'},
+  lock = {'string', 'list'}, rlock = {'string', 'list'},
+  semaphore = {'zset', 'list'},
+  event = {'string', 'stream'},
+}
+
+local function key_type(k)
+  return redis.call('TYPE', k)['ok']
+end
+
+-- A key of this object that interlock did not make: refuse it by name,
+-- never delete it nor use it.
+local function foreign(k, what)
+  error('INTERLOCK_FOREIGN ' .. k .. ' ' .. what)
+end
+
+-- KEYS: meta, then every other key of the object (KEY_TYPES order)
 -- ARGV: kind, new epoch, mode ('any' | 'new' | 'existing'), p1, p2
 -- -> {epoch, p1, p2}
 local function open(keys, args)
   local kind, epoch, mode = args[1], args[2], args[3]
-  local have = redis.call('HMGET', keys[1], 'kind', 'epoch', 'p1', 'p2')
-  if have[1] then
-    if mode == 'new' then error('INTERLOCK_EXISTS') end
-    if have[1] ~= kind then error('INTERLOCK_KIND ' .. have[1]) end
-    return {have[2], have[3] or '', have[4] or ''}
+  local mt = key_type(keys[1])
+  if mt ~= 'none' and mt ~= 'hash' then foreign(keys[1], mt) end
+  local have = {false, false, false, false}
+  if mt == 'hash' then
+    have = redis.call('HMGET', keys[1], 'kind', 'epoch', 'p1', 'p2')
+    if not have[1] or not have[2] then foreign(keys[1], 'hash') end
   end
+  if have[1] and mode == 'new' then error('INTERLOCK_EXISTS') end
+  if have[1] and have[1] ~= kind then error('INTERLOCK_KIND ' .. have[1]) end
+  local want = KEY_TYPES[kind] or {}
+  for i = 2, #keys do
+    local t = key_type(keys[i])
+    if t ~= 'none' then
+      -- A new object's keys must all be absent; an existing one's, of its types.
+      if not have[1] or t ~= want[i - 1] then foreign(keys[i], t) end
+      if want[i - 1] == 'string' and kind ~= 'event' and redis.call('PTTL', keys[i]) < 0 then
+        foreign(keys[i], 'string without a TTL')  -- a lock key always has its lease
+      end
+    end
+  end
+  if have[1] then return {have[2], have[3] or '', have[4] or ''} end
   if mode == 'existing' then error('INTERLOCK_MISSING') end
-  for i = 2, #keys do redis.call('DEL', keys[i]) end
   redis.call('HSET', keys[1], 'kind', kind, 'epoch', epoch, 'p1', args[4], 'p2', args[5])
   if kind == 'queue' then
     redis.call('XGROUP', 'CREATE', keys[2], 'g', '$', 'MKSTREAM')
@@ -107,9 +139,14 @@ local function recirculate(s, meta, id)
   redis.call('HSET', meta, 'marker', nid)
 end
 
--- Move what dead consumers (no heartbeat key) hold to `me`.
-local function reclaim(s, hbp, me, want)
-  local out = {}
+-- At most this many entries are reclaimed by one call (bounds its run time).
+local RECLAIM_MAX = 10000
+
+-- Move to `me` everything dead consumers (no heartbeat key) hold, in one
+-- pass, and then every entry idle for longer than the lease (its holder is
+-- alive but lost track of it: a reply lost on the way, or a consumer that
+-- stopped renewing its messages), up to RECLAIM_MAX in all.
+local function reclaim(s, hbp, me, lease, out)
   local cs = redis.call('XINFO', 'CONSUMERS', s, 'g')
   for _, c in ipairs(cs) do
     local name, pending = nil, 0
@@ -117,38 +154,57 @@ local function reclaim(s, hbp, me, want)
       if c[i] == 'name' then name = c[i + 1] elseif c[i] == 'pending' then pending = c[i + 1] end
     end
     if name and name ~= me and redis.call('EXISTS', hbp .. name) == 0 then
-      if pending > 0 and #out < want then
-        local p = redis.call('XPENDING', s, 'g', '-', '+', want - #out, name)
+      while pending > 0 and #out < RECLAIM_MAX do
+        local p = redis.call('XPENDING', s, 'g', '-', '+', math.min(pending, 1000), name)
         local ids = {}
         for _, e in ipairs(p) do ids[#ids + 1] = e[1] end
-        if #ids > 0 then
-          local got = redis.call('XCLAIM', s, 'g', me, 0, unpack(ids))
-          for _, e in ipairs(got) do out[#out + 1] = e end
-          pending = pending - #ids
-        end
+        if #ids == 0 then pending = 0 break end
+        local got = redis.call('XCLAIM', s, 'g', me, 0, unpack(ids))
+        for _, e in ipairs(got) do out[#out + 1] = e end
+        pending = pending - #ids
       end
       if pending <= 0 then redis.call('XGROUP', 'DELCONSUMER', s, 'g', name) end
     end
   end
-  return out
+  local cursor = '0-0'
+  repeat
+    if #out >= RECLAIM_MAX then break end
+    local r = redis.call('XAUTOCLAIM', s, 'g', me, lease, cursor,
+                         'COUNT', math.min(1000, RECLAIM_MAX - #out))
+    cursor = r[1]
+    for _, e in ipairs(r[2]) do out[#out + 1] = e end
+  until cursor == '0-0'
 end
 
--- ARGV: epoch, consumer, count, lease_ms, nack, ack ids...
--- -> entries (reclaimed first, then new), each {id, {field, value, ...}}
+-- ARGV: epoch, consumer, count, lease_ms, resync ('1': first re-read my own
+-- pending list), nack, ack ids...
+-- -> {seq, entries}: entries (own pending first if resync, then reclaimed,
+-- then new), each {id, {field, value, ...}}.  Safe to repeat after a lost
+-- reply: acks are idempotent, and what the lost reply carried stays in the
+-- consumer's pending list, for its resync (or, once idle past the lease,
+-- for anyone's reclaim).
 local function q_take(keys, args)
   local meta, s, ev, hbp = keys[1], keys[2], keys[3], keys[4]
   local m = meta_get(meta, args[1], 'p1', 'closed', 'reclaim_at')
   local me, want, lease = args[2], tonumber(args[3]), tonumber(args[4])
-  local nack = tonumber(args[5])
+  local nack = tonumber(args[6])
   local ids = {}
-  for i = 1, nack do ids[i] = args[5 + i] end
+  for i = 1, nack do ids[i] = args[6 + i] end
   ack(s, ev, m[3], ids)
   redis.call('SET', hbp .. me, '1', 'PX', lease)
   local out = {}
+  if args[5] == '1' then
+    local r = redis.call('XREADGROUP', 'GROUP', 'g', me, 'STREAMS', s, '0')
+    if r then
+      for _, e in ipairs(r[1][2]) do
+        if e[2] then out[#out + 1] = e end  -- (nil fields: deleted meanwhile)
+      end
+    end
+  end
   local now = now_ms()
   if not m[4] or now >= tonumber(m[4]) then
     redis.call('HSET', meta, 'reclaim_at', now + math.floor(lease / 2))
-    out = reclaim(s, hbp, me, want)
+    reclaim(s, hbp, me, lease, out)
   end
   if #out < want then
     local r = redis.call('XREADGROUP', 'GROUP', 'g', me, 'COUNT', want - #out, 'STREAMS', s, '>')
@@ -161,7 +217,37 @@ local function q_take(keys, args)
     if e[2][1] == 'c' then recirculate(s, meta, e[1]) else freed = true end
   end
   if freed and tonumber(m[2]) > 0 then bump(ev) end
-  return out
+  return {redis.call('HINCRBY', meta, 'seq', 1), out}
+end
+
+-- The keeper's renewal of a consumer: its heartbeat, acknowledgements that
+-- failed before (idempotent), and the idle time of the entries it holds
+-- (so that idle reclaim never takes a message from a live holder that
+-- still tracks it).  Only entries still in this consumer's own pending list
+-- are touched.
+-- KEYS: meta, stream, events, heartbeat key
+-- ARGV: epoch, consumer, lease_ms, nack, ack ids..., held ids...
+local function q_beat(keys, args)
+  local meta, s, ev, hb = keys[1], keys[2], keys[3], keys[4]
+  local m = meta_get(meta, args[1], 'closed')
+  local me = args[2]
+  redis.call('SET', hb, '1', 'PX', tonumber(args[3]))
+  local nack = tonumber(args[4])
+  local ids = {}
+  for i = 1, nack do ids[i] = args[4 + i] end
+  ack(s, ev, m[2], ids)
+  local nheld = #args - 4 - nack
+  if nheld > 0 then
+    local mine = {}
+    local p = redis.call('XPENDING', s, 'g', '-', '+', nheld + 1000, me)
+    for _, e in ipairs(p) do mine[e[1]] = true end
+    local touch = {}
+    for i = 5 + nack, #args do
+      if mine[args[i]] then touch[#touch + 1] = args[i] end
+    end
+    if #touch > 0 then redis.call('XCLAIM', s, 'g', me, 0, unpack(touch), 'JUSTID') end
+  end
+  return 1
 end
 
 -- After a blocking XREADGROUP done by the client: the same bookkeeping.
@@ -190,7 +276,7 @@ end
 local function q_put(keys, args)
   local meta, s, ev = keys[1], keys[2], keys[3]
   local m = meta_get(meta, args[1], 'p1', 'closed')
-  if m[3] then return {-1, last_event(ev)} end
+  if m[3] then return {-1, last_event(ev), tonumber(redis.call('HGET', meta, 'seq') or 0)} end
   local n, maxsize = tonumber(args[3]), tonumber(m[2])
   local room = n
   if maxsize > 0 then
@@ -210,10 +296,10 @@ local function q_put(keys, args)
     redis.call(unpack(xa))
     i = i + 2 + cnt
   end
-  return {room, last_event(ev)}
+  return {room, last_event(ev), redis.call('HINCRBY', meta, 'seq', 1)}
 end
 
--- ARGV: epoch -> {qsize, unfinished, closed, maxsize, pending, consumers, last event id}
+-- ARGV: epoch -> {qsize, unfinished, closed, maxsize, pending, consumers, last event id, seq}
 local function q_state(keys, args)
   local meta, s, ev = keys[1], keys[2], keys[3]
   local m = meta_get(meta, args[1], 'p1', 'closed')
@@ -225,7 +311,8 @@ local function q_state(keys, args)
     unfinished = len - 1
   end
   local consumers = #redis.call('XINFO', 'CONSUMERS', s, 'g')
-  return {depth, unfinished, closed, tonumber(m[2]), pend, consumers, last_event(ev)}
+  return {depth, unfinished, closed, tonumber(m[2]), pend, consumers, last_event(ev),
+          tonumber(redis.call('HGET', meta, 'seq') or 0)}
 end
 
 local function q_close(keys, args)
@@ -250,9 +337,11 @@ end
 local function lock_acquire(keys, args)
   local meta, lock = keys[1], keys[2]
   meta_get(meta, args[1])
-  if redis.call('EXISTS', lock) == 1 then
+  local pttl = redis.call('PTTL', lock)
+  if pttl == -1 then foreign(lock, 'key without a TTL') end  -- would be waited on forever
+  if pttl >= 0 then
     redis.call('HINCRBY', meta, 'contentions', 1)
-    return {0, redis.call('PTTL', lock)}
+    return {0, pttl}
   end
   local prev = redis.call('HGET', meta, 'holder')
   if prev then redis.call('HINCRBY', meta, 'expiries', 1) else prev = '' end
@@ -367,6 +456,7 @@ redis.register_function('il_open', open)
 redis.register_function('il_q_take', q_take)
 redis.register_function('il_q_taken', q_taken)
 redis.register_function('il_q_ack', q_ack)
+redis.register_function('il_q_beat', q_beat)
 redis.register_function('il_q_put', q_put)
 redis.register_function('il_q_state', q_state)
 redis.register_function('il_q_close', q_close)

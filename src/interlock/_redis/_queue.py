@@ -26,12 +26,23 @@ Delivery is **at least once**.  A message is acknowledged
 - by a :class:`JoinableQueue`: by :meth:`~JoinableQueue.task_done`, oldest
   first (``task_done`` must be called in the process that took the item).
 
+The consumer is per process, backend and queue (not per ``Queue`` object):
+every object of this process for the same queue shares its identity, its
+held messages and its heartbeat, so a temporary ``Queue`` made for one
+``get()`` acknowledges, at the next ``get()`` of its thread, what the last
+one took.  A consumer's heartbeat and its messages' idle times are renewed
+by the keeper; a failed acknowledgement is kept and sent again by the next
+call and by the keeper.
+
 A consumer whose heartbeat runs out (process killed, machine gone, paused
-or cut off for longer than the lease) loses its claim: the next ``get()``
-anywhere takes its unacknowledged messages, oldest first, before new ones.
-Such a message may therefore be processed twice (once by a consumer that
-was only slow); it is never silently dropped.  Blocked consumers look for
-dead ones at least once per lease.
+or cut off for longer than the lease) loses its claim: the next reclaim
+pass (at most every half lease, in any ``get()``) takes *all* its
+unacknowledged messages, before new ones, and so does any message idle
+longer than the lease (its live holder lost track of it: ``XAUTOCLAIM``).
+A consumer whose take reply was lost (connection dropped) re-reads its own
+pending list on its next take.  Such a message may therefore be processed
+twice (once by a consumer that was only slow); it is never silently
+dropped.  Blocked consumers look for dead ones at least once per lease.
 
 ``close()``: puts are refused at once; consumers drain what was put, then
 get :class:`QueueClosed`.  The close is an entry at the end of the stream,
@@ -41,7 +52,6 @@ consumer, blocked or not, meets it in turn.
 from __future__ import annotations
 
 import atexit
-import functools
 import os
 import pickle
 import threading
@@ -54,7 +64,7 @@ from typing import Any
 
 from .._errors import Empty, Full, QueueClosed
 from . import _client
-from ._client import Backend, Lease, _ObjectError, deadline_after, remaining
+from ._client import Backend, ConnectionLost, Lease, _ObjectError, deadline_after, remaining
 
 MAX_BATCH = 65536
 
@@ -114,6 +124,104 @@ def _object_error(e: _ObjectError, kind: str, name: str) -> Exception:
     return RuntimeError(f"{e.what} {e.detail}")
 
 
+class _Consumer:
+    """This process's consumer of one queue (shared by its Queue objects).
+
+    Every message it has taken is in exactly one of: ``ready`` (taken on the
+    server, not yet returned to a caller: the rest of a reclaimed batch, or
+    what a failed bookkeeping call left), ``held`` / ``order`` (returned,
+    not yet acknowledged), ``acks`` (acknowledged here, the server not yet
+    told).  All of them are "known": a resync skips them, and the keeper
+    renews their idle time so that idle reclaim leaves them alone."""
+
+    def __init__(self, backend: Backend, keys: list[str], epoch: Any, joinable: bool) -> None:
+        self.backend = backend
+        self.keys = keys
+        self.epoch = epoch
+        self.joinable = joinable
+        self.name = f"{_client.HOST}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        self.lock = threading.Lock()
+        self.held: dict[int, list[bytes]] = {}  # plain Queue: thread -> ids
+        self.order: deque[bytes] = deque()  # JoinableQueue: ids, oldest first
+        self.ready: deque[tuple[bytes, list[bytes]]] = deque()
+        self.acks: list[bytes] = []
+        self.resync = False  # re-read our own pending list at the next take
+        self.users = 0
+        self.beat = Lease(keys[3] + self.name, "beat", "", renew=self._renew)
+        backend.hold(self.beat)
+
+    def known(self) -> set[bytes]:
+        with self.lock:
+            out = set(self.order)
+            out.update(self.acks)
+            out.update(i for i, _ in self.ready)
+            for v in self.held.values():
+                out.update(v)
+        return out
+
+    def take_acks(self) -> list[bytes]:
+        with self.lock:
+            out, self.acks = self.acks, []
+        return out
+
+    def keep_acks(self, ids: list[bytes]) -> None:
+        if ids:
+            with self.lock:
+                self.acks[:0] = ids
+
+    def flush(self, deadline: float | None = None) -> None:
+        """Send the kept acknowledgements (ConnectionLost keeps them)."""
+        ids = self.take_acks()
+        if not ids:
+            return
+        try:
+            self.backend.fcall("il_q_ack", self.keys[:3], [self.epoch, *ids], deadline)
+        except BaseException:
+            self.keep_acks(ids)
+            raise
+
+    def _renew(self, budget: float) -> bool:
+        acks = self.take_acks()
+        held = list(self.known() - set(acks))
+        try:
+            self.backend.fcall(
+                "il_q_beat", self.keys[:3] + [self.keys[3] + self.name],
+                [self.epoch, self.name, int(self.backend.lease * 1000), len(acks), *acks, *held],
+                budget=budget)
+        except BaseException:
+            self.keep_acks(acks)
+            raise
+        return True
+
+    def end(self) -> None:
+        """Acknowledge what a plain queue's callers took, stop the heartbeat
+        and delete it (what is still held goes back to others at once)."""
+        with self.lock:
+            ids = [i for v in self.held.values() for i in v] if not self.joinable else []
+            self.held.clear()
+            ids += self.acks
+            self.acks = []
+        if ids:
+            self.backend.fcall("il_q_ack", self.keys[:3], [self.epoch, *ids])
+        self.backend.drop(self.beat)
+        self.backend.blocking(lambda: self.backend.client.delete(self.beat.key))
+
+
+_consumers: list[_Consumer] = []  # every consumer of this process, for the exit
+_consumers_lock = threading.Lock()
+
+
+def _consumer_for(q: Queue) -> _Consumer:
+    key = (os.getpid(), q._name, q._joinable)
+    with _consumers_lock:
+        c: _Consumer | None = q._backend.consumers.get(key)
+        if c is None or c.epoch != q._epoch:
+            c = _Consumer(q._backend, q._keys, q._epoch, q._joinable)
+            q._backend.consumers[key] = c
+            _consumers.append(c)
+        return c
+
+
 _live: weakref.WeakSet[Queue] = weakref.WeakSet()
 
 
@@ -138,21 +246,23 @@ class Queue:
         b, n = backend, self._name
         self._keys = [b.key(n, "meta"), b.key(n, "s"), b.key(n, "ev"), b.key(n, "hb:")]
         try:
-            epoch, have_max, _ = backend.fcall(
+            epoch, have_max, have_joinable = backend.fcall(
                 "il_open", self._keys[:3],
                 ["queue", uuid.uuid4().hex, _open_mode(create), maxsize, int(self._joinable)])
         except _ObjectError as e:
             raise _object_error(e, "queue", self._name) from None
         self._epoch = epoch
         self._maxsize = int(have_max)
+        if have_joinable.decode() != str(int(self._joinable)):
+            have, want = ("JoinableQueue", "plain Queue") if self._joinable is False else (
+                "plain Queue", "JoinableQueue")
+            raise ValueError(f"queue {self._name!r} exists on the server as a {have}; "
+                             f"it cannot be opened as a {want}")
         if maxsize and maxsize != self._maxsize:
             raise ValueError(f"queue {self._name!r} exists with maxsize={self._maxsize}; "
                              f"asked for maxsize={maxsize}")
-        self._mutex = threading.Lock()
-        self._held: dict[int, list[bytes]] = {}  # thread -> ids taken, not acked
-        self._held_order: deque[bytes] = deque()  # JoinableQueue: ids, oldest first
-        self._consumer: str | None = None
-        self._beat: Lease | None = None
+        self._cons: _Consumer | None = None  # this process's consumer, from the first get
+        self._seq_key = self._keys[0] + ":seq"  # the high-water mark of the queue's position
         self._pid = os.getpid()
         self._detached = False
         _live.add(self)
@@ -179,7 +289,8 @@ class Queue:
                            self._name))
 
     def __repr__(self) -> str:
-        return f"<interlock.redis.{type(self).__name__} name={self._name!r} on {self._backend.url}>"
+        return (f"<interlock.redis.{type(self).__name__} name={self._name!r} "
+                f"on {self._backend.safe_url}>")
 
     def _check(self) -> None:
         if self._detached:
@@ -187,17 +298,17 @@ class Queue:
         if self._pid != os.getpid():
             # A forked child is a new consumer: its parent's messages are not its own.
             self._pid = os.getpid()
-            self._held.clear()
-            self._held_order.clear()
-            self._consumer = None
-            self._beat = None
+            self._cons = None
 
-    def _consumer_name(self) -> str:
-        if self._consumer is None:
-            self._consumer = f"{_client.HOST}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
-            self._beat = Lease(self._keys[3] + self._consumer, "beat", "", owner=self)
-            self._backend.hold(self._beat)
-        return self._consumer
+    def _consumer(self) -> _Consumer:
+        if self._cons is None:
+            self._cons = _consumer_for(self)
+            with self._cons.lock:
+                self._cons.users += 1
+        return self._cons
+
+    def _seq(self, value: Any, before: int) -> None:
+        self._backend.check_mark(self._seq_key, int(value), before)
 
     # -- put ----------------------------------------------------------------
     def put(self, obj: Any, block: bool = True, timeout: float | None = None) -> None:
@@ -230,7 +341,9 @@ class Queue:
             args: list[Any] = [self._epoch, 1 if block else 0, len(encoded) - done]
             for one in encoded[done:]:
                 args += one
-            put, event = self._backend.fcall("il_q_put", self._keys[:3], args)
+            before = self._backend.mark(self._seq_key)
+            put, event, seq = self._backend.fcall("il_q_put", self._keys[:3], args, deadline)
+            self._seq(seq, before)
             if put < 0:
                 raise QueueClosed("put() on a closed queue")
             done += put
@@ -252,9 +365,10 @@ class Queue:
 
     def _wait_event(self, last: bytes, left: float | None) -> None:
         """Sleep until an event newer than ``last`` (or a slice passes)."""
-        ms = int(1000 * min(self._backend.slice, left if left is not None else 1e9))
-        self._backend.blocking(
-            lambda: self._backend.client.xread({self._keys[2]: last}, count=1, block=max(ms, 1)))
+        ms = max(int(1000 * min(self._backend.slice, left if left is not None else 1e9)), 1)
+        self._backend.call(self._backend.budget(None, ms / 1000), "XREAD", "COUNT", 1,
+                           "BLOCK", ms, "STREAMS", self._keys[2], last,
+                           keys=self._keys[:3])
 
     # -- get ----------------------------------------------------------------
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
@@ -276,82 +390,136 @@ class Queue:
             raise ValueError("'max_items' must be >= 1")
         return self._get(min(max_items, MAX_BATCH), block, timeout)
 
-    def _acks_for_get(self) -> list[bytes]:
-        if self._joinable:
-            return []
-        with self._mutex:
-            return self._held.pop(threading.get_ident(), [])
+    def _acks_for_get(self, c: _Consumer) -> list[bytes]:
+        """What this thread's get() acknowledges: the kept acks of the
+        consumer, and (plain Queue) what this thread took before."""
+        acks = c.take_acks()
+        if not self._joinable:
+            with c.lock:
+                acks += c.held.pop(threading.get_ident(), [])
+        return acks
 
     def _get(self, count: int, block: bool, timeout: float | None) -> list[Any]:
         self._check()
         deadline = deadline_after(block, timeout)
-        me = self._consumer_name()
-        acks = self._acks_for_get()
+        c = self._consumer()
         lease_ms = int(self._backend.lease * 1000)
+        retried = False
         while True:
             try:
-                entries = self._backend.fcall(
-                    "il_q_take", self._keys, [self._epoch, me, count, lease_ms, len(acks), *acks])
-            except BaseException:
-                if acks:  # not acknowledged: keep them ours, to ack next time
-                    with self._mutex:
-                        self._held.setdefault(threading.get_ident(), [])[:0] = acks
-                raise
-            acks = []
-            items = self._accept(entries)
-            if items:
+                items = self._get_once(c, count, deadline, lease_ms)
+            except ConnectionLost:
+                # What the lost call took is in our pending list: re-read it
+                # at the next take (here, once, if time is left).
+                c.resync = True
+                left = remaining(deadline)
+                if retried or (left is not None and left <= 0):
+                    raise
+                retried = True
+                continue
+            if items:  # (ready items may have gone to another thread: look again)
                 return items
-            if any(f and f[0] == b"c" for _, f in entries):
-                raise QueueClosed("get() on a closed queue: it is closed and drained")
             left = remaining(deadline)
             if left is not None and left <= 0:
                 raise Empty
-            ms = int(1000 * min(self._backend.slice, left if left is not None else 1e9))
-            got = self._backend.blocking(functools.partial(
-                self._backend.client.xreadgroup, "g", me, {self._keys[1]: ">"},
-                count=count, block=max(ms, 1)))
-            if not got:
-                continue  # a slice passed: look again (and for dead consumers)
-            # redis-py hands fields as a dict (our field names are unique).
-            entries = [[i, [x for kv in (f or {}).items() for x in kv]] for i, f in got[0][1]]
-            marker = next((i for i, f in entries if f and f[0] == b"c"), b"")
-            items = self._accept([e for e in entries if not e[1] or e[1][0] != b"c"])
-            if marker or (items and self._maxsize):
-                self._backend.fcall("il_q_taken", self._keys[:3],
-                                    [self._epoch, marker, 1 if items and self._maxsize else 0])
-            if items:
-                return items
-            if marker:
-                raise QueueClosed("get() on a closed queue: it is closed and drained")
 
-    def _accept(self, entries: list[Any]) -> list[Any]:
-        """Record real entries as held by this thread, and decode them."""
-        real = [(i, f) for i, f in entries if f and f[0] != b"c"]
-        if not real:
-            return []
+    def _pop_ready(self, c: _Consumer, count: int) -> list[Any]:
+        with c.lock:
+            if not c.ready:
+                return []
+            got = [c.ready.popleft() for _ in range(min(count, len(c.ready)))]
+        return self._accept(c, got)
+
+    def _get_once(self, c: _Consumer, count: int, deadline: float | None,
+                  lease_ms: int) -> list[Any] | None:
+        """One take, and one blocking read if it found nothing: the items,
+        or None (nothing within this slice)."""
+        items = self._pop_ready(c, count)
+        if items:
+            return items
+        acks = self._acks_for_get(c)
+        resync = c.resync
+        before = self._backend.mark(self._seq_key)
+        try:
+            seq, entries = self._backend.fcall(
+                "il_q_take", self._keys,
+                [self._epoch, c.name, count, lease_ms, 1 if resync else 0, len(acks), *acks],
+                deadline)
+        except BaseException:
+            c.keep_acks(acks)  # not acknowledged: kept, sent again by the next call
+            raise
+        if resync:
+            c.resync = False
+        self._seq(seq, before)
+        known = c.known()
+        fresh = [(i, f) for i, f in entries if i not in known]
+        closed = any(f and f[0] == b"c" for _, f in fresh)
+        real = [(i, f) for i, f in fresh if f and f[0] != b"c"]
+        if real:
+            with c.lock:
+                c.ready.extend(real)
+            return self._pop_ready(c, count)
+        if closed:
+            raise QueueClosed("get() on a closed queue: it is closed and drained")
+        left = remaining(deadline)
+        if left is not None and left <= 0:
+            return None
+        ms = max(int(1000 * min(self._backend.slice, left if left is not None else 1e9)), 1)
+        got = self._backend.call(
+            self._backend.budget(None, ms / 1000), "XREADGROUP", "GROUP", "g", c.name,
+            "COUNT", count, "BLOCK", ms, "STREAMS", self._keys[1], ">", keys=self._keys[:3])
+        if not got:
+            return None  # a slice passed: look again (and for dead consumers)
+        # RESP2: [[stream, entries]]; RESP3: {stream: entries}
+        batch = next(iter(got.values())) if isinstance(got, dict) else got[0][1]
+        entries = [(i, f) for i, f in batch if f]
+        marker = next((i for i, f in entries if f[0] == b"c"), b"")
+        real = [(i, f) for i, f in entries if f[0] != b"c"]
+        with c.lock:
+            c.ready.extend(real)  # ours now, returned below or by the next get
+        if marker or (real and self._maxsize):
+            try:
+                self._backend.fcall("il_q_taken", self._keys[:3],
+                                    [self._epoch, marker, 1 if real and self._maxsize else 0],
+                                    deadline)
+            except ConnectionLost:
+                # The marker (if any) is still in our pending list: the
+                # resync of the next take hands it on.  The items are kept.
+                c.resync = True
+                if not real:
+                    raise
+        if real:
+            return self._pop_ready(c, count)
+        raise QueueClosed("get() on a closed queue: it is closed and drained")
+
+    def _accept(self, c: _Consumer, real: list[Any]) -> list[Any]:
+        """Record entries as returned to this thread, and decode them."""
         ids = [i for i, _ in real]
-        with self._mutex:
+        with c.lock:
             if self._joinable:
-                self._held_order.extend(ids)
+                c.order.extend(ids)
             else:
-                self._held.setdefault(threading.get_ident(), []).extend(ids)
-        out = []
-        for _, f in real:
-            out.append(_decode(f))
-        return out
+                c.held.setdefault(threading.get_ident(), []).extend(ids)
+        return [_decode(f) for _, f in real]
 
     def ack(self) -> None:
         """Acknowledge every message this thread took and has not yet
-        acknowledged (``get()`` does this for the previous ones by itself)."""
+        acknowledged (``get()`` does this for the previous ones by itself).
+        On ``ConnectionLost`` the acknowledgement is kept and sent again by
+        the next call (and by the keeper): calling ``ack()`` again is safe."""
         self._check()
-        ids = self._acks_for_get()
-        if ids:
-            self._backend.fcall("il_q_ack", self._keys[:3], [self._epoch, *ids])
+        c = self._consumer()
+        ids = self._acks_for_get(c)
+        c.keep_acks(ids)
+        c.flush()
 
     # -- state --------------------------------------------------------------
     def _state(self) -> list[Any]:
         self._check()
-        return list(self._backend.fcall("il_q_state", self._keys[:3], [self._epoch]))
+        before = self._backend.mark(self._seq_key)
+        st = list(self._backend.fcall("il_q_state", self._keys[:3], [self._epoch]))
+        self._seq(st[7], before)
+        return st
 
     def qsize(self) -> int:
         """Messages waiting to be taken (taken but unacknowledged ones excluded)."""
@@ -395,38 +563,54 @@ class Queue:
         Raises:
             ConnectionLost: the server cannot be reached.
         """
-        depth, unfinished, closed, maxsize, pending, consumers, _ = self._state()
-        with self._mutex:
-            held = len(self._held_order) + sum(len(v) for v in self._held.values())
+        depth, unfinished, closed, maxsize, pending, consumers, _, _ = self._state()
+        held = 0
+        if self._cons is not None:
+            c = self._cons
+            with c.lock:
+                held = len(c.order) + len(c.ready) + sum(len(v) for v in c.held.values())
         return RedisQueueStatistics(self._name, int(depth), int(unfinished), int(maxsize),
                                     bool(closed), int(pending), int(consumers), held)
 
     # -- lifetime -----------------------------------------------------------
     def detach(self) -> None:
-        """End this object's use of the queue, cleanly: a plain Queue
-        acknowledges what it took (a JoinableQueue leaves what was not
-        ``task_done`` to be delivered again), and the heartbeat stops at
-        once so that anything still held is re-delivered without waiting for
-        the lease.  Idempotent."""
+        """End this object's use of the queue, cleanly.  When it is the last
+        object of this process's consumer (see the module docstring) to
+        detach: a plain Queue acknowledges what was taken (a JoinableQueue
+        leaves what was not ``task_done`` to be delivered again), and the
+        heartbeat stops at once so that anything still held is re-delivered
+        without waiting for the lease.  Idempotent."""
         if self._detached or self._pid != os.getpid():
             self._detached = True
             return
-        try:
-            if not self._joinable:
-                with self._mutex:
-                    ids = [i for v in self._held.values() for i in v]
-                    self._held.clear()
-                if ids:
-                    self._backend.fcall("il_q_ack", self._keys[:3], [self._epoch, *ids])
-            if self._beat is not None:
-                self._backend.drop(self._beat)
-                self._backend.blocking(lambda: self._backend.client.delete(self._beat.key))  # type: ignore[union-attr]
-        finally:
-            self._detached = True
+        self._detached = True
+        c, self._cons = self._cons, None
+        if c is None:
+            return
+        with c.lock:
+            c.users -= 1
+            last = c.users <= 0
+        if last:
+            with _consumers_lock:
+                key = (os.getpid(), self._name, self._joinable)
+                if self._backend.consumers.get(key) is c:
+                    del self._backend.consumers[key]
+                if c in _consumers:
+                    _consumers.remove(c)
+            c.end()  # type: ignore[union-attr]  # (not None: checked above)
 
     def unlink(self) -> None:
-        """Delete the queue from the server (its messages with it)."""
-        self._backend.blocking(lambda: self._backend.client.delete(*self._keys[:3]))
+        """Delete the queue from the server (its messages with it, taken and
+        unacknowledged ones included: there is nothing left to acknowledge)."""
+        c = self._cons
+        if c is not None:  # nothing of it is left to acknowledge or hand back
+            with c.lock:
+                c.held.clear()
+                c.order.clear()
+                c.ready.clear()
+                c.acks = []
+        self._backend.blocking(lambda: self._backend.client.delete(*self._keys[:3]),
+                               self._keys[:3])
         self.detach()
 
     def __enter__(self) -> Queue:
@@ -449,25 +633,34 @@ class JoinableQueue(Queue):
     _joinable = True
 
     def task_done(self) -> None:
-        """Mark one item taken by ``get()`` as processed (acknowledge it).
+        """Mark the oldest item this process took as done.  The
+        acknowledgement is recorded here first: if the server cannot be told
+        now (``ConnectionLost``), it is kept and sent by the next call on
+        the queue, by ``join()`` and by the keeper; it is never forgotten,
+        and never counted twice.
 
         Raises:
             ValueError: called more times than items were taken.
-            ConnectionLost: the server cannot be reached.
         """
         self._check()
-        with self._mutex:
-            if not self._held_order:
+        c = self._consumer()
+        with c.lock:
+            if not c.order:
                 raise ValueError("task_done() called too many times "
                                  "(or for items taken by another process)")
-            mid = self._held_order.popleft()
-        self._backend.fcall("il_q_ack", self._keys[:3], [self._epoch, mid])
+            c.acks.append(c.order.popleft())
+        try:
+            c.flush()
+        except ConnectionLost:
+            pass  # kept in c.acks: sent again by the next call or the keeper
 
     def join(self, timeout: float | None = None) -> bool:
         """Block until every item put has been marked done.  Returns False if
         ``timeout`` passed first."""
         deadline = deadline_after(True, timeout)
         while True:
+            if self._cons is not None:
+                self._cons.flush(deadline)
             st = self._state()
             if int(st[1]) <= 0:
                 return True
@@ -494,6 +687,15 @@ def _detach_all() -> None:
     for q in list(_live):
         try:
             q.detach()
+        except Exception:
+            pass
+    # Consumers whose objects were dropped without detach() (a temporary
+    # Queue per get()): what their callers took was processed.
+    for c in list(_consumers):
+        if c.name.split(":")[-2] != str(os.getpid()):
+            continue
+        try:
+            c.end()
         except Exception:
             pass
 

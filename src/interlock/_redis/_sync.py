@@ -28,9 +28,9 @@ introspection (``locked()``, ``owner``, ``statistics()``, ``_is_owned()``,
 """
 from __future__ import annotations
 
-import functools
 import os
 import threading
+import time
 import uuid
 import warnings
 from dataclasses import dataclass
@@ -127,18 +127,39 @@ class _Shared:
 
     def __reduce__(self) -> Any:
         from .._connect import _rebuild
-        return (_rebuild, (self._backend.url, self._backend.options(), type(self).__name__,
-                           self._name, *self._rebuild_args()))
+        args = (self._backend.url, self._backend.options(), type(self).__name__,
+                self._name, *self._rebuild_args())
+        cls = self.__dict__.get("_lock_class")  # a lock's lockdep class travels with it
+        return (_rebuild, args) if cls is None else (_rebuild, args, {"_lock_class": cls})
 
     def __repr__(self) -> str:
-        return f"<interlock.redis.{type(self).__name__} name={self._name!r} on {self._backend.url}>"
+        return (f"<interlock.redis.{type(self).__name__} name={self._name!r} "
+                f"on {self._backend.safe_url}>")
 
-    def _call(self, fn: str, *args: Any) -> Any:
+    def _call(self, fn: str, *args: Any, deadline: float | None = None) -> Any:
         """One function of the library on this object's keys (after the
-        detached check, as the local objects check their segment)."""
+        detached check, as the local objects check their segment); its reply
+        is awaited until ``deadline`` plus the backend's grace."""
         if self._detached:
             raise ValueError("operation on a closed (detached) interlock object")
-        return self._backend.fcall(fn, self._keys, [self._epoch, *args])
+        return self._backend.fcall(fn, self._keys, [self._epoch, *args], deadline)
+
+    def _fence(self, value: Any, before: int) -> int:
+        """A fencing token from the server: never lower than one this
+        process saw before sending the call (else RolledBack)."""
+        self._backend.check_mark(self._keys[0] + ":fence", int(value), before)
+        return int(value)
+
+    def _checked_fence(self, value: Any, before: int, release: str, token: str) -> None:
+        """As _fence, for a fresh acquisition: on RolledBack, give it back."""
+        try:
+            self._fence(value, before)
+        except _client.RolledBack:
+            try:
+                self._call(release, token)
+            except Exception:
+                pass  # the lease runs out by itself
+            raise
 
     def detach(self) -> None:
         """End this object's use (idempotent); later calls on it raise
@@ -149,7 +170,7 @@ class _Shared:
 
     def unlink(self) -> None:
         """Delete the object's keys from the server."""
-        self._backend.blocking(lambda: self._backend.client.delete(*self._keys))
+        self._backend.blocking(lambda: self._backend.client.delete(*self._keys), self._keys)
 
     def _wait_wake(self, left: float | None, hint_ms: int) -> None:
         """Sleep on the wake list: until a release, ``left`` or ``hint_ms``."""
@@ -157,7 +178,8 @@ class _Shared:
         if hint_ms > 0:
             t = min(t, hint_ms / 1000 + 0.002)
         t = max(t, 0.001)
-        self._backend.blocking(lambda: self._backend.client.blpop([self._keys[-1]], timeout=t))
+        self._backend.call(self._backend.budget(None, t), "BLPOP", self._keys[-1], f"{t:.3f}",
+                           keys=self._keys)
 
 
 class Lock(_Shared):
@@ -189,17 +211,19 @@ class Lock(_Shared):
     _recursive = False
     level = None  # for the lock-order tooling (_hierarchy): no levels on Redis
 
-    @property
-    def _lock_class(self) -> str:
-        # lockdep's class of this lock: its own namespace (not the local "db")
-        return f"redis:{self.name}"
-
     def __init__(self, backend: Backend, *, name: str | None = None, create: bool | None = None,
                  on_owner_death: str = "warn") -> None:
         if on_owner_death not in _MODES:
             raise ValueError(f"on_owner_death must be one of {_MODES}, not {on_owner_death!r}")
         self._on_death = on_owner_death
+        # lockdep's class: its own namespace (not the local "db"); the name,
+        # or where an anonymous lock was made (pickled with it: __reduce__).
+        self._lock_class = _hierarchy.fit(
+            "redis:" + (name if name is not None else _hierarchy.creation_class(type(self).__name__)))
         self._open(backend, name, create)
+        # What this lock is (_hierarchy.lock_key): its key on its server; a
+        # shared-memory lock of the same name is another lock.
+        self._lock_key = ("redis", backend.url, self._keys[0])
         self._holds: dict[int, _Hold] = {}
         self._pid = os.getpid()
 
@@ -234,6 +258,8 @@ class Lock(_Shared):
         deadline = deadline_after(block, timeout, lock=True)
         hold = self._my_hold()
         if hold is not None:
+            if hold.lease.expired():
+                raise self._expired(hold, "acquire()")
             if self._recursive:
                 hold.depth += 1
                 return True
@@ -252,14 +278,18 @@ class Lock(_Shared):
         token = _token()
         lease_ms = int(self._backend.lease * 1000)
         while True:
-            r = self._call("il_lock_acquire", token, lease_ms)
+            sent = time.monotonic()
+            before = self._backend.mark(self._keys[0] + ":fence")
+            r = self._call("il_lock_acquire", token, lease_ms, deadline=deadline)
             if r[0] == 1:
                 break
             left = remaining(deadline)
             if left is not None and left <= 0:
                 return False
             self._wait_wake(left, int(r[1]))
-        lease = Lease(self._keys[1], "lock", token, thread=threading.current_thread())
+        self._checked_fence(r[1], before, "il_lock_release", token)
+        lease = Lease(self._keys[1], "lock", token, thread=threading.current_thread(),
+                      until=sent + self._backend.lease)
         self._holds[threading.get_ident()] = _Hold(token, int(r[1]), lease)
         self._backend.hold(lease)
         if tracked:
@@ -279,6 +309,12 @@ class Lock(_Shared):
             raise OwnerDiedError(msg, self, pid)
         warnings.warn(msg, OwnerDiedWarning, stacklevel=3)
 
+    def _expired(self, hold: _Hold, what: str) -> LeaseExpired:
+        why = f" (last renewal failed: {hold.lease.error})" if hold.lease.error else ""
+        return LeaseExpired(f"{self!r}: this thread's lease (fencing token {hold.fence}) ran "
+                            f"out before {what}{why}; another owner may have held the lock "
+                            "since")
+
     def release(self) -> None:
         """Release the lock (an RLock: one level of it).
 
@@ -296,16 +332,19 @@ class Lock(_Shared):
             host, pid, tid = _parse_token(tok.decode())
             raise RuntimeError(f"cannot release lock {self!r}: it is held by another thread "
                                f"(tid {tid}, pid {pid} on {host})")
-        if hold.depth > 1:
+        if hold.depth > 1 and not hold.lease.expired():
             hold.depth -= 1
             return
         del self._holds[threading.get_ident()]
         _hierarchy.after_release(self)  # (a no-op unless lockdep recorded the hold)
         self._backend.drop(hold.lease)
+        # Past the local deadline the hold is over, whatever the server says
+        # (a renewal it accepted may be one whose reply was lost: we cannot
+        # know that the lease never lapsed).
+        expired = hold.lease.expired()
         ok = self._call("il_lock_release", hold.token)
-        if not ok or hold.lease.lost:
-            raise LeaseExpired(f"{self!r}: this thread's lease (fencing token {hold.fence}) ran "
-                               "out before release(); another owner may have held the lock since")
+        if not ok or expired:
+            raise self._expired(hold, "release()")
 
     def __enter__(self) -> bool:
         try:
@@ -337,12 +376,12 @@ class Lock(_Shared):
     def _is_owned(self) -> bool:
         """Does the calling thread hold the lock (through this object)?"""
         hold = self._my_hold()
-        return hold is not None and not hold.lease.lost
+        return hold is not None and not hold.lease.expired()
 
     def _count(self) -> int:
         """The calling thread's recursion depth (0 if it does not hold it)."""
         hold = self._my_hold()
-        return hold.depth if hold is not None and not hold.lease.lost else 0
+        return hold.depth if hold is not None and not hold.lease.expired() else 0
 
     def _state(self) -> list[Any]:
         return list(self._call("il_lock_state"))
@@ -372,9 +411,11 @@ class RLock(Lock):
 
 
 class Semaphore(_Shared):
-    """``backend.Semaphore(value=1, *, name=None, create=None)``
+    """``backend.Semaphore(value=None, *, name=None, create=None)``
 
-    At most ``value`` holders at once.  Each permit is a lease (renewed while
+    At most ``value`` holders at once (``value=None``: 1 for a new
+    semaphore, whatever an existing one has; a value given must match an
+    existing semaphore's, ``ValueError`` otherwise).  Each permit is a lease (renewed while
     its thread lives) with its own fencing token; a permit can be released
     only by the object and thread that acquired it (``ValueError``
     otherwise), most recent first. ``BoundedSemaphore`` is the same class
@@ -387,15 +428,15 @@ class Semaphore(_Shared):
     _kind = "semaphore"
     _parts = ("holders", "wake")
 
-    def __init__(self, backend: Backend, value: int = 1, *, name: str | None = None,
+    def __init__(self, backend: Backend, value: int | None = None, *, name: str | None = None,
                  create: bool | None = None) -> None:
-        if isinstance(value, bool) or not isinstance(value, int):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise TypeError(f"value must be an int, not {type(value).__name__}")
-        if value < 1:
+        if value is not None and value < 1:
             raise ValueError("semaphore value must be >= 1")
-        have, _ = self._open(backend, name, create, value)
+        have, _ = self._open(backend, name, create, 1 if value is None else value)
         self._value = int(have)
-        if value != 1 and value != self._value:
+        if value is not None and value != self._value:
             raise ValueError(f"semaphore {self._name!r} exists with value={self._value}; "
                              f"asked for {value}")
         self._permits: dict[int, list[_Hold]] = {}
@@ -420,14 +461,18 @@ class Semaphore(_Shared):
         token = _token()
         lease_ms = int(self._backend.lease * 1000)
         while True:
-            r = self._call("il_sem_acquire", token, lease_ms)
+            sent = time.monotonic()
+            before = self._backend.mark(self._keys[0] + ":fence")
+            r = self._call("il_sem_acquire", token, lease_ms, deadline=deadline)
             if r[0] == 1:
                 break
             left = remaining(deadline)
             if left is not None and left <= 0:
                 return False
             self._wait_wake(left, int(r[1]))
-        lease = Lease(self._keys[1], "sem", token, thread=threading.current_thread())
+        self._checked_fence(r[1], before, "il_sem_release", token)
+        lease = Lease(self._keys[1], "sem", token, thread=threading.current_thread(),
+                      until=sent + self._backend.lease)
         self._mine().append(_Hold(token, int(r[1]), lease))
         self._backend.hold(lease)
         return True
@@ -444,8 +489,9 @@ class Semaphore(_Shared):
             raise ValueError(f"{self!r}: release() by a thread that holds no permit of this object")
         hold = mine.pop()
         self._backend.drop(hold.lease)
+        expired = hold.lease.expired()
         ok = self._call("il_sem_release", hold.token)
-        if not ok or hold.lease.lost:
+        if not ok or expired:
             raise LeaseExpired(f"{self!r}: the permit's lease (fencing token {hold.fence}) ran "
                                "out before release()")
 
@@ -506,7 +552,7 @@ class Event(_Shared):
         """
         deadline = deadline_after(True, timeout)
         while True:
-            flag, last = self._call("il_ev_state")
+            flag, last = self._call("il_ev_state", deadline=deadline)
             if flag:
                 return True
             left = remaining(deadline)
@@ -514,6 +560,6 @@ class Event(_Shared):
                 return False
             t = self._backend.slice if left is None else min(left, self._backend.slice)
             ms = max(int(t * 1000), 1)
-            self._backend.blocking(
-                functools.partial(self._backend.client.xread, {self._keys[2]: last},
-                                  count=1, block=ms))
+            self._backend.call(self._backend.budget(None, ms / 1000), "XREAD", "COUNT", 1,
+                               "BLOCK", ms, "STREAMS", self._keys[2], last,
+                               keys=self._keys)
