@@ -110,6 +110,27 @@ def _decode(fields: list[bytes]) -> Any:
     return pickle.loads(value, buffers=[bytearray(v) for v in fields[3::2]])
 
 
+_producer = threading.local()
+
+
+def _request() -> tuple[str, int]:
+    """This thread's producer name and the number of its next put call.
+
+    A put is exactly once under retries: the server keeps, per producer and
+    queue, the number of the last call it applied (see ``q_put``), so a
+    retried call is recognised and not applied twice.  The numbers of one
+    producer must grow in the order its calls are sent: one producer per
+    thread, and a new one in a forked child (which inherits the parent's
+    thread-local state, and would otherwise reuse its numbers)."""
+    p = getattr(_producer, "v", None)
+    pid = os.getpid()
+    if p is None or p[0] != pid:
+        p = [pid, f"{_client.HOST}:{pid}:{uuid.uuid4().hex[:12]}", 0]
+        _producer.v = p
+    p[2] += 1
+    return p[1], p[2]
+
+
 def _open_mode(create: bool | None) -> str:
     return "any" if create is None else ("new" if create else "existing")
 
@@ -327,12 +348,20 @@ class Queue:
             _encode(obj, one)
             encoded.append(one)
         done = 0
+        b = self._backend
+        # The request key lives long past any retry of a call (each is sent
+        # within its budget: at most a slice plus grace), so that even a
+        # late copy of a call that was given up on is recognised.
+        ttl_ms = int(max(60.0, 6 * (b.slice + b.grace)) * 1000)
         while True:
-            args: list[Any] = [self._epoch, 1 if block else 0, len(encoded) - done]
+            producer, reqno = _request()
+            keys = [*self._keys[:3], b.key(self._name, "rq:" + producer)]
+            args: list[Any] = [self._epoch, 1 if block else 0, len(encoded) - done, reqno,
+                               ttl_ms]
             for one in encoded[done:]:
                 args += one
-            before = self._backend.mark(self._seq_key)
-            put, event, seq = self._backend.fcall("il_q_put", self._keys[:3], args, deadline)
+            before = b.mark(self._seq_key)
+            put, event, seq = b.fcall("il_q_put", keys, args, deadline)
             self._seq(seq, before)
             if put < 0:
                 raise QueueClosed("put() on a closed queue")
@@ -581,7 +610,7 @@ class Queue:
 
     def unlink(self) -> None:
         """Delete the queue from the server (its messages with it)."""
-        self._backend.blocking(lambda: self._backend.client.delete(*self._keys[:3]))
+        self._backend.blocking(lambda: self._backend.client.delete(*self._keys[:3]), retry=True)
         self.detach()
 
     def __enter__(self) -> Queue:

@@ -167,7 +167,23 @@ class _Shared:
 
     def unlink(self) -> None:
         """Delete the object's keys from the server."""
-        self._backend.blocking(lambda: self._backend.client.delete(*self._keys))
+        self._backend.blocking(lambda: self._backend.client.delete(*self._keys), retry=True)
+
+    def _release_call(self, fn: str, hold: _Hold) -> bool:
+        """Give a hold back on the server; True if it was still ours.
+
+        Sent once more after a lost reply (repeating it changes nothing).
+        The retry's "not the holder" is then ambiguous: released by the
+        first try, or the lease ran out.  It is read with the local
+        deadline: a reply received before it was executed before the
+        server's lease could end, so the first try released it."""
+        try:
+            return bool(self._call(fn, hold.token))
+        except _client.StateLost:
+            raise
+        except _client.ConnectionLost:
+            ok = bool(self._call(fn, hold.token))
+            return ok or not hold.lease.expired()
 
     def _wait_wake(self, left: float | None, hint_ms: int) -> None:
         """Sleep on the wake list: until a release, ``left`` or ``hint_ms``."""
@@ -301,7 +317,7 @@ class Lock(_Shared):
         # (a renewal it accepted may be one whose reply was lost: we cannot
         # know that the lease never lapsed).
         expired = hold.lease.expired()
-        ok = self._call("il_lock_release", hold.token)
+        ok = self._release_call("il_lock_release", hold)
         if not ok or expired:
             raise self._expired(hold, "release()")
 
@@ -430,7 +446,7 @@ class Semaphore(_Shared):
         hold = mine.pop()
         self._backend.drop(hold.lease)
         expired = hold.lease.expired()
-        ok = self._call("il_sem_release", hold.token)
+        ok = self._release_call("il_sem_release", hold)
         if not ok or expired:
             raise LeaseExpired(f"{self!r}: the permit's lease (fencing token {hold.fence}) ran "
                                "out before release()")
