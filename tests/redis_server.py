@@ -1,10 +1,11 @@
 """A real, throw-away redis-server for the tests (no fakes, no mocks).
 
 ``RedisServer`` starts ``redis-server`` on 127.0.0.1 on a free port, with
-persistence off (``--save '' --appendonly no``) and its files in a temporary
-directory, and stops it (``stop()``, or at interpreter exit).  ``restart()``
-kills it and starts a fresh one on the same port: what a server restart
-without persistence looks like to clients.
+persistence off (``--save '' --appendonly no``, unless ``args`` turn it
+on) and its files in a temporary directory, and stops it (``stop()``, or at
+interpreter exit).  ``restart()`` SIGKILLs it and starts it again on the
+same port and directory: without persistence a fresh, empty server; with
+an RDB snapshot or an AOF in the directory, what it reloads.
 
 For the contract suite (tests/conftest.py), register the Redis backend with
 
@@ -47,9 +48,12 @@ def skip_reason() -> str | None:
 
 
 class RedisServer:
-    def __init__(self, port: int | None = None) -> None:
+    def __init__(self, port: int | None = None, *, args: tuple[str, ...] = ()) -> None:
+        """``args``: more redis-server options, after (so overriding) the
+        defaults: ``("--appendonly", "yes", "--appendfsync", "always")``."""
         if REDIS_SERVER is None:
             raise RuntimeError("redis-server is not installed")
+        self.args = tuple(args)
         self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="interlock-redis-")
         self.proc: subprocess.Popen[bytes] | None = None
@@ -64,7 +68,8 @@ class RedisServer:
         self.proc = subprocess.Popen(
             [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
              "--save", "", "--appendonly", "no", "--dir", self.dir,
-             "--daemonize", "no", "--loglevel", "warning", "--protected-mode", "no"],
+             "--daemonize", "no", "--loglevel", "warning", "--protected-mode", "no",
+             *self.args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:

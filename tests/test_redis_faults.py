@@ -468,3 +468,53 @@ def test_lost_replies_of_idempotent_calls_are_retried(server, proxy):
     q.close()
     assert proxy.dropped == 4
     assert direct.Queue(name=name + "q").closed
+
+
+# ------------------------------------------------------------ server crash with AOF
+
+def test_sigkill_with_aof_always_continues_transparently():
+    """appendonly yes + appendfsync always: the server is SIGKILLed and
+    restarted from its AOF.  Nothing this process did is lost, and every
+    object carries on as if nothing happened: no StateLost, no RolledBack,
+    no ConnectionLost (the first calls meet dead pooled connections: they
+    are retried), the queue has what it had (a taken message still held,
+    the rest waiting), the lock is still held by its holder, renewed, and
+    its fencing tokens continue."""
+    srv = RedisServer(args=("--appendonly", "yes", "--appendfsync", "always"))
+    try:
+        lease = 2.0  # the restart takes well under a lease
+        holder = connect(srv.url, lease=lease)
+        other = connect(srv.url, lease=lease, grace=0.9)
+        name = uname()
+        q = holder.JoinableQueue(name=name)
+        q.put_many(range(5))
+        assert q.get(timeout=1) == 0
+        q.task_done()
+        assert q.get(timeout=1) == 1  # held across the crash
+        lock = holder.Lock(name=name + "l")
+        with lock:
+            pass
+        assert lock.acquire()
+        assert lock.fencing_token == 2
+        srv.restart()  # SIGKILL, then start from the AOF
+        olock = other.Lock(name=name + "l")
+        assert olock.locked()
+        assert not olock.acquire(timeout=0.2)
+        time.sleep(lease)  # the holder's renewals carry on against the new process
+        assert lock._is_owned()
+        assert olock.locked()
+        lock.release()
+        assert olock.acquire(timeout=1)
+        assert olock.fencing_token == 3  # continues: not reissued
+        olock.release()
+        assert q.qsize() == 3
+        assert q.unfinished_tasks == 4
+        assert [q.get(timeout=1) for _ in range(3)] == [2, 3, 4]
+        for _ in range(4):
+            q.task_done()
+        assert q.join(timeout=2)
+        q.put("after")
+        assert q.get(timeout=1) == "after"
+        q.task_done()
+    finally:
+        srv.stop()
