@@ -278,7 +278,9 @@ class Queue:
             raise ValueError(f"queue {self._name!r} exists with maxsize={self._maxsize}; "
                              f"asked for maxsize={maxsize}")
         self._cons: _Consumer | None = None  # this process's consumer, from the first get
-        self._seq_key = self._keys[0] + ":seq"  # the high-water mark of the queue's position
+        # The high-water mark of the queue's position, per epoch: a queue
+        # unlinked and made again under the same name starts again at 0.
+        self._seq_key = f"{self._keys[0]}:seq:{epoch!r}"
         self._pid = os.getpid()
         self._detached = False
         _live.add(self)
@@ -610,8 +612,13 @@ class Queue:
 
     def unlink(self) -> None:
         """Delete the queue from the server (its messages with it)."""
+        # Detach first: its acknowledgements need the queue (after the
+        # delete they raised StateLost, and unlink() with them).
+        try:
+            self.detach()
+        except _client.StateLost:
+            pass  # gone already: nothing left to acknowledge
         self._backend.blocking(lambda: self._backend.client.delete(*self._keys[:3]), retry=True)
-        self.detach()
 
     def __enter__(self) -> Queue:
         return self

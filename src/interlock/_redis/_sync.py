@@ -110,6 +110,9 @@ class _Shared:
         except _ObjectError as e:
             raise _object_error(e, self._kind, self._name) from None
         self._epoch = epoch
+        # The high-water mark of fencing tokens, per epoch: an object unlinked
+        # and made again under the same name starts again at 1.
+        self._fence_key = f"{self._keys[0]}:fence:{epoch!r}"
         return [q1, q2]
 
     @property
@@ -144,7 +147,7 @@ class _Shared:
     def _fence(self, value: Any, before: int) -> int:
         """A fencing token from the server: never lower than one this
         process saw before sending the call (else RolledBack)."""
-        self._backend.check_mark(self._keys[0] + ":fence", int(value), before)
+        self._backend.check_mark(self._fence_key, int(value), before)
         return int(value)
 
     def _checked_fence(self, value: Any, before: int, release: str, token: str) -> None:
@@ -262,7 +265,7 @@ class Lock(_Shared):
         lease_ms = int(self._backend.lease * 1000)
         while True:
             sent = time.monotonic()
-            before = self._backend.mark(self._keys[0] + ":fence")
+            before = self._backend.mark(self._fence_key)
             r = self._call("il_lock_acquire", token, lease_ms, deadline=deadline)
             if r[0] == 1:
                 break
@@ -424,7 +427,7 @@ class Semaphore(_Shared):
         lease_ms = int(self._backend.lease * 1000)
         while True:
             sent = time.monotonic()
-            before = self._backend.mark(self._keys[0] + ":fence")
+            before = self._backend.mark(self._fence_key)
             r = self._call("il_sem_acquire", token, lease_ms, deadline=deadline)
             if r[0] == 1:
                 break
