@@ -11,6 +11,9 @@ CORE = "src/interlock/_core"
 extra = ["-std=c11", "-O2", "-Wall", "-Wextra", "-Wno-unused-parameter",
          "-Wno-missing-field-initializers", "-Wno-cast-function-type", "-fvisibility=hidden"]
 link = []
+if os.environ.get("INTERLOCK_TEST_BUILD") == "1":
+    # crash points (_core/crashpoint.h): compiled in only for the tests
+    extra += ["-DIL_CRASHPOINTS"]
 if os.environ.get("INTERLOCK_SANITIZE"):
     # gcc's sanitizers: see docs/design/verification.md
     extra += ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-O1", "-g"]
@@ -21,7 +24,8 @@ setup(
         Extension(
             "interlock._core",
             sources=[f"{CORE}/{name}" for name in ("platform.c", "crashpoint.c", "mutex.c", "ring.c",
-                                                   "module.c", "sync.c", "sync_module.c")],
+                                                   "module.c", "sync.c", "sync_module.c",
+                                                   "mapping.c")],
             depends=[f"{CORE}/{name}" for name in ("platform.h", "crashpoint.h", "mutex.h", "ring.h",
                                                    "eventcount.h", "sync.h", "shmobject.h")],
             extra_compile_args=extra,

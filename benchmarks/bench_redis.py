@@ -6,9 +6,13 @@
 Queue: one producer process and one consumer process move N messages of
 64 bytes; the time is from the producer's start to the consumer's last
 message.  "interlock" is ``interlock.connect(url).Queue``: put/get, and
-put_many/get_many in batches; "redis-py" is LPUSH/BRPOP on a plain list,
+put_many/get_many in batches; "list" is LPUSH/BRPOP on a plain list,
 and LPUSH of a batch / BLMPOP COUNT for the batched row: the floor a
-queue on Redis can reach, without at-least-once delivery, bounds or close.
+queue on Redis can reach, without at-least-once delivery, bounds or close;
+"stream" is XADD / XREADGROUP BLOCK with XACK+XDEL pipelined into the next
+read (batched: a pipeline of XADDs, XREADGROUP COUNT): a stream queue with
+acknowledgement, but no bound, close or re-delivery.  Each row is the
+median of ``--repeat`` interleaved runs.
 
 Lock hand-off: the holder releases at t0 while another process waits in
 ``acquire()``; the waiter has the lock at t1; t1 - t0 is the hand-off
@@ -85,6 +89,42 @@ def raw_consumer(url, key, n, batch, done):
     done.value = time.monotonic()
 
 
+def stream_producer(url, key, n, batch):
+    c = redis_py.Redis.from_url(url)
+    if batch == 1:
+        for _ in range(n):
+            c.xadd(key, {"r": MSG})
+    else:
+        for _ in range(n // batch):
+            p = c.pipeline(transaction=False)
+            for _ in range(batch):
+                p.xadd(key, {"r": MSG})
+            p.execute()
+
+
+def stream_consumer(url, key, n, batch, done):
+    """XREADGROUP (COUNT batch) BLOCK, and XACK+XDEL of what it read, in one
+    pipeline with the next read: a stream queue with acknowledgement."""
+    c = redis_py.Redis.from_url(url)
+    got, ack = 0, []
+    while got < n:
+        p = c.pipeline(transaction=False)
+        if ack:
+            p.xack(key, "g", *ack)
+            p.xdel(key, *ack)
+        p.xreadgroup("g", "c1", {key: ">"}, count=batch, block=0)
+        r = p.execute()[-1]
+        ack = [i for i, _ in r[0][1]] if r else []
+        got += len(ack)
+    done.value = time.monotonic()
+
+
+def make_stream(url):
+    def make(name):
+        redis_py.Redis.from_url(url).xgroup_create(name, "g", "$", mkstream=True)
+    return make
+
+
 def run_pair(url, producer, consumer, n, batch, make):
     name = f"bench-{uuid.uuid4().hex[:8]}"
     make(name)
@@ -143,6 +183,7 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=20000, help="messages per queue run")
     ap.add_argument("--batch", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=40, help="lock hand-offs")
+    ap.add_argument("--repeat", type=int, default=3, help="queue runs (the median is shown)")
     a = ap.parse_args()
     srv = None
     url = a.url
@@ -158,13 +199,20 @@ def main() -> None:
         b = connect(url)
         rows = []
         for label, batch in (("single", 1), (f"batch {a.batch}", a.batch)):
-            il = run_pair(url, il_producer, il_consumer, a.n, batch,
-                          lambda name: b.Queue(name=name))
-            rw = run_pair(url, raw_producer, raw_consumer, a.n, batch, lambda name: None)
-            rows.append((label, il, rw))
-        print(f"{'queue':<12}{'interlock msg/s':>18}{'redis-py list msg/s':>22}{'ratio':>8}")
-        for label, il, rw in rows:
-            print(f"{label:<12}{il:>18,.0f}{rw:>22,.0f}{il / rw:>8.2f}")
+            il, rw, st = [], [], []
+            for _ in range(a.repeat):  # interleaved, so that drift hits all three
+                il.append(run_pair(url, il_producer, il_consumer, a.n, batch,
+                                   lambda name: b.Queue(name=name)))
+                rw.append(run_pair(url, raw_producer, raw_consumer, a.n, batch,
+                                   lambda name: None))
+                st.append(run_pair(url, stream_producer, stream_consumer, a.n, batch,
+                                   make_stream(url)))
+            rows.append((label, *map(statistics.median, (il, rw, st))))
+        print(f"medians of {a.repeat} runs; list: LPUSH/BRPOP (batch: LPUSH xN/BLMPOP); "
+              "stream: XADD/XREADGROUP+XACK (batch: pipelined)")
+        print(f"{'queue':<12}{'interlock':>12}{'list':>10}{'ratio':>7}{'stream':>10}{'ratio':>7}")
+        for label, il, rw, st in rows:
+            print(f"{label:<12}{il:>12,.0f}{rw:>10,.0f}{il / rw:>7.2f}{st:>10,.0f}{il / st:>7.2f}")
         print()
         res = {k: handoff(url, k, a.rounds) for k in ("interlock", "redis-py")}
         print(f"{'lock hand-off':<14}{'median ms':>11}{'p90 ms':>9}{'max ms':>9}")

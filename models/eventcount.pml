@@ -15,6 +15,10 @@
  *   - with a death at any step and STALL_TIMEOUT: every survivor finishes,
  *     and every item is taken if a consumer survives;
  *   - with deaths and timeouts at any moment: the assertions (safety).
+ * WATCHER (with NO_CLOSE, DEATHS=0): the last process is an asyncio waiter
+ * (Ring_wait_readable: waits, takes nothing); the consumers must still get
+ * every item without a timeout.  MUTANT_SWALLOW_WAKE (the watcher does not
+ * pass on the wake-up it consumed, as before issue 12) must fail that.
  *
  * Memory order: spin interleaves, i.e. it assumes sequential consistency.
  * The C gets that for the one pair that needs it (the notifier's store of
@@ -31,7 +35,11 @@
 #define PUTS 2
 #endif
 #define FUTEX_SEQ 2
+#ifdef WATCHER
+#define NCONS (NPROC - NPROD - 1) /* the last process is the watcher */
+#else
 #define NCONS (NPROC - NPROD)
+#endif
 /* NO_CLOSE: nobody closes; each consumer takes exactly QUOTA items, so a
  * consumer's wake-up can only come from a producer's notify (the close
  * would otherwise rescue a lost one).  NPROD * PUTS == NCONS * QUOTA. */
@@ -121,6 +129,66 @@ proctype consumer(byte me)
     exited[me] = 1
 }
 
+#ifdef WATCHER
+/* The asyncio side (module.c Ring_wait_readable, for aio.py get_async): wait
+ * until the condition holds, taking nothing; its coroutine may then be gone
+ * (cancelled, timed out) and take nothing at all, which is what it does
+ * here.  Returning after a wake-up, it passes the wake-up on. */
+proctype watcher(byte me)
+{
+    byte key, r, i;
+    bool woken;
+    {
+    do
+    :: waiters++;                     /* W1 */
+        key = seq;                    /* W2 */
+        if
+        :: avail > 0 || closed ->     /* W3 */
+            waiters--;                /* W4 */
+            break
+        :: else
+        fi;
+        /* W5 il_ec_sleep; its slice may end at any moment, even with
+         * NO_TIMEOUT: aio.py's helper thread waits in slices and stops once
+         * no coroutine waits (so it is never left asleep) */
+        atomic {
+            if
+            :: seq != key -> r = F_AGAIN
+            :: else -> fq[me] = FUTEX_SEQ; r = F_SLEEP
+            fi
+        };
+        if
+        :: r == F_SLEEP ->
+            if
+            :: fq[me] == 0 -> r = F_WOKEN
+            :: d_step {
+                   if
+                   :: fq[me] != 0 -> fq[me] = 0; r = F_TIMEDOUT
+                   :: else -> r = F_WOKEN
+                   fi
+               }
+            fi
+        :: else
+        fi;
+        waiters--;                    /* W6 */
+        woken = (r != F_TIMEDOUT);
+        if
+        :: r == F_TIMEDOUT -> break   /* no coroutine waits any more: give up */
+        :: else
+        fi;
+        key = 0; r = 0
+    od;
+#ifndef MUTANT_SWALLOW_WAKE
+    if
+    :: woken -> ec_notify(i)          /* W8 pass the wake-up on */
+    :: else
+    fi
+#endif
+    } unless { kill[me] -> die() };
+    exited[me] = 1
+}
+#endif
+
 init
 {
     byte i;
@@ -129,7 +197,12 @@ init
         for (i : 0 .. NPROC - 1) {
             if
             :: i < NPROD -> run producer(i)
+#ifdef WATCHER
+            :: i == NPROC - 1 -> run watcher(i)
+            :: i >= NPROD && i < NPROC - 1 -> run consumer(i)
+#else
             :: else -> run consumer(i)
+#endif
             fi
         }
     };

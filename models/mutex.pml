@@ -21,6 +21,12 @@
  * them in one word, the default here; see docs/design/verification.md).
  * MUTANT_NO_WAKE breaks the release on purpose (no FUTEX_WAKE): the
  * lost-wake-up check must then fail, which shows that it can.
+ * WATCHER makes the last process an asyncio waiter (il_mutex_wait_unlocked,
+ * then a non-blocking acquire or nothing), beside the acquirers;
+ * MUTANT_SWALLOW_WAKE is the earlier il_mutex_wait_unlocked, which returned
+ * with the release's one wake-up without passing it on: an acquirer in
+ * another process slept until its slice ran out.  With NO_TIMEOUT the model
+ * must fail on it (a sleeper left behind: invalid end state).
  */
 #include "common.pml"
 
@@ -66,6 +72,52 @@ inline note_owner()
     owner_tid = tid
 }
 #endif
+
+/* ---- il_mutex_unlock(m), by the owner `tid`; v is a scratch local ---- */
+inline unlock()
+{
+    assert(TIDOF(word) == tid);                        /* U1: not IL_PERM */
+    owner_tid = 0;                                     /* U2 */
+    atomic { v = word; word = 0 };                     /* U3 xchg */
+#ifndef MUTANT_NO_WAKE
+    if
+    :: v & WAITERS -> futex_wake1(FUTEX_WORD)          /* U4 */
+    :: else
+    fi;
+#endif
+    v = 0
+}
+
+/* owner_alive(m, owner) into `ok` (L10 below; ot, st scratch) */
+inline owner_alive(owner)
+{
+#ifndef SPLIT_HINT
+    d_step { ot = owner_tid; st = owner_start };
+    if
+    :: ot != owner -> st = 0
+    :: else
+    fi;
+#else
+    ot = owner_tid;
+    if
+    :: ot == owner -> st = owner_start
+    :: else -> st = 0
+    fi;
+#endif
+    ok = TASK_ALIVE(owner, st);
+    ot = 0; st = 0
+}
+
+/* critical section: nobody else alive is inside */
+inline critical_section()
+{
+    d_step {
+        assert(!(inside[0] && alive[0]) && !(inside[1] && alive[1]) &&
+               !(inside[2] && alive[2]) && !(inside[3] && alive[3]));
+        inside[me] = 1
+    };
+    inside[me] = 0
+}
 
 proctype worker(byte me)
 {
@@ -123,21 +175,9 @@ proctype worker(byte me)
                 if
                 :: owner != 0 && owner != tid ->
                     /* L10 owner_alive(): hint loads, then /proc */
-#ifndef SPLIT_HINT
-                    d_step { ot = owner_tid; st = owner_start };
+                    owner_alive(owner);
                     if
-                    :: ot != owner -> st = 0
-                    :: else
-                    fi;
-#else
-                    ot = owner_tid;
-                    if
-                    :: ot == owner -> st = owner_start
-                    :: else -> st = 0
-                    fi;
-#endif
-                    if
-                    :: !TASK_ALIVE(owner, st) ->
+                    :: !ok ->
                         /* L11 takeover CAS(word, now_v -> tid|WAITERS) */
                         atomic {
                             if
@@ -153,8 +193,7 @@ proctype worker(byte me)
                         :: else
                         fi
                     :: else
-                    fi;
-                    st = 0; ot = 0
+                    fi
                 :: else
                 fi;
                 now_v = 0; owner = 0
@@ -168,23 +207,8 @@ retry:      skip
         :: else
         fi;
 locked:  skip;
-        /* critical section: nobody else alive is inside */
-        d_step {
-            assert(!(inside[0] && alive[0]) && !(inside[1] && alive[1]) &&
-                   !(inside[2] && alive[2]) && !(inside[3] && alive[3]));
-            inside[me] = 1
-        };
-        inside[me] = 0;
-        /* ---- il_mutex_unlock(m) ---- */
-        assert(TIDOF(word) == tid);                        /* U1: not IL_PERM */
-        owner_tid = 0;                                     /* U2 */
-        atomic { v = word; word = 0 };                     /* U3 xchg */
-#ifndef MUTANT_NO_WAKE
-        if
-        :: v & WAITERS -> futex_wake1(FUTEX_WORD)          /* U4 */
-        :: else
-        fi;
-#endif
+        critical_section();
+        unlock();
 next:
         v = 0; result = 0;
         round++
@@ -194,11 +218,113 @@ next:
     } unless { kill[me] -> die() }
 }
 
+#ifdef WATCHER
+/* The asyncio side of a Lock (aio.py acquire_async): a helper thread waits in
+ * il_mutex_wait_unlocked (takes nothing); then the coroutine, in the loop's
+ * thread, tries acquire(block=False) and waits again if it lost the race, or
+ * it was cancelled meanwhile and takes nothing at all. */
+proctype watcher(byte me)
+{
+    byte tid = me + 1;
+    byte v, owner, ot, st, r, round;
+    bool ok, woken;
+
+    {
+    do
+    :: round < ROUNDS ->
+        /* ---- il_mutex_wait_unlocked(m, deadline) ---- */
+        do
+        :: v = word;                                       /* W1 load */
+            owner = TIDOF(v);
+            if
+            :: owner == 0 ->
+#ifndef MUTANT_SWALLOW_WAKE
+                if
+                :: woken -> futex_wake1(FUTEX_WORD)        /* W2 pass the wake on */
+                :: else
+                fi;
+#endif
+                break
+            :: else
+            fi;
+            if
+            :: !(v & WAITERS) ->
+                /* W3 CAS(word, v -> v|WAITERS) */
+                atomic { if :: word == v -> word = v | WAITERS; ok = 1 :: else -> ok = 0 fi };
+                if
+                :: ok -> v = v | WAITERS
+                :: else -> goto wretry
+                fi
+            :: else
+            fi;
+            /* the word is held with WAITERS: its release wakes someone, the
+             * wake-up we had is handed to it */
+            woken = 0;
+            futex_wait(word, v, FUTEX_WORD, r);            /* W4 il_futex_wait */
+            if
+            :: r == F_TIMEDOUT ->
+                owner_alive(owner);                        /* W5 */
+                if
+                :: !ok -> break                            /* free to take over */
+                :: else
+                fi
+            :: else -> woken = 1                           /* woken, or EAGAIN */
+            fi;
+wretry:     skip
+        od;
+        woken = 0; v = 0; r = 0; owner = 0;
+        /* ---- the coroutine: acquire(block=False), or cancelled ---- */
+        if
+        :: round++                                         /* cancelled: takes nothing */
+        :: atomic { if :: word == 0 -> word = tid; ok = 1 :: else -> ok = 0 fi };
+            if
+            :: ok ->                                       /* il_mutex_trylock_fast */
+                note_owner(); critical_section(); unlock(); round++
+            :: else ->
+                /* deadline 0: a dead owner is taken over at once (mutex.c) */
+                v = word;
+                owner = TIDOF(v);
+                if
+                :: owner != 0 && owner != tid ->
+                    owner_alive(owner);
+                    if
+                    :: !ok ->
+                        atomic {
+                            if
+                            :: word == v -> word = tid | (v & WAITERS); ok = 1;
+                                assert(!alive[owner - 1])
+                            :: else -> ok = 0
+                            fi
+                        };
+                        if
+                        :: ok -> note_owner(); critical_section(); unlock(); round++
+                        :: else                            /* lost: wait again */
+                        fi
+                    :: else -> ok = 0                      /* lost: wait again */
+                    fi
+                :: else
+                fi;
+                v = 0; owner = 0
+            fi
+        fi
+    :: else -> break
+    od;
+    finished++
+    } unless { kill[me] -> die() }
+}
+#endif
+
 init
 {
     atomic {
         byte i;
         for (i : 0 .. NPROC - 1) { alive[i] = 1 };
+#ifdef WATCHER
+        /* the last process waits the asyncio way, the others acquire */
+        for (i : 0 .. NPROC - 2) { run worker(i) };
+        run watcher(NPROC - 1)
+#else
         for (i : 0 .. NPROC - 1) { run worker(i) }
+#endif
     }
 }

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing as mp
+import os
 import time
 from typing import Any
 
 import pytest
 
 import interlock
+from _helpers import wait_until
 
 
 def _producer(q: interlock.Queue, start: int, n: int, delay: float) -> None:
@@ -241,3 +243,119 @@ def test_event_wait_async_across_processes() -> None:
     p.join(10)
     ev.detach()
     assert early is False and ok and ticks >= 10
+
+
+# ------------------------------------------- a wait-only waiter steals a wake
+
+# FUTEX_WAIT is syscall 202 on x86_64, 98 on aarch64 (asm-generic).
+_FUTEX_NR = {"x86_64": 202, "aarch64": 98}.get(os.uname().machine)
+
+
+def _in_futex_wait(pid: int, exclude_main: bool = False) -> bool:
+    """Is a thread of ``pid`` asleep in futex(2)?  (/proc/PID/task/TID/syscall;
+    where that cannot be read, after a pause that covers it, True.)"""
+    if _FUTEX_NR is None:
+        time.sleep(0.2)
+        return True
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            if exclude_main and int(tid) == pid:
+                continue
+            with open(f"/proc/{pid}/task/{tid}/syscall") as f:
+                fields = f.read().split()
+            if fields and fields[0] == str(_FUTEX_NR):
+                return True
+    except OSError:
+        time.sleep(0.2)
+        return True
+    return False
+
+
+def _async_acquirer(lock: interlock.Lock) -> None:
+    async def main() -> None:
+        async with lock:
+            pass
+
+    asyncio.run(asyncio.wait_for(main(), 30))
+
+
+def _blocking_acquirer(lock: interlock.Lock, took: Any) -> None:
+    with lock:
+        took.value = time.monotonic()
+
+
+def test_async_waiter_does_not_steal_the_release_wakeup() -> None:
+    # Issue 12: process A holds a Lock; C waits for it the asyncio way (its
+    # helper thread sleeps in _wait_unlocked, queued first on the futex),
+    # then B blocks in acquire().  A's release wakes ONE sleeper: C's
+    # helper.  The old _wait_unlocked kept that wake-up: C's coroutine took
+    # the lock with the fast CAS (no WAITERS bit), released it without a
+    # wake, and B slept out its 50 ms slice (measured 48-49 ms in 4 of 8
+    # trials).  Now C passes the wake-up on, and B gets the lock in about a
+    # millisecond.  A slow trial is one over 40 ms: scheduler noise on a
+    # loaded machine is far below that; the old protocol made most trials
+    # slow in this setup (C queued first).
+    ctx = mp.get_context("fork")
+    lock = interlock.Lock()
+    took = ctx.Value("d", 0.0, lock=False)
+    latencies = []
+    try:
+        for _ in range(8):
+            lock.acquire()  # we are A
+            c = ctx.Process(target=_async_acquirer, args=(lock,))
+            c.start()
+            assert wait_until(lambda: _in_futex_wait(c.pid, exclude_main=True), 10)
+            b = ctx.Process(target=_blocking_acquirer, args=(lock, took))
+            b.start()
+            assert wait_until(lambda: lock.statistics().waiters == 1, 10)
+            assert wait_until(lambda: _in_futex_wait(b.pid), 10)
+            t0 = time.monotonic()
+            lock.release()
+            for p in (b, c):
+                p.join(30)
+                assert p.exitcode == 0
+            latencies.append(took.value - t0)
+    finally:
+        lock.detach()
+    slow = [round(x * 1000, 1) for x in latencies if x > 0.040]
+    assert not slow, f"B waited {slow} ms (all: {[round(x * 1000, 1) for x in latencies]})"
+
+
+def _wait_readable_once(q: interlock.Queue) -> None:
+    # What aio.py's helper thread does for get_async(), whose coroutine is
+    # then gone (cancelled, timed out): wait, take nothing.
+    assert q._wait_readable(30)
+
+
+def _blocking_getter(q: interlock.Queue, took: Any) -> None:
+    q.get(timeout=30)
+    took.value = time.monotonic()
+
+
+def test_async_reader_does_not_steal_the_put_wakeup() -> None:
+    # The ring's version of the bug above: a put of one item wakes one
+    # sleeper; if that is a wait-only reader that then takes nothing, the
+    # blocked get() in another process slept out its 100 ms slice.
+    ctx = mp.get_context("fork")
+    q = interlock.Queue()
+    took = ctx.Value("d", 0.0, lock=False)
+    latencies = []
+    try:
+        for _ in range(6):
+            c = ctx.Process(target=_wait_readable_once, args=(q,))
+            c.start()
+            assert wait_until(lambda: _in_futex_wait(c.pid), 10)
+            b = ctx.Process(target=_blocking_getter, args=(q, took))
+            b.start()
+            assert wait_until(lambda: q.statistics().consumers_waiting == 2, 10)
+            assert wait_until(lambda: _in_futex_wait(b.pid), 10)
+            t0 = time.monotonic()
+            q.put(b"x")
+            for p in (b, c):
+                p.join(30)
+                assert p.exitcode == 0
+            latencies.append(took.value - t0)
+    finally:
+        q.detach()
+    slow = [round(x * 1000, 1) for x in latencies if x > 0.050]
+    assert not slow, f"get() waited {slow} ms (all: {[round(x * 1000, 1) for x in latencies]})"

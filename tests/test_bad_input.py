@@ -228,7 +228,7 @@ CASES = [
     Case("attach-bad-magic", lambda e: _foreign(e, b"NOTMAGIC" + b"\0" * 4088), SegmentError,
          r"not an interlock segment \(bad magic b'NOTMAGIC'\)"),
     Case("attach-bad-version", lambda e: _foreign(e, e.segment_bytes(version=99)), SegmentError,
-         r"layout version 99; this interlock reads version 1"),
+         r"layout version 99; this interlock reads version 2"),
     Case("attach-header-size-lies", lambda e: _foreign(e, e.segment_bytes(total=8192)),
          SegmentError, r"truncated or inconsistent \(4096 bytes, header says 8192\)"),
     Case("attach-foreign-kind", lambda e: _foreign(e, e.segment_bytes(kind=77), L), SegmentError,
@@ -346,3 +346,71 @@ def test_bad_header_struct_is_what_segment_reads(env):
     mine = _segment.Header.parse(env.segment_bytes())
     assert real.magic == mine.magic and real.version == mine.version
     assert struct.unpack_from("<I", env.segment_bytes(version=99), 8)[0] == 99
+
+
+# ------------------------------------------ a damaged ring header or record
+# Offsets in the ring header (ring.h, docs/design/queue.md): magic 0, size 8,
+# capacity 16, maxsize 24, tail 128, head 256; the data after the header.
+RING_MAGIC, RING_SIZE, RING_CAPACITY, RING_MAXSIZE, RING_TAIL = 0, 8, 16, 24, 128
+
+
+def _ring_poke(q: interlock.Queue, off: int, fmt: str, value: int) -> None:
+    struct.pack_into(fmt, q._seg.mm, q._seg.object_offset + off, value)
+
+
+def test_record_running_past_the_published_data_is_corruption() -> None:
+    # Issue 12: a record whose length runs past pos(tail) was copied out,
+    # bytes nobody published included, before anything was reported.
+    q = interlock.Queue(name=h.uname("rec"), capacity=4096)
+    try:
+        q.put(b"abc")  # one record of 16 bytes: header 8, payload 3, padding 5
+        data = q._seg.object_offset + interlock._core.RING_HEADER_SIZE
+        struct.pack_into("<I", q._seg.mm, data, 100)  # len 100: 112 bytes, past the 16
+        with pytest.raises(RuntimeError, match="corrupt.*16 published bytes"):
+            q.get_nowait()
+        with pytest.raises(RuntimeError, match="corrupt"):
+            q.get_many(block=False)
+        assert q.qsize() == 1  # nothing consumed
+        struct.pack_into("<I", q._seg.mm, data, 3)  # repaired: the record comes out whole
+        assert q.get_nowait() == b"abc"
+    finally:
+        q.detach()
+
+
+def test_buffer_lengths_that_wrap_are_corruption() -> None:
+    np = pytest.importorskip("numpy")
+    q = interlock.Queue(name=h.uname("rec"), capacity=4096)
+    try:
+        q.put(np.arange(4, dtype=np.uint8))  # a pickle with one out-of-band buffer
+        data = q._seg.object_offset + interlock._core.RING_HEADER_SIZE
+        # the two u64 lengths after the header: one huge, summing past 2**64
+        struct.pack_into("<Q", q._seg.mm, data + 8, 2**64 - 1)
+        with pytest.raises(RuntimeError, match="corrupt"):
+            q.get_nowait()
+        assert q.qsize() == 1
+    finally:
+        q.detach()
+
+
+@pytest.mark.parametrize("off,fmt,value,message", [
+    (RING_MAXSIZE, "<Q", 2**63, r"maxsize 9223372036854775808 out of range"),
+    (RING_MAXSIZE, "<Q", 0, r"maxsize 0 out of range"),
+    (RING_CAPACITY, "<Q", 2**40, r"capacity 1099511627776 out of range"),
+    (RING_SIZE, "<Q", 2**29, r"ring of 536870912 data bytes in a mapping of \d+ bytes"),
+    (RING_TAIL, "<Q", (1 << 32) | 8192, r"positions out of range: head 0 \(0 records taken\), tail 8192"),
+    (RING_TAIL, "<Q", (9 << 32) | 16, r"positions out of range"),  # 9 records in 16 bytes
+    (RING_MAGIC, "<I", 0xDEADBEEF, r"ring magic 0xdeadbeef version 1, expected 0x474e4952"),
+], ids=["maxsize-2**63", "maxsize-0", "capacity-too-big", "size-past-mapping",
+        "tail-past-capacity", "more-records-than-bytes", "magic"])
+def test_damaged_ring_header_is_refused_on_attach(off: int, fmt: str, value: int,
+                                                  message: str) -> None:
+    # Issue 12: maxsize 2**63 was accepted; the error printed a raw "%#x".
+    q = interlock.Queue(name=h.uname("hdr"), capacity=4096)
+    try:
+        q.put(b"abc")
+        _ring_poke(q, off, fmt, value)
+        with pytest.raises(ValueError, match="not a valid interlock queue: " + message) as e:
+            interlock.Queue(name=q.name, create=False)
+        assert "%" not in str(e.value)
+    finally:
+        q.detach()

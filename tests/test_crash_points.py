@@ -15,11 +15,21 @@ then checks what a survivor must find:
 The matrix is generated from interlock._crash.all_points(), so a new point
 is tested without touching this file; the outcome table is printed at the
 end of the run (pytest -s, or in the terminal summary).
+
+Crash points exist only in a test build (INTERLOCK_TEST_BUILD=1): a normal
+install ignores INTERLOCK_CRASH_AT.  Under a normal build (the README's test
+command), test_crash_point_matrix builds a crash-point copy of the package
+(tests/_testbuild.py, cached under build/) and runs this file again in a
+pytest child with that copy first on PYTHONPATH, where _crash.ENABLED holds
+and the matrix tests below are collected.
 """
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import re
+import subprocess
+import sys
 import time
 import warnings
 from typing import Any
@@ -27,7 +37,10 @@ from typing import Any
 import pytest
 
 import interlock
-from interlock import _crash, _segment
+from interlock import _core, _crash, _segment
+
+from _helpers import TAG
+from _testbuild import crashpoint_build
 
 POINTS = [name for name, _ in _crash.all_points()]
 ROLES = ["producer", "consumer", "holder", "closer", "semaphore", "rwlock"]
@@ -35,6 +48,13 @@ METHODS = ["fork", "spawn"]
 NTH = 3  # die the 3rd time the point is reached: some work is committed before
 N_ITEMS = 20
 OUTCOMES: dict[tuple[str, str, str], str] = {}
+# A child that passes mutex.locked and segment.create.initialised.
+_LOCK_ONCE = ("import interlock\n"
+              "lock = interlock.Lock()\n"
+              "with lock:\n"
+              "    pass\n"
+              "lock.detach()\n"
+              "print('done')\n")
 
 
 def _child(role: str, point: str, qname: str, lname: str, scratch: str, record: str) -> None:
@@ -113,135 +133,177 @@ def _drain_closed(q: interlock.Queue) -> list[Any]:
     return list(q)
 
 
-@pytest.mark.parametrize("method", METHODS)
-@pytest.mark.parametrize("role", ROLES)
-@pytest.mark.parametrize("point", POINTS)
-def test_crash_point(point: str, role: str, method: str, tmp_path: Any) -> None:
-    ctx = mp.get_context(method)
-    tag = f"cp-{os.getpid()}-{abs(hash((point, role, method))) % 10**8}"
-    qname, lname, scratch = f"{tag}-q", f"{tag}-l", f"{tag}-s"
-    record = str(tmp_path / "record")
-    q = interlock.Queue(name=qname, capacity=4096)
-    lock = interlock.Lock(name=lname)
-    sem = interlock.Semaphore(2, name=lname + "-sem")
-    rw = interlock.RWLock(name=lname + "-rw")
-    if role == "consumer":
-        for i in range(N_ITEMS):
-            q.put(("c", i))
-    p = ctx.Process(target=_child, args=(role, point, qname, lname, scratch, record))
-    p.start()
-    p.join(30)
-    if p.is_alive():  # pragma: no cover - a hang is a failure
-        p.kill()
-        p.join()
-        pytest.fail(f"child hung at {point} as {role}")
-    died = p.exitcode == _crash.CRASH_EXIT
-    assert p.exitcode in (0, _crash.CRASH_EXIT), p.exitcode
-    recorded = _read_record(record)
+if _crash.ENABLED:
+    # A test build: the matrix itself.
+    @pytest.mark.parametrize("method", METHODS)
+    @pytest.mark.parametrize("role", ROLES)
+    @pytest.mark.parametrize("point", POINTS)
+    def test_crash_point(point: str, role: str, method: str, tmp_path: Any) -> None:
+        ctx = mp.get_context(method)
+        tag = f"cp-{os.getpid()}-{abs(hash((point, role, method))) % 10**8}"
+        qname, lname, scratch = f"{tag}-q", f"{tag}-l", f"{tag}-s"
+        record = str(tmp_path / "record")
+        q = interlock.Queue(name=qname, capacity=4096)
+        lock = interlock.Lock(name=lname)
+        sem = interlock.Semaphore(2, name=lname + "-sem")
+        rw = interlock.RWLock(name=lname + "-rw")
+        if role == "consumer":
+            for i in range(N_ITEMS):
+                q.put(("c", i))
+        p = ctx.Process(target=_child, args=(role, point, qname, lname, scratch, record))
+        p.start()
+        p.join(30)
+        if p.is_alive():  # pragma: no cover - a hang is a failure
+            p.kill()
+            p.join()
+            pytest.fail(f"child hung at {point} as {role}")
+        died = p.exitcode == _crash.CRASH_EXIT
+        assert p.exitcode in (0, _crash.CRASH_EXIT), p.exitcode
+        recorded = _read_record(record)
 
-    # 1. The lock and both sides of the queue are usable within about 1 s.
-    t0 = time.monotonic()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", interlock.OwnerDiedWarning)
-        assert lock.acquire(timeout=2), "lock not recovered"
-        lock.release()
-        # every unit of the semaphore and the rwlock comes back
-        assert sem.acquire(timeout=2) and sem.acquire(timeout=2), "semaphore not recovered"
-        sem.release()
-        sem.release()
-        with rw.write(timeout=2):
-            pass
-        if q.closed:
-            assert role == "closer" and not died
-            return_closed = True
+        # 1. The lock and both sides of the queue are usable within about 1 s.
+        t0 = time.monotonic()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", interlock.OwnerDiedWarning)
+            assert lock.acquire(timeout=2), "lock not recovered"
+            lock.release()
+            # every unit of the semaphore and the rwlock comes back
+            assert sem.acquire(timeout=2) and sem.acquire(timeout=2), "semaphore not recovered"
+            sem.release()
+            sem.release()
+            with rw.write(timeout=2):
+                pass
+            if q.closed:
+                assert role == "closer" and not died
+                return_closed = True
+            else:
+                return_closed = False
+                q.put(("parent", 0), timeout=2)
+        owner_died = any(issubclass(w.category, interlock.OwnerDiedWarning) for w in caught)
+        if return_closed:
+            rest = _drain_closed(q)
+            assert [i for _, i in rest] == list(range(NTH))
+            for o in (q, lock, sem, rw):
+                o.detach()
+            _segment.clean(remove=True)
+            OUTCOMES[(point, role, method)] = "not reached"
+            return
+        rest = _drain(q)
+        assert time.monotonic() - t0 < 1.5
+        assert rest and rest[-1] == ("parent", 0)
+        rest = rest[:-1]
+
+        # 2. Exactly-once and order of committed messages.
+        if role == "producer":
+            got = [i for tag_, i in rest if tag_ == "p"]
+            assert got == list(range(len(got))), "producer's items out of order, lost or doubled"
+            # Every put that returned was committed; at most one more (the one
+            # in flight, if it passed its commit point) may be there.
+            assert len(recorded) <= len(got) <= len(recorded) + 1
+            if died and point in ("ring.put.locked", "ring.put.header", "ring.put.payload"):
+                assert len(got) == NTH - 1, "a half-written message was not discarded"
+            if died and point in ("ring.put.published", "ring.put.unlocked"):
+                assert len(got) == NTH, "a published message was lost"
+            if not died:
+                assert len(got) == N_ITEMS
+        elif role == "consumer":
+            left = [i for tag_, i in rest]
+            assert recorded == list(range(len(recorded)))
+            assert left == list(range(N_ITEMS - len(left), N_ITEMS)), "queue order broken"
+            missing = set(range(N_ITEMS)) - set(recorded) - set(left)
+            assert not set(recorded) & set(left), "a message was delivered twice"
+            if died and point in ("ring.get.published", "ring.get.unlocked"):
+                # consumed by the dead process: committed, so gone, exactly that one
+                assert missing == {NTH - 1}
+            elif died and point.startswith("ring.get."):
+                assert missing == set(), "a message not yet consumed was lost"
+            else:
+                assert len(missing) <= 1  # at most the one the dead process held
+        elif role == "holder":
+            assert recorded == list(range(len(recorded)))
+            if not died:
+                assert len(recorded) == N_ITEMS
+            if died and point in ("mutex.locked", "mutex.unlock.begin"):
+                # died holding the user's lock: the next taker is told
+                assert owner_died, "no OwnerDiedWarning for a lock taken over from the dead"
+                assert len(recorded) == (NTH - 1 if point == "mutex.locked" else NTH)
+            if died and point == "mutex.unlock.released":
+                assert not owner_died, "the lock was free: nobody died holding it"
+        elif role in ("semaphore", "rwlock"):
+            assert recorded == list(range(len(recorded)))
+            if not died:
+                assert len(recorded) == N_ITEMS
+            st = sem.statistics()
+            assert st.value == 2 and not st.holders, st  # nothing lost, nothing held by the dead
         else:
-            return_closed = False
-            q.put(("parent", 0), timeout=2)
-    owner_died = any(issubclass(w.category, interlock.OwnerDiedWarning) for w in caught)
-    if return_closed:
-        rest = _drain_closed(q)
-        assert [i for _, i in rest] == list(range(NTH))
+            got = [i for _, i in rest]
+            assert got == list(range(len(got))) and len(got) >= len(recorded)
+            if died and point == "ring.close.locked":
+                assert not q.closed, "a close that died before its flag must not have closed"
+
+        # 3. Segments: the dead child's slot is gone once someone sweeps; its
+        # scratch object is collected; after we detach, nothing is left.
         for o in (q, lock, sem, rw):
             o.detach()
         _segment.clean(remove=True)
-        OUTCOMES[(point, role, method)] = "not reached"
-        return
-    rest = _drain(q)
-    assert time.monotonic() - t0 < 1.5
-    assert rest and rest[-1] == ("parent", 0)
-    rest = rest[:-1]
-
-    # 2. Exactly-once and order of committed messages.
-    if role == "producer":
-        got = [i for tag_, i in rest if tag_ == "p"]
-        assert got == list(range(len(got))), "producer's items out of order, lost or doubled"
-        # Every put that returned was committed; at most one more (the one
-        # in flight, if it passed its commit point) may be there.
-        assert len(recorded) <= len(got) <= len(recorded) + 1
-        if died and point in ("ring.put.locked", "ring.put.header", "ring.put.payload"):
-            assert len(got) == NTH - 1, "a half-written message was not discarded"
-        if died and point in ("ring.put.published", "ring.put.unlocked"):
-            assert len(got) == NTH, "a published message was lost"
-        if not died:
-            assert len(got) == N_ITEMS
-    elif role == "consumer":
-        left = [i for tag_, i in rest]
-        assert recorded == list(range(len(recorded)))
-        assert left == list(range(N_ITEMS - len(left), N_ITEMS)), "queue order broken"
-        missing = set(range(N_ITEMS)) - set(recorded) - set(left)
-        assert not set(recorded) & set(left), "a message was delivered twice"
-        if died and point in ("ring.get.published", "ring.get.unlocked"):
-            # consumed by the dead process: committed, so gone, exactly that one
-            assert missing == {NTH - 1}
-        elif died and point.startswith("ring.get."):
-            assert missing == set(), "a message not yet consumed was lost"
-        else:
-            assert len(missing) <= 1  # at most the one the dead process held
-    elif role == "holder":
-        assert recorded == list(range(len(recorded)))
-        if not died:
-            assert len(recorded) == N_ITEMS
-        if died and point in ("mutex.locked", "mutex.unlock.begin"):
-            # died holding the user's lock: the next taker is told
-            assert owner_died, "no OwnerDiedWarning for a lock taken over from the dead"
-            assert len(recorded) == (NTH - 1 if point == "mutex.locked" else NTH)
-        if died and point == "mutex.unlock.released":
-            assert not owner_died, "the lock was free: nobody died holding it"
-    elif role in ("semaphore", "rwlock"):
-        assert recorded == list(range(len(recorded)))
-        if not died:
-            assert len(recorded) == N_ITEMS
-        st = sem.statistics()
-        assert st.value == 2 and not st.holders, st  # nothing lost, nothing held by the dead
-    else:
-        got = [i for _, i in rest]
-        assert got == list(range(len(got))) and len(got) >= len(recorded)
-        if died and point == "ring.close.locked":
-            assert not q.closed, "a close that died before its flag must not have closed"
-
-    # 3. Segments: the dead child's slot is gone once someone sweeps; its
-    # scratch object is collected; after we detach, nothing is left.
-    for o in (q, lock, sem, rw):
-        o.detach()
-    _segment.clean(remove=True)
-    left_over = [e for e in os.listdir("/dev/shm") if tag in e]
-    assert left_over == [], left_over
-    OUTCOMES[(point, role, method)] = "died, recovered" if died else "not reached"
+        left_over = [e for e in os.listdir("/dev/shm") if tag in e]
+        assert left_over == [], left_over
+        OUTCOMES[(point, role, method)] = "died, recovered" if died else "not reached"
 
 
-def test_print_matrix(capsys: Any) -> None:
-    """Print the matrix (point x role -> outcome); runs after the others."""
-    if not OUTCOMES:
-        pytest.skip("matrix not run")
-    lines = [f"{'crash point':28} " + " ".join(f"{r + '/' + m:>22}" for r in ROLES for m in METHODS)]
-    for point in POINTS:
-        cells = [OUTCOMES.get((point, r, m), "FAILED") for r in ROLES for m in METHODS]
-        lines.append(f"{point:28} " + " ".join(f"{c:>22}" for c in cells))
-    died = sum(v.startswith("died") for v in OUTCOMES.values())
-    lines.append(f"{len(OUTCOMES)} trials, {died} deaths at a crash point, all recovered")
-    with capsys.disabled():  # shown in the test output even without -s
-        print("\n" + "\n".join(lines))
-    assert died > len(POINTS)  # most points are reached by at least one role
+    def test_print_matrix(capsys: Any) -> None:
+        """Print the matrix (point x role -> outcome); runs after the others."""
+        if not OUTCOMES:
+            pytest.skip("matrix not run")
+        lines = [f"{'crash point':28} " + " ".join(f"{r + '/' + m:>22}" for r in ROLES for m in METHODS)]
+        for point in POINTS:
+            cells = [OUTCOMES.get((point, r, m), "FAILED") for r in ROLES for m in METHODS]
+            lines.append(f"{point:28} " + " ".join(f"{c:>22}" for c in cells))
+        died = sum(v.startswith("died") for v in OUTCOMES.values())
+        lines.append(f"{len(OUTCOMES)} trials, {died} deaths at a crash point, all recovered")
+        with capsys.disabled():  # shown in the test output even without -s
+            print("\n" + "\n".join(lines))
+        assert died > len(POINTS)  # most points are reached by at least one role
+
+
+    def test_env_arms_a_crash_point_in_a_test_build() -> None:
+        r = subprocess.run([sys.executable, "-c", _LOCK_ONCE], capture_output=True, text=True,
+                           timeout=60, env={**os.environ, "INTERLOCK_CRASH_AT": "mutex.locked"})
+        assert r.returncode == _crash.CRASH_EXIT, r.stdout + r.stderr
+
+else:
+    # A normal build: run the matrix in a test build, in a pytest child.
+    @pytest.mark.timeout(3600)
+    def test_crash_point_matrix() -> None:
+        path = crashpoint_build()
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(path), *filter(None, [env.get("PYTHONPATH")])])
+        env["INTERLOCK_TEST_TAG"] = f"{TAG}cp"
+        r = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-s", __file__],
+            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+            capture_output=True, text=True, timeout=3500, env=env)
+        out = r.stdout + r.stderr
+        assert r.returncode == 0, out[-8000:]
+        m = re.search(r"(\d+) passed", out)
+        want = len(POINTS) * len(ROLES) * len(METHODS)
+        assert m and int(m.group(1)) >= want, out[-8000:]  # really ran, nothing skipped
+        assert "skipped" not in out.splitlines()[-1], out[-8000:]
+        table = out[out.find("crash point "):]
+        print("\n" + table[:table.find(" all recovered") + 14])
+
+    def test_normal_build_ignores_crash_env() -> None:
+        # Issue 12: any environment could make an application _exit(77).
+        assert not _core.CRASHPOINTS
+        with pytest.raises(RuntimeError, match="test build"):
+            _crash.arm("mutex.locked")
+        with pytest.raises(RuntimeError, match="test build"):
+            _core._crash_arm("mutex.locked", 1)
+        for point in ("mutex.locked", "segment.create.initialised"):
+            r = subprocess.run([sys.executable, "-c", _LOCK_ONCE], capture_output=True,
+                               text=True, timeout=60, env={**os.environ, "INTERLOCK_CRASH_AT": point})
+            assert r.returncode == 0, (point, r.returncode, r.stdout + r.stderr)
+            assert "done" in r.stdout
 
 
 def _sleep_in_get(qname: str) -> None:

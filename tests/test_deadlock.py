@@ -657,20 +657,39 @@ def test_cli_lockdep_lists_orders_and_violations(lockdep_on: Any) -> None:
     assert data["violations"]
 
 
+def _holder_until(name: str, ready: Any, go: Any) -> None:
+    lk = interlock.Lock(name=name)
+    with lk:
+        ready.set()
+        go.wait(60)
+
+
 def test_cli_graph_shows_a_long_wait(fast_detection: Any) -> None:
+    """The holder keeps the lock until the graph has been read (not for a
+    fixed time: on a loaded machine two CLI runs can outlast any fixed hold)."""
     name = f"dl-cligraph-{os.getpid()}"
     lk = interlock.Lock(name=name)
     ctx = mp.get_context("fork")
-    ready = ctx.Event()
-    p = ctx.Process(target=_long_holder, args=(name, 2.0, ready))
+    ready, go = interlock.Event(), interlock.Event()
+    p = ctx.Process(target=_holder_until, args=(name, ready, go))
     p.start()
-    ready.wait(10)
+    assert ready.wait(30)
     out: dict[str, Any] = {}
 
     def look() -> None:
-        time.sleep(0.8)
-        out["text"] = _cli("graph")
-        out["dot"] = _cli("graph", "--dot")
+        try:
+            # Wait until this process's acquire is in the graph (it is
+            # published once the wait outlasts the deadlock timeout).
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                r = _cli("graph")
+                if f"held by pid {p.pid}" in r.stdout:
+                    break
+                time.sleep(0.1)
+            out["text"] = r
+            out["dot"] = _cli("graph", "--dot")
+        finally:
+            go.set()
 
     t = threading.Thread(target=look)
     t.start()
@@ -678,6 +697,8 @@ def test_cli_graph_shows_a_long_wait(fast_detection: Any) -> None:
         pass
     t.join()
     p.join(10)
+    ready.detach()
+    go.detach()
     text = out["text"].stdout
     assert f"pid {os.getpid()}" in text and repr(name) in text and f"held by pid {p.pid}" in text
     assert "DEADLOCK" not in text

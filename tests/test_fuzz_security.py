@@ -63,25 +63,37 @@ def test_full_shm_raises_enospc_at_creation(tiny_shm: str) -> None:
 
 # --------------------------------------------------------- out of descriptors
 def test_out_of_file_descriptors_is_a_clear_error() -> None:
+    """Objects hold no descriptor (200 under a limit of 64), but making one
+    needs a couple for a moment: with none left, a clear EMFILE, and the
+    objects already made keep working."""
     code = r"""
-import resource, interlock
+import os, resource, interlock
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (64, hard))
-qs = []
+qs = [interlock.Queue(capacity=4096) for i in range(200)]
+print("MADE", len(qs))
+fillers = []
 try:
-    for i in range(200):
-        qs.append(interlock.Queue(capacity=4096))
+    while True:
+        fillers.append(os.open("/dev/null", os.O_RDONLY))
+except OSError:
+    pass
+try:
+    qs.append(interlock.Queue(capacity=4096))
     print("NOERROR", len(qs))
 except OSError as e:
     print("ERRNO", e.errno, len(qs))
     q = qs[0]
     q.put(b"still works")
     print(q.get())
+for fd in fillers:
+    os.close(fd)
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     out = r.stdout.split()
-    assert out[0] == "ERRNO" and out[1] == "24", r.stdout  # EMFILE
+    assert out[:2] == ["MADE", "200"], r.stdout
+    assert out[2] == "ERRNO" and out[3] == "24", r.stdout  # EMFILE
     assert "b'still" in r.stdout
 
 

@@ -60,6 +60,21 @@ def fresh(tmp_path, prefix: str):
     return tmp_path / f"{prefix}{next(_files)}"
 
 
+def start_line(parties: int) -> interlock.Barrier:
+    """The barrier that lines a trial's processes up before the kills.
+
+    interlock's own, never ``multiprocessing``'s: the parent may SIGKILL a
+    party the instant its own ``wait()`` returns, while that party is still
+    inside ``wait()``.  A ``multiprocessing.Barrier`` is a Condition over a
+    process-shared lock, and a party killed while re-taking that lock on
+    its way out leaves it held for good: the other parties, also on their
+    way out, hang (a standalone reproducer left survivors stuck in 17 of 150
+    trials; seen in the default suite as "producers hung").  interlock's
+    Barrier marks every party passed under its robust guard before anyone
+    returns, so a party killed afterwards holds nothing."""
+    return interlock.Barrier(parties)
+
+
 def kill_when(victim, progress, target: int, rnd, done=lambda: False) -> None:
     """SIGKILL ``victim`` once ``progress()`` reaches ``target``, or once it
     ended or ``done()`` says there is no more progress to wait for."""
@@ -90,10 +105,10 @@ def drain(q) -> list:
 def queue_trial(ctx, rnd, victim_kind: str, tmp_path, trial: int, *, nprod=3, ncons=2,
                 n=250, batches=False, use_many=False):
     q = interlock.Queue(rnd.choice([0, 4]), capacity=rnd.choice([128, 512, 4096]))
+    barrier = start_line(nprod + ncons + 1)
     try:
         rec = h.Record(fresh(tmp_path, "c"), ncons, nprod * n, create=True)
         prec = h.Record(fresh(tmp_path, "p"), nprod, 1, create=True)
-        barrier = ctx.Barrier(nprod + ncons + 1)
         target = h.producer_batches if batches else h.producer
         prods = [ctx.Process(target=target, args=(q, i, n, prec), kwargs=dict(barrier=barrier))
                  for i in range(nprod)]
@@ -169,6 +184,7 @@ def queue_trial(ctx, rnd, victim_kind: str, tmp_path, trial: int, *, nprod=3, nc
         return killed
     finally:
         q.detach()
+        barrier.detach()
 
 
 def run_queue_trials(ctx, victim_kind, tmp_path, trials, **kw):
@@ -217,9 +233,9 @@ def test_kill_queue_users_stress(victim, method, tmp_path):
 
 def lock_trial(ctx, rnd, tmp_path, trial, *, nworkers=3, n=300):
     lock = interlock.Lock(on_owner_death="raise")
+    barrier = start_line(nworkers + 1)
     try:
         rec = h.Record(fresh(tmp_path, "l"), 4 + nworkers, 1, create=True)
-        barrier = ctx.Barrier(nworkers + 1)
         ws = [ctx.Process(target=h.lock_worker, args=(lock, rec, 4 + i, n),
                           kwargs=dict(barrier=barrier)) for i in range(nworkers)]
         for w in ws:
@@ -265,6 +281,7 @@ def lock_trial(ctx, rnd, tmp_path, trial, *, nworkers=3, n=300):
         return killed, takeovers
     finally:
         lock.detach()
+        barrier.detach()
 
 
 def run_lock_trials(ctx, tmp_path, trials):
@@ -311,7 +328,7 @@ def test_kill_during_attach_detach(kind):
     obj = getattr(interlock, kind)(name=name)
     try:
         for trial in range(6):
-            barrier = ctx.Barrier(4)
+            barrier = start_line(4)
             ps = [ctx.Process(target=h.attach_detach_loop, args=(name, kind),
                               kwargs=dict(barrier=barrier)) for _ in range(3)]
             for p in ps:
@@ -323,6 +340,7 @@ def test_kill_during_attach_detach(kind):
             for p in ps:
                 p.join(10)
                 assert p.exitcode == -signal.SIGKILL
+            barrier.detach()
             t0 = time.monotonic()
             other = getattr(interlock, kind)(name=name, create=False)  # meta lock taken over
             other.detach()

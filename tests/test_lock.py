@@ -2,14 +2,18 @@
 then robustness: an owner that dies holding the lock."""
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
 import signal
+import sys
 import threading
 import time
 import warnings
 
 import pytest
 
+import interlock
+from interlock import _segment
 from interlock import DeadlockError, OwnerDiedError, OwnerDiedWarning
 
 import _helpers as h
@@ -421,6 +425,187 @@ def test_nonblocking_acquire_takes_over_from_dead_owner(backend, lock_factory, m
     assert lock.acquire(False) is True
     assert lock.statistics().owner_deaths == 1
     lock.release()
+
+
+# ------------------------------------------- where OwnerDiedWarning points
+
+
+def _line() -> int:
+    """The caller's current line number."""
+    return sys._getframe(1).f_lineno
+
+
+@pytest.mark.parametrize("cls", [interlock.Lock, interlock.RLock])
+@pytest.mark.parametrize("how", ["acquire", "with", "tracked acquire", "tracked with"])
+def test_owner_died_warning_points_at_the_acquiring_line(cls, how):
+    """The warning names the user's line that called acquire() (or the
+    ``with`` statement), not the caller's caller, through the plain C path
+    and through the lock-order tracking layer (a lock with a level)."""
+    lock = cls(level=7) if how.startswith("tracked") else cls()
+    try:
+        t = threading.Thread(target=h.thread_exit_holding, args=(lock,))
+        t.start()
+        t.join()  # its owner ended: the next acquire takes over, with the warning
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if how.endswith("with"):
+                line = _line() + 1
+                with lock:
+                    pass
+            else:
+                line = _line() + 1
+                assert lock.acquire(timeout=10)
+                lock.release()
+        (w,) = [w for w in caught if issubclass(w.category, OwnerDiedWarning)]
+        assert (w.filename, w.lineno) == (__file__, line), f"points at {w.filename}:{w.lineno}"
+    finally:
+        lock.detach()
+
+
+# --------------------------------------------- a held lock left behind
+
+
+def _take_after_abandon(name, cls_name, out):
+    """Child: wait for the lock (the parent holds it, then drops its last
+    handle), report what happened."""
+    lock = getattr(interlock, cls_name)(name=name, create=False, on_owner_death="raise")
+    t0 = time.monotonic()
+    try:
+        ok = lock.acquire(timeout=10)
+        out.put(("taken", ok, None, time.monotonic() - t0))
+    except OwnerDiedError as e:
+        out.put(("told", True, e.dead_pid, time.monotonic() - t0))
+    lock.release()
+    lock.detach()
+
+
+@pytest.mark.parametrize("cls", [interlock.Lock, interlock.RLock])
+def test_held_lock_garbage_collected_is_recovered_by_the_next_process(cls, mp_ctx):
+    """The last handle of a held lock is garbage collected: a process that
+    waits for the lock gets it within the usual takeover time (one slice),
+    told that the holder is gone, instead of waiting forever."""
+    lock = cls()
+    name = lock.name
+    out = interlock.Queue()
+    try:
+        lock.acquire()
+        if cls is interlock.RLock:
+            lock.acquire()  # depth 2: the takeover resets it
+        p = mp_ctx.Process(target=_take_after_abandon, args=(name, cls.__name__, out))
+        p.start()
+        deadline = time.monotonic() + 30
+        while lock.statistics().waiters == 0:  # the child sleeps in acquire()
+            assert time.monotonic() < deadline and p.is_alive()
+            time.sleep(0.005)
+        t0 = time.monotonic()
+        del lock  # the last reference: no release is possible any more
+        what, ok, dead_pid, _ = out.get(timeout=10)
+        took = time.monotonic() - t0
+        p.join(10)
+        assert p.exitcode == 0
+        assert (what, ok, dead_pid) == ("told", True, os.getpid())
+        assert took < 1.5, f"took {took:.2f} s"
+    finally:
+        out.detach()
+    assert not os.path.exists(_segment.path_of(name))  # both handles gone: removed
+
+
+def _stay_attached(name, cls_name, attached, go):
+    lock = getattr(interlock, cls_name)(name=name, create=False)
+    attached.set()
+    go.wait(30)
+    lock.detach()
+
+
+@pytest.mark.parametrize("cls", [interlock.Lock, interlock.RLock])
+def test_held_lock_garbage_collected_then_reattached_by_the_holder(cls):
+    """The holding thread itself attaches again (another process kept the
+    lock alive) and acquires: it takes the lock over at once, told, instead
+    of deadlocking against (or re-entering) its old hold."""
+    lock = cls()
+    name = lock.name
+    attached, go = interlock.Event(), interlock.Event()
+    p = mp.get_context("fork").Process(target=_stay_attached,
+                                       args=(name, cls.__name__, attached, go))
+    p.start()
+    again = None
+    try:
+        assert attached.wait(10)
+        lock.acquire()
+        del lock
+        again = cls(name=name, create=False)
+        t0 = time.monotonic()
+        with pytest.warns(OwnerDiedWarning, match=str(os.getpid())):
+            assert again.acquire(timeout=5)
+        assert time.monotonic() - t0 < 0.5
+        assert again.statistics().owner_deaths == 1 and again._count() == 1
+        again.release()
+        assert not again.locked()
+    finally:
+        go.set()
+        p.join(10)
+        if again is not None:
+            again.detach()
+        attached.detach()
+        go.detach()
+
+
+def test_hold_survives_while_another_handle_of_the_process_remains():
+    """A process's hold lives on through any of its handles: dropping one
+    while another remains neither abandons the lock nor is refused."""
+    a = interlock.Lock()
+    b = interlock.Lock(name=a.name, create=False)
+    try:
+        a.acquire()
+        a.detach()  # b remains: allowed, the lock stays ours
+        assert b.locked() and b._is_owned()
+        b.release()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert b.acquire(timeout=1)  # nobody is told of a death
+        b.release()
+        # garbage collection of a handle while another remains: the same
+        c = interlock.Lock(name=a.name, create=False)
+        c.acquire()
+        del c
+        assert b.locked()
+        b.release()  # the same thread releases through the remaining handle
+        assert not b.locked()
+    finally:
+        b.detach()
+
+
+@pytest.mark.parametrize("cls", [interlock.Lock, interlock.RLock])
+def test_detach_while_held_is_refused(cls):
+    """detach() of the process's last handle while one of its threads holds
+    the lock raises RuntimeError and changes nothing; after release it works."""
+    lock = cls()
+    try:
+        lock.acquire()
+        with pytest.raises(RuntimeError, match="release it first"):
+            lock.detach()
+        assert lock._is_owned()  # still attached, still held
+        lock.release()
+        # held by another thread of this process: refused too
+        taken, go = threading.Event(), threading.Event()
+
+        def hold():
+            with lock:
+                taken.set()
+                go.wait(10)
+
+        t = threading.Thread(target=hold)
+        t.start()
+        assert taken.wait(10)
+        try:
+            with pytest.raises(RuntimeError, match="release it first"):
+                lock.detach()
+        finally:
+            go.set()
+            t.join()
+    finally:
+        lock.detach()
+    lock.detach()  # idempotent
 
 
 def test_one_long_wait_is_one_contention():

@@ -96,6 +96,21 @@ def test_mutex_split_hint_mutant_is_caught(tmp_path):
           what="!(alive[(owner-1)])")
 
 
+def test_mutex_async_waiter_passes_the_wakeup_on(tmp_path):
+    # Issue 12: an asyncio waiter (il_mutex_wait_unlocked, then a
+    # non-blocking acquire or nothing) beside two acquirers; no sleeper is
+    # ever left behind.
+    ok(tmp_path, "mutex.pml", ["ROUNDS=1", "NO_TIMEOUT", "DEATHS=0", "WATCHER"])
+
+
+def test_mutex_swallowed_wakeup_mutant_is_caught(tmp_path):
+    # The earlier il_mutex_wait_unlocked kept the release's one wake-up: the
+    # blocked acquirer slept until its slice ran out (48-49 ms measured).
+    fails(tmp_path, "mutex.pml",
+          ["ROUNDS=1", "NO_TIMEOUT", "DEATHS=0", "WATCHER", "MUTANT_SWALLOW_WAKE"],
+          what="invalid end state")
+
+
 # ---------------------------------------------------------------- eventcount
 
 @pytest.mark.parametrize("config", [
@@ -109,6 +124,19 @@ def test_eventcount_no_lost_wakeup(tmp_path, config):
 def test_eventcount_lost_wakeup_check_can_fail(tmp_path):
     fails(tmp_path, "eventcount.pml",
           ["NO_TIMEOUT", "DEATHS=0", "NO_CLOSE", "MUTANT_NOTIFY_FIRST"], what="invalid end state")
+
+
+@pytest.mark.parametrize("config", [["NPROD=1", "PUTS=1"], ["NPROC=4", "NPROD=2", "PUTS=1"]])
+def test_eventcount_async_waiter_passes_the_wakeup_on(tmp_path, config):
+    # Issue 12: a wait-only reader (Ring_wait_readable, for get_async) that
+    # takes nothing after its wake-up; the consumers still get every item.
+    ok(tmp_path, "eventcount.pml", ["NO_TIMEOUT", "DEATHS=0", "NO_CLOSE", "WATCHER", *config])
+
+
+def test_eventcount_swallowed_wakeup_mutant_is_caught(tmp_path):
+    fails(tmp_path, "eventcount.pml", ["NO_TIMEOUT", "DEATHS=0", "NO_CLOSE", "WATCHER",
+                                       "NPROD=1", "PUTS=1", "MUTANT_SWALLOW_WAKE"],
+          what="invalid end state")
 
 
 def test_eventcount_close_with_death(tmp_path):
@@ -149,6 +177,16 @@ def test_mutex_packed_hint_death_two_rounds(tmp_path):
 @pytest.mark.timeout(3600)
 def test_mutex_four_processes_no_lost_wakeup(tmp_path):
     ok(tmp_path, "mutex.pml", ["NPROC=4", "ROUNDS=1", "NO_TIMEOUT", "DEATHS=0"], timeout=1800)
+
+
+@pytest.mark.stress
+@pytest.mark.timeout(3600)
+def test_mutex_async_waiter_bigger(tmp_path):
+    # two rounds; a death at any step (safety); liveness with a death
+    ok(tmp_path, "mutex.pml", ["ROUNDS=2", "NO_TIMEOUT", "DEATHS=0", "WATCHER"], timeout=1800)
+    ok(tmp_path, "mutex.pml", ["ROUNDS=1", "WATCHER"], timeout=1800)
+    ok(tmp_path, "mutex.pml", ["ROUNDS=1", "STALL_TIMEOUT", "WATCHER"], cflags=["-DNP"],
+       panflags=["-l"], timeout=1800)
 
 
 @pytest.mark.stress

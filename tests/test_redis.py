@@ -18,7 +18,14 @@ import time
 import uuid
 
 import pytest
-from redis_server import RedisServer, free_port, session_server, skip_reason
+from redis_server import (
+    LocalCluster,
+    LocalSentinel,
+    RedisServer,
+    free_port,
+    session_server,
+    skip_reason,
+)
 
 pytestmark = pytest.mark.skipif(skip_reason() is not None, reason=str(skip_reason()))
 
@@ -48,6 +55,14 @@ def r(url):
 def short(url):
     """A backend with a 1 s lease: dead holders are noticed within ~1 s."""
     return connect(url, lease=LEASE)
+
+
+def plain_client(url):
+    """A redis-py client for a test's own keys (a cluster client on a cluster)."""
+    if url.startswith("redis+cluster://"):
+        from redis.cluster import RedisCluster
+        return RedisCluster.from_url(url.replace("redis+cluster://", "redis://"))
+    return redis_py.Redis.from_url(url)
 
 
 def uname() -> str:
@@ -93,7 +108,7 @@ def _take_one_and_exit(url, name):
 
 def _increment(url, lock_name, key, n):
     b = connect(url)
-    lock, c = b.Lock(name=lock_name, create=False), redis_py.Redis.from_url(url)
+    lock, c = b.Lock(name=lock_name, create=False), plain_client(url)
     for _ in range(n):
         with lock:
             v = int(c.get(key) or 0)  # a read-modify-write race without the lock
@@ -452,7 +467,7 @@ class TestLockContract:
             p.start()
         for p in ps:
             p.join(60)
-        assert int(redis_py.Redis.from_url(url).get(key)) == 120
+        assert int(plain_client(url).get(key)) == 120
 
     def test_fencing_tokens_increase(self, r):
         lock = r.Lock()
@@ -741,3 +756,349 @@ def test_lockdep_sees_redis_locks_and_local_ones(r):
         lockdep.disable()
         lockdep.reset()
         lockdep.close()
+
+
+# ================================================================ part 3: credentials and errors
+
+PASSWORD = "s3cret-Pw"
+
+
+@pytest.fixture(scope="module")
+def secured():
+    """A server of its own that requires a password, with an ACL user
+    ``nofn`` that may not run FUNCTION and ``narrow`` that may touch only
+    ``other:*`` keys."""
+    srv = RedisServer(extra=("--requirepass", PASSWORD))
+    admin = redis_py.Redis(port=srv.port, password=PASSWORD)
+    admin.acl_setuser("nofn", enabled=True, passwords=[f"+{PASSWORD}"], keys=["*"],
+                      channels=["*"], commands=["+@all", "-function"])
+    admin.acl_setuser("narrow", enabled=True, passwords=[f"+{PASSWORD}"], keys=["other:*"],
+                      channels=["*"], commands=["+@all"])
+    yield srv
+    srv.stop()
+
+
+def _secured_url(srv, cred=f":{PASSWORD}@", tail="/0"):
+    return f"redis://{cred}127.0.0.1:{srv.port}{tail}"
+
+
+def _all_text(*things):
+    return " ".join(str(t) for t in things) + " ".join(repr(t) for t in things)
+
+
+class TestCredentialsAndErrors:
+    def test_password_is_never_shown(self, secured):
+        url = _secured_url(secured)
+        b = connect(url)
+        q, lock, sem, ev = b.Queue(), b.Lock(), b.Semaphore(2), b.Event()
+        shown = [b, q, lock, sem, ev]
+        redis_py.Redis(port=secured.port, password=PASSWORD).flushall()  # the state is lost
+        with pytest.raises(StateLost) as lost:
+            q.put(1)
+        shown.append(lost.value)
+        dead = connect(f"redis://user:{PASSWORD}@127.0.0.1:{free_port()}/0?password={PASSWORD}",
+                       check=False, connect_timeout=0.5)
+        shown.append(dead)
+        with pytest.raises(ConnectionLost) as cut:
+            dead.Queue()
+        shown.append(cut.value)
+        text = _all_text(*shown)
+        assert PASSWORD not in text
+        assert "***" in repr(b) and "***" in str(cut.value)
+        assert f"127.0.0.1:{secured.port}" in repr(q)  # still says where
+
+    def test_wrong_or_missing_password_is_not_a_connection_loss(self, secured):
+        from interlock.redis import AuthenticationFailed
+        for url in (_secured_url(secured, ":wrong@"), _secured_url(secured, ""),
+                    _secured_url(secured, "nobody:x@")):
+            with pytest.raises(AuthenticationFailed) as e:
+                connect(url)
+            assert not isinstance(e.value, ConnectionError)  # a retry loop would spin
+            assert ":wrong@" not in str(e.value) and "x@" not in str(e.value)
+        b = connect(_secured_url(secured, ":wrong@"), check=False)
+        with pytest.raises(AuthenticationFailed):
+            b.Queue()
+
+    def test_acl_without_function_is_a_clear_error(self, secured):
+        from interlock.redis import AuthenticationFailed
+        redis_py.Redis(port=secured.port, password=PASSWORD).function_flush()
+        b = connect(_secured_url(secured, f"nofn:{PASSWORD}@"))
+        with pytest.raises(AuthenticationFailed, match="FUNCTION LOAD") as e:
+            b.Queue(name="jobs")
+        assert "'jobs'" in str(e.value)
+        # once an admin loaded the library, that user can work
+        connect(_secured_url(secured)).Queue(name="warm-up")
+        q = connect(_secured_url(secured, f"nofn:{PASSWORD}@"), prefix="x").Queue(name="jobs")
+        q.put(1)
+        assert q.get(timeout=5) == 1
+
+    def test_noperm_on_keys_names_the_object(self, secured):
+        from interlock.redis import AuthenticationFailed
+        connect(_secured_url(secured)).Queue(name="warm-up")
+        b = connect(_secured_url(secured, f"narrow:{PASSWORD}@"))
+        with pytest.raises(AuthenticationFailed, match="'payroll'") as e:
+            b.Lock(name="payroll")
+        assert "ACL" in str(e.value) and PASSWORD not in str(e.value)
+
+    def test_wrongtype_names_the_object_and_the_key(self, r):
+        from interlock.redis import KeyConflict
+        name = uname()
+        q = r.Queue(name=name)
+        c = redis_py.Redis.from_url(r.url)
+        evkey = r.key(name, "ev")
+        c.delete(evkey)
+        c.hset(evkey, "x", "1")  # another program's hash where the event stream was
+        with pytest.raises(KeyConflict) as e:
+            q.put(1)
+        assert name in str(e.value) and evkey in str(e.value) and "hash" in str(e.value)
+
+    def test_bad_options_and_db_are_refused_at_connect(self, url):
+        with pytest.raises(TypeError, match="lease"):
+            connect(url, lease="5")
+        with pytest.raises(ValueError, match="lease"):
+            connect(url, lease=0)
+        with pytest.raises(TypeError, match="connect_timeout"):
+            connect(url, connect_timeout=None)
+        with pytest.raises(TypeError, match="unknown option"):
+            connect(url, leese=5)
+        with pytest.raises(ValueError, match="prefix"):
+            connect(url, prefix="a{b}")
+        with pytest.raises(ValueError, match="database"):
+            connect(url.rsplit("/", 1)[0] + "/99")
+        with pytest.raises(ValueError, match="database"):
+            connect(url.rsplit("/", 1)[0] + "/x")
+
+    def test_scheme_is_case_insensitive(self, url):
+        b = connect(url.replace("redis://", "REDIS://"))
+        q = b.Queue()
+        q.put(b"x")
+        assert q.get(timeout=5) == b"x"
+        assert b is connect(url.replace("redis://", "Redis://"))
+
+    def test_foreign_stream_key_is_refused_not_deleted(self, r):
+        from interlock.redis import KeyConflict
+        name = uname()
+        c = redis_py.Redis.from_url(r.url)
+        skey = r.key(name, "s")
+        c.xadd(skey, {"theirs": "1"})
+        with pytest.raises(KeyConflict, match="interlock did not make") as e:
+            r.Queue(name=name)
+        assert skey in str(e.value)
+        assert c.xlen(skey) == 1  # still there, untouched
+        c.delete(skey)
+        r.Queue(name=name).put(1)  # and the name works once it is gone
+
+    def test_foreign_lock_key_is_refused_not_waited_on(self, r):
+        from interlock.redis import KeyConflict
+        name = uname()
+        lock = r.Lock(name=name)
+        c = redis_py.Redis.from_url(r.url)
+        c.set(r.key(name, "lock"), "not-a-token")  # no TTL: would never expire
+        t = time.monotonic()
+        with pytest.raises(KeyConflict):
+            lock.acquire(timeout=5)
+        assert time.monotonic() - t < 2
+        with pytest.raises(KeyConflict):
+            r.Lock(name=name)
+        other = uname()
+        c.set(r.key(other, "lock"), "x")
+        with pytest.raises(KeyConflict):
+            r.Lock(name=other)
+        assert c.get(r.key(other, "lock")) == b"x"
+
+    def test_foreign_meta_is_refused(self, r):
+        from interlock.redis import KeyConflict
+        name = uname()
+        c = redis_py.Redis.from_url(r.url)
+        c.hset(r.key(name, "meta"), "owner", "someone else")
+        with pytest.raises(KeyConflict):
+            r.Event(name=name)
+        c.delete(r.key(name, "meta"))
+        c.set(r.key(name, "meta"), "1")
+        with pytest.raises(KeyConflict):
+            r.Event(name=name)
+
+    def test_other_kind_or_parameters_are_refused(self, r):
+        name = uname()
+        r.Queue(name=name)
+        with pytest.raises(ValueError, match="plain Queue"):
+            r.JoinableQueue(name=name)
+        jname = uname()
+        r.JoinableQueue(name=jname)
+        with pytest.raises(ValueError, match="JoinableQueue"):
+            r.Queue(name=jname)
+        sname = uname()
+        r.Semaphore(3, name=sname)
+        with pytest.raises(ValueError, match="value=3"):
+            r.Semaphore(1, name=sname)
+        assert r.Semaphore(name=sname).value == 3  # no value: attach to what is there
+        assert r.Semaphore(name=uname()).value == 1
+
+    def test_unlink_after_unacknowledged_get(self, r):
+        name = uname()
+        q = r.Queue(name=name)
+        q.put_many([1, 2])
+        assert q.get(timeout=5) == 1
+        q.unlink()
+        assert not redis_py.Redis.from_url(r.url).exists(*(r.key(name, p) for p in ("meta", "s")))
+        j = r.JoinableQueue(name=uname())
+        j.put(1)
+        j.get(timeout=5)
+        j.unlink()
+
+
+class TestNames:
+    @pytest.mark.parametrize("name", ["", "}{", "}", "#", "#7d7b", "a}b", "{x}", "é"])
+    def test_every_key_of_an_object_has_a_nonempty_tag(self, r, name):
+        from redis.crc import key_slot
+        keys = [r.key(name, p) for p in ("meta", "s", "ev", "hb:c1")]
+        tags = {k[k.index("{") + 1:k.index("}", k.index("{") + 1)] for k in keys}
+        assert len(tags) == 1 and "" not in tags
+        assert len({key_slot(k.encode()) for k in keys}) == 1
+        q = r.Queue(name=name, create=None)
+        q.put(name)
+        assert q.get(timeout=5) == name
+        assert name in repr(q)
+        q.unlink()
+
+    def test_escaped_names_do_not_collide(self, r):
+        names = ["", "}{", "#", "#7d7b", "}", "#7d", "7d7b"]
+        assert len({r.key(n, "meta") for n in names}) == len(names)
+
+
+# ================================================================ part 4: Redis Cluster, Sentinel
+
+@pytest.fixture(scope="module")
+def cluster():
+    c = LocalCluster()
+    yield c
+    c.stop()
+
+
+class _OnCluster:
+    """Runs a contract class's tests on a 3-primary Redis Cluster."""
+
+    @pytest.fixture
+    def url(self, cluster):
+        return cluster.url
+
+    @pytest.fixture
+    def r(self, cluster):
+        return connect(cluster.url)
+
+    @pytest.fixture
+    def short(self, cluster):
+        return connect(cluster.url, lease=LEASE)
+
+
+class TestQueueContractOnCluster(_OnCluster, TestQueueContract):
+    pass
+
+
+class TestLockContractOnCluster(_OnCluster, TestLockContract):
+    pass
+
+
+class TestSemaphoreAndEventOnCluster(_OnCluster, TestSemaphoreAndEvent):
+    pass
+
+
+class TestCluster:
+    NAMES = ["", "}{", "jobs", "mail", "a", "b", "c", "#"]
+
+    def test_objects_live_on_every_node(self, cluster):
+        """Many names over three primaries (each object in one slot): the
+        issue's plain client failed with MOVED on 3 of 5 names."""
+        from redis.crc import key_slot
+        b, locks = connect(cluster.url), connect(cluster.url, prefix="locks")
+        nodes = set()
+        c = plain_client(cluster.url)
+        for n in self.NAMES:
+            q = b.JoinableQueue(name=n)
+            q.put_many([n, 1])
+            assert q.get_many(timeout=5) == [n, 1]
+            q.task_done()
+            q.task_done()
+            assert q.join(timeout=5)
+            lock = locks.Lock(name=n)  # (another prefix: one namespace per prefix)
+            with lock:
+                assert lock.locked()
+            slots = {key_slot(b.key(n, p).encode()) for p in ("meta", "s", "ev", "hb:x")}
+            assert len(slots) == 1
+            nodes.add(c.get_node_from_key(b.key(n, "meta")).port)
+            q.unlink()
+            lock.unlink()
+        assert len(nodes) >= 2  # the names really are spread over the cluster
+
+    def test_plain_url_to_a_node_is_detected(self, cluster):
+        b = connect(f"redis://127.0.0.1:{cluster.nodes[1].port}/0", prefix="plain")
+        for n in self.NAMES:
+            q = b.Queue(name=n)
+            q.put(n)
+            assert q.get(timeout=5) == n
+        assert b.mode == "cluster"
+
+    def test_functions_reloaded_on_any_node(self, cluster):
+        b = connect(cluster.url)
+        qs = [b.Queue(name=f"reload-{n}") for n in self.NAMES]
+        for node in cluster.nodes:
+            redis_py.Redis(port=node.port).function_flush()
+        for q in qs:  # each name's node answers "function not found": loaded again
+            q.put(1)
+            assert q.get(timeout=5) == 1
+        for node in cluster.nodes:
+            assert redis_py.Redis(port=node.port).function_list(library="interlock*")
+
+    def test_state_lost_on_a_node_is_detected(self, cluster):
+        b = connect(cluster.url)
+        q = b.Queue(name="lost-one")
+        q.put(1)
+        plain_client(cluster.url).delete(b.key("lost-one", "meta"))
+        with pytest.raises(StateLost):
+            q.put(2)
+
+
+@pytest.fixture(scope="module")
+def sentinel():
+    s = LocalSentinel()
+    yield s
+    s.stop()
+
+
+class TestSentinel:
+    def test_objects_through_sentinel(self, sentinel):
+        b = connect(sentinel.url)
+        assert "redis+sentinel://" in repr(b)
+        q = b.JoinableQueue(name="jobs")
+        q.put_many(range(5))
+        assert q.get_many(timeout=5) == list(range(5))
+        for _ in range(5):
+            q.task_done()
+        assert q.join(timeout=5)
+        with b.Lock(name="ledger") as got:
+            assert got
+        # the primary the Sentinel names holds them; the replica has a copy
+        prim = redis_py.Redis(port=sentinel.primary.port)
+        assert prim.exists(b.key("jobs", "meta"))
+        rep = redis_py.Redis(port=sentinel.replica.port)
+        prim.wait(1, 5000)
+        assert rep.exists(b.key("jobs", "meta"))
+
+    def test_failover_to_the_replica(self, sentinel):
+        """The primary dies; the Sentinel promotes the replica; the object
+        goes on there (ConnectionLost while it happens, as documented)."""
+        b = connect(sentinel.url, connect_timeout=1.0)
+        q = b.Queue(name="through-failover")
+        q.put("before")
+        redis_py.Redis(port=sentinel.primary.port).wait(1, 5000)
+        sentinel.primary.kill()
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                q.put("after")
+                break
+            except ConnectionLost:
+                assert time.monotonic() < deadline, "no fail-over within 60 s"
+                time.sleep(0.5)
+        assert [q.get(timeout=5), q.get(timeout=5)] == ["before", "after"]
+        assert redis_py.Redis(port=sentinel.replica.port).info("replication")["role"] == "master"

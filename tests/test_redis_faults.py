@@ -480,7 +480,7 @@ def test_sigkill_with_aof_always_continues_transparently():
     are retried), the queue has what it had (a taken message still held,
     the rest waiting), the lock is still held by its holder, renewed, and
     its fencing tokens continue."""
-    srv = RedisServer(args=("--appendonly", "yes", "--appendfsync", "always"))
+    srv = RedisServer(extra=("--appendonly", "yes", "--appendfsync", "always"))
     try:
         lease = 2.0  # the restart takes well under a lease
         holder = connect(srv.url, lease=lease)

@@ -109,7 +109,7 @@ def test_records_are_frozen_and_serialisable(name: str) -> None:
         assert d["users"] == [{"pid": os.getpid(), "refs": 1, "alive": True, "roles": 1}]
         assert d["live_users"] == [os.getpid()] and d["orphaned"] is False
         assert abs(d["created"] - time.time()) < 60
-        assert d["size"] == os.stat(_segment.path_of(name)).st_size
+        assert d["size"] == os.stat(_segment.path_of(name)).st_blocks * 512  # allocated: the table is sparse
     finally:
         q.detach()
 

@@ -14,6 +14,7 @@ import os
 import pickle
 import random
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -21,6 +22,7 @@ import warnings
 import pytest
 
 import interlock
+from interlock import _segment
 from interlock import (
     Barrier,
     BoundedSemaphore,
@@ -47,7 +49,7 @@ def _no_leftovers():
         return {f for f in set(os.listdir("/dev/shm")) - before
                 if f.startswith("interlock.") and (f"-{os.getpid()}-" in f or ".t-" in f)}
 
-    deadline = time.monotonic() + 2
+    deadline = time.monotonic() + 10  # spawn children leave at their own pace on a loaded machine
     while mine() and time.monotonic() < deadline:
         gc.collect()
         time.sleep(0.02)
@@ -272,6 +274,45 @@ class TestSemaphore:
             with s:
                 pass
 
+    @pytest.mark.parametrize("mode", ["warn", "raise"])
+    def test_two_holders_dead_in_one_sweep_each_reported(self, mode):
+        """Two processes die holding a unit each of a Semaphore(2); one sweep
+        recovers both.  The two takers are told of two different deaths:
+        each dead pid once, not the last one swept twice."""
+        c = mp.get_context("fork")
+        s = Semaphore(2, on_owner_death=mode)
+        try:
+            ps = []
+            for _ in range(2):
+                p = c.Process(target=_take_and_die, args=(s.acquire,))
+                p.start()
+                p.join(10)
+                assert p.exitcode == -signal.SIGKILL
+                ps.append(p.pid)
+            assert sorted(s.statistics().holders) == sorted((pid, 1) for pid in ps)
+            told = []
+            for _ in range(2):
+                if mode == "warn":
+                    with warnings.catch_warnings(record=True) as caught:
+                        warnings.simplefilter("always")
+                        assert s.acquire(timeout=5)
+                    (w,) = [w for w in caught if issubclass(w.category, OwnerDiedWarning)]
+                    told += [pid for pid in ps if f"process {pid} " in str(w.message)]
+                else:
+                    with pytest.raises(OwnerDiedError) as ei:
+                        s.acquire(timeout=5)
+                    told.append(ei.value.dead_pid)
+            assert sorted(told) == sorted(ps)
+            st = s.statistics()
+            assert st.owner_deaths == 2 and st.holders == ((os.getpid(), 2),)
+            s.release(2)
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # nobody is told twice
+                assert s.acquire(timeout=1) and s.acquire(timeout=1)
+            s.release(2)
+        finally:
+            s.detach()
+
     def test_nonblocking_acquire_recovers_too(self):
         c = mp.get_context("fork")
         s = Semaphore(1, on_owner_death="ignore")
@@ -289,7 +330,10 @@ class TestSemaphore:
         c = mp.get_context("fork")
         s = Semaphore(2, on_owner_death="ignore")
         arr = interlock.Array("i", 2)
-        stop = c.Event()
+        # interlock's Event, not multiprocessing's: is_set() of the latter
+        # takes a lock, and a child killed inside it would leave that lock
+        # held, so the next child would hang in is_set() and never churn.
+        stop = Event()
         rng = random.Random(7)
         for _ in range(3):
             p = c.Process(target=_sem_churn, args=(s, arr, stop))
@@ -301,6 +345,7 @@ class TestSemaphore:
         assert s.acquire(timeout=2) and s.acquire(timeout=2)
         s.release(2)
         assert s.get_value() == 2
+        stop.detach()
 
     def test_statistics_frozen(self):
         s = Semaphore(1)
@@ -562,6 +607,35 @@ class TestBarrier:
 
 
 class TestCondition:
+    def test_detach_detaches_its_own_lock(self):
+        """Condition() makes an RLock in its own segment: detach() detaches
+        it too, at once (no wait for garbage collection).  A lock given by
+        the caller stays attached."""
+        c = Condition()
+        own = _segment.path_of(c._lock.name)
+        assert os.path.exists(own)
+        c.detach()
+        assert not os.path.exists(own), "the condition's own RLock is still attached"
+        assert not os.path.exists(_segment.path_of(c.name))
+        c.detach()  # idempotent
+        # attached by name: the lock it attached is its own too
+        c1 = Condition(name=f"t-cond-own-{os.getpid()}")
+        c2 = Condition(name=c1.name, create=False)
+        assert c2._lock.name == c1._lock.name and c2._lock is not c1._lock
+        c2.detach()
+        with pytest.raises(ValueError):
+            c2._lock.acquire()  # detached with its condition
+        with c1:  # c1's lock handle is untouched
+            pass
+        c1.detach()
+        # the caller's lock is the caller's
+        lk = interlock.Lock()
+        c3 = Condition(lk)
+        c3.detach()
+        with lk:
+            pass
+        lk.detach()
+
     def test_like_threading(self):
         c = Condition()
         with pytest.raises(RuntimeError):
@@ -711,4 +785,63 @@ def test_stress_random_kills_semaphore_and_rwlock():
     assert s.get_value() == 2
     del ps
     for obj in (s, rw, arr):
+        obj.detach()
+
+
+# ------------------------------------------- where OwnerDiedWarning points
+
+
+def _line() -> int:
+    return sys._getframe(1).f_lineno
+
+
+def _take_and_die(fn):
+    fn()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+@pytest.mark.parametrize("kind", ["Semaphore", "BoundedSemaphore", "RWLock read", "RWLock write"])
+@pytest.mark.parametrize("how", ["acquire", "with"])
+def test_owner_died_warning_points_at_the_acquiring_line(kind, how):
+    """A recovered hold's warning names the user's line that took it (the
+    acquire call or the ``with`` statement), not the caller's caller."""
+    c = mp.get_context("fork")
+    if kind.startswith("RWLock"):
+        obj = RWLock()
+        take = obj.acquire_write if kind.endswith("write") else obj.acquire_read
+        # the survivor takes the other side: a read beside a dead reader
+        # needs no recovery, a write does
+        hold, acquire, release = ((obj.read, obj.acquire_read, obj.release_read)
+                                  if kind.endswith("write") else
+                                  (obj.write, obj.acquire_write, obj.release_write))
+    else:
+        obj = getattr(interlock, kind)(1)
+        take = obj.acquire
+    try:
+        p = c.Process(target=_take_and_die, args=(take,))
+        p.start()
+        p.join(10)
+        assert p.exitcode == -signal.SIGKILL
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            if how == "with" and kind.startswith("RWLock"):
+                line = _line() + 1
+                with hold(timeout=5):
+                    pass
+            elif how == "with":
+                line = _line() + 1
+                with obj:
+                    pass
+            elif kind.startswith("RWLock"):
+                line = _line() + 1
+                assert acquire(timeout=5)
+                release()
+            else:
+                line = _line() + 1
+                assert obj.acquire(timeout=5)
+                obj.release()
+        (w,) = [w for w in caught if issubclass(w.category, OwnerDiedWarning)]
+        assert str(p.pid) in str(w.message)
+        assert (w.filename, w.lineno) == (__file__, line), f"points at {w.filename}:{w.lineno}"
+    finally:
         obj.detach()

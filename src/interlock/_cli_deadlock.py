@@ -74,7 +74,7 @@ def _add_graph(sub: Any) -> None:
 def cmd_graph(args: argparse.Namespace) -> int:
     from . import _segment, _waitfor
 
-    ws = _waitfor.waits() if os.path.exists(_segment.path_of("@waitfor")) else []
+    ws = _waitfor.waits() if os.path.exists(_segment.internal_path("@waitfor")) else []
     cycles = _waitfor.all_cycles(ws)
     if args.dot:
         print(_waitfor.graph_dot(ws))

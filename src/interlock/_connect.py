@@ -3,6 +3,8 @@
     interlock.connect()                          # this machine: shared memory (the default)
     interlock.connect("redis://host:6379/0")     # a Redis server: across machines
     interlock.connect("unix:///run/redis.sock?db=0")
+    interlock.connect("redis+cluster://host:7000")          # a Redis Cluster
+    interlock.connect("redis+sentinel://host:26379/mymaster/0")  # the primary Sentinel names
 
 Either way the result is a namespace with ``Queue``, ``JoinableQueue``,
 ``SimpleQueue``, ``Lock``, ``RLock``, ``Semaphore``, ``Event`` (those the
@@ -20,7 +22,8 @@ __all__ = ["LocalBackend", "connect"]
 _NAMES = ("Queue", "JoinableQueue", "SimpleQueue", "Lock", "RLock", "Semaphore",
           "BoundedSemaphore", "Event")
 _LOCAL = ("local", "local://", "shm", "shm://")
-_REDIS = ("redis", "rediss", "unix")
+
+_OPTIONS = ("lease", "connect_timeout", "prefix", "check", "grace", "durable")
 
 _cache: dict[tuple[Any, ...], Any] = {}
 _cache_lock = threading.Lock()
@@ -51,22 +54,37 @@ LOCAL = LocalBackend()
 def connect(url: str | None = None, **options: Any) -> Any:
     """Return the backend for ``url``: ``None``/``"local://"`` for shared
     memory on this machine, ``redis://``/``rediss://``/``unix://`` for a Redis
-    server (options: ``lease=10.0``, ``connect_timeout=5.0``,
-    ``prefix="interlock"``, ``check=True``: ping the server now, raising
-    ``interlock.redis.ConnectionLost`` if it cannot be reached)."""
-    if url is None or url in _LOCAL:
+    server, ``redis+cluster://`` for a Redis Cluster, ``redis+sentinel://``
+    for the primary that Sentinels name (schemes in any case; options:
+    ``lease=10.0``, ``connect_timeout=5.0``, ``prefix="interlock"``,
+    ``check=True``: ping the server now, raising
+    ``interlock.redis.ConnectionLost`` if it cannot be reached,
+    ``interlock.redis.AuthenticationFailed`` if it refuses the
+    credentials)."""
+    if url is None or (isinstance(url, str) and url.lower() in _LOCAL):
         if options:
             raise TypeError(f"the local backend takes no options, got {sorted(options)}")
         return LOCAL
-    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-    if scheme not in _REDIS:
-        raise ValueError(f"unknown backend URL {url!r}: use local://, redis://, rediss:// or unix://")
+    from ._redis._client import redact, split_url
+    scheme, rest = split_url(url)
+    url = f"{scheme}://{rest}"  # one spelling per URL: REDIS:// is redis://
+    unknown = sorted(set(options) - set(_OPTIONS))
+    if unknown:
+        raise TypeError(f"unknown option(s) {unknown} for {redact(url)!r}: "
+                        + ", ".join(_OPTIONS))
     try:
         from .redis import RedisBackend
     except ImportError as e:  # redis-py missing
-        raise ImportError(f"{url!r} needs redis-py: pip install 'interlock[redis]' ({e})") from e
+        raise ImportError(f"{redact(url)!r} needs redis-py: pip install 'interlock[redis]' "
+                          f"({e})") from e
     check = options.pop("check", True)
-    key = (url, tuple(sorted(options.items())))
+    if not isinstance(check, bool):
+        raise TypeError(f"check must be True or False, not {check!r}")
+    try:
+        key = (url, tuple(sorted(options.items())))
+        hash(key)
+    except TypeError:
+        raise TypeError(f"options must be numbers and strings, got {options!r}") from None
     with _cache_lock:
         backend = _cache.get(key)
         if backend is None:

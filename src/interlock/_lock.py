@@ -16,20 +16,57 @@ that ends without releasing), a waiter takes it over within one wait slice
 
 Only the owning thread may release; a second blocking ``acquire()`` of a
 ``Lock`` by its owner raises :class:`DeadlockError` instead of hanging.
+
+A held lock left behind (docs/design/lock.md): ``detach()`` of this
+process's last handle while one of its threads holds the lock raises
+``RuntimeError`` (release first); if that last handle is garbage collected
+(or the interpreter exits) with the lock held, nobody could ever release it,
+so it goes to owner-death recovery: the next acquirer, in any process, takes
+it over within one slice and is told, as if the holder had died.
 """
 from __future__ import annotations
 
-import warnings
+import functools
+import itertools
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
 from . import _core, _hierarchy, _segment
-from ._errors import OwnerDiedError, OwnerDiedWarning
+from ._errors import OwnerDiedError, OwnerDiedWarning, warn_at_user
 from ._shared import SharedObject
 from ._hierarchy import TrackedLockMixin
 from .aio import AsyncLockMixin
 
 _MODES = ("warn", "raise", "ignore")
+
+# This process's live Lock/RLock handles, per segment (inode): a hold
+# outlives a handle as long as another handle of the process remains, through
+# which the holder can still release.  Sets of tokens, changed only by
+# single C-level calls (setdefault, add, discard): a finalizer may run in
+# the middle of Python code of the same thread, so no lock is taken.
+_handles: dict[int, set[int]] = {}
+_tokens = itertools.count()
+
+
+def _last_handle(ino: int, token: int) -> bool:
+    return _handles.get(ino, set()) <= {token}
+
+
+def _release_handle(seg: _segment.Segment, token: int) -> None:
+    """The handle's finalizer (garbage collection, ``detach()``, exit)."""
+    try:
+        if seg.mm is not None and not seg._released and _last_handle(seg.ino, token):
+            # Last handle of this process: a hold of one of its threads could
+            # never be released: hand it to owner-death recovery.
+            view = _core.Mutex(seg.mm, seg.object_offset)
+            try:
+                view._abandon()
+            finally:
+                view._detach()
+    finally:
+        _handles.get(seg.ino, set()).discard(token)
+        seg.release()
 
 
 @dataclass(frozen=True)
@@ -96,6 +133,25 @@ class Lock(_core.Mutex, SharedObject, TrackedLockMixin, AsyncLockMixin):
         # What this lock is (_hierarchy.lock_key): a shared-memory lock "db"
         # is not a Redis lock "db".
         self._lock_key = ("shm", seg.name)
+        self._token = next(_tokens)
+        _handles.setdefault(seg.ino, set()).add(self._token)
+        self._finalizer.detach()
+        self._finalizer = weakref.finalize(self, functools.partial(_release_handle, seg, self._token))
+
+    def detach(self) -> None:
+        """Release this process's handle (idempotent).  Refused
+        (``RuntimeError``) while a thread of this process holds the lock and
+        this is the process's last handle on it: release it first.  (Garbage
+        collection cannot refuse: it hands such a lock to owner-death
+        recovery, see the module's docstring.)"""
+        if (self._finalizer.alive and _last_handle(self._seg.ino, self._token)
+                and self._held_here()):
+            owner = self.owner
+            raise RuntimeError(
+                f"cannot detach {self!r}: it is held by thread {owner[1] if owner else '?'} "
+                "of this process, and no other handle of this process could release it; "
+                "release it first")
+        super().detach()
 
     def _pickle_options(self) -> dict[str, Any]:
         return {"on_owner_death": self._on_death}
@@ -104,11 +160,12 @@ class Lock(_core.Mutex, SharedObject, TrackedLockMixin, AsyncLockMixin):
         # Called from C with the lock held, after a takeover (mutex.h).
         if self._on_death == "ignore":
             return
-        msg = (f"{self!r} was taken over from process {dead_pid}, which died holding it; "
+        msg = (f"{self!r} was taken over from process {dead_pid}, which died holding it "
+               "(or lost its last handle on it while holding it); "
                "the state it protected may be inconsistent")
         if self._on_death == "raise":
             raise OwnerDiedError(msg, self, dead_pid)
-        warnings.warn(msg, OwnerDiedWarning, stacklevel=3)
+        warn_at_user(msg, OwnerDiedWarning)
 
     @property
     def owner(self) -> tuple[int, int] | None:

@@ -129,7 +129,7 @@ class ObjectInfo:
     name: str
     kind: str  # "Queue", "Lock", ..., "?" for an unreadable segment
     path: str
-    size: int  # bytes of shared memory
+    size: int  # bytes of shared memory allocated (the file is sparse)
     creator_pid: int
     creator_alive: bool
     created: float  # seconds since the epoch
@@ -233,7 +233,8 @@ class _Liveness:
 
 def _users(mm: mmap.mmap, hdr: Header, alive: _Liveness) -> tuple[UserInfo, ...]:
     # The slot table (_segment: {u32 pid, u16 refs, u16 roles, u64 start}), in one pass.
-    table = mm[_segment.OFF_SLOTS:_segment.OFF_SLOTS + 16 * hdr.nslots]
+    # (up to the high-water mark: the table's pages above it are holes)
+    table = mm[_segment.OFF_SLOTS:_segment.OFF_SLOTS + hdr.table_bytes]
     return tuple(
         UserInfo(pid, refs, alive(pid, start), roles)
         for pid, refs, roles, start in struct.iter_unpack("<IHHQ", table)
@@ -268,7 +269,8 @@ def _describe_path(name: str, path: str, alive: _Liveness) -> ObjectInfo:
             name=name,
             kind=kind,
             path=path,
-            size=hdr.total_size,
+            # allocated, not the file's size: the process table is sparse
+            size=st.st_blocks * 512,
             creator_pid=hdr.creator_pid,
             creator_alive=alive(hdr.creator_pid, hdr.creator_start),
             created=hdr.created_ns / 1e9,
@@ -451,7 +453,8 @@ def describe_queue(mm: mmap.mmap, hdr: Header) -> dict[str, Any]:
     consumers_waiting = int(s["consumers_sleeping"]) + int(cl["waiters"])
     # producers / consumers: live attached processes that have put / got
     # (role bits in the slot table, set on their first put / get)
-    table = mm[_segment.OFF_SLOTS:_segment.OFF_SLOTS + 16 * hdr.nslots]
+    # (up to the high-water mark: the table's pages above it are holes)
+    table = mm[_segment.OFF_SLOTS:_segment.OFF_SLOTS + hdr.table_bytes]
     live_roles = [roles for pid, _refs, roles, start in struct.iter_unpack("<IHHQ", table)
                   if pid and _core.task_alive(pid, start)]
     producers = sum(1 for r in live_roles if r & _segment.ROLE_PRODUCER)

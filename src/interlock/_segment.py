@@ -15,7 +15,7 @@ of attached processes, then the object (a ring, a mutex, ...)::
     40      8     creation time (ns since the epoch)
     48      4     object offset
     52      4     object size
-    56      4     number of slots
+    56      4     number of slots (MAX_SLOTS)
     60      4     users: slots in use (kept under the meta lock)
     64      4     unlinked: set, under the meta lock, when the name is removed
     68      4     flags, written once by the creator (FLAG_*): 1 = interlock's own
@@ -27,8 +27,12 @@ of attached processes, then the object (a ring, a mutex, ...)::
     384     64    holder site: u32 tid + 60 bytes "file:line in func" (Lock,
                   RLock, written only while acquisitions are tracked)
     448     64    meta lock (a robust mutex, _core.Mutex)
-    512     16*N  slots: {u32 pid, u16 refs, u16 roles, u64 start time}
-                  (roles, for a queue: 1 = this process has put, 2 = has got)
+    512     4     high-water mark: slots [0, hwm) may be in use; their pages
+                  are allocated (the rest of the table is a hole in the file)
+    516     60    reserved
+    576     16*N  slots: {u32 pid, u16 refs, u16 roles, u64 start time}
+                  (roles, for a queue: 1 = this process has put, 2 = has got;
+                  pid is the commit word: written last, cleared first)
     ...           object, 64-byte aligned
 
 Creation is atomic: the creator builds the whole segment in a private temp
@@ -42,7 +46,8 @@ by :func:`open_entry` and removed by :func:`remove_entry`, the one owner of
 that rule (see there).
 
 Lifetime (docs/design/segment.md): a process that attaches claims a slot
-(pid, start time, refcount) under the meta lock; detaching releases it. The
+(pid, start time, refcount) under the meta lock; detaching releases it. A
+forked child holds no slot until it first uses an inherited object. The
 process that leaves the table empty unlinks the name, and marks the segment
 ``unlinked`` so that a racing attacher retries instead of using a dead
 segment. Slots of dead processes (SIGKILL never detaches) are swept by
@@ -51,14 +56,17 @@ whoever takes the meta lock next, and by ``interlock clean``. Python's
 """
 from __future__ import annotations
 
+import array
 import atexit
 import errno
+import itertools
 import mmap
 import os
 import re
 import secrets
 import stat
 import struct
+import sys
 import threading
 import time
 import weakref
@@ -70,7 +78,9 @@ from ._errors import SegmentError as SegmentError
 
 SHM_DIR = "/dev/shm"
 MAGIC = b"ILOCKSEG"
-LAYOUT_VERSION = 1
+# 2: a table of MAX_SLOTS slots committed page by page (the high-water mark
+# at 68); version 1 had 256 slots, all allocated.
+LAYOUT_VERSION = 2
 PREFIX = "interlock"
 
 KIND_QUEUE = 1
@@ -107,8 +117,14 @@ OFF_NAME = 128
 NAME_MAX = 200
 OFF_SITE = 384
 OFF_META_LOCK = 448
-OFF_SLOTS = 512
-DEFAULT_SLOTS = 256
+OFF_HWM = 512  # the table's header: u32 high-water mark, 60 bytes reserved
+OFF_SLOTS = 576
+# Processes attached to one object at once, at most.  The table is a sparse
+# 1 MiB of the file: a page of it (256 slots) is allocated only when the
+# table grows into it, and scans stop at the high-water mark.
+MAX_SLOTS = 65536
+DEFAULT_SLOTS = MAX_SLOTS
+_PAGE = mmap.PAGESIZE
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 _UID = os.getuid()
@@ -144,6 +160,20 @@ def validate_name(name: object) -> str:
 
 def path_of(name: str) -> str:
     return f"{SHM_DIR}/{PREFIX}.{_UID}.{name}"
+
+
+def internal_path(name: str) -> str:
+    """Where one of interlock's own tables ("@waitfor") lives."""
+    return path_of(internal_name(name))
+
+
+def internal_name(name: str) -> str:
+    """The file name of one of interlock's own tables ("@waitfor" lives in
+    "@v2.waitfor"): one per layout version, so that the
+    processes of an older release, still running, keep theirs and a newer
+    one makes its own (they could not read each other's)."""
+    assert name.startswith("@")
+    return f"@v{LAYOUT_VERSION}.{name[1:]}"  # "@v2.waitfor": a prefix keeps name prefixes
 
 
 # ------------------------------------------------ entries we did not create
@@ -264,19 +294,86 @@ class Header:
     params: tuple[int, ...]
     name: str
     flags: int = 0  # FLAG_*
+    hwm: int = 0  # the table's high-water mark when parsed (slots in use are below)
 
     @classmethod
     def parse(cls, buf: Any) -> "Header":
         f = _HDR.unpack_from(buf, 0)
         params = _PARAMS.unpack_from(buf, OFF_PARAMS)
         raw = bytes(buf[OFF_NAME : OFF_NAME + 256]).split(b"\0", 1)[0]
-        return cls(*f[:13], params, raw.decode("utf-8", "replace"), f[13])  # type: ignore[call-arg]
+        hwm = struct.unpack_from("<I", buf, OFF_HWM)[0] if len(buf) >= OFF_HWM + 4 else 0
+        return cls(*f[:13], params, raw.decode("utf-8", "replace"),  # type: ignore[call-arg]
+                   f[13], min(hwm, f[10]))
+
+    @property
+    def table_bytes(self) -> int:
+        """Bytes of the slot table worth reading: up to the high-water mark."""
+        return 16 * min(self.hwm, self.nslots)
 
 
 def _slots(buf: Any, nslots: int) -> Iterator[tuple[int, int, int, int]]:
-    for i in range(nslots):
-        pid, refs, _roles, start = _SLOT.unpack_from(buf, OFF_SLOTS + 16 * i)
-        yield i, pid, refs, start
+    """(index, pid, refs, start) of the slots in use among the first
+    ``nslots`` (pass the high-water mark: the pages above it are holes, not
+    to be touched).  Free slots (pid 0) are skipped."""
+    table = bytes(buf[OFF_SLOTS : OFF_SLOTS + 16 * nslots])
+    words = array.array("I", table)  # the pid of slot i is words[4 * i]
+    if sys.byteorder == "big":  # pragma: no cover
+        words.byteswap()
+    pids = words[::4]
+    for w in itertools.compress(range(len(pids)), pids):  # the slots in use, at C speed
+        _, refs, _roles, start = _SLOT.unpack_from(table, 16 * w)
+        yield w, pids[w], refs, start
+
+
+def _free_slot(buf: Any, nslots: int) -> int:
+    """Index of the first free slot below ``nslots``, or -1."""
+    words = array.array("I", bytes(buf[OFF_SLOTS : OFF_SLOTS + 16 * nslots]))
+    try:
+        return words[::4].index(0)
+    except ValueError:
+        return -1
+
+
+def _hwm(mm: Any, nslots: int) -> int:
+    return min(int(mm.load32(OFF_HWM)), nslots)
+
+
+def _same_start(recorded: int, mine: int) -> bool:
+    # as il_task_alive compares: low 32 bits, 0/1 = unknown (pid alone)
+    return recorded <= 1 or (recorded & 0xFFFFFFFF) == (mine & 0xFFFFFFFF)
+
+
+_start_of: tuple[int, int] = (0, 0)
+
+
+def _my_start() -> int:
+    """This process's start time (cached per process)."""
+    global _start_of
+    pid = os.getpid()
+    if _start_of[0] != pid:
+        _start_of = (pid, _core.task_start(pid) or 0)
+    return _start_of[1]
+
+
+#: The pid of this process, kept by the at-fork hook: the cheap "is this
+#: handle from another process?" test of the Python-level entry points.
+current_pid = os.getpid()
+
+
+def _map(fd: int, size: int, path: str) -> _core.Mapping:
+    """Map a segment; the caller closes ``fd`` right after (no dup is kept)."""
+    try:
+        return _core.Mapping(fd, size)
+    except OSError as e:
+        if e.errno != errno.ENOMEM:
+            raise
+        try:
+            with open("/proc/sys/vm/max_map_count") as f:
+                limit = f.read().strip()
+        except OSError:  # pragma: no cover
+            limit = "?"
+        raise OSError(errno.ENOMEM, f"cannot map {path}: out of memory or of mappings (each "
+                      f"interlock object is one mapping; vm.max_map_count is {limit})") from None
 
 
 def _roles(buf: Any, i: int) -> int:
@@ -298,7 +395,7 @@ class Segment:
         params: tuple[int, ...],
         *,
         create: bool | None = None,
-        init: Callable[[mmap.mmap, int], None] | None = None,
+        init: Callable[[_core.Mapping, int], None] | None = None,
         nslots: int = DEFAULT_SLOTS,
         internal: bool = False,
         flags: int = 0,
@@ -314,7 +411,7 @@ class Segment:
         self.anonymous = name is None
         if internal:  # interlock's own objects: "@name", never a user's name
             assert name is not None and name.startswith("@") and validate_name(name[1:])
-            self.name = name
+            self.name = internal_name(name)  # (the file's name: "@v2.waitfor")
         else:
             self.name = validate_name(name) if name is not None else _fresh_name()
         self.path = path_of(self.name)
@@ -322,7 +419,7 @@ class Segment:
         self.created = False
         self._released = False
         self._pid = os.getpid()  # the process whose slot this handle holds
-        self.mm: mmap.mmap | None = None
+        self.mm: _core.Mapping | None = None
         deadline = time.monotonic() + 5.0
         while True:
             if create is not False:
@@ -349,11 +446,12 @@ class Segment:
         self,
         object_size: int,
         params: tuple[int, ...],
-        init: Callable[[mmap.mmap, int], None] | None,
+        init: Callable[[_core.Mapping, int], None] | None,
         nslots: int,
     ) -> bool:
         obj_off = _align(OFF_SLOTS + 16 * nslots)
-        total = _align(obj_off + object_size, mmap.PAGESIZE)
+        total = _align(obj_off + object_size, _PAGE)
+        hwm = min(nslots, (_PAGE - OFF_SLOTS) // 16)  # the slots of the first page
         # An unnamed file (O_TMPFILE): if we die before linking it, it vanishes
         # with us.  Fallback for filesystems without O_TMPFILE: a named temp.
         tmp = None
@@ -367,19 +465,24 @@ class Segment:
             try:
                 os.ftruncate(fd, total)
                 # Reserve the pages now: on a full /dev/shm this fails with
-                # ENOSPC here, instead of a SIGBUS later on first touch.
-                os.posix_fallocate(fd, 0, total)
-                mm = mmap.mmap(fd, total)
+                # ENOSPC here, instead of a SIGBUS later on first touch.  Not
+                # the slot table beyond its first page: it stays a hole until
+                # the table grows into it (_grow_table).
+                os.posix_fallocate(fd, 0, min(_PAGE, total))
+                obj_page = obj_off // _PAGE * _PAGE
+                os.posix_fallocate(fd, obj_page, total - obj_page)
+                mm = _map(fd, total, self.path)
             except OSError as e:
                 raise OSError(
                     e.errno, f"cannot create shared memory of {total} bytes in {SHM_DIR}: {e.strerror}"
                 ) from None
             pid = os.getpid()
-            start = _core.task_start(pid) or 0
+            start = _my_start()
             _HDR.pack_into(
                 mm, 0, b"\0" * 8, LAYOUT_VERSION, self.kind, total, pid, _UID, start,
                 time.time_ns(), obj_off, object_size, nslots, 1, 0, self._flags,
             )
+            struct.pack_into("<I", mm, OFF_HWM, hwm)
             _PARAMS.pack_into(mm, OFF_PARAMS, *(tuple(params) + (0,) * 7)[:7])
             raw = self.name.encode()
             mm[OFF_NAME : OFF_NAME + len(raw)] = raw
@@ -441,7 +544,7 @@ class Segment:
                 raise SegmentError(
                     f"{self.path} is truncated ({st.st_size} bytes): not an interlock segment"
                 )
-            mm = mmap.mmap(fd, st.st_size)
+            mm = _map(fd, st.st_size, self.path)
             hdr = Header.parse(mm)
             if hdr.magic != MAGIC:
                 mm.close()
@@ -488,58 +591,125 @@ class Segment:
         # swaps process-wide state and would swallow another thread's warning.
         self.meta.acquire()
 
+    # ----------------------------------------------------------- the table
+    # Every write below is made under the meta lock.  A slot's pid is its
+    # commit word: a claim writes refs, roles and start time first, then the
+    # pid in one atomic store; a free clears the pid first.  So a process
+    # killed in the middle leaves a slot that is free (pid 0) or whole (and
+    # its pid dead: the next sweep frees it), never a pid half-written into
+    # some other, live process's pid.
+
+    def _table(self) -> list[tuple[int, int, int, int]]:
+        """(index, pid, refs, start) of the slots in use (below the mark)."""
+        assert self.mm is not None
+        return list(_slots(self.mm, _hwm(self.mm, self.header.nslots)))
+
+    def _set_slot(self, i: int, pid: int, refs: int, roles: int, start: int) -> None:
+        assert self.mm is not None
+        off = OFF_SLOTS + 16 * i
+        if pid:
+            struct.pack_into("<HHQ", self.mm, off + 4, refs, roles, start)
+            self.mm.store32(off, pid)
+        else:
+            self.mm.store32(off, 0)
+            struct.pack_into("<HHQ", self.mm, off + 4, 0, 0, 0)
+
+    def _add_users(self, n: int) -> None:
+        assert self.mm is not None
+        self.mm.store32(OFF_USERS, max(0, int(self.mm.load32(OFF_USERS)) + n))
+
     def _sweep(self) -> int:
         """Under the meta lock: free slots of dead processes; return users."""
         assert self.mm is not None
         users = 0
-        for i, pid, refs, start in _slots(self.mm, self.header.nslots):
+        for i, pid, refs, start in self._table():
             if pid == 0:
                 continue
             if not _core.task_alive(pid, start):
-                _SLOT.pack_into(self.mm, OFF_SLOTS + 16 * i, 0, 0, 0, 0)
+                self._set_slot(i, 0, 0, 0, 0)
             else:
                 users += 1
-        struct.pack_into("<I", self.mm, OFF_USERS, users)
+        self.mm.store32(OFF_USERS, users)
         return users
+
+    def _anyone_alive(self) -> bool:
+        """Under the meta lock: is some slot's process alive?  Frees the dead
+        slots met before the first live one: in the common case this reads
+        one /proc entry, not one per attached process (a full sweep runs
+        when a claim finds no free slot)."""
+        pid = os.getpid()
+        for i, spid, refs, start in self._table():
+            if spid == 0:
+                continue
+            if (spid == pid and _same_start(start, _my_start())) or _core.task_alive(spid, start):
+                return True
+            self._set_slot(i, 0, 0, 0, 0)
+            self._add_users(-1)
+        return False
+
+    def _grow_table(self) -> int:
+        """Under the meta lock: commit the next page of slots; return the
+        first new slot.  Pages are allocated before the high-water mark
+        moves over them: a process killed between the two leaves an
+        allocated page that the next grower allocates again (a no-op)."""
+        assert self.mm is not None
+        nslots = self.header.nslots
+        hwm = _hwm(self.mm, nslots)
+        if hwm >= nslots:
+            raise SegmentError(
+                f"interlock object {self.name!r}: all {nslots} process slots are in use by live "
+                "processes"
+            )
+        begin = OFF_SLOTS + 16 * hwm  # page-aligned: the table grows by whole pages
+        new = min(nslots, hwm + _PAGE // 16)
+        end = min(_align(OFF_SLOTS + 16 * new, _PAGE), len(self.mm))
+        page = begin // _PAGE * _PAGE
+        try:
+            self.mm.populate(page, end - page)
+        except OSError as e:
+            raise OSError(e.errno, f"cannot grow the process table of {self.name!r} in "
+                          f"{SHM_DIR}: {e.strerror}") from None
+        _crash.point("segment.grow.populated")
+        self.mm.store32(OFF_HWM, new)
+        return hwm
 
     def _is_unlinked(self) -> bool:
         assert self.mm is not None
-        return bool(struct.unpack_from("<I", self.mm, OFF_UNLINKED)[0])
+        return bool(self.mm.load32(OFF_UNLINKED))
 
-    def _claim_slot(self) -> bool:
-        """Register this process as a user.  False if the segment is dead."""
+    def _claim_slot(self, *, adopt: bool = False) -> bool:
+        """Register this process as a user.  False if the segment is dead
+        (``adopt``: a fork child taking up an inherited mapping, which stays
+        valid whether or not the name was removed meanwhile)."""
         assert self.mm is not None
-        pid = os.getpid()
+        pid, mine = os.getpid(), _my_start()
         self._meta_acquire()
         try:
             _crash.point("segment.claim.locked")
-            if self._is_unlinked():
+            if self._is_unlinked() and not adopt:
                 # Dead, but its name may still be there if the process that
                 # unlinked it died between marking and removing: finish that.
                 self._unlink_locked()
                 return False
-            free = -1
-            for i, spid, refs, start in _slots(self.mm, self.header.nslots):
-                if spid == pid and _core.task_alive(pid, start):
-                    if refs >= 0xFFFF:
-                        raise SegmentError(f"interlock object {self.name!r}: this process "
-                                           "holds 65535 handles on it already")
-                    _SLOT.pack_into(self.mm, OFF_SLOTS + 16 * i, pid, refs + 1,
-                                    _roles(self.mm, i), start)
-                    return True
-            self._sweep()
-            for i, spid, refs, start in _slots(self.mm, self.header.nslots):
-                if spid == 0:
-                    free = i
-                    break
+            for i, spid, refs, start in self._table():
+                if spid == pid:
+                    if _same_start(start, mine):
+                        if refs >= 0xFFFF:
+                            raise SegmentError(f"interlock object {self.name!r}: this process "
+                                               "holds 65535 handles on it already")
+                        self._set_slot(i, pid, refs + 1, _roles(self.mm, i), start)
+                        return True
+                    self._set_slot(i, 0, 0, 0, 0)  # a dead process that had our pid
+                    self._add_users(-1)
+            nslots = self.header.nslots
+            free = _free_slot(self.mm, _hwm(self.mm, nslots))
             if free < 0:
-                raise SegmentError(
-                    f"interlock object {self.name!r}: all {self.header.nslots} process slots are "
-                    "in use by live processes"
-                )
-            _SLOT.pack_into(self.mm, OFF_SLOTS + 16 * free, pid, 1, 0,
-                            _core.task_start(pid) or 0)
-            self._sweep()
+                self._sweep()
+                free = _free_slot(self.mm, _hwm(self.mm, nslots))
+            if free < 0:
+                free = self._grow_table()
+            self._set_slot(free, pid, 1, 0, mine)
+            self._add_users(1)
             return True
         finally:
             self.meta.release()
@@ -547,26 +717,26 @@ class Segment:
     def _drop_slot(self) -> None:
         """Unregister one reference of this process; unlink if nobody is left."""
         assert self.mm is not None
-        pid = os.getpid()
+        pid, mine = os.getpid(), _my_start()
         self._meta_acquire()
         try:
-            for i, spid, refs, start in _slots(self.mm, self.header.nslots):
-                if spid == pid:
+            for i, spid, refs, start in self._table():
+                if spid == pid and _same_start(start, mine):
                     if refs > 1:
-                        _SLOT.pack_into(self.mm, OFF_SLOTS + 16 * i, pid, refs - 1,
-                                        _roles(self.mm, i), start)
+                        self._set_slot(i, pid, refs - 1, _roles(self.mm, i), start)
                     else:
-                        _SLOT.pack_into(self.mm, OFF_SLOTS + 16 * i, 0, 0, 0, 0)
+                        self._set_slot(i, 0, 0, 0, 0)
+                        self._add_users(-1)
                     break
             _crash.point("segment.drop.locked")
-            if self._sweep() == 0 and not self._is_unlinked():
+            if not self._is_unlinked() and not self._anyone_alive():
                 self._unlink_locked()
         finally:
             self.meta.release()
 
     def _unlink_locked(self) -> None:
         assert self.mm is not None
-        struct.pack_into("<I", self.mm, OFF_UNLINKED, 1)
+        self.mm.store32(OFF_UNLINKED, 1)
         _crash.point("segment.unlink.marked")
         remove_entry(self.path, self.ino)
 
@@ -613,44 +783,99 @@ class Segment:
         """(pid, refs) of the processes attached (racy snapshot)."""
         if self.mm is None:
             return []
-        return [(pid, refs) for _, pid, refs, _ in _slots(self.mm, self.header.nslots) if pid]
+        return [(pid, refs) for _, pid, refs, _ in self._table() if pid]
 
     def note_role(self, role: int) -> None:
         """Record in this process's slot that it acted as producer/consumer
         (queues; once per process and object: _core calls _note_role)."""
         if self.mm is None:
             return
-        pid = os.getpid()
+        pid, mine = os.getpid(), _my_start()
         self._meta_acquire()
         try:
-            for i, spid, refs, start in _slots(self.mm, self.header.nslots):
-                if spid == pid:
-                    _SLOT.pack_into(self.mm, OFF_SLOTS + 16 * i, pid, refs,
-                                    _roles(self.mm, i) | role, start)
+            for i, spid, refs, start in self._table():
+                if spid == pid and _same_start(start, mine):
+                    struct.pack_into("<H", self.mm, OFF_SLOTS + 16 * i + 6,
+                                     _roles(self.mm, i) | role)
                     return
         finally:
             self.meta.release()
 
-    def _after_fork_child(self) -> None:
-        # The child inherited the mapping: it is a new user.
-        self._pid = os.getpid()
-        if self.mm is not None and not self._released:
-            try:
-                self._claim_slot()
-            except Exception:  # pragma: no cover
-                pass
+    def adopt(self) -> None:
+        """Become a user of an inherited handle (a fork child's first use).
+
+        A forked child inherits the parent's mappings but no slot: a child
+        that never uses the object (exec'd, a preexec_fn, os._exit, unrelated
+        work) holds nothing and keeps nothing alive.  Its first use through
+        the handle comes here (the C types check their cached pid on every
+        call; the Python entry points compare ``_pid`` with ``current_pid``)
+        and claims a slot, even if the name was removed meanwhile: the
+        mapping is still valid, only the name is gone (segment.md, "Fork")."""
+        if self._pid == os.getpid() or self._released or self.mm is None:
+            return
+        with _adopt_lock:  # two threads of the child: one claim
+            if self._pid == os.getpid():
+                return
+            self._claim_slot(adopt=True)
+            self._pid = os.getpid()
+        _register_exit_once()
 
 
 def _after_fork_in_child() -> None:
+    # Nothing is claimed here: the child becomes a user of an object when it
+    # first uses it (Segment.adopt).  So a fork costs nothing per object.
+    global current_pid, _adopt_lock
+    current_pid = os.getpid()
     Segment._live_lock = threading.Lock()  # the parent's may have been held
-    for seg in list(Segment._live):
-        seg._after_fork_child()
-    _register_exit()
+    _adopt_lock = threading.Lock()
 
 
 def _release_all() -> None:
     for seg in list(Segment._live):
         seg.release()
+
+
+_exit_registered_in = 0
+_adopt_lock = threading.Lock()
+
+
+def _register_exit_once() -> None:
+    """At the first adoption in a forked child: the exit hooks that release
+    what it adopted (atexit is inherited; multiprocessing's registry is
+    not, or cleared)."""
+    global _exit_registered_in
+    if _exit_registered_in != os.getpid():
+        _exit_registered_in = os.getpid()
+        _register_exit()
+
+
+def _mp_child_started(_obj: object = None) -> None:
+    """In every multiprocessing child, after its bootstrap cleared the
+    Finalize registry: register the exit hook, and under ``fork`` adopt the
+    objects passed as the target's arguments, as ``spawn`` attaches to them
+    by unpickling.  This narrows the window in which the parent's detach
+    could remove the name while the child has not used the object yet to
+    the child's first instructions (segment.md, "Fork")."""
+    global _exit_registered_in
+    _exit_registered_in = os.getpid()
+    _register_exit()
+    try:
+        import multiprocessing
+
+        proc = multiprocessing.current_process()
+        args = list(getattr(proc, "_args", ()) or ())
+        args += list((getattr(proc, "_kwargs", {}) or {}).values())
+    except Exception:  # pragma: no cover
+        return
+    for a in args:
+        inner = a.values() if isinstance(a, dict) else a if isinstance(a, (list, tuple)) else (a,)
+        for obj in inner:
+            seg = getattr(obj, "_seg", None)
+            if isinstance(seg, Segment):
+                try:
+                    seg.adopt()
+                except Exception:  # pragma: no cover - the first use raises it again
+                    pass
 
 
 def _register_exit(_obj: object = None) -> None:
@@ -682,7 +907,7 @@ _register_exit()
 try:
     from multiprocessing import util as _mp_util
 
-    _mp_util.register_after_fork(_fork_token, _register_exit)
+    _mp_util.register_after_fork(_fork_token, _mp_child_started)
 except Exception:  # pragma: no cover
     pass
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -737,13 +962,15 @@ def scan() -> list[SegmentInfo]:
         try:
             fd, _st = open_entry(path)
             try:
-                data = os.pread(fd, OFF_SLOTS + 16 * DEFAULT_SLOTS, 0)
+                data = os.pread(fd, OFF_SLOTS, 0)
+                hdr = Header.parse(data)
+                if hdr.magic != MAGIC or hdr.version != LAYOUT_VERSION:
+                    raise ValueError("bad magic or version")
+                # up to the high-water mark (read(2) of a hole allocates nothing)
+                data += os.pread(fd, hdr.table_bytes, OFF_SLOTS)
             finally:
                 os.close(fd)
-            hdr = Header.parse(data)
-            if hdr.magic != MAGIC or hdr.version != LAYOUT_VERSION:
-                raise ValueError("bad magic or version")
-            slots = list(_slots(data + b"\0" * (OFF_SLOTS + 16 * hdr.nslots), hdr.nslots))
+            slots = list(_slots(data, (len(data) - OFF_SLOTS) // 16))
             users = tuple(pid for _, pid, _, _ in slots if pid)
             live = tuple(pid for _, pid, _, st in slots if pid and _core.task_alive(pid, st))
             out.append(SegmentInfo(name, path, KIND_NAMES.get(hdr.kind, str(hdr.kind)),
@@ -766,7 +993,7 @@ def _under_meta_lock(path: str, action: Callable[["Segment"], bool]) -> bool:
     try:
         if st.st_size < OFF_SLOTS:
             return False
-        mm = mmap.mmap(fd, st.st_size)
+        mm = _core.Mapping(fd, st.st_size)
         try:
             hdr = Header.parse(mm)
             if hdr.magic != MAGIC or hdr.version != LAYOUT_VERSION or (

@@ -49,7 +49,16 @@ class SharedObject:
     def _pickle_options(self) -> dict[str, Any]:
         return {}
 
+    def _adopt(self) -> None:
+        """First use in a forked child of an inherited object: become one of
+        its users (called by the C types' per-call pid check, and by the
+        Python entry points; see _segment.Segment.adopt)."""
+        self._seg.adopt()
+
     def __reduce__(self) -> tuple[Any, ...]:
+        # Passing it on is a use: the name must outlive this process's
+        # parent for the receiver to attach.
+        self._seg.adopt()
         args = (type(self), self._seg.name, self._pickle_options())
         # A lock's lockdep class (an anonymous lock's creation site) travels
         # with it, so that every process sees the same class (_hierarchy).

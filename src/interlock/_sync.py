@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import threading
 import time
-import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
 from . import _core, _hierarchy, _segment, lockdep
-from ._errors import OwnerDiedError, OwnerDiedWarning
+from ._errors import OwnerDiedError, OwnerDiedWarning, warn_at_user
 from ._lock import Lock, RLock
 from ._shared import SharedObject
 from .aio import AsyncEventMixin
@@ -76,7 +75,7 @@ class _Robust:
                "and the state it protected may be inconsistent")
         if self._on_death == "raise":
             raise OwnerDiedError(msg, self, dead_pid)
-        warnings.warn(msg, OwnerDiedWarning, stacklevel=3)
+        warn_at_user(msg, OwnerDiedWarning)
 
 
 # ------------------------------------------------------------- Semaphore
@@ -437,6 +436,7 @@ class Condition(_core.Condition, SharedObject):
                  create: bool | None = None) -> None:
         if lock is not None and not isinstance(lock, Lock):
             raise TypeError(f"lock must be an interlock Lock or RLock, not {type(lock).__name__}")
+        given = lock
         if lock is None and (create is not False and name is None):
             lock = RLock(_owned=True)
         nslots = self._NSLOTS
@@ -460,6 +460,9 @@ class Condition(_core.Condition, SharedObject):
             lock = made
         assert lock is not None
         self._lock: Lock = lock
+        # A lock we made or attached is ours to detach with the condition;
+        # the caller's own lock is the caller's.
+        self._owns_lock = lock is not given
         self.acquire = lock.acquire
         self.release = lock.release
 
@@ -473,7 +476,17 @@ class Condition(_core.Condition, SharedObject):
         return self._lock._is_owned()
 
     def _pickle_options(self) -> dict[str, Any]:
-        return {"lock": self._lock}
+        # Our own lock is found by name on the other side (and is that
+        # handle's own there); a caller's lock travels as the caller's.
+        return {} if self._owns_lock else {"lock": self._lock}
+
+    def detach(self) -> None:
+        """Detach the condition and, if the condition made it (or attached
+        it by name), its lock.  A lock passed in by the caller stays
+        attached: it is the caller's to detach."""
+        super().detach()
+        if self._owns_lock:
+            self._lock.detach()
 
     def _lock_holder_dead(self) -> bool:
         tid = self._lock._stats()["owner_tid"]

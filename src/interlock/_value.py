@@ -121,6 +121,8 @@ class _Shared(SharedObject):
 
     def get_obj(self) -> Any:
         """The raw ctypes object (no guard check)."""
+        if self._seg._pid != _segment.current_pid:
+            self._seg.adopt()
         return self._obj
 
     def acquire(self, *args: Any, **kw: Any) -> bool:
@@ -181,12 +183,16 @@ class Value(_Shared):
 
     @property
     def value(self) -> Any:
+        if self._seg._pid != _segment.current_pid:  # first use in a fork child
+            self._seg.adopt()
         if self._guard is not None:
             self._check()
         return self._obj.value
 
     @value.setter
     def value(self, v: Any) -> None:
+        if self._seg._pid != _segment.current_pid:  # first use in a fork child
+            self._seg.adopt()
         if self._guard is not None:
             self._check()
         self._obj.value = v
@@ -231,16 +237,22 @@ class Array(_Shared):
         return len(self._obj)
 
     def __getitem__(self, i: Any) -> Any:
+        if self._seg._pid != _segment.current_pid:  # first use in a fork child
+            self._seg.adopt()
         if self._guard is not None:
             self._check()
         return self._obj[i]
 
     def __setitem__(self, i: Any, v: Any) -> None:
+        if self._seg._pid != _segment.current_pid:  # first use in a fork child
+            self._seg.adopt()
         if self._guard is not None:
             self._check()
         self._obj[i] = v
 
     def __iter__(self) -> Iterator[Any]:
+        if self._seg._pid != _segment.current_pid:  # first use in a fork child
+            self._seg.adopt()
         if self._guard is not None:
             self._check()
         return iter(self._obj[:])
@@ -248,18 +260,24 @@ class Array(_Shared):
     @property
     def value(self) -> Any:
         """For typecode 'c': the bytes up to the first NUL (like ctypes)."""
+        if self._seg._pid != _segment.current_pid:  # first use in a fork child
+            self._seg.adopt()
         if self._guard is not None:
             self._check()
         return self._obj.value
 
     @value.setter
     def value(self, v: Any) -> None:
+        if self._seg._pid != _segment.current_pid:  # first use in a fork child
+            self._seg.adopt()
         if self._guard is not None:
             self._check()
         self._obj.value = v
 
     @property
     def raw(self) -> bytes:
+        if self._seg._pid != _segment.current_pid:  # first use in a fork child
+            self._seg.adopt()
         if self._guard is not None:
             self._check()
         return ctypes.string_at(ctypes.addressof(self._obj), ctypes.sizeof(self._obj))

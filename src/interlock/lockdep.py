@@ -168,7 +168,7 @@ def _env_domain() -> str | None:
 
 def domains() -> list[str]:
     """Every lockdep domain with a table on this machine (of this user)."""
-    base = os.path.basename(_segment.path_of(TABLE_PREFIX))
+    base = os.path.basename(_segment.internal_path(TABLE_PREFIX))
     try:
         entries = os.listdir(_segment.SHM_DIR)
     except OSError:  # pragma: no cover
@@ -404,7 +404,7 @@ def _rows(d: str) -> tuple[list[tuple[object, ...]], int]:
             tbl = _tbl()
             with tbl:
                 return list(tbl.rows()), tbl.dropped()
-    if not os.path.exists(_segment.path_of(TABLE_PREFIX + d)):
+    if not os.path.exists(_segment.internal_path(TABLE_PREFIX + d)):
         return [], 0
     other = SharedTable(TABLE_PREFIX + d, _REC, CAPACITY)  # a look, then let go
     try:

@@ -12,22 +12,36 @@ differences (at-least-once delivery, leases, fencing tokens) are set out in
 ``OwnerDiedWarning`` as locally, plus :class:`ConnectionLost` (server
 unreachable, connection dropped), :class:`StateLost` (the server forgot the
 object, e.g. restarted without persistence), :class:`RolledBack` (its state
-went back in time) and :class:`LeaseExpired`.
+went back in time), :class:`LeaseExpired`, :class:`AuthenticationFailed`
+(credentials or ACL refused: not a ``ConnectionError``), :class:`KeyConflict`
+(a key of the object that interlock did not make) and :class:`ServerError`
+(any other error reply).
 """
 from __future__ import annotations
 
 from typing import Any
 
 from ._redis import _sync
-from ._redis._client import Backend, ConnectionLost, LeaseExpired, RolledBack, StateLost
+from ._redis._client import (
+    AuthenticationFailed,
+    Backend,
+    ConnectionLost,
+    KeyConflict,
+    LeaseExpired,
+    RolledBack,
+    ServerError,
+    StateLost,
+)
 from ._redis._queue import JoinableQueue, Queue, RedisQueueStatistics, SimpleQueue
 from ._redis._sync import BoundedSemaphore, Event, Lock, RedisLockStatistics, RLock, Semaphore
 
 __all__ = [
+    "AuthenticationFailed",
     "BoundedSemaphore",
     "ConnectionLost",
     "Event",
     "JoinableQueue",
+    "KeyConflict",
     "LeaseExpired",
     "Lock",
     "Queue",
@@ -37,6 +51,7 @@ __all__ = [
     "RedisQueueStatistics",
     "RolledBack",
     "Semaphore",
+    "ServerError",
     "SimpleQueue",
     "StateLost",
 ]
@@ -64,10 +79,10 @@ class RedisBackend(Backend):
     def RLock(self, **kw: Any) -> RLock:
         return RLock(self, **kw)
 
-    def Semaphore(self, value: int = 1, **kw: Any) -> Semaphore:
+    def Semaphore(self, value: int | None = None, **kw: Any) -> Semaphore:
         return Semaphore(self, value, **kw)
 
-    def BoundedSemaphore(self, value: int = 1, **kw: Any) -> _sync.Semaphore:
+    def BoundedSemaphore(self, value: int | None = None, **kw: Any) -> _sync.Semaphore:
         return BoundedSemaphore(self, value, **kw)
 
     def Event(self, **kw: Any) -> Event:

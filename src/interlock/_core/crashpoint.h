@@ -3,12 +3,18 @@
  *
  * Every step of the protocols that matters (after taking a lock, after
  * copying a payload, before publishing, ...) is named here.  The points are
- * compiled in always and inert unless armed: disarmed, a point costs one
- * relaxed load of a global and a branch predicted not taken.  Armed (the
- * environment variable INTERLOCK_CRASH_AT="name[:n]" read at import, or
- * _core._crash_arm(name, n) in a forked child), the n-th time (default 1st)
- * the process reaches the point it calls _exit(CRASH_EXIT) on the spot, as
- * abruptly as SIGKILL: no unlock, no Python cleanup, no atexit.
+ * compiled in only in a test build (IL_CRASHPOINTS, set by setup.py when
+ * INTERLOCK_TEST_BUILD=1, or by the crash-point tests' own build): in a
+ * normal build IL_CRASH() is empty and nothing can arm a point, so no
+ * environment can make an application _exit(77).  In a test build a point
+ * is inert unless armed: one relaxed load of a global and a branch
+ * predicted not taken.  Armed (the environment variable
+ * INTERLOCK_CRASH_AT="name[:n]" read at import, or _core._crash_arm(name,
+ * n) in a forked child), the n-th time (default 1st) the process reaches
+ * the point it calls _exit(CRASH_EXIT) on the spot, as abruptly as SIGKILL:
+ * no unlock, no Python cleanup, no atexit.  _core.CRASHPOINTS says which
+ * build this is; the Python layer's points (_crash.py) arm only in a test
+ * build too.
  *
  * The test matrix (tests/test_crash_points.py) is generated from
  * _core.crash_points(), so a point added to the list below is tested.
@@ -47,13 +53,18 @@ enum {
     IL_CP_COUNT
 };
 
+const char *il_crash_name(int id);
+const char *il_crash_what(int id);
+/* Arm the point `name` (NULL or "": disarm).  0, or -1 for an unknown name;
+ * in a normal build -2: no point can be armed. */
+int il_crash_arm(const char *spec, long nth);
+
+#ifdef IL_CRASHPOINTS
+#define IL_CRASHPOINTS_BUILD 1
 /* -1 when disarmed.  relaxed: set once before the workload runs (at import
  * or right after fork), read by the same process. */
 extern _Atomic int il_crash_armed;
 void il_crash_hit(int id);
-int il_crash_arm(const char *spec, long nth);
-const char *il_crash_name(int id);
-const char *il_crash_what(int id);
 
 #define IL_CRASH(id)                                                                      \
     do {                                                                                  \
@@ -62,5 +73,9 @@ const char *il_crash_what(int id);
                              0))                                                          \
             il_crash_hit(IL_CP_##id);                                                     \
     } while (0)
+#else
+#define IL_CRASHPOINTS_BUILD 0
+#define IL_CRASH(id) ((void)IL_CP_##id)
+#endif
 
 #endif

@@ -17,6 +17,8 @@
 #include <Python.h>
 
 #include <math.h>
+#include <stdio.h>
+#include <unistd.h>
 #include <structmember.h>
 
 #include "crashpoint.h"
@@ -24,7 +26,8 @@
 #include "ring.h"
 #include "shmobject.h"
 
-int il_sync_register(PyObject *module); /* sync_module.c */
+int il_sync_register(PyObject *module);    /* sync_module.c */
+int il_mapping_register(PyObject *module); /* mapping.c */
 
 /* A waiter spins (polling the shared word, GIL released) before it sleeps
  * in the kernel, for an adaptive budget: shmobject.h, shm_spin_budget. */
@@ -142,6 +145,7 @@ static int shm_attach(ShmObject *self, PyObject *buffer, Py_ssize_t offset, size
     }
     self->p = (char *)self->view.buf + offset;
     self->spin_ns = IL_SPIN_MAX_NS;
+    self->pid = il_self_pid(); /* made here, after this process claimed its slot */
     return 0;
 }
 
@@ -190,8 +194,7 @@ static int lock_mutex(ShmObject *self, il_mutex_t *m, int64_t deadline, uint32_t
 
 typedef struct {
     ShmObject base;
-    char roles; /* 1: this object has put, 2: has got (told to _note_role once) */
-} RingObject;
+} RingObject; /* base.roles: 1: this object has put, 2: has got (told to _note_role once) */
 
 static PyObject *str_note_role;
 
@@ -200,9 +203,9 @@ static PyObject *str_note_role;
  * predictable branch per operation afterwards. */
 static inline int note_role(RingObject *self, char role)
 {
-    if (__builtin_expect(self->roles & role, 1))
+    if (__builtin_expect(self->base.roles & role, 1))
         return 0;
-    self->roles |= role;
+    self->base.roles |= (unsigned char)role;
     PyObject *et, *ev, *etb; /* a partial put_many may carry its Full: keep it */
     PyErr_Fetch(&et, &ev, &etb);
     if (PyObject_HasAttr((PyObject *)self, str_note_role)) {
@@ -423,19 +426,35 @@ static void raw_clear(raw_t *x)
 }
 
 /* Under clock, data available at pos(head): copy the record out (allocating
- * only non-GC objects).  Returns the record size, or 0 with an exception. */
-static uint64_t raw_read(il_ring_t *r, uint32_t pos, raw_t *x)
+ * only non-GC objects).  `avail`: the published bytes from pos on
+ * (pos(tail) - pos).  Returns the record size, or 0 with an exception.
+ *
+ * A record is checked whole before a byte of it is copied: by I2 (ring.h)
+ * the bytes in [pos(head), pos(tail)) are whole records, so a header whose
+ * record runs past pos(tail) can only be damage (a foreign writer, a
+ * corrupted file): report it and consume nothing, rather than hand out
+ * bytes that nobody published. */
+static uint64_t raw_read(il_ring_t *r, uint32_t pos, uint32_t avail, raw_t *x)
 {
     il_rec_t rec;
     memset(x, 0, sizeof *x);
+    if (avail < sizeof rec || (avail & 7u)) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "interlock queue is corrupt: %u published bytes at position %u cannot hold "
+                     "a record (was the segment written by something else?)",
+                     avail, pos);
+        return 0;
+    }
     il_ring_read(r, pos, &rec, sizeof rec);
     uint64_t need = IL_ALIGN8(sizeof rec + (uint64_t)rec.len);
-    if (need > r->capacity || (rec.kind != IL_REC_BYTES && rec.kind != IL_REC_BYTEARRAY &&
-                               rec.kind != IL_REC_PICKLE)) {
+    if (need > r->capacity || need > avail ||
+        (rec.kind != IL_REC_BYTES && rec.kind != IL_REC_BYTEARRAY && rec.kind != IL_REC_PICKLE) ||
+        (rec.kind != IL_REC_PICKLE && rec.nbufs) || 8ull * rec.nbufs > rec.len) {
         PyErr_Format(PyExc_RuntimeError,
-                     "interlock queue is corrupt: record of kind %u and length %u at position %u "
+                     "interlock queue is corrupt: record of kind %u, length %u and %u buffer(s) "
+                     "at position %u, with %u published bytes from there "
                      "(was the segment written by something else?)",
-                     rec.kind, rec.len, pos);
+                     rec.kind, rec.len, rec.nbufs, pos, avail);
         return 0;
     }
     uint32_t p = pos + (uint32_t)sizeof rec;
@@ -467,9 +486,12 @@ static uint64_t raw_read(il_ring_t *r, uint32_t pos, raw_t *x)
         il_ring_read(r, p, lens, 8u * rec.nbufs);
         p += 8u * rec.nbufs;
         uint64_t total = 8u * rec.nbufs;
-        for (int i = 0; i < rec.nbufs; i++)
-            total += lens[i];
-        if (total > rec.len) {
+        int bad = 0;
+        for (int i = 0; i < rec.nbufs; i++) {
+            bad |= lens[i] > rec.len; /* each bounded first: the sum cannot wrap */
+            total += lens[i] > rec.len ? rec.len : lens[i];
+        }
+        if (bad || total > rec.len) {
             PyMem_Free(lens);
             PyErr_SetString(PyExc_RuntimeError, "interlock queue is corrupt: bad buffer lengths");
             return 0;
@@ -570,14 +592,17 @@ static inline void ring_notify(ShmObject *self, il_eventcount_t *ec, int n)
 }
 
 /* Wait (GIL released) until cond may hold or the deadline passes.
- * Returns IL_OK (retry the operation), IL_TIMEDOUT, or -1 (exception). */
+ * Returns IL_OK (retry the operation), IL_TIMEDOUT, or -1 (exception).
+ * *woken (if not NULL): the IL_OK came from a FUTEX_WAIT that ended by a
+ * wake-up, i.e. we may hold a notify's wake-up (see ring_wait_method). */
 static int ring_wait(ShmObject *self, il_eventcount_t *ec, cond_fn cond, uint64_t arg,
-                     int64_t deadline)
+                     int64_t deadline, int *woken)
 {
     il_ring_t *r = (il_ring_t *)self->p;
     int res = IL_OK;
     int budget = shm_spin_budget(self);
     int done = 0;
+    int slept = 0; /* the last il_ec_sleep returned IL_OK (woken or EAGAIN) */
     self->busy++;
     Py_BEGIN_ALLOW_THREADS
     if (budget > 0) {
@@ -596,6 +621,8 @@ static int ring_wait(ShmObject *self, il_eventcount_t *ec, cond_fn cond, uint64_
         uint32_t key = il_ec_prepare(ec);
         if (cond(r, arg)) {
             il_ec_cancel(ec);
+            if (woken)
+                *woken = slept;
             break;
         }
         int64_t now = il_now_ns();
@@ -606,6 +633,7 @@ static int ring_wait(ShmObject *self, il_eventcount_t *ec, cond_fn cond, uint64_
         }
         int64_t slice = deadline - now < WAIT_SLICE_NS ? deadline - now : WAIT_SLICE_NS;
         int w = il_ec_sleep(ec, key, slice);
+        slept = w == IL_OK;
         il_ec_cancel(ec);
         if (w == IL_TIMEDOUT) /* a whole slice with no wake: uncount dead waiters */
             il_ec_repair(ec);
@@ -713,7 +741,8 @@ static Py_ssize_t ring_put_msgs(RingObject *self, msg_t *m, Py_ssize_t n, int64_
                                       : "queue is full");
             return done;
         }
-        int w = ring_wait((ShmObject *)self, &r->not_full, cond_room, m[done].need, deadline);
+        int w = ring_wait((ShmObject *)self, &r->not_full, cond_room, m[done].need, deadline,
+                           NULL);
         if (w < 0)
             return done;
         if (w == IL_TIMEDOUT) {
@@ -855,7 +884,8 @@ static Py_ssize_t ring_get_raw_(RingObject *self, raw_t *out, Py_ssize_t max, in
         uint64_t h = head;
         Py_ssize_t k = 0;
         while (k < max && il_ring_has_data(r, h)) {
-            uint64_t need = raw_read(r, IL_POS(h), &out[k]);
+            /* r->cached_tail: the tail il_ring_has_data just found ahead of h */
+            uint64_t need = raw_read(r, IL_POS(h), IL_POS(r->cached_tail) - IL_POS(h), &out[k]);
             if (!need) {
                 raw_clear(&out[k]);
                 break;
@@ -891,7 +921,7 @@ static Py_ssize_t ring_get_raw_(RingObject *self, raw_t *out, Py_ssize_t max, in
             PyErr_SetNone(Empty);
             return -1;
         }
-        int w = ring_wait((ShmObject *)self, &r->not_empty, cond_not_empty, 0, deadline);
+        int w = ring_wait((ShmObject *)self, &r->not_empty, cond_not_empty, 0, deadline, NULL);
         if (w < 0)
             return -1;
         if (w == IL_TIMEDOUT) {
@@ -1125,7 +1155,7 @@ static PyObject *Ring_join(RingObject *self, PyObject *const *args, Py_ssize_t n
         return NULL;
     il_ring_t *r = RING(self);
     while (!cond_all_done(r, 0)) {
-        int w = ring_wait((ShmObject *)self, &r->all_done, cond_all_done, 0, deadline);
+        int w = ring_wait((ShmObject *)self, &r->all_done, cond_all_done, 0, deadline, NULL);
         if (w < 0)
             return NULL;
         if (w == IL_TIMEDOUT)
@@ -1150,7 +1180,18 @@ static const char *const wait_names[] = {"nbytes", "timeout"};
  * (GIL released) until a get / a put of nbytes may succeed, or the queue is
  * closed; False on timeout.  Consume nothing: the asyncio layer waits with
  * these in a helper thread and does the get/put in the loop's thread, so a
- * cancelled coroutine never holds an item. */
+ * cancelled coroutine never holds an item.
+ *
+ * A put notifies as many sleepers as it put records (il_ec_notify(ec, k)),
+ * and a get as many as it took.  If one of those wake-ups lands here, the
+ * record it announced may be taken by nobody: the coroutine may be gone
+ * (cancelled, timed out) or lose the race, while a blocked get() in another
+ * process sleeps on until its slice (100 ms) runs out.  So, returning after a
+ * wake-up, we pass one on (the mutex's wait-only waiter does the same,
+ * mutex.c il_mutex_wait_unlocked; model: eventcount.pml WATCHER).  Cost: one
+ * notify per asyncio wake-up, only when someone else is counted asleep; a
+ * blocked get() that then finds the record taken by the coroutine sleeps
+ * again (a spurious wake, never a lost one). */
 static PyObject *ring_wait_method(RingObject *self, il_eventcount_t *ec, cond_fn cond,
                                   uint64_t arg, PyObject *timeout)
 {
@@ -1159,11 +1200,16 @@ static PyObject *ring_wait_method(RingObject *self, il_eventcount_t *ec, cond_fn
         return NULL;
     il_ring_t *r = RING(self);
     while (!cond(r, arg)) {
-        int w = ring_wait((ShmObject *)self, ec, cond, arg, deadline);
+        int woken = 0;
+        int w = ring_wait((ShmObject *)self, ec, cond, arg, deadline, &woken);
         if (w < 0)
             return NULL;
         if (w == IL_TIMEDOUT)
             Py_RETURN_FALSE;
+        if (woken) {
+            il_ec_notify(ec, 1);
+            break;
+        }
     }
     Py_RETURN_TRUE;
 }
@@ -1217,6 +1263,63 @@ static PyObject *Ring_stats(RingObject *self, PyObject *unused)
     return d;
 }
 
+/* The one validator of a ring header found in a segment (attach): every
+ * field that sizes a copy or bounds an index must be in range, else a
+ * damaged or foreign header would make later calls read or write outside
+ * the mapping.  Writes the reason to why[] and returns 1 if invalid.
+ * (PyErr_Format has no '#' flag: hex is formatted here, with snprintf.) */
+static int ring_header_invalid(il_ring_t *r, uint64_t mapped, char *why, size_t n)
+{
+    if (r->magic != IL_RING_MAGIC || r->version != IL_RING_VERSION) {
+        snprintf(why, n, "ring magic 0x%08x version %u, expected 0x%08x version %u",
+                 r->magic, r->version, IL_RING_MAGIC, IL_RING_VERSION);
+        return 1;
+    }
+    if (r->size < 64 || r->size > IL_RING_MAX_SIZE || (r->size & (r->size - 1))) {
+        snprintf(why, n, "ring size %llu is not a power of two in [64, 2**30]",
+                 (unsigned long long)r->size);
+        return 1;
+    }
+    if (il_ring_bytes(r->size) > mapped) {
+        snprintf(why, n, "ring of %llu data bytes in a mapping of %llu bytes (truncated)",
+                 (unsigned long long)r->size, (unsigned long long)mapped);
+        return 1;
+    }
+    if (r->capacity < 16 || r->capacity > r->size) {
+        snprintf(why, n, "capacity %llu out of range [16, size %llu]",
+                 (unsigned long long)r->capacity, (unsigned long long)r->size);
+        return 1;
+    }
+    if (r->maxsize == 0 || r->maxsize > 0x7fffffffULL) {
+        snprintf(why, n, "maxsize %llu out of range [1, 2**31 - 1]",
+                 (unsigned long long)r->maxsize);
+        return 1;
+    }
+    /* I1 for the positions.  A live queue moves while we look: read head,
+     * tail, head again, and judge only a pair taken while head stood still
+     * (then tail was read when head was h, so I1 held between them); a
+     * queue too busy to give one in 64 tries is alive, not damaged.
+     * acquire: as qsize(); the values are checked, never trusted. */
+    for (int i = 0; i < 64; i++) {
+        uint64_t h = atomic_load_explicit(&r->head, memory_order_acquire);
+        uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
+        if (atomic_load_explicit(&r->head, memory_order_acquire) != h)
+            continue;
+        uint32_t used = IL_POS(t) - IL_POS(h), count = IL_CNT(t) - IL_CNT(h);
+        if ((IL_POS(h) & 7u) || (IL_POS(t) & 7u) || used > r->capacity || count > r->maxsize ||
+            (uint64_t)count * 8u > used) {
+            snprintf(why, n,
+                     "positions out of range: head %u (%u records taken), tail %u (%u put), "
+                     "capacity %llu, maxsize %llu",
+                     IL_POS(h), IL_CNT(h), IL_POS(t), IL_CNT(t),
+                     (unsigned long long)r->capacity, (unsigned long long)r->maxsize);
+            return 1;
+        }
+        break;
+    }
+    return 0;
+}
+
 static const char *const ring_init_names[] = {"buffer", "offset", "create", "size", "capacity",
                                               "maxsize"};
 
@@ -1248,17 +1351,11 @@ static int Ring_init(RingObject *self, PyObject *args, PyObject *kwds)
     }
     if (shm_attach((ShmObject *)self, buffer, offset, sizeof(il_ring_t)) < 0)
         return -1;
-    il_ring_t *r = RING(self);
-    if (r->magic != IL_RING_MAGIC || r->version != IL_RING_VERSION || r->size < 64 ||
-        r->size > IL_RING_MAX_SIZE || (r->size & (r->size - 1)) || r->capacity > r->size ||
-        r->capacity < 16 || r->maxsize == 0 ||
-        il_ring_bytes(r->size) > (size_t)(self->base.view.len - offset)) {
-        uint32_t magic = r->magic, version = r->version;
+    char why[160];
+    if (ring_header_invalid(RING(self), (uint64_t)(self->base.view.len - offset), why,
+                            sizeof why)) {
         shm_detach((ShmObject *)self, NULL);
-        PyErr_Format(PyExc_ValueError,
-                     "not a valid interlock queue (ring magic %#x version %u; expected %#x "
-                     "version %u) or truncated",
-                     magic, version, IL_RING_MAGIC, IL_RING_VERSION);
+        PyErr_Format(PyExc_ValueError, "not a valid interlock queue: %s", why);
         return -1;
     }
     return 0;
@@ -1607,6 +1704,78 @@ static PyObject *Mutex_stats(MutexObject *self, PyObject *unused)
     return mutex_stats_dict(MUTEX(self));
 }
 
+/* ------------------------------------------- a held lock left behind
+ *
+ * A process whose last handle on a lock goes away (garbage collection, exit)
+ * while one of its threads holds the lock can never release it: no handle,
+ * no release().  The holder is alive, so the liveness check would let the
+ * others wait for good.  The lock is then handed to owner-death recovery
+ * (docs/design/lock.md, "A held lock left behind"): the start time in
+ * owner_hint is replaced by one that is not the holder's, so every
+ * liveness check -- a waiter's after its slice, a non-blocking acquire, and
+ * the holder's own next acquire ("our TID, not our hints") -- judges the
+ * owner dead and takes the lock over with IL_OWNER_DIED, exactly as after a
+ * death: the next owner is told, because what the lock protected may be
+ * half-updated. */
+
+/* The owner's TID if it is a thread of this process whose hint is in place
+ * (it took the word and wrote who it is), else 0. */
+static uint32_t mutex_holder_here(il_mutex_t *m)
+{
+    uint32_t tid = il_mutex_owner(m);
+    if (tid == 0)
+        return 0;
+    if (tid == il_self_tid())
+        return il_mutex_mine(m, tid) ? tid : 0;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%u", tid);
+    if (access(path, F_OK) != 0)
+        return 0; /* not one of our threads */
+    uint64_t start = 0;
+    if (il_task_stat(tid, &start, NULL) != 1)
+        return 0;
+    if (start == 0)
+        start = 1; /* as il_self_start() records an unknown start time */
+    /* relaxed: the hint is one atomic word; whether it names that thread is
+     * all we ask (its owner wrote it in program order after the word) */
+    uint64_t hint = atomic_load_explicit(&m->owner_hint, memory_order_relaxed);
+    return hint == ((start & 0xffffffffu) << 32 | tid) ? tid : 0;
+}
+
+static PyObject *Mutex_held_here(MutexObject *self, PyObject *unused)
+{
+    if (shm_check((ShmObject *)self) < 0)
+        return NULL;
+    return PyBool_FromLong(mutex_holder_here(MUTEX(self)) != 0);
+}
+
+/* _abandon(): if a thread of this process holds the lock, hand it to
+ * owner-death recovery (above).  True if it did. */
+static PyObject *Mutex_abandon(MutexObject *self, PyObject *unused)
+{
+    if (shm_check((ShmObject *)self) < 0)
+        return NULL;
+    il_mutex_t *m = MUTEX(self);
+    uint32_t tid = mutex_holder_here(m);
+    if (tid == 0)
+        Py_RETURN_FALSE;
+    /* relaxed load: our own process's thread wrote it (checked above) */
+    uint64_t hint = atomic_load_explicit(&m->owner_hint, memory_order_relaxed);
+    uint64_t other = ((hint >> 32) + 1) & 0xffffffffu;
+    if (other <= 1) /* 0 and 1 mean "start time unknown": il_task_alive would trust the TID */
+        other = 2;
+    /* relaxed: the hint is one atomic word, read by one load (invariant L4);
+     * the TID packed with it stays the word's, so readers trust the start
+     * time, and it is not the holder's: "dead" from now on. */
+    atomic_store_explicit(&m->owner_hint, other << 32 | tid, memory_order_relaxed);
+    /* release (a read-modify-write that changes nothing): what the holder
+     * wrote under the lock, and the hint above, happen-before the acquire
+     * CAS of whoever takes the lock over, which reads this value or a later
+     * one of the word's release sequence (waiters only add WAITERS by RMW). */
+    atomic_fetch_or_explicit(&m->word, 0, memory_order_release);
+    Py_RETURN_TRUE;
+}
+
 /* _wait_unlocked(timeout=None): block (GIL released) until the lock is free
  * or its owner is dead; False on timeout.  Takes nothing (for asyncio). */
 static PyObject *Mutex_wait_unlocked(MutexObject *self, PyObject *const *args, Py_ssize_t nargs,
@@ -1652,6 +1821,11 @@ static PyMethodDef Mutex_methods[] = {
     {"_count", (PyCFunction)Mutex_count, METH_NOARGS, NULL},
     {"_stats", (PyCFunction)Mutex_stats, METH_NOARGS, NULL},
     {"_detach", (PyCFunction)shm_detach, METH_NOARGS, NULL},
+    {"_held_here", (PyCFunction)Mutex_held_here, METH_NOARGS,
+     "_held_here()\n--\n\nTrue if a thread of this process holds the lock."},
+    {"_abandon", (PyCFunction)Mutex_abandon, METH_NOARGS,
+     "_abandon()\n--\n\nIf a thread of this process holds the lock, hand it to owner-death "
+     "recovery (the next acquirer takes it over and is told); True if it did."},
     {NULL}};
 
 static PyMemberDef Mutex_members[] = {
@@ -1693,6 +1867,7 @@ static PyObject *mod_self_start(PyObject *m, PyObject *u)
 {
     return PyLong_FromUnsignedLongLong(il_self_start());
 }
+static PyObject *mod_self_pid(PyObject *m, PyObject *u) { return PyLong_FromUnsignedLong(il_self_pid()); }
 static PyObject *mod_ncpus(PyObject *m, PyObject *u) { return PyLong_FromLong(il_ncpus()); }
 
 static PyObject *mod_task_alive(PyObject *m, PyObject *args)
@@ -1745,7 +1920,13 @@ static PyObject *mod_crash_arm(PyObject *m, PyObject *args)
     long nth = 1;
     if (!PyArg_ParseTuple(args, "z|l:_crash_arm", &name, &nth))
         return NULL;
-    if (il_crash_arm(name, nth) < 0) {
+    int rc = il_crash_arm(name, nth);
+    if (rc == -2) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "crash points exist only in a test build (INTERLOCK_TEST_BUILD=1)");
+        return NULL;
+    }
+    if (rc < 0) {
         PyErr_Format(PyExc_ValueError, "no crash point named %s", name);
         return NULL;
     }
@@ -1776,6 +1957,7 @@ static PyMethodDef mod_methods[] = {
     {"configure", mod_configure, METH_VARARGS, "configure(Empty, Full, QueueClosed, DeadlockError)"},
     {"self_tid", mod_self_tid, METH_NOARGS, "The calling thread's TID."},
     {"self_start", mod_self_start, METH_NOARGS, "The calling thread's start time (clock ticks)."},
+    {"self_pid", mod_self_pid, METH_NOARGS, "The calling process's pid (cached; reset at fork)."},
     {"ncpus", mod_ncpus, METH_NOARGS, "CPUs this process may run on."},
     {"task_alive", mod_task_alive, METH_VARARGS,
      "task_alive(tid, start=0): is this thread/process alive (zombies are dead)?"},
@@ -1817,8 +1999,9 @@ PyMODINIT_FUNC PyInit__core(void)
     Full = Py_NewRef(PyExc_Exception);
     QueueClosed = Py_NewRef(PyExc_Exception);
     DeadlockError = Py_NewRef(PyExc_RuntimeError);
-    /* INTERLOCK_CRASH_AT=name[:nth] arms a crash point (tests only). */
-    const char *spec = getenv("INTERLOCK_CRASH_AT");
+    /* INTERLOCK_CRASH_AT=name[:nth] arms a crash point: in a test build
+     * only, so that no environment can make an application _exit(77). */
+    const char *spec = IL_CRASHPOINTS_BUILD ? getenv("INTERLOCK_CRASH_AT") : NULL;
     if (spec && *spec) {
         char buf[128];
         snprintf(buf, sizeof buf, "%s", spec);
@@ -1838,9 +2021,10 @@ PyMODINIT_FUNC PyInit__core(void)
         PyModule_AddIntConstant(m, "RING_HEADER_SIZE", sizeof(il_ring_t)) < 0 ||
         PyModule_AddIntConstant(m, "RING_MAX_SIZE", IL_RING_MAX_SIZE) < 0 ||
         PyModule_AddIntConstant(m, "CACHELINE", IL_CACHELINE) < 0 ||
-        PyModule_AddIntConstant(m, "CRASH_EXIT", IL_CRASH_EXIT) < 0)
+        PyModule_AddIntConstant(m, "CRASH_EXIT", IL_CRASH_EXIT) < 0 ||
+        PyModule_AddIntConstant(m, "CRASHPOINTS", IL_CRASHPOINTS_BUILD) < 0)
         return NULL;
-    if (il_sync_register(m) < 0)
+    if (il_sync_register(m) < 0 || il_mapping_register(m) < 0)
         return NULL;
     return m;
 }

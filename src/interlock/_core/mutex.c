@@ -184,21 +184,55 @@ int il_mutex_unlock(il_mutex_t *m)
     return IL_OK;
 }
 
+/* Wait for "free (or owner dead)" without taking the lock: the asyncio
+ * helper thread's wait (aio.py), whose coroutine then tries a non-blocking
+ * acquire in the loop's thread, or gives up (cancelled, timed out).
+ *
+ * Such a waiter shares the FUTEX_WAIT queue of the word with real acquirers,
+ * and a release wakes ONE sleeper.  If that one is us, the wake-up is ours
+ * and the chain of invariant L2 (docs/design/lock.md: the woken thread takes
+ * the lock with WAITERS set, so its release wakes the next) would end here:
+ * our caller either takes nothing, or takes the lock with the fast CAS
+ * (0 -> TID, no WAITERS), whose release then wakes nobody.  A blocked
+ * acquirer in another process slept out its whole 50 ms slice (measured: 4
+ * trials in 8 at 48-49 ms instead of 0.5-2 ms).  So a wait-only waiter that
+ * returns after a wake-up passes it on: one FUTEX_WAKE for one sleeper, who
+ * then either takes the lock (with WAITERS) or finds it taken again and
+ * re-arms the bit before it sleeps.  (Model: models/mutex.pml, WATCHER.)
+ *
+ * Why this and not the alternatives: the pass-on costs one syscall per
+ * asyncio wake-up, on the asyncio path only, and nothing on the lock's own
+ * paths.  "Release wakes all while a wait-only waiter is registered" would
+ * need a registration count read by every contended release, and a count
+ * left high by a killed waiter; a separate futex word for wait-only waiters
+ * would cost every contended release a second FUTEX_WAKE.  The price of the
+ * pass-on: when a blocked acquirer and an asyncio waiter race for the
+ * freed lock, the blocked one usually wins (it is woken first-hand and
+ * needs no trip through the event loop); the asyncio one waits again. */
 int il_mutex_wait_unlocked(il_mutex_t *m, int64_t deadline)
 {
+    int woken = 0; /* our last FUTEX_WAIT ended by a wake-up: pass it on */
     for (;;) {
         uint32_t v = atomic_load_explicit(&m->word, memory_order_relaxed);
         uint32_t owner = v & IL_MUTEX_TID_MASK;
-        if (owner == 0)
+        if (owner == 0) {
+            if (woken)
+                il_futex_wake(&m->word, 1);
             return IL_OK;
+        }
         if (!(v & IL_MUTEX_WAITERS)) {
             /* relaxed: as in il_mutex_lock, the bit only asks for a wake */
             if (!atomic_compare_exchange_weak_explicit(&m->word, &v, v | IL_MUTEX_WAITERS,
                                                        memory_order_relaxed,
                                                        memory_order_relaxed))
-                continue;
+                continue; /* still holding any wake-up we had: look again */
             v |= IL_MUTEX_WAITERS;
         }
+        /* Held, WAITERS set (by us or before us): the holder's release will
+         * wake a sleeper, so a wake-up we consumed is handed on to it.
+         * Only now may we forget it (clearing it before a failed CAS, then
+         * finding the word free, lost it: the model found that). */
+        woken = 0;
         int64_t now = il_now_ns();
         if (now >= deadline)
             return IL_TIMEDOUT;
@@ -206,7 +240,10 @@ int il_mutex_wait_unlocked(il_mutex_t *m, int64_t deadline)
         int r = il_futex_wait(&m->word, v, slice);
         if (r == IL_INTR)
             return IL_INTR;
+        /* IL_OK: woken, or EAGAIN (the word changed before we slept; a
+         * useless pass-on then costs one syscall, never a lost wake) */
+        woken = r == IL_OK;
         if (r == IL_TIMEDOUT && !owner_alive(m, owner))
-            return IL_OK; /* free to take over */
+            return IL_OK; /* free to take over; we consumed no wake-up */
     }
 }

@@ -58,14 +58,14 @@ int il_futex_wake(_Atomic uint32_t *word, int n)
  * only thread is the one that forked, and it has a new TID. */
 static __thread uint32_t tls_tid;
 static __thread uint64_t tls_start;
-static uint32_t proc_pid;
+_Atomic uint32_t il_proc_pid; /* platform.h: read inline by il_self_pid_fast */
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
 static void after_fork_child(void)
 {
     tls_tid = 0;
     tls_start = 0;
-    proc_pid = 0;
+    atomic_store_explicit(&il_proc_pid, 0, memory_order_relaxed); /* (see platform.h) */
 }
 
 static void install_atfork(void) { pthread_atfork(NULL, NULL, after_fork_child); }
@@ -81,11 +81,13 @@ uint32_t il_self_tid(void)
 
 uint32_t il_self_pid(void)
 {
-    if (__builtin_expect(proc_pid == 0, 0)) {
+    uint32_t p = atomic_load_explicit(&il_proc_pid, memory_order_relaxed); /* (platform.h) */
+    if (__builtin_expect(p == 0, 0)) {
         pthread_once(&atfork_once, install_atfork);
-        proc_pid = (uint32_t)getpid();
+        p = (uint32_t)getpid();
+        atomic_store_explicit(&il_proc_pid, p, memory_order_relaxed); /* same value from any thread */
     }
-    return proc_pid;
+    return p;
 }
 
 int il_task_stat(uint32_t tid, uint64_t *start, char *state)

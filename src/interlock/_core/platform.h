@@ -62,6 +62,18 @@ int il_futex_wake(_Atomic uint32_t *word, int n);
 /* The calling thread's TID and start time, cached (reset after fork). */
 uint32_t il_self_tid(void);
 uint32_t il_self_pid(void);
+/* The same, inline: the per-call "is this a fork child's first use?" check
+ * of every object (shmobject.h). */
+extern _Atomic uint32_t il_proc_pid;
+static inline uint32_t il_self_pid_fast(void)
+{
+    /* relaxed: the cache is only ever written with this process's pid (by
+     * whichever thread reads it first) or 0 (by the at-fork handler, in the
+     * child's only thread); any value read is one of those, and 0 takes the
+     * slow path.  No other memory is published through it. */
+    uint32_t p = atomic_load_explicit(&il_proc_pid, memory_order_relaxed);
+    return __builtin_expect(p != 0, 1) ? p : il_self_pid();
+}
 uint64_t il_self_start(void);
 
 /* Is the thread or process `tid` alive and the same one that started at

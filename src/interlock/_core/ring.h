@@ -160,7 +160,10 @@ static inline int il_ring_room(il_ring_t *r, uint64_t tail, uint64_t bytes, uint
 /* Under clock: is a record available?  Returns the tail to read up to. */
 static inline int il_ring_has_data(il_ring_t *r, uint64_t head)
 {
-    if (r->cached_tail != head)
+    /* (the range check only matters for a damaged header: a cached_tail
+     * that I4 cannot have is not trusted, the real tail is read instead) */
+    if (r->cached_tail != head &&
+        (uint32_t)(IL_POS(r->cached_tail) - IL_POS(head)) <= r->capacity)
         return 1;
     /* acquire: the producer wrote the record before its release-store to
      * tail; reading the record after this load sees it whole. */

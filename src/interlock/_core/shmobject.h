@@ -3,9 +3,17 @@
  * of one struct in a segment (module.c: Ring, Mutex; sync_module.c: the sync
  * family).
  *
- * It holds a buffer export on the segment's mmap, so the mapping cannot be
- * closed under it.  `busy` counts calls in flight with the GIL released, so
- * that _detach() from another thread cannot unmap under a sleeper.
+ * It holds a buffer export on the segment's mapping, so the mapping cannot
+ * be closed under it.  `busy` counts calls in flight with the GIL released,
+ * so that _detach() from another thread cannot unmap under a sleeper.
+ *
+ * `pid` is the process that uses the object through this handle.  A forked
+ * child inherits the handle but holds no slot in the segment's process
+ * table (docs/design/segment.md, "Fork"): its first call through the handle
+ * finds pid != il_self_pid() (one compare: the pid is cached, reset by
+ * pthread_atfork) and calls the Python object's _adopt(), which claims the
+ * child's slot.  Types without _adopt (the segment's own meta lock, the
+ * deadlock tooling's table locks) just take the new pid.
  */
 #ifndef INTERLOCK_SHMOBJECT_H
 #define INTERLOCK_SHMOBJECT_H
@@ -25,6 +33,8 @@ typedef struct {
     unsigned spin_probe; /* Ring: waits since the budget fell to 0 */
     uint32_t hint;       /* sync family: index of this process's slot */
     unsigned fruitless;  /* Ring: wakes in a row that woke nobody (il_ec_repair) */
+    uint32_t pid;        /* the process using it through this handle (adopted) */
+    unsigned char roles; /* Ring: roles told to _note_role by this process (module.c) */
 } ShmObject;
 
 /* Adaptive spinning before a futex sleep (ring_wait in module.c, wait_loop
@@ -57,12 +67,38 @@ static inline void shm_spin_adapt(ShmObject *self, int budget, int fruitful)
         self->spin_ns = budget * 3 / 4 < IL_SPIN_MIN_NS ? 0 : budget * 3 / 4;
 }
 
+/* First use in a process that did not make the handle (a fork child). */
+static int shm_adopt(ShmObject *self)
+{
+    uint32_t mine = il_self_pid();
+    self->pid = mine; /* first: _adopt may use the object (and re-enter) */
+    self->roles = 0;  /* the child's slot has none yet */
+    PyObject *fn = PyObject_GetAttrString((PyObject *)self, "_adopt");
+    if (!fn) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError))
+            goto fail;
+        PyErr_Clear();
+        return 0;
+    }
+    PyObject *r = PyObject_CallNoArgs(fn);
+    Py_DECREF(fn);
+    if (!r)
+        goto fail;
+    Py_DECREF(r);
+    return 0;
+fail:
+    self->pid = 0; /* try again on the next call */
+    return -1;
+}
+
 static inline int shm_check(ShmObject *self)
 {
     if (!self->p) {
         PyErr_SetString(PyExc_ValueError, "operation on a closed (detached) interlock object");
         return -1;
     }
+    if (__builtin_expect(self->pid != il_self_pid_fast(), 0))
+        return shm_adopt(self);
     return 0;
 }
 

@@ -137,10 +137,11 @@ il_sync_slot_t *il_sync_proc_slot(il_sync_head_t *h, int claim, uint32_t *hint)
         if (LD(s->pid) == pid && LD(s->tid) == 0 && LD(s->start) == start)
             return s;
     }
-    int64_t free = -1, idle = -1;
+    int64_t free = -1, idle = -1, record = -1;
     for (uint32_t i = 0; i < n; i++) {
         uint32_t p = LD(slots[i].pid);
-        if (p == pid && LD(slots[i].tid) == 0 && LD(slots[i].start) == start) {
+        if (p == pid && LD(slots[i].tid) == 0 && LD(slots[i].start) == start &&
+            LD(slots[i].state) != IL_SLOT_RECOVERED) {
             *hint = i;
             return &slots[i];
         }
@@ -148,11 +149,15 @@ il_sync_slot_t *il_sync_proc_slot(il_sync_head_t *h, int claim, uint32_t *hint)
             free = i;
         else if (p && idle < 0 && LD(slots[i].tid) == 0 && LD(slots[i].count) == 0)
             idle = i;
+        else if (p && record < 0 && LD(slots[i].state) == IL_SLOT_RECOVERED)
+            record = i;
     }
     if (!claim)
         return NULL;
     if (free < 0)
         free = idle; /* reuse a live process's empty slot: it re-claims when needed */
+    if (free < 0)
+        free = record; /* a holder beats a report: its takers get `dead_pid` instead */
     if (free < 0)
         return NULL;
     il_sync_slot_t *s = &slots[free];
@@ -184,15 +189,40 @@ il_sync_slot_t *il_sync_thread_slot(il_sync_head_t *h, uint32_t state)
     return NULL;
 }
 
-/* Report one recovered unit to the caller that takes it (adds to r). */
-static int take_recovered(il_sync_head_t *h, il_redo_t *r, uint32_t *dead)
+/* Report one recovered unit to the caller that takes it (adds to r).
+ *
+ * Semaphore (`*record` not NULL): each dead process's units wait in a
+ * RECOVERED slot naming it (il_sync_sweep), so that two holders recovered
+ * by one sweep are each reported with their own pid, one per unit taken;
+ * the taker decrements that slot's count in the same log (one more entry)
+ * and frees it once it is 0 (*record, after the commit).  A unit with no
+ * record (its slot was reused when the table was full, or RWLock, whose
+ * logs have no room for the extra entry) is reported with `dead_pid`, the
+ * last dead holder swept. */
+static int take_recovered(il_sync_head_t *h, il_redo_t *r, uint32_t *dead,
+                          il_sync_slot_t **record)
 {
     uint32_t rec = LD(h->recovered);
     if (!rec)
         return IL_OK;
     IL_REDO_SET(r, h, h->recovered, rec - 1);
+    uint32_t pid = LD(h->dead_pid);
+    if (record) {
+        il_sync_slot_t *slots = il_sync_slots(h);
+        for (uint32_t i = 0; i < h->nslots; i++) {
+            il_sync_slot_t *s = &slots[i];
+            uint32_t left = LD(s->count);
+            if (LD(s->pid) && LD(s->state) == IL_SLOT_RECOVERED && left) {
+                pid = LD(s->pid);
+                IL_REDO_SET(r, h, s->count, left - 1);
+                if (left == 1)
+                    *record = s;
+                break;
+            }
+        }
+    }
     if (dead)
-        *dead = LD(h->dead_pid);
+        *dead = pid;
     return IL_OWNER_DIED;
 }
 
@@ -234,6 +264,13 @@ int il_sync_sweep(il_sync_head_t *h)
     }
     for (uint32_t i = 0; slots && i < h->nslots; i++) {
         il_sync_slot_t *s = &slots[i];
+        if (LD(s->pid) && LD(s->state) == IL_SLOT_RECOVERED) {
+            /* recovered already; its reports are still to be made, unless a
+             * taker died between its commit and the free */
+            if (LD(s->count) == 0)
+                slot_free(s);
+            continue;
+        }
         if (!slot_dead(s))
             continue;
         uint32_t pid = LD(s->pid), count = LD(s->count), state = LD(s->state);
@@ -241,11 +278,18 @@ int il_sync_sweep(il_sync_head_t *h)
         switch (h->kind) {
         case IL_SYNC_SEMAPHORE:
             if (count) {
+                /* The units go back at once; the slot stays, as the record
+                 * of whom to report to their next takers (take_recovered):
+                 * state RECOVERED, count = the units, pid = the dead one. */
                 il_sem_t *sem = (il_sem_t *)h;
                 IL_REDO_SET(&r, h, sem->value, LD(sem->value) + count);
-                IL_REDO_SET(&r, h, s->count, 0);
+                IL_REDO_SET(&r, h, s->state, IL_SLOT_RECOVERED);
                 IL_REDO_SET(&r, h, h->recovered, LD(h->recovered) + count);
                 IL_REDO_SET(&r, h, h->dead_pid, pid);
+                il_sync_commit(h, &r);
+                ST(h->owner_deaths, LD(h->owner_deaths) + 1);
+                freed++;
+                continue; /* not freed: see above */
             }
             break;
         case IL_SYNC_RWLOCK: {
@@ -297,8 +341,11 @@ int il_sem_try_acquire(il_sem_t *s, uint32_t *hint, int may_wait, uint32_t *key,
             IL_REDO_SET(&r, h, slot->count, LD(slot->count) + 1);
         else
             IL_REDO_SET(&r, h, s->untracked, LD(s->untracked) + 1);
-        int res = take_recovered(h, &r, dead);
+        il_sync_slot_t *record = NULL;
+        int res = take_recovered(h, &r, dead, &record);
         il_sync_commit(h, &r);
+        if (record)
+            slot_free(record); /* its last report: count 0, a death here leaves it to a sweep */
         count_acquisition(h);
         return res;
     }
@@ -349,7 +396,7 @@ int il_rw_try_read(il_rwlock_t *l, uint32_t *hint, int may_wait, uint32_t *key, 
                 IL_REDO_SET(&r, h, slot->count, LD(slot->count) + 1);
             else
                 IL_REDO_SET(&r, h, l->untracked, LD(l->untracked) + 1);
-            int res = take_recovered(h, &r, dead);
+            int res = take_recovered(h, &r, dead, NULL);
             il_sync_commit(h, &r);
             count_acquisition(h);
             return res;
@@ -397,7 +444,7 @@ int il_rw_try_write(il_rwlock_t *l, il_sync_slot_t **waiting, int may_wait, uint
             IL_REDO_SET(&r, h, ws->state, IL_SLOT_IDLE);
             IL_REDO_SET(&r, h, l->writers_waiting, LD(l->writers_waiting) - 1);
         }
-        int res = take_recovered(h, &r, dead);
+        int res = take_recovered(h, &r, dead, NULL);
         il_sync_commit(h, &r);
         if (ws) {
             slot_free(ws);

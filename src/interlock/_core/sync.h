@@ -82,6 +82,7 @@ enum { IL_SYNC_SEMAPHORE = 1, IL_SYNC_RWLOCK, IL_SYNC_EVENT, IL_SYNC_BARRIER, IL
  *
  *   kind       pid   tid        start          count              state
  *   Semaphore  proc  0          process start  units held         -
+ *   (dead)     dead  0          its start      reports left       RECOVERED
  *   RWLock     proc  0          process start  read holds         -
  *   Barrier    proc  thread     thread start   generation         WAITING/PASSED/BROKEN
  *   Condition  proc  thread     thread start   ticket (FIFO)      WAITING/NOTIFIED
@@ -103,6 +104,11 @@ enum {
     IL_SLOT_BROKEN = 3,   /* Barrier: broken or reset while waiting */
     IL_SLOT_NOTIFIED = 4, /* Condition: chosen by notify() */
     IL_SLOT_WRITER_WAITING = 5,
+    /* Semaphore: a dead process's units, already returned to `value` by a
+     * sweep, whose takers have not all been told yet.  pid = the dead
+     * process, count = takers still to tell (each is told this pid).  Not a
+     * holder: statistics skip it.  Freed when count reaches 0. */
+    IL_SLOT_RECOVERED = 6,
 };
 
 /*

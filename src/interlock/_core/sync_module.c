@@ -54,6 +54,7 @@ static int sync_attach(SyncObject *self, PyObject *buffer, Py_ssize_t offset, in
     if (create)
         il_sync_init(h, kind, nslots);
     self->p = h;
+    self->pid = il_self_pid(); /* made here, after this process claimed its slot */
     self->hint = UINT32_MAX;
     self->spin_ns = IL_SPIN_MAX_NS;
     return 0;
@@ -301,7 +302,8 @@ static PyObject *slots_list(il_sync_head_t *h)
     for (uint32_t i = 0; l && slots && i < h->nslots; i++) {
         /* relaxed: snapshot */
         uint32_t pid = atomic_load_explicit(&slots[i].pid, memory_order_relaxed);
-        if (!pid)
+        if (!pid || atomic_load_explicit(&slots[i].state, memory_order_relaxed) ==
+                        IL_SLOT_RECOVERED) /* a report still to make, not a holder */
             continue;
         PyObject *t = Py_BuildValue(
             "(IIII)", pid, atomic_load_explicit(&slots[i].tid, memory_order_relaxed),

@@ -7,6 +7,13 @@ loaded on first use, and again whenever the server answers "function not
 found" (a restarted server has forgotten it: nothing ran, so retrying is
 safe).
 
+Which client: ``redis://``, ``rediss://`` and ``unix://`` a plain
+``redis.Redis`` (switched to a cluster client when the server answers
+``MOVED``: it is a cluster node); ``redis+cluster://host:port`` a
+``RedisCluster`` (the library is loaded on every primary);
+``redis+sentinel://host:port[,host:port...]/service[/db]`` the primary
+that the Sentinels name, found again after a fail-over.
+
 Errors: a connection refused, dropped or timed out becomes
 :class:`ConnectionLost`; an object whose keys the server no longer has
 becomes :class:`StateLost`, and one whose state went back in time (a
@@ -22,6 +29,13 @@ after a lost reply, within the caller's budget.
 Deadlines: every reply is awaited for at most the caller's remaining time
 plus ``grace`` seconds (``call``): a stalled server costs a caller at most
 ``grace`` past its timeout, never the lease or the connect timeout.
+
+Credentials refused, or an ACL that forbids what interlock needs, raise
+:class:`AuthenticationFailed` (not a ``ConnectionError``: retrying cannot
+help); a key of the object that holds something interlock did not put
+there raises :class:`KeyConflict`; any other error reply,
+:class:`ServerError`.  Every message names the object and the server,
+with the URL's password replaced by ``***``.
 
 The keeper: one daemon thread per backend and process renews every lease
 this process holds (locks, semaphore permits, queue consumers'
@@ -53,7 +67,8 @@ from redis.retry import Retry
 
 from ._lua import LIBRARY
 
-__all__ = ["Backend", "ConnectionLost", "LeaseExpired", "RolledBack", "StateLost"]
+__all__ = ["AuthenticationFailed", "Backend", "ConnectionLost", "KeyConflict", "LeaseExpired",
+           "RolledBack", "ServerError", "StateLost", "redact", "split_url"]
 
 
 class ConnectionLost(ConnectionError):
@@ -76,6 +91,25 @@ class RolledBack(StateLost):
     to carry on as if nothing happened."""
 
 
+class AuthenticationFailed(PermissionError):
+    """The server refused the credentials (wrong or missing password, unknown
+    or disabled user), or the user's ACL forbids a command or a key that
+    interlock needs (``NOPERM``).  Not a :class:`ConnectionLost`: the server
+    was reached, and asking again will be refused again."""
+
+
+class KeyConflict(ValueError):
+    """A key that an interlock object needs holds something interlock did not
+    put there (another program's key, or a value of another type).
+    interlock neither deletes it nor uses it: remove it, or choose another
+    name or ``prefix``."""
+
+
+class ServerError(RuntimeError):
+    """Any other error reply of the server (out of memory, a read-only
+    replica, a cluster that is down, ...), naming the object and the server."""
+
+
 class LeaseExpired(RuntimeError):
     """The caller's lease ran out (it was paused, cut off, or slower than the
     lease) and another owner may have taken the lock since: whatever it did
@@ -89,8 +123,76 @@ _NO_SETINFO: dict[str, Any] = (
     {"driver_info": None} if "driver_info" in inspect.signature(_redis.Redis.__init__).parameters
     else {"lib_name": None, "lib_version": None})
 
-_ERROR = re.compile(r"INTERLOCK_([A-Z]+)\s*(.*)")
+_ERROR = re.compile(r"INTERLOCK_([A-Z]+)\s*(.*?)(?:\s+script: .*)?$", re.S)
 HOST = socket.gethostname()
+
+#: URL schemes (after lower-casing) -> how to connect.
+SCHEMES = {"redis": "plain", "rediss": "plain", "unix": "plain",
+           "redis+cluster": "cluster", "rediss+cluster": "cluster",
+           "redis+sentinel": "sentinel", "rediss+sentinel": "sentinel"}
+
+#: The type each part of an object's keys must have (anything else is foreign).
+KEY_TYPES = {"meta": "hash", "s": "stream", "ev": "stream", "lock": "string",
+             "wake": "list", "holders": "zset", "flag": "string"}
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """``(scheme, rest)`` with the scheme lower-cased (``REDIS://`` is
+    ``redis://``, for redis-py too); ValueError for an unknown scheme."""
+    if not isinstance(url, str):
+        raise TypeError(f"the backend URL must be a str, not {type(url).__name__}")
+    scheme, sep, rest = url.partition("://")
+    scheme = scheme.lower()
+    if not sep or scheme not in SCHEMES:
+        raise ValueError(f"unknown backend URL {redact(url)!r}: use local://, "
+                         + ", ".join(f"{k}://" for k in SCHEMES))
+    return scheme, rest
+
+
+def redact(url: str) -> str:
+    """The URL with its password (``user:password@`` or ``?password=``)
+    replaced by ``***``: what messages and ``repr()`` show."""
+    scheme, sep, rest = url.partition("://")
+    head, q, query = rest.partition("?")
+    # userinfo ends at the last '@' before the path (a password may hold '@' or '/')
+    at = head.rfind("@")
+    if at >= 0:
+        user, colon, _ = head[:at].partition(":")
+        head = (f"{user}:***" if colon else "***") + head[at:]
+    if q:
+        query = re.sub(r"(?i)(^|&)(password|sentinel_password)=[^&]*", r"\1\2=***", query)
+    return scheme + sep + head + q + query
+
+
+def _db_of(scheme: str, rest: str) -> int:
+    """The database number a URL names (0 if none), checked."""
+    head, _, query = rest.partition("?")
+    raw = ""
+    for kv in query.split("&"):
+        k, _, v = kv.partition("=")
+        if k.lower() == "db":
+            raw = v
+    if not raw and scheme in ("redis", "rediss", "redis+cluster", "rediss+cluster"):
+        path = head.partition("/")[2]
+        raw = path.strip("/")
+    elif not raw and scheme.endswith("+sentinel"):
+        parts = head.partition("/")[2].strip("/").split("/")
+        raw = parts[1] if len(parts) > 1 else ""
+    if not raw:
+        return 0
+    if not raw.isdigit():
+        raise ValueError(f"the database in the URL must be a number >= 0, not {raw!r}")
+    return int(raw)
+
+
+def _positive(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{what} must be a number of seconds, not {type(value).__name__} "
+                        f"({value!r})")
+    v = float(value)
+    if not math.isfinite(v) or v <= 0:
+        raise ValueError(f"{what} must be a positive, finite number of seconds, not {value!r}")
+    return v
 
 
 class Lease:
@@ -150,13 +252,22 @@ class Backend:
     def __init__(self, url: str, *, lease: float = 10.0, connect_timeout: float = 5.0,
                  prefix: str = "interlock", check: bool = True, grace: float = 1.0,
                  durable: Any = None) -> None:
-        if lease <= 0 or connect_timeout <= 0 or grace <= 0:
-            raise ValueError("lease, connect_timeout and grace must be positive")
-        self.url = url
-        self.lease = float(lease)
-        self.connect_timeout = float(connect_timeout)
-        self.grace = float(grace)
+        scheme, rest = split_url(url)
+        self.lease = _positive(lease, "lease")
+        self.connect_timeout = _positive(connect_timeout, "connect_timeout")
+        self.grace = _positive(grace, "grace")
         self.durable = _durable(durable)
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a str, not {type(prefix).__name__}")
+        if "{" in prefix or "}" in prefix:
+            raise ValueError(f"prefix {prefix!r} may not contain '{{' or '}}' (they would "
+                             "change the keys' cluster hash tag)")
+        if not isinstance(check, bool):
+            raise TypeError(f"check must be True or False, not {check!r}")
+        _db_of(scheme, rest)
+        self.url = f"{scheme}://{rest}"  # (with the password: it travels with pickles)
+        self.safe_url = redact(self.url)  # what messages and repr() show
+        self.mode = SCHEMES[scheme]
         self.prefix = prefix
         # Blocking calls are cut into slices of at most `lease` seconds; each
         # reply is awaited for the caller's time left (or the slice) plus
@@ -164,11 +275,7 @@ class Backend:
         # what call() does not: the connection handshake (HELLO), and the
         # few plain redis-py calls (FUNCTION LOAD, DEL, PING).
         self.slice = self.lease
-        self.client = _redis.Redis.from_url(
-            url, socket_connect_timeout=self.connect_timeout,
-            socket_timeout=self.grace,
-            retry=Retry(NoBackoff(), 0), retry_on_timeout=False, decode_responses=False,
-            **_NO_SETINFO)
+        self.client: Any = self._make_client(self.mode)
         self._loaded = False
         self._keeper_lock = threading.Lock()
         self._leases: dict[int, Lease] = {}
@@ -183,6 +290,53 @@ class Backend:
         if check:
             self.ping()
 
+    def _make_client(self, mode: str) -> Any:
+        """A redis-py client for this URL: plain, cluster or sentinel-managed.
+        Nothing is retried by redis-py (see the module docstring)."""
+        scheme, rest = split_url(self.url)
+        base = scheme.partition("+")[0]
+        opts: dict[str, Any] = dict(
+            socket_connect_timeout=self.connect_timeout,
+            socket_timeout=self.grace,
+            retry=Retry(NoBackoff(), 0), decode_responses=False, **_NO_SETINFO)
+        if mode == "cluster":
+            from redis.cluster import RedisCluster
+            return RedisCluster.from_url(f"{base}://{rest}", **opts)
+        if mode == "sentinel":
+            return self._sentinel_client(base, rest, opts)
+        return _redis.Redis.from_url(f"{scheme}://{rest}", retry_on_timeout=False, **opts)
+
+    def _sentinel_client(self, base: str, rest: str, opts: dict[str, Any]) -> Any:
+        """``redis+sentinel://[user:password@]host:port[,host:port...]/service[/db]``:
+        the credentials and db are the primary's; the Sentinels are asked
+        without credentials."""
+        from urllib.parse import unquote
+
+        from redis.sentinel import Sentinel
+        head, _, query = rest.partition("?")
+        netloc, _, path = head.partition("/")
+        user = password = None
+        if "@" in netloc:
+            cred, _, netloc = netloc.rpartition("@")
+            u, colon, pw = cred.partition(":")
+            user, password = (unquote(u) or None), (unquote(pw) if colon else None)
+        hosts = []
+        for hp in netloc.split(","):
+            h, _, port = hp.rpartition(":") if ":" in hp else (hp, "", "26379")
+            if not h or not port.isdigit():
+                raise ValueError(f"{self.safe_url}: bad Sentinel address {hp!r} (host:port)")
+            hosts.append((h.strip("[]"), int(port)))
+        service = path.strip("/").split("/")[0]
+        if not service:
+            raise ValueError(f"{self.safe_url}: no service name (redis+sentinel://host:port/"
+                             "service)")
+        sentinel = Sentinel(hosts, sentinel_kwargs={
+            "socket_connect_timeout": self.connect_timeout,
+            "socket_timeout": self.connect_timeout}, **opts)  # type: ignore[no-untyped-call]
+        return sentinel.master_for(  # type: ignore[no-untyped-call]
+            service, username=user, password=password,
+            db=_db_of("redis+sentinel", rest), ssl=base == "rediss")
+
     # -- options travel with pickled objects ------------------------------
     def options(self) -> dict[str, Any]:
         out: dict[str, Any] = {"lease": self.lease, "connect_timeout": self.connect_timeout,
@@ -194,35 +348,127 @@ class Backend:
         return out
 
     def key(self, name: str, part: str) -> str:
-        return f"{self.prefix}:{{{name}}}:{part}"
+        """``<prefix>:{<tag>}:<part>``: every key of one object shares the hash
+        tag (one cluster slot).  The tag is the name itself, unless that
+        would make an empty tag (``''``, a name starting with ``}``) or
+        starts with ``#``: then ``#`` and the name's UTF-8 in hex."""
+        return f"{self.prefix}:{{{name_tag(name)}}}:{part}"
+
+    def describe(self, keys: Sequence[str]) -> str:
+        """The object a list of keys belongs to, for messages."""
+        if not keys:
+            return "interlock"
+        k = keys[0]
+        head = f"{self.prefix}:{{"
+        if k.startswith(head) and "}:" in k:
+            tag = k[len(head):k.rindex("}:")]
+            try:
+                name = bytes.fromhex(tag[1:]).decode() if tag.startswith("#") else tag
+            except ValueError:
+                name = tag
+            return f"interlock object {name!r}"
+        return f"key {k!r}"
 
     def __repr__(self) -> str:
-        return f"<interlock redis backend {self.url!r} lease={self.lease}>"
+        return f"<interlock redis backend {self.safe_url!r} lease={self.lease}>"
 
     # -- calls --------------------------------------------------------------
     @contextmanager
-    def errors(self) -> Iterator[None]:
-        """Translate redis-py's connection errors into ours."""
+    def errors(self, keys: Sequence[str] = (), raw: bool = False) -> Iterator[None]:
+        """Translate redis-py's errors into ours (see the module docstring);
+        with ``raw``, error replies are left to the caller."""
         try:
             yield
+        except (_redis.AuthenticationError, _redis.exceptions.AuthorizationError) as e:
+            raise AuthenticationFailed(
+                f"Redis server {self.safe_url} refused the credentials: {e} (the URL's "
+                "user and password: redis://user:password@host)") from e
         except (_redis.ConnectionError, _redis.TimeoutError,
                 _redis.exceptions.InvalidResponse) as e:
             # Drop idle pooled connections: after a restart they are all dead.
             try:
-                self.client.connection_pool.disconnect(inuse_connections=False)
+                pool = getattr(self.client, "connection_pool", None)
+                if pool is not None:
+                    pool.disconnect(inuse_connections=False)
             except Exception:  # pragma: no cover - best effort
                 pass
             raise ConnectionLost(
-                f"Redis server {self.url} unreachable or connection lost: {e}") from e
+                f"Redis server {self.safe_url} unreachable or connection lost: {e}") from e
+        except _redis.ResponseError as e:
+            if raw:
+                raise
+            raise self.reply_error(e, keys) from e
+        except _redis.exceptions.RedisClusterException as e:
+            raise ServerError(f"{self.describe(keys)}: Redis Cluster {self.safe_url}: "
+                              f"{e}") from e
+
+    def reply_error(self, e: Exception, keys: Sequence[str], fn: str = "") -> Exception:
+        """The interlock exception for an error reply ``e`` to a call on ``keys``."""
+        msg = str(e)
+        what = self.describe(keys)
+        at = f"(server {self.safe_url})"
+        if isinstance(e, _redis.exceptions.NoPermissionError) or "NOPERM" in msg:
+            if "function" in msg.lower() and "load" in msg.lower():
+                return AuthenticationFailed(
+                    f"{what}: the Redis user may not run FUNCTION LOAD, which interlock needs "
+                    f"to install its function library: grant it '+function|load' (and "
+                    f"'+fcall'), or load the library once as an admin {at}: {msg}")
+            return AuthenticationFailed(
+                f"{what}: the Redis user's ACL forbids it ({fn or 'a command'} on "
+                f"{', '.join(keys) or 'the server'}); interlock needs +@all on "
+                f"'{self.prefix}:*' keys {at}: {msg}")
+        if "WRONGTYPE" in msg:
+            return KeyConflict(f"{what}: {self._foreign(keys)} {at}")
+        if "DB index is out of range" in msg:
+            return ValueError(f"the database in {self.safe_url} does not exist on the server "
+                              f"({msg})")
+        if isinstance(e, (_redis.exceptions.MovedError, _redis.exceptions.AskError)):
+            return ServerError(f"{what}: {self.safe_url} is a Redis Cluster node: connect with "
+                               f"redis+cluster://host:port ({msg})")
+        if isinstance(e, _redis.exceptions.ReadOnlyError):
+            return ServerError(f"{what}: {self.safe_url} is a read-only replica: connect to the "
+                               f"primary, or through Sentinel (redis+sentinel://) ({msg})")
+        return ServerError(f"{what}: the server refused {fn or 'the call'} {at}: {msg}")
+
+    def _foreign(self, keys: Sequence[str]) -> str:
+        """Name the keys of ``keys`` whose type is not interlock's."""
+        bad = []
+        for k in keys:
+            want = KEY_TYPES.get(k.rsplit(":", 1)[-1])
+            try:
+                t = self.client.type(k)
+            except Exception:  # pragma: no cover - the message without the detail
+                continue
+            t = t.decode() if isinstance(t, bytes) else str(t)
+            if want is not None and t not in ("none", want):
+                bad.append(f"key {k!r} holds a {t}, not a {want}")
+        detail = "; ".join(bad) or f"one of its keys ({', '.join(keys)}) holds another type"
+        return (f"{detail}: a key interlock did not make (it is neither deleted nor used; "
+                "remove it, or choose another name or prefix)")
 
     def ping(self) -> None:
         with self.errors():
             self.client.ping()
 
-    def _load(self) -> None:
-        # (REPLACE: loading twice is loading once; so it is retried.)
-        self.blocking(lambda: self.client.function_load(LIBRARY, replace=True), retry=True)
+    def _load(self, required: bool = False, keys: Sequence[str] = ()) -> None:
+        """Load the library (a cluster client sends FUNCTION LOAD to every
+        primary).  A user whose ACL forbids FUNCTION LOAD can still use a
+        library an admin loaded: the refusal is raised only when a call then
+        finds no function (``required``).  REPLACE: loading twice is loading
+        once, so a lost reply is retried."""
+        try:
+            self.blocking(lambda: self.client.function_load(LIBRARY, replace=True), keys,
+                          retry=True)
+        except AuthenticationFailed:
+            if required:
+                raise
         self._loaded = True
+
+    def _to_cluster(self) -> None:
+        """A plain client that met MOVED: the server is a cluster node."""
+        self.mode = "cluster"
+        self.client = self._make_client("cluster")
+        self._loaded = False
 
     def budget(self, deadline: float | None, wait: float = 0.0) -> float:
         """Seconds to await a reply: what the caller has left (or ``wait``,
@@ -233,23 +479,46 @@ class Backend:
             return self.slice + self.grace
         return min(max(deadline - time.monotonic(), 0.0), self.slice) + self.grace
 
-    def call(self, budget: float, *args: Any) -> Any:
+    def _pool(self, args: Sequence[Any]) -> Any:
+        """The connection pool a raw command goes to: the client's, or on a
+        cluster that of the node serving the command's key."""
+        if self.mode != "cluster":
+            return self.client.connection_pool
+        cmd = str(args[0]).upper()
+        key: Any = None
+        if cmd in ("FCALL", "FCALL_RO") and int(args[2]) > 0:
+            key = args[3]
+        elif cmd in ("XREAD", "XREADGROUP"):
+            key = args[[str(a).upper() for a in args].index("STREAMS") + 1]
+        elif cmd in ("BLPOP", "DEL", "GET", "SET"):
+            key = args[1]
+        node = (self.client.get_node_from_key(key) if key is not None
+                else self.client.get_default_node())
+        return node.redis_connection.connection_pool
+
+    def call(self, budget: float, *args: Any, keys: Sequence[str] = ()) -> Any:
         """One raw command, its reply awaited at most ``budget`` seconds
-        (connection errors translated; the connection is dropped on any
-        error, so a late reply can never be read as another call's)."""
-        pool = self.client.connection_pool
-        with self.errors():
-            conn = pool.get_connection()
-            try:
-                conn.send_command(*args)  # type: ignore[no-untyped-call]
-                return conn.read_response(timeout=max(budget, 0.001))
-            except _redis.ResponseError:
-                raise
-            except BaseException:
-                conn.disconnect()  # type: ignore[no-untyped-call]
-                raise
-            finally:
-                pool.release(conn)
+        (errors translated, see ``errors``; the connection is dropped on any
+        error, so a late reply can never be read as another call's).  On a
+        cluster, a ``MOVED`` reply (nothing ran) refreshes the slot map and
+        sends the command once more; to a plain client, it means the server
+        is a cluster node: the backend switches to a cluster client."""
+        with self.errors(keys):
+            return self._call_once_routed(budget, args)
+
+    def _call_once(self, budget: float, args: Sequence[Any]) -> Any:
+        pool = self._pool(args)
+        conn = pool.get_connection()
+        try:
+            conn.send_command(*args)
+            return conn.read_response(timeout=max(budget, 0.001))
+        except _redis.ResponseError:
+            raise
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            pool.release(conn)
 
     def fcall(self, fn: str, keys: Sequence[str], args: Sequence[Any],
               deadline: float | None = None, budget: float | None = None) -> Any:
@@ -265,7 +534,8 @@ class Backend:
         reloaded = retried = False
         while True:
             try:
-                r = self.call(budget, "FCALL", fn, len(keys), *keys, *args)
+                with self.errors(keys, raw=True):
+                    r = self._call_once_routed(budget, ("FCALL", fn, len(keys), *keys, *args))
                 if self.durable is not None and fn in _WRITES:
                     self._wait_durable(budget)
                 return r
@@ -278,16 +548,37 @@ class Backend:
             except _redis.ResponseError as e:
                 msg = str(e)
                 if not reloaded and "unction not found" in msg:
+                    # A restarted or flushed server, a new primary: nothing ran.
                     reloaded = True
-                    self._load()  # a restarted or flushed server: nothing ran
+                    self._load(required=True, keys=keys)
                     continue
                 m = _ERROR.search(msg)
                 if m is None:
-                    raise
+                    raise self.reply_error(e, keys, fn) from e
                 what, rest = m.group(1), m.group(2)
                 if what == "LOST":
-                    raise StateLost(f"{keys[0]}: {rest} (server {self.url})") from None
+                    raise StateLost(f"{self.describe(keys)} ({keys[0]}): {rest} "
+                                    f"(server {self.safe_url})") from None
+                if what == "FOREIGN":
+                    key, _, held = rest.partition(" ")
+                    raise KeyConflict(
+                        f"{self.describe(keys)}: its key {key!r} holds a {held} that "
+                        "interlock did not make; refusing to delete or use it (remove "
+                        f"it, or choose another name or prefix) (server {self.safe_url})"
+                    ) from None
                 raise _ObjectError(what, rest) from None
+
+    def _call_once_routed(self, budget: float, args: Sequence[Any]) -> Any:
+        """``_call_once``, following one MOVED (see ``call``)."""
+        try:
+            return self._call_once(budget, args)
+        except _redis.exceptions.MovedError:
+            if self.mode == "plain":
+                self._to_cluster()
+                self._load()
+            else:
+                self.client.nodes_manager.initialize()
+            return self._call_once(budget, args)
 
     def _wait_durable(self, budget: float) -> None:
         """WAIT / WAITAOF after a write (on another connection of the pool:
@@ -302,7 +593,7 @@ class Backend:
             got = self.call(budget + self.grace, "WAITAOF", 1, 0, ms)
             ok = int(got[0]) >= 1
         if not ok:
-            raise ConnectionLost(f"Redis server {self.url}: the write was not confirmed "
+            raise ConnectionLost(f"Redis server {self.safe_url}: the write was not confirmed "
                                  f"durable ({kind} {n}) within {budget:.1f} s; it may be lost "
                                  "in a crash or failover")
 
@@ -315,7 +606,7 @@ class Backend:
             raise RolledBack(f"{key}: the server answered {value}, lower than {before} already "
                              f"seen from it: its state went back in time (restart from an "
                              f"older snapshot, or failover to a lagging replica; server "
-                             f"{self.url})")
+                             f"{self.safe_url})")
         with self._marks_lock:
             if value > self._marks.get(key, 0):
                 self._marks[key] = value
@@ -323,16 +614,17 @@ class Backend:
     def mark(self, key: str) -> int:
         return self._marks.get(key, 0)
 
-    def blocking(self, call: Callable[[], Any], *, retry: bool = False) -> Any:
+    def blocking(self, call: Callable[[], Any], keys: Sequence[str] = (), *,
+                 retry: bool = False) -> Any:
         """A plain redis-py call (errors translated); ``retry``: it is
         idempotent, send it once more after a lost reply."""
         try:
-            with self.errors():
+            with self.errors(keys):
                 return call()
         except ConnectionLost:
             if not retry:
                 raise
-        with self.errors():
+        with self.errors(keys):
             return call()
 
     # -- the keeper ---------------------------------------------------------
@@ -342,7 +634,7 @@ class Backend:
             self._leases[id(lease)] = lease
             if self._keeper is None or not self._keeper.is_alive():
                 self._keeper = threading.Thread(target=self._keep, args=(weakref.ref(self),),
-                                                name=f"interlock-redis-keeper {self.url}",
+                                                name=f"interlock-redis-keeper {self.safe_url}",
                                                 daemon=True)
                 self._keeper.start()
 
@@ -422,6 +714,14 @@ def _durable(d: Any) -> tuple[str, int] | None:
     if isinstance(d, (tuple, list)) and len(d) == 2 and d[0] == "replicas" and int(d[1]) >= 1:
         return ("replicas", int(d[1]))
     raise ValueError(f"durable must be None, 'aof' or ('replicas', n), not {d!r}")
+
+
+def name_tag(name: str) -> str:
+    """The hash tag of an object's keys (see ``Backend.key``): never empty,
+    one per name."""
+    if not name or name[0] in "}#":
+        return "#" + name.encode("utf-8", "surrogatepass").hex()
+    return name
 
 
 class _ObjectError(Exception):

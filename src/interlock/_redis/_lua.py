@@ -50,21 +50,53 @@ end
 
 ------------------------------------------------------------------ objects
 
--- KEYS: meta, then every other key of the object (wiped on creation)
+-- The type each key of an object of a kind must have, after meta (a hash).
+local KEY_TYPES = {
+  queue = {'stream', 'stream'},
+  lock = {'string', 'list'}, rlock = {'string', 'list'},
+  semaphore = {'zset', 'list'},
+  event = {'string', 'stream'},
+}
+
+local function key_type(k)
+  return redis.call('TYPE', k)['ok']
+end
+
+-- A key of this object that interlock did not make: refuse it by name,
+-- never delete it nor use it.
+local function foreign(k, what)
+  error('INTERLOCK_FOREIGN ' .. k .. ' ' .. what)
+end
+
+-- KEYS: meta, then every other key of the object (KEY_TYPES order)
 -- ARGV: kind, new epoch, mode ('any' | 'new' | 'existing'), p1, p2
 -- -> {epoch, p1, p2}
 local function open(keys, args)
   local kind, epoch, mode = args[1], args[2], args[3]
-  local have = redis.call('HMGET', keys[1], 'kind', 'epoch', 'p1', 'p2')
-  if have[1] then
-    -- Our own epoch: this is a retry of the call that created it (its reply
-    -- was lost), not another creator's object.
-    if mode == 'new' and have[2] ~= epoch then error('INTERLOCK_EXISTS') end
-    if have[1] ~= kind then error('INTERLOCK_KIND ' .. have[1]) end
-    return {have[2], have[3] or '', have[4] or ''}
+  local mt = key_type(keys[1])
+  if mt ~= 'none' and mt ~= 'hash' then foreign(keys[1], mt) end
+  local have = {false, false, false, false}
+  if mt == 'hash' then
+    have = redis.call('HMGET', keys[1], 'kind', 'epoch', 'p1', 'p2')
+    if not have[1] or not have[2] then foreign(keys[1], 'hash') end
   end
+  -- Our own epoch: a retry of the call that created it (its reply was
+  -- lost), not another creator's object.
+  if have[1] and mode == 'new' and have[2] ~= epoch then error('INTERLOCK_EXISTS') end
+  if have[1] and have[1] ~= kind then error('INTERLOCK_KIND ' .. have[1]) end
+  local want = KEY_TYPES[kind] or {}
+  for i = 2, #keys do
+    local t = key_type(keys[i])
+    if t ~= 'none' then
+      -- A new object's keys must all be absent; an existing one's, of its types.
+      if not have[1] or t ~= want[i - 1] then foreign(keys[i], t) end
+      if want[i - 1] == 'string' and kind ~= 'event' and redis.call('PTTL', keys[i]) < 0 then
+        foreign(keys[i], 'string without a TTL')  -- a lock key always has its lease
+      end
+    end
+  end
+  if have[1] then return {have[2], have[3] or '', have[4] or ''} end
   if mode == 'existing' then error('INTERLOCK_MISSING') end
-  for i = 2, #keys do redis.call('DEL', keys[i]) end
   redis.call('HSET', keys[1], 'kind', kind, 'epoch', epoch, 'p1', args[4], 'p2', args[5])
   if kind == 'queue' then
     redis.call('XGROUP', 'CREATE', keys[2], 'g', '$', 'MKSTREAM')
@@ -334,14 +366,15 @@ end
 local function lock_acquire(keys, args)
   local meta, lock = keys[1], keys[2]
   meta_get(meta, args[1])
-  local cur = redis.call('GET', lock)
-  if cur == args[2] then
-    local m = redis.call('HMGET', meta, 'fence', 'prev')
-    return {1, tonumber(m[1]), m[2] or ''}
-  end
-  if cur then
+  local pttl = redis.call('PTTL', lock)
+  if pttl == -1 then foreign(lock, 'key without a TTL') end  -- would be waited on forever
+  if pttl >= 0 then
+    if redis.call('GET', lock) == args[2] then
+      local m = redis.call('HMGET', meta, 'fence', 'prev')
+      return {1, tonumber(m[1]), m[2] or ''}
+    end
     redis.call('HINCRBY', meta, 'contentions', 1)
-    return {0, redis.call('PTTL', lock)}
+    return {0, pttl}
   end
   local prev = redis.call('HGET', meta, 'holder')
   if prev then redis.call('HINCRBY', meta, 'expiries', 1) else prev = '' end

@@ -148,9 +148,11 @@ def _object_error(e: _ObjectError, kind: str, name: str) -> Exception:
 class _Consumer:
     """This process's consumer of one queue (shared by its Queue objects).
 
-    Every message it has taken is in exactly one of: ``ready`` (taken on the
-    server, not yet returned to a caller: the rest of a reclaimed batch, or
-    what a failed bookkeeping call left), ``held`` / ``order`` (returned,
+    Every message it has taken is in exactly one of: ``own`` (taken on the
+    server by a thread's call, for that thread: no other thread may return
+    it, or a thread could see one producer's messages out of order),
+    ``ready`` (taken, for any thread: the rest of a reclaimed or re-read
+    batch), ``held`` / ``order`` (returned,
     not yet acknowledged), ``acks`` (acknowledged here, the server not yet
     told).  All of them are "known": a resync skips them, and the keeper
     renews their idle time so that idle reclaim leaves them alone."""
@@ -165,6 +167,7 @@ class _Consumer:
         self.held: dict[int, list[bytes]] = {}  # plain Queue: thread -> ids
         self.order: deque[bytes] = deque()  # JoinableQueue: ids, oldest first
         self.ready: deque[tuple[bytes, list[bytes]]] = deque()
+        self.own: dict[int, list[tuple[bytes, list[bytes]]]] = {}  # thread -> entries
         self.acks: list[bytes] = []
         self.resync = False  # re-read our own pending list at the next take
         self.users = 0
@@ -176,6 +179,8 @@ class _Consumer:
             out = set(self.order)
             out.update(self.acks)
             out.update(i for i, _ in self.ready)
+            for w in self.own.values():
+                out.update(i for i, _ in w)
             for v in self.held.values():
                 out.update(v)
         return out
@@ -267,13 +272,18 @@ class Queue:
         b, n = backend, self._name
         self._keys = [b.key(n, "meta"), b.key(n, "s"), b.key(n, "ev"), b.key(n, "hb:")]
         try:
-            epoch, have_max, _ = backend.fcall(
+            epoch, have_max, have_joinable = backend.fcall(
                 "il_open", self._keys[:3],
                 ["queue", uuid.uuid4().hex, _open_mode(create), maxsize, int(self._joinable)])
         except _ObjectError as e:
             raise _object_error(e, "queue", self._name) from None
         self._epoch = epoch
         self._maxsize = int(have_max)
+        if have_joinable.decode() != str(int(self._joinable)):
+            have, want = ("JoinableQueue", "plain Queue") if self._joinable is False else (
+                "plain Queue", "JoinableQueue")
+            raise ValueError(f"queue {self._name!r} exists on the server as a {have}; "
+                             f"it cannot be opened as a {want}")
         if maxsize and maxsize != self._maxsize:
             raise ValueError(f"queue {self._name!r} exists with maxsize={self._maxsize}; "
                              f"asked for maxsize={maxsize}")
@@ -304,7 +314,8 @@ class Queue:
                            self._name))
 
     def __repr__(self) -> str:
-        return f"<interlock.redis.{type(self).__name__} name={self._name!r} on {self._backend.url}>"
+        return (f"<interlock.redis.{type(self).__name__} name={self._name!r} "
+                f"on {self._backend.safe_url}>")
 
     def _check(self) -> None:
         if self._detached:
@@ -388,7 +399,8 @@ class Queue:
         """Sleep until an event newer than ``last`` (or a slice passes)."""
         ms = max(int(1000 * min(self._backend.slice, left if left is not None else 1e9)), 1)
         self._backend.call(self._backend.budget(None, ms / 1000), "XREAD", "COUNT", 1,
-                           "BLOCK", ms, "STREAMS", self._keys[2], last)
+                           "BLOCK", ms, "STREAMS", self._keys[2], last,
+                           keys=self._keys[:3])
 
     # -- get ----------------------------------------------------------------
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
@@ -443,11 +455,29 @@ class Queue:
                 raise Empty
 
     def _pop_ready(self, c: _Consumer, count: int) -> list[Any]:
+        """Up to ``count`` entries: this thread's own first, else shared ones."""
+        tid = threading.get_ident()
         with c.lock:
-            if not c.ready:
+            mine = c.own.get(tid)
+            if mine:
+                got, rest = mine[:count], mine[count:]
+                if rest:
+                    c.own[tid] = rest
+                else:
+                    del c.own[tid]
+            elif c.ready:
+                got = [c.ready.popleft() for _ in range(min(count, len(c.ready)))]
+            else:
                 return []
-            got = [c.ready.popleft() for _ in range(min(count, len(c.ready)))]
         return self._accept(c, got)
+
+    @staticmethod
+    def _keep_own(c: _Consumer, real: list[Any], count: int) -> None:
+        """What this thread's call took: the first ``count`` for this thread,
+        the rest (re-deliveries: a reclaimed or re-read batch) for any."""
+        with c.lock:
+            c.own.setdefault(threading.get_ident(), []).extend(real[:count])
+            c.ready.extend(real[count:])
 
     def _get_once(self, c: _Consumer, count: int, deadline: float | None,
                   lease_ms: int) -> list[Any] | None:
@@ -475,8 +505,7 @@ class Queue:
         closed = any(f and f[0] == b"c" for _, f in fresh)
         real = [(i, f) for i, f in fresh if f and f[0] != b"c"]
         if real:
-            with c.lock:
-                c.ready.extend(real)
+            self._keep_own(c, real, count)
             return self._pop_ready(c, count)
         if closed:
             raise QueueClosed("get() on a closed queue: it is closed and drained")
@@ -486,7 +515,7 @@ class Queue:
         ms = max(int(1000 * min(self._backend.slice, left if left is not None else 1e9)), 1)
         got = self._backend.call(
             self._backend.budget(None, ms / 1000), "XREADGROUP", "GROUP", "g", c.name,
-            "COUNT", count, "BLOCK", ms, "STREAMS", self._keys[1], ">")
+            "COUNT", count, "BLOCK", ms, "STREAMS", self._keys[1], ">", keys=self._keys[:3])
         if not got:
             return None  # a slice passed: look again (and for dead consumers)
         # RESP2: [[stream, entries]]; RESP3: {stream: entries}
@@ -494,8 +523,7 @@ class Queue:
         entries = [(i, f) for i, f in batch if f]
         marker = next((i for i, f in entries if f[0] == b"c"), b"")
         real = [(i, f) for i, f in entries if f[0] != b"c"]
-        with c.lock:
-            c.ready.extend(real)  # ours now, returned below or by the next get
+        self._keep_own(c, real, count)  # ours now, returned below or by the next get
         if marker or (real and self._maxsize):
             try:
                 self._backend.fcall("il_q_taken", self._keys[:3],
@@ -507,6 +535,12 @@ class Queue:
                 c.resync = True
                 if not real:
                     raise
+            except BaseException:
+                # Not returned now: any thread may have them (this one may
+                # never call again).
+                with c.lock:
+                    c.ready.extend(c.own.pop(threading.get_ident(), []))
+                raise
         if real:
             return self._pop_ready(c, count)
         raise QueueClosed("get() on a closed queue: it is closed and drained")
@@ -579,7 +613,8 @@ class Queue:
         if self._cons is not None:
             c = self._cons
             with c.lock:
-                held = len(c.order) + len(c.ready) + sum(len(v) for v in c.held.values())
+                held = (len(c.order) + len(c.ready) + sum(len(v) for v in c.held.values())
+                        + sum(len(w) for w in c.own.values()))
         return RedisQueueStatistics(self._name, int(depth), int(unfinished), int(maxsize),
                                     bool(closed), int(pending), int(consumers), held)
 
@@ -611,14 +646,19 @@ class Queue:
             c.end()  # type: ignore[union-attr]  # (not None: checked above)
 
     def unlink(self) -> None:
-        """Delete the queue from the server (its messages with it)."""
-        # Detach first: its acknowledgements need the queue (after the
-        # delete they raised StateLost, and unlink() with them).
-        try:
-            self.detach()
-        except _client.StateLost:
-            pass  # gone already: nothing left to acknowledge
-        self._backend.blocking(lambda: self._backend.client.delete(*self._keys[:3]), retry=True)
+        """Delete the queue from the server (its messages with it, taken and
+        unacknowledged ones included: there is nothing left to acknowledge)."""
+        c = self._cons
+        if c is not None:  # nothing of it is left to acknowledge or hand back
+            with c.lock:
+                c.held.clear()
+                c.order.clear()
+                c.ready.clear()
+                c.own.clear()
+                c.acks = []
+        self._backend.blocking(lambda: self._backend.client.delete(*self._keys[:3]),
+                               self._keys[:3], retry=True)
+        self.detach()
 
     def __enter__(self) -> Queue:
         return self

@@ -134,7 +134,8 @@ class _Shared:
         return (_rebuild, args) if cls is None else (_rebuild, args, {"_lock_class": cls})
 
     def __repr__(self) -> str:
-        return f"<interlock.redis.{type(self).__name__} name={self._name!r} on {self._backend.url}>"
+        return (f"<interlock.redis.{type(self).__name__} name={self._name!r} "
+                f"on {self._backend.safe_url}>")
 
     def _call(self, fn: str, *args: Any, deadline: float | None = None) -> Any:
         """One function of the library on this object's keys (after the
@@ -170,7 +171,8 @@ class _Shared:
 
     def unlink(self) -> None:
         """Delete the object's keys from the server."""
-        self._backend.blocking(lambda: self._backend.client.delete(*self._keys), retry=True)
+        self._backend.blocking(lambda: self._backend.client.delete(*self._keys), self._keys,
+                               retry=True)
 
     def _release_call(self, fn: str, hold: _Hold) -> bool:
         """Give a hold back on the server; True if it was still ours.
@@ -194,7 +196,8 @@ class _Shared:
         if hint_ms > 0:
             t = min(t, hint_ms / 1000 + 0.002)
         t = max(t, 0.001)
-        self._backend.call(self._backend.budget(None, t), "BLPOP", self._keys[-1], f"{t:.3f}")
+        self._backend.call(self._backend.budget(None, t), "BLPOP", self._keys[-1], f"{t:.3f}",
+                           keys=self._keys)
 
 
 class Lock(_Shared):
@@ -387,9 +390,11 @@ class RLock(Lock):
 
 
 class Semaphore(_Shared):
-    """``backend.Semaphore(value=1, *, name=None, create=None)``
+    """``backend.Semaphore(value=None, *, name=None, create=None)``
 
-    At most ``value`` holders at once.  Each permit is a lease (renewed while
+    At most ``value`` holders at once (``value=None``: 1 for a new
+    semaphore, whatever an existing one has; a value given must match an
+    existing semaphore's, ``ValueError`` otherwise).  Each permit is a lease (renewed while
     its thread lives) with its own fencing token; a permit can be released
     only by the object and thread that acquired it (``ValueError``
     otherwise), most recent first.
@@ -398,15 +403,15 @@ class Semaphore(_Shared):
     _kind = "semaphore"
     _parts = ("holders", "wake")
 
-    def __init__(self, backend: Backend, value: int = 1, *, name: str | None = None,
+    def __init__(self, backend: Backend, value: int | None = None, *, name: str | None = None,
                  create: bool | None = None) -> None:
-        if isinstance(value, bool) or not isinstance(value, int):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise TypeError(f"value must be an int, not {type(value).__name__}")
-        if value < 1:
+        if value is not None and value < 1:
             raise ValueError("semaphore value must be >= 1")
-        have, _ = self._open(backend, name, create, value)
+        have, _ = self._open(backend, name, create, 1 if value is None else value)
         self._value = int(have)
-        if value != 1 and value != self._value:
+        if value is not None and value != self._value:
             raise ValueError(f"semaphore {self._name!r} exists with value={self._value}; "
                              f"asked for {value}")
         self._permits: dict[int, list[_Hold]] = {}
@@ -511,4 +516,5 @@ class Event(_Shared):
             t = self._backend.slice if left is None else min(left, self._backend.slice)
             ms = max(int(t * 1000), 1)
             self._backend.call(self._backend.budget(None, ms / 1000), "XREAD", "COUNT", 1,
-                               "BLOCK", ms, "STREAMS", self._keys[2], last)
+                               "BLOCK", ms, "STREAMS", self._keys[2], last,
+                               keys=self._keys)

@@ -1,0 +1,308 @@
+/*
+ * mapping.c -- `_core.Mapping`: a shared mapping of a segment that keeps no
+ * file descriptor.
+ *
+ * CPython's mmap.mmap keeps a dup() of the descriptor it maps, for size()
+ * and resize(); Python 3.13 added trackfd=False to avoid it, and interlock
+ * supports older versions.  With one dup per attached object, a process
+ * reached EMFILE at about 1,000 objects (the usual soft RLIMIT_NOFILE is
+ * 1,024).  mmap(2) does not need the descriptor once it returns: the mapping
+ * holds a reference to the file itself.  So the segment code maps with this
+ * type and closes its descriptor at once (docs/design/segment.md).
+ *
+ * What the segment code and the objects need from it, and nothing else:
+ * - the buffer protocol (writable), which the C types (Ring, Mutex, the sync
+ *   family), struct.pack_into, ctypes' from_buffer and memoryview use;
+ *   `exports` counts the views, and close() refuses while any is alive, so
+ *   a live view never points to unmapped memory (as mmap.mmap does);
+ * - indexing and slicing as mmap.mmap does (an int, or bytes), and slice
+ *   assignment of the same length;
+ * - load32/store32: single-copy-atomic 32-bit words (the slot table's
+ *   commit words, docs/design/segment.md);
+ * - populate(): commit pages of a sparse file (the slot table grows by
+ *   pages) without the SIGBUS that touching a page fails with when
+ *   /dev/shm is full.
+ * No resize: a segment never changes size once linked.
+ */
+#define _GNU_SOURCE
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <errno.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
+
+typedef struct {
+    PyObject_HEAD
+    char *addr;        /* NULL once closed */
+    Py_ssize_t size;
+    Py_ssize_t exports; /* live buffer views: close() waits for none */
+} MappingObject;
+
+static PyTypeObject MappingType;
+
+static int mapping_ok(MappingObject *self)
+{
+    if (!self->addr) {
+        PyErr_SetString(PyExc_ValueError, "mapping closed");
+        return 0;
+    }
+    return 1;
+}
+
+static PyObject *Mapping_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
+{
+    static char *kw[] = {"fd", "size", NULL};
+    int fd;
+    Py_ssize_t size;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "in:Mapping", kw, &fd, &size))
+        return NULL;
+    if (size <= 0) {
+        PyErr_SetString(PyExc_ValueError, "size must be positive");
+        return NULL;
+    }
+    MappingObject *self = (MappingObject *)type->tp_alloc(type, 0);
+    if (!self)
+        return NULL;
+    void *p;
+    Py_BEGIN_ALLOW_THREADS
+    p = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
+             0);
+    Py_END_ALLOW_THREADS
+    if (p == MAP_FAILED) {
+        PyErr_SetFromErrno(PyExc_OSError);
+        Py_DECREF(self);
+        return NULL;
+    }
+    self->addr = p;
+    self->size = size;
+    return (PyObject *)self;
+}
+
+static void Mapping_dealloc(MappingObject *self)
+{
+    /* exports is 0 here: every view holds a reference to us. */
+    if (self->addr)
+        munmap(self->addr, (size_t)self->size);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int Mapping_getbuffer(MappingObject *self, Py_buffer *view, int flags)
+{
+    if (!mapping_ok(self)) {
+        view->obj = NULL;
+        return -1;
+    }
+    if (PyBuffer_FillInfo(view, (PyObject *)self, self->addr, self->size, 0, flags) < 0)
+        return -1;
+    self->exports++;
+    return 0;
+}
+
+static void Mapping_releasebuffer(MappingObject *self, Py_buffer *view)
+{
+    (void)view;
+    self->exports--;
+}
+
+static PyBufferProcs Mapping_as_buffer = {(getbufferproc)Mapping_getbuffer,
+                                          (releasebufferproc)Mapping_releasebuffer};
+
+static PyObject *Mapping_close(MappingObject *self, PyObject *unused)
+{
+    if (self->exports > 0) {
+        PyErr_SetString(PyExc_BufferError, "cannot close a mapping while views of it exist");
+        return NULL;
+    }
+    if (self->addr) {
+        munmap(self->addr, (size_t)self->size);
+        self->addr = NULL;
+    }
+    Py_RETURN_NONE;
+}
+
+static int word_offset(MappingObject *self, Py_ssize_t off)
+{
+    if (!mapping_ok(self))
+        return 0;
+    if (off < 0 || off % 4 != 0 || off > self->size - 4) {
+        PyErr_Format(PyExc_ValueError, "bad 32-bit word offset %zd", off);
+        return 0;
+    }
+    return 1;
+}
+
+static PyObject *Mapping_load32(MappingObject *self, PyObject *arg)
+{
+    Py_ssize_t off = PyLong_AsSsize_t(arg);
+    if ((off == -1 && PyErr_Occurred()) || !word_offset(self, off))
+        return NULL;
+    /* relaxed: a single-copy-atomic read.  Writers hold the segment's meta
+     * lock, whose acquire/release orders everything a locked reader needs;
+     * an unlocked reader (scan, the registry) takes a racy snapshot and
+     * only needs the word whole, never torn. */
+    uint32_t v = atomic_load_explicit((_Atomic uint32_t *)(self->addr + off), memory_order_relaxed);
+    return PyLong_FromUnsignedLong(v);
+}
+
+static PyObject *Mapping_store32(MappingObject *self, PyObject *args)
+{
+    Py_ssize_t off;
+    unsigned int v;
+    if (!PyArg_ParseTuple(args, "nI:store32", &off, &v) || !word_offset(self, off))
+        return NULL;
+    /* release: a slot's pid is its commit word (segment.md): the start time
+     * and refs written before it must be visible to whoever sees the pid.
+     * (Under the meta lock that is already so; the unlocked readers get it
+     * from this.)  One store: a process killed here wrote it or did not. */
+    atomic_store_explicit((_Atomic uint32_t *)(self->addr + off), v, memory_order_release);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Mapping_populate(MappingObject *self, PyObject *args)
+{
+    Py_ssize_t off, len;
+    if (!PyArg_ParseTuple(args, "nn:populate", &off, &len) || !mapping_ok(self))
+        return NULL;
+    long page = sysconf(_SC_PAGESIZE);
+    if (off < 0 || len < 0 || off % page != 0 || len > self->size - off) {
+        PyErr_Format(PyExc_ValueError, "bad page range %zd+%zd", off, len);
+        return NULL;
+    }
+    if (len == 0)
+        Py_RETURN_NONE;
+    /* Allocates the tmpfs pages now; where /dev/shm is full it fails with
+     * EFAULT instead of the SIGBUS a plain write would take. */
+    if (madvise(self->addr + off, (size_t)len, MADV_POPULATE_WRITE) == 0)
+        Py_RETURN_NONE;
+    if (errno == EFAULT) {
+        errno = ENOSPC;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    if (errno != EINVAL)
+        return PyErr_SetFromErrno(PyExc_OSError);
+    /* Kernel before 5.14: fault the pages in with writes that change
+     * nothing (an atomic add of 0: a concurrent writer's bytes survive;
+     * relaxed, no ordering is needed for a no-op).  On a full /dev/shm this
+     * is the SIGBUS the fallocate at creation avoids for the rest. */
+    for (Py_ssize_t i = 0; i < len; i += page)
+        atomic_fetch_add_explicit((_Atomic uint32_t *)(self->addr + off + i), 0,
+                                  memory_order_relaxed);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Mapping_get_closed(MappingObject *self, void *unused)
+{
+    return PyBool_FromLong(self->addr == NULL);
+}
+
+static Py_ssize_t Mapping_length(MappingObject *self)
+{
+    if (!mapping_ok(self))
+        return -1;
+    return self->size;
+}
+
+/* Indexing and slicing go through a temporary memoryview (its rules for
+ * indices, slices and lengths), then give what mmap.mmap gives: an int for
+ * an index, bytes for a slice (a copy: no view outlives the expression). */
+static PyObject *Mapping_subscript(MappingObject *self, PyObject *key)
+{
+    PyObject *mv = PyMemoryView_FromObject((PyObject *)self);
+    if (!mv)
+        return NULL;
+    PyObject *r = PyObject_GetItem(mv, key);
+    if (r && PyMemoryView_Check(r)) {
+        PyObject *b = PyBytes_FromObject(r);
+        PyObject *rel = PyObject_CallMethod(r, "release", NULL);
+        Py_XDECREF(rel);
+        Py_DECREF(r);
+        r = b;
+    }
+    PyObject *rel = PyObject_CallMethod(mv, "release", NULL);
+    if (!rel) {
+        Py_XDECREF(r);
+        r = NULL;
+    }
+    Py_XDECREF(rel);
+    Py_DECREF(mv);
+    return r;
+}
+
+static int Mapping_ass_subscript(MappingObject *self, PyObject *key, PyObject *value)
+{
+    if (!value) {
+        PyErr_SetString(PyExc_TypeError, "cannot delete from a mapping");
+        return -1;
+    }
+    PyObject *mv = PyMemoryView_FromObject((PyObject *)self);
+    if (!mv)
+        return -1;
+    int r = PyObject_SetItem(mv, key, value);
+    PyObject *rel = PyObject_CallMethod(mv, "release", NULL);
+    if (!rel)
+        r = -1;
+    Py_XDECREF(rel);
+    Py_DECREF(mv);
+    return r;
+}
+
+static PyMappingMethods Mapping_as_mapping = {(lenfunc)Mapping_length,
+                                              (binaryfunc)Mapping_subscript,
+                                              (objobjargproc)Mapping_ass_subscript};
+
+static PyObject *Mapping_enter(PyObject *self, PyObject *unused) { return Py_NewRef(self); }
+
+static PyObject *Mapping_exit(MappingObject *self, PyObject *args)
+{
+    return Mapping_close(self, NULL);
+}
+
+static PyMethodDef Mapping_methods[] = {
+    {"close", (PyCFunction)Mapping_close, METH_NOARGS,
+     "close()\n--\n\nUnmap (BufferError while views exist). Idempotent."},
+    {"load32", (PyCFunction)Mapping_load32, METH_O,
+     "load32(offset)\n--\n\nAtomic read of the aligned u32 at offset."},
+    {"store32", (PyCFunction)Mapping_store32, METH_VARARGS,
+     "store32(offset, value)\n--\n\nAtomic (release) store of an aligned u32."},
+    {"populate", (PyCFunction)Mapping_populate, METH_VARARGS,
+     "populate(offset, length)\n--\n\nAllocate these pages of the file now (OSError ENOSPC "
+     "if /dev/shm is full)."},
+    {"__enter__", (PyCFunction)Mapping_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)Mapping_exit, METH_VARARGS, NULL},
+    {NULL}};
+
+static PyGetSetDef Mapping_getset[] = {{"closed", (getter)Mapping_get_closed, NULL, NULL, NULL},
+                                       {NULL}};
+
+static PyTypeObject MappingType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "interlock._core.Mapping",
+    .tp_basicsize = sizeof(MappingObject),
+    .tp_dealloc = (destructor)Mapping_dealloc,
+    .tp_as_mapping = &Mapping_as_mapping,
+    .tp_as_buffer = &Mapping_as_buffer,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Mapping(fd, size)\n--\n\nA MAP_SHARED mapping of fd's first "
+              "size bytes that keeps no descriptor: close fd right after.",
+    .tp_methods = Mapping_methods,
+    .tp_getset = Mapping_getset,
+    .tp_new = Mapping_new,
+};
+
+int il_mapping_register(PyObject *module)
+{
+    if (PyType_Ready(&MappingType) < 0)
+        return -1;
+    Py_INCREF(&MappingType);
+    if (PyModule_AddObject(module, "Mapping", (PyObject *)&MappingType) < 0) {
+        Py_DECREF(&MappingType);
+        return -1;
+    }
+    return 0;
+}
