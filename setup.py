@@ -25,9 +25,9 @@ setup(
             "interlock._core",
             sources=[f"{CORE}/{name}" for name in ("platform.c", "crashpoint.c", "mutex.c", "ring.c",
                                                    "module.c", "sync.c", "sync_module.c",
-                                                   "mapping.c")],
+                                                   "mapping.c", "aio.c")],
             depends=[f"{CORE}/{name}" for name in ("platform.h", "crashpoint.h", "mutex.h", "ring.h",
-                                                   "eventcount.h", "sync.h", "shmobject.h")],
+                                                   "eventcount.h", "sync.h", "shmobject.h", "aio.h")],
             extra_compile_args=extra,
             extra_link_args=link,
         )

@@ -272,8 +272,12 @@ CASES = [
          r"1024 bytes"),
     Case("item-unpicklable", lambda e: e.q.put(threading.Lock()), TypeError,
          r"cannot pickle '_thread.lock' object"),
+    # pickle's own error, whose wording changed: "Can't pickle <function
+    # ...>: attribute lookup ... failed" (<= 3.12), "Can't get local object
+    # '...<locals>.<lambda>'" (3.13)
     Case("item-unpicklable-local-function", lambda e: e.q.put(lambda: 0), (
-        AttributeError, __import__("pickle").PicklingError), r"(?i)can't pickle"),
+        AttributeError, __import__("pickle").PicklingError),
+        r"(?i)can't pickle|can't get local object"),
     Case("put-many-one-unpicklable", _put_many_one_unpicklable, TypeError, r"cannot pickle",
          after=_expect_queue_empty),
     Case("item-fails-to-unpickle", _bad_unpickle, LookupError, r"unpickling refused on purpose",

@@ -21,6 +21,7 @@
 #include <unistd.h>
 #include <structmember.h>
 
+#include "aio.h"
 #include "crashpoint.h"
 #include "mutex.h"
 #include "ring.h"
@@ -549,24 +550,9 @@ static PyObject *raw_finish(raw_t *x)
 
 typedef int (*cond_fn)(il_ring_t *r, uint64_t arg);
 
-static int cond_not_empty(il_ring_t *r, uint64_t unused)
-{
-    /* acquire loads: the condition is re-checked under the lock anyway. */
-    if (atomic_load_explicit(&r->flags, memory_order_acquire) & IL_RING_CLOSED)
-        return 1;
-    return atomic_load_explicit(&r->tail, memory_order_acquire) !=
-           atomic_load_explicit(&r->head, memory_order_acquire);
-}
+static int cond_not_empty(il_ring_t *r, uint64_t unused) { return il_ring_readable(r); }
 
-static int cond_room(il_ring_t *r, uint64_t need)
-{
-    if (atomic_load_explicit(&r->flags, memory_order_acquire) & IL_RING_CLOSED)
-        return 1;
-    uint64_t h = atomic_load_explicit(&r->head, memory_order_acquire);
-    uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
-    return (uint64_t)(uint32_t)(IL_POS(t) - IL_POS(h)) + need <= r->capacity &&
-           (uint64_t)(uint32_t)(IL_CNT(t) - IL_CNT(h)) + 1 <= r->maxsize;
-}
+static int cond_room(il_ring_t *r, uint64_t need) { return il_ring_writable(r, need); }
 
 static int cond_all_done(il_ring_t *r, uint64_t unused)
 {
@@ -1822,7 +1808,12 @@ static PyObject *Mutex_abandon(MutexObject *self, PyObject *unused)
      * wrote under the lock, and the hint above, happen-before the acquire
      * CAS of whoever takes the lock over, which reads this value or a later
      * one of the word's release sequence (waiters only add WAITERS by RMW). */
-    atomic_fetch_or_explicit(&m->word, 0, memory_order_release);
+    uint32_t v = atomic_fetch_or_explicit(&m->word, 0, memory_order_release);
+    /* Blocking waiters see the owner "dead" at the end of their slice;
+     * asyncio's helper (aio.c) sleeps without one: wake every sleeper, each
+     * re-checks (a useless wake for the blocking ones, never a lost one). */
+    if (v & IL_MUTEX_WAITERS)
+        il_futex_wake(&m->word, INT32_MAX);
     Py_RETURN_TRUE;
 }
 
@@ -1919,6 +1910,10 @@ static PyTypeObject MutexType = {
     .tp_methods = Mutex_methods,
     .tp_members = Mutex_members,
 };
+
+/* For aio.c, which must know what an object is (the types are static here). */
+int il_py_is_ring(PyObject *o) { return PyObject_TypeCheck(o, &RingType); }
+int il_py_is_mutex(PyObject *o) { return PyObject_TypeCheck(o, &MutexType); }
 
 /* ================================================================= module */
 
@@ -2096,7 +2091,8 @@ PyMODINIT_FUNC PyInit__core(void)
         PyModule_AddIntConstant(m, "CRASH_EXIT", IL_CRASH_EXIT) < 0 ||
         PyModule_AddIntConstant(m, "CRASHPOINTS", IL_CRASHPOINTS_BUILD) < 0)
         return NULL;
-    if (il_sync_register(m) < 0 || il_mapping_register(m) < 0)
+    if (il_sync_register(m) < 0 || il_mapping_register(m) < 0 ||
+        il_aio_register(m) < 0)
         return NULL;
     return m;
 }

@@ -172,4 +172,27 @@ static inline int il_ring_has_data(il_ring_t *r, uint64_t head)
     return t != head;
 }
 
+/* Lock-free predicates for waiters (module.c ring_wait, aio.c): may a get
+ * succeed now / may a put of a record of `need` bytes (header included,
+ * aligned) succeed now?  True once the queue is closed, so that sleepers
+ * wake and see it.  acquire loads: the condition is re-checked under the
+ * side lock by the operation that follows anyway. */
+static inline int il_ring_readable(il_ring_t *r)
+{
+    if (atomic_load_explicit(&r->flags, memory_order_acquire) & IL_RING_CLOSED)
+        return 1;
+    return atomic_load_explicit(&r->tail, memory_order_acquire) !=
+           atomic_load_explicit(&r->head, memory_order_acquire);
+}
+
+static inline int il_ring_writable(il_ring_t *r, uint64_t need)
+{
+    if (atomic_load_explicit(&r->flags, memory_order_acquire) & IL_RING_CLOSED)
+        return 1;
+    uint64_t h = atomic_load_explicit(&r->head, memory_order_acquire);
+    uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
+    return (uint64_t)(uint32_t)(IL_POS(t) - IL_POS(h)) + need <= r->capacity &&
+           (uint64_t)(uint32_t)(IL_CNT(t) - IL_CNT(h)) + 1 <= r->maxsize;
+}
+
 #endif

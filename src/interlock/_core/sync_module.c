@@ -15,6 +15,7 @@
 
 #include <math.h>
 
+#include "aio.h"
 #include "sync.h"
 
 typedef ShmObject SyncObject; /* shmobject.h; `hint`: this process's slot */
@@ -845,6 +846,9 @@ static PyMethodDef Event_methods[] = {
 
 SYNC_TYPE(EventType, "Event", Event_init, Event_methods, NULL,
           "Event(buffer, offset, create=False)\n\nA process-shared event (sync.h).");
+
+/* For aio.c (the type is static here). */
+int il_py_is_event(PyObject *o) { return PyObject_TypeCheck(o, &EventType); }
 
 /* ============================================================== Barrier */
 
