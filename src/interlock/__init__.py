@@ -40,7 +40,7 @@ from ._sync import (  # noqa: E402
     Semaphore,
     SemaphoreStatistics,
 )
-from ._value import Array, UnguardedAccessError, Value  # noqa: E402
+from ._value import Array, RawArray, RawValue, UnguardedAccessError, Value  # noqa: E402
 from ._segment import unlink  # noqa: E402
 from ._waitfor import set_deadlock_timeout  # noqa: E402
 from ._connect import connect  # noqa: E402
@@ -85,6 +85,8 @@ __all__ = [
     "ConditionStatistics",
     "Value",
     "Array",
+    "RawValue",
+    "RawArray",
     "UnguardedAccessError",
     "Empty",
     "Full",

@@ -16,12 +16,14 @@ then raises :class:`QueueClosed`; ``for item in q`` stops there.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Generic, Iterable, Iterator, TypeVar
 
 from . import _core, _segment
 from ._errors import QueueClosed
 from ._shared import SharedObject
 from .aio import AsyncQueueMixin
+
+T = TypeVar("T")
 
 DEFAULT_CAPACITY = 4 << 20  # bytes
 MIN_CAPACITY = 64
@@ -61,7 +63,7 @@ def _check_int(value: object, what: str) -> int:
     return value
 
 
-class Queue(_core.Ring, SharedObject, AsyncQueueMixin):
+class Queue(_core.Ring, SharedObject, AsyncQueueMixin, Generic[T]):
     """A process-shared FIFO queue in shared memory.
 
     ``Queue(maxsize=0, *, name=None, capacity=4 MiB, create=None)``
@@ -91,12 +93,17 @@ class Queue(_core.Ring, SharedObject, AsyncQueueMixin):
     killed holding its side's lock is taken over within about 50 ms; the
     segment is removed when the last living user detaches (a ``SIGKILL``-ed
     process does not keep it alive).
+
+    Generic in its items for type checkers (``Queue[int]``; at run time
+    ``Queue[int]`` is an alias of ``Queue``: put/get stay the C methods).
+    ``with Queue() as q:`` detaches this process's handle on exit (the
+    queue lives on while other processes use it); it does not close it.
     """
 
     _kind = _segment.KIND_QUEUE
 
     def __init__(
-        self,
+        self: Queue[Any],
         maxsize: int = 0,
         *,
         name: str | None = None,
@@ -130,6 +137,24 @@ class Queue(_core.Ring, SharedObject, AsyncQueueMixin):
                 )
         _core.Ring.__init__(self, seg.mm, seg.object_offset)
 
+    if TYPE_CHECKING:  # the C methods, typed by the items: no Python layer at run time
+        def put(self, obj: T, block: bool = True, timeout: float | None = None) -> None: ...
+        def put_nowait(self, obj: T) -> None: ...
+        def put_many(self, items: Iterable[T], block: bool = True,
+                     timeout: float | None = None) -> None: ...
+        def get(self, block: bool = True, timeout: float | None = None) -> T: ...
+        def get_nowait(self) -> T: ...
+        def get_many(self, max_items: int | None = 1024, block: bool = True,
+                     timeout: float | None = None) -> list[T]: ...
+
+    def __enter__(self) -> Queue[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Detach this process's handle (not ``close()``: other processes may
+        still put and get)."""
+        self.detach()
+
     def _note_role(self, role: int) -> None:
         # Called once per object by the C core, on the first put / get.
         self._seg.note_role(role)
@@ -160,7 +185,7 @@ class Queue(_core.Ring, SharedObject, AsyncQueueMixin):
         """The bound on the bytes held, headers included."""
         return int(self._seg.params()[1])
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[T]:
         """Yield items until the queue is closed and drained."""
         while True:
             try:
@@ -196,7 +221,7 @@ class Queue(_core.Ring, SharedObject, AsyncQueueMixin):
             return f"name={self.name!r} detached"
 
 
-class JoinableQueue(Queue):
+class JoinableQueue(Queue[T]):
     """A :class:`Queue` with ``task_done()`` and ``join()``.
 
     The count of unfinished tasks is derived from the queue's own put count
@@ -227,9 +252,9 @@ class JoinableQueue(Queue):
         return int(self._unfinished_tasks)
 
 
-class SimpleQueue(Queue):
+class SimpleQueue(Queue[T]):
     """``multiprocessing.SimpleQueue``: an unbounded :class:`Queue`."""
 
-    def __init__(self, *, name: str | None = None, capacity: int | None = None,
-                 create: bool | None = None) -> None:
+    def __init__(self: SimpleQueue[Any], *, name: str | None = None,
+                 capacity: int | None = None, create: bool | None = None) -> None:
         super().__init__(0, name=name, capacity=capacity, create=create)

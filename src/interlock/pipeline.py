@@ -190,11 +190,11 @@ class _WorkerSpec:
     stage: int
     index: int
     slot: int
-    inq: Queue
-    outq: Queue
-    control: Queue
+    inq: Queue[Any]
+    outq: Queue[Any]
+    control: Queue[Any]
     counters: Any  # RawArray('q'): per slot [done, held first key, held count]
-    hand: Queue | None  # retry mode: a copy of the message being worked on
+    hand: Queue[Any] | None  # retry mode: a copy of the message being worked on
     initial: list[Any] | None  # retry mode: the message a dead worker held
     chunksize: int
     ppid: int
@@ -204,7 +204,7 @@ def _parent_gone(ppid: int) -> bool:
     return os.getppid() != ppid
 
 
-def _put(q: Queue, msg: Any, ppid: int) -> bool:
+def _put(q: Queue[Any], msg: Any, ppid: int) -> bool:
     """Put, waking every _IDLE seconds to check the parent. False: give up."""
     while True:
         try:
@@ -341,9 +341,9 @@ class _Stage:
     name: str
     capacity: int | None
     is_gen: bool
-    inq: Queue | None = None
+    inq: Queue[Any] | None = None
     procs: list[Any] = field(default_factory=list)  # index -> Process
-    hands: list[Queue | None] = field(default_factory=list)
+    hands: list[Queue[Any] | None] = field(default_factory=list)
     slots: list[int] = field(default_factory=list)
     finished: bool = False  # every worker exited after its input closed
 
@@ -434,8 +434,8 @@ class Pipeline:
         self._stages: list[_Stage] = []
         self._started = False
         self._done = False
-        self._results_q: Queue | None = None
-        self._control: Queue | None = None
+        self._results_q: Queue[Any] | None = None
+        self._control: Queue[Any] | None = None
         self._feeder: threading.Thread | None = None
         self._stop = threading.Event()
         self._feed_error: BaseException | None = None
@@ -445,7 +445,7 @@ class Pipeline:
         self._window: int | None = None
         self._window_cond = threading.Condition()
         self._returned = 0
-        self._all_queues: list[Queue] = []
+        self._all_queues: list[Queue[Any]] = []
         #: Source items taken so far (read it to watch backpressure work).
         self.fed = 0
         self._input_done = False  # the feeder has closed the first queue
