@@ -878,17 +878,37 @@ def _mp_child_started(_obj: object = None) -> None:
                     pass
 
 
+_finalizer_in = 0  # the pid whose multiprocessing registry holds our Finalize
+
+
 def _register_exit(_obj: object = None) -> None:
     # multiprocessing children leave through os._exit after running their
     # Finalize callbacks, not atexit: register with both.  A forked
     # multiprocessing child clears the inherited Finalize registry *after*
     # our at-fork hook ran, then runs its after-forkers: register again there.
+    global _finalizer_in
     try:
         from multiprocessing import util
 
         util.Finalize(None, _release_all, exitpriority=-100)
+        _finalizer_in = os.getpid()
     except Exception:  # pragma: no cover
         pass
+
+
+def _release_at_exit() -> None:
+    """The atexit hook.  When multiprocessing's own exit function is still to
+    run (it was imported before interlock, so its atexit hook runs after
+    ours), leave the release to our Finalize in its registry: that runs
+    after it has terminated and joined the daemon children.  Releasing here
+    would leave a segment to daemon workers about to be SIGTERMed, who never
+    detach (the docs' JoinableQueue-with-daemon-workers pattern left its
+    queues in /dev/shm)."""
+    util = sys.modules.get("multiprocessing.util")
+    if (util is not None and _finalizer_in == os.getpid()
+            and not getattr(util, "_exiting", True)):
+        return
+    _release_all()
 
 
 class _ForkToken:
@@ -896,7 +916,7 @@ class _ForkToken:
 
 
 _fork_token = _ForkToken()
-atexit.register(_release_all)
+atexit.register(_release_at_exit)
 _register_exit()
 # Every multiprocessing child (fork, spawn, forkserver) clears the Finalize
 # registry in Process._bootstrap, after os.fork's hooks and after unpickling
