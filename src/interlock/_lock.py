@@ -32,10 +32,12 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
-from . import _core, _hierarchy, _segment
-from ._errors import OwnerDiedError, OwnerDiedWarning, warn_at_user
+from . import _core, _segment
+from .deadlock import _order
+from ._warn import warn_at_user
+from .errors import OwnerDiedError, OwnerDiedWarning
 from ._shared import SharedObject
-from ._hierarchy import TrackedLockMixin
+from .deadlock._tracked import TrackedLockMixin
 from .aio import AsyncLockMixin
 
 _MODES = ("warn", "raise", "ignore")
@@ -128,9 +130,9 @@ class Lock(_core.Mutex, SharedObject, TrackedLockMixin, AsyncLockMixin):
         self._tracked = self.level is not None
         # lockdep's class (_hierarchy): the name, or where an anonymous lock
         # was made (kept when pickled to another process: SharedObject).
-        self._lock_class = (_hierarchy.creation_class(type(self).__name__) if seg.anonymous
+        self._lock_class = (_order.creation_class(type(self).__name__) if seg.anonymous
                             else seg.name)
-        # What this lock is (_hierarchy.lock_key): a shared-memory lock "db"
+        # What this lock is (_order.lock_key): a shared-memory lock "db"
         # is not a Redis lock "db".
         self._lock_key = ("shm", seg.name)
         self._token = next(_tokens)

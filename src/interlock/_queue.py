@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator
 
 from . import _core, _segment
-from ._errors import QueueClosed
+from .errors import QueueClosed
 from ._shared import SharedObject
 from .aio import AsyncQueueMixin
 

@@ -62,6 +62,7 @@ from typing import Any
 
 from . import _core, _segment
 from ._segment import Header
+from .errors import NoSuchObject
 
 Describer = Callable[[mmap.mmap, Header], "dict[str, Any]"]
 
@@ -69,14 +70,6 @@ Describer = Callable[[mmap.mmap, Header], "dict[str, Any]"]
 DESCRIBERS: dict[int, Describer] = {}
 
 COUNT_MOD = 1 << 32  # counters kept in 32 bits wrap here
-
-
-class NoSuchObject(LookupError):
-    """``inspect()`` of a name that has no segment."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(f"no interlock object named {name!r} (see `interlock ls`)")
-        self.name = name
 
 
 # ------------------------------------------------------------------ records

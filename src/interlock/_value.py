@@ -24,6 +24,7 @@ from typing import Any, Iterator
 from . import _segment
 from ._lock import Lock, RLock
 from ._shared import SharedObject
+from .errors import UnguardedAccessError
 
 __all__ = ["Value", "Array", "UnguardedAccessError"]
 
@@ -34,12 +35,6 @@ TYPECODES: dict[str, Any] = {
     "d": ctypes.c_double, "c": ctypes.c_char,
 }
 _LOCKNAME = 256
-
-
-class UnguardedAccessError(RuntimeError):
-    """A shared value made with ``guarded_by=lock`` was read or written by a
-    thread that does not hold ``lock``: a data race, caught at its first
-    occurrence instead of as a wrong total later."""
 
 
 def _typecode(code: object) -> str:

@@ -42,7 +42,7 @@ import time
 from typing import Any, AsyncIterator
 
 from . import _core
-from ._errors import Empty, Full, QueueClosed
+from .errors import Empty, Full, QueueClosed
 
 READABLE: int = _core.AIO_READABLE
 WRITABLE: int = _core.AIO_WRITABLE

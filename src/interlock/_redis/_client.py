@@ -63,56 +63,12 @@ import redis as _redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from ..errors import (AuthenticationFailed, ConnectionLost, KeyConflict, LeaseExpired, RolledBack,
+                      ServerError, StateLost)
 from ._lua import LIBRARY
 
 __all__ = ["AuthenticationFailed", "Backend", "ConnectionLost", "KeyConflict", "LeaseExpired",
            "RolledBack", "ServerError", "StateLost", "redact", "split_url"]
-
-
-class ConnectionLost(ConnectionError):
-    """The Redis server could not be reached, or the connection dropped in the
-    middle of an operation (which may or may not have taken effect)."""
-
-
-class StateLost(ConnectionLost):
-    """The server no longer has this object (it restarted without
-    persistence, or its keys were deleted): its contents are gone, and
-    interlock refuses to carry on as if it were merely empty."""
-
-
-class RolledBack(StateLost):
-    """The server's state went back in time: it handed out a fencing token,
-    or reported a position, lower than one this process had already seen
-    from it (a restart from an older RDB snapshot or a lost AOF tail, a
-    failover to a replica that had not received the latest writes).  Work
-    done against the lost state may be repeated or lost; interlock refuses
-    to carry on as if nothing happened."""
-
-
-class AuthenticationFailed(PermissionError):
-    """The server refused the credentials (wrong or missing password, unknown
-    or disabled user), or the user's ACL forbids a command or a key that
-    interlock needs (``NOPERM``).  Not a :class:`ConnectionLost`: the server
-    was reached, and asking again will be refused again."""
-
-
-class KeyConflict(ValueError):
-    """A key that an interlock object needs holds something interlock did not
-    put there (another program's key, or a value of another type).
-    interlock neither deletes it nor uses it: remove it, or choose another
-    name or ``prefix``."""
-
-
-class ServerError(RuntimeError):
-    """Any other error reply of the server (out of memory, a read-only
-    replica, a cluster that is down, ...), naming the object and the server."""
-
-
-class LeaseExpired(RuntimeError):
-    """The caller's lease ran out (it was paused, cut off, or slower than the
-    lease) and another owner may have taken the lock since: whatever it did
-    under the lock after the lease ended was not protected.  Use fencing
-    tokens to make the protected resource reject such late writes."""
 
 
 # No CLIENT SETINFO round trip on connect: a new connection to a stalled

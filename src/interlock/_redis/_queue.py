@@ -62,7 +62,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .._errors import Empty, Full, QueueClosed
+from ..errors import Empty, Full, QueueClosed
 from . import _client
 from ._client import Backend, ConnectionLost, Lease, _ObjectError, deadline_after, remaining
 

@@ -36,9 +36,9 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from .. import _hierarchy
-from .. import lockdep as _lockdep
-from .._errors import DeadlockError, OwnerDiedError, OwnerDiedWarning
+from ..deadlock import _order
+from ..deadlock import _switches
+from ..errors import DeadlockError, OwnerDiedError, OwnerDiedWarning
 from . import _client
 from ._client import Backend, Lease, LeaseExpired, _ObjectError, deadline_after, remaining
 from ._queue import _object_error, _open_mode
@@ -198,10 +198,10 @@ class Lock(_Shared):
         self._on_death = on_owner_death
         # lockdep's class: its own namespace (not the local "db"); the name,
         # or where an anonymous lock was made (pickled with it: __reduce__).
-        self._lock_class = _hierarchy.fit(
-            "redis:" + (name if name is not None else _hierarchy.creation_class(type(self).__name__)))
+        self._lock_class = _order.fit(
+            "redis:" + (name if name is not None else _order.creation_class(type(self).__name__)))
         self._open(backend, name, create)
-        # What this lock is (_hierarchy.lock_key): its key on its server; a
+        # What this lock is (_order.lock_key): its key on its server; a
         # shared-memory lock of the same name is another lock.
         self._lock_key = ("redis", backend.url, self._keys[0])
         self._holds: dict[int, _Hold] = {}
@@ -240,10 +240,10 @@ class Lock(_Shared):
         # With lockdep on, Redis locks take part in the lock-order validation
         # like local ones (interlock.lockdep); the wait-for graph of runtime
         # detection is per machine and does not see them.
-        tracked = _lockdep._enabled
+        tracked = _switches.lockdep
         if tracked:
-            at = _hierarchy.site()
-            _hierarchy.before_acquire(self, bool(block), at)
+            at = _order.site()
+            _order.before_acquire(self, bool(block), at)
         token = _token()
         lease_ms = int(self._backend.lease * 1000)
         while True:
@@ -262,7 +262,7 @@ class Lock(_Shared):
         self._holds[threading.get_ident()] = _Hold(token, int(r[1]), lease)
         self._backend.hold(lease)
         if tracked:
-            _hierarchy.after_acquire(self, at, False)
+            _order.after_acquire(self, at, False)
         if r[2]:
             self._on_owner_died(r[2].decode())
         return True
@@ -297,7 +297,7 @@ class Lock(_Shared):
             hold.depth -= 1
             return
         del self._holds[threading.get_ident()]
-        _hierarchy.after_release(self)  # (a no-op unless lockdep recorded the hold)
+        _order.after_release(self)  # (a no-op unless lockdep recorded the hold)
         self._backend.drop(hold.lease)
         # Past the local deadline the hold is over, whatever the server says
         # (a renewal it accepted may be one whose reply was lost: we cannot

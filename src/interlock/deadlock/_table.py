@@ -25,7 +25,7 @@ from __future__ import annotations
 import struct
 from typing import Callable, Iterator
 
-from . import _core, _segment
+from .. import _core, _segment
 
 HEADER = 128
 _N = struct.Struct("<III")

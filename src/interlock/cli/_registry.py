@@ -20,8 +20,8 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from . import _registry, _segment
-from ._registry import COUNT_MOD, HolderInfo, ObjectInfo
+from .. import _registry, _segment
+from .._registry import COUNT_MOD, HolderInfo, ObjectInfo
 
 CLEAR = "\x1b[H\x1b[2J"
 
