@@ -38,7 +38,7 @@ from ._warn import warn_at_user
 from .errors import OwnerDiedError, OwnerDiedWarning
 from ._shared import SharedObject
 from .deadlock._tracked import TrackedLockMixin
-from .aio import AsyncLockMixin
+from ._awaitable import AsyncLockMixin
 
 _MODES = ("warn", "raise", "ignore")
 

@@ -21,7 +21,7 @@ from typing import Any, Iterator
 from . import _core, _segment
 from .errors import QueueClosed
 from ._shared import SharedObject
-from .aio import AsyncQueueMixin
+from ._awaitable import AsyncQueueMixin
 
 DEFAULT_CAPACITY = 4 << 20  # bytes
 MIN_CAPACITY = 64

@@ -62,7 +62,7 @@ from typing import Any
 
 from . import _core, _segment
 from ._segment import Header
-from .errors import NoSuchObject
+from .errors import ForeignEntry, NoSuchObject
 
 Describer = Callable[[mmap.mmap, Header], "dict[str, Any]"]
 
@@ -184,7 +184,7 @@ def _open_mapping(path: str) -> tuple[mmap.mmap, os.stat_result]:
         # never blocks, never follows a link, only files of ours (the rule's
         # one owner: _segment.open_entry)
         fd, st = _segment.open_entry(path)
-    except _segment.ForeignEntry as e:
+    except ForeignEntry as e:
         raise _Unreadable(e.what) from None
     try:
         if st.st_size < _segment.OFF_SLOTS:

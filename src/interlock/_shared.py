@@ -8,6 +8,7 @@ forkserver, a Pool worker, or an unrelated process).
 """
 from __future__ import annotations
 
+import sys
 import weakref
 from typing import Any, Callable
 
@@ -68,9 +69,9 @@ class SharedObject:
     def detach(self) -> None:
         """Release this process's handle (idempotent).  The segment lives on
         while other processes use it; the last one to detach removes it."""
-        from .aio import stop_waiters
-
-        stop_waiters(self)  # asyncio helper threads leave their C waits first
+        aio = sys.modules.get("interlock.aio")  # not imported: no helper thread waits
+        if aio is not None:
+            aio.stop_waiters(self)  # the asyncio helper thread leaves its C waits first
         self._detach()  # type: ignore[attr-defined]
         self._finalizer()
 

@@ -35,7 +35,7 @@ from ._warn import warn_at_user
 from .errors import BrokenBarrierError, OwnerDiedError, OwnerDiedWarning
 from ._lock import Lock, RLock
 from ._shared import SharedObject
-from .aio import AsyncEventMixin
+from ._awaitable import AsyncEventMixin
 
 __all__ = [
     "Semaphore",

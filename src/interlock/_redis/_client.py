@@ -181,6 +181,15 @@ class Lease:
         return self.owner is None or self.owner() is not None
 
 
+_cache: dict[tuple[Any, ...], Any] = {}
+_cache_lock = threading.Lock()
+
+
+def rebuild(backend: "Backend", cls: type, name: str, options: dict[str, Any]) -> Any:
+    """Unpickle a Redis object in another process: same server, same name."""
+    return cls(backend, name=name, create=False, **options)
+
+
 class Backend:
     """A Redis server, as a namespace of interlock primitives.
 
@@ -292,6 +301,24 @@ class Backend:
             db=_db_of("redis+sentinel", rest), ssl=base == "rediss")
 
     # -- options travel with pickled objects ------------------------------
+    @classmethod
+    def cached(cls, url: str, options: dict[str, Any]) -> Any:
+        """The one backend of this class for ``url`` and ``options`` in this
+        process (made on first use, without a ping): ``connect()`` and
+        unpickled objects share it, and so its connections."""
+        key = (cls, url, tuple(sorted(options.items())))
+        hash(key)  # TypeError for unhashable options: the caller words it
+        with _cache_lock:
+            backend = _cache.get(key)
+            if backend is None:
+                backend = _cache[key] = cls(url, check=False, **options)
+        return backend
+
+    def __reduce__(self) -> Any:
+        # By URL and options, to the same cache in the receiving process;
+        # type(self) (pickled by reference) brings its module with it.
+        return (type(self).cached, (self.url, self.options()))
+
     def options(self) -> dict[str, Any]:
         out: dict[str, Any] = {"lease": self.lease, "connect_timeout": self.connect_timeout,
                                "prefix": self.prefix}

@@ -120,15 +120,14 @@ class _Shared:
     def backend(self) -> Backend:
         return self._backend
 
-    def _rebuild_args(self) -> tuple[Any, ...]:
-        return ()
+    def _rebuild_options(self) -> dict[str, Any]:
+        return {}
 
     def __reduce__(self) -> Any:
-        from .._connect import _rebuild
-        args = (self._backend.url, self._backend.options(), type(self).__name__,
-                self._name, *self._rebuild_args())
+        args = (self._backend, type(self), self._name, self._rebuild_options())
         cls = self.__dict__.get("_lock_class")  # a lock's lockdep class travels with it
-        return (_rebuild, args) if cls is None else (_rebuild, args, {"_lock_class": cls})
+        return ((_client.rebuild, args) if cls is None
+                else (_client.rebuild, args, {"_lock_class": cls}))
 
     def __repr__(self) -> str:
         return (f"<interlock.redis.{type(self).__name__} name={self._name!r} "
@@ -207,8 +206,8 @@ class Lock(_Shared):
         self._holds: dict[int, _Hold] = {}
         self._pid = os.getpid()
 
-    def _rebuild_args(self) -> tuple[Any, ...]:
-        return (self._on_death,)
+    def _rebuild_options(self) -> dict[str, Any]:
+        return {"on_owner_death": self._on_death}
 
     def _my_hold(self) -> _Hold | None:
         if self._pid != os.getpid():

@@ -37,7 +37,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from .. import _segment
+from .. import _core, _segment
 from ..errors import DeadlockError
 from . import _switches
 from ._order import where
@@ -186,7 +186,7 @@ def on_long_wait(lock: Any) -> None:
     tid = _core.self_tid()
     if getattr(_local, "waiting", None) is not lock:
         _local.waiting = lock
-        since = time.time_ns() - int(_timeout * 1e9)
+        since = time.time_ns() - int(_switches.timeout * 1e9)
         with _state:
             tbl = _tbl()
             with tbl:
