@@ -75,7 +75,7 @@ class Held:
 
 
 _local = threading.local()
-_PKG = __name__.rsplit(".", 1)[0]
+_PKG = __name__.partition(".")[0]  # "interlock"
 
 
 def held() -> list[Held]:
