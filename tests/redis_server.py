@@ -1,10 +1,11 @@
 """A real, throw-away redis-server for the tests (no fakes, no mocks).
 
 ``RedisServer`` starts ``redis-server`` on 127.0.0.1 on a free port, with
-persistence off (``--save '' --appendonly no``) and its files in a temporary
-directory, and stops it (``stop()``, or at interpreter exit).  ``restart()``
-kills it and starts a fresh one on the same port: what a server restart
-without persistence looks like to clients.
+persistence off (``--save '' --appendonly no``, unless ``extra`` turns it
+on) and its files in a temporary directory, and stops it (``stop()``, or at
+interpreter exit).  ``restart()`` SIGKILLs it and starts it again on the
+same port and directory: without persistence a fresh, empty server; with
+an RDB snapshot or an AOF in the directory, what it reloads.
 
 For the contract suite (tests/conftest.py), register the Redis backend with
 

@@ -110,6 +110,9 @@ class _Shared:
         except _ObjectError as e:
             raise _object_error(e, self._kind, self._name) from None
         self._epoch = epoch
+        # The high-water mark of fencing tokens, per epoch: an object unlinked
+        # and made again under the same name starts again at 1.
+        self._fence_key = f"{self._keys[0]}:fence:{epoch!r}"
         return [q1, q2]
 
     @property
@@ -144,7 +147,7 @@ class _Shared:
     def _fence(self, value: Any, before: int) -> int:
         """A fencing token from the server: never lower than one this
         process saw before sending the call (else RolledBack)."""
-        self._backend.check_mark(self._keys[0] + ":fence", int(value), before)
+        self._backend.check_mark(self._fence_key, int(value), before)
         return int(value)
 
     def _checked_fence(self, value: Any, before: int, release: str, token: str) -> None:
@@ -167,7 +170,24 @@ class _Shared:
 
     def unlink(self) -> None:
         """Delete the object's keys from the server."""
-        self._backend.blocking(lambda: self._backend.client.delete(*self._keys), self._keys)
+        self._backend.blocking(lambda: self._backend.client.delete(*self._keys), self._keys,
+                               retry=True)
+
+    def _release_call(self, fn: str, hold: _Hold) -> bool:
+        """Give a hold back on the server; True if it was still ours.
+
+        Sent once more after a lost reply (repeating it changes nothing).
+        The retry's "not the holder" is then ambiguous: released by the
+        first try, or the lease ran out.  It is read with the local
+        deadline: a reply received before it was executed before the
+        server's lease could end, so the first try released it."""
+        try:
+            return bool(self._call(fn, hold.token))
+        except _client.StateLost:
+            raise
+        except _client.ConnectionLost:
+            ok = bool(self._call(fn, hold.token))
+            return ok or not hold.lease.expired()
 
     def _wait_wake(self, left: float | None, hint_ms: int) -> None:
         """Sleep on the wake list: until a release, ``left`` or ``hint_ms``."""
@@ -247,7 +267,7 @@ class Lock(_Shared):
         lease_ms = int(self._backend.lease * 1000)
         while True:
             sent = time.monotonic()
-            before = self._backend.mark(self._keys[0] + ":fence")
+            before = self._backend.mark(self._fence_key)
             r = self._call("il_lock_acquire", token, lease_ms, deadline=deadline)
             if r[0] == 1:
                 break
@@ -302,7 +322,7 @@ class Lock(_Shared):
         # (a renewal it accepted may be one whose reply was lost: we cannot
         # know that the lease never lapsed).
         expired = hold.lease.expired()
-        ok = self._call("il_lock_release", hold.token)
+        ok = self._release_call("il_lock_release", hold)
         if not ok or expired:
             raise self._expired(hold, "release()")
 
@@ -411,7 +431,7 @@ class Semaphore(_Shared):
         lease_ms = int(self._backend.lease * 1000)
         while True:
             sent = time.monotonic()
-            before = self._backend.mark(self._keys[0] + ":fence")
+            before = self._backend.mark(self._fence_key)
             r = self._call("il_sem_acquire", token, lease_ms, deadline=deadline)
             if r[0] == 1:
                 break
@@ -433,7 +453,7 @@ class Semaphore(_Shared):
         hold = mine.pop()
         self._backend.drop(hold.lease)
         expired = hold.lease.expired()
-        ok = self._call("il_sem_release", hold.token)
+        ok = self._release_call("il_sem_release", hold)
         if not ok or expired:
             raise LeaseExpired(f"{self!r}: the permit's lease (fencing token {hold.fence}) ran "
                                "out before release()")
