@@ -128,7 +128,7 @@ class Lock(_core.Mutex, SharedObject, TrackedLockMixin, AsyncLockMixin):
         self.level: int | None = None if have == 0 else have - 2**31
         _core.Mutex.__init__(self, seg.mm, seg.object_offset, recursive=self._recursive)
         self._tracked = self.level is not None
-        # lockdep's class (_hierarchy): the name, or where an anonymous lock
+        # lockdep's class (deadlock._order): the name, or where an anonymous lock
         # was made (kept when pickled to another process: SharedObject).
         self._lock_class = (_order.creation_class(type(self).__name__) if seg.anonymous
                             else seg.name)

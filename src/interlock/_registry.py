@@ -372,7 +372,7 @@ def _mutex_holder(mm: mmap.mmap, off: int, s: Mapping[str, Any]) -> HolderInfo |
 
 
 def _site_of(mm: mmap.mmap, off: int, tid: int) -> str | None:
-    """The holder's acquisition site, if tracked (_hierarchy._publish_site):
+    """The holder's acquisition site, if tracked (deadlock._order._publish_site):
     only in the segment header of a Lock/RLock, and only if it names tid."""
     if Header.parse(mm).kind not in (_segment.KIND_LOCK, _segment.KIND_RLOCK):
         return None  # (a queue's side locks, say: no site recorded)

@@ -62,7 +62,7 @@ class SharedObject:
         self._seg.adopt()
         args = (type(self), self._seg.name, self._pickle_options())
         # A lock's lockdep class (an anonymous lock's creation site) travels
-        # with it, so that every process sees the same class (_hierarchy).
+        # with it, so that every process sees the same class (deadlock._order).
         cls = self.__dict__.get("_lock_class")
         return (_rebuild, args) if cls is None else (_rebuild, args, {"_lock_class": cls})
 

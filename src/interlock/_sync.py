@@ -187,7 +187,7 @@ class _Hold:
 
     def __enter__(self) -> None:
         # With lockdep on, read()/write() holds take part in the lock-order
-        # validation; read-read orders are not reported (_hierarchy, lockdep).
+        # validation; read-read orders are not reported (deadlock._order, lockdep).
         read = self._what == "read"
         if lockdep.enabled():
             site = _order.site()

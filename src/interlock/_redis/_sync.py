@@ -208,7 +208,7 @@ class Lock(_Shared):
     _kind = "lock"
     _parts = ("lock", "wake")
     _recursive = False
-    level = None  # for the lock-order tooling (_hierarchy): no levels on Redis
+    level = None  # for the lock-order tooling (deadlock._order): no levels on Redis
 
     def __init__(self, backend: Backend, *, name: str | None = None, create: bool | None = None,
                  on_owner_death: str = "warn") -> None:

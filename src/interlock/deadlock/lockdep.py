@@ -283,7 +283,7 @@ def _report(v: Violation) -> None:
 
 def note_acquire(lock: Any, name: str, at: Any, blocking: bool, held: list[Held],
                  read: bool = False, again: bool = False) -> None:
-    """Called (by _hierarchy) before a tracked lock is taken; ``name`` is
+    """Called (by deadlock._order) before a tracked lock is taken; ``name`` is
     its class."""
     key = _order.lock_key(lock)
     if again:
