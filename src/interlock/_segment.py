@@ -74,7 +74,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from . import _core, _crash
-from ._errors import SegmentError as SegmentError
+from .errors import ForeignEntry, SegmentError, SlotsExhausted
 
 SHM_DIR = "/dev/shm"
 MAGIC = b"ILOCKSEG"
@@ -186,20 +186,6 @@ def internal_name(name: str) -> str:
 # in interlock opens or removes such an entry.  What is ours is exactly what
 # _try_create makes: a regular file, owned by our effective uid, with no
 # group or other permission bits.
-
-
-class ForeignEntry(SegmentError):
-    """The entry at one of our names is not a file of ours as we make them."""
-
-    def __init__(self, path: str, what: str, uid: int | None = None) -> None:
-        self.path = path
-        self.what = what  # "a FIFO", "a file of uid 1001", ...
-        self.uid = uid  # set when the only fault is its owner
-        if what == "a symbolic link":
-            msg = f"{path} is a symbolic link; refusing to follow it"
-        else:
-            msg = f"{path} is {what}, not an interlock segment of yours; refusing to use it"
-        super().__init__(msg)
 
 
 _TYPES = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO"),
@@ -656,7 +642,7 @@ class Segment:
         nslots = self.header.nslots
         hwm = _hwm(self.mm, nslots)
         if hwm >= nslots:
-            raise SegmentError(
+            raise SlotsExhausted(
                 f"interlock object {self.name!r}: all {nslots} process slots are in use by live "
                 "processes"
             )
@@ -695,7 +681,7 @@ class Segment:
                 if spid == pid:
                     if _same_start(start, mine):
                         if refs >= 0xFFFF:
-                            raise SegmentError(f"interlock object {self.name!r}: this process "
+                            raise SlotsExhausted(f"interlock object {self.name!r}: this process "
                                                "holds 65535 handles on it already")
                         self._set_slot(i, pid, refs + 1, _roles(self.mm, i), start)
                         return True

@@ -45,6 +45,7 @@ from typing import Any, Callable, Generic, Iterator, TypeVar
 from . import _segment
 from ._lock import Lock, RLock
 from ._shared import SharedObject
+from .errors import UnguardedAccessError
 
 __all__ = ["Value", "Array", "RawValue", "RawArray", "UnguardedAccessError"]
 
@@ -58,12 +59,6 @@ TYPECODES: dict[str, Any] = {
 }
 _LOCKNAME = 256
 _LOCK_KIND = {1: RLock, 2: Lock}  # the last byte of the lock-name area
-
-
-class UnguardedAccessError(RuntimeError):
-    """A shared value made with ``guarded_by=lock`` was read or written by a
-    thread that does not hold ``lock``: a data race, caught at its first
-    occurrence instead of as a wrong total later."""
 
 
 # ------------------------------------------------------------------ types

@@ -62,7 +62,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .._errors import Empty, Full, QueueClosed
+from ..errors import Empty, Full, QueueClosed
 from . import _client
 from ._client import Backend, ConnectionLost, Lease, _ObjectError, deadline_after, remaining
 
@@ -312,9 +312,7 @@ class Queue:
         return self._backend
 
     def __reduce__(self) -> Any:
-        from .._connect import _rebuild
-        return (_rebuild, (self._backend.url, self._backend.options(), type(self).__name__,
-                           self._name))
+        return (_client.rebuild, (self._backend, type(self), self._name, {}))
 
     def __repr__(self) -> str:
         return (f"<interlock.redis.{type(self).__name__} name={self._name!r} "
