@@ -185,9 +185,13 @@ static PyMethodDef Barrier_methods[] = {
     {"_wait", (PyCFunction)Barrier_wait_slot, METH_VARARGS, NULL},
     {"_leave", (PyCFunction)Barrier_leave, METH_O, NULL},
     {"abort", (PyCFunction)Barrier_abort, METH_NOARGS,
-     "Put the barrier in the broken state: waiters get BrokenBarrierError."},
+     "abort($self, /)\n--\n\n"
+     "Put the barrier in the broken state: current and future waiters get "
+     "BrokenBarrierError until reset()."},
     {"reset", (PyCFunction)Barrier_reset, METH_NOARGS,
-     "Return the barrier to the empty state; waiters get BrokenBarrierError."},
+     "reset($self, /)\n--\n\n"
+     "Return the barrier to the empty state; current waiters get "
+     "BrokenBarrierError."},
     {"_stats", (PyCFunction)Barrier_stats, METH_NOARGS, NULL},
     COMMON_METHODS,
     {NULL}};

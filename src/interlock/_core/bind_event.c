@@ -111,11 +111,20 @@ static PyObject *Event_stats(SyncObject *self, PyObject *unused)
 }
 
 static PyMethodDef Event_methods[] = {
-    {"is_set", (PyCFunction)Event_is_set, METH_NOARGS, "True if the flag is set."},
-    {"set", (PyCFunction)Event_set, METH_NOARGS, "Set the flag and wake every waiter."},
-    {"clear", (PyCFunction)Event_clear, METH_NOARGS, "Reset the flag."},
+    {"is_set", (PyCFunction)Event_is_set, METH_NOARGS,
+     "is_set($self, /)\n--\n\nTrue if the flag is set."},
+    {"set", (PyCFunction)Event_set, METH_NOARGS,
+     "set($self, /)\n--\n\nSet the flag and wake every waiter, in every process."},
+    {"clear", (PyCFunction)Event_clear, METH_NOARGS,
+     "clear($self, /)\n--\n\nReset the flag."},
     {"wait", (PyCFunction)(void (*)(void))Event_wait, METH_VARARGS | METH_KEYWORDS,
-     "wait(timeout=None)\n--\n\nBlock until the flag is set; return the flag."},
+     "wait($self, timeout=None)\n--\n\n"
+     "Block until the flag is set (at most timeout seconds); return the flag: False "
+     "on timeout.\n\n"
+     "Raises:\n"
+     "    ValueError: a NaN timeout (a negative one times out at once, as threading).\n\n"
+     "If a process dies: an Event holds nothing, so nobody's death strands it; a "
+     "waiter that dies leaves no trace for the others."},
     {"_stats", (PyCFunction)Event_stats, METH_NOARGS, NULL},
     COMMON_METHODS,
     {NULL}};

@@ -392,10 +392,31 @@ static PyObject *Mutex_wait_unlocked(MutexObject *self, PyObject *const *args, P
 static PyMethodDef Mutex_methods[] = {
     {"_wait_unlocked", (PyCFunction)(void (*)(void))Mutex_wait_unlocked,
      METH_FASTCALL | METH_KEYWORDS, NULL},
+    /* The docstrings are the API reference (docs/api/locks.rst). */
     {"acquire", (PyCFunction)(void (*)(void))Mutex_acquire, METH_FASTCALL | METH_KEYWORDS,
-     "acquire(block=True, timeout=None)\n--\n\nTake the lock; True if taken."},
+     "acquire($self, block=True, timeout=None)\n--\n\n"
+     "Take the lock; return True if taken, False if not (timeout, or block=False and "
+     "held by a living owner).\n\n"
+     "Raises:\n"
+     "    DeadlockError: a Lock (not an RLock) already held by the calling thread, "
+     "with block=True; or, with deadlock detection, this thread was chosen to break a "
+     "cycle of waiters.\n"
+     "    OwnerDiedError: on_owner_death=\"raise\" and the previous owner died holding "
+     "the lock: the caller *holds* the lock when this is raised.\n"
+     "    LockOrderError: the lock's level is against the levels of the locks held.\n"
+     "    ValueError: a timeout with block=False, or a negative timeout.\n\n"
+     "If a process dies: if the owner (process or thread) died holding the lock, "
+     "acquire() takes it over within about 50 ms (at once with block=False) and issues "
+     "OwnerDiedWarning (or raises OwnerDiedError, or nothing: on_owner_death). What "
+     "the dead owner was updating may be half done."},
     {"release", (PyCFunction)Mutex_release, METH_NOARGS,
-     "release()\n--\n\nRelease the lock (only its owner may)."},
+     "release($self, /)\n--\n\n"
+     "Release the lock (an RLock: one level of it).\n\n"
+     "Raises:\n"
+     "    RuntimeError: the calling thread does not hold the lock (only its owner may "
+     "release it).\n\n"
+     "If a process dies: a process that dies before release() leaves the lock to be "
+     "taken over by the next acquire(), as above."},
     {"__enter__", (PyCFunction)Mutex_enter, METH_NOARGS, NULL},
     {"_raw_acquire", (PyCFunction)(void (*)(void))Mutex_raw_acquire,
      METH_FASTCALL | METH_KEYWORDS, NULL},
@@ -403,7 +424,8 @@ static PyMethodDef Mutex_methods[] = {
     {"_raw_release", (PyCFunction)Mutex_raw_release, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)Mutex_exit, METH_VARARGS, NULL},
     {"locked", (PyCFunction)Mutex_locked, METH_NOARGS,
-     "locked()\n--\n\nTrue if some thread holds the lock."},
+     "locked($self, /)\n--\n\nTrue if some thread holds the lock (a dead owner "
+     "counts until the lock is taken over)."},
     {"_is_owned", (PyCFunction)Mutex_is_owned, METH_NOARGS, NULL},
     {"_count", (PyCFunction)Mutex_count, METH_NOARGS, NULL},
     {"_stats", (PyCFunction)Mutex_stats, METH_NOARGS, NULL},

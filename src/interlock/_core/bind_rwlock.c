@@ -142,12 +142,40 @@ static PyObject *RWLock_stats(SyncObject *self, PyObject *unused)
 
 static PyMethodDef RWLock_methods[] = {
     {"acquire_read", (PyCFunction)(void (*)(void))RWLock_acquire_read, METH_VARARGS | METH_KEYWORDS,
-     "acquire_read(block=True, timeout=None)\n--\n\nTake a read hold; True if taken."},
-    {"release_read", (PyCFunction)RWLock_release_read, METH_NOARGS, "Give back a read hold."},
+     "acquire_read($self, block=True, timeout=None)\n--\n\n"
+     "Take a read hold (shared with other readers); True if taken, False on "
+     "timeout. Waits behind a waiting writer, except in a process that already holds "
+     "a read.\n\n"
+     "Raises:\n"
+     "    OwnerDiedError: on_owner_death=\"raise\" and a hold of a dead process was "
+     "recovered on the way (the read hold is taken).\n"
+     "    RuntimeError: the calling thread holds the write hold (a read would wait "
+     "forever).\n"
+     "    ValueError: a timeout with block=False, or a negative or NaN timeout.\n\n"
+     "If a process dies: the read holds of a dead process, and the write hold of a "
+     "dead thread, are recovered by a waiter within a slice (0.1 s)."},
+    {"release_read", (PyCFunction)RWLock_release_read, METH_NOARGS,
+     "release_read($self, /)\n--\n\n"
+     "Give back a read hold of this process.\n\n"
+     "Raises:\n"
+     "    RuntimeError: this process holds no read hold."},
     {"acquire_write", (PyCFunction)(void (*)(void))RWLock_acquire_write,
      METH_VARARGS | METH_KEYWORDS,
-     "acquire_write(block=True, timeout=None)\n--\n\nTake the write hold; True if taken."},
-    {"release_write", (PyCFunction)RWLock_release_write, METH_NOARGS, "Give back the write hold."},
+     "acquire_write($self, block=True, timeout=None)\n--\n\n"
+     "Take the write hold (exclusive, owned by the calling thread); True if taken, "
+     "False on timeout.\n\n"
+     "Raises:\n"
+     "    OwnerDiedError: on_owner_death=\"raise\" and the hold was recovered from a "
+     "dead process (the write hold is taken).\n"
+     "    RuntimeError: the calling thread already holds the write hold.\n"
+     "    ValueError: a timeout with block=False, or a negative or NaN timeout.\n\n"
+     "If a process dies: as for acquire_read(); whatever a dead writer was updating "
+     "may be half done."},
+    {"release_write", (PyCFunction)RWLock_release_write, METH_NOARGS,
+     "release_write($self, /)\n--\n\n"
+     "Give back the write hold.\n\n"
+     "Raises:\n"
+     "    RuntimeError: the calling thread does not hold the write hold."},
     {"_stats", (PyCFunction)RWLock_stats, METH_NOARGS, NULL},
     COMMON_METHODS,
     {NULL}};

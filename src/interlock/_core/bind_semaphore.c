@@ -140,12 +140,29 @@ static PyObject *Semaphore_stats(SyncObject *self, PyObject *unused)
 
 static PyMethodDef Semaphore_methods[] = {
     {"acquire", (PyCFunction)(void (*)(void))Semaphore_acquire, METH_VARARGS | METH_KEYWORDS,
-     "acquire(block=True, timeout=None)\n--\n\nTake one unit; True if taken."},
+     "acquire($self, block=True, timeout=None)\n--\n\n"
+     "Take one unit; return True if taken, False on timeout (or at once with "
+     "block=False and no unit free).\n\n"
+     "Raises:\n"
+     "    OwnerDiedError: on_owner_death=\"raise\" and the unit taken was recovered "
+     "from a dead process (the unit is held when this is raised).\n"
+     "    ValueError: a NaN timeout (with block=False the timeout is ignored, and a "
+     "negative one times out at once, as multiprocessing).\n\n"
+     "If a process dies: units are recorded per process; the units of a process that "
+     "died holding them are recovered by a waiter within a slice (0.1 s) and the "
+     "next taker is told (OwnerDiedWarning by default)."},
     {"release", (PyCFunction)(void (*)(void))Semaphore_release, METH_VARARGS | METH_KEYWORDS,
-     "release(n=1)\n--\n\nGive back n units."},
+     "release($self, n=1)\n--\n\n"
+     "Give back n units and wake as many waiters. Any thread of a process may "
+     "release; a process that holds no unit may release too (a signal).\n\n"
+     "Raises:\n"
+     "    ValueError: n < 1, or a BoundedSemaphore released above its initial "
+     "value."},
     {"__enter__", (PyCFunction)Semaphore_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)Semaphore_exit, METH_VARARGS, NULL},
-    {"get_value", (PyCFunction)Semaphore_get_value, METH_NOARGS, "Units free now (a snapshot)."},
+    {"get_value", (PyCFunction)Semaphore_get_value, METH_NOARGS,
+     "get_value($self, /)\n--\n\nUnits free now (a snapshot; units of dead processes "
+     "count as held until recovered)."},
     {"_stats", (PyCFunction)Semaphore_stats, METH_NOARGS, NULL},
     COMMON_METHODS,
     {NULL}};

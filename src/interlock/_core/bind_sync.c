@@ -73,7 +73,7 @@ int parse_block_timeout(int rule, PyObject *args, PyObject *kwds, int64_t *deadl
 }
 
 /* Wait (GIL released) until the eventcount moves past `key` or `slice` ns
- * pass: an adaptive spin first (shmobject.h: a notifier on another CPU bumps
+ * pass: an adaptive spin first (binding.h: a notifier on another CPU bumps
  * seq within microseconds), then FUTEX_WAIT.  Returns il_ec_sleep's result
  * (IL_OK when the spin saw the bump). */
 static int seq_moved(void *seq, uint64_t key)

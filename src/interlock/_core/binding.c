@@ -279,18 +279,8 @@ int il_binding_init(PyObject *module)
     if (!str_on_owner_died || !str_adopt)
         return -1;
     /* The errors module is pure Python and imports nothing of ours, so the
-     * core can import it while interlock/__init__ is still running.
-     * interlock.errors is its public name; interlock._errors its old one. */
+     * core can import it while interlock/__init__ is still running. */
     const char *errors = "interlock.errors";
-    PyObject *probe = PyImport_ImportModule(errors);
-    if (!probe) {
-        if (!PyErr_ExceptionMatches(PyExc_ModuleNotFoundError))
-            return -1;
-        PyErr_Clear();
-        errors = "interlock._errors";
-    } else {
-        Py_DECREF(probe);
-    }
     if (!(il_Empty = import_attr(errors, "Empty")) || !(il_Full = import_attr(errors, "Full")) ||
         !(il_QueueClosed = import_attr(errors, "QueueClosed")) ||
         !(il_DeadlockError = import_attr(errors, "DeadlockError")) ||

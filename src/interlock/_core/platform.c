@@ -154,7 +154,7 @@ int il_ncpus(void)
 {
     /* CPUs online, not our own affinity: a process pinned to one CPU may
      * still wait for a peer pinned to another, where spinning pays.  The
-     * spinners adapt (module.c ring_wait) when the peer shares our CPU. */
+     * spinners adapt (binding.h, il_spin_budget) when the peer shares our CPU. */
     static _Atomic int cached; /* relaxed: idempotent computation */
     int n = atomic_load_explicit(&cached, memory_order_relaxed);
     if (n == 0) {

@@ -172,7 +172,7 @@ static inline int il_ring_has_data(il_ring_t *r, uint64_t head)
     return t != head;
 }
 
-/* Lock-free predicates for waiters (module.c ring_wait, aio.c): may a get
+/* Lock-free predicates for waiters (bind_ring.c ring_wait, aio.c): may a get
  * succeed now / may a put of a record of `need` bytes (header included,
  * aligned) succeed now?  True once the queue is closed, so that sleepers
  * wake and see it.  acquire loads: the condition is re-checked under the

@@ -1,6 +1,6 @@
 /*
  * sync.h -- robust process-shared Semaphore, RWLock, Event, Barrier and
- * Condition: the raw state machines (the Python types are in sync_module.c,
+ * Condition: the raw state machines (the Python types are in bind_sync.c and bind_<type>.c,
  * the design note is docs/design/sync.md).
  *
  * One pattern for all five.  Each object is a fixed-size header followed by
