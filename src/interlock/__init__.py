@@ -13,7 +13,7 @@ import sys as _sys
 if not _sys.platform.startswith("linux"):  # pragma: no cover
     raise ImportError(f"interlock needs Linux (futex, /proc, /dev/shm); this is {_sys.platform}")
 
-from . import _core  # noqa: E402
+from . import _core  # noqa: E402,F401  (the C core first: it imports .errors itself)
 from .errors import *  # noqa: E402,F401,F403
 from .errors import __all__ as _error_names  # noqa: E402
 from ._lock import Lock, LockStatistics, RLock  # noqa: E402
