@@ -52,7 +52,10 @@ static PyObject *Aio_wait(PyObject *mod, PyObject *args)
         /* With the GIL: detach() refuses while we sleep on the object. */
         objs[got]->busy++;
     }
-    int woken = il_aio_wait(ts, (int)n, bell);
+    int woken;
+    Py_BEGIN_ALLOW_THREADS
+    woken = il_aio_wait(ts, (int)n, bell);
+    Py_END_ALLOW_THREADS
     for (Py_ssize_t i = 0; i < n; i++)
         objs[i]->busy--;
     PyMem_Free(objs);
