@@ -167,7 +167,7 @@ int il_parse_timeout(int rule, PyObject *block, PyObject *timeout, int64_t *dead
         if (t == -1.0 && PyErr_Occurred())
             return -1;
         if (isnan(t)) {
-            PyErr_SetString(PyExc_ValueError, "'timeout' must not be NaN");
+            PyErr_SetString(PyExc_ValueError, "'timeout' must be a non-negative number, not NaN");
             return -1;
         }
     }
