@@ -6,6 +6,8 @@
   ``BACKENDS`` runs the same tests.
 - Process hygiene: every process a test starts through multiprocessing is
   recorded; whatever is still alive when the test ends is killed and reaped.
+- Thread hygiene (``_forkcheck``): the session fails if the test process
+  fork()ed while another of its threads was alive.
 - /dev/shm hygiene: each test must leave no file of its own behind, and the
   session fails if /dev/shm is not left as it was found.  The machine may be
   shared, so a file counts as ours when its name carries this run's tag
@@ -26,6 +28,7 @@ import sys
 
 import pytest
 
+import _forkcheck  # first: its fork hook must be registered before interlock's  # isort: skip
 import interlock
 from interlock import _segment
 
@@ -140,6 +143,10 @@ def _remove(entries) -> None:
             os.unlink(f"{SHM}/{e}")
         except FileNotFoundError:
             pass
+
+
+def pytest_configure(config):
+    config.pluginmanager.register(_forkcheck, "interlock-forkcheck")
 
 
 @pytest.fixture(scope="session", autouse=True)
