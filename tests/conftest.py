@@ -204,6 +204,33 @@ def _hygiene(request):
         pytest.fail("; ".join(problems), pytrace=False)
 
 
+@pytest.fixture(autouse=True)
+def _redis_consumers():
+    """Per test: a Redis queue consumer the test left attached (it got from
+    a queue and never detached it) is forgotten at the end of the test, as
+    if its process had exited: its heartbeat is no longer renewed, so the
+    lease keeper thread ends instead of running for the rest of the session
+    (against servers long stopped), and later forks in this process are
+    not multi-threaded because of it.  Nothing is sent to the server (it
+    may be gone); what the consumer held comes back to others after the
+    lease, as for a dead consumer."""
+    mod = sys.modules.get("interlock._redis._queue")
+    before = {id(c) for c in mod._consumers} if mod is not None else set()
+    yield
+    mod = sys.modules.get("interlock._redis._queue")
+    if mod is None:
+        return
+    with mod._consumers_lock:
+        left = [c for c in mod._consumers if id(c) not in before]
+        for c in left:
+            mod._consumers.remove(c)
+            for key, other in list(c.backend.consumers.items()):
+                if other is c:
+                    del c.backend.consumers[key]
+    for c in left:
+        c.backend.drop(c.beat)
+
+
 def pytest_collection_modifyitems(config, items):
     """Stress tests are opt-in: they run only when ``-m`` names them
     (``pytest -m stress``) or INTERLOCK_STRESS=1."""

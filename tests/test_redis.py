@@ -568,15 +568,23 @@ class TestKeeper:
             from interlock._connect import connect
             b = connect({url!r}, lease=30.0, prefix="keeperfork")
             lock = b.Lock()
-            for _ in range(20):
-                lock.acquire()
-                lock.release()
+            def fork():
                 pid = os.fork()
                 if pid == 0:
                     os._exit(0)
                 os.waitpid(pid, 0)
+            for _ in range(20):
+                lock.acquire()
+                lock.release()
+                fork()
+            # A thread that ended holding a lock: its lease is no longer
+            # renewed (it runs out, like a dead owner's), so it keeps no keeper.
+            t = threading.Thread(target=b.Lock().acquire)
+            t.start()
+            t.join()
+            fork()
             print(seen)
-            sys.exit(0 if seen == [1] * 20 else 1)
+            sys.exit(0 if seen == [1] * 21 else 1)
         """))
         out = subprocess.run([sys.executable, "-W", "always", str(script)],
                              capture_output=True, text=True, timeout=60)

@@ -681,8 +681,15 @@ class Backend:
         t = self._keeper_thread
         if t is None or t is threading.current_thread():
             return
-        if self._leases and self._keeper is t:
-            return
+        with self._keeper_lock:
+            # Leases the keeper would drop at its next round (their thread
+            # ended, their object is gone): drop them now.
+            for lease in list(self._leases.values()):
+                if not lease.wanted():
+                    del self._leases[id(lease)]
+            if self._leases and self._keeper is t:
+                return
+            self._keeper_wake.set()
         # Without leases it ends once its current renewal returns (each is
         # bounded by a third of the lease plus grace).
         t.join(self.lease / 3 + self.grace)
