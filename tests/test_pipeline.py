@@ -373,7 +373,9 @@ def test_ctrl_c_stops_everything_within_a_second(tmp_path, method):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    err = proc.stderr.read()
+        err = proc.stderr.read()
+        proc.stdout.close()  # (an unclosed pipe is a ResourceWarning)
+        proc.stderr.close()
     assert "KeyboardInterrupt" in err
     assert elapsed < 1.0 + 0.5, f"took {elapsed:.2f} s"  # 0.5 s of slack for a loaded CI box
     for pid in map(int, pids):
