@@ -90,16 +90,21 @@ def start(script: str, *argv: str, stdin: bool = False) -> subprocess.Popen[str]
 
 
 def stop(p: subprocess.Popen[str]) -> None:
-    if p.poll() is None:
-        if p.stdin:
-            p.stdin.close()
-            try:
-                p.wait(5)
-                return
-            except subprocess.TimeoutExpired:
-                pass
-        p.kill()
-    p.wait(5)
+    try:
+        if p.poll() is None:
+            if p.stdin:
+                p.stdin.close()
+                try:
+                    p.wait(5)
+                    return
+                except subprocess.TimeoutExpired:
+                    pass
+            p.kill()
+        p.wait(5)
+    finally:
+        for f in (p.stdin, p.stdout, p.stderr):  # (an unclosed pipe is a ResourceWarning)
+            if f is not None:
+                f.close()
 
 
 def reap(*names: str) -> None:
@@ -313,6 +318,7 @@ def test_top_on_a_terminal_clears_the_screen_each_refresh(holder: Any,
     import pty
 
     master, slave = pty.openpty()
+    p: subprocess.Popen[bytes] | None = None
     try:
         p = subprocess.Popen([PY, "-m", "interlock", "top", "-n", "2", "-d", "0.1"],
                              stdout=slave, stderr=subprocess.PIPE)
@@ -329,6 +335,8 @@ def test_top_on_a_terminal_clears_the_screen_each_refresh(holder: Any,
         assert p.wait(10) == 0
     finally:
         os.close(master)
+        if p is not None and p.stderr is not None:
+            p.stderr.close()
     out = b"".join(chunks).decode()
     assert out.count("\x1b[H\x1b[2J") == 2
     assert names[1] in out
@@ -344,7 +352,7 @@ def test_top_quits_cleanly_on_ctrl_c(holder: Any) -> None:
     finally:
         if p.poll() is None:
             p.kill()
-            p.wait()
+            p.communicate()  # (reads and closes the pipes)
     assert p.returncode == 0, err
     assert "Traceback" not in err
     assert "interlock top" in out

@@ -65,16 +65,21 @@ def start(script: str, *argv: str, stdin: bool = False) -> tuple[subprocess.Pope
 
 
 def finish(p: subprocess.Popen[str]) -> None:
-    if p.poll() is None:
-        if p.stdin:
-            p.stdin.close()
-            try:
-                p.wait(5)
-                return
-            except subprocess.TimeoutExpired:
-                pass
-        p.kill()
-    p.wait(5)
+    try:
+        if p.poll() is None:
+            if p.stdin:
+                p.stdin.close()
+                try:
+                    p.wait(5)
+                    return
+                except subprocess.TimeoutExpired:
+                    pass
+            p.kill()
+        p.wait(5)
+    finally:
+        for f in (p.stdin, p.stdout, p.stderr):  # (an unclosed pipe is a ResourceWarning)
+            if f is not None:
+                f.close()
 
 
 def wait_for(pred: Any, timeout: float = 5.0) -> None:
