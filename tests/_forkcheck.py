@@ -12,6 +12,8 @@ tests, fixtures, collection).  Before 3.12 there is no such warning: a
 before-fork hook counts the threads itself (``threading.active_count()``,
 what 3.12's check counts), so 3.10 and 3.11 are held to the same rule.
 
+A test that forks with a thread alive on purpose says so with
+``@pytest.mark.threaded_fork(reason)`` (see pytest_collection_modifyitems).
 Only forks of the pytest process count: what a test's child process does
 with its own threads is its business (and its stderr is its own).
 """
@@ -32,13 +34,33 @@ _forks: list[str] = []  # "where: message" of every multi-threaded fork seen
 _pid = os.getpid()
 
 
+#: Tests that fork with a thread alive on purpose (``threaded_fork`` marker).
+_allowed: set[str] = set()
+
+
 def _where() -> str:
-    return os.environ.get("PYTEST_CURRENT_TEST", "(outside any test)")
+    return os.environ.get("PYTEST_CURRENT_TEST", "(outside any test)").rsplit(" (", 1)[0]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """``@pytest.mark.threaded_fork(reason, backend=None)``: the test forks
+    while a thread is alive by design (with ``backend``: only in its
+    parametrizations with that backend, e.g. a Redis lease held across a
+    fork keeps the lease keeper running: the caller's own threaded fork)."""
+    for item in items:
+        m = item.get_closest_marker("threaded_fork")
+        if m is None:
+            continue
+        backend = m.kwargs.get("backend")
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if backend is None or params.get("backend") == backend:
+            _allowed.add(item.nodeid)
+            item.add_marker(pytest.mark.filterwarnings(_FILTER.replace("always", "ignore", 1)))
 
 
 def _before_fork() -> None:
     n = threading.active_count()
-    if os.getpid() == _pid and n > 1:
+    if os.getpid() == _pid and n > 1 and _where() not in _allowed:
         names = ", ".join(sorted(t.name for t in threading.enumerate()
                                  if t is not threading.current_thread()))
         _forks.append(f"{_where()}: fork() with {n} threads ({names})")
@@ -59,7 +81,8 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_warning_recorded(warning_message, when, nodeid, location) -> None:  # noqa: ARG001
     text = str(warning_message.message)
-    if MESSAGE in text and issubclass(warning_message.category, DeprecationWarning):
+    if (MESSAGE in text and issubclass(warning_message.category, DeprecationWarning)
+            and nodeid not in _allowed):
         where = nodeid or f"({when})"
         _forks.append(f"{where}: {re.sub(r' in the child.*', '', text)} "
                       f"[{warning_message.filename}:{warning_message.lineno}]")

@@ -309,7 +309,7 @@ def test_top_shows_rates() -> None:
         assert "put -, got -" in row0
     finally:
         p.kill()
-        p.wait()
+        stop(p)
         reap(qname)
 
 
@@ -390,7 +390,7 @@ def test_clean_lists_then_removes_segments_of_killed_processes() -> None:
     finally:
         if p.poll() is None:
             p.kill()
-            p.wait()
+        stop(p)
         reap(qname)
 
 
@@ -398,7 +398,7 @@ def test_clean_remove_table() -> None:
     qname = f"t-cli-{os.getpid()}-victim2"
     p = start(VICTIM, qname)
     p.kill()
-    p.wait()
+    stop(p)
     try:
         out = cli("clean", qname, "--remove").stdout
         assert out.startswith("removed ")
@@ -419,7 +419,7 @@ def test_clean_remove_everything(tmp_path: Any) -> None:
             "print('ready', flush=True); time.sleep(60)")
     p = start(code, "dead-a", "dead-b")
     p.kill()
-    p.wait()
+    stop(p)
     assert sorted(os.listdir(d)) == [f"interlock.{os.getuid()}.dead-a",
                                      f"interlock.{os.getuid()}.dead-b"]
     r = _run_cli_in(d, "clean", "--json")

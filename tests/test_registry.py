@@ -190,9 +190,9 @@ def test_dead_holder_and_dead_user_are_flagged(name: str) -> None:
         lock.release()
         assert _registry.inspect(name).summary == "unlocked"
     finally:
-        if p is not None and p.poll() is None:
+        if p is not None:
             p.kill()
-            p.wait()
+            finish(p)
         lock.detach()
         q.detach()
 
