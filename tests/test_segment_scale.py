@@ -372,7 +372,8 @@ def test_a_version_1_segment_is_a_clear_error():
     finally:
         os.close(fd)
     try:
-        with pytest.raises(SegmentError, match=r"layout version 1; this interlock reads version 2"):
+        with pytest.raises(SegmentError, match=rf"layout version 1; this interlock reads "
+                                               rf"version {_segment.LAYOUT_VERSION}"):
             interlock.Lock(name=name)
     finally:
         os.unlink(path)

@@ -41,7 +41,7 @@ from ._sync import (  # noqa: E402
     SemaphoreStatistics,
 )
 from ._value import Array, UnguardedAccessError, Value  # noqa: E402
-from ._segment import unlink  # noqa: E402
+from ._segment import ObjectFreedError, set_inflight_grace, unlink  # noqa: E402
 from ._waitfor import set_deadlock_timeout  # noqa: E402
 from ._connect import connect  # noqa: E402
 from .pipeline import Pipeline, RemoteTraceback, WorkerDiedError, WorkerDiedWarning  # noqa: E402
@@ -81,7 +81,9 @@ __all__ = [
     "OwnerDiedWarning",
     "OwnerDiedError",
     "SegmentError",
+    "ObjectFreedError",
     "unlink",
+    "set_inflight_grace",
     "LockOrderError",
     "ordered",
     "lockdep",
