@@ -355,9 +355,10 @@ def inflight_grace() -> float:
             _inflight_grace = DEFAULT_INFLIGHT_GRACE
         else:
             try:
-                value: object = float(raw)
+                value = float(raw)
             except ValueError:
-                value = raw
+                raise ValueError(f"INTERLOCK_INFLIGHT_GRACE={raw!r} is not a number of "
+                                 "seconds") from None
             _inflight_grace = _check_grace(value, "INTERLOCK_INFLIGHT_GRACE")
     return _inflight_grace
 
@@ -589,7 +590,7 @@ class Segment:
                         f"interlock object {self.name!r} already exists (to start afresh: "
                         f"interlock.unlink({self.name!r}), then create it; processes still "
                         "attached keep the old one)")
-            if self._try_attach(ticket[1] if ticket else 0):
+            if self._try_attach(ticket[1] if ticket is not None else 0):
                 break
             if create is False:
                 if ticket is not None:
@@ -929,25 +930,29 @@ class Segment:
                 self._set_slot(i, 0, 0, 0, 0)
                 return
 
-    def take_ticket(self) -> Ticket | None:
+    def take_ticket(self) -> Ticket:
         """Hold the segment for the receiver of a pickle of it (called when
         pickling): a ticket slot that the receiver's attach frees, or that
-        expires after the grace period.  None when there is nothing to hold
-        (a released handle, an unlinked segment, a grace period of 0).
+        expires after the grace period.  Returns what the pickle carries:
+        the receiver spends the ticket with it, or, if it comes too late,
+        says who sent the object and when.  No slot (id 0) when there is
+        nothing to hold: a released handle, an unlinked segment, a grace
+        period of 0.
 
         At most TICKET_CAP tickets are kept; beyond, the pickle gets the
-        shared overflow ticket (id 0), whose expiry moves to the latest one
-        asked: its receivers cannot spend it, so it holds the segment until
-        then, however early they come."""
+        shared overflow ticket (id 0 too), whose expiry moves to the latest
+        one asked: its receivers cannot spend it, so it holds the segment
+        until then, however early they come."""
         grace = inflight_grace()
-        if self.mm is None or self._released or grace <= 0:
-            return None
         grace_ns = int(grace * 1e9)
+        now = time.monotonic_ns()
+        record: Ticket = (self.name, 0, os.getpid(), now, grace_ns)
+        if self.mm is None or self._released or grace_ns <= 0:
+            return record
         self._meta_acquire()
         try:
             if self._is_unlinked():
-                return None
-            now = time.monotonic_ns()
+                return record
             expiry = now + grace_ns
             live = self._live_tickets()
             if len(live) >= TICKET_CAP:
@@ -956,12 +961,11 @@ class Segment:
                 # In place: every intermediate state is a ticket with a valid
                 # expiry (the 8-byte expiry is one aligned store).
                 self._set_slot(i, TICKET_BIT, 0, 0, max(old, expiry))
-                tid = 0
-            else:
-                tid = secrets.randbits(63) | 1
-                word, low = _ticket_words(tid)
-                # (the commit word last, as for a process's slot)
-                self._set_slot(self._free_index(), word, low & 0xFFFF, low >> 16, expiry)
+                return record
+            tid = secrets.randbits(63) | 1
+            word, low = _ticket_words(tid)
+            # (the commit word last, as for a process's slot)
+            self._set_slot(self._free_index(), word, low & 0xFFFF, low >> 16, expiry)
             return (self.name, tid, os.getpid(), now, grace_ns)
         finally:
             self.meta.release()

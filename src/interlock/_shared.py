@@ -66,6 +66,9 @@ class FreedObject:
     __iter__ = __aiter__ = __len__ = __getitem__ = __setitem__ = _raise
     __reduce__ = __reduce_ex__ = _raise  # passing it on is a use too
 
+    def __setstate__(self, state: Any) -> None:
+        pass  # (a Lock's lockdep class: nothing to apply it to)
+
     def __repr__(self) -> str:
         return (f"<interlock.{self._cls.__name__} name={self._name!r}, freed before this "
                 "process attached>")
@@ -124,11 +127,8 @@ class SharedObject:
         self._seg.adopt()
         # A ticket per segment: held until the receiver attaches, or for the
         # grace period (segment.md, "Objects in flight").
-        tickets = tuple(t for t in (s.take_ticket() for s in self._inflight_segments())
-                        if t is not None)
-        args: tuple[Any, ...] = (type(self), self._seg.name, self._pickle_options())
-        if tickets:
-            args += (tickets,)
+        tickets = tuple(s.take_ticket() for s in self._inflight_segments())
+        args = (type(self), self._seg.name, self._pickle_options(), tickets)
         # A lock's lockdep class (an anonymous lock's creation site) travels
         # with it, so that every process sees the same class (_hierarchy).
         cls = self.__dict__.get("_lock_class")
