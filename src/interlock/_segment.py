@@ -420,12 +420,32 @@ def _ticket_words(tid: int) -> tuple[int, int]:
 
 def _tickets(buf: Any, nslots: int) -> list[tuple[int, int, int]]:
     """(index, ticket id, expiry ns) of the ticket slots below ``nslots``."""
-    out = []
-    for i, pid, refs, start in _slots(buf, nslots):
-        if pid & TICKET_BIT:
-            roles = _roles(buf, i)
-            out.append((i, ((pid & ~TICKET_BIT) << 32) | (roles << 16) | refs, start))
-    return out
+    table = bytes(buf[OFF_SLOTS : OFF_SLOTS + 16 * nslots])  # one copy
+    if _count_tickets(table) == 0:
+        return []
+    return [(i, ((pid & ~TICKET_BIT) << 32) | low, expiry)
+            for i, (pid, low, expiry) in enumerate(_TICKET.iter_unpack(table))
+            if pid & TICKET_BIT]
+
+
+_TICKET = struct.Struct("<IIQ")  # a ticket slot: commit word, low id bits, expiry
+_HIGH_BYTES = bytes(range(0x80, 0x100))
+
+
+def _find_slot(table: bytes, head: bytes) -> int:
+    """Index of the first slot of a copy of the table that starts with
+    ``head`` (at C speed), or -1."""
+    at = table.find(head)
+    while at >= 0 and at % 16:  # (a match must start a slot)
+        at = table.find(head, at + 1)
+    return at // 16 if at >= 0 else -1
+
+
+def _count_tickets(table: bytes) -> int:
+    """Ticket slots in a copy of the table, at C speed: the top byte of each
+    little-endian commit word has its high bit set for a ticket only."""
+    top = table[3::16]
+    return len(top) - len(top.translate(None, _HIGH_BYTES))
 
 
 def _fresh_name() -> str:
@@ -924,11 +944,11 @@ class Segment:
         (a second unpickling of one pickle finds it spent; an expired one
         may have been freed by a sweep)."""
         assert self.mm is not None
-        word, low = _ticket_words(tid)
-        for i, spid, refs, start in self._table():
-            if spid == word and (_roles(self.mm, i) << 16 | refs) == low:
-                self._set_slot(i, 0, 0, 0, 0)
-                return
+        nslots = _hwm(self.mm, self.header.nslots)
+        at = _find_slot(bytes(self.mm[OFF_SLOTS : OFF_SLOTS + 16 * nslots]),
+                        struct.pack("<II", *_ticket_words(tid)))
+        if at >= 0:
+            self._set_slot(at, 0, 0, 0, 0)
 
     def take_ticket(self) -> Ticket:
         """Hold the segment for the receiver of a pickle of it (called when
@@ -954,14 +974,21 @@ class Segment:
             if self._is_unlinked():
                 return record
             expiry = now + grace_ns
-            live = self._live_tickets()
-            if len(live) >= TICKET_CAP:
-                shared = [t for t in live if t[1] == 0]
-                i, _tid, old = shared[0] if shared else min(live, key=lambda t: t[2])
-                # In place: every intermediate state is a ticket with a valid
-                # expiry (the 8-byte expiry is one aligned store).
-                self._set_slot(i, TICKET_BIT, 0, 0, max(old, expiry))
-                return record
+            nslots = _hwm(self.mm, self.header.nslots)
+            table = bytes(self.mm[OFF_SLOTS : OFF_SLOTS + 16 * nslots])
+            # At C speed, the common case (far fewer tickets than the cap)
+            # and the case of a program over the cap (the shared ticket).
+            if _count_tickets(table) >= TICKET_CAP:
+                i = _find_slot(table, struct.pack("<II", TICKET_BIT, 0))
+                if i < 0:
+                    live = self._live_tickets()  # (frees the expired ones)
+                    i = min(live, key=lambda t: t[2])[0] if len(live) >= TICKET_CAP else -1
+                if i >= 0:
+                    # In place: every intermediate state is a ticket with a
+                    # valid expiry (the 8-byte expiry is one aligned store).
+                    old = _TICKET.unpack_from(self.mm, OFF_SLOTS + 16 * i)[2]
+                    self._set_slot(i, TICKET_BIT, 0, 0, max(old, expiry))
+                    return record
             tid = secrets.randbits(63) | 1
             word, low = _ticket_words(tid)
             # (the commit word last, as for a process's slot)
