@@ -428,6 +428,7 @@ def _tickets(buf: Any, nslots: int) -> list[tuple[int, int, int]]:
             if pid & TICKET_BIT]
 
 
+_NOT_TICKET = bytes(1 if b < 0x80 else 0 for b in range(256))  # top byte -> "a process?"
 _TICKET = struct.Struct("<IIQ")  # a ticket slot: commit word, low id bits, expiry
 _HIGH_BYTES = bytes(range(0x80, 0x100))
 
@@ -490,15 +491,19 @@ class Header:
 
 
 def _slots(buf: Any, nslots: int) -> Iterator[tuple[int, int, int, int]]:
-    """(index, pid, refs, start) of the slots in use among the first
+    """(index, pid, refs, start) of the processes' slots among the first
     ``nslots`` (pass the high-water mark: the pages above it are holes, not
-    to be touched).  Free slots (pid 0) are skipped."""
+    to be touched).  Free slots (pid 0) and in-flight tickets are skipped."""
     table = bytes(buf[OFF_SLOTS : OFF_SLOTS + 16 * nslots])
     words = array.array("I", table)  # the pid of slot i is words[4 * i]
     if sys.byteorder == "big":  # pragma: no cover
         words.byteswap()
     pids = words[::4]
-    for w in itertools.compress(range(len(pids)), pids):  # the slots in use, at C speed
+    # The processes' slots, at C speed: not a ticket (the top byte of the
+    # little-endian commit word below 0x80), then not free (pid 0).
+    procs = table[3::16].translate(_NOT_TICKET)
+    index, pid = itertools.compress(range(len(pids)), procs), itertools.compress(pids, procs)
+    for w in itertools.compress(list(index), list(pid)):
         _, refs, _roles, start = _SLOT.unpack_from(table, 16 * w)
         yield w, pids[w], refs, start
 
@@ -782,7 +787,8 @@ class Segment:
     # some other, live process's pid.
 
     def _table(self) -> list[tuple[int, int, int, int]]:
-        """(index, pid, refs, start) of the slots in use (below the mark)."""
+        """(index, pid, refs, start) of the processes' slots (below the mark;
+        not the tickets)."""
         assert self.mm is not None
         return list(_slots(self.mm, _hwm(self.mm, self.header.nslots)))
 
@@ -804,14 +810,8 @@ class Segment:
         """Under the meta lock: free slots of dead processes; return users."""
         assert self.mm is not None
         users = 0
-        now = time.monotonic_ns()
+        self._live_tickets()  # a ticket is freed by its expiry only
         for i, pid, refs, start in self._table():
-            if pid == 0:
-                continue
-            if pid & TICKET_BIT:  # an in-flight ticket: only its expiry frees it
-                if start <= now:
-                    self._set_slot(i, 0, 0, 0, 0)
-                continue
             if not _core.task_alive(pid, start):
                 self._set_slot(i, 0, 0, 0, 0)
             else:
@@ -826,7 +826,7 @@ class Segment:
         when a claim finds no free slot)."""
         pid = os.getpid()
         for i, spid, refs, start in self._table():
-            if spid == 0 or spid & TICKET_BIT:  # (a ticket is no user)
+            if spid == 0:
                 continue
             if (spid == pid and _same_start(start, _my_start())) or _core.task_alive(spid, start):
                 return True
@@ -1073,7 +1073,7 @@ class Segment:
         """(pid, refs) of the processes attached (racy snapshot)."""
         if self.mm is None:
             return []
-        return [(pid, refs) for _, pid, refs, _ in self._table() if not pid & TICKET_BIT]
+        return [(pid, refs) for _, pid, refs, _ in self._table()]
 
     def in_flight(self) -> int:
         """Unexpired in-flight tickets (racy snapshot, for statistics)."""
@@ -1270,7 +1270,7 @@ def scan() -> list[SegmentInfo]:
             finally:
                 os.close(fd)
             nslots = (len(data) - OFF_SLOTS) // 16
-            slots = [s for s in _slots(data, nslots) if not s[1] & TICKET_BIT]
+            slots = list(_slots(data, nslots))
             users = tuple(pid for _, pid, _, _ in slots)
             live = tuple(pid for _, pid, _, st in slots if _core.task_alive(pid, st))
             now = time.monotonic_ns()
