@@ -40,16 +40,28 @@ from ._sync import (  # noqa: E402
     Semaphore,
     SemaphoreStatistics,
 )
-from ._value import Array, UnguardedAccessError, Value  # noqa: E402
+from ._value import Array, RawArray, RawValue, UnguardedAccessError, Value  # noqa: E402
 from ._segment import ObjectFreedError, set_inflight_grace, unlink  # noqa: E402
 from ._waitfor import set_deadlock_timeout  # noqa: E402
 from ._connect import connect  # noqa: E402
 from .pipeline import Pipeline, RemoteTraceback, WorkerDiedError, WorkerDiedWarning  # noqa: E402
 from . import lockdep  # noqa: E402  (reads INTERLOCK_LOCKDEP)
+from .lockdep import LockOrderWarning  # noqa: E402
 
 _core._set_tracking(lockdep.enabled(), _waitfor.deadlock_timeout())
 
-__version__ = "0.1.0"
+def _version() -> str:
+    # The version is written once, in pyproject.toml; read it back from the
+    # installed distribution's metadata.
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("interlock")
+    except PackageNotFoundError:  # pragma: no cover - a source tree on sys.path, not installed
+        return "0+unknown"
+
+
+__version__ = _version()
 
 __all__ = [
     "Queue",
@@ -73,6 +85,8 @@ __all__ = [
     "ConditionStatistics",
     "Value",
     "Array",
+    "RawValue",
+    "RawArray",
     "UnguardedAccessError",
     "Empty",
     "Full",
@@ -85,6 +99,7 @@ __all__ = [
     "unlink",
     "set_inflight_grace",
     "LockOrderError",
+    "LockOrderWarning",
     "ordered",
     "lockdep",
     "set_deadlock_timeout",

@@ -92,6 +92,19 @@ class Lock(_core.Mutex, SharedObject, TrackedLockMixin, AsyncLockMixin):
     one against that order raises :class:`LockOrderError` at once. The
     level is stored with the lock: every process that attaches it by name
     sees the same one.
+
+    Raises:
+        ValueError: a bad ``on_owner_death``, a level out of range, or an
+            existing lock of that name has another level.
+        TypeError: ``level`` not an int.
+        FileExistsError: ``create=True`` and the name exists.
+        FileNotFoundError: ``create=False`` and no such lock.
+
+    When a process dies: if the owner (process or thread) dies holding the
+    lock, the next ``acquire()`` takes it over within about 50 ms and is
+    told by ``on_owner_death``: ``"warn"`` (default) issues
+    :class:`OwnerDiedWarning`, ``"raise"`` raises :class:`OwnerDiedError`
+    with the lock held, ``"ignore"`` says nothing.
     """
 
     _kind = _segment.KIND_LOCK
@@ -174,6 +187,8 @@ class Lock(_core.Mutex, SharedObject, TrackedLockMixin, AsyncLockMixin):
         return (s["owner_pid"], s["owner_tid"]) if s["owner_tid"] else None
 
     def statistics(self) -> LockStatistics:
+        """A snapshot: holder, depth, waiters, acquisitions, contentions,
+        owner deaths (see :class:`LockStatistics`)."""
         s = self._stats()
         return LockStatistics(self.name, bool(s["owner_tid"]), s["owner_pid"], s["owner_tid"],
                               s["depth"], s["waiters"], s["acquisitions"], s["contentions"],

@@ -99,7 +99,7 @@ class SharedObject:
         self._finalizer = weakref.finalize(self, seg.release)
         return seg
 
-    #: The object's name: pass it to the constructor to attach from anywhere.
+    #: The object's name (pass it as ``name=`` to attach from anywhere).
     name: str
 
     def _pickle_options(self) -> dict[str, Any]:
@@ -136,7 +136,8 @@ class SharedObject:
 
     def detach(self) -> None:
         """Release this process's handle (idempotent).  The segment lives on
-        while other processes use it; the last one to detach removes it."""
+        while other processes use it; the last one to detach removes it.
+        Using the object afterwards raises ``ValueError``."""
         from .aio import stop_waiters
 
         stop_waiters(self)  # asyncio helper threads leave their C waits first

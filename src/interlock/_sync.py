@@ -102,6 +102,16 @@ class Semaphore(_core.Semaphore, _Robust, SharedObject):
 
     ``acquire(block=True, timeout=None)``, ``release(n=1)``, ``get_value()``,
     ``with``. Attaching by name ignores ``value``.
+
+    Raises:
+        ValueError: a negative or too large ``value``, a bad ``on_owner_death``.
+        TypeError: ``value`` not an int.
+        FileExistsError, FileNotFoundError: as ``create=`` asks.
+
+    When a process dies: the units it held are recovered by a waiter within
+    a slice (0.1 s), and the next taker is told by ``on_owner_death``
+    (:class:`OwnerDiedWarning` by default). Units given by a process that
+    held none (a signal) are not recovered from whoever later takes them.
     """
 
     _kind = _segment.KIND_SEMAPHORE
@@ -132,6 +142,8 @@ class Semaphore(_core.Semaphore, _Robust, SharedObject):
         return {"on_owner_death": self._on_death}
 
     def statistics(self) -> SemaphoreStatistics:
+        """A snapshot: value, holders, waiters, counters (see
+        :class:`SemaphoreStatistics`)."""
         s = self._stats()
         return SemaphoreStatistics(
             self.name, s["value"], s["maxvalue"] if self._bounded else None,
@@ -220,6 +232,10 @@ class RWLock(_core.RWLock, _Robust, SharedObject):
     ``release_read`` / ``acquire_write`` / ``release_write``. Read holds
     belong to the process (any of its threads may release one); the write
     hold belongs to the thread.
+
+    When a process dies: its read holds and its threads' write hold are
+    recovered by a waiter within a slice (0.1 s); the next holder is told by
+    ``on_owner_death`` (:class:`OwnerDiedWarning` by default).
     """
 
     _kind = _segment.KIND_RWLOCK
@@ -244,17 +260,27 @@ class RWLock(_core.RWLock, _Robust, SharedObject):
         self._lock_key = ("shm", seg.name)  # what it is (_hierarchy.lock_key)
 
     def read(self, timeout: float | None = None) -> _Hold:
-        """Context manager: hold for reading."""
+        """Context manager: hold for reading.
+
+        Raises:
+            TimeoutError: (on entry) not taken within ``timeout`` seconds.
+        """
         return _Hold(self, self.acquire_read, self.release_read, timeout, "read")
 
     def write(self, timeout: float | None = None) -> _Hold:
-        """Context manager: hold for writing."""
+        """Context manager: hold for writing.
+
+        Raises:
+            TimeoutError: (on entry) not taken within ``timeout`` seconds.
+        """
         return _Hold(self, self.acquire_write, self.release_write, timeout, "write")
 
     def _pickle_options(self) -> dict[str, Any]:
         return {"on_owner_death": self._on_death}
 
     def statistics(self) -> RWLockStatistics:
+        """A snapshot: readers, writer, waiters, counters (see
+        :class:`RWLockStatistics`)."""
         s = self._stats()
         readers = tuple((pid, count) for pid, tid, count, _st in s["slots"] if count and not tid)
         return RWLockStatistics(self.name, s["readers"], readers, s["writer_pid"],
@@ -302,6 +328,7 @@ class Event(_core.Event, SharedObject, AsyncEventMixin):
         _core.Event.__init__(self, seg.mm, seg.object_offset)
 
     def statistics(self) -> EventStatistics:
+        """A snapshot: the flag, waiters, counters (see :class:`EventStatistics`)."""
         s = self._stats()
         return EventStatistics(self.name, bool(s["flag"]), s["waiters"], s["sets"],
                                s["timeouts"])
@@ -341,6 +368,14 @@ class Barrier(_core.Barrier, SharedObject):
     ``reset()``, ``parties``, ``n_waiting``, ``broken``. A party that dies
     while waiting breaks the barrier within a slice. ``action`` must pickle
     to be passed to another process (as with ``multiprocessing``).
+
+    Raises:
+        TypeError: no ``parties`` (and no ``name`` of an existing barrier).
+        ValueError: ``parties`` outside 1..4096.
+
+    When a process dies: a party that dies while waiting (or while running
+    ``action``) breaks the barrier within a slice (0.1 s): the others get
+    ``BrokenBarrierError``.
     """
 
     _kind = _segment.KIND_BARRIER
@@ -371,6 +406,14 @@ class Barrier(_core.Barrier, SharedObject):
         _core.Barrier.__init__(self, seg.mm, seg.object_offset)
 
     def wait(self, timeout: float | None = None) -> int:
+        """Wait until ``parties`` parties wait; return this party's arrival
+        index (0 .. parties-1). The last to arrive runs ``action`` first.
+
+        Raises:
+            BrokenBarrierError: the barrier is or becomes broken: a timeout
+                (``timeout``, else the barrier's own), ``abort()``, ``reset()``
+                while waiting, ``action`` raised, or a party died.
+        """
         if timeout is None:
             timeout = self._timeout
         index, slot = self._arrive()
@@ -390,6 +433,7 @@ class Barrier(_core.Barrier, SharedObject):
         return {"parties": self.parties, "action": self._action, "timeout": self._timeout}
 
     def statistics(self) -> BarrierStatistics:
+        """A snapshot: parties, who waits, broken (see :class:`BarrierStatistics`)."""
         s = self._stats()
         waiting = tuple((pid, tid) for pid, tid, _c, st in s["slots"] if st == 1)
         return BarrierStatistics(self.name, s["parties"], self.n_waiting, bool(s["broken"]),
@@ -427,6 +471,13 @@ class Condition(_core.Condition, SharedObject):
     timeout=None)``, ``notify(n=1)``, ``notify_all()``, and the lock's
     ``acquire``/``release``/``with``. Notifications go to the oldest waiters
     first, and ``notify(n)`` wakes at most ``n`` (dead waiters are skipped).
+
+    Raises:
+        TypeError: ``lock`` is not an interlock Lock or RLock.
+
+    When a process dies: a dead waiter is skipped by ``notify``; a waiter
+    whose lock is held by a dead thread wakes and takes the (robust) lock
+    over, with the lock's :class:`OwnerDiedWarning`.
     """
 
     _kind = _segment.KIND_CONDITION
@@ -467,6 +518,7 @@ class Condition(_core.Condition, SharedObject):
         self.release = lock.release
 
     def __enter__(self) -> bool:
+        """Acquire the underlying lock."""
         return self._lock.__enter__()
 
     def __exit__(self, *exc: object) -> None:
@@ -493,6 +545,12 @@ class Condition(_core.Condition, SharedObject):
         return bool(tid) and not _core.task_alive(tid)
 
     def wait(self, timeout: float | None = None) -> bool:
+        """Release the lock, wait for a notification (at most ``timeout``
+        seconds), take the lock again; return False on timeout.
+
+        Raises:
+            RuntimeError: the calling thread does not hold the lock.
+        """
         lock = self._lock
         if not lock._is_owned():
             raise RuntimeError("cannot wait on un-acquired lock")
@@ -521,6 +579,12 @@ class Condition(_core.Condition, SharedObject):
         return notified
 
     def wait_for(self, predicate: Callable[[], T], timeout: float | None = None) -> T:
+        """``wait()`` until ``predicate()`` is true; return its last result
+        (falsy on timeout).
+
+        Raises:
+            RuntimeError: the calling thread does not hold the lock.
+        """
         endtime = None
         waittime = timeout
         result = predicate()
@@ -537,11 +601,21 @@ class Condition(_core.Condition, SharedObject):
         return result
 
     def notify(self, n: int = 1) -> None:
+        """Wake at most ``n`` waiters, the oldest first.
+
+        Raises:
+            RuntimeError: the calling thread does not hold the lock.
+        """
         if not self._lock._is_owned():
             raise RuntimeError("cannot notify on un-acquired lock")
         self._notify(n)
 
     def notify_all(self) -> None:
+        """Wake every waiter.
+
+        Raises:
+            RuntimeError: the calling thread does not hold the lock.
+        """
         if not self._lock._is_owned():
             raise RuntimeError("cannot notify on un-acquired lock")
         self._notify(1 << 30)
@@ -549,6 +623,7 @@ class Condition(_core.Condition, SharedObject):
     notifyAll = notify_all
 
     def statistics(self) -> ConditionStatistics:
+        """A snapshot: waiters, counters (see :class:`ConditionStatistics`)."""
         s = self._stats()
         waiting = tuple((pid, tid) for pid, tid, _c, st in s["slots"] if st == 1)
         notified = sum(1 for *_x, st in s["slots"] if st == 4)

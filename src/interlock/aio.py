@@ -361,6 +361,9 @@ class AsyncLockMixin:
     """
 
     async def acquire_async(self, timeout: float | None = None) -> bool:
+        """Take the lock without blocking the loop; True if taken, False on
+        timeout. A lock whose owner died is taken over, with the lock's
+        ``on_owner_death`` report (``OwnerDiedWarning`` by default)."""
         deadline = _deadline(timeout)
         lk: Any = self
         while True:

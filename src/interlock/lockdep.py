@@ -140,6 +140,7 @@ _warned_full = False
 
 
 def enabled() -> bool:
+    """True if lock-order validation is on in this process."""
     return _enabled
 
 

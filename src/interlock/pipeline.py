@@ -190,11 +190,11 @@ class _WorkerSpec:
     stage: int
     index: int
     slot: int
-    inq: Queue
-    outq: Queue
-    control: Queue
+    inq: Queue[Any]
+    outq: Queue[Any]
+    control: Queue[Any]
     counters: Any  # RawArray('q'): per slot [done, held first key, held count]
-    hand: Queue | None  # retry mode: a copy of the message being worked on
+    hand: Queue[Any] | None  # retry mode: a copy of the message being worked on
     initial: list[Any] | None  # retry mode: the message a dead worker held
     chunksize: int
     ppid: int
@@ -204,7 +204,7 @@ def _parent_gone(ppid: int) -> bool:
     return os.getppid() != ppid
 
 
-def _put(q: Queue, msg: Any, ppid: int) -> bool:
+def _put(q: Queue[Any], msg: Any, ppid: int) -> bool:
     """Put, waking every _IDLE seconds to check the parent. False: give up."""
     while True:
         try:
@@ -341,9 +341,9 @@ class _Stage:
     name: str
     capacity: int | None
     is_gen: bool
-    inq: Queue | None = None
+    inq: Queue[Any] | None = None
     procs: list[Any] = field(default_factory=list)  # index -> Process
-    hands: list[Queue | None] = field(default_factory=list)
+    hands: list[Queue[Any] | None] = field(default_factory=list)
     slots: list[int] = field(default_factory=list)
     finished: bool = False  # every worker exited after its input closed
 
@@ -374,6 +374,25 @@ class Pipeline:
     Add stages with :meth:`stage`, then iterate, or call :meth:`run`.  A
     pipeline runs once.  Use it as a context manager (or exhaust it) to be
     sure everything stops if you leave the loop early.
+
+    Raises:
+        Exception: (while iterating) the exception a worker raised, re-raised in the caller
+            with the worker's traceback as ``__cause__``
+            (:class:`RemoteTraceback`); everything is stopped first.
+        WorkerDiedError: ``on_worker_death="fail"`` and a worker was killed
+            from outside.
+        KeyboardInterrupt: Ctrl-C: every worker is stopped within about a
+            second, every queue removed.
+        RuntimeError: the pipeline was already run.
+        ValueError: no stage.
+
+    When a process dies: a worker killed from outside is noticed through
+    its process sentinel and handled by ``on_worker_death``: ``"fail"``
+    stops the pipeline (:class:`WorkerDiedError`), ``"restart"`` replaces
+    the worker and drops the items it held (listed in ``lost``,
+    :class:`WorkerDiedWarning`), ``"retry"`` replaces it and gives the new
+    worker those items again. If the *parent* dies, idle workers notice
+    within about a second and exit.
     """
 
     def __init__(
@@ -415,8 +434,8 @@ class Pipeline:
         self._stages: list[_Stage] = []
         self._started = False
         self._done = False
-        self._results_q: Queue | None = None
-        self._control: Queue | None = None
+        self._results_q: Queue[Any] | None = None
+        self._control: Queue[Any] | None = None
         self._feeder: threading.Thread | None = None
         self._stop = threading.Event()
         self._feed_error: BaseException | None = None
@@ -426,7 +445,7 @@ class Pipeline:
         self._window: int | None = None
         self._window_cond = threading.Condition()
         self._returned = 0
-        self._all_queues: list[Queue] = []
+        self._all_queues: list[Queue[Any]] = []
         #: Source items taken so far (read it to watch backpressure work).
         self.fed = 0
         self._input_done = False  # the feeder has closed the first queue
@@ -447,7 +466,13 @@ class Pipeline:
         in messages (default ``2 * workers``); ``chunksize``: items per
         message (like ``Pool.imap``'s: raise it for cheap functions);
         ``capacity``: bytes of the input queue (default 4 MiB; a message
-        must fit).  Returns the pipeline, to chain calls."""
+        must fit).  Returns the pipeline, to chain calls.
+
+        Raises:
+            RuntimeError: the pipeline has started.
+            TypeError: ``fn`` is not callable.
+            ValueError: ``workers``, ``chunksize`` or ``maxsize`` below 1.
+        """
         if self._started:
             raise RuntimeError("cannot add a stage to a pipeline that has started")
         if not callable(fn):
@@ -477,7 +502,8 @@ class Pipeline:
         return self._run()
 
     def run(self) -> list[Any]:
-        """Run to the end; return every result (a list)."""
+        """Run to the end; return every result (a list). Raises what
+        iterating raises (see the class)."""
         return list(self)
 
     def __enter__(self) -> "Pipeline":

@@ -21,8 +21,10 @@ fencing token or a position lower than one this process already saw from
 it: a restart from an older snapshot, a failover to a lagging replica)
 :class:`RolledBack`.  An operation cut off is not blindly repeated: the
 object classes make each of their state-changing steps safe to repeat
-(acknowledgements are idempotent; a consumer re-reads its own pending list
-after a lost reply) and say where they retry.
+(acknowledgements are idempotent; a put carries its producer's request
+number; an acquire its fresh token; a consumer re-reads its own pending
+list after a lost reply): ``fcall`` sends those in ``RETRIED`` once more
+after a lost reply, within the caller's budget.
 
 Deadlines: every reply is awaited for at most the caller's remaining time
 plus ``grace`` seconds (``call``): a stalled server costs a caller at most
@@ -452,10 +454,11 @@ class Backend:
         """Load the library (a cluster client sends FUNCTION LOAD to every
         primary).  A user whose ACL forbids FUNCTION LOAD can still use a
         library an admin loaded: the refusal is raised only when a call then
-        finds no function (``required``)."""
+        finds no function (``required``).  REPLACE: loading twice is loading
+        once, so a lost reply is retried."""
         try:
-            with self.errors(keys):
-                self.client.function_load(LIBRARY, replace=True)
+            self.blocking(lambda: self.client.function_load(LIBRARY, replace=True), keys,
+                          retry=True)
         except AuthenticationFailed:
             if required:
                 raise
@@ -519,21 +522,34 @@ class Backend:
 
     def fcall(self, fn: str, keys: Sequence[str], args: Sequence[Any],
               deadline: float | None = None, budget: float | None = None) -> Any:
+        """One function of the library.  A function in ``RETRIED`` (each is
+        safe to run twice: see the table in docs/design/redis.md) is sent
+        once more after a lost reply, if the first attempt's budget has time
+        left: the retry costs the caller no time past its deadline."""
         if budget is None:
             budget = self.budget(deadline)
         if not self._loaded:
             self._load()
-        for attempt in (0, 1):
+        end = time.monotonic() + budget
+        reloaded = retried = False
+        while True:
             try:
                 with self.errors(keys, raw=True):
                     r = self._call_once_routed(budget, ("FCALL", fn, len(keys), *keys, *args))
                 if self.durable is not None and fn in _WRITES:
                     self._wait_durable(budget)
                 return r
+            except ConnectionLost:
+                budget = end - time.monotonic()
+                if retried or fn not in RETRIED or budget < 0.01:
+                    raise
+                retried = True
+                continue
             except _redis.ResponseError as e:
                 msg = str(e)
-                if attempt == 0 and "unction not found" in msg:
+                if not reloaded and "unction not found" in msg:
                     # A restarted or flushed server, a new primary: nothing ran.
+                    reloaded = True
                     self._load(required=True, keys=keys)
                     continue
                 m = _ERROR.search(msg)
@@ -551,7 +567,6 @@ class Backend:
                         f"it, or choose another name or prefix) (server {self.safe_url})"
                     ) from None
                 raise _ObjectError(what, rest) from None
-        raise AssertionError("unreachable")  # pragma: no cover
 
     def _call_once_routed(self, budget: float, args: Sequence[Any]) -> Any:
         """``_call_once``, following one MOVED (see ``call``)."""
@@ -599,7 +614,16 @@ class Backend:
     def mark(self, key: str) -> int:
         return self._marks.get(key, 0)
 
-    def blocking(self, call: Callable[[], Any], keys: Sequence[str] = ()) -> Any:
+    def blocking(self, call: Callable[[], Any], keys: Sequence[str] = (), *,
+                 retry: bool = False) -> Any:
+        """A plain redis-py call (errors translated); ``retry``: it is
+        idempotent, send it once more after a lost reply."""
+        try:
+            with self.errors(keys):
+                return call()
+        except ConnectionLost:
+            if not retry:
+                raise
         with self.errors(keys):
             return call()
 
@@ -667,6 +691,19 @@ class Backend:
 _WRITES = frozenset({"il_q_take", "il_q_taken", "il_q_ack", "il_q_put", "il_q_close",
                      "il_q_beat", "il_lock_acquire", "il_lock_release", "il_sem_acquire",
                      "il_sem_release", "il_ev_set", "il_ev_clear"})
+
+
+# Functions that fcall() sends again after a lost reply: running one twice
+# has the effect of running it once (idempotent, or made so: a put carries
+# its producer's request number, an acquire its fresh token, an open its
+# fresh epoch).  Not here: il_q_take (its caller retries, re-reading the
+# consumer's pending list), il_q_taken (a second run would add a second
+# close marker; the next take's resync covers it), il_lock_release and
+# il_sem_release (safe to repeat, but a retry's "not the holder" may mean
+# "released by the first try": the lock classes retry them and read that).
+RETRIED = frozenset({"il_open", "il_q_put", "il_q_ack", "il_q_beat", "il_q_close", "il_q_state",
+                     "il_lock_acquire", "il_lock_state", "il_sem_acquire", "il_sem_state",
+                     "il_renew", "il_ev_set", "il_ev_clear", "il_ev_state"})
 
 
 def _durable(d: Any) -> tuple[str, int] | None:

@@ -80,7 +80,9 @@ local function open(keys, args)
     have = redis.call('HMGET', keys[1], 'kind', 'epoch', 'p1', 'p2')
     if not have[1] or not have[2] then foreign(keys[1], 'hash') end
   end
-  if have[1] and mode == 'new' then error('INTERLOCK_EXISTS') end
+  -- Our own epoch: a retry of the call that created it (its reply was
+  -- lost), not another creator's object.
+  if have[1] and mode == 'new' and have[2] ~= epoch then error('INTERLOCK_EXISTS') end
   if have[1] and have[1] ~= kind then error('INTERLOCK_KIND ' .. have[1]) end
   local want = KEY_TYPES[kind] or {}
   for i = 2, #keys do
@@ -269,13 +271,35 @@ local function q_ack(keys, args)
   return 1
 end
 
--- ARGV: epoch, partial ('1': put what fits), n, then per item:
+-- KEYS: meta, stream, events, the producer's request key
+-- ARGV: epoch, partial ('1': put what fits), n, request number, request key
+-- TTL (ms), then per item:
 --   kind, m, value1 .. valuem   (kind: 'r' bytes, 'a' bytearray, 'p' pickle
 --   whose out-of-band buffers are value2 .. valuem)
--- -> {put count (-1: closed), last event id}
+-- -> {put count (-1: closed), last event id, seq}
+--
+-- Exactly once under retries: a producer (one thread of one process)
+-- numbers its calls 1, 2, 3, ...; its request key holds "number:put count"
+-- of the last one applied.  A call whose number is already there is a retry
+-- (or a late copy) of one that ran: it returns the count recorded, and puts
+-- nothing.  One key per producer and queue (not per call), overwritten by
+-- each put, gone TTL after the producer's last put.
 local function q_put(keys, args)
-  local meta, s, ev = keys[1], keys[2], keys[3]
+  local meta, s, ev, rq = keys[1], keys[2], keys[3], keys[4]
   local m = meta_get(meta, args[1], 'p1', 'closed')
+  local reqno = tonumber(args[4])
+  local last = redis.call('GET', rq)
+  if last then
+    local ln, lc = string.match(last, '^(%d+):(%d+)$')
+    if ln and tonumber(ln) >= reqno then
+      -- Already applied (equal), or an older call its producer has given up
+      -- on (lower: it is not waiting for this reply; applying it now would
+      -- reorder its puts).
+      local got = 0
+      if tonumber(ln) == reqno then got = tonumber(lc) end
+      return {got, last_event(ev), tonumber(redis.call('HGET', meta, 'seq') or 0)}
+    end
+  end
   if m[3] then return {-1, last_event(ev), tonumber(redis.call('HGET', meta, 'seq') or 0)} end
   local n, maxsize = tonumber(args[3]), tonumber(m[2])
   local room = n
@@ -285,7 +309,7 @@ local function q_put(keys, args)
     if room > n then room = n end
     if room < 0 then room = 0 end
   end
-  local i = 4
+  local i = 6
   for _ = 1, room do
     local cnt = tonumber(args[i + 1])
     local xa = {'XADD', s, '*', args[i], args[i + 2]}
@@ -296,6 +320,7 @@ local function q_put(keys, args)
     redis.call(unpack(xa))
     i = i + 2 + cnt
   end
+  redis.call('SET', rq, args[4] .. ':' .. room, 'PX', args[5])
   return {room, last_event(ev), redis.call('HINCRBY', meta, 'seq', 1)}
 end
 
@@ -334,19 +359,27 @@ end
 -- expiries.
 
 -- ARGV: epoch, token, lease_ms -> {1, fence, previous holder or ''} | {0, pttl}
+-- A token is fresh for each acquire() call, so a call that finds the lock
+-- held by its own token is a retry of one whose reply was lost: it gets
+-- that acquisition's answer again (the fence counter has not moved: no one
+-- else acquired since), and nothing changes.
 local function lock_acquire(keys, args)
   local meta, lock = keys[1], keys[2]
   meta_get(meta, args[1])
   local pttl = redis.call('PTTL', lock)
   if pttl == -1 then foreign(lock, 'key without a TTL') end  -- would be waited on forever
   if pttl >= 0 then
+    if redis.call('GET', lock) == args[2] then
+      local m = redis.call('HMGET', meta, 'fence', 'prev')
+      return {1, tonumber(m[1]), m[2] or ''}
+    end
     redis.call('HINCRBY', meta, 'contentions', 1)
     return {0, pttl}
   end
   local prev = redis.call('HGET', meta, 'holder')
   if prev then redis.call('HINCRBY', meta, 'expiries', 1) else prev = '' end
   redis.call('SET', lock, args[2], 'PX', args[3])
-  redis.call('HSET', meta, 'holder', args[2])
+  redis.call('HSET', meta, 'holder', args[2], 'prev', prev)
   return {1, redis.call('HINCRBY', meta, 'fence', 1), prev}
 end
 
@@ -373,21 +406,34 @@ end
 ------------------------------------------------------------------ semaphore
 -- KEYS: meta (p1 = value), holders (zset: token -> lease end, ms), wake list
 
+-- meta also holds 'pf:<token>': the fencing token of each live permit (for
+-- a retried acquire); deleted with the permit (release or sweep).
 local function sem_sweep(meta, holders, now)
-  local gone = redis.call('ZREMRANGEBYSCORE', holders, '-inf', now)
-  if gone > 0 then redis.call('HINCRBY', meta, 'expiries', gone) end
-  return gone
+  local gone = redis.call('ZRANGEBYSCORE', holders, '-inf', now)
+  for _, tok in ipairs(gone) do
+    redis.call('ZREM', holders, tok)
+    redis.call('HDEL', meta, 'pf:' .. tok)
+  end
+  if #gone > 0 then redis.call('HINCRBY', meta, 'expiries', #gone) end
+  return #gone
 end
 
 -- ARGV: epoch, token, lease_ms -> {1, fence, expired swept} | {0, ms until the first lease ends}
+-- As for the lock, a token already among the holders is a retry of a call
+-- whose reply was lost: the same permit and fence again, nothing changes.
 local function sem_acquire(keys, args)
   local meta, holders = keys[1], keys[2]
   local m = meta_get(meta, args[1], 'p1')
   local now = now_ms()
   local gone = sem_sweep(meta, holders, now)
+  if redis.call('ZSCORE', holders, args[2]) then
+    return {1, tonumber(redis.call('HGET', meta, 'pf:' .. args[2]) or 0), gone}
+  end
   if redis.call('ZCARD', holders) < tonumber(m[2]) then
     redis.call('ZADD', holders, now + tonumber(args[3]), args[2])
-    return {1, redis.call('HINCRBY', meta, 'fence', 1), gone}
+    local fence = redis.call('HINCRBY', meta, 'fence', 1)
+    redis.call('HSET', meta, 'pf:' .. args[2], fence)
+    return {1, fence, gone}
   end
   redis.call('HINCRBY', meta, 'contentions', 1)
   local first = redis.call('ZRANGE', holders, 0, 0, 'WITHSCORES')
@@ -399,6 +445,7 @@ local function sem_release(keys, args)
   local meta, holders, wake = keys[1], keys[2], keys[3]
   local m = meta_get(meta, args[1], 'p1')
   if redis.call('ZREM', holders, args[2]) == 0 then return 0 end
+  redis.call('HDEL', meta, 'pf:' .. args[2])
   redis.call('LPUSH', wake, '1')
   redis.call('LTRIM', wake, 0, tonumber(m[2]) - 1)
   return 1

@@ -110,6 +110,27 @@ def _decode(fields: list[bytes]) -> Any:
     return pickle.loads(value, buffers=[bytearray(v) for v in fields[3::2]])
 
 
+_producer = threading.local()
+
+
+def _request() -> tuple[str, int]:
+    """This thread's producer name and the number of its next put call.
+
+    A put is exactly once under retries: the server keeps, per producer and
+    queue, the number of the last call it applied (see ``q_put``), so a
+    retried call is recognised and not applied twice.  The numbers of one
+    producer must grow in the order its calls are sent: one producer per
+    thread, and a new one in a forked child (which inherits the parent's
+    thread-local state, and would otherwise reuse its numbers)."""
+    p = getattr(_producer, "v", None)
+    pid = os.getpid()
+    if p is None or p[0] != pid:
+        p = [pid, f"{_client.HOST}:{pid}:{uuid.uuid4().hex[:12]}", 0]
+        _producer.v = p
+    p[2] += 1
+    return p[1], p[2]
+
+
 def _open_mode(create: bool | None) -> str:
     return "any" if create is None else ("new" if create else "existing")
 
@@ -127,9 +148,11 @@ def _object_error(e: _ObjectError, kind: str, name: str) -> Exception:
 class _Consumer:
     """This process's consumer of one queue (shared by its Queue objects).
 
-    Every message it has taken is in exactly one of: ``ready`` (taken on the
-    server, not yet returned to a caller: the rest of a reclaimed batch, or
-    what a failed bookkeeping call left), ``held`` / ``order`` (returned,
+    Every message it has taken is in exactly one of: ``own`` (taken on the
+    server by a thread's call, for that thread: no other thread may return
+    it, or a thread could see one producer's messages out of order),
+    ``ready`` (taken, for any thread: the rest of a reclaimed or re-read
+    batch), ``held`` / ``order`` (returned,
     not yet acknowledged), ``acks`` (acknowledged here, the server not yet
     told).  All of them are "known": a resync skips them, and the keeper
     renews their idle time so that idle reclaim leaves them alone."""
@@ -144,6 +167,7 @@ class _Consumer:
         self.held: dict[int, list[bytes]] = {}  # plain Queue: thread -> ids
         self.order: deque[bytes] = deque()  # JoinableQueue: ids, oldest first
         self.ready: deque[tuple[bytes, list[bytes]]] = deque()
+        self.own: dict[int, list[tuple[bytes, list[bytes]]]] = {}  # thread -> entries
         self.acks: list[bytes] = []
         self.resync = False  # re-read our own pending list at the next take
         self.users = 0
@@ -155,6 +179,8 @@ class _Consumer:
             out = set(self.order)
             out.update(self.acks)
             out.update(i for i, _ in self.ready)
+            for w in self.own.values():
+                out.update(i for i, _ in w)
             for v in self.held.values():
                 out.update(v)
         return out
@@ -262,7 +288,9 @@ class Queue:
             raise ValueError(f"queue {self._name!r} exists with maxsize={self._maxsize}; "
                              f"asked for maxsize={maxsize}")
         self._cons: _Consumer | None = None  # this process's consumer, from the first get
-        self._seq_key = self._keys[0] + ":seq"  # the high-water mark of the queue's position
+        # The high-water mark of the queue's position, per epoch: a queue
+        # unlinked and made again under the same name starts again at 0.
+        self._seq_key = f"{self._keys[0]}:seq:{epoch!r}"
         self._pid = os.getpid()
         self._detached = False
         _live.add(self)
@@ -270,14 +298,17 @@ class Queue:
     # -- identity -----------------------------------------------------------
     @property
     def name(self) -> str:
+        """The queue's name (pass it as ``name=`` to attach from anywhere)."""
         return self._name
 
     @property
     def maxsize(self) -> int:
+        """The bound on the number of items (0: none)."""
         return self._maxsize
 
     @property
     def backend(self) -> Backend:
+        """The backend (server connection) the queue lives on."""
         return self._backend
 
     def __reduce__(self) -> Any:
@@ -313,6 +344,7 @@ class Queue:
         self._put([obj], block, timeout, single=True)
 
     def put_nowait(self, obj: Any) -> None:
+        """``put(obj, block=False)``: ``queue.Full`` at once if there is no room."""
         self._put([obj], False, None, single=True)
 
     def put_many(self, items: Iterable[Any], block: bool = True,
@@ -333,12 +365,20 @@ class Queue:
             _encode(obj, one)
             encoded.append(one)
         done = 0
+        b = self._backend
+        # The request key lives long past any retry of a call (each is sent
+        # within its budget: at most a slice plus grace), so that even a
+        # late copy of a call that was given up on is recognised.
+        ttl_ms = int(max(60.0, 6 * (b.slice + b.grace)) * 1000)
         while True:
-            args: list[Any] = [self._epoch, 1 if block else 0, len(encoded) - done]
+            producer, reqno = _request()
+            keys = [*self._keys[:3], b.key(self._name, "rq:" + producer)]
+            args: list[Any] = [self._epoch, 1 if block else 0, len(encoded) - done, reqno,
+                               ttl_ms]
             for one in encoded[done:]:
                 args += one
-            before = self._backend.mark(self._seq_key)
-            put, event, seq = self._backend.fcall("il_q_put", self._keys[:3], args, deadline)
+            before = b.mark(self._seq_key)
+            put, event, seq = b.fcall("il_q_put", keys, args, deadline)
             self._seq(seq, before)
             if put < 0:
                 raise QueueClosed("put() on a closed queue")
@@ -373,6 +413,7 @@ class Queue:
         return self._get(1, block, timeout)[0]
 
     def get_nowait(self) -> Any:
+        """``get(block=False)``: ``queue.Empty`` at once if there is no item."""
         return self._get(1, False, None)[0]
 
     def get_many(self, max_items: int = 1024, block: bool = True,
@@ -419,11 +460,29 @@ class Queue:
                 raise Empty
 
     def _pop_ready(self, c: _Consumer, count: int) -> list[Any]:
+        """Up to ``count`` entries: this thread's own first, else shared ones."""
+        tid = threading.get_ident()
         with c.lock:
-            if not c.ready:
+            mine = c.own.get(tid)
+            if mine:
+                got, rest = mine[:count], mine[count:]
+                if rest:
+                    c.own[tid] = rest
+                else:
+                    del c.own[tid]
+            elif c.ready:
+                got = [c.ready.popleft() for _ in range(min(count, len(c.ready)))]
+            else:
                 return []
-            got = [c.ready.popleft() for _ in range(min(count, len(c.ready)))]
         return self._accept(c, got)
+
+    @staticmethod
+    def _keep_own(c: _Consumer, real: list[Any], count: int) -> None:
+        """What this thread's call took: the first ``count`` for this thread,
+        the rest (re-deliveries: a reclaimed or re-read batch) for any."""
+        with c.lock:
+            c.own.setdefault(threading.get_ident(), []).extend(real[:count])
+            c.ready.extend(real[count:])
 
     def _get_once(self, c: _Consumer, count: int, deadline: float | None,
                   lease_ms: int) -> list[Any] | None:
@@ -451,8 +510,7 @@ class Queue:
         closed = any(f and f[0] == b"c" for _, f in fresh)
         real = [(i, f) for i, f in fresh if f and f[0] != b"c"]
         if real:
-            with c.lock:
-                c.ready.extend(real)
+            self._keep_own(c, real, count)
             return self._pop_ready(c, count)
         if closed:
             raise QueueClosed("get() on a closed queue: it is closed and drained")
@@ -470,8 +528,7 @@ class Queue:
         entries = [(i, f) for i, f in batch if f]
         marker = next((i for i, f in entries if f[0] == b"c"), b"")
         real = [(i, f) for i, f in entries if f[0] != b"c"]
-        with c.lock:
-            c.ready.extend(real)  # ours now, returned below or by the next get
+        self._keep_own(c, real, count)  # ours now, returned below or by the next get
         if marker or (real and self._maxsize):
             try:
                 self._backend.fcall("il_q_taken", self._keys[:3],
@@ -483,6 +540,12 @@ class Queue:
                 c.resync = True
                 if not real:
                     raise
+            except BaseException:
+                # Not returned now: any thread may have them (this one may
+                # never call again).
+                with c.lock:
+                    c.ready.extend(c.own.pop(threading.get_ident(), []))
+                raise
         if real:
             return self._pop_ready(c, count)
         raise QueueClosed("get() on a closed queue: it is closed and drained")
@@ -521,9 +584,11 @@ class Queue:
         return int(self._state()[0])
 
     def empty(self) -> bool:
+        """``qsize() == 0``."""
         return self.qsize() == 0
 
     def full(self) -> bool:
+        """True if ``maxsize`` items are in the queue."""
         return bool(self._maxsize) and self.qsize() >= self._maxsize
 
     def close(self) -> None:
@@ -533,6 +598,7 @@ class Queue:
 
     @property
     def closed(self) -> bool:
+        """True once ``close()`` was called, by any process."""
         return bool(self._state()[2])
 
     def join_thread(self) -> None:
@@ -550,12 +616,18 @@ class Queue:
                 return
 
     def statistics(self) -> RedisQueueStatistics:
+        """A snapshot: depth, pending deliveries, consumers (see :class:`RedisQueueStatistics`).
+
+        Raises:
+            ConnectionLost: the server cannot be reached.
+        """
         depth, unfinished, closed, maxsize, pending, consumers, _, _ = self._state()
         held = 0
         if self._cons is not None:
             c = self._cons
             with c.lock:
-                held = len(c.order) + len(c.ready) + sum(len(v) for v in c.held.values())
+                held = (len(c.order) + len(c.ready) + sum(len(v) for v in c.held.values())
+                        + sum(len(w) for w in c.own.values()))
         return RedisQueueStatistics(self._name, int(depth), int(unfinished), int(maxsize),
                                     bool(closed), int(pending), int(consumers), held)
 
@@ -595,9 +667,10 @@ class Queue:
                 c.held.clear()
                 c.order.clear()
                 c.ready.clear()
+                c.own.clear()
                 c.acks = []
         self._backend.blocking(lambda: self._backend.client.delete(*self._keys[:3]),
-                               self._keys[:3])
+                               self._keys[:3], retry=True)
         self.detach()
 
     def __enter__(self) -> Queue:
@@ -624,7 +697,11 @@ class JoinableQueue(Queue):
         acknowledgement is recorded here first: if the server cannot be told
         now (``ConnectionLost``), it is kept and sent by the next call on
         the queue, by ``join()`` and by the keeper; it is never forgotten,
-        and never counted twice."""
+        and never counted twice.
+
+        Raises:
+            ValueError: called more times than items were taken.
+        """
         self._check()
         c = self._consumer()
         with c.lock:
@@ -654,6 +731,7 @@ class JoinableQueue(Queue):
 
     @property
     def unfinished_tasks(self) -> int:
+        """Items put and not yet marked done (a snapshot)."""
         return int(self._state()[1])
 
 

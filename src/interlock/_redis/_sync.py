@@ -110,14 +110,19 @@ class _Shared:
         except _ObjectError as e:
             raise _object_error(e, self._kind, self._name) from None
         self._epoch = epoch
+        # The high-water mark of fencing tokens, per epoch: an object unlinked
+        # and made again under the same name starts again at 1.
+        self._fence_key = f"{self._keys[0]}:fence:{epoch!r}"
         return [q1, q2]
 
     @property
     def name(self) -> str:
+        """The object's name (pass it as ``name=`` to attach from anywhere)."""
         return self._name
 
     @property
     def backend(self) -> Backend:
+        """The backend (server connection) the object lives on."""
         return self._backend
 
     def _rebuild_args(self) -> tuple[Any, ...]:
@@ -145,7 +150,7 @@ class _Shared:
     def _fence(self, value: Any, before: int) -> int:
         """A fencing token from the server: never lower than one this
         process saw before sending the call (else RolledBack)."""
-        self._backend.check_mark(self._keys[0] + ":fence", int(value), before)
+        self._backend.check_mark(self._fence_key, int(value), before)
         return int(value)
 
     def _checked_fence(self, value: Any, before: int, release: str, token: str) -> None:
@@ -168,7 +173,24 @@ class _Shared:
 
     def unlink(self) -> None:
         """Delete the object's keys from the server."""
-        self._backend.blocking(lambda: self._backend.client.delete(*self._keys), self._keys)
+        self._backend.blocking(lambda: self._backend.client.delete(*self._keys), self._keys,
+                               retry=True)
+
+    def _release_call(self, fn: str, hold: _Hold) -> bool:
+        """Give a hold back on the server; True if it was still ours.
+
+        Sent once more after a lost reply (repeating it changes nothing).
+        The retry's "not the holder" is then ambiguous: released by the
+        first try, or the lease ran out.  It is read with the local
+        deadline: a reply received before it was executed before the
+        server's lease could end, so the first try released it."""
+        try:
+            return bool(self._call(fn, hold.token))
+        except _client.StateLost:
+            raise
+        except _client.ConnectionLost:
+            ok = bool(self._call(fn, hold.token))
+            return ok or not hold.lease.expired()
 
     def _wait_wake(self, left: float | None, hint_ms: int) -> None:
         """Sleep on the wake list: until a release, ``left`` or ``hint_ms``."""
@@ -183,7 +205,25 @@ class _Shared:
 class Lock(_Shared):
     """``backend.Lock(*, name=None, create=None, on_owner_death="warn")``
 
-    A lease-based, fenced lock on a Redis server; see the module docstring.
+    A lease-based, fenced lock on a Redis server. Every hold is a lease
+    (the owner's token with a TTL), renewed by a keeper thread of the owning
+    process while the owning thread lives; each acquisition hands out a
+    fencing token (:attr:`fencing_token`) from a counter incremented in the
+    same atomic step: pass it with every write to the protected resource and
+    have the resource refuse tokens lower than the highest it has seen.
+
+    Keep the object in a name of its own: ``with lock:`` binds ``True``
+    (``acquire()``'s result), as ``threading`` does, so write
+    ``lock = backend.Lock(name="db")``, then ``with lock:`` and
+    ``lock.fencing_token``.
+
+    When a process dies: the server cannot see it die, only stop hearing
+    from it: its lease runs out (``lease`` seconds, an option of
+    :func:`interlock.connect`) and the next waiter takes the lock, told by
+    ``on_owner_death`` (:class:`~interlock.OwnerDiedWarning` by default). An
+    owner that was only paused past its lease may wake still believing it
+    holds the lock: its writes carry an old fencing token, and its
+    ``release()`` raises :class:`LeaseExpired`.
     """
 
     _kind = "lock"
@@ -224,6 +264,17 @@ class Lock(_Shared):
         return hold
 
     def acquire(self, block: bool = True, timeout: float | None = None) -> bool:
+        """Take the lock; True if taken, False on timeout (at once with
+        ``block=False``). Waiters sleep in ``BLPOP`` on a wake list, not polling.
+
+        Raises:
+            DeadlockError: a Lock (not an RLock) already held by this thread,
+                with ``block=True``.
+            OwnerDiedError: ``on_owner_death="raise"`` and the previous owner's
+                lease ran out (the lock is held when this is raised).
+            ConnectionLost: the server cannot be reached.
+            StateLost: the server forgot the lock (restarted without persistence).
+        """
         deadline = deadline_after(block, timeout, lock=True)
         hold = self._my_hold()
         if hold is not None:
@@ -248,7 +299,7 @@ class Lock(_Shared):
         lease_ms = int(self._backend.lease * 1000)
         while True:
             sent = time.monotonic()
-            before = self._backend.mark(self._keys[0] + ":fence")
+            before = self._backend.mark(self._fence_key)
             r = self._call("il_lock_acquire", token, lease_ms, deadline=deadline)
             if r[0] == 1:
                 break
@@ -285,6 +336,14 @@ class Lock(_Shared):
                             "since")
 
     def release(self) -> None:
+        """Release the lock (an RLock: one level of it).
+
+        Raises:
+            RuntimeError: this thread does not hold the lock.
+            LeaseExpired: this thread's lease ran out before ``release()``:
+                another owner may have held the lock since.
+            ConnectionLost: the server cannot be reached.
+        """
         hold = self._my_hold()
         if hold is None:
             tok = self._state()[0]
@@ -303,7 +362,7 @@ class Lock(_Shared):
         # (a renewal it accepted may be one whose reply was lost: we cannot
         # know that the lease never lapsed).
         expired = hold.lease.expired()
-        ok = self._call("il_lock_release", hold.token)
+        ok = self._release_call("il_lock_release", hold)
         if not ok or expired:
             raise self._expired(hold, "release()")
 
@@ -324,6 +383,7 @@ class Lock(_Shared):
         return hold.fence if hold is not None else None
 
     def locked(self) -> bool:
+        """True if some thread, on any machine, holds the lock (its lease not yet run out)."""
         return bool(self._state()[0])
 
     @property
@@ -347,6 +407,7 @@ class Lock(_Shared):
         return list(self._call("il_lock_state"))
 
     def statistics(self) -> RedisLockStatistics:
+        """A snapshot: holder, lease left, fencing token, counters (see :class:`RedisLockStatistics`)."""
         tok, pttl, fence, cont, exp = self._state()
         token = tok.decode() if tok else ""
         host, pid, tid = _parse_token(token) if token else ("", 0, 0)
@@ -377,7 +438,11 @@ class Semaphore(_Shared):
     existing semaphore's, ``ValueError`` otherwise).  Each permit is a lease (renewed while
     its thread lives) with its own fencing token; a permit can be released
     only by the object and thread that acquired it (``ValueError``
-    otherwise), most recent first.
+    otherwise), most recent first. ``BoundedSemaphore`` is the same class
+    (permits can never exceed ``value``).
+
+    When a process dies: its permits' leases run out and the permits
+    return to the pool; the next taker is not told.
     """
 
     _kind = "semaphore"
@@ -407,12 +472,17 @@ class Semaphore(_Shared):
         return mine
 
     def acquire(self, block: bool = True, timeout: float | None = None) -> bool:
+        """Take a permit; True if taken, False on timeout.
+
+        Raises:
+            ConnectionLost: the server cannot be reached.
+        """
         deadline = deadline_after(block, timeout, lock=True)
         token = _token()
         lease_ms = int(self._backend.lease * 1000)
         while True:
             sent = time.monotonic()
-            before = self._backend.mark(self._keys[0] + ":fence")
+            before = self._backend.mark(self._fence_key)
             r = self._call("il_sem_acquire", token, lease_ms, deadline=deadline)
             if r[0] == 1:
                 break
@@ -428,13 +498,19 @@ class Semaphore(_Shared):
         return True
 
     def release(self) -> None:
+        """Give back this thread's latest permit.
+
+        Raises:
+            ValueError: this thread holds no permit of this object.
+            LeaseExpired: the permit's lease ran out before ``release()``.
+        """
         mine = self._mine()
         if not mine:
             raise ValueError(f"{self!r}: release() by a thread that holds no permit of this object")
         hold = mine.pop()
         self._backend.drop(hold.lease)
         expired = hold.lease.expired()
-        ok = self._call("il_sem_release", hold.token)
+        ok = self._release_call("il_sem_release", hold)
         if not ok or expired:
             raise LeaseExpired(f"{self!r}: the permit's lease (fencing token {hold.fence}) ran "
                                "out before release()")
@@ -457,6 +533,7 @@ class Semaphore(_Shared):
 
     @property
     def value(self) -> int:
+        """The number of permits (the initial value)."""
         return self._value
 
 
@@ -476,15 +553,23 @@ class Event(_Shared):
         self._open(backend, name, create)
 
     def is_set(self) -> bool:
+        """True if the flag is set."""
         return bool(self._call("il_ev_state")[0])
 
     def set(self) -> None:
+        """Set the flag and wake every waiter, on every machine."""
         self._call("il_ev_set")
 
     def clear(self) -> None:
+        """Reset the flag."""
         self._call("il_ev_clear")
 
     def wait(self, timeout: float | None = None) -> bool:
+        """Block until the flag is set (at most ``timeout`` seconds); return the flag (False on timeout).
+
+        Raises:
+            ConnectionLost: the server cannot be reached.
+        """
         deadline = deadline_after(True, timeout)
         while True:
             flag, last = self._call("il_ev_state", deadline=deadline)
