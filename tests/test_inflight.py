@@ -341,3 +341,24 @@ def test_an_unrelated_process_receives_a_pickle_after_the_sender_dropped_it(tmp_
                    "print(q.get(timeout=5))")
     assert r.returncode == 0 and r.stdout.strip() == "b'hello'", r.stderr
     assert not os.path.exists(_segment.path_of(q.name))
+
+
+def test_raw_values_and_arrays_stay_alive_in_flight():
+    v = interlock.RawValue("i", 3)
+    a = interlock.RawArray("d", [1.0, 2.0])
+    data = pickle.dumps((v, a))
+    del v, a
+    gc.collect()
+    v2, a2 = pickle.loads(data)
+    assert v2.value == 3 and list(a2) == [1.0, 2.0]
+
+
+def test_a_freed_value_fails_on_first_use(short_grace):
+    v = interlock.Value("i", 7)
+    data = pickle.dumps(v)
+    v.detach()
+    assert h.wait_until(lambda: not any(s.in_flight for s in _segment.scan()
+                                        if s.name == v.name))
+    late = pickle.loads(data)
+    with pytest.raises(interlock.ObjectFreedError):
+        _ = late.value
