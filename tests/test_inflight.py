@@ -362,3 +362,20 @@ def test_a_freed_value_fails_on_first_use(short_grace):
     late = pickle.loads(data)
     with pytest.raises(interlock.ObjectFreedError):
         _ = late.value
+
+
+@pytest.mark.parametrize("method", ["spawn", "forkserver"])
+def test_a_child_killed_before_it_attached_leaves_no_ticket_behind(method):
+    """The tickets taken while starting a child are withdrawn at the
+    sender's detach once that child has exited without spending them (a
+    pipeline stopped while its workers were starting): nothing is left for
+    the grace period."""
+    import multiprocessing
+
+    q = interlock.Queue()
+    p = multiprocessing.get_context(method).Process(target=tasks.put_get, args=(q,))
+    p.start()
+    p.kill()  # (a spawn child takes far longer than this to unpickle its arguments)
+    p.join(30)
+    q.detach()
+    assert not os.path.exists(_segment.path_of(q.name))

@@ -414,6 +414,18 @@ def freed_error(kind: str, ticket: Ticket, why: str = "") -> ObjectFreedError:
         name, sender, age, grace)
 
 
+def _spawning_popen() -> Any:
+    """The Popen of the multiprocessing child being started (spawn,
+    forkserver) while its Process object is pickled in this thread; None
+    otherwise (multiprocessing sets it around that pickling)."""
+    try:
+        from multiprocessing import context
+
+        return context.get_spawning_popen()
+    except Exception:  # pragma: no cover
+        return None
+
+
 def _ticket_words(tid: int) -> tuple[int, int]:
     return TICKET_BIT | (tid >> 32), tid & 0xFFFFFFFF
 
@@ -602,6 +614,10 @@ class Segment:
         self.created = False
         self._released = False
         self._pid = os.getpid()  # the process whose slot this handle holds
+        # Tickets this handle took while multiprocessing was starting a child
+        # (spawn, forkserver): (ticket id, the child's Popen).  Withdrawn at
+        # detach if that child exited without spending them.
+        self._issued: list[tuple[int, Any]] = []
         self.mm: _core.Mapping | None = None
         # Unpickling (a receiver): the ticket its sender took for it.
         ticket = _incoming_ticket(self.name) if create is False else None
@@ -950,6 +966,23 @@ class Segment:
         if at >= 0:
             self._set_slot(at, 0, 0, 0, 0)
 
+    def _withdraw_unspent(self) -> None:
+        """Under the meta lock: free the tickets this handle took for
+        multiprocessing children that have exited since (killed during their
+        bootstrap, before unpickling: a pipeline stopped early).  Their
+        receiver will never come; children still starting keep theirs."""
+        keep = []
+        for tid, popen in self._issued:
+            try:
+                exited = popen.poll() is not None
+            except Exception:  # pragma: no cover - an odd Popen: leave it to expiry
+                exited = False
+            if exited:
+                self._spend_ticket(tid)  # (a no-op if the child spent it)
+            else:
+                keep.append((tid, popen))
+        self._issued = keep
+
     def take_ticket(self) -> Ticket:
         """Hold the segment for the receiver of a pickle of it (called when
         pickling): a ticket slot that the receiver's attach frees, or that
@@ -993,6 +1026,9 @@ class Segment:
             word, low = _ticket_words(tid)
             # (the commit word last, as for a process's slot)
             self._set_slot(self._free_index(), word, low & 0xFFFF, low >> 16, expiry)
+            popen = _spawning_popen()
+            if popen is not None:
+                self._issued.append((tid, popen))
             return (self.name, tid, os.getpid(), now, grace_ns)
         finally:
             self.meta.release()
@@ -1012,6 +1048,7 @@ class Segment:
                         self._add_users(-1)
                     break
             _crash.point("segment.drop.locked")
+            self._withdraw_unspent()
             if not self._is_unlinked() and not self._anyone_alive():
                 if self._live_tickets():
                     # Pickles of it are in flight: their receivers must find
