@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="interlock",
         description="Shared-memory queues and robust locks between processes.",
     )
-    from . import __version__
+    from .. import __version__
 
     parser.add_argument("--version", action="version", version=f"interlock {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
