@@ -559,6 +559,36 @@ def test_blocked_direct_read_wakes_for_the_reclaim_pass(server):
     assert time.monotonic() - t < 3.0  # the pass at ~2 s, not the slice's end at 4 s
 
 
+def test_join_is_woken_by_the_last_ack_and_only_joins_cost_an_event(server):
+    """The last acknowledgement wakes a waiting join() at once (not after
+    its slice: a lease, 10 s here), and gets that empty the queue add no
+    event when no join waits (before: an XADD on the event stream each)."""
+    import threading
+
+    b = connect(server.url, lease=10.0)
+    other = connect(server.url, lease=10.0)
+    name = uname()
+    q = b.JoinableQueue(name=name)
+    c = redis_py.Redis.from_url(server.url)
+    evkey = b.key(name, "ev")
+    for i in range(3):
+        q.put(i)
+        assert q.get(timeout=1) == i
+        q.task_done()
+    assert c.xlen(evkey) == 0  # no join ever waited: no event
+    q.put("last")
+    assert q.get(timeout=1) == "last"
+    done: list[tuple[bool, float]] = []
+    j = threading.Thread(target=lambda: done.append(
+        (other.JoinableQueue(name=name).join(timeout=8), time.monotonic())))
+    j.start()
+    time.sleep(0.5)  # the join waits
+    t = time.monotonic()
+    q.task_done()
+    j.join(10)
+    assert done and done[0][0] and done[0][1] - t < 2.0
+
+
 # ------------------------------------------------------------ server crash with AOF
 
 def test_sigkill_with_aof_always_continues_transparently():

@@ -123,13 +123,17 @@ local function marker_waiting(s, meta)
   return 1
 end
 
-local function ack(s, ev, closed, ids)
+-- Acknowledge ids.  The last one done wakes join()ers, if any may be
+-- waiting: `jw` (meta) is the server time until which one may be (set by
+-- q_state for a join that is about to wait); without one, no event is
+-- added (it would cost every get that empties the queue an XADD).
+local function ack(s, ev, closed, jw, ids)
   if #ids == 0 then return end
   redis.call('XACK', s, 'g', unpack(ids))
   redis.call('XDEL', s, unpack(ids))
   local left = redis.call('XLEN', s)
   if closed then left = left - 1 end
-  if left <= 0 then bump(ev) end
+  if left <= 0 and jw and tonumber(jw) >= now_ms() then bump(ev) end
 end
 
 -- Replace a delivered close marker with a fresh one, so that every consumer
@@ -188,12 +192,12 @@ end
 -- for anyone's reclaim).
 local function q_take(keys, args)
   local meta, s, ev, hbp = keys[1], keys[2], keys[3], keys[4]
-  local m = meta_get(meta, args[1], 'p1', 'closed', 'reclaim_at')
+  local m = meta_get(meta, args[1], 'p1', 'closed', 'reclaim_at', 'jw')
   local me, want, lease = args[2], tonumber(args[3]), tonumber(args[4])
   local nack = tonumber(args[6])
   local ids = {}
   for i = 1, nack do ids[i] = args[6 + i] end
-  ack(s, ev, m[3], ids)
+  ack(s, ev, m[3], m[5], ids)
   redis.call('SET', hbp .. me, '1', 'PX', lease)
   local out = {}
   if args[5] == '1' then
@@ -237,10 +241,10 @@ end
 -- consumer's own pending entries: a lost reply is handled as a take's.
 local function q_pre(keys, args)
   local meta, s, ev = keys[1], keys[2], keys[3]
-  local m = meta_get(meta, args[1], 'closed')
+  local m = meta_get(meta, args[1], 'closed', 'jw')
   local ids = {}
   for i = 2, #args do ids[#ids + 1] = args[i] end
-  ack(s, ev, m[2], ids)
+  ack(s, ev, m[2], m[3], ids)
   return redis.call('HINCRBY', meta, 'seq', 1)
 end
 
@@ -253,13 +257,13 @@ end
 -- ARGV: epoch, consumer, lease_ms, nack, ack ids..., held ids...
 local function q_beat(keys, args)
   local meta, s, ev, hb = keys[1], keys[2], keys[3], keys[4]
-  local m = meta_get(meta, args[1], 'closed')
+  local m = meta_get(meta, args[1], 'closed', 'jw')
   local me = args[2]
   redis.call('SET', hb, '1', 'PX', tonumber(args[3]))
   local nack = tonumber(args[4])
   local ids = {}
   for i = 1, nack do ids[i] = args[4 + i] end
-  ack(s, ev, m[2], ids)
+  ack(s, ev, m[2], m[3], ids)
   local nheld = #args - 4 - nack
   if nheld > 0 then
     local mine = {}
@@ -286,10 +290,10 @@ end
 
 -- ARGV: epoch, ids...
 local function q_ack(keys, args)
-  local m = meta_get(keys[1], args[1], 'closed')
+  local m = meta_get(keys[1], args[1], 'closed', 'jw')
   local ids = {}
   for i = 2, #args do ids[#ids + 1] = args[i] end
-  ack(keys[2], keys[3], m[2], ids)
+  ack(keys[2], keys[3], m[2], m[3], ids)
   return 1
 end
 
@@ -362,10 +366,19 @@ local function q_put(keys, args)
   return {room, event, redis.call('HINCRBY', meta, 'seq', 1)}
 end
 
--- ARGV: epoch -> {qsize, unfinished, closed, maxsize, pending, consumers, last event id, seq}
+-- ARGV: epoch[, join wait ms] -> {qsize, unfinished, closed, maxsize, pending,
+-- consumers, last event id, seq}
+-- With a join wait: a join() may wait that long from now for the last
+-- acknowledgement (see ack), and is told of it by an event.  Registered in
+-- the same step as the event id is read, so that acknowledgement is never
+-- missed; idempotent (the later end is kept).
 local function q_state(keys, args)
   local meta, s, ev = keys[1], keys[2], keys[3]
-  local m = meta_get(meta, args[1], 'p1', 'closed')
+  local m = meta_get(meta, args[1], 'p1', 'closed', 'jw')
+  if args[2] then
+    local until_ms = now_ms() + tonumber(args[2])
+    if not m[4] or tonumber(m[4]) < until_ms then redis.call('HSET', meta, 'jw', until_ms) end
+  end
   local len, pend = redis.call('XLEN', s), pending_count(s)
   local closed, depth, unfinished = 0, len - pend, len
   if m[3] then

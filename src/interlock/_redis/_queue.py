@@ -652,10 +652,11 @@ class Queue:
         c.flush()
 
     # -- state --------------------------------------------------------------
-    def _state(self) -> list[Any]:
+    def _state(self, join_wait_ms: int = 0) -> list[Any]:
         self._check()
         before = self._backend.mark(self._seq_key)
-        st = list(self._backend.fcall("il_q_state", self._keys[:3], [self._epoch]))
+        args = [self._epoch, join_wait_ms] if join_wait_ms else [self._epoch]
+        st = list(self._backend.fcall("il_q_state", self._keys[:3], args))
         self._seq(st[7], before)
         return st
 
@@ -786,10 +787,15 @@ class JoinableQueue(Queue):
         """Block until every item put has been marked done.  Returns False if
         ``timeout`` passed first."""
         deadline = deadline_after(True, timeout)
+        b = self._backend
+        # How long this join may wait from its state call: the event wait (a
+        # slice at most) after a reply awaited at most a slice plus grace;
+        # twice that, for a caller paused in between.
+        wait_ms = int(2000 * (2 * b.slice + b.grace))
         while True:
             if self._cons is not None:
                 self._cons.flush(deadline)
-            st = self._state()
+            st = self._state(wait_ms)
             if int(st[1]) <= 0:
                 return True
             left = remaining(deadline)
