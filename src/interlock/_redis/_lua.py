@@ -131,9 +131,10 @@ local function ack(s, ev, closed, jw, ids)
   if #ids == 0 then return end
   redis.call('XACK', s, 'g', unpack(ids))
   redis.call('XDEL', s, unpack(ids))
+  if not jw or tonumber(jw) < now_ms() then return end
   local left = redis.call('XLEN', s)
   if closed then left = left - 1 end
-  if left <= 0 and jw and tonumber(jw) >= now_ms() then bump(ev) end
+  if left <= 0 then bump(ev) end
 end
 
 -- Replace a delivered close marker with a fresh one, so that every consumer
