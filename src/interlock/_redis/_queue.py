@@ -42,7 +42,8 @@ longer than the lease (its live holder lost track of it: ``XAUTOCLAIM``).
 A consumer whose take reply was lost (connection dropped) re-reads its own
 pending list on its next take.  Such a message may therefore be processed
 twice (once by a consumer that was only slow); it is never silently
-dropped.  Blocked consumers look for dead ones at least once per lease.
+dropped.  Blocked consumers look for dead ones when a pass is due (a
+blocked read ends then).
 
 ``close()``: puts are refused at once; consumers drain what was put, then
 get :class:`QueueClosed`.  The close is an entry at the end of the stream,
