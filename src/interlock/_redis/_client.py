@@ -65,56 +65,12 @@ import redis as _redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from ..errors import (AuthenticationFailed, ConnectionLost, KeyConflict, LeaseExpired, RolledBack,
+                      ServerError, StateLost)
 from ._lua import LIBRARY
 
 __all__ = ["AuthenticationFailed", "Backend", "ConnectionLost", "KeyConflict", "LeaseExpired",
            "RolledBack", "ServerError", "StateLost", "redact", "split_url"]
-
-
-class ConnectionLost(ConnectionError):
-    """The Redis server could not be reached, or the connection dropped in the
-    middle of an operation (which may or may not have taken effect)."""
-
-
-class StateLost(ConnectionLost):
-    """The server no longer has this object (it restarted without
-    persistence, or its keys were deleted): its contents are gone, and
-    interlock refuses to carry on as if it were merely empty."""
-
-
-class RolledBack(StateLost):
-    """The server's state went back in time: it handed out a fencing token,
-    or reported a position, lower than one this process had already seen
-    from it (a restart from an older RDB snapshot or a lost AOF tail, a
-    failover to a replica that had not received the latest writes).  Work
-    done against the lost state may be repeated or lost; interlock refuses
-    to carry on as if nothing happened."""
-
-
-class AuthenticationFailed(PermissionError):
-    """The server refused the credentials (wrong or missing password, unknown
-    or disabled user), or the user's ACL forbids a command or a key that
-    interlock needs (``NOPERM``).  Not a :class:`ConnectionLost`: the server
-    was reached, and asking again will be refused again."""
-
-
-class KeyConflict(ValueError):
-    """A key that an interlock object needs holds something interlock did not
-    put there (another program's key, or a value of another type).
-    interlock neither deletes it nor uses it: remove it, or choose another
-    name or ``prefix``."""
-
-
-class ServerError(RuntimeError):
-    """Any other error reply of the server (out of memory, a read-only
-    replica, a cluster that is down, ...), naming the object and the server."""
-
-
-class LeaseExpired(RuntimeError):
-    """The caller's lease ran out (it was paused, cut off, or slower than the
-    lease) and another owner may have taken the lock since: whatever it did
-    under the lock after the lease ended was not protected.  Use fencing
-    tokens to make the protected resource reject such late writes."""
 
 
 # No CLIENT SETINFO round trip on connect: a new connection to a stalled
@@ -225,6 +181,15 @@ class Lease:
         if self.thread is not None and not self.thread.is_alive():
             return False
         return self.owner is None or self.owner() is not None
+
+
+_cache: dict[tuple[Any, ...], Any] = {}
+_cache_lock = threading.Lock()
+
+
+def rebuild(backend: "Backend", cls: type, name: str, options: dict[str, Any]) -> Any:
+    """Unpickle a Redis object in another process: same server, same name."""
+    return cls(backend, name=name, create=False, **options)
 
 
 class Backend:
@@ -338,6 +303,24 @@ class Backend:
             db=_db_of("redis+sentinel", rest), ssl=base == "rediss")
 
     # -- options travel with pickled objects ------------------------------
+    @classmethod
+    def cached(cls, url: str, options: dict[str, Any]) -> Any:
+        """The one backend of this class for ``url`` and ``options`` in this
+        process (made on first use, without a ping): ``connect()`` and
+        unpickled objects share it, and so its connections."""
+        key = (cls, url, tuple(sorted(options.items())))
+        hash(key)  # TypeError for unhashable options: the caller words it
+        with _cache_lock:
+            backend = _cache.get(key)
+            if backend is None:
+                backend = _cache[key] = cls(url, check=False, **options)
+        return backend
+
+    def __reduce__(self) -> Any:
+        # By URL and options, to the same cache in the receiving process;
+        # type(self) (pickled by reference) brings its module with it.
+        return (type(self).cached, (self.url, self.options()))
+
     def options(self) -> dict[str, Any]:
         out: dict[str, Any] = {"lease": self.lease, "connect_timeout": self.connect_timeout,
                                "prefix": self.prefix}

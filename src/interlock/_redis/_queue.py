@@ -64,7 +64,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .._errors import Empty, Full, QueueClosed
+from ..errors import Empty, Full, QueueClosed
 from . import _client
 from ._client import Backend, ConnectionLost, Lease, _ObjectError, deadline_after, remaining
 
@@ -304,20 +304,21 @@ class Queue:
     # -- identity -----------------------------------------------------------
     @property
     def name(self) -> str:
+        """The queue's name (pass it as ``name=`` to attach from anywhere)."""
         return self._name
 
     @property
     def maxsize(self) -> int:
+        """The bound on the number of items (0: none)."""
         return self._maxsize
 
     @property
     def backend(self) -> Backend:
+        """The backend (server connection) the queue lives on."""
         return self._backend
 
     def __reduce__(self) -> Any:
-        from .._connect import _rebuild
-        return (_rebuild, (self._backend.url, self._backend.options(), type(self).__name__,
-                           self._name))
+        return (_client.rebuild, (self._backend, type(self), self._name, {}))
 
     def __repr__(self) -> str:
         return (f"<interlock.redis.{type(self).__name__} name={self._name!r} "
@@ -347,6 +348,7 @@ class Queue:
         self._put([obj], block, timeout, single=True)
 
     def put_nowait(self, obj: Any) -> None:
+        """``put(obj, block=False)``: ``queue.Full`` at once if there is no room."""
         self._put([obj], False, None, single=True)
 
     def put_many(self, items: Iterable[Any], block: bool = True,
@@ -417,6 +419,7 @@ class Queue:
         return self._get(1, block, timeout)[0]
 
     def get_nowait(self) -> Any:
+        """``get(block=False)``: ``queue.Empty`` at once if there is no item."""
         return self._get(1, False, None)[0]
 
     def get_many(self, max_items: int = 1024, block: bool = True,
@@ -666,9 +669,11 @@ class Queue:
         return int(self._state()[0])
 
     def empty(self) -> bool:
+        """``qsize() == 0``."""
         return self.qsize() == 0
 
     def full(self) -> bool:
+        """True if ``maxsize`` items are in the queue."""
         return bool(self._maxsize) and self.qsize() >= self._maxsize
 
     def close(self) -> None:
@@ -678,6 +683,7 @@ class Queue:
 
     @property
     def closed(self) -> bool:
+        """True once ``close()`` was called, by any process."""
         return bool(self._state()[2])
 
     def join_thread(self) -> None:
@@ -695,6 +701,11 @@ class Queue:
                 return
 
     def statistics(self) -> RedisQueueStatistics:
+        """A snapshot: depth, pending deliveries, consumers (see :class:`RedisQueueStatistics`).
+
+        Raises:
+            ConnectionLost: the server cannot be reached.
+        """
         depth, unfinished, closed, maxsize, pending, consumers, _, _ = self._state()
         held = 0
         if self._cons is not None:
@@ -771,7 +782,11 @@ class JoinableQueue(Queue):
         acknowledgement is recorded here first: if the server cannot be told
         now (``ConnectionLost``), it is kept and sent by the next call on
         the queue, by ``join()`` and by the keeper; it is never forgotten,
-        and never counted twice."""
+        and never counted twice.
+
+        Raises:
+            ValueError: called more times than items were taken.
+        """
         self._check()
         c = self._consumer()
         with c.lock:
@@ -806,6 +821,7 @@ class JoinableQueue(Queue):
 
     @property
     def unfinished_tasks(self) -> int:
+        """Items put and not yet marked done (a snapshot)."""
         return int(self._state()[1])
 
 
