@@ -529,27 +529,69 @@ class Backend:
                 retried = True
                 continue
             except _redis.ResponseError as e:
-                msg = str(e)
-                if not reloaded and "unction not found" in msg:
+                if not reloaded and _not_loaded(e):
                     # A restarted or flushed server, a new primary: nothing ran.
                     reloaded = True
                     self._load(required=True, keys=keys)
                     continue
-                m = _ERROR.search(msg)
-                if m is None:
-                    raise self.reply_error(e, keys, fn) from e
-                what, rest = m.group(1), m.group(2)
-                if what == "LOST":
-                    raise StateLost(f"{self.describe(keys)} ({keys[0]}): {rest} "
-                                    f"(server {self.safe_url})") from None
-                if what == "FOREIGN":
-                    key, _, held = rest.partition(" ")
-                    raise KeyConflict(
-                        f"{self.describe(keys)}: its key {key!r} holds a {held} that "
-                        "interlock did not make; refusing to delete or use it (remove "
-                        f"it, or choose another name or prefix) (server {self.safe_url})"
-                    ) from None
-                raise _ObjectError(what, rest) from None
+                raise self.fcall_error(e, keys, fn) from None
+
+    def fcall_error(self, e: Exception, keys: Sequence[str], fn: str) -> Exception:
+        """The interlock exception for an error reply ``e`` of function ``fn``."""
+        msg = str(e)
+        m = _ERROR.search(msg)
+        if m is None:
+            return self.reply_error(e, keys, fn)
+        what, rest = m.group(1), m.group(2)
+        if what == "LOST":
+            return StateLost(f"{self.describe(keys)} ({keys[0]}): {rest} "
+                             f"(server {self.safe_url})")
+        if what == "FOREIGN":
+            key, _, held = rest.partition(" ")
+            return KeyConflict(
+                f"{self.describe(keys)}: its key {key!r} holds a {held} that "
+                "interlock did not make; refusing to delete or use it (remove "
+                f"it, or choose another name or prefix) (server {self.safe_url})")
+        return _ObjectError(what, rest)
+
+    def pipe(self, budget: float, cmds: Sequence[Sequence[Any]],
+             keys: Sequence[str] = ()) -> list[Any]:
+        """Commands sent together on one connection (one round trip; the
+        first's key routes them all, so on a cluster they must share its
+        slot), every reply read.  An error reply is returned in its place
+        (a ``redis.ResponseError``), for the caller to weigh against the
+        others' effects; a lost connection raises ``ConnectionLost``.  Not
+        retried; a MOVED reply (nothing ran) is followed once, as by ``call``."""
+        if not self._loaded:
+            self._load()
+        with self.errors(keys):
+            out = self._pipe_once(budget, cmds)
+            if any(isinstance(r, _redis.exceptions.MovedError) for r in out):
+                if self.mode == "plain":
+                    self._to_cluster()
+                    self._load()
+                else:
+                    self.client.nodes_manager.initialize()
+                out = self._pipe_once(budget, cmds)
+        return out
+
+    def _pipe_once(self, budget: float, cmds: Sequence[Sequence[Any]]) -> list[Any]:
+        pool = self._pool(cmds[0])
+        conn = pool.get_connection()
+        try:
+            conn.send_packed_command(conn.pack_commands(cmds))
+            out: list[Any] = []
+            for _ in cmds:
+                try:
+                    out.append(conn.read_response(timeout=max(budget, 0.001)))
+                except _redis.ResponseError as e:
+                    out.append(e)
+            return out
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            pool.release(conn)
 
     def _call_once_routed(self, budget: float, args: Sequence[Any]) -> Any:
         """``_call_once``, following one MOVED (see ``call``)."""
@@ -671,7 +713,7 @@ class Backend:
 
 
 # Functions that change state (WAIT/WAITAOF follow them when ``durable``).
-_WRITES = frozenset({"il_q_take", "il_q_taken", "il_q_ack", "il_q_put", "il_q_close",
+_WRITES = frozenset({"il_q_take", "il_q_pre", "il_q_taken", "il_q_ack", "il_q_put", "il_q_close",
                      "il_q_beat", "il_lock_acquire", "il_lock_release", "il_sem_acquire",
                      "il_sem_release", "il_ev_set", "il_ev_clear"})
 
@@ -687,6 +729,11 @@ _WRITES = frozenset({"il_q_take", "il_q_taken", "il_q_ack", "il_q_put", "il_q_cl
 RETRIED = frozenset({"il_open", "il_q_put", "il_q_ack", "il_q_beat", "il_q_close", "il_q_state",
                      "il_lock_acquire", "il_lock_state", "il_sem_acquire", "il_sem_state",
                      "il_renew", "il_ev_set", "il_ev_clear", "il_ev_state"})
+
+
+def _not_loaded(e: Exception) -> bool:
+    """An error reply that says the library is not loaded (nothing ran)."""
+    return "unction not found" in str(e)
 
 
 def _durable(d: Any) -> tuple[str, int] | None:
