@@ -431,7 +431,7 @@ def test_owned_lock_whose_owner_is_gone_is_shown(name: str) -> None:
 def test_interlock_tables_are_internal() -> None:
     import struct
 
-    from interlock._table import SharedTable
+    from interlock.deadlock._table import SharedTable
 
     tbl = SharedTable(f"@t-reg-{os.getpid()}", struct.Struct("<Q"), 16)
     try:

@@ -24,7 +24,7 @@ import pytest
 
 import interlock
 from interlock import _crash, _segment
-from interlock._errors import SegmentError
+from interlock.errors import SegmentError
 
 import _helpers as h
 from conftest import run_python

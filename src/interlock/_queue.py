@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, Iterable, Iterator, TypeVar
 
 from . import _core, _segment
-from ._errors import QueueClosed
+from .errors import QueueClosed
 from ._shared import SharedObject
-from .aio import AsyncQueueMixin
+from ._awaitable import AsyncQueueMixin
 
 T = TypeVar("T")
 

@@ -82,7 +82,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from . import _core, _crash
-from ._errors import SegmentError as SegmentError
+from .errors import ForeignEntry, ObjectFreedError, SegmentError, SlotsExhausted
 
 SHM_DIR = "/dev/shm"
 MAGIC = b"ILOCKSEG"
@@ -212,20 +212,6 @@ def internal_name(name: str) -> str:
 # group or other permission bits.
 
 
-class ForeignEntry(SegmentError):
-    """The entry at one of our names is not a file of ours as we make them."""
-
-    def __init__(self, path: str, what: str, uid: int | None = None) -> None:
-        self.path = path
-        self.what = what  # "a FIFO", "a file of uid 1001", ...
-        self.uid = uid  # set when the only fault is its owner
-        if what == "a symbolic link":
-            msg = f"{path} is a symbolic link; refusing to follow it"
-        else:
-            msg = f"{path} is {what}, not an interlock segment of yours; refusing to use it"
-        super().__init__(msg)
-
-
 _TYPES = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO"),
           (stat.S_ISDIR, "a directory"), (stat.S_ISSOCK, "a socket"),
           (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
@@ -301,28 +287,6 @@ def remove_entry(path: str, ino: int) -> bool:
 # Pickling takes a *ticket*: a slot of the process table that holds the
 # segment until the receiver's attach consumes it, or until it expires (the
 # grace period).  segment.md, "Objects in flight".
-
-
-class ObjectFreedError(SegmentError, FileNotFoundError):
-    """An interlock object was freed (or unlinked) before this process,
-    which received it pickled, attached to it.
-
-    Raised on the receiver's first use of the object (the unpickled object
-    is a :class:`~interlock._shared.FreedObject` that raises it), so that a
-    ``multiprocessing.Pool`` task fails with it and the caller's ``get()``
-    raises it instead of waiting forever.  A ``FileNotFoundError``: what
-    attaching to a name that is gone raised before."""
-
-    def __init__(self, message: str, name: str = "", sender_pid: int = 0,
-                 age: float = 0.0, grace: float = 0.0) -> None:
-        super().__init__(message)
-        self.name = name  # the object's name
-        self.sender_pid = sender_pid  # the process that pickled it
-        self.age = age  # seconds between the pickling and the attempt to attach
-        self.grace = grace  # the sender's grace period, seconds
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
 
 
 _inflight_grace: float | None = None
@@ -859,7 +823,7 @@ class Segment:
         nslots = self.header.nslots
         hwm = _hwm(self.mm, nslots)
         if hwm >= nslots:
-            raise SegmentError(
+            raise SlotsExhausted(
                 f"interlock object {self.name!r}: all {nslots} process slots are in use by live "
                 "processes"
             )
@@ -919,8 +883,8 @@ class Segment:
             if spid == pid:
                 if _same_start(start, mine):
                     if refs >= 0xFFFF:
-                        raise SegmentError(f"interlock object {self.name!r}: this process "
-                                           "holds 65535 handles on it already")
+                        raise SlotsExhausted(f"interlock object {self.name!r}: this process "
+                                             "holds 65535 handles on it already")
                     self._set_slot(i, pid, refs + 1, _roles(self.mm, i), start)
                     return
                 self._set_slot(i, 0, 0, 0, 0)  # a dead process that had our pid
@@ -1213,17 +1177,37 @@ def _mp_child_started(_obj: object = None) -> None:
                     pass
 
 
+_finalizer_in = 0  # the pid whose multiprocessing registry holds our Finalize
+
+
 def _register_exit(_obj: object = None) -> None:
     # multiprocessing children leave through os._exit after running their
     # Finalize callbacks, not atexit: register with both.  A forked
     # multiprocessing child clears the inherited Finalize registry *after*
     # our at-fork hook ran, then runs its after-forkers: register again there.
+    global _finalizer_in
     try:
         from multiprocessing import util
 
         util.Finalize(None, _release_all, exitpriority=-100)
+        _finalizer_in = os.getpid()
     except Exception:  # pragma: no cover
         pass
+
+
+def _release_at_exit() -> None:
+    """The atexit hook.  When multiprocessing's own exit function is still to
+    run (it was imported before interlock, so its atexit hook runs after
+    ours), leave the release to our Finalize in its registry: that runs
+    after it has terminated and joined the daemon children.  Releasing here
+    would leave a segment to daemon workers about to be SIGTERMed, who never
+    detach (the docs' JoinableQueue-with-daemon-workers pattern left its
+    queues in /dev/shm)."""
+    util = sys.modules.get("multiprocessing.util")
+    if (util is not None and _finalizer_in == os.getpid()
+            and not getattr(util, "_exiting", True)):
+        return
+    _release_all()
 
 
 class _ForkToken:
@@ -1231,7 +1215,7 @@ class _ForkToken:
 
 
 _fork_token = _ForkToken()
-atexit.register(_release_all)
+atexit.register(_release_at_exit)
 _register_exit()
 # Every multiprocessing child (fork, spawn, forkserver) clears the Finalize
 # registry in Process._bootstrap, after os.fork's hooks and after unpickling

@@ -18,11 +18,12 @@ task's result never comes.)
 """
 from __future__ import annotations
 
+import sys
 import weakref
 from typing import Any, Callable
 
 from . import _segment
-from ._segment import ObjectFreedError
+from .errors import ObjectFreedError
 
 
 def _rebuild(cls: type, name: str, options: dict[str, Any],
@@ -130,7 +131,7 @@ class SharedObject:
         tickets = tuple(s.take_ticket() for s in self._inflight_segments())
         args = (type(self), self._seg.name, self._pickle_options(), tickets)
         # A lock's lockdep class (an anonymous lock's creation site) travels
-        # with it, so that every process sees the same class (_hierarchy).
+        # with it, so that every process sees the same class (deadlock._order).
         cls = self.__dict__.get("_lock_class")
         return (_rebuild, args) if cls is None else (_rebuild, args, {"_lock_class": cls})
 
@@ -138,9 +139,9 @@ class SharedObject:
         """Release this process's handle (idempotent).  The segment lives on
         while other processes use it; the last one to detach removes it.
         Using the object afterwards raises ``ValueError``."""
-        from .aio import stop_waiters
-
-        stop_waiters(self)  # asyncio helper threads leave their C waits first
+        aio = sys.modules.get("interlock.aio")  # not imported: no helper thread waits
+        if aio is not None:
+            aio.stop_waiters(self)  # the asyncio helper thread leaves its C waits first
         self._detach()  # type: ignore[attr-defined]
         self._finalizer()
 

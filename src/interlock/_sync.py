@@ -29,11 +29,13 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
-from . import _core, _hierarchy, _segment, lockdep
-from ._errors import OwnerDiedError, OwnerDiedWarning, warn_at_user
+from . import _core, _segment
+from .deadlock import _order, lockdep
+from ._warn import warn_at_user
+from .errors import BrokenBarrierError, OwnerDiedError, OwnerDiedWarning
 from ._lock import Lock, RLock
 from ._shared import SharedObject
-from .aio import AsyncEventMixin
+from ._awaitable import AsyncEventMixin
 
 __all__ = [
     "Semaphore",
@@ -50,7 +52,6 @@ __all__ = [
     "ConditionStatistics",
 ]
 
-BrokenBarrierError = threading.BrokenBarrierError
 _MODES = ("warn", "raise", "ignore")
 _SLICE = _core.SYNC_SLICE_NS / 1e9
 T = TypeVar("T")
@@ -198,11 +199,11 @@ class _Hold:
 
     def __enter__(self) -> None:
         # With lockdep on, read()/write() holds take part in the lock-order
-        # validation; read-read orders are not reported (_hierarchy, lockdep).
+        # validation; read-read orders are not reported (deadlock._order, lockdep).
         read = self._what == "read"
         if lockdep.enabled():
-            site = _hierarchy.site()
-            self._again = _hierarchy.before_acquire(self._lock, True, site, read=read)
+            site = _order.site()
+            self._again = _order.before_acquire(self._lock, True, site, read=read)
             self._tracked = True
         try:
             ok = self._acquire(True, self._timeout)
@@ -212,12 +213,12 @@ class _Hold:
         if not ok:
             raise TimeoutError(f"could not take the {self._what} lock in {self._timeout} s")
         if self._tracked:
-            _hierarchy.after_acquire(self._lock, site, self._again, read=read)
+            _order.after_acquire(self._lock, site, self._again, read=read)
 
     def __exit__(self, *exc: object) -> None:
         self._release()
         if self._tracked:
-            _hierarchy.after_release(self._lock)
+            _order.after_release(self._lock)
 
 
 class RWLock(_core.RWLock, _Robust, SharedObject):
@@ -255,9 +256,9 @@ class RWLock(_core.RWLock, _Robust, SharedObject):
                                  init)
         _core.RWLock.__init__(self, seg.mm, seg.object_offset)
         # lockdep's class: the name, or where an anonymous RWLock was made
-        self._lock_class = (_hierarchy.creation_class("RWLock") if seg.anonymous
+        self._lock_class = (_order.creation_class("RWLock") if seg.anonymous
                             else seg.name)
-        self._lock_key = ("shm", seg.name)  # what it is (_hierarchy.lock_key)
+        self._lock_key = ("shm", seg.name)  # what it is (_order.lock_key)
 
     def read(self, timeout: float | None = None) -> _Hold:
         """Context manager: hold for reading.
@@ -414,6 +415,17 @@ class Barrier(_core.Barrier, SharedObject):
                 (``timeout``, else the barrier's own), ``abort()``, ``reset()``
                 while waiting, ``action`` raised, or a party died.
         """
+        try:
+            return self._wait_once(timeout)
+        except threading.BrokenBarrierError as e:
+            # Until the C core raises errors.BrokenBarrierError itself (it
+            # takes threading's today), make it ours: both are caught by
+            # ``except threading.BrokenBarrierError``.
+            if isinstance(e, BrokenBarrierError):
+                raise
+            raise BrokenBarrierError(*e.args) from None
+
+    def _wait_once(self, timeout: float | None) -> int:
         if timeout is None:
             timeout = self._timeout
         index, slot = self._arrive()

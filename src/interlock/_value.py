@@ -45,6 +45,7 @@ from typing import Any, Callable, Generic, Iterator, TypeVar
 from . import _segment
 from ._lock import Lock, RLock
 from ._shared import FreedObject, SharedObject
+from .errors import ObjectFreedError, UnguardedAccessError
 
 __all__ = ["Value", "Array", "RawValue", "RawArray", "UnguardedAccessError"]
 
@@ -58,12 +59,6 @@ TYPECODES: dict[str, Any] = {
 }
 _LOCKNAME = 256
 _LOCK_KIND = {1: RLock, 2: Lock}  # the last byte of the lock-name area
-
-
-class UnguardedAccessError(RuntimeError):
-    """A shared value made with ``guarded_by=lock`` was read or written by a
-    thread that does not hold ``lock``: a data race, caught at its first
-    occurrence instead of as a wrong total later."""
 
 
 # ------------------------------------------------------------------ types
@@ -256,7 +251,7 @@ def _rebuild_raw(kind: int, spec: Any, length: int | None, name: str,
     with _segment.receiving(tickets):
         try:
             return _Handle(kind, t, length, None, name, False, None).raw()
-        except _segment.ObjectFreedError as e:  # (on first use, not now: _shared)
+        except ObjectFreedError as e:  # (on first use, not now: _shared)
             return FreedObject(t, name, e)
 
 
@@ -408,7 +403,7 @@ def _rebuild_sync(cls: Any, spec: Any, length: int | None, name: str, lock: obje
             if length is None:
                 return cls(t, name=name, create=False, lock=lock, guarded_by=guard)
             return cls(t, length, name=name, create=False, lock=lock, guarded_by=guard)
-        except _segment.ObjectFreedError as e:
+        except ObjectFreedError as e:
             return FreedObject(cls, name, e)
 
 

@@ -81,7 +81,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
-from ._errors import Empty, QueueClosed
+from .errors import Empty, QueueClosed, RemoteTraceback, WorkerDiedError, WorkerDiedWarning
 from ._progress import ProgressBoard, StageProgress
 from ._queue import Queue
 
@@ -96,40 +96,6 @@ _TAIL_POLL = 0.002
 _IDLE = 1.0  # seconds: how often an idle worker checks that its parent lives
 _EXIT_REPORTED = 3  # a worker's exit code after it reported an exception
 _CONTROL_CAPACITY = 1 << 20
-
-
-class RemoteTraceback(Exception):
-    """The traceback of an exception raised in a worker process, as text.
-
-    Set as the ``__cause__`` of the exception re-raised in the caller, so the
-    worker's frames print above the caller's ("The above exception was the
-    direct cause of ...")."""
-
-    def __init__(self, tb: str) -> None:
-        super().__init__(tb)
-        self.tb = tb
-
-    def __str__(self) -> str:
-        return self.tb
-
-
-class WorkerDiedError(RuntimeError):
-    """A worker process ended without reporting (killed by a signal, or
-    ``os._exit``) and the pipeline was made with ``on_worker_death="fail"``.
-
-    ``stage`` (name), ``worker`` (index in its stage), ``pid``, ``exitcode``
-    (negative: the signal number) and ``held`` (sequence keys of the items it
-    held, possibly empty) say what happened."""
-
-    def __init__(self, message: str, stage: str, worker: int, pid: int, exitcode: int,
-                 held: list[Any]) -> None:
-        super().__init__(message)
-        self.stage, self.worker, self.pid, self.exitcode, self.held = (
-            stage, worker, pid, exitcode, held)
-
-
-class WorkerDiedWarning(RuntimeWarning):
-    """A worker died and was restarted (``on_worker_death="restart"|"retry"``)."""
 
 
 class _Empty:

@@ -36,9 +36,9 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from .. import _hierarchy
-from .. import lockdep as _lockdep
-from .._errors import DeadlockError, OwnerDiedError, OwnerDiedWarning
+from ..deadlock import _order
+from ..deadlock import _switches
+from ..errors import DeadlockError, OwnerDiedError, OwnerDiedWarning
 from . import _client
 from ._client import Backend, Lease, LeaseExpired, _ObjectError, deadline_after, remaining
 from ._queue import _object_error, _open_mode
@@ -125,15 +125,14 @@ class _Shared:
         """The backend (server connection) the object lives on."""
         return self._backend
 
-    def _rebuild_args(self) -> tuple[Any, ...]:
-        return ()
+    def _rebuild_options(self) -> dict[str, Any]:
+        return {}
 
     def __reduce__(self) -> Any:
-        from .._connect import _rebuild
-        args = (self._backend.url, self._backend.options(), type(self).__name__,
-                self._name, *self._rebuild_args())
+        args = (self._backend, type(self), self._name, self._rebuild_options())
         cls = self.__dict__.get("_lock_class")  # a lock's lockdep class travels with it
-        return (_rebuild, args) if cls is None else (_rebuild, args, {"_lock_class": cls})
+        return ((_client.rebuild, args) if cls is None
+                else (_client.rebuild, args, {"_lock_class": cls}))
 
     def __repr__(self) -> str:
         return (f"<interlock.redis.{type(self).__name__} name={self._name!r} "
@@ -229,7 +228,7 @@ class Lock(_Shared):
     _kind = "lock"
     _parts = ("lock", "wake")
     _recursive = False
-    level = None  # for the lock-order tooling (_hierarchy): no levels on Redis
+    level = None  # for the lock-order tooling (deadlock._order): no levels on Redis
 
     def __init__(self, backend: Backend, *, name: str | None = None, create: bool | None = None,
                  on_owner_death: str = "warn") -> None:
@@ -238,17 +237,17 @@ class Lock(_Shared):
         self._on_death = on_owner_death
         # lockdep's class: its own namespace (not the local "db"); the name,
         # or where an anonymous lock was made (pickled with it: __reduce__).
-        self._lock_class = _hierarchy.fit(
-            "redis:" + (name if name is not None else _hierarchy.creation_class(type(self).__name__)))
+        self._lock_class = _order.fit(
+            "redis:" + (name if name is not None else _order.creation_class(type(self).__name__)))
         self._open(backend, name, create)
-        # What this lock is (_hierarchy.lock_key): its key on its server; a
+        # What this lock is (_order.lock_key): its key on its server; a
         # shared-memory lock of the same name is another lock.
         self._lock_key = ("redis", backend.url, self._keys[0])
         self._holds: dict[int, _Hold] = {}
         self._pid = os.getpid()
 
-    def _rebuild_args(self) -> tuple[Any, ...]:
-        return (self._on_death,)
+    def _rebuild_options(self) -> dict[str, Any]:
+        return {"on_owner_death": self._on_death}
 
     def _my_hold(self) -> _Hold | None:
         if self._pid != os.getpid():
@@ -291,10 +290,10 @@ class Lock(_Shared):
         # With lockdep on, Redis locks take part in the lock-order validation
         # like local ones (interlock.lockdep); the wait-for graph of runtime
         # detection is per machine and does not see them.
-        tracked = _lockdep._enabled
+        tracked = _switches.lockdep
         if tracked:
-            at = _hierarchy.site()
-            _hierarchy.before_acquire(self, bool(block), at)
+            at = _order.site()
+            _order.before_acquire(self, bool(block), at)
         token = _token()
         lease_ms = int(self._backend.lease * 1000)
         while True:
@@ -313,7 +312,7 @@ class Lock(_Shared):
         self._holds[threading.get_ident()] = _Hold(token, int(r[1]), lease)
         self._backend.hold(lease)
         if tracked:
-            _hierarchy.after_acquire(self, at, False)
+            _order.after_acquire(self, at, False)
         if r[2]:
             self._on_owner_died(r[2].decode())
         return True
@@ -356,7 +355,7 @@ class Lock(_Shared):
             hold.depth -= 1
             return
         del self._holds[threading.get_ident()]
-        _hierarchy.after_release(self)  # (a no-op unless lockdep recorded the hold)
+        _order.after_release(self)  # (a no-op unless lockdep recorded the hold)
         self._backend.drop(hold.lease)
         # Past the local deadline the hold is over, whatever the server says
         # (a renewal it accepted may be one whose reply was lost: we cannot
