@@ -439,7 +439,8 @@ class Report:
         if args is not None:
             self.params.update({k: v for k, v in vars(args).items() if k != "json"})
         self.rows: dict[tuple[str, str], dict[str, Any]] = {}
-        self._ratios: list[tuple[str, tuple[str, str], tuple[str, str]]] = []
+        self._ratios: list[tuple[str, tuple[str, str], tuple[str, str],
+                               tuple[str, str] | None]] = []
 
     def row(self, case: str, impl: str, unit: str, better: str | None = None) -> dict[str, Any]:
         key = (case, impl)
@@ -463,9 +464,12 @@ class Report:
     def failed(self, case: str, impl: str, unit: str, error: str) -> None:
         self.row(case, impl, unit)["error"] = error
 
-    def ratio(self, case: str, num: tuple[str, str], den: tuple[str, str]) -> None:
-        """Declare the ratio ``num`` over ``den``, each a (case, impl) row."""
-        self._ratios.append((case, num, den))
+    def ratio(self, case: str, num: tuple[str, str], den: tuple[str, str],
+              labels: tuple[str, str] | None = None) -> None:
+        """Declare the ratio ``num`` over ``den``, each a (case, impl) row;
+        ``labels`` name them in the table (default: the impl, with its case
+        if that is not ``case``)."""
+        self._ratios.append((case, num, den, labels))
 
     def ratio_vs(self, case: str, ours: str, peers: Sequence[str]) -> None:
         for p in peers:
@@ -473,13 +477,15 @@ class Report:
 
     def compute_ratios(self) -> list[dict[str, Any]]:
         out = []
-        for case, num, den in self._ratios:
+        for case, num, den, labels in self._ratios:
             a, b = self.rows.get(num), self.rows.get(den)
             if a is None and b is None:
                 continue   # neither case was run (--only)
-            d: dict[str, Any] = {"case": case, "num": f"{num[1]} @ {num[0]}" if num[0] != case
-                                 else num[1],
-                                 "den": f"{den[1]} @ {den[0]}" if den[0] != case else den[1]}
+            if labels is None:
+                labels = (f"{num[1]} @ {num[0]}" if num[0] != case else num[1],
+                          f"{den[1]} @ {den[0]}" if den[0] != case else den[1])
+            d: dict[str, Any] = {"case": case, "num": labels[0], "den": labels[1],
+                                 "num_row": list(num), "den_row": list(den)}
             if a is None or b is None or not a["samples"] or not b["samples"]:
                 gone = [r for r in (a, b) if r is None or not r["samples"]]
                 d["samples"] = []

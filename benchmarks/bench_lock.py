@@ -238,7 +238,12 @@ def main() -> None:
         print("\nTargets from issue 2:")
         for t_ in targets:
             print("  " + t_)
-    rows_to_report(report, rows, ["interlock.Lock", "interlock.RLock"], ["mp.Lock", "mp.RLock"])
+    rows_to_report(report, rows, [], [])
+    for case in dict.fromkeys(r.scenario for r in rows):
+        impls = {r.impl for r in rows if r.scenario == case}
+        for ours, peer in (("interlock.Lock", "mp.Lock"), ("interlock.RLock", "mp.RLock")):
+            if ours in impls and peer in impls:
+                report.ratio(case, (case, ours), (case, peer))
     report.params["targets"] = targets
     report.write(args.json)
     if any(r.error for r in rows):
