@@ -260,6 +260,8 @@ def _span(res: list[dict]) -> float:
 def stream(impl: str, method: str, n: int, kind: str, size: int, batch: int,
            placement: list | None = None) -> float:
     """Items per second from one producer process to one consumer process."""
+    if batch and impl == "mp.Queue" and size > 64:
+        raise NotApplicable("no batch API (a list per put is measured at 64 B only)")
     ctx = mp.get_context(method)
     cap = max(4 << 20, 4 * size * max(batch, 1))
     q = make_queue(impl, ctx, capacity=cap)
@@ -322,6 +324,10 @@ def grid(impl: str, nprod: int, ncons: int, n: int) -> float:
 
 # ---------------------------------------------------------------- the run
 
+class NotApplicable(Exception):
+    """This implementation has no way to do this case (a missing row)."""
+
+
 class Runner:
     """Calibrate each (case, impl) once, then interleave the repeats."""
 
@@ -335,70 +341,84 @@ class Runner:
 
     def rate_case(self, case: str, unit: str, impls: tuple[str, ...],
                   fn: Callable[[str, int, list | None], float], n0: int,
-                  nmax: int = 5_000_000, placement: bool = True, calibrated: str = "") -> None:
-        """``calibrated``: reuse the counts sized for that case (the same
-        transfer under another start method) instead of calibrating again."""
-        if not self.want(case):
+                  nmax: int = 5_000_000, placement: bool = True) -> None:
+        self.rate_cases([(case, fn)], unit, impls, n0, nmax, placement)
+
+    def rate_cases(self, cases: list[tuple[str, Callable[[str, int, list | None], float]]],
+                   unit: str, impls: tuple[str, ...], n0: int, nmax: int = 5_000_000,
+                   placement: bool = True) -> None:
+        """Cases that are the same transfer made differently (start methods):
+        sized once, on the first case, and measured interleaved (each repeat
+        runs every case and implementation once), so that a ratio between
+        two of them compares measurements made moments apart."""
+        cases = [(c, f) for c, f in cases if self.want(c)]
+        if not cases:
             return
         sized: dict[str, int] = {}
+        first_case, first_fn = cases[0]
         for impl in impls:
             why = why_missing(impl)
             if why:
-                self.report.missing(case, impl, unit, why)
-                continue
-            if (calibrated, impl) in self.sized:
-                sized[impl] = self.sized[(calibrated, impl)]
+                for c, _ in cases:
+                    self.report.missing(c, impl, unit, why)
                 continue
             try:
-                rate = fn(impl, n0, None)   # calibration, and warm-up
+                rate = first_fn(impl, n0, None)   # calibration, and warm-up
             except Exception as e:  # a peer that cannot do the case, or a failure
-                self.report.failed(case, impl, unit, f"{type(e).__name__}: {e}")
+                for c, _ in cases:
+                    self.report.failed(c, impl, unit, f"{type(e).__name__}: {e}")
                 continue
             sized[impl] = int(min(max(rate * self.target_s, n0), nmax))
-            self.sized[(case, impl)] = sized[impl]
         for _ in range(self.args.repeat):
-            for impl, n in sized.items():
-                if self.report.row(case, impl, unit).get("error"):
-                    continue
-                pl: list = []
-                try:
-                    v = fn(impl, n, pl if placement else None)
-                except Exception as e:
-                    self.report.failed(case, impl, unit, f"{type(e).__name__}: {e}")
-                    continue
-                extra = {"placement": pl[0]} if pl else {}
-                self.report.add(case, impl, unit, v, **extra)
-        sys.stderr.write(".")
-        sys.stderr.flush()
+            for case, fn in cases:
+                for impl, n in sized.items():
+                    if self.report.row(case, impl, unit).get("error"):
+                        continue
+                    pl: list = []
+                    try:
+                        v = fn(impl, n, pl if placement else None)
+                    except NotApplicable as e:
+                        self.report.missing(case, impl, unit, str(e))
+                        continue
+                    except Exception as e:
+                        self.report.failed(case, impl, unit, f"{type(e).__name__}: {e}")
+                        continue
+                    extra = {"placement": pl[0]} if pl else {}
+                    self.report.add(case, impl, unit, v, **extra)
+            sys.stderr.write(".")
+            sys.stderr.flush()
 
-    def latency_case(self, case: str, impls: tuple[str, ...],
-                     fn: Callable[[str, list | None], tuple[float, float]]) -> None:
-        if not self.want(case):
-            return
-        c50, c99 = case + ", p50", case + ", p99"
+    def latency_cases(self, cases: list[tuple[str, Callable[[str, list | None],
+                                                             tuple[float, float]]]],
+                      impls: tuple[str, ...]) -> None:
+        """Ping-pong cases, interleaved as in :meth:`rate_cases`."""
+        cases = [(c, f) for c, f in cases if self.want(c)]
         live = []
         for impl in impls:
             why = why_missing(impl)
             if why:
-                self.report.missing(c50, impl, "us", why)
-                self.report.missing(c99, impl, "us", why)
+                for case, _ in cases:
+                    self.report.missing(case + ", p50", impl, "us", why)
+                    self.report.missing(case + ", p99", impl, "us", why)
             else:
                 live.append(impl)
         for _ in range(self.args.repeat):
-            for impl in live:
-                if self.report.row(c50, impl, "us").get("error"):
-                    continue
-                pl: list = []
-                try:
-                    p50, p99 = fn(impl, pl)
-                except Exception as e:
-                    self.report.failed(c50, impl, "us", f"{type(e).__name__}: {e}")
-                    self.report.failed(c99, impl, "us", f"{type(e).__name__}: {e}")
-                    continue
-                self.report.add(c50, impl, "us", p50, placement=pl[0] if pl else None)
-                self.report.add(c99, impl, "us", p99)
-        sys.stderr.write(".")
-        sys.stderr.flush()
+            for case, fn in cases:
+                c50, c99 = case + ", p50", case + ", p99"
+                for impl in live:
+                    if self.report.row(c50, impl, "us").get("error"):
+                        continue
+                    pl: list = []
+                    try:
+                        p50, p99 = fn(impl, pl)
+                    except Exception as e:
+                        self.report.failed(c50, impl, "us", f"{type(e).__name__}: {e}")
+                        self.report.failed(c99, impl, "us", f"{type(e).__name__}: {e}")
+                        continue
+                    self.report.add(c50, impl, "us", p50, placement=pl[0] if pl else None)
+                    self.report.add(c99, impl, "us", p99)
+            sys.stderr.write(".")
+            sys.stderr.flush()
 
 
 def run(report: Report, args: Any) -> None:
@@ -408,31 +428,33 @@ def run(report: Report, args: Any) -> None:
     cpus = sorted(os.sched_getaffinity(0))
     peers = [i for i in IMPLS if i != "interlock"]
 
-    # 1. start methods: 64 B single and batch, ping-pong.
+    # 1. start methods: 64 B single and batch, ping-pong; the methods interleaved.
     for label, batch in (("put/get", 0), (f"put_many/get_many of {BATCH}", BATCH)):
+        group = [(f"64 B bytes 1P->1C {label}, {m}",
+                  lambda impl, n, pl, m=m, b=batch: stream(impl, m, n, "bytes", 64, b, pl))
+                 for m in METHODS]
+        r.rate_cases(group, "msg/s", IMPLS, 20 * BATCH)
         for m in METHODS:
             case = f"64 B bytes 1P->1C {label}, {m}"
-            r.rate_case(case, "msg/s", IMPLS,
-                        lambda impl, n, pl, m=m, b=batch: stream(impl, m, n, "bytes", 64, b, pl),
-                        20 * BATCH, calibrated=f"64 B bytes 1P->1C {label}, fork")
             report.ratio_vs(case, "interlock", peers)
             if m != "fork":
-                fork_case = f"64 B bytes 1P->1C {label}, fork"
                 report.ratio(f"64 B 1P->1C {label}: {m} / fork", (case, "interlock"),
-                             (fork_case, "interlock"), (f"interlock, {m}", "interlock, fork"))
+                             (f"64 B bytes 1P->1C {label}, fork", "interlock"),
+                             (f"interlock, {m}", "interlock, fork"))
+    same_cpu = f"ping-pong 64 B, both pinned to CPU {cpus[0]}, fork"
+    r.latency_cases([(f"ping-pong 64 B, unpinned, {m}",
+                      lambda impl, pl, m=m: pingpong(impl, m, duration, (None, None), pl))
+                     for m in METHODS]
+                    + [(same_cpu, lambda impl, pl: pingpong(impl, "fork", duration,
+                                                            (cpus[0], cpus[0]), pl))], IMPLS)
     for m in METHODS:
         case = f"ping-pong 64 B, unpinned, {m}"
-        r.latency_case(case, IMPLS, lambda impl, pl, m=m: pingpong(impl, m, duration,
-                                                                   (None, None), pl))
         report.ratio_vs(case + ", p50", "interlock", peers)
         if m != "fork":
             report.ratio(f"ping-pong p50 unpinned: {m} / fork", (case + ", p50", "interlock"),
                          ("ping-pong 64 B, unpinned, fork, p50", "interlock"),
                          (f"interlock, {m}", "interlock, fork"))
-    case = f"ping-pong 64 B, both pinned to CPU {cpus[0]}, fork"
-    r.latency_case(case, IMPLS, lambda impl, pl: pingpong(impl, "fork", duration,
-                                                          (cpus[0], cpus[0]), pl))
-    report.ratio_vs(case + ", p50", "interlock", peers)
+    report.ratio_vs(same_cpu + ", p50", "interlock", peers)
 
     # 2. item size: batch against single, per item.
     sizes = [("64 B bytes", "bytes", 64, BATCH), ("64 KiB bytes", "bytes", 64 << 10, 16)]
@@ -446,13 +468,13 @@ def run(report: Report, args: Any) -> None:
                 f"64 B bytes 1P->1C put_many/get_many of {BATCH}, fork")
         else:
             n0 = max(2 * batch, (4 << 20) // size * 4)
-            r.rate_case(single, "items/s", IMPLS,
-                        lambda impl, n, pl, k=kind, s=size: stream(impl, "fork", n, k, s, 0, pl),
-                        n0)
+            # single and batched interleaved; mp.Queue has no batch API
+            r.rate_cases([(single, lambda impl, n, pl, k=kind, s=size:
+                           stream(impl, "fork", n, k, s, 0, pl)),
+                          (many, lambda impl, n, pl, k=kind, s=size, b=batch:
+                           stream(impl, "fork", n, k, s, b, pl))],
+                         "items/s", IMPLS, n0)
             report.ratio_vs(single, "interlock", peers)
-            r.rate_case(many, "items/s", ("interlock", "faster-fifo"),
-                        lambda impl, n, pl, k=kind, s=size, b=batch:
-                        stream(impl, "fork", n, k, s, b, pl), n0)
         report.ratio(f"{label}: put_many/get_many / put/get, per item", (many, "interlock"),
                      (single, "interlock"), ("interlock put_many/get_many", "interlock put/get"))
 

@@ -7,8 +7,9 @@
 Queue: one producer process and one consumer process move N messages of
 64 bytes; the time is from the producer's start (once its interpreter is up:
 its connection to the server is timed) to the consumer's last message.
-"interlock" is ``interlock.connect(url).Queue``: put/get, and put_many/get_many in batches; "list" is LPUSH/BRPOP on a plain list,
-and LPUSH of a batch / BLMPOP COUNT for the batched row: the floor a
+"interlock" is ``interlock.connect(url).Queue``: put/get, and
+put_many/get_many in batches; "list" is LPUSH/BRPOP on a plain list, and
+LPUSH of a batch / BLMPOP COUNT for the batched row: the floor a
 queue on Redis can reach, without at-least-once delivery, bounds or close;
 "stream" is XADD / XREADGROUP BLOCK with XACK+XDEL pipelined into the next
 read (batched: a pipeline of XADDs, XREADGROUP COUNT): a stream queue with
