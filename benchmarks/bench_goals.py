@@ -85,6 +85,19 @@ def payload(kind: str, size: int) -> Any:
     return b"x" * size
 
 
+def distinct(item: Any, batch: int) -> list[Any]:
+    """``batch`` distinct objects like ``item``, the last equal to it: with
+    ``[item] * batch``, pickle's memo would send one object and references
+    (flattering the peers that pickle a list), and a copy-on-put queue
+    would copy the same cache-hot bytes."""
+    if not batch:
+        return []
+    if isinstance(item, bytes):
+        return [item[:-1] + bytes([(i - batch + 1) % 256 or item[-1]]) for i in range(batch - 1)] \
+            + [item]
+    return [item.copy() for _ in range(batch - 1)] + [item]
+
+
 def _pin(cpu: int | None) -> None:
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
@@ -119,7 +132,7 @@ def _same(a: Any, b: Any) -> bool:
 def w_put(barrier: Any, impl: str, q: Any, n: int, kind: str, size: int, batch: int) -> dict:
     put, _ = _ops(impl, q, batch)
     item = payload(kind, size)
-    items = [item] * batch
+    items = distinct(item, batch)
     barrier.wait()
     t0 = time.perf_counter()
     if batch:
