@@ -24,7 +24,7 @@ import pytest
 
 import interlock
 from interlock import _crash, _segment
-from interlock._errors import SegmentError
+from interlock.errors import SegmentError
 
 import _helpers as h
 from conftest import run_python
@@ -249,14 +249,36 @@ def test_thousands_of_objects_with_256_descriptors():
 
 @pytest.mark.stress
 def test_a_hundred_thousand_objects_in_one_process():
-    """As many Locks as the mapping limit allows, up to 100,000 (each object
-    is one mapping; vm.max_map_count is 65,530 on many kernels)."""
-    with open("/proc/sys/vm/max_map_count") as f:
+    """100,000 Locks in one process.  Each object is one mapping, and the
+    kernel's vm.max_map_count (65,530 by default) caps the mappings of a
+    process: as root the test raises it for its run (what an administrator
+    does with sysctl for such a program) and puts it back; where it cannot,
+    it runs as many as the limit allows and says so."""
+    path = "/proc/sys/vm/max_map_count"
+    with open(path) as f:
         limit = int(f.read())
-    count = min(100_000, limit - 2_000)
-    out = scenario(MANY_OBJECTS, timeout=900, N=h.uname("huge"), COUNT=count)
-    print(f"\n{count:,} Locks (vm.max_map_count {limit:,}): {out}")
+    want = 100_000
+    raised = False
+    if limit < want + 2_000:
+        try:
+            with open(path, "w") as f:
+                f.write(str(want + 20_000))
+            raised = True
+        except OSError:
+            pass
+    try:
+        with open(path) as f:
+            now = int(f.read())
+        count = min(want, now - 2_000)
+        out = scenario(MANY_OBJECTS, timeout=900, N=h.uname("huge"), COUNT=count)
+    finally:
+        if raised:
+            with open(path, "w") as f:
+                f.write(str(limit))
+    print(f"\n{count:,} Locks (vm.max_map_count {now:,}): {out}")
     assert out["fds"] <= 2 and out["left"] == 0
+    if count < want:
+        pytest.skip(f"only {count:,} objects: vm.max_map_count is {now:,} and cannot be raised here")
 
 
 # ------------------------------------------------ many processes on one object

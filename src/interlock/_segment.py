@@ -74,7 +74,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from . import _core, _crash
-from ._errors import SegmentError as SegmentError
+from .errors import ForeignEntry, SegmentError, SlotsExhausted
 
 SHM_DIR = "/dev/shm"
 MAGIC = b"ILOCKSEG"
@@ -186,20 +186,6 @@ def internal_name(name: str) -> str:
 # in interlock opens or removes such an entry.  What is ours is exactly what
 # _try_create makes: a regular file, owned by our effective uid, with no
 # group or other permission bits.
-
-
-class ForeignEntry(SegmentError):
-    """The entry at one of our names is not a file of ours as we make them."""
-
-    def __init__(self, path: str, what: str, uid: int | None = None) -> None:
-        self.path = path
-        self.what = what  # "a FIFO", "a file of uid 1001", ...
-        self.uid = uid  # set when the only fault is its owner
-        if what == "a symbolic link":
-            msg = f"{path} is a symbolic link; refusing to follow it"
-        else:
-            msg = f"{path} is {what}, not an interlock segment of yours; refusing to use it"
-        super().__init__(msg)
 
 
 _TYPES = ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISFIFO, "a FIFO"),
@@ -656,7 +642,7 @@ class Segment:
         nslots = self.header.nslots
         hwm = _hwm(self.mm, nslots)
         if hwm >= nslots:
-            raise SegmentError(
+            raise SlotsExhausted(
                 f"interlock object {self.name!r}: all {nslots} process slots are in use by live "
                 "processes"
             )
@@ -695,7 +681,7 @@ class Segment:
                 if spid == pid:
                     if _same_start(start, mine):
                         if refs >= 0xFFFF:
-                            raise SegmentError(f"interlock object {self.name!r}: this process "
+                            raise SlotsExhausted(f"interlock object {self.name!r}: this process "
                                                "holds 65535 handles on it already")
                         self._set_slot(i, pid, refs + 1, _roles(self.mm, i), start)
                         return True
@@ -878,17 +864,37 @@ def _mp_child_started(_obj: object = None) -> None:
                     pass
 
 
+_finalizer_in = 0  # the pid whose multiprocessing registry holds our Finalize
+
+
 def _register_exit(_obj: object = None) -> None:
     # multiprocessing children leave through os._exit after running their
     # Finalize callbacks, not atexit: register with both.  A forked
     # multiprocessing child clears the inherited Finalize registry *after*
     # our at-fork hook ran, then runs its after-forkers: register again there.
+    global _finalizer_in
     try:
         from multiprocessing import util
 
         util.Finalize(None, _release_all, exitpriority=-100)
+        _finalizer_in = os.getpid()
     except Exception:  # pragma: no cover
         pass
+
+
+def _release_at_exit() -> None:
+    """The atexit hook.  When multiprocessing's own exit function is still to
+    run (it was imported before interlock, so its atexit hook runs after
+    ours), leave the release to our Finalize in its registry: that runs
+    after it has terminated and joined the daemon children.  Releasing here
+    would leave a segment to daemon workers about to be SIGTERMed, who never
+    detach (the docs' JoinableQueue-with-daemon-workers pattern left its
+    queues in /dev/shm)."""
+    util = sys.modules.get("multiprocessing.util")
+    if (util is not None and _finalizer_in == os.getpid()
+            and not getattr(util, "_exiting", True)):
+        return
+    _release_all()
 
 
 class _ForkToken:
@@ -896,7 +902,7 @@ class _ForkToken:
 
 
 _fork_token = _ForkToken()
-atexit.register(_release_all)
+atexit.register(_release_at_exit)
 _register_exit()
 # Every multiprocessing child (fork, spawn, forkserver) clears the Finalize
 # registry in Process._bootstrap, after os.fork's hooks and after unpickling

@@ -8,6 +8,7 @@ forkserver, a Pool worker, or an unrelated process).
 """
 from __future__ import annotations
 
+import sys
 import weakref
 from typing import Any, Callable
 
@@ -43,7 +44,7 @@ class SharedObject:
         self._finalizer = weakref.finalize(self, seg.release)
         return seg
 
-    #: The object's name: pass it to the constructor to attach from anywhere.
+    #: The object's name (pass it as ``name=`` to attach from anywhere).
     name: str
 
     def _pickle_options(self) -> dict[str, Any]:
@@ -61,16 +62,17 @@ class SharedObject:
         self._seg.adopt()
         args = (type(self), self._seg.name, self._pickle_options())
         # A lock's lockdep class (an anonymous lock's creation site) travels
-        # with it, so that every process sees the same class (_hierarchy).
+        # with it, so that every process sees the same class (deadlock._order).
         cls = self.__dict__.get("_lock_class")
         return (_rebuild, args) if cls is None else (_rebuild, args, {"_lock_class": cls})
 
     def detach(self) -> None:
         """Release this process's handle (idempotent).  The segment lives on
-        while other processes use it; the last one to detach removes it."""
-        from .aio import stop_waiters
-
-        stop_waiters(self)  # asyncio helper threads leave their C waits first
+        while other processes use it; the last one to detach removes it.
+        Using the object afterwards raises ``ValueError``."""
+        aio = sys.modules.get("interlock.aio")  # not imported: no helper thread waits
+        if aio is not None:
+            aio.stop_waiters(self)  # the asyncio helper thread leaves its C waits first
         self._detach()  # type: ignore[attr-defined]
         self._finalizer()
 

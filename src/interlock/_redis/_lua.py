@@ -80,7 +80,9 @@ local function open(keys, args)
     have = redis.call('HMGET', keys[1], 'kind', 'epoch', 'p1', 'p2')
     if not have[1] or not have[2] then foreign(keys[1], 'hash') end
   end
-  if have[1] and mode == 'new' then error('INTERLOCK_EXISTS') end
+  -- Our own epoch: a retry of the call that created it (its reply was
+  -- lost), not another creator's object.
+  if have[1] and mode == 'new' and have[2] ~= epoch then error('INTERLOCK_EXISTS') end
   if have[1] and have[1] ~= kind then error('INTERLOCK_KIND ' .. have[1]) end
   local want = KEY_TYPES[kind] or {}
   for i = 2, #keys do
@@ -121,10 +123,15 @@ local function marker_waiting(s, meta)
   return 1
 end
 
-local function ack(s, ev, closed, ids)
+-- Acknowledge ids.  The last one done wakes join()ers, if any may be
+-- waiting: `jw` (meta) is the server time until which one may be (set by
+-- q_state for a join that is about to wait); without one, no event is
+-- added (it would cost every get that empties the queue an XADD).
+local function ack(s, ev, closed, jw, ids)
   if #ids == 0 then return end
   redis.call('XACK', s, 'g', unpack(ids))
   redis.call('XDEL', s, unpack(ids))
+  if not jw or tonumber(jw) < now_ms() then return end
   local left = redis.call('XLEN', s)
   if closed then left = left - 1 end
   if left <= 0 then bump(ev) end
@@ -178,19 +185,20 @@ end
 
 -- ARGV: epoch, consumer, count, lease_ms, resync ('1': first re-read my own
 -- pending list), nack, ack ids...
--- -> {seq, entries}: entries (own pending first if resync, then reclaimed,
--- then new), each {id, {field, value, ...}}.  Safe to repeat after a lost
+-- -> {seq, entries, ms until the next reclaim pass is due}: entries (own
+-- pending first if resync, then reclaimed, then new), each
+-- {id, {field, value, ...}}.  Safe to repeat after a lost
 -- reply: acks are idempotent, and what the lost reply carried stays in the
 -- consumer's pending list, for its resync (or, once idle past the lease,
 -- for anyone's reclaim).
 local function q_take(keys, args)
   local meta, s, ev, hbp = keys[1], keys[2], keys[3], keys[4]
-  local m = meta_get(meta, args[1], 'p1', 'closed', 'reclaim_at')
+  local m = meta_get(meta, args[1], 'p1', 'closed', 'reclaim_at', 'jw')
   local me, want, lease = args[2], tonumber(args[3]), tonumber(args[4])
   local nack = tonumber(args[6])
   local ids = {}
   for i = 1, nack do ids[i] = args[6 + i] end
-  ack(s, ev, m[3], ids)
+  ack(s, ev, m[3], m[5], ids)
   redis.call('SET', hbp .. me, '1', 'PX', lease)
   local out = {}
   if args[5] == '1' then
@@ -202,8 +210,10 @@ local function q_take(keys, args)
     end
   end
   local now = now_ms()
-  if not m[4] or now >= tonumber(m[4]) then
-    redis.call('HSET', meta, 'reclaim_at', now + math.floor(lease / 2))
+  local due = tonumber(m[4] or 0)
+  if now >= due then
+    due = now + math.floor(lease / 2)
+    redis.call('HSET', meta, 'reclaim_at', due)
     reclaim(s, hbp, me, lease, out)
   end
   if #out < want then
@@ -217,7 +227,26 @@ local function q_take(keys, args)
     if e[2][1] == 'c' then recirculate(s, meta, e[1]) else freed = true end
   end
   if freed and tonumber(m[2]) > 0 then bump(ev) end
-  return {redis.call('HINCRBY', meta, 'seq', 1), out}
+  return {redis.call('HINCRBY', meta, 'seq', 1), out, due - now}
+end
+
+-- The prelude of a direct read.  A consumer with nothing to re-read and no
+-- reclaim pass due (it knows when from its last take) reads with
+-- XREADGROUP (BLOCK) itself, pipelined right after this function in the
+-- same round trip; this does what else a take does on that path: the
+-- acknowledgements and the position counter.  (The heartbeat is the
+-- keeper's, and every take's: one at least each half lease.)
+-- KEYS: meta, stream, events
+-- ARGV: epoch, ack ids...  -> seq
+-- Safe to repeat (idempotent acks).  What the read after it took is the
+-- consumer's own pending entries: a lost reply is handled as a take's.
+local function q_pre(keys, args)
+  local meta, s, ev = keys[1], keys[2], keys[3]
+  local m = meta_get(meta, args[1], 'closed', 'jw')
+  local ids = {}
+  for i = 2, #args do ids[#ids + 1] = args[i] end
+  ack(s, ev, m[2], m[3], ids)
+  return redis.call('HINCRBY', meta, 'seq', 1)
 end
 
 -- The keeper's renewal of a consumer: its heartbeat, acknowledgements that
@@ -229,13 +258,13 @@ end
 -- ARGV: epoch, consumer, lease_ms, nack, ack ids..., held ids...
 local function q_beat(keys, args)
   local meta, s, ev, hb = keys[1], keys[2], keys[3], keys[4]
-  local m = meta_get(meta, args[1], 'closed')
+  local m = meta_get(meta, args[1], 'closed', 'jw')
   local me = args[2]
   redis.call('SET', hb, '1', 'PX', tonumber(args[3]))
   local nack = tonumber(args[4])
   local ids = {}
   for i = 1, nack do ids[i] = args[4 + i] end
-  ack(s, ev, m[2], ids)
+  ack(s, ev, m[2], m[3], ids)
   local nheld = #args - 4 - nack
   if nheld > 0 then
     local mine = {}
@@ -262,21 +291,48 @@ end
 
 -- ARGV: epoch, ids...
 local function q_ack(keys, args)
-  local m = meta_get(keys[1], args[1], 'closed')
+  local m = meta_get(keys[1], args[1], 'closed', 'jw')
   local ids = {}
   for i = 2, #args do ids[#ids + 1] = args[i] end
-  ack(keys[2], keys[3], m[2], ids)
+  ack(keys[2], keys[3], m[2], m[3], ids)
   return 1
 end
 
--- ARGV: epoch, partial ('1': put what fits), n, then per item:
+-- KEYS: meta, stream, events, the producer's request key
+-- ARGV: epoch, partial ('1': put what fits), n, request number, request key
+-- TTL (ms), then per item:
 --   kind, m, value1 .. valuem   (kind: 'r' bytes, 'a' bytearray, 'p' pickle
 --   whose out-of-band buffers are value2 .. valuem)
--- -> {put count (-1: closed), last event id}
+-- -> {put count (-1: closed), last event id ('' when all went in), seq}
+--
+-- Exactly once under retries: a producer (one thread of one process)
+-- numbers its calls 1, 2, 3, ...; its request key holds "number:put count"
+-- of the last one applied.  A call whose number is already there is a retry
+-- (or a late copy) of one that ran: it returns the count recorded, and puts
+-- nothing.  One key per producer and queue (not per call), overwritten by
+-- each put, gone TTL after the producer's last put.
 local function q_put(keys, args)
-  local meta, s, ev = keys[1], keys[2], keys[3]
+  local meta, s, ev, rq = keys[1], keys[2], keys[3], keys[4]
   local m = meta_get(meta, args[1], 'p1', 'closed')
-  if m[3] then return {-1, last_event(ev), tonumber(redis.call('HGET', meta, 'seq') or 0)} end
+  local reqno = tonumber(args[4])
+  -- Already applied (equal), or an older call its producer has given up on
+  -- (lower: it is not waiting for this reply; applying it now would reorder
+  -- its puts): the count recorded (0 for an older one), and nothing put.
+  local function applied(last)
+    if not last then return nil end
+    local ln, lc = string.match(last, '^(%d+):(%d+)$')
+    if not ln or tonumber(ln) < reqno then return nil end
+    if tonumber(ln) == reqno then return tonumber(lc) end
+    return 0
+  end
+  local function answer(got)
+    return {got, last_event(ev), tonumber(redis.call('HGET', meta, 'seq') or 0)}
+  end
+  if m[3] then
+    local got = applied(redis.call('GET', rq))
+    if got then return answer(got) end
+    return answer(-1)
+  end
   local n, maxsize = tonumber(args[3]), tonumber(m[2])
   local room = n
   if maxsize > 0 then
@@ -285,7 +341,15 @@ local function q_put(keys, args)
     if room > n then room = n end
     if room < 0 then room = 0 end
   end
-  local i = 4
+  -- Record this call and read the last one in one command; a retry (rare)
+  -- puts the record it found back.
+  local last = redis.call('SET', rq, args[4] .. ':' .. room, 'PX', args[5], 'GET')
+  local got = applied(last)
+  if got then
+    redis.call('SET', rq, last, 'PX', args[5])
+    return answer(got)
+  end
+  local i = 6
   for _ = 1, room do
     local cnt = tonumber(args[i + 1])
     local xa = {'XADD', s, '*', args[i], args[i + 2]}
@@ -296,13 +360,26 @@ local function q_put(keys, args)
     redis.call(unpack(xa))
     i = i + 2 + cnt
   end
-  return {room, last_event(ev), redis.call('HINCRBY', meta, 'seq', 1)}
+  -- The event id is what a producer that must wait for room waits from; one
+  -- whose items all went in has no use for it.
+  local event = ''
+  if room < n then event = last_event(ev) end
+  return {room, event, redis.call('HINCRBY', meta, 'seq', 1)}
 end
 
--- ARGV: epoch -> {qsize, unfinished, closed, maxsize, pending, consumers, last event id, seq}
+-- ARGV: epoch[, join wait ms] -> {qsize, unfinished, closed, maxsize, pending,
+-- consumers, last event id, seq}
+-- With a join wait: a join() may wait that long from now for the last
+-- acknowledgement (see ack), and is told of it by an event.  Registered in
+-- the same step as the event id is read, so that acknowledgement is never
+-- missed; idempotent (the later end is kept).
 local function q_state(keys, args)
   local meta, s, ev = keys[1], keys[2], keys[3]
-  local m = meta_get(meta, args[1], 'p1', 'closed')
+  local m = meta_get(meta, args[1], 'p1', 'closed', 'jw')
+  if args[2] then
+    local until_ms = now_ms() + tonumber(args[2])
+    if not m[4] or tonumber(m[4]) < until_ms then redis.call('HSET', meta, 'jw', until_ms) end
+  end
   local len, pend = redis.call('XLEN', s), pending_count(s)
   local closed, depth, unfinished = 0, len - pend, len
   if m[3] then
@@ -334,19 +411,27 @@ end
 -- expiries.
 
 -- ARGV: epoch, token, lease_ms -> {1, fence, previous holder or ''} | {0, pttl}
+-- A token is fresh for each acquire() call, so a call that finds the lock
+-- held by its own token is a retry of one whose reply was lost: it gets
+-- that acquisition's answer again (the fence counter has not moved: no one
+-- else acquired since), and nothing changes.
 local function lock_acquire(keys, args)
   local meta, lock = keys[1], keys[2]
   meta_get(meta, args[1])
   local pttl = redis.call('PTTL', lock)
   if pttl == -1 then foreign(lock, 'key without a TTL') end  -- would be waited on forever
   if pttl >= 0 then
+    if redis.call('GET', lock) == args[2] then
+      local m = redis.call('HMGET', meta, 'fence', 'prev')
+      return {1, tonumber(m[1]), m[2] or ''}
+    end
     redis.call('HINCRBY', meta, 'contentions', 1)
     return {0, pttl}
   end
   local prev = redis.call('HGET', meta, 'holder')
   if prev then redis.call('HINCRBY', meta, 'expiries', 1) else prev = '' end
   redis.call('SET', lock, args[2], 'PX', args[3])
-  redis.call('HSET', meta, 'holder', args[2])
+  redis.call('HSET', meta, 'holder', args[2], 'prev', prev)
   return {1, redis.call('HINCRBY', meta, 'fence', 1), prev}
 end
 
@@ -373,21 +458,34 @@ end
 ------------------------------------------------------------------ semaphore
 -- KEYS: meta (p1 = value), holders (zset: token -> lease end, ms), wake list
 
+-- meta also holds 'pf:<token>': the fencing token of each live permit (for
+-- a retried acquire); deleted with the permit (release or sweep).
 local function sem_sweep(meta, holders, now)
-  local gone = redis.call('ZREMRANGEBYSCORE', holders, '-inf', now)
-  if gone > 0 then redis.call('HINCRBY', meta, 'expiries', gone) end
-  return gone
+  local gone = redis.call('ZRANGEBYSCORE', holders, '-inf', now)
+  for _, tok in ipairs(gone) do
+    redis.call('ZREM', holders, tok)
+    redis.call('HDEL', meta, 'pf:' .. tok)
+  end
+  if #gone > 0 then redis.call('HINCRBY', meta, 'expiries', #gone) end
+  return #gone
 end
 
 -- ARGV: epoch, token, lease_ms -> {1, fence, expired swept} | {0, ms until the first lease ends}
+-- As for the lock, a token already among the holders is a retry of a call
+-- whose reply was lost: the same permit and fence again, nothing changes.
 local function sem_acquire(keys, args)
   local meta, holders = keys[1], keys[2]
   local m = meta_get(meta, args[1], 'p1')
   local now = now_ms()
   local gone = sem_sweep(meta, holders, now)
+  if redis.call('ZSCORE', holders, args[2]) then
+    return {1, tonumber(redis.call('HGET', meta, 'pf:' .. args[2]) or 0), gone}
+  end
   if redis.call('ZCARD', holders) < tonumber(m[2]) then
     redis.call('ZADD', holders, now + tonumber(args[3]), args[2])
-    return {1, redis.call('HINCRBY', meta, 'fence', 1), gone}
+    local fence = redis.call('HINCRBY', meta, 'fence', 1)
+    redis.call('HSET', meta, 'pf:' .. args[2], fence)
+    return {1, fence, gone}
   end
   redis.call('HINCRBY', meta, 'contentions', 1)
   local first = redis.call('ZRANGE', holders, 0, 0, 'WITHSCORES')
@@ -399,6 +497,7 @@ local function sem_release(keys, args)
   local meta, holders, wake = keys[1], keys[2], keys[3]
   local m = meta_get(meta, args[1], 'p1')
   if redis.call('ZREM', holders, args[2]) == 0 then return 0 end
+  redis.call('HDEL', meta, 'pf:' .. args[2])
   redis.call('LPUSH', wake, '1')
   redis.call('LTRIM', wake, 0, tonumber(m[2]) - 1)
   return 1
@@ -455,6 +554,7 @@ end
 redis.register_function('il_open', open)
 redis.register_function('il_q_take', q_take)
 redis.register_function('il_q_taken', q_taken)
+redis.register_function('il_q_pre', q_pre)
 redis.register_function('il_q_ack', q_ack)
 redis.register_function('il_q_beat', q_beat)
 redis.register_function('il_q_put', q_put)

@@ -42,7 +42,8 @@ longer than the lease (its live holder lost track of it: ``XAUTOCLAIM``).
 A consumer whose take reply was lost (connection dropped) re-reads its own
 pending list on its next take.  Such a message may therefore be processed
 twice (once by a consumer that was only slow); it is never silently
-dropped.  Blocked consumers look for dead ones at least once per lease.
+dropped.  Blocked consumers look for dead ones when a pass is due (a
+blocked read ends then).
 
 ``close()``: puts are refused at once; consumers drain what was put, then
 get :class:`QueueClosed`.  The close is an entry at the end of the stream,
@@ -55,6 +56,7 @@ import atexit
 import os
 import pickle
 import threading
+import time
 import uuid
 import weakref
 from collections import deque
@@ -62,7 +64,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .._errors import Empty, Full, QueueClosed
+from ..errors import Empty, Full, QueueClosed
 from . import _client
 from ._client import Backend, ConnectionLost, Lease, _ObjectError, deadline_after, remaining
 
@@ -110,6 +112,27 @@ def _decode(fields: list[bytes]) -> Any:
     return pickle.loads(value, buffers=[bytearray(v) for v in fields[3::2]])
 
 
+_producer = threading.local()
+
+
+def _request() -> tuple[str, int]:
+    """This thread's producer name and the number of its next put call.
+
+    A put is exactly once under retries: the server keeps, per producer and
+    queue, the number of the last call it applied (see ``q_put``), so a
+    retried call is recognised and not applied twice.  The numbers of one
+    producer must grow in the order its calls are sent: one producer per
+    thread, and a new one in a forked child (which inherits the parent's
+    thread-local state, and would otherwise reuse its numbers)."""
+    p = getattr(_producer, "v", None)
+    pid = os.getpid()
+    if p is None or p[0] != pid:
+        p = [pid, f"{_client.HOST}:{pid}:{uuid.uuid4().hex[:12]}", 0]
+        _producer.v = p
+    p[2] += 1
+    return p[1], p[2]
+
+
 def _open_mode(create: bool | None) -> str:
     return "any" if create is None else ("new" if create else "existing")
 
@@ -127,9 +150,11 @@ def _object_error(e: _ObjectError, kind: str, name: str) -> Exception:
 class _Consumer:
     """This process's consumer of one queue (shared by its Queue objects).
 
-    Every message it has taken is in exactly one of: ``ready`` (taken on the
-    server, not yet returned to a caller: the rest of a reclaimed batch, or
-    what a failed bookkeeping call left), ``held`` / ``order`` (returned,
+    Every message it has taken is in exactly one of: ``own`` (taken on the
+    server by a thread's call, for that thread: no other thread may return
+    it, or a thread could see one producer's messages out of order),
+    ``ready`` (taken, for any thread: the rest of a reclaimed or re-read
+    batch), ``held`` / ``order`` (returned,
     not yet acknowledged), ``acks`` (acknowledged here, the server not yet
     told).  All of them are "known": a resync skips them, and the keeper
     renews their idle time so that idle reclaim leaves them alone."""
@@ -144,8 +169,12 @@ class _Consumer:
         self.held: dict[int, list[bytes]] = {}  # plain Queue: thread -> ids
         self.order: deque[bytes] = deque()  # JoinableQueue: ids, oldest first
         self.ready: deque[tuple[bytes, list[bytes]]] = deque()
+        self.own: dict[int, list[tuple[bytes, list[bytes]]]] = {}  # thread -> entries
         self.acks: list[bytes] = []
         self.resync = False  # re-read our own pending list at the next take
+        # When the next reclaim pass is due (time.monotonic()), as the last
+        # take reported it: until then gets read directly (see _read_direct).
+        self.due = 0.0
         self.users = 0
         self.beat = Lease(keys[3] + self.name, "beat", "", renew=self._renew)
         backend.hold(self.beat)
@@ -155,6 +184,8 @@ class _Consumer:
             out = set(self.order)
             out.update(self.acks)
             out.update(i for i, _ in self.ready)
+            for w in self.own.values():
+                out.update(i for i, _ in w)
             for v in self.held.values():
                 out.update(v)
         return out
@@ -262,7 +293,10 @@ class Queue:
             raise ValueError(f"queue {self._name!r} exists with maxsize={self._maxsize}; "
                              f"asked for maxsize={maxsize}")
         self._cons: _Consumer | None = None  # this process's consumer, from the first get
-        self._seq_key = self._keys[0] + ":seq"  # the high-water mark of the queue's position
+        self._rq: tuple[str, list[str]] = ("", [])  # the last producer's put keys
+        # The high-water mark of the queue's position, per epoch: a queue
+        # unlinked and made again under the same name starts again at 0.
+        self._seq_key = f"{self._keys[0]}:seq:{epoch!r}"
         self._pid = os.getpid()
         self._detached = False
         _live.add(self)
@@ -270,20 +304,21 @@ class Queue:
     # -- identity -----------------------------------------------------------
     @property
     def name(self) -> str:
+        """The queue's name (pass it as ``name=`` to attach from anywhere)."""
         return self._name
 
     @property
     def maxsize(self) -> int:
+        """The bound on the number of items (0: none)."""
         return self._maxsize
 
     @property
     def backend(self) -> Backend:
+        """The backend (server connection) the queue lives on."""
         return self._backend
 
     def __reduce__(self) -> Any:
-        from .._connect import _rebuild
-        return (_rebuild, (self._backend.url, self._backend.options(), type(self).__name__,
-                           self._name))
+        return (_client.rebuild, (self._backend, type(self), self._name, {}))
 
     def __repr__(self) -> str:
         return (f"<interlock.redis.{type(self).__name__} name={self._name!r} "
@@ -313,6 +348,7 @@ class Queue:
         self._put([obj], block, timeout, single=True)
 
     def put_nowait(self, obj: Any) -> None:
+        """``put(obj, block=False)``: ``queue.Full`` at once if there is no room."""
         self._put([obj], False, None, single=True)
 
     def put_many(self, items: Iterable[Any], block: bool = True,
@@ -333,12 +369,22 @@ class Queue:
             _encode(obj, one)
             encoded.append(one)
         done = 0
+        b = self._backend
+        # The request key lives long past any retry of a call (each is sent
+        # within its budget: at most a slice plus grace), so that even a
+        # late copy of a call that was given up on is recognised.
+        ttl_ms = int(max(60.0, 6 * (b.slice + b.grace)) * 1000)
         while True:
-            args: list[Any] = [self._epoch, 1 if block else 0, len(encoded) - done]
+            producer, reqno = _request()
+            if self._rq[0] != producer:
+                self._rq = (producer, [*self._keys[:3], b.key(self._name, "rq:" + producer)])
+            keys = self._rq[1]
+            args: list[Any] = [self._epoch, 1 if block else 0, len(encoded) - done, reqno,
+                               ttl_ms]
             for one in encoded[done:]:
                 args += one
-            before = self._backend.mark(self._seq_key)
-            put, event, seq = self._backend.fcall("il_q_put", self._keys[:3], args, deadline)
+            before = b.mark(self._seq_key)
+            put, event, seq = b.fcall("il_q_put", keys, args, deadline)
             self._seq(seq, before)
             if put < 0:
                 raise QueueClosed("put() on a closed queue")
@@ -373,6 +419,7 @@ class Queue:
         return self._get(1, block, timeout)[0]
 
     def get_nowait(self) -> Any:
+        """``get(block=False)``: ``queue.Empty`` at once if there is no item."""
         return self._get(1, False, None)[0]
 
     def get_many(self, max_items: int = 1024, block: bool = True,
@@ -419,24 +466,49 @@ class Queue:
                 raise Empty
 
     def _pop_ready(self, c: _Consumer, count: int) -> list[Any]:
+        """Up to ``count`` entries: this thread's own first, else shared ones."""
+        tid = threading.get_ident()
         with c.lock:
-            if not c.ready:
+            mine = c.own.get(tid)
+            if mine:
+                got, rest = mine[:count], mine[count:]
+                if rest:
+                    c.own[tid] = rest
+                else:
+                    del c.own[tid]
+            elif c.ready:
+                got = [c.ready.popleft() for _ in range(min(count, len(c.ready)))]
+            else:
                 return []
-            got = [c.ready.popleft() for _ in range(min(count, len(c.ready)))]
         return self._accept(c, got)
+
+    @staticmethod
+    def _keep_own(c: _Consumer, real: list[Any], count: int) -> None:
+        """What this thread's call took: the first ``count`` for this thread,
+        the rest (re-deliveries: a reclaimed or re-read batch) for any."""
+        with c.lock:
+            c.own.setdefault(threading.get_ident(), []).extend(real[:count])
+            c.ready.extend(real[count:])
 
     def _get_once(self, c: _Consumer, count: int, deadline: float | None,
                   lease_ms: int) -> list[Any] | None:
-        """One take, and one blocking read if it found nothing: the items,
-        or None (nothing within this slice)."""
+        """One round of a get: the items, or None (nothing within this slice).
+
+        The common case is one round trip (``_read_direct``).  A take
+        (``il_q_take``: reclaim, resync, and a bounded queue's wake-up of
+        blocked producers with the read) comes first when a reclaim pass is
+        due, after a lost reply, at a consumer's first get, and always on a
+        bounded queue; if it finds nothing, one blocking read follows."""
         items = self._pop_ready(c, count)
         if items:
             return items
+        if not self._maxsize and not c.resync and time.monotonic() < c.due:
+            return self._read_direct(c, count, deadline)
         acks = self._acks_for_get(c)
         resync = c.resync
         before = self._backend.mark(self._seq_key)
         try:
-            seq, entries = self._backend.fcall(
+            seq, entries, due = self._backend.fcall(
                 "il_q_take", self._keys,
                 [self._epoch, c.name, count, lease_ms, 1 if resync else 0, len(acks), *acks],
                 deadline)
@@ -445,14 +517,14 @@ class Queue:
             raise
         if resync:
             c.resync = False
+        c.due = time.monotonic() + int(due) / 1000
         self._seq(seq, before)
         known = c.known()
         fresh = [(i, f) for i, f in entries if i not in known]
         closed = any(f and f[0] == b"c" for _, f in fresh)
         real = [(i, f) for i, f in fresh if f and f[0] != b"c"]
         if real:
-            with c.lock:
-                c.ready.extend(real)
+            self._keep_own(c, real, count)
             return self._pop_ready(c, count)
         if closed:
             raise QueueClosed("get() on a closed queue: it is closed and drained")
@@ -463,15 +535,84 @@ class Queue:
         got = self._backend.call(
             self._backend.budget(None, ms / 1000), "XREADGROUP", "GROUP", "g", c.name,
             "COUNT", count, "BLOCK", ms, "STREAMS", self._keys[1], ">", keys=self._keys[:3])
+        return self._after_read(c, self._keep_read(c, got, count), count, deadline)
+
+    def _read_direct(self, c: _Consumer, count: int, deadline: float | None) -> list[Any] | None:
+        """A get in one round trip: ``il_q_pre`` (the acknowledgements and
+        the position counter) and ``XREADGROUP ... BLOCK`` pipelined, as a
+        plain stream consumer would, instead of a take and then, on an empty
+        queue, a blocking read.  Only for an unbounded queue (a bounded one
+        must wake blocked producers with each read: a take does) and when no
+        reclaim or resync is due.  The read blocks at most until the next
+        reclaim pass is due, so a blocked consumer makes that pass on time.
+
+        What the read returns is the consumer's own on the server, whatever
+        the function's reply: it is kept before anything is raised.  A lost
+        reply is a take's: resync (the caller sets it), and the acks are
+        kept."""
+        b = self._backend
+        acks = self._acks_for_get(c)
+        read: list[Any] = ["XREADGROUP", "GROUP", "g", c.name, "COUNT", count]
+        left = remaining(deadline)
+        if left is None or left > 0:
+            wait = min(b.slice, left if left is not None else 1e9, c.due - time.monotonic())
+            ms = max(int(1000 * wait), 1)
+            read += ["BLOCK", ms]
+            budget = b.budget(None, ms / 1000)
+        else:
+            budget = b.budget(deadline)
+        read += ["STREAMS", self._keys[1], ">"]
+        before = b.mark(self._seq_key)
+        try:
+            seq, got = b.pipe(budget, [("FCALL", "il_q_pre", 3, *self._keys[:3], self._epoch,
+                                        *acks), read], self._keys[:3])
+        except BaseException:
+            c.keep_acks(acks)
+            raise
+        if isinstance(seq, Exception):
+            c.keep_acks(acks)  # the function did not run: nothing acknowledged
+            if _client._not_loaded(seq):
+                b._load(required=True, keys=self._keys[:3])
+                err: Exception | None = None
+            else:
+                err = b.fcall_error(seq, self._keys[:3], "il_q_pre")
+        else:
+            err = None
+            if b.durable is not None:
+                b._wait_durable(budget)
+        if isinstance(got, Exception):
+            raise err or b.reply_error(got, self._keys[:3], "XREADGROUP")
+        kept = self._keep_read(c, got, count)
+        if err is not None:
+            if kept and kept[1]:
+                c.resync = True  # the next take hands the marker on
+            raise err
+        if not isinstance(seq, Exception):
+            self._seq(seq, before)  # (what was read stays kept if this raises)
+        return self._after_read(c, kept, count, deadline)
+
+    def _keep_read(self, c: _Consumer, got: Any, count: int) -> tuple[bool, bytes] | None:
+        """Keep for this thread what a client-side XREADGROUP read (ours on
+        the server now): (whether real items came, the close marker's id or
+        b""), or None when nothing was read."""
         if not got:
-            return None  # a slice passed: look again (and for dead consumers)
+            return None
         # RESP2: [[stream, entries]]; RESP3: {stream: entries}
         batch = next(iter(got.values())) if isinstance(got, dict) else got[0][1]
         entries = [(i, f) for i, f in batch if f]
         marker = next((i for i, f in entries if f[0] == b"c"), b"")
         real = [(i, f) for i, f in entries if f[0] != b"c"]
-        with c.lock:
-            c.ready.extend(real)  # ours now, returned below or by the next get
+        self._keep_own(c, real, count)  # ours now, returned now or by the next get
+        return bool(real), marker
+
+    def _after_read(self, c: _Consumer, kept: tuple[bool, bytes] | None, count: int,
+                    deadline: float | None) -> list[Any] | None:
+        """Return what a client-side read kept (``_keep_read``); hand on a
+        close marker it carried (``il_q_taken``), and on a bounded queue wake
+        blocked producers.  None: nothing was read."""
+        if kept is None:
+            return None  # a slice passed: look again (and for dead consumers)
+        real, marker = kept
         if marker or (real and self._maxsize):
             try:
                 self._backend.fcall("il_q_taken", self._keys[:3],
@@ -483,6 +624,12 @@ class Queue:
                 c.resync = True
                 if not real:
                     raise
+            except BaseException:
+                # Not returned now: any thread may have them (this one may
+                # never call again).
+                with c.lock:
+                    c.ready.extend(c.own.pop(threading.get_ident(), []))
+                raise
         if real:
             return self._pop_ready(c, count)
         raise QueueClosed("get() on a closed queue: it is closed and drained")
@@ -509,10 +656,11 @@ class Queue:
         c.flush()
 
     # -- state --------------------------------------------------------------
-    def _state(self) -> list[Any]:
+    def _state(self, join_wait_ms: int = 0) -> list[Any]:
         self._check()
         before = self._backend.mark(self._seq_key)
-        st = list(self._backend.fcall("il_q_state", self._keys[:3], [self._epoch]))
+        args = [self._epoch, join_wait_ms] if join_wait_ms else [self._epoch]
+        st = list(self._backend.fcall("il_q_state", self._keys[:3], args))
         self._seq(st[7], before)
         return st
 
@@ -521,9 +669,11 @@ class Queue:
         return int(self._state()[0])
 
     def empty(self) -> bool:
+        """``qsize() == 0``."""
         return self.qsize() == 0
 
     def full(self) -> bool:
+        """True if ``maxsize`` items are in the queue."""
         return bool(self._maxsize) and self.qsize() >= self._maxsize
 
     def close(self) -> None:
@@ -533,6 +683,7 @@ class Queue:
 
     @property
     def closed(self) -> bool:
+        """True once ``close()`` was called, by any process."""
         return bool(self._state()[2])
 
     def join_thread(self) -> None:
@@ -550,12 +701,18 @@ class Queue:
                 return
 
     def statistics(self) -> RedisQueueStatistics:
+        """A snapshot: depth, pending deliveries, consumers (see :class:`RedisQueueStatistics`).
+
+        Raises:
+            ConnectionLost: the server cannot be reached.
+        """
         depth, unfinished, closed, maxsize, pending, consumers, _, _ = self._state()
         held = 0
         if self._cons is not None:
             c = self._cons
             with c.lock:
-                held = len(c.order) + len(c.ready) + sum(len(v) for v in c.held.values())
+                held = (len(c.order) + len(c.ready) + sum(len(v) for v in c.held.values())
+                        + sum(len(w) for w in c.own.values()))
         return RedisQueueStatistics(self._name, int(depth), int(unfinished), int(maxsize),
                                     bool(closed), int(pending), int(consumers), held)
 
@@ -595,9 +752,10 @@ class Queue:
                 c.held.clear()
                 c.order.clear()
                 c.ready.clear()
+                c.own.clear()
                 c.acks = []
         self._backend.blocking(lambda: self._backend.client.delete(*self._keys[:3]),
-                               self._keys[:3])
+                               self._keys[:3], retry=True)
         self.detach()
 
     def __enter__(self) -> Queue:
@@ -624,7 +782,11 @@ class JoinableQueue(Queue):
         acknowledgement is recorded here first: if the server cannot be told
         now (``ConnectionLost``), it is kept and sent by the next call on
         the queue, by ``join()`` and by the keeper; it is never forgotten,
-        and never counted twice."""
+        and never counted twice.
+
+        Raises:
+            ValueError: called more times than items were taken.
+        """
         self._check()
         c = self._consumer()
         with c.lock:
@@ -641,10 +803,15 @@ class JoinableQueue(Queue):
         """Block until every item put has been marked done.  Returns False if
         ``timeout`` passed first."""
         deadline = deadline_after(True, timeout)
+        b = self._backend
+        # How long this join may wait from its state call: the event wait (a
+        # slice at most) after a reply awaited at most a slice plus grace;
+        # twice that, for a caller paused in between.
+        wait_ms = int(2000 * (2 * b.slice + b.grace))
         while True:
             if self._cons is not None:
                 self._cons.flush(deadline)
-            st = self._state()
+            st = self._state(wait_ms)
             if int(st[1]) <= 0:
                 return True
             left = remaining(deadline)
@@ -654,6 +821,7 @@ class JoinableQueue(Queue):
 
     @property
     def unfinished_tasks(self) -> int:
+        """Items put and not yet marked done (a snapshot)."""
         return int(self._state()[1])
 
 
