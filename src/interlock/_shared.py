@@ -97,7 +97,12 @@ class SharedObject:
         self._seg = seg
         self.name = seg.name
         # Release this process's slot when the object is garbage collected.
+        # Not at exit: _segment's exit hook releases every segment, after
+        # multiprocessing has terminated and joined its daemon children (a
+        # weakref.finalize's own atexit hook runs before that, and left the
+        # segment to daemon workers about to be SIGTERMed).
         self._finalizer = weakref.finalize(self, seg.release)
+        self._finalizer.atexit = False
         return seg
 
     #: The object's name (pass it as ``name=`` to attach from anywhere).
