@@ -146,7 +146,7 @@ def test_fork_child_uses_inherited_objects_after_the_parent_detached():
     out = scenario("""
         q = interlock.Queue(name=N + "-q")
         lock = interlock.Lock(name=N + "-l")
-        v = interlock.Value("i", 41, name=N + "-v", lock=False)
+        v = interlock.Value("i", 41, name=N + "-v")  # with its lock (lock=False is a raw ctypes object now)
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:
