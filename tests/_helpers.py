@@ -32,6 +32,18 @@ TAG = os.environ.setdefault("INTERLOCK_TEST_TAG", f"t{os.getpid()}")
 _counter = itertools.count()
 
 
+def skip_or_fail(reason: str) -> None:
+    """A test that cannot run here for want of a tool: skipped on a
+    developer's machine, *failed* under ``CI=true``, where ``.ci/run``
+    installs every tool the suite needs (a missing one there is a broken CI,
+    not a reason to test less)."""
+    import pytest  # lazily: children import this module without pytest
+
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(f"CI=true and {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
 def uname(what: str = "obj") -> str:
     """A fresh object name, unique in this test run."""
     return f"{TAG}-{what}-{os.getpid()}-{next(_counter)}"

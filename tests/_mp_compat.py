@@ -8,8 +8,7 @@ issue 10 promises, as one object that tests and example programs import.
 unchanged after ``import multiprocessing as mp`` becomes
 ``from _mp_compat import mp``.
 
-A name interlock does not provide yet (``RawValue``, ``RawArray`` at the time
-of writing) is answered with a factory that raises :class:`NotInInterlock`:
+A name interlock does not provide (yet) is answered with a factory that raises :class:`NotInInterlock`:
 it is *never* silently answered by ``multiprocessing``, which would make a
 test pass without testing interlock.  When interlock grows the name, ``mp``
 picks it up by itself (and the strict xfails that pinned the gap turn into

@@ -49,12 +49,6 @@ DIFFERENCES: dict[str, Entry] = {
         "private", "reads Condition._sleeping_count/_woken_count/_wait_semaphore"),
     "_TestEvent.test_repr": (
         "gap", "repr: '<interlock.Event name=... unset>', not '<Event at 0x... unset>'"),
-    "_TestValue.test_getobj_getlock": (
-        "gap", "Value(..., lock=None) raises TypeError (multiprocessing: None means a new lock)"),
-    "_TestValue.test_rawvalue": ("gap", "no RawValue"),
-    "_TestArray.test_getobj_getlock_obj": (
-        "gap", "Array(..., lock=None) raises TypeError (multiprocessing: None means a new lock)"),
-    "_TestArray.test_rawarray": ("gap", "no RawArray"),
     # ---------------------------------------------------------- test.lock_tests
     "lock_tests.LockTests.test_different_thread": (
         "gap", "Lock.release() by a thread that does not own it raises RuntimeError "
@@ -102,10 +96,6 @@ DIFFERENCES: dict[str, Entry] = {
         "mpfails", "expects threading's repr '<threading.BoundedSemaphore at ...: value=3/3>'"),
     "lock_tests.BarrierTests.test_repr": (
         "mpfails", "expects threading's repr '<threading.Barrier at ...: waiters=0/3>'"),
-    # ------------------------------------------- tests/test_mp_docs_examples.py
-    "example:joinable_queue": (
-        "gap", "daemon workers still attached when multiprocessing terminates them at exit "
-        "(SIGTERM) leave the queues' segments in /dev/shm; multiprocessing's leave nothing"),
 }
 
 #: Tests interlock passes and multiprocessing's own classes fail (their

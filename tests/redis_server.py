@@ -13,7 +13,7 @@ For the contract suite (tests/conftest.py), register the Redis backend with
     BACKENDS["redis"] = redis_backend   # () -> namespace with Queue, Lock, ...
 
 ``redis_backend()`` starts one server per test session (lazily, stopped at
-exit) and calls ``pytest.skip`` when redis-server or redis-py is missing.
+exit) and skips (fails under CI=true) when redis-server or redis-py is missing.
 
 ``LocalCluster`` starts a Redis Cluster of three primaries on loopback
 (``redis-cli --cluster create``); ``LocalSentinel`` a primary, one replica
@@ -221,10 +221,10 @@ _session: RedisServer | None = None
 def session_server() -> RedisServer:
     """One server for the whole test session (started on first use)."""
     global _session
-    import pytest
+    from _helpers import skip_or_fail
     reason = skip_reason()
     if reason:
-        pytest.skip(reason)
+        skip_or_fail(reason)
     if _session is None or _session.proc is None or _session.proc.poll() is not None:
         _session = RedisServer()
     return _session

@@ -235,6 +235,14 @@ if _crash.ENABLED:
                 assert len(recorded) == N_ITEMS
             st = sem.statistics()
             assert st.value == 2 and not st.holders, st  # nothing lost, nothing held by the dead
+            if role == "rwlock":
+                # the RWLock itself: no reader, writer or reader slot left to the dead
+                rst = rw.statistics()
+                assert (rst.readers, rst.reader_pids, rst.writer_pid, rst.writer_tid,
+                        rst.writers_waiting) == (0, (), 0, 0, 0), rst
+                if died:
+                    with rw.read(timeout=2), rw.read(timeout=2):
+                        assert rw.statistics().readers == 2  # both read slots free
         else:
             got = [i for _, i in rest]
             assert got == list(range(len(got))) and len(got) >= len(recorded)

@@ -178,7 +178,7 @@ def test_lockdep_off_has_no_tracking() -> None:
     assert a._tracked is False
     with a:
         pass
-    assert interlock._hierarchy.held() == []
+    assert interlock.deadlock._order.held() == []
 
 
 # ------------------------------------------ lockdep: classes, domains, scope
@@ -495,7 +495,7 @@ def test_aa_raises_at_once() -> None:
 
 
 def test_graph_lists_waits_and_dot(fast_detection: Any) -> None:
-    from interlock import _waitfor
+    from interlock.deadlock import _waitfor
 
     name = f"dl-graph-{os.getpid()}"
     lk = interlock.Lock(name=name)

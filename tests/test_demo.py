@@ -1,5 +1,4 @@
-"""The primes demo (``python -m interlock demo primes``) and examples/primes.py,
-run as a user runs them: in a subprocess, checking what they print against a
+"""The primes demo (``python -m interlock demo primes``), run as a user runs it: in a subprocess, checking what they print against a
 sieve written here, and that they leave nothing in /dev/shm."""
 from __future__ import annotations
 
@@ -14,7 +13,6 @@ import pytest
 from interlock.demos.primes import split
 
 ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE = ROOT / "examples" / "primes.py"
 LINE = re.compile(r"^(\d+) primes?: ([\d ]+)$")
 
 
@@ -135,15 +133,6 @@ def test_demo_stops_cleanly_when_its_reader_goes_away() -> None:
     assert "Traceback" not in err
     name = f"primes-{proc.pid}"
     assert not {e for e in shm_entries() - before if name in e}
-
-
-def test_example_script() -> None:
-    res, left = run([sys.executable, str(EXAMPLE), "20000"])
-    assert res.returncode == 0, res.stderr
-    assert res.stdout.startswith("queue anon-")
-    check_batches(printed_batches(res.stdout), 10, 2, 20000)
-    assert left == set()
-    assert res.stderr == ""
 
 
 @pytest.mark.parametrize("start,stop,parts", [(2, 100_000, 2), (0, 3, 5), (7, 8, 1), (10, 1000, 7)])

@@ -132,7 +132,8 @@ PLANTED = ["fifo", "symlink-to-fifo", "symlink-to-file", "directory", "group-rea
 _EVERYTHING = r"""
 import contextlib, io, json
 import interlock
-from interlock import _segment, _waitfor, cli
+from interlock import _segment, cli
+from interlock.deadlock import _waitfor
 name = sys.argv[2]
 out = {}
 def attempt(label, fn):
@@ -274,7 +275,7 @@ def test_internal_acquires_leave_the_warning_filters_alone(
     q2.unlink()                                  # meta lock
     q2.detach()
     q.detach()                                   # last detach: meta lock
-    from interlock import _waitfor
+    from interlock.deadlock import _waitfor
     _waitfor.waits()                             # a shared table's lock
     assert touched == []
 

@@ -618,7 +618,7 @@ def test_one_long_wait_is_one_contention():
     phase: one waiter of 1.5 s showed `contentions 6` in `interlock inspect`."""
     import interlock
 
-    old = interlock._waitfor.deadlock_timeout()
+    old = interlock.deadlock.deadlock_timeout()
     interlock.set_deadlock_timeout(0.05)
     lock = interlock.Lock()
     try:

@@ -4,7 +4,7 @@ Each case generates the verifier (spin -a), compiles it (gcc) and runs it,
 then asserts spin's own verdict ("errors: 0") and that it really searched
 ("states stored").  What each model checks and how its steps map to the C:
 models/README.md and docs/design/verification.md.  Skipped when spin or gcc
-is missing (.ci/run installs spin).  Bigger configurations: -m stress.
+is missing (.ci/run installs spin); fails instead under CI=true.  Bigger configurations: -m stress.
 """
 import re
 import shutil
@@ -12,13 +12,15 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from _helpers import skip_or_fail
 
 MODELS = Path(__file__).resolve().parent.parent / "models"
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("spin") is None or shutil.which("gcc") is None,
-    reason="spin (apt-get install spin) and gcc are needed for the model checks",
-)
+
+@pytest.fixture(autouse=True)
+def _need_spin_and_gcc():
+    if shutil.which("spin") is None or shutil.which("gcc") is None:
+        skip_or_fail("spin (apt-get install spin) and gcc are needed for the model checks")
 
 
 def verify(tmp_path, model, defines=(), cflags=("-DSAFETY",), panflags=(), timeout=300):

@@ -436,7 +436,7 @@ def test_owned_lock_whose_owner_is_gone_is_shown(name: str) -> None:
 def test_interlock_tables_are_internal() -> None:
     import struct
 
-    from interlock._table import SharedTable
+    from interlock.deadlock._table import SharedTable
 
     tbl = SharedTable(f"@t-reg-{os.getpid()}", struct.Struct("<Q"), 16)
     try:
@@ -452,6 +452,7 @@ def test_interlock_tables_are_internal() -> None:
 
 def test_value_and_array_show_their_data(name: str) -> None:
     v = interlock.Value("i", 42, name=name + "-v")
+    # lock=False: a raw ctypes object (multiprocessing's), no .name / .detach()
     f = interlock.Value("d", 2.5, lock=False, name=name + "-f")
     a = interlock.Array("i", range(20), name=name + "-a")
     s = interlock.Array("c", b"hello", name=name + "-s")
@@ -460,7 +461,7 @@ def test_value_and_array_show_their_data(name: str) -> None:
             info = _registry.inspect(v.name)
         assert info.summary == "value 42" and info.details["value"] == 42
         assert info.details["lock_kind"] == "RLock"
-        info = _registry.inspect(f.name)
+        info = _registry.inspect(name + "-f")
         assert info.summary == "value 2.5" and info.details["lock"] == ""
         info = _registry.inspect(a.name)
         assert info.summary == "[0, 1, 2, 3, 4, 5, 6, 7, ...] (20 x 'i')"
@@ -469,5 +470,6 @@ def test_value_and_array_show_their_data(name: str) -> None:
         v.value = 43
         assert _registry.inspect(v.name).summary == "value 43"  # live, not a copy at creation
     finally:
-        for o in (v, f, a, s):
+        for o in (v, a, s):
             o.detach()
+        del f  # the raw object's slot goes with it

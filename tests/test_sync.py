@@ -22,6 +22,7 @@ import warnings
 import pytest
 
 import interlock
+from _helpers import wait_until
 from interlock import _segment
 from interlock import (
     Barrier,
@@ -197,8 +198,9 @@ class TestSemaphore:
         got = []
         t = threading.Thread(target=lambda: got.append(s.acquire(timeout=5)))
         t.start()
-        time.sleep(0.05)
-        assert s.statistics().waiters == 1
+        # the waiter sleeps on the semaphore (observed, not hoped for)
+        assert wait_until(lambda: s.statistics().waiters == 1), s.statistics()
+        assert got == []
         s.release()
         t.join(5)
         assert got == [True]
@@ -497,7 +499,8 @@ class TestEvent:
         got = []
         ts = [threading.Thread(target=lambda: got.append(e.wait(5))) for _ in range(4)]
         [t.start() for t in ts]
-        time.sleep(0.05)
+        # all four sleep on the event before it is set: the test is about waking them
+        assert wait_until(lambda: e.statistics().waiters == 4), e.statistics()
         e.set()
         [t.join() for t in ts]
         assert got == [True] * 4
@@ -645,10 +648,13 @@ class TestCondition:
         with c:
             assert c.wait(0.05) is False
             assert c.wait_for(lambda: 0, timeout=0.05) == 0
+            # a true predicate returns its value without waiting, as threading's
+            t0 = time.monotonic()
+            assert c.wait_for(lambda: 7, timeout=5) == 7
+            assert time.monotonic() - t0 < 1
             c.notify()  # nobody waits: no effect
             with c:  # an RLock by default
                 pass
-        assert c.wait_for.__doc__ is None or True
 
     def test_notify_n_wakes_at_most_n(self):
         c = Condition(interlock.Lock())

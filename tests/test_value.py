@@ -159,8 +159,9 @@ class TestArray:
         with pytest.raises(IndexError):
             a[4]
         assert Array("d", 3)[:] == [0.0, 0.0, 0.0]
+        assert len(Array("i", 0)) == 0  # as multiprocessing: an empty array is an array
         with pytest.raises(ValueError):
-            Array("i", 0)
+            Array("i", -1)
 
     def test_char_array(self):
         a = Array("c", b"hello")

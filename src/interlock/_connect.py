@@ -14,7 +14,6 @@ process reconnect through the same cache there.
 """
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 __all__ = ["LocalBackend", "connect"]
@@ -25,8 +24,6 @@ _LOCAL = ("local", "local://", "shm", "shm://")
 
 _OPTIONS = ("lease", "connect_timeout", "prefix", "check", "grace", "durable")
 
-_cache: dict[tuple[Any, ...], Any] = {}
-_cache_lock = threading.Lock()
 
 
 class LocalBackend:
@@ -81,25 +78,11 @@ def connect(url: str | None = None, **options: Any) -> Any:
     if not isinstance(check, bool):
         raise TypeError(f"check must be True or False, not {check!r}")
     try:
-        key = (url, tuple(sorted(options.items())))
-        hash(key)
+        hash(tuple(sorted(options.items())))
     except TypeError:
         raise TypeError(f"options must be numbers and strings, got {options!r}") from None
-    with _cache_lock:
-        backend = _cache.get(key)
-        if backend is None:
-            backend = RedisBackend(url, check=False, **options)
-            _cache[key] = backend
+    backend = RedisBackend.cached(url, options)
     if check:
         backend.ping()
     return backend
 
-
-def _rebuild(url: str, options: dict[str, Any], cls: str, name: str, *extra: Any) -> Any:
-    """Unpickle a Redis object in another process: same server, same name."""
-    backend = connect(url, check=False, **options)
-    if cls == "Lock" or cls == "RLock":
-        return getattr(backend, cls)(name=name, create=False, on_owner_death=extra[0])
-    if cls in ("Semaphore", "BoundedSemaphore"):
-        return getattr(backend, cls)(name=name, create=False)
-    return getattr(backend, cls)(name=name, create=False)

@@ -32,11 +32,13 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
-from . import _core, _hierarchy, _segment
-from ._errors import OwnerDiedError, OwnerDiedWarning, warn_at_user
+from . import _core, _segment
+from .deadlock import _order
+from ._warn import warn_at_user
+from .errors import OwnerDiedError, OwnerDiedWarning
 from ._shared import SharedObject
-from ._hierarchy import TrackedLockMixin
-from .aio import AsyncLockMixin
+from .deadlock._tracked import TrackedLockMixin
+from ._awaitable import AsyncLockMixin
 
 _MODES = ("warn", "raise", "ignore")
 
@@ -92,6 +94,19 @@ class Lock(_core.Mutex, SharedObject, TrackedLockMixin, AsyncLockMixin):
     one against that order raises :class:`LockOrderError` at once. The
     level is stored with the lock: every process that attaches it by name
     sees the same one.
+
+    Raises:
+        ValueError: a bad ``on_owner_death``, a level out of range, or an
+            existing lock of that name has another level.
+        TypeError: ``level`` not an int.
+        FileExistsError: ``create=True`` and the name exists.
+        FileNotFoundError: ``create=False`` and no such lock.
+
+    When a process dies: if the owner (process or thread) dies holding the
+    lock, the next ``acquire()`` takes it over within about 50 ms and is
+    told by ``on_owner_death``: ``"warn"`` (default) issues
+    :class:`OwnerDiedWarning`, ``"raise"`` raises :class:`OwnerDiedError`
+    with the lock held, ``"ignore"`` says nothing.
     """
 
     _kind = _segment.KIND_LOCK
@@ -126,11 +141,11 @@ class Lock(_core.Mutex, SharedObject, TrackedLockMixin, AsyncLockMixin):
         self.level: int | None = None if have == 0 else have - 2**31
         _core.Mutex.__init__(self, seg.mm, seg.object_offset, recursive=self._recursive)
         self._tracked = self.level is not None
-        # lockdep's class (_hierarchy): the name, or where an anonymous lock
+        # lockdep's class (deadlock._order): the name, or where an anonymous lock
         # was made (kept when pickled to another process: SharedObject).
-        self._lock_class = (_hierarchy.creation_class(type(self).__name__) if seg.anonymous
+        self._lock_class = (_order.creation_class(type(self).__name__) if seg.anonymous
                             else seg.name)
-        # What this lock is (_hierarchy.lock_key): a shared-memory lock "db"
+        # What this lock is (_order.lock_key): a shared-memory lock "db"
         # is not a Redis lock "db".
         self._lock_key = ("shm", seg.name)
         self._token = next(_tokens)
@@ -174,6 +189,8 @@ class Lock(_core.Mutex, SharedObject, TrackedLockMixin, AsyncLockMixin):
         return (s["owner_pid"], s["owner_tid"]) if s["owner_tid"] else None
 
     def statistics(self) -> LockStatistics:
+        """A snapshot: holder, depth, waiters, acquisitions, contentions,
+        owner deaths (see :class:`LockStatistics`)."""
         s = self._stats()
         return LockStatistics(self.name, bool(s["owner_tid"]), s["owner_pid"], s["owner_tid"],
                               s["depth"], s["waiters"], s["acquisitions"], s["contentions"],

@@ -16,12 +16,14 @@ then raises :class:`QueueClosed`; ``for item in q`` stops there.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Generic, Iterable, Iterator, TypeVar
 
 from . import _core, _segment
-from ._errors import QueueClosed
+from .errors import QueueClosed
 from ._shared import SharedObject
-from .aio import AsyncQueueMixin
+from ._awaitable import AsyncQueueMixin
+
+T = TypeVar("T")
 
 DEFAULT_CAPACITY = 4 << 20  # bytes
 MIN_CAPACITY = 64
@@ -61,7 +63,7 @@ def _check_int(value: object, what: str) -> int:
     return value
 
 
-class Queue(_core.Ring, SharedObject, AsyncQueueMixin):
+class Queue(_core.Ring, SharedObject, AsyncQueueMixin, Generic[T]):
     """A process-shared FIFO queue in shared memory.
 
     ``Queue(maxsize=0, *, name=None, capacity=4 MiB, create=None)``
@@ -75,12 +77,33 @@ class Queue(_core.Ring, SharedObject, AsyncQueueMixin):
       shared by passing the object (pickling sends the name).
     - ``create``: ``None`` create or attach, ``True`` must create,
       ``False`` must attach.
+
+    Raises:
+        ValueError: ``capacity`` out of range (64 bytes .. 1 GiB), ``maxsize``
+            above 2**31 - 1, or an existing queue of that name has another
+            ``maxsize``/``capacity``.
+        TypeError: ``maxsize``/``capacity`` not an int.
+        FileExistsError: ``create=True`` and the name exists.
+        FileNotFoundError: ``create=False`` and no such queue.
+        SegmentError: the file of that name is not an interlock queue of this
+            version.
+
+    When a process dies: the ring is never left half-written (an item is
+    published by one atomic store once written); a producer or consumer
+    killed holding its side's lock is taken over within about 50 ms; the
+    segment is removed when the last living user detaches (a ``SIGKILL``-ed
+    process does not keep it alive).
+
+    Generic in its items for type checkers (``Queue[int]``; at run time
+    ``Queue[int]`` is an alias of ``Queue``: put/get stay the C methods).
+    ``with Queue() as q:`` detaches this process's handle on exit (the
+    queue lives on while other processes use it); it does not close it.
     """
 
     _kind = _segment.KIND_QUEUE
 
     def __init__(
-        self,
+        self: Queue[Any],
         maxsize: int = 0,
         *,
         name: str | None = None,
@@ -114,6 +137,24 @@ class Queue(_core.Ring, SharedObject, AsyncQueueMixin):
                 )
         _core.Ring.__init__(self, seg.mm, seg.object_offset)
 
+    if TYPE_CHECKING:  # the C methods, typed by the items: no Python layer at run time
+        def put(self, obj: T, block: bool = True, timeout: float | None = None) -> None: ...
+        def put_nowait(self, obj: T) -> None: ...
+        def put_many(self, items: Iterable[T], block: bool = True,
+                     timeout: float | None = None) -> None: ...
+        def get(self, block: bool = True, timeout: float | None = None) -> T: ...
+        def get_nowait(self) -> T: ...
+        def get_many(self, max_items: int | None = 1024, block: bool = True,
+                     timeout: float | None = None) -> list[T]: ...
+
+    def __enter__(self) -> Queue[T]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Detach this process's handle (not ``close()``: other processes may
+        still put and get)."""
+        self.detach()
+
     def _note_role(self, role: int) -> None:
         # Called once per object by the C core, on the first put / get.
         self._seg.note_role(role)
@@ -125,6 +166,7 @@ class Queue(_core.Ring, SharedObject, AsyncQueueMixin):
 
     @property
     def closed(self) -> bool:
+        """True once ``close()`` was called, by any process."""
         return bool(self._closed)
 
     def join_thread(self) -> None:
@@ -135,13 +177,15 @@ class Queue(_core.Ring, SharedObject, AsyncQueueMixin):
 
     @property
     def maxsize(self) -> int:
+        """The bound on the number of items (0: none)."""
         return int(self._seg.params()[0])
 
     @property
     def capacity(self) -> int:
+        """The bound on the bytes held, headers included."""
         return int(self._seg.params()[1])
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[T]:
         """Yield items until the queue is closed and drained."""
         while True:
             try:
@@ -150,6 +194,8 @@ class Queue(_core.Ring, SharedObject, AsyncQueueMixin):
                 return
 
     def statistics(self) -> QueueStatistics:
+        """A snapshot of the queue: depth, bytes, waiters, lock holders,
+        attached processes, owner deaths (see :class:`QueueStatistics`)."""
         s = self._stats()
         return QueueStatistics(
             name=self.name,
@@ -175,7 +221,7 @@ class Queue(_core.Ring, SharedObject, AsyncQueueMixin):
             return f"name={self.name!r} detached"
 
 
-class JoinableQueue(Queue):
+class JoinableQueue(Queue[T]):
     """A :class:`Queue` with ``task_done()`` and ``join()``.
 
     The count of unfinished tasks is derived from the queue's own put count
@@ -184,22 +230,31 @@ class JoinableQueue(Queue):
     """
 
     def task_done(self) -> None:
-        """Mark one item taken by ``get()`` as processed."""
+        """Mark one item taken by ``get()`` as processed.
+
+        Raises:
+            ValueError: called more times than items were put.
+        """
         self._task_done()
 
     def join(self, timeout: float | None = None) -> bool:
         """Block until every item put has been marked done.  Returns False if
-        ``timeout`` passed first (``multiprocessing``'s join has no timeout)."""
+        ``timeout`` passed first (``multiprocessing``'s join has no timeout).
+
+        When a process dies: an item a dead consumer took but never marked
+        done stays unfinished: ``join()`` waits for it (give a timeout when
+        consumers may die)."""
         return bool(self._join(timeout))
 
     @property
     def unfinished_tasks(self) -> int:
+        """Items put and not yet marked done (a snapshot)."""
         return int(self._unfinished_tasks)
 
 
-class SimpleQueue(Queue):
+class SimpleQueue(Queue[T]):
     """``multiprocessing.SimpleQueue``: an unbounded :class:`Queue`."""
 
-    def __init__(self, *, name: str | None = None, capacity: int | None = None,
-                 create: bool | None = None) -> None:
+    def __init__(self: SimpleQueue[Any], *, name: str | None = None,
+                 capacity: int | None = None, create: bool | None = None) -> None:
         super().__init__(0, name=name, capacity=capacity, create=create)

@@ -62,6 +62,7 @@ from typing import Any
 
 from . import _core, _segment
 from ._segment import Header
+from .errors import ForeignEntry, NoSuchObject
 
 Describer = Callable[[mmap.mmap, Header], "dict[str, Any]"]
 
@@ -69,14 +70,6 @@ Describer = Callable[[mmap.mmap, Header], "dict[str, Any]"]
 DESCRIBERS: dict[int, Describer] = {}
 
 COUNT_MOD = 1 << 32  # counters kept in 32 bits wrap here
-
-
-class NoSuchObject(LookupError):
-    """``inspect()`` of a name that has no segment."""
-
-    def __init__(self, name: str) -> None:
-        super().__init__(f"no interlock object named {name!r} (see `interlock ls`)")
-        self.name = name
 
 
 # ------------------------------------------------------------------ records
@@ -191,7 +184,7 @@ def _open_mapping(path: str) -> tuple[mmap.mmap, os.stat_result]:
         # never blocks, never follows a link, only files of ours (the rule's
         # one owner: _segment.open_entry)
         fd, st = _segment.open_entry(path)
-    except _segment.ForeignEntry as e:
+    except ForeignEntry as e:
         raise _Unreadable(e.what) from None
     try:
         if st.st_size < _segment.OFF_SLOTS:
@@ -238,7 +231,7 @@ def _users(mm: mmap.mmap, hdr: Header, alive: _Liveness) -> tuple[UserInfo, ...]
     return tuple(
         UserInfo(pid, refs, alive(pid, start), roles)
         for pid, refs, roles, start in struct.iter_unpack("<IHHQ", table)
-        if pid
+        if pid and not pid & _segment.TICKET_BIT  # (an in-flight ticket is no process)
     )
 
 
@@ -379,7 +372,7 @@ def _mutex_holder(mm: mmap.mmap, off: int, s: Mapping[str, Any]) -> HolderInfo |
 
 
 def _site_of(mm: mmap.mmap, off: int, tid: int) -> str | None:
-    """The holder's acquisition site, if tracked (_hierarchy._publish_site):
+    """The holder's acquisition site, if tracked (deadlock._order._publish_site):
     only in the segment header of a Lock/RLock, and only if it names tid."""
     if Header.parse(mm).kind not in (_segment.KIND_LOCK, _segment.KIND_RLOCK):
         return None  # (a queue's side locks, say: no site recorded)
@@ -456,7 +449,7 @@ def describe_queue(mm: mmap.mmap, hdr: Header) -> dict[str, Any]:
     # (up to the high-water mark: the table's pages above it are holes)
     table = mm[_segment.OFF_SLOTS:_segment.OFF_SLOTS + hdr.table_bytes]
     live_roles = [roles for pid, _refs, roles, start in struct.iter_unpack("<IHHQ", table)
-                  if pid and _core.task_alive(pid, start)]
+                  if pid and not pid & _segment.TICKET_BIT and _core.task_alive(pid, start)]
     producers = sum(1 for r in live_roles if r & _segment.ROLE_PRODUCER)
     consumers = sum(1 for r in live_roles if r & _segment.ROLE_CONSUMER)
     summary = f"depth {depth}/{maxsize or '∞'}, {_fmt_bytes(int(s['bytes_used']))}"

@@ -29,11 +29,13 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
-from . import _core, _hierarchy, _segment, lockdep
-from ._errors import OwnerDiedError, OwnerDiedWarning, warn_at_user
+from . import _core, _segment
+from .deadlock import _order, lockdep
+from ._warn import warn_at_user
+from .errors import BrokenBarrierError, OwnerDiedError, OwnerDiedWarning
 from ._lock import Lock, RLock
 from ._shared import SharedObject
-from .aio import AsyncEventMixin
+from ._awaitable import AsyncEventMixin
 
 __all__ = [
     "Semaphore",
@@ -50,7 +52,6 @@ __all__ = [
     "ConditionStatistics",
 ]
 
-BrokenBarrierError = threading.BrokenBarrierError
 _MODES = ("warn", "raise", "ignore")
 _SLICE = _core.SYNC_SLICE_NS / 1e9
 T = TypeVar("T")
@@ -102,6 +103,16 @@ class Semaphore(_core.Semaphore, _Robust, SharedObject):
 
     ``acquire(block=True, timeout=None)``, ``release(n=1)``, ``get_value()``,
     ``with``. Attaching by name ignores ``value``.
+
+    Raises:
+        ValueError: a negative or too large ``value``, a bad ``on_owner_death``.
+        TypeError: ``value`` not an int.
+        FileExistsError, FileNotFoundError: as ``create=`` asks.
+
+    When a process dies: the units it held are recovered by a waiter within
+    a slice (0.1 s), and the next taker is told by ``on_owner_death``
+    (:class:`OwnerDiedWarning` by default). Units given by a process that
+    held none (a signal) are not recovered from whoever later takes them.
     """
 
     _kind = _segment.KIND_SEMAPHORE
@@ -132,6 +143,8 @@ class Semaphore(_core.Semaphore, _Robust, SharedObject):
         return {"on_owner_death": self._on_death}
 
     def statistics(self) -> SemaphoreStatistics:
+        """A snapshot: value, holders, waiters, counters (see
+        :class:`SemaphoreStatistics`)."""
         s = self._stats()
         return SemaphoreStatistics(
             self.name, s["value"], s["maxvalue"] if self._bounded else None,
@@ -186,11 +199,11 @@ class _Hold:
 
     def __enter__(self) -> None:
         # With lockdep on, read()/write() holds take part in the lock-order
-        # validation; read-read orders are not reported (_hierarchy, lockdep).
+        # validation; read-read orders are not reported (deadlock._order, lockdep).
         read = self._what == "read"
         if lockdep.enabled():
-            site = _hierarchy.site()
-            self._again = _hierarchy.before_acquire(self._lock, True, site, read=read)
+            site = _order.site()
+            self._again = _order.before_acquire(self._lock, True, site, read=read)
             self._tracked = True
         try:
             ok = self._acquire(True, self._timeout)
@@ -200,12 +213,12 @@ class _Hold:
         if not ok:
             raise TimeoutError(f"could not take the {self._what} lock in {self._timeout} s")
         if self._tracked:
-            _hierarchy.after_acquire(self._lock, site, self._again, read=read)
+            _order.after_acquire(self._lock, site, self._again, read=read)
 
     def __exit__(self, *exc: object) -> None:
         self._release()
         if self._tracked:
-            _hierarchy.after_release(self._lock)
+            _order.after_release(self._lock)
 
 
 class RWLock(_core.RWLock, _Robust, SharedObject):
@@ -220,6 +233,10 @@ class RWLock(_core.RWLock, _Robust, SharedObject):
     ``release_read`` / ``acquire_write`` / ``release_write``. Read holds
     belong to the process (any of its threads may release one); the write
     hold belongs to the thread.
+
+    When a process dies: its read holds and its threads' write hold are
+    recovered by a waiter within a slice (0.1 s); the next holder is told by
+    ``on_owner_death`` (:class:`OwnerDiedWarning` by default).
     """
 
     _kind = _segment.KIND_RWLOCK
@@ -239,22 +256,32 @@ class RWLock(_core.RWLock, _Robust, SharedObject):
                                  init)
         _core.RWLock.__init__(self, seg.mm, seg.object_offset)
         # lockdep's class: the name, or where an anonymous RWLock was made
-        self._lock_class = (_hierarchy.creation_class("RWLock") if seg.anonymous
+        self._lock_class = (_order.creation_class("RWLock") if seg.anonymous
                             else seg.name)
-        self._lock_key = ("shm", seg.name)  # what it is (_hierarchy.lock_key)
+        self._lock_key = ("shm", seg.name)  # what it is (_order.lock_key)
 
     def read(self, timeout: float | None = None) -> _Hold:
-        """Context manager: hold for reading."""
+        """Context manager: hold for reading.
+
+        Raises:
+            TimeoutError: (on entry) not taken within ``timeout`` seconds.
+        """
         return _Hold(self, self.acquire_read, self.release_read, timeout, "read")
 
     def write(self, timeout: float | None = None) -> _Hold:
-        """Context manager: hold for writing."""
+        """Context manager: hold for writing.
+
+        Raises:
+            TimeoutError: (on entry) not taken within ``timeout`` seconds.
+        """
         return _Hold(self, self.acquire_write, self.release_write, timeout, "write")
 
     def _pickle_options(self) -> dict[str, Any]:
         return {"on_owner_death": self._on_death}
 
     def statistics(self) -> RWLockStatistics:
+        """A snapshot: readers, writer, waiters, counters (see
+        :class:`RWLockStatistics`)."""
         s = self._stats()
         readers = tuple((pid, count) for pid, tid, count, _st in s["slots"] if count and not tid)
         return RWLockStatistics(self.name, s["readers"], readers, s["writer_pid"],
@@ -302,6 +329,7 @@ class Event(_core.Event, SharedObject, AsyncEventMixin):
         _core.Event.__init__(self, seg.mm, seg.object_offset)
 
     def statistics(self) -> EventStatistics:
+        """A snapshot: the flag, waiters, counters (see :class:`EventStatistics`)."""
         s = self._stats()
         return EventStatistics(self.name, bool(s["flag"]), s["waiters"], s["sets"],
                                s["timeouts"])
@@ -341,6 +369,14 @@ class Barrier(_core.Barrier, SharedObject):
     ``reset()``, ``parties``, ``n_waiting``, ``broken``. A party that dies
     while waiting breaks the barrier within a slice. ``action`` must pickle
     to be passed to another process (as with ``multiprocessing``).
+
+    Raises:
+        TypeError: no ``parties`` (and no ``name`` of an existing barrier).
+        ValueError: ``parties`` outside 1..4096.
+
+    When a process dies: a party that dies while waiting (or while running
+    ``action``) breaks the barrier within a slice (0.1 s): the others get
+    ``BrokenBarrierError``.
     """
 
     _kind = _segment.KIND_BARRIER
@@ -371,6 +407,25 @@ class Barrier(_core.Barrier, SharedObject):
         _core.Barrier.__init__(self, seg.mm, seg.object_offset)
 
     def wait(self, timeout: float | None = None) -> int:
+        """Wait until ``parties`` parties wait; return this party's arrival
+        index (0 .. parties-1). The last to arrive runs ``action`` first.
+
+        Raises:
+            BrokenBarrierError: the barrier is or becomes broken: a timeout
+                (``timeout``, else the barrier's own), ``abort()``, ``reset()``
+                while waiting, ``action`` raised, or a party died.
+        """
+        try:
+            return self._wait_once(timeout)
+        except threading.BrokenBarrierError as e:
+            # Until the C core raises errors.BrokenBarrierError itself (it
+            # takes threading's today), make it ours: both are caught by
+            # ``except threading.BrokenBarrierError``.
+            if isinstance(e, BrokenBarrierError):
+                raise
+            raise BrokenBarrierError(*e.args) from None
+
+    def _wait_once(self, timeout: float | None) -> int:
         if timeout is None:
             timeout = self._timeout
         index, slot = self._arrive()
@@ -390,6 +445,7 @@ class Barrier(_core.Barrier, SharedObject):
         return {"parties": self.parties, "action": self._action, "timeout": self._timeout}
 
     def statistics(self) -> BarrierStatistics:
+        """A snapshot: parties, who waits, broken (see :class:`BarrierStatistics`)."""
         s = self._stats()
         waiting = tuple((pid, tid) for pid, tid, _c, st in s["slots"] if st == 1)
         return BarrierStatistics(self.name, s["parties"], self.n_waiting, bool(s["broken"]),
@@ -427,6 +483,13 @@ class Condition(_core.Condition, SharedObject):
     timeout=None)``, ``notify(n=1)``, ``notify_all()``, and the lock's
     ``acquire``/``release``/``with``. Notifications go to the oldest waiters
     first, and ``notify(n)`` wakes at most ``n`` (dead waiters are skipped).
+
+    Raises:
+        TypeError: ``lock`` is not an interlock Lock or RLock.
+
+    When a process dies: a dead waiter is skipped by ``notify``; a waiter
+    whose lock is held by a dead thread wakes and takes the (robust) lock
+    over, with the lock's :class:`OwnerDiedWarning`.
     """
 
     _kind = _segment.KIND_CONDITION
@@ -467,6 +530,7 @@ class Condition(_core.Condition, SharedObject):
         self.release = lock.release
 
     def __enter__(self) -> bool:
+        """Acquire the underlying lock."""
         return self._lock.__enter__()
 
     def __exit__(self, *exc: object) -> None:
@@ -493,6 +557,12 @@ class Condition(_core.Condition, SharedObject):
         return bool(tid) and not _core.task_alive(tid)
 
     def wait(self, timeout: float | None = None) -> bool:
+        """Release the lock, wait for a notification (at most ``timeout``
+        seconds), take the lock again; return False on timeout.
+
+        Raises:
+            RuntimeError: the calling thread does not hold the lock.
+        """
         lock = self._lock
         if not lock._is_owned():
             raise RuntimeError("cannot wait on un-acquired lock")
@@ -521,6 +591,12 @@ class Condition(_core.Condition, SharedObject):
         return notified
 
     def wait_for(self, predicate: Callable[[], T], timeout: float | None = None) -> T:
+        """``wait()`` until ``predicate()`` is true; return its last result
+        (falsy on timeout).
+
+        Raises:
+            RuntimeError: the calling thread does not hold the lock.
+        """
         endtime = None
         waittime = timeout
         result = predicate()
@@ -537,11 +613,21 @@ class Condition(_core.Condition, SharedObject):
         return result
 
     def notify(self, n: int = 1) -> None:
+        """Wake at most ``n`` waiters, the oldest first.
+
+        Raises:
+            RuntimeError: the calling thread does not hold the lock.
+        """
         if not self._lock._is_owned():
             raise RuntimeError("cannot notify on un-acquired lock")
         self._notify(n)
 
     def notify_all(self) -> None:
+        """Wake every waiter.
+
+        Raises:
+            RuntimeError: the calling thread does not hold the lock.
+        """
         if not self._lock._is_owned():
             raise RuntimeError("cannot notify on un-acquired lock")
         self._notify(1 << 30)
@@ -549,6 +635,7 @@ class Condition(_core.Condition, SharedObject):
     notifyAll = notify_all
 
     def statistics(self) -> ConditionStatistics:
+        """A snapshot: waiters, counters (see :class:`ConditionStatistics`)."""
         s = self._stats()
         waiting = tuple((pid, tid) for pid, tid, _c, st in s["slots"] if st == 1)
         notified = sum(1 for *_x, st in s["slots"] if st == 4)

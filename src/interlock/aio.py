@@ -1,5 +1,10 @@
 """asyncio support: ``await q.get_async()``, ``async for``, ``async with lock``.
 
+The primitives' async methods are declared in ``_awaitable`` (no asyncio
+there) and call the functions below, importing this module on first use:
+the core does not import ``aio``, and a program that never awaits never
+imports asyncio through interlock.
+
 How a coroutine waits without blocking the event loop: the blocking API
 sleeps on futex words in shared memory, and a futex cannot be registered
 with the loop's epoll.  So each process has ONE helper thread, and only
@@ -39,10 +44,14 @@ import os
 import pickle
 import threading
 import time
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Protocol
 
 from . import _core
-from ._errors import Empty, Full, QueueClosed
+from .errors import Empty, Full, QueueClosed
+# The primitives' async methods, documented here (``interlock.aio`` is their
+# public home; ``_awaitable`` holds them so that the primitives need not
+# import this module).
+from ._awaitable import AsyncEventMixin, AsyncLockMixin, AsyncQueueMixin  # noqa: E402,F401
 
 READABLE: int = _core.AIO_READABLE
 WRITABLE: int = _core.AIO_WRITABLE
@@ -308,104 +317,104 @@ def _open_owner_pidfd(tid: int) -> int | None:
         return None
 
 
-class AsyncQueueMixin:
-    """The asyncio face of :class:`interlock.Queue`."""
+class QueueLike(Protocol):
+    """What the async queue operations need of a queue."""
 
-    async def get_async(self, timeout: float | None = None) -> Any:
-        """Remove and return an item, waiting without blocking the loop.
-        Raises ``queue.Empty`` on timeout, ``QueueClosed`` once closed and drained."""
-        deadline = _deadline(timeout)
-        q: Any = self
-        while True:
+    def get_nowait(self) -> Any: ...
+    def put_nowait(self, item: Any) -> None: ...
+
+
+class LockLike(Protocol):
+    """What ``acquire_async`` and ``async with`` need of a lock (``_core.Mutex``)."""
+
+    def acquire(self, block: bool = ..., timeout: float | None = ...) -> bool: ...
+    def release(self) -> None: ...
+    def _stats(self) -> dict[str, Any]: ...
+
+
+class EventLike(Protocol):
+    """What ``wait_async`` needs of an event."""
+
+    def is_set(self) -> bool: ...
+
+
+# The primitives' async methods (``_awaitable``) call these: the primitives
+# do not import this module (nor asyncio) until a coroutine first awaits.
+
+async def get(q: QueueLike, timeout: float | None = None) -> Any:
+    """Remove and return an item of ``q``, waiting without blocking the loop.
+    Raises ``queue.Empty`` on timeout, ``QueueClosed`` once closed and drained."""
+    deadline = _deadline(timeout)
+    while True:
+        try:
+            return q.get_nowait()
+        except Empty:
+            pass
+        if not await _wait(q, READABLE, 0, deadline):
+            return q.get_nowait()  # one last try: raises Empty
+
+
+async def put(q: QueueLike, item: Any, timeout: float | None = None) -> None:
+    """Put an item in ``q``, waiting for room without blocking the loop.
+    Raises ``queue.Full`` on timeout, ``QueueClosed`` if closed."""
+    deadline = _deadline(timeout)
+    need = -1
+    while True:
+        try:
+            return q.put_nowait(item)
+        except Full:
+            pass
+        if need < 0:
+            need = _nbytes(item)
+        if not await _wait(q, WRITABLE, need, deadline):
+            return q.put_nowait(item)  # raises Full
+
+
+async def items(q: QueueLike) -> AsyncIterator[Any]:
+    """``async for``: the items of ``q`` until it is closed and drained."""
+    while True:
+        try:
+            yield await get(q)
+        except QueueClosed:
+            return
+
+
+async def acquire(lk: LockLike, timeout: float | None = None) -> bool:
+    """Take ``lk`` without blocking the loop (see ``Lock.acquire_async``)."""
+    deadline = _deadline(timeout)
+    while True:
+        if lk.acquire(False):  # takes over from a dead owner too
+            return True
+        tid = lk._stats()["owner_tid"]
+        pidfd: int | None = None
+        if tid:
             try:
-                return q.get_nowait()
-            except Empty:
-                pass
-            if not await _wait(self, READABLE, 0, deadline):
-                return q.get_nowait()  # one last try: raises Empty
-
-    async def put_async(self, item: Any, timeout: float | None = None) -> None:
-        """Put an item, waiting for room without blocking the loop.
-        Raises ``queue.Full`` on timeout, ``QueueClosed`` if closed."""
-        deadline = _deadline(timeout)
-        q: Any = self
-        need = -1
-        while True:
-            try:
-                return q.put_nowait(item)  # type: ignore[no-any-return]
-            except Full:
-                pass
-            if need < 0:
-                need = _nbytes(item)
-            if not await _wait(self, WRITABLE, need, deadline):
-                return q.put_nowait(item)  # type: ignore[no-any-return]  # raises Full
-
-    def __aiter__(self) -> AsyncIterator[Any]:
-        return self._aiter()
-
-    async def _aiter(self) -> AsyncIterator[Any]:
-        while True:
-            try:
-                yield await self.get_async()
-            except QueueClosed:
-                return
-
-
-class AsyncLockMixin:
-    """The asyncio face of :class:`interlock.Lock`: ``async with lock``.
-
-    The lock is owned by the thread that runs the event loop, as with the
-    blocking API; two coroutines of one loop exclude each other because a
-    ``Lock`` is not re-entrant (do not use ``async with`` on an ``RLock``
-    from several coroutines of one loop: they share its owner thread).
-    """
-
-    async def acquire_async(self, timeout: float | None = None) -> bool:
-        deadline = _deadline(timeout)
-        lk: Any = self
-        while True:
-            if lk.acquire(False):  # takes over from a dead owner too
+                pidfd = _open_owner_pidfd(tid)
+            except OSError:  # ESRCH: the owner is gone; acquire(False) takes over
+                continue
+        try:
+            if pidfd is not None and lk.acquire(False):
+                # The owner was alive when the pidfd was opened, or we
+                # got it now: the pidfd names the owner we wait for.
                 return True
-            tid = lk._stats()["owner_tid"]
-            pidfd: int | None = None
-            if tid:
-                try:
-                    pidfd = _open_owner_pidfd(tid)
-                except OSError:  # ESRCH: the owner is gone; acquire(False) takes over
-                    continue
-            try:
-                if pidfd is not None and lk.acquire(False):
-                    # The owner was alive when the pidfd was opened, or we
-                    # got it now: the pidfd names the owner we wait for.
-                    return True
-                # The C side ends the wait if the word names another owner
-                # than `tid`: we then watch the new one.
-                recheck = None if pidfd is not None else _OWNER_RECHECK
-                if not await _wait(self, UNLOCKED, tid, deadline, pidfd, recheck):
-                    return bool(lk.acquire(False))
-            finally:
-                if pidfd is not None:
-                    os.close(pidfd)
-
-    async def __aenter__(self) -> bool:
-        return await self.acquire_async()
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.release()  # type: ignore[attr-defined]
+            # The C side ends the wait if the word names another owner
+            # than `tid`: we then watch the new one.
+            recheck = None if pidfd is not None else _OWNER_RECHECK
+            if not await _wait(lk, UNLOCKED, tid, deadline, pidfd, recheck):
+                return bool(lk.acquire(False))
+        finally:
+            if pidfd is not None:
+                os.close(pidfd)
 
 
-class AsyncEventMixin:
-    """The asyncio face of :class:`interlock.Event`: ``await ev.wait_async()``."""
-
-    async def wait_async(self, timeout: float | None = None) -> bool:
-        """Wait until the event is set, without blocking the loop; returns
-        ``is_set()`` like ``Event.wait`` (False on timeout)."""
-        deadline = _deadline(timeout)
-        ev: Any = self
-        while not ev.is_set():
-            if not await _wait(self, SET, 0, deadline):
-                return bool(ev.is_set())
-        return True
+async def wait_set(ev: EventLike, timeout: float | None = None) -> bool:
+    """Wait until ``ev`` is set without blocking the loop; ``is_set()`` on
+    return, like ``Event.wait`` (False on timeout)."""
+    deadline = _deadline(timeout)
+    while not ev.is_set():
+        if not await _wait(ev, SET, 0, deadline):
+            return bool(ev.is_set())
+    return True
 
 
 def stop_waiters(obj: Any) -> None:

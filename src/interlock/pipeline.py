@@ -81,7 +81,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
-from ._errors import Empty, QueueClosed
+from .errors import Empty, QueueClosed, RemoteTraceback, WorkerDiedError, WorkerDiedWarning
 from ._progress import ProgressBoard, StageProgress
 from ._queue import Queue
 
@@ -96,40 +96,6 @@ _TAIL_POLL = 0.002
 _IDLE = 1.0  # seconds: how often an idle worker checks that its parent lives
 _EXIT_REPORTED = 3  # a worker's exit code after it reported an exception
 _CONTROL_CAPACITY = 1 << 20
-
-
-class RemoteTraceback(Exception):
-    """The traceback of an exception raised in a worker process, as text.
-
-    Set as the ``__cause__`` of the exception re-raised in the caller, so the
-    worker's frames print above the caller's ("The above exception was the
-    direct cause of ...")."""
-
-    def __init__(self, tb: str) -> None:
-        super().__init__(tb)
-        self.tb = tb
-
-    def __str__(self) -> str:
-        return self.tb
-
-
-class WorkerDiedError(RuntimeError):
-    """A worker process ended without reporting (killed by a signal, or
-    ``os._exit``) and the pipeline was made with ``on_worker_death="fail"``.
-
-    ``stage`` (name), ``worker`` (index in its stage), ``pid``, ``exitcode``
-    (negative: the signal number) and ``held`` (sequence keys of the items it
-    held, possibly empty) say what happened."""
-
-    def __init__(self, message: str, stage: str, worker: int, pid: int, exitcode: int,
-                 held: list[Any]) -> None:
-        super().__init__(message)
-        self.stage, self.worker, self.pid, self.exitcode, self.held = (
-            stage, worker, pid, exitcode, held)
-
-
-class WorkerDiedWarning(RuntimeWarning):
-    """A worker died and was restarted (``on_worker_death="restart"|"retry"``)."""
 
 
 class _Empty:
@@ -190,11 +156,11 @@ class _WorkerSpec:
     stage: int
     index: int
     slot: int
-    inq: Queue
-    outq: Queue
-    control: Queue
+    inq: Queue[Any]
+    outq: Queue[Any]
+    control: Queue[Any]
     counters: Any  # RawArray('q'): per slot [done, held first key, held count]
-    hand: Queue | None  # retry mode: a copy of the message being worked on
+    hand: Queue[Any] | None  # retry mode: a copy of the message being worked on
     initial: list[Any] | None  # retry mode: the message a dead worker held
     chunksize: int
     ppid: int
@@ -204,7 +170,7 @@ def _parent_gone(ppid: int) -> bool:
     return os.getppid() != ppid
 
 
-def _put(q: Queue, msg: Any, ppid: int) -> bool:
+def _put(q: Queue[Any], msg: Any, ppid: int) -> bool:
     """Put, waking every _IDLE seconds to check the parent. False: give up."""
     while True:
         try:
@@ -341,9 +307,9 @@ class _Stage:
     name: str
     capacity: int | None
     is_gen: bool
-    inq: Queue | None = None
+    inq: Queue[Any] | None = None
     procs: list[Any] = field(default_factory=list)  # index -> Process
-    hands: list[Queue | None] = field(default_factory=list)
+    hands: list[Queue[Any] | None] = field(default_factory=list)
     slots: list[int] = field(default_factory=list)
     finished: bool = False  # every worker exited after its input closed
 
@@ -374,6 +340,25 @@ class Pipeline:
     Add stages with :meth:`stage`, then iterate, or call :meth:`run`.  A
     pipeline runs once.  Use it as a context manager (or exhaust it) to be
     sure everything stops if you leave the loop early.
+
+    Raises:
+        Exception: (while iterating) the exception a worker raised, re-raised in the caller
+            with the worker's traceback as ``__cause__``
+            (:class:`RemoteTraceback`); everything is stopped first.
+        WorkerDiedError: ``on_worker_death="fail"`` and a worker was killed
+            from outside.
+        KeyboardInterrupt: Ctrl-C: every worker is stopped within about a
+            second, every queue removed.
+        RuntimeError: the pipeline was already run.
+        ValueError: no stage.
+
+    When a process dies: a worker killed from outside is noticed through
+    its process sentinel and handled by ``on_worker_death``: ``"fail"``
+    stops the pipeline (:class:`WorkerDiedError`), ``"restart"`` replaces
+    the worker and drops the items it held (listed in ``lost``,
+    :class:`WorkerDiedWarning`), ``"retry"`` replaces it and gives the new
+    worker those items again. If the *parent* dies, idle workers notice
+    within about a second and exit.
     """
 
     def __init__(
@@ -415,8 +400,8 @@ class Pipeline:
         self._stages: list[_Stage] = []
         self._started = False
         self._done = False
-        self._results_q: Queue | None = None
-        self._control: Queue | None = None
+        self._results_q: Queue[Any] | None = None
+        self._control: Queue[Any] | None = None
         self._feeder: threading.Thread | None = None
         self._stop = threading.Event()
         # The feeder's position, kept here so that a feeder thread can stop
@@ -438,7 +423,7 @@ class Pipeline:
         self._window: int | None = None
         self._window_cond = threading.Condition()
         self._returned = 0
-        self._all_queues: list[Queue] = []
+        self._all_queues: list[Queue[Any]] = []
         #: Source items taken so far (read it to watch backpressure work).
         self.fed = 0
         self._input_done = False  # the feeder has closed the first queue
@@ -459,7 +444,13 @@ class Pipeline:
         in messages (default ``2 * workers``); ``chunksize``: items per
         message (like ``Pool.imap``'s: raise it for cheap functions);
         ``capacity``: bytes of the input queue (default 4 MiB; a message
-        must fit).  Returns the pipeline, to chain calls."""
+        must fit).  Returns the pipeline, to chain calls.
+
+        Raises:
+            RuntimeError: the pipeline has started.
+            TypeError: ``fn`` is not callable.
+            ValueError: ``workers``, ``chunksize`` or ``maxsize`` below 1.
+        """
         if self._started:
             raise RuntimeError("cannot add a stage to a pipeline that has started")
         if not callable(fn):
@@ -489,7 +480,8 @@ class Pipeline:
         return self._run()
 
     def run(self) -> list[Any]:
-        """Run to the end; return every result (a list)."""
+        """Run to the end; return every result (a list). Raises what
+        iterating raises (see the class)."""
         return list(self)
 
     def __enter__(self) -> "Pipeline":

@@ -1,9 +1,11 @@
-"""The same Queue, Lock, Semaphore and Event, on a Redis server, across machines.
+"""The same Queue, Lock, Semaphore and Event, on a Redis server, across machines::
 
     import interlock
     r = interlock.connect("redis://host:6379/0")   # needs: pip install interlock[redis]
     q = r.Queue(maxsize=1000, name="jobs")          # any process, any machine
-    with r.Lock(name="ledger") as lock: ...
+    lock = r.Lock(name="ledger")                    # keep the object: `with ... as`
+    with lock:                                      # binds acquire()'s True
+        token = lock.fencing_token
 
 Semantics are those of the local objects wherever a server allows; the
 differences (at-least-once delivery, leases, fencing tokens) are set out in
@@ -65,25 +67,33 @@ class RedisBackend(Backend):
     kind = "redis"
 
     def Queue(self, maxsize: int = 0, **kw: Any) -> Queue:
+        """A :class:`Queue` on this server (``maxsize``, ``name``, ``create``)."""
         return Queue(self, maxsize, **kw)
 
     def JoinableQueue(self, maxsize: int = 0, **kw: Any) -> JoinableQueue:
+        """A :class:`JoinableQueue` on this server."""
         return JoinableQueue(self, maxsize, **kw)
 
     def SimpleQueue(self, **kw: Any) -> SimpleQueue:
+        """A :class:`SimpleQueue` on this server."""
         return SimpleQueue(self, **kw)
 
     def Lock(self, **kw: Any) -> Lock:
+        """A :class:`Lock` on this server (``name``, ``create``, ``on_owner_death``)."""
         return Lock(self, **kw)
 
     def RLock(self, **kw: Any) -> RLock:
+        """An :class:`RLock` on this server."""
         return RLock(self, **kw)
 
     def Semaphore(self, value: int | None = None, **kw: Any) -> Semaphore:
+        """A :class:`Semaphore` on this server."""
         return Semaphore(self, value, **kw)
 
     def BoundedSemaphore(self, value: int | None = None, **kw: Any) -> _sync.Semaphore:
+        """A :class:`Semaphore` (permits never exceed ``value``)."""
         return BoundedSemaphore(self, value, **kw)
 
     def Event(self, **kw: Any) -> Event:
+        """An :class:`Event` on this server."""
         return Event(self, **kw)

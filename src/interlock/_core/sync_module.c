@@ -501,12 +501,28 @@ static PyObject *Semaphore_stats(SyncObject *self, PyObject *unused)
 
 static PyMethodDef Semaphore_methods[] = {
     {"acquire", (PyCFunction)(void (*)(void))Semaphore_acquire, METH_VARARGS | METH_KEYWORDS,
-     "acquire(block=True, timeout=None)\n--\n\nTake one unit; True if taken."},
+     "acquire($self, block=True, timeout=None)\n--\n\n"
+     "Take one unit; return True if taken, False on timeout (or at once with "
+     "block=False and no unit free).\n\n"
+     "Raises:\n"
+     "    OwnerDiedError: on_owner_death=\"raise\" and the unit taken was recovered "
+     "from a dead process (the unit is held when this is raised).\n"
+     "    ValueError: a timeout with block=False, or a negative or NaN timeout.\n\n"
+     "If a process dies: units are recorded per process; the units of a process that "
+     "died holding them are recovered by a waiter within a slice (0.1 s) and the "
+     "next taker is told (OwnerDiedWarning by default)."},
     {"release", (PyCFunction)(void (*)(void))Semaphore_release, METH_VARARGS | METH_KEYWORDS,
-     "release(n=1)\n--\n\nGive back n units."},
+     "release($self, n=1)\n--\n\n"
+     "Give back n units and wake as many waiters. Any thread of a process may "
+     "release; a process that holds no unit may release too (a signal).\n\n"
+     "Raises:\n"
+     "    ValueError: n < 1, or a BoundedSemaphore released above its initial "
+     "value."},
     {"__enter__", (PyCFunction)Semaphore_enter, METH_NOARGS, NULL},
     {"__exit__", (PyCFunction)Semaphore_exit, METH_VARARGS, NULL},
-    {"get_value", (PyCFunction)Semaphore_get_value, METH_NOARGS, "Units free now (a snapshot)."},
+    {"get_value", (PyCFunction)Semaphore_get_value, METH_NOARGS,
+     "get_value($self, /)\n--\n\nUnits free now (a snapshot; units of dead processes "
+     "count as held until recovered)."},
     {"_stats", (PyCFunction)Semaphore_stats, METH_NOARGS, NULL},
     COMMON_METHODS,
     {NULL}};
@@ -655,12 +671,40 @@ static PyObject *RWLock_stats(SyncObject *self, PyObject *unused)
 
 static PyMethodDef RWLock_methods[] = {
     {"acquire_read", (PyCFunction)(void (*)(void))RWLock_acquire_read, METH_VARARGS | METH_KEYWORDS,
-     "acquire_read(block=True, timeout=None)\n--\n\nTake a read hold; True if taken."},
-    {"release_read", (PyCFunction)RWLock_release_read, METH_NOARGS, "Give back a read hold."},
+     "acquire_read($self, block=True, timeout=None)\n--\n\n"
+     "Take a read hold (shared with other readers); True if taken, False on "
+     "timeout. Waits behind a waiting writer, except in a process that already holds "
+     "a read.\n\n"
+     "Raises:\n"
+     "    OwnerDiedError: on_owner_death=\"raise\" and a hold of a dead process was "
+     "recovered on the way (the read hold is taken).\n"
+     "    RuntimeError: the calling thread holds the write hold (a read would wait "
+     "forever).\n"
+     "    ValueError: a timeout with block=False, or a negative or NaN timeout.\n\n"
+     "If a process dies: the read holds of a dead process, and the write hold of a "
+     "dead thread, are recovered by a waiter within a slice (0.1 s)."},
+    {"release_read", (PyCFunction)RWLock_release_read, METH_NOARGS,
+     "release_read($self, /)\n--\n\n"
+     "Give back a read hold of this process.\n\n"
+     "Raises:\n"
+     "    RuntimeError: this process holds no read hold."},
     {"acquire_write", (PyCFunction)(void (*)(void))RWLock_acquire_write,
      METH_VARARGS | METH_KEYWORDS,
-     "acquire_write(block=True, timeout=None)\n--\n\nTake the write hold; True if taken."},
-    {"release_write", (PyCFunction)RWLock_release_write, METH_NOARGS, "Give back the write hold."},
+     "acquire_write($self, block=True, timeout=None)\n--\n\n"
+     "Take the write hold (exclusive, owned by the calling thread); True if taken, "
+     "False on timeout.\n\n"
+     "Raises:\n"
+     "    OwnerDiedError: on_owner_death=\"raise\" and the hold was recovered from a "
+     "dead process (the write hold is taken).\n"
+     "    RuntimeError: the calling thread already holds the write hold.\n"
+     "    ValueError: a timeout with block=False, or a negative or NaN timeout.\n\n"
+     "If a process dies: as for acquire_read(); whatever a dead writer was updating "
+     "may be half done."},
+    {"release_write", (PyCFunction)RWLock_release_write, METH_NOARGS,
+     "release_write($self, /)\n--\n\n"
+     "Give back the write hold.\n\n"
+     "Raises:\n"
+     "    RuntimeError: the calling thread does not hold the write hold."},
     {"_stats", (PyCFunction)RWLock_stats, METH_NOARGS, NULL},
     COMMON_METHODS,
     {NULL}};
@@ -782,11 +826,20 @@ static PyObject *Event_stats(SyncObject *self, PyObject *unused)
 }
 
 static PyMethodDef Event_methods[] = {
-    {"is_set", (PyCFunction)Event_is_set, METH_NOARGS, "True if the flag is set."},
-    {"set", (PyCFunction)Event_set, METH_NOARGS, "Set the flag and wake every waiter."},
-    {"clear", (PyCFunction)Event_clear, METH_NOARGS, "Reset the flag."},
+    {"is_set", (PyCFunction)Event_is_set, METH_NOARGS,
+     "is_set($self, /)\n--\n\nTrue if the flag is set."},
+    {"set", (PyCFunction)Event_set, METH_NOARGS,
+     "set($self, /)\n--\n\nSet the flag and wake every waiter, in every process."},
+    {"clear", (PyCFunction)Event_clear, METH_NOARGS,
+     "clear($self, /)\n--\n\nReset the flag."},
     {"wait", (PyCFunction)(void (*)(void))Event_wait, METH_VARARGS | METH_KEYWORDS,
-     "wait(timeout=None)\n--\n\nBlock until the flag is set; return the flag."},
+     "wait($self, timeout=None)\n--\n\n"
+     "Block until the flag is set (at most timeout seconds); return the flag: False "
+     "on timeout.\n\n"
+     "Raises:\n"
+     "    ValueError: a negative or NaN timeout.\n\n"
+     "If a process dies: an Event holds nothing, so nobody's death strands it; a "
+     "waiter that dies leaves no trace for the others."},
     {"_stats", (PyCFunction)Event_stats, METH_NOARGS, NULL},
     COMMON_METHODS,
     {NULL}};
@@ -994,9 +1047,13 @@ static PyMethodDef Barrier_methods[] = {
     {"_wait", (PyCFunction)Barrier_wait_slot, METH_VARARGS, NULL},
     {"_leave", (PyCFunction)Barrier_leave, METH_O, NULL},
     {"abort", (PyCFunction)Barrier_abort, METH_NOARGS,
-     "Put the barrier in the broken state: waiters get BrokenBarrierError."},
+     "abort($self, /)\n--\n\n"
+     "Put the barrier in the broken state: current and future waiters get "
+     "BrokenBarrierError until reset()."},
     {"reset", (PyCFunction)Barrier_reset, METH_NOARGS,
-     "Return the barrier to the empty state; waiters get BrokenBarrierError."},
+     "reset($self, /)\n--\n\n"
+     "Return the barrier to the empty state; current waiters get "
+     "BrokenBarrierError."},
     {"_stats", (PyCFunction)Barrier_stats, METH_NOARGS, NULL},
     COMMON_METHODS,
     {NULL}};

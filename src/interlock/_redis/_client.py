@@ -68,56 +68,12 @@ import redis as _redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from ..errors import (AuthenticationFailed, ConnectionLost, KeyConflict, LeaseExpired, RolledBack,
+                      ServerError, StateLost)
 from ._lua import LIBRARY
 
 __all__ = ["AuthenticationFailed", "Backend", "ConnectionLost", "KeyConflict", "LeaseExpired",
            "RolledBack", "ServerError", "StateLost", "redact", "split_url"]
-
-
-class ConnectionLost(ConnectionError):
-    """The Redis server could not be reached, or the connection dropped in the
-    middle of an operation (which may or may not have taken effect)."""
-
-
-class StateLost(ConnectionLost):
-    """The server no longer has this object (it restarted without
-    persistence, or its keys were deleted): its contents are gone, and
-    interlock refuses to carry on as if it were merely empty."""
-
-
-class RolledBack(StateLost):
-    """The server's state went back in time: it handed out a fencing token,
-    or reported a position, lower than one this process had already seen
-    from it (a restart from an older RDB snapshot or a lost AOF tail, a
-    failover to a replica that had not received the latest writes).  Work
-    done against the lost state may be repeated or lost; interlock refuses
-    to carry on as if nothing happened."""
-
-
-class AuthenticationFailed(PermissionError):
-    """The server refused the credentials (wrong or missing password, unknown
-    or disabled user), or the user's ACL forbids a command or a key that
-    interlock needs (``NOPERM``).  Not a :class:`ConnectionLost`: the server
-    was reached, and asking again will be refused again."""
-
-
-class KeyConflict(ValueError):
-    """A key that an interlock object needs holds something interlock did not
-    put there (another program's key, or a value of another type).
-    interlock neither deletes it nor uses it: remove it, or choose another
-    name or ``prefix``."""
-
-
-class ServerError(RuntimeError):
-    """Any other error reply of the server (out of memory, a read-only
-    replica, a cluster that is down, ...), naming the object and the server."""
-
-
-class LeaseExpired(RuntimeError):
-    """The caller's lease ran out (it was paused, cut off, or slower than the
-    lease) and another owner may have taken the lock since: whatever it did
-    under the lock after the lease ended was not protected.  Use fencing
-    tokens to make the protected resource reject such late writes."""
 
 
 # No CLIENT SETINFO round trip on connect: a new connection to a stalled
@@ -228,6 +184,15 @@ class Lease:
         if self.thread is not None and not self.thread.is_alive():
             return False
         return self.owner is None or self.owner() is not None
+
+
+_cache: dict[tuple[Any, ...], Any] = {}
+_cache_lock = threading.Lock()
+
+
+def rebuild(backend: "Backend", cls: type, name: str, options: dict[str, Any]) -> Any:
+    """Unpickle a Redis object in another process: same server, same name."""
+    return cls(backend, name=name, create=False, **options)
 
 
 class Backend:
@@ -343,6 +308,24 @@ class Backend:
             db=_db_of("redis+sentinel", rest), ssl=base == "rediss")
 
     # -- options travel with pickled objects ------------------------------
+    @classmethod
+    def cached(cls, url: str, options: dict[str, Any]) -> Any:
+        """The one backend of this class for ``url`` and ``options`` in this
+        process (made on first use, without a ping): ``connect()`` and
+        unpickled objects share it, and so its connections."""
+        key = (cls, url, tuple(sorted(options.items())))
+        hash(key)  # TypeError for unhashable options: the caller words it
+        with _cache_lock:
+            backend = _cache.get(key)
+            if backend is None:
+                backend = _cache[key] = cls(url, check=False, **options)
+        return backend
+
+    def __reduce__(self) -> Any:
+        # By URL and options, to the same cache in the receiving process;
+        # type(self) (pickled by reference) brings its module with it.
+        return (type(self).cached, (self.url, self.options()))
+
     def options(self) -> dict[str, Any]:
         out: dict[str, Any] = {"lease": self.lease, "connect_timeout": self.connect_timeout,
                                "prefix": self.prefix}
@@ -551,27 +534,69 @@ class Backend:
                 retried = True
                 continue
             except _redis.ResponseError as e:
-                msg = str(e)
-                if not reloaded and "unction not found" in msg:
+                if not reloaded and _not_loaded(e):
                     # A restarted or flushed server, a new primary: nothing ran.
                     reloaded = True
                     self._load(required=True, keys=keys)
                     continue
-                m = _ERROR.search(msg)
-                if m is None:
-                    raise self.reply_error(e, keys, fn) from e
-                what, rest = m.group(1), m.group(2)
-                if what == "LOST":
-                    raise StateLost(f"{self.describe(keys)} ({keys[0]}): {rest} "
-                                    f"(server {self.safe_url})") from None
-                if what == "FOREIGN":
-                    key, _, held = rest.partition(" ")
-                    raise KeyConflict(
-                        f"{self.describe(keys)}: its key {key!r} holds a {held} that "
-                        "interlock did not make; refusing to delete or use it (remove "
-                        f"it, or choose another name or prefix) (server {self.safe_url})"
-                    ) from None
-                raise _ObjectError(what, rest) from None
+                raise self.fcall_error(e, keys, fn) from None
+
+    def fcall_error(self, e: Exception, keys: Sequence[str], fn: str) -> Exception:
+        """The interlock exception for an error reply ``e`` of function ``fn``."""
+        msg = str(e)
+        m = _ERROR.search(msg)
+        if m is None:
+            return self.reply_error(e, keys, fn)
+        what, rest = m.group(1), m.group(2)
+        if what == "LOST":
+            return StateLost(f"{self.describe(keys)} ({keys[0]}): {rest} "
+                             f"(server {self.safe_url})")
+        if what == "FOREIGN":
+            key, _, held = rest.partition(" ")
+            return KeyConflict(
+                f"{self.describe(keys)}: its key {key!r} holds a {held} that "
+                "interlock did not make; refusing to delete or use it (remove "
+                f"it, or choose another name or prefix) (server {self.safe_url})")
+        return _ObjectError(what, rest)
+
+    def pipe(self, budget: float, cmds: Sequence[Sequence[Any]],
+             keys: Sequence[str] = ()) -> list[Any]:
+        """Commands sent together on one connection (one round trip; the
+        first's key routes them all, so on a cluster they must share its
+        slot), every reply read.  An error reply is returned in its place
+        (a ``redis.ResponseError``), for the caller to weigh against the
+        others' effects; a lost connection raises ``ConnectionLost``.  Not
+        retried; a MOVED reply (nothing ran) is followed once, as by ``call``."""
+        if not self._loaded:
+            self._load()
+        with self.errors(keys):
+            out = self._pipe_once(budget, cmds)
+            if any(isinstance(r, _redis.exceptions.MovedError) for r in out):
+                if self.mode == "plain":
+                    self._to_cluster()
+                    self._load()
+                else:
+                    self.client.nodes_manager.initialize()
+                out = self._pipe_once(budget, cmds)
+        return out
+
+    def _pipe_once(self, budget: float, cmds: Sequence[Sequence[Any]]) -> list[Any]:
+        pool = self._pool(cmds[0])
+        conn = pool.get_connection()
+        try:
+            conn.send_packed_command(conn.pack_commands(cmds))
+            out: list[Any] = []
+            for _ in cmds:
+                try:
+                    out.append(conn.read_response(timeout=max(budget, 0.001)))
+                except _redis.ResponseError as e:
+                    out.append(e)
+            return out
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            pool.release(conn)
 
     def _call_once_routed(self, budget: float, args: Sequence[Any]) -> Any:
         """``_call_once``, following one MOVED (see ``call``)."""
@@ -760,7 +785,7 @@ os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
 
 
 # Functions that change state (WAIT/WAITAOF follow them when ``durable``).
-_WRITES = frozenset({"il_q_take", "il_q_taken", "il_q_ack", "il_q_put", "il_q_close",
+_WRITES = frozenset({"il_q_take", "il_q_pre", "il_q_taken", "il_q_ack", "il_q_put", "il_q_close",
                      "il_q_beat", "il_lock_acquire", "il_lock_release", "il_sem_acquire",
                      "il_sem_release", "il_ev_set", "il_ev_clear"})
 
@@ -776,6 +801,11 @@ _WRITES = frozenset({"il_q_take", "il_q_taken", "il_q_ack", "il_q_put", "il_q_cl
 RETRIED = frozenset({"il_open", "il_q_put", "il_q_ack", "il_q_beat", "il_q_close", "il_q_state",
                      "il_lock_acquire", "il_lock_state", "il_sem_acquire", "il_sem_state",
                      "il_renew", "il_ev_set", "il_ev_clear", "il_ev_state"})
+
+
+def _not_loaded(e: Exception) -> bool:
+    """An error reply that says the library is not loaded (nothing ran)."""
+    return "unction not found" in str(e)
 
 
 def _durable(d: Any) -> tuple[str, int] | None:

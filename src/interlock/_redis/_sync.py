@@ -36,9 +36,9 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
-from .. import _hierarchy
-from .. import lockdep as _lockdep
-from .._errors import DeadlockError, OwnerDiedError, OwnerDiedWarning
+from ..deadlock import _order
+from ..deadlock import _switches
+from ..errors import DeadlockError, OwnerDiedError, OwnerDiedWarning
 from . import _client
 from ._client import Backend, Lease, LeaseExpired, _ObjectError, deadline_after, remaining
 from ._queue import _object_error, _open_mode
@@ -117,21 +117,22 @@ class _Shared:
 
     @property
     def name(self) -> str:
+        """The object's name (pass it as ``name=`` to attach from anywhere)."""
         return self._name
 
     @property
     def backend(self) -> Backend:
+        """The backend (server connection) the object lives on."""
         return self._backend
 
-    def _rebuild_args(self) -> tuple[Any, ...]:
-        return ()
+    def _rebuild_options(self) -> dict[str, Any]:
+        return {}
 
     def __reduce__(self) -> Any:
-        from .._connect import _rebuild
-        args = (self._backend.url, self._backend.options(), type(self).__name__,
-                self._name, *self._rebuild_args())
+        args = (self._backend, type(self), self._name, self._rebuild_options())
         cls = self.__dict__.get("_lock_class")  # a lock's lockdep class travels with it
-        return (_rebuild, args) if cls is None else (_rebuild, args, {"_lock_class": cls})
+        return ((_client.rebuild, args) if cls is None
+                else (_client.rebuild, args, {"_lock_class": cls}))
 
     def __repr__(self) -> str:
         return (f"<interlock.redis.{type(self).__name__} name={self._name!r} "
@@ -203,13 +204,31 @@ class _Shared:
 class Lock(_Shared):
     """``backend.Lock(*, name=None, create=None, on_owner_death="warn")``
 
-    A lease-based, fenced lock on a Redis server; see the module docstring.
+    A lease-based, fenced lock on a Redis server. Every hold is a lease
+    (the owner's token with a TTL), renewed by a keeper thread of the owning
+    process while the owning thread lives; each acquisition hands out a
+    fencing token (:attr:`fencing_token`) from a counter incremented in the
+    same atomic step: pass it with every write to the protected resource and
+    have the resource refuse tokens lower than the highest it has seen.
+
+    Keep the object in a name of its own: ``with lock:`` binds ``True``
+    (``acquire()``'s result), as ``threading`` does, so write
+    ``lock = backend.Lock(name="db")``, then ``with lock:`` and
+    ``lock.fencing_token``.
+
+    When a process dies: the server cannot see it die, only stop hearing
+    from it: its lease runs out (``lease`` seconds, an option of
+    :func:`interlock.connect`) and the next waiter takes the lock, told by
+    ``on_owner_death`` (:class:`~interlock.OwnerDiedWarning` by default). An
+    owner that was only paused past its lease may wake still believing it
+    holds the lock: its writes carry an old fencing token, and its
+    ``release()`` raises :class:`LeaseExpired`.
     """
 
     _kind = "lock"
     _parts = ("lock", "wake")
     _recursive = False
-    level = None  # for the lock-order tooling (_hierarchy): no levels on Redis
+    level = None  # for the lock-order tooling (deadlock._order): no levels on Redis
 
     def __init__(self, backend: Backend, *, name: str | None = None, create: bool | None = None,
                  on_owner_death: str = "warn") -> None:
@@ -218,17 +237,17 @@ class Lock(_Shared):
         self._on_death = on_owner_death
         # lockdep's class: its own namespace (not the local "db"); the name,
         # or where an anonymous lock was made (pickled with it: __reduce__).
-        self._lock_class = _hierarchy.fit(
-            "redis:" + (name if name is not None else _hierarchy.creation_class(type(self).__name__)))
+        self._lock_class = _order.fit(
+            "redis:" + (name if name is not None else _order.creation_class(type(self).__name__)))
         self._open(backend, name, create)
-        # What this lock is (_hierarchy.lock_key): its key on its server; a
+        # What this lock is (_order.lock_key): its key on its server; a
         # shared-memory lock of the same name is another lock.
         self._lock_key = ("redis", backend.url, self._keys[0])
         self._holds: dict[int, _Hold] = {}
         self._pid = os.getpid()
 
-    def _rebuild_args(self) -> tuple[Any, ...]:
-        return (self._on_death,)
+    def _rebuild_options(self) -> dict[str, Any]:
+        return {"on_owner_death": self._on_death}
 
     def _my_hold(self) -> _Hold | None:
         if self._pid != os.getpid():
@@ -244,6 +263,17 @@ class Lock(_Shared):
         return hold
 
     def acquire(self, block: bool = True, timeout: float | None = None) -> bool:
+        """Take the lock; True if taken, False on timeout (at once with
+        ``block=False``). Waiters sleep in ``BLPOP`` on a wake list, not polling.
+
+        Raises:
+            DeadlockError: a Lock (not an RLock) already held by this thread,
+                with ``block=True``.
+            OwnerDiedError: ``on_owner_death="raise"`` and the previous owner's
+                lease ran out (the lock is held when this is raised).
+            ConnectionLost: the server cannot be reached.
+            StateLost: the server forgot the lock (restarted without persistence).
+        """
         deadline = deadline_after(block, timeout, lock=True)
         hold = self._my_hold()
         if hold is not None:
@@ -260,10 +290,10 @@ class Lock(_Shared):
         # With lockdep on, Redis locks take part in the lock-order validation
         # like local ones (interlock.lockdep); the wait-for graph of runtime
         # detection is per machine and does not see them.
-        tracked = _lockdep._enabled
+        tracked = _switches.lockdep
         if tracked:
-            at = _hierarchy.site()
-            _hierarchy.before_acquire(self, bool(block), at)
+            at = _order.site()
+            _order.before_acquire(self, bool(block), at)
         token = _token()
         lease_ms = int(self._backend.lease * 1000)
         while True:
@@ -282,7 +312,7 @@ class Lock(_Shared):
         self._holds[threading.get_ident()] = _Hold(token, int(r[1]), lease)
         self._backend.hold(lease)
         if tracked:
-            _hierarchy.after_acquire(self, at, False)
+            _order.after_acquire(self, at, False)
         if r[2]:
             self._on_owner_died(r[2].decode())
         return True
@@ -305,6 +335,14 @@ class Lock(_Shared):
                             "since")
 
     def release(self) -> None:
+        """Release the lock (an RLock: one level of it).
+
+        Raises:
+            RuntimeError: this thread does not hold the lock.
+            LeaseExpired: this thread's lease ran out before ``release()``:
+                another owner may have held the lock since.
+            ConnectionLost: the server cannot be reached.
+        """
         hold = self._my_hold()
         if hold is None:
             tok = self._state()[0]
@@ -317,7 +355,7 @@ class Lock(_Shared):
             hold.depth -= 1
             return
         del self._holds[threading.get_ident()]
-        _hierarchy.after_release(self)  # (a no-op unless lockdep recorded the hold)
+        _order.after_release(self)  # (a no-op unless lockdep recorded the hold)
         self._backend.drop(hold.lease)
         # Past the local deadline the hold is over, whatever the server says
         # (a renewal it accepted may be one whose reply was lost: we cannot
@@ -344,6 +382,7 @@ class Lock(_Shared):
         return hold.fence if hold is not None else None
 
     def locked(self) -> bool:
+        """True if some thread, on any machine, holds the lock (its lease not yet run out)."""
         return bool(self._state()[0])
 
     @property
@@ -367,6 +406,7 @@ class Lock(_Shared):
         return list(self._call("il_lock_state"))
 
     def statistics(self) -> RedisLockStatistics:
+        """A snapshot: holder, lease left, fencing token, counters (see :class:`RedisLockStatistics`)."""
         tok, pttl, fence, cont, exp = self._state()
         token = tok.decode() if tok else ""
         host, pid, tid = _parse_token(token) if token else ("", 0, 0)
@@ -397,7 +437,11 @@ class Semaphore(_Shared):
     existing semaphore's, ``ValueError`` otherwise).  Each permit is a lease (renewed while
     its thread lives) with its own fencing token; a permit can be released
     only by the object and thread that acquired it (``ValueError``
-    otherwise), most recent first.
+    otherwise), most recent first. ``BoundedSemaphore`` is the same class
+    (permits can never exceed ``value``).
+
+    When a process dies: its permits' leases run out and the permits
+    return to the pool; the next taker is not told.
     """
 
     _kind = "semaphore"
@@ -427,6 +471,11 @@ class Semaphore(_Shared):
         return mine
 
     def acquire(self, block: bool = True, timeout: float | None = None) -> bool:
+        """Take a permit; True if taken, False on timeout.
+
+        Raises:
+            ConnectionLost: the server cannot be reached.
+        """
         deadline = deadline_after(block, timeout, lock=True)
         token = _token()
         lease_ms = int(self._backend.lease * 1000)
@@ -448,6 +497,12 @@ class Semaphore(_Shared):
         return True
 
     def release(self) -> None:
+        """Give back this thread's latest permit.
+
+        Raises:
+            ValueError: this thread holds no permit of this object.
+            LeaseExpired: the permit's lease ran out before ``release()``.
+        """
         mine = self._mine()
         if not mine:
             raise ValueError(f"{self!r}: release() by a thread that holds no permit of this object")
@@ -477,6 +532,7 @@ class Semaphore(_Shared):
 
     @property
     def value(self) -> int:
+        """The number of permits (the initial value)."""
         return self._value
 
 
@@ -496,15 +552,23 @@ class Event(_Shared):
         self._open(backend, name, create)
 
     def is_set(self) -> bool:
+        """True if the flag is set."""
         return bool(self._call("il_ev_state")[0])
 
     def set(self) -> None:
+        """Set the flag and wake every waiter, on every machine."""
         self._call("il_ev_set")
 
     def clear(self) -> None:
+        """Reset the flag."""
         self._call("il_ev_clear")
 
     def wait(self, timeout: float | None = None) -> bool:
+        """Block until the flag is set (at most ``timeout`` seconds); return the flag (False on timeout).
+
+        Raises:
+            ConnectionLost: the server cannot be reached.
+        """
         deadline = deadline_after(True, timeout)
         while True:
             flag, last = self._call("il_ev_state", deadline=deadline)

@@ -70,7 +70,7 @@ def _naive_producer(arr: Any, first_node: int, items: range, pause: float) -> No
         naive_push(arr, first_node + k, value, pause)
 
 
-def _naive_consumer(arr: Any, out: Queue, pause: float, idle: float) -> None:
+def _naive_consumer(arr: Any, out: Queue[Any], pause: float, idle: float) -> None:
     got = []
     quiet_since = None
     while True:
@@ -88,12 +88,12 @@ def _naive_consumer(arr: Any, out: Queue, pause: float, idle: float) -> None:
     out.put(got)
 
 
-def _queue_producer(q: Queue, items: range) -> None:
+def _queue_producer(q: Queue[Any], items: range) -> None:
     for value in items:
         q.put(value)
 
 
-def _queue_consumer(q: Queue, out: Queue) -> None:
+def _queue_consumer(q: Queue[Any], out: Queue[Any]) -> None:
     out.put(list(q))  # until the queue is closed and drained
 
 

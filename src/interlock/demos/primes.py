@@ -83,7 +83,7 @@ def split(start: int, stop: int, parts: int) -> list[tuple[int, int]]:
 # Module-level functions: under spawn and forkserver the children import this
 # module and look them up by name.
 
-def _finder(queue: Queue, lo: int, hi: int) -> None:
+def _finder(queue: Queue[Any], lo: int, hi: int) -> None:
     """Process A: put every prime of [lo, hi) into the queue."""
     try:
         for n in range(lo, hi):
@@ -95,7 +95,7 @@ def _finder(queue: Queue, lo: int, hi: int) -> None:
         pass
 
 
-def _printer(queue: Queue, tally: Queue, batch: int) -> None:
+def _printer(queue: Queue[Any], tally: Queue[Any], batch: int) -> None:
     """Process B: print the primes `batch` at a time; report what it saw."""
     count = total = 0
     pending: list[int] = []

@@ -25,7 +25,8 @@ from __future__ import annotations
 import struct
 from typing import Callable, Iterator
 
-from . import _core, _segment
+from .. import _core, _segment
+from ..errors import SegmentError
 
 HEADER = 128
 _N = struct.Struct("<III")
@@ -48,7 +49,7 @@ class SharedTable:
         self.lock = _core.Mutex(self.mm, self.off)
         n, cap, rsize = _N.unpack_from(self.mm, self.off + 64)
         if rsize != record.size:
-            raise _segment.SegmentError(f"shared table {name!r} has records of {rsize} bytes")
+            raise SegmentError(f"shared table {name!r} has records of {rsize} bytes")
         self.capacity = cap
 
     def __enter__(self) -> "SharedTable":

@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from .demos import DEMOS
+from ..demos import DEMOS
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -47,12 +47,15 @@ def build_parser() -> argparse.ArgumentParser:
         prog="interlock",
         description="Shared-memory queues and robust locks between processes.",
     )
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"interlock {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     _add_demo(sub)
-    from . import _cli_deadlock, _cli_registry
+    from . import _deadlock, _registry
 
-    _cli_registry.add_parsers(sub)
-    _cli_deadlock.add_parsers(sub)
+    _registry.add_parsers(sub)
+    _deadlock.add_parsers(sub)
     return parser
 
 

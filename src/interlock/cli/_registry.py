@@ -20,8 +20,9 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from . import _registry, _segment
-from ._registry import COUNT_MOD, HolderInfo, ObjectInfo
+from .. import _registry, _segment
+from ..errors import NoSuchObject
+from .._registry import COUNT_MOD, HolderInfo, ObjectInfo
 
 CLEAR = "\x1b[H\x1b[2J"
 
@@ -257,7 +258,7 @@ DETAIL_NOTES = {
 def cmd_inspect(args: argparse.Namespace) -> int:
     try:
         o = _registry.inspect(args.name)
-    except _registry.NoSuchObject as e:
+    except NoSuchObject as e:
         print(f"interlock: {e}", file=sys.stderr)
         return 1
     if args.json:

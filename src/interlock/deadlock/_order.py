@@ -38,14 +38,9 @@ import threading
 import time
 from typing import Any, Iterator
 
-from . import _core, _segment
-from ._errors import DeadlockError
-
-
-class LockOrderError(RuntimeError):
-    """A lock was (or would be) taken against the lock order: against the
-    levels (at once), or closing a cycle of observed orders (lockdep, in
-    ``"raise"`` mode)."""
+from .. import _core, _segment
+from ..errors import DeadlockError, LockOrderError
+from . import _switches
 
 
 class Site:
@@ -80,7 +75,7 @@ class Held:
 
 
 _local = threading.local()
-_PKG = __name__.rsplit(".", 1)[0]
+_PKG = __name__.partition(".")[0]  # "interlock"
 
 
 def held() -> list[Held]:
@@ -236,22 +231,18 @@ def check_level(lock: Any, name: str, level: int | None, at: Site) -> None:
             )
 
 
-_lockdep: Any = None  # the lockdep module, imported on first use (it imports us)
 
 
 def before_acquire(lock: Any, blocking: bool, at: Site, read: bool = False) -> bool:
     """Checks before taking ``lock``.  Returns True if this is a re-entry of
     a lock the thread already holds (no new order to record)."""
-    global _lockdep
     h = _find(lock)
     if h is not None and (lock._recursive or (read and h.read)):
         return True  # re-entry: an RLock, or a read hold inside a read hold
     name, level = class_name(lock), lock.level
     check_level(lock, name, level, at)
-    if _lockdep is None:
-        from . import lockdep as _lockdep
-    if _lockdep._enabled:
-        _lockdep.note_acquire(lock, name, at, blocking, held(), read=read, again=h is not None)
+    if _switches.lockdep and _switches.note_acquire is not None:
+        _switches.note_acquire(lock, name, at, blocking, held(), read=read, again=h is not None)
     return False
 
 
@@ -293,43 +284,6 @@ def after_release(lock: Any) -> None:
                 _publish_site(lock, 0, None)
             return
 
-
-class TrackedLockMixin:
-    """The methods the C core calls for a tracked lock (``_core.Mutex``)."""
-
-    def _tracked_acquire(self, block: bool = True, timeout: float | None = None) -> bool:
-        lk: Any = self
-        at = site()
-        again = before_acquire(self, bool(block), at)
-        ok = bool(lk._raw_acquire(block, timeout))
-        if ok:
-            after_acquire(self, at, again)
-        return ok
-
-    def _tracked_enter(self) -> bool:
-        lk: Any = self
-        at = site()
-        again = before_acquire(self, True, at)
-        lk._raw_enter()
-        after_acquire(self, at, again)
-        return True
-
-    def _tracked_release(self) -> None:
-        lk: Any = self
-        lk._raw_release()
-        after_release(self)
-
-    # Runtime deadlock detection (the C core calls these after a thread has
-    # waited deadlock_timeout for this lock, then every 250 ms).
-    def _on_long_wait(self) -> None:
-        from . import _waitfor
-
-        _waitfor.on_long_wait(self)
-
-    def _end_long_wait(self) -> None:
-        from . import _waitfor
-
-        _waitfor.end_long_wait(self)
 
 
 def _order_key(lock: Any) -> tuple[int, str, tuple[str, ...]]:

@@ -37,16 +37,15 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import _core, _segment
-from ._errors import DeadlockError
-from ._hierarchy import where
+from .. import _core, _segment
+from ..errors import DeadlockError
+from . import _switches
+from ._order import where
 from ._table import SharedTable, cstr
 
 TABLE_NAME = "@waitfor"
 _REC = struct.Struct("<IIQQ200s400s")  # pid, tid, start, since_ns, lock name, where
 CAPACITY = 1024
-_DEFAULT_TIMEOUT = float(os.environ.get("INTERLOCK_DEADLOCK_TIMEOUT", "1.0"))
-_timeout = _DEFAULT_TIMEOUT
 
 _state = threading.Lock()
 _table: SharedTable | None = None
@@ -55,21 +54,18 @@ _local = threading.local()
 
 
 def deadlock_timeout() -> float:
-    return _timeout
+    return _switches.timeout
 
 
 def set_deadlock_timeout(seconds: float) -> None:
     """Wait this long (seconds) before checking for a deadlock; 0 turns
     runtime detection off."""
-    global _timeout
     if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
         raise TypeError("deadlock_timeout must be a number of seconds")
     if seconds != seconds or seconds < 0:
         raise ValueError("deadlock_timeout must be >= 0")
-    _timeout = float(seconds)
-    from . import lockdep
-
-    _core._set_tracking(lockdep.enabled(), _timeout)
+    _switches.timeout = float(seconds)
+    _switches.apply()
 
 
 def close() -> None:
@@ -190,7 +186,7 @@ def on_long_wait(lock: Any) -> None:
     tid = _core.self_tid()
     if getattr(_local, "waiting", None) is not lock:
         _local.waiting = lock
-        since = time.time_ns() - int(_timeout * 1e9)
+        since = time.time_ns() - int(_switches.timeout * 1e9)
         with _state:
             tbl = _tbl()
             with tbl:

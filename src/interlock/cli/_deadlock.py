@@ -28,7 +28,7 @@ def _add_lockdep(sub: Any) -> None:
 
 
 def cmd_lockdep(args: argparse.Namespace) -> int:
-    from . import lockdep
+    from ..deadlock import lockdep
 
     chosen = args.domain or lockdep.domain()
     names = [chosen] if chosen else lockdep.domains()
@@ -72,7 +72,8 @@ def _add_graph(sub: Any) -> None:
 
 
 def cmd_graph(args: argparse.Namespace) -> int:
-    from . import _segment, _waitfor
+    from .. import _segment
+    from ..deadlock import _waitfor
 
     ws = _waitfor.waits() if os.path.exists(_segment.internal_path("@waitfor")) else []
     cycles = _waitfor.all_cycles(ws)
