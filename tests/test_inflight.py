@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gc
 import os
+import pathlib
 import pickle
 import signal
 
@@ -312,7 +313,7 @@ def test_the_ticket_of_a_killed_sender_holds_the_object_for_its_receiver(tmp_pat
     assert r.returncode == -signal.SIGKILL, r.stderr
     assert _held(name)
     _segment.clean()  # the dead sender's segment is not collected: a ticket holds it
-    got = pickle.loads(open(out, "rb").read())
+    got = pickle.loads(pathlib.Path(out).read_bytes())
     assert got.get(timeout=1) == b"from the dead"
     got.detach()
     assert not os.path.exists(_segment.path_of(name))
@@ -326,7 +327,7 @@ def test_the_ticket_of_a_killed_sender_expires_and_the_segment_is_collected(tmp_
     assert h.wait_until(lambda: _expired(name))
     assert name in {s.name for s in _segment.clean()}
     assert not os.path.exists(_segment.path_of(name))
-    late = pickle.loads(open(out, "rb").read())
+    late = pickle.loads(pathlib.Path(out).read_bytes())
     with pytest.raises(interlock.ObjectFreedError, match=r"\(0.3 s\) ended"):
         late.get()
 
