@@ -19,6 +19,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import subprocess
 import statistics
 import sys
 import time
@@ -62,20 +63,58 @@ def _worker_main(fn: Callable[..., dict[str, Any]], args: tuple[Any, ...],
         conn.close()
 
 
+def last_cpu(pid: int) -> int | None:
+    """The CPU ``pid`` last ran on (field 39, ``processor``, of
+    /proc/<pid>/stat; None if the process is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    # comm (field 2) may hold spaces and parentheses: split after the last ')'.
+    fields = stat[stat.rindex(b")") + 2:].split()
+    try:
+        return int(fields[39 - 3])
+    except (IndexError, ValueError):
+        return None
+
+
+def placement_summary(samples: Sequence[Sequence[int | None]]) -> dict[str, Any]:
+    """Summarise samples of (CPU of worker 0, CPU of worker 1, ...) taken
+    during a run: the CPUs each worker was seen on (CPU -> count), and the
+    share of samples in which every worker sat on one and the same CPU."""
+    full = [s for s in samples if all(c is not None for c in s)]
+    nworkers = len(samples[0]) if samples else 0
+    per_worker: list[dict[str, int]] = [{} for _ in range(nworkers)]
+    for s in full:
+        for i, c in enumerate(s):
+            per_worker[i][str(c)] = per_worker[i].get(str(c), 0) + 1
+    same = sum(1 for s in full if len(set(s)) == 1)
+    return {"samples": len(full), "cpus_seen": per_worker[:8],
+            "same_cpu_share": same / len(full) if full else None}
+
+
 def run_workers(jobs: Sequence[tuple[Callable[..., dict[str, Any]], tuple[Any, ...]]],
-                timeout: float) -> list[dict[str, Any]]:
-    """Run each ``fn(barrier, *args)`` in its own forked process.
+                timeout: float, ctx: Any = None,
+                placement: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Run each ``fn(barrier, *args)`` in its own process (``ctx``: a
+    multiprocessing context, fork unless given).
+
+    If ``placement`` is a list, the CPU each worker last ran on is sampled
+    (every ~5 ms, from /proc/<pid>/stat) while they run, and a summary
+    (:func:`placement_summary`) is appended to it.
 
     Each ``fn`` does its setup, calls ``barrier.wait()``, runs and times its
     loop, verifies what it can, and returns a dict (usually with ``t0`` and
     ``t1``).  Returns the dicts in job order; raises :class:`BenchFailure` if
     a worker raised, died, or did not finish within ``timeout`` seconds.
     """
-    barrier = CTX.Barrier(len(jobs))
+    ctx = ctx or CTX
+    barrier = ctx.Barrier(len(jobs))
     procs, conns = [], []
     for fn, args in jobs:
-        r, w = CTX.Pipe(duplex=False)
-        p = CTX.Process(target=_worker_main, args=(fn, args, barrier, w), daemon=True)
+        r, w = ctx.Pipe(duplex=False)
+        p = ctx.Process(target=_worker_main, args=(fn, args, barrier, w), daemon=True)
         p.start()
         w.close()
         procs.append(p)
@@ -84,10 +123,15 @@ def run_workers(jobs: Sequence[tuple[Callable[..., dict[str, Any]], tuple[Any, .
     errors: list[str] = []
     deadline = time.monotonic() + timeout
     pending = dict(enumerate(conns))
+    samples: list[tuple[int | None, ...]] = []
     while pending:
         left = deadline - time.monotonic()
         if left <= 0:
             break
+        if placement is not None:
+            if len(pending) == len(conns):   # nobody has finished: all are running
+                samples.append(tuple(last_cpu(p.pid) for p in procs))  # type: ignore[arg-type]
+            left = min(left, 0.005)
         for c in wait(list(pending.values()), timeout=left):
             i = next(k for k, v in pending.items() if v is c)
             del pending[i]
@@ -113,6 +157,8 @@ def run_workers(jobs: Sequence[tuple[Callable[..., dict[str, Any]], tuple[Any, .
                 p.join()
     for c in conns:
         c.close()
+    if placement is not None:
+        placement.append(placement_summary(samples))
     if errors:
         raise BenchFailure("; ".join(e.strip().splitlines()[-1] if "Traceback" in e else e
                                      for e in errors) + "\n" + "\n".join(errors))
@@ -306,19 +352,266 @@ def write_json(path: str, info: dict[str, Any], rows: Sequence[Row], ours: str,
 
 def arg_parser(description: str) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("--quick", action="store_true",
-                   help="smoke run: 1 repeat (unless --repeat), short runs")
-    p.add_argument("--repeat", type=int, default=None,
-                   help="repeats per measurement; the table shows the median (default 5, quick 1)")
-    p.add_argument("--json", metavar="PATH", help="also write every measurement to this file")
+    p.add_argument("--quick", action="store_true", help="short runs (the same --repeat)")
+    p.add_argument("--repeat", type=int, default=5,
+                   help="repeats per measurement; the median and [min-max] are shown (default 5)")
+    p.add_argument("--json", metavar="PATH",
+                   help="write the JSON document (see benchmarks/README.md) to this file")
     p.add_argument("--only", metavar="SUBSTR", action="append", default=[],
                    help="run only scenarios whose name contains SUBSTR (repeatable)")
     return p
 
 
 def finish_args(args: argparse.Namespace) -> argparse.Namespace:
-    if args.repeat is None:
-        args.repeat = 1 if args.quick else 5
     if args.repeat < 1:
         raise SystemExit("--repeat must be >= 1")
     return args
+
+
+# ================================================================ the shared report
+#
+# Every bench_*.py writes one JSON document of this shape (see
+# benchmarks/README.md, "The JSON"), from which scripts/bench_report.py
+# makes the tables of README.md and benchmarks/README.md:
+#
+#   {"benchmark", "commit", "date", "machine", "params",
+#    "rows":   [{"case", "impl", "unit", "better", "samples", "median", "min", "max", ...}],
+#    "ratios": [{"case", "num", "den", "samples", "median", "min", "max"}]}
+#
+# One statistic everywhere: a row's ``samples`` are its repeats (one value
+# per repeat, the implementations' repeats interleaved), shown as the median
+# and [min-max].  A ratio is computed per repeat (repeat i of ``num`` against
+# repeat i of ``den``, measured moments apart) and shown the same way; it is
+# always oriented as a speed-up, > 1 meaning ``num`` did better: num / den for
+# a rate ("higher" is better), den / num for a time ("lower" is better).
+
+
+def git_commit() -> str:
+    """``git rev-parse HEAD`` of the checkout, + "-dirty" if it has changes."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
+                              text=True, timeout=30).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                               cwd=here, capture_output=True, text=True, timeout=30).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (head or "unknown") + ("-dirty" if dirty else "")
+
+
+def machine_snapshot() -> dict[str, Any]:
+    """What the JSON records about the machine (the load average at the start;
+    :meth:`Report.write` adds the one at the end)."""
+    info = machine_info()
+    return {"cpu": info["cpu"], "nproc": info["cpus_online"],
+            "cpus_allowed": info["cpus_allowed"], "kernel": platform.release(),
+            "python": info["python"], "platform": info["platform"],
+            "loadavg_start": list(info["loadavg"])}
+
+
+def _better(unit: str) -> str:
+    return "lower" if unit in ("ns", "us", "ms", "s", "ns/op", "us/op", "s/op") else "higher"
+
+
+def summary(samples: Sequence[float]) -> dict[str, float | None]:
+    if not samples:
+        return {"median": None, "min": None, "max": None}
+    return {"median": statistics.median(samples), "min": min(samples), "max": max(samples)}
+
+
+class Report:
+    """Collects one benchmark's measurements and writes the JSON document.
+
+    ``add(case, impl, unit, value)`` once per repeat; ``missing()`` for a
+    peer that is not installed or cannot do the case (the row is kept, with
+    no samples, so that the table says so); ``failed()`` for a measurement
+    that did not complete.  ``ratio()`` declares a ratio between two rows,
+    computed per repeat when the document is written.
+    """
+
+    def __init__(self, benchmark: str, args: argparse.Namespace | None = None,
+                 params: dict[str, Any] | None = None) -> None:
+        self.benchmark = benchmark
+        self.date = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        self.commit = git_commit()
+        self.machine = machine_snapshot()
+        self.params: dict[str, Any] = dict(params or {})
+        if args is not None:
+            self.params.update({k: v for k, v in vars(args).items() if k != "json"})
+        self.rows: dict[tuple[str, str], dict[str, Any]] = {}
+        self._ratios: list[tuple[str, tuple[str, str], tuple[str, str],
+                               tuple[str, str] | None]] = []
+
+    def row(self, case: str, impl: str, unit: str, better: str | None = None) -> dict[str, Any]:
+        key = (case, impl)
+        if key not in self.rows:
+            self.rows[key] = {"case": case, "impl": impl, "unit": unit,
+                              "better": better or _better(unit), "samples": []}
+        return self.rows[key]
+
+    def add(self, case: str, impl: str, unit: str, value: float,
+            better: str | None = None, **extra: Any) -> None:
+        """One repeat's value; ``extra`` items are appended to lists of the
+        same name in the row (one entry per repeat: placement, p99, ...)."""
+        r = self.row(case, impl, unit, better)
+        r["samples"].append(float(value))
+        for k, v in extra.items():
+            r.setdefault(k, []).append(v)
+
+    def missing(self, case: str, impl: str, unit: str, why: str) -> None:
+        self.row(case, impl, unit)["missing"] = why
+
+    def failed(self, case: str, impl: str, unit: str, error: str) -> None:
+        self.row(case, impl, unit)["error"] = error
+
+    def ratio(self, case: str, num: tuple[str, str], den: tuple[str, str],
+              labels: tuple[str, str] | None = None) -> None:
+        """Declare the ratio ``num`` over ``den``, each a (case, impl) row;
+        ``labels`` name them in the table (default: the impl, with its case
+        if that is not ``case``)."""
+        self._ratios.append((case, num, den, labels))
+
+    def ratio_vs(self, case: str, ours: str, peers: Sequence[str]) -> None:
+        for p in peers:
+            self.ratio(case, (case, ours), (case, p))
+
+    def compute_ratios(self) -> list[dict[str, Any]]:
+        out = []
+        for case, num, den, labels in self._ratios:
+            a, b = self.rows.get(num), self.rows.get(den)
+            if a is None and b is None:
+                continue   # neither case was run (--only)
+            if labels is None:
+                labels = (f"{num[1]} @ {num[0]}" if num[0] != case else num[1],
+                          f"{den[1]} @ {den[0]}" if den[0] != case else den[1])
+            d: dict[str, Any] = {"case": case, "num": labels[0], "den": labels[1],
+                                 "num_row": list(num), "den_row": list(den)}
+            if a is None or b is None or not a["samples"] or not b["samples"]:
+                gone = [r for r in (a, b) if r is None or not r["samples"]]
+                d["samples"] = []
+                d["missing"] = "; ".join(
+                    (r.get("missing") or r.get("error") or "no samples").splitlines()[0]
+                    if r is not None else "not measured" for r in gone)
+            else:
+                lower = a["better"] == "lower"
+                pairs = zip(a["samples"], b["samples"])
+                d["samples"] = [(y / x if lower else x / y) if x and y else float("nan")
+                                for x, y in pairs]
+            d.update(summary(d["samples"]))
+            out.append(d)
+        return out
+
+    def document(self) -> dict[str, Any]:
+        machine = dict(self.machine)
+        machine["loadavg_end"] = list(os.getloadavg())
+        rows = []
+        for r in self.rows.values():
+            r = dict(r)
+            r.update(summary(r["samples"]))
+            rows.append(r)
+        return {"benchmark": self.benchmark, "commit": self.commit, "date": self.date,
+                "machine": machine, "params": self.params, "rows": rows,
+                "ratios": self.compute_ratios()}
+
+    def write(self, path: str | None) -> dict[str, Any]:
+        doc = self.document()
+        if path:
+            d = os.path.dirname(path)
+            if d:
+                os.makedirs(d, exist_ok=True)
+            with open(path, "w") as f:
+                json.dump(doc, f, indent=1, default=float)
+                f.write("\n")
+        return doc
+
+    def print(self, file: Any = None) -> None:
+        """A plain-text table of the rows and ratios (the same statistic)."""
+        file = file or sys.stdout
+        doc = self.document()
+        print(f"{self.benchmark}: {doc['date']}, commit {doc['commit'][:12]}, "
+              f"{doc['machine']['cpu']}, {doc['machine']['nproc']} CPUs, load average "
+              f"{doc['machine']['loadavg_start'][0]:.2f} -> "
+              f"{doc['machine']['loadavg_end'][0]:.2f}", file=file)
+        lines = [("case", "impl", "median [min-max]", "n")]
+        for r in doc["rows"]:
+            if r.get("missing") or r.get("error"):
+                why = ("missing: " + r["missing"]) if r.get("missing") else (
+                    "FAILED: " + r["error"].splitlines()[0])
+                lines.append((r["case"], r["impl"], why[:100], ""))
+                continue
+            lines.append((r["case"], r["impl"], fmt_cell(r["median"], r["min"], r["max"],
+                                                         r["unit"]), str(len(r["samples"]))))
+        for q in doc["ratios"]:
+            cell = ("missing: " + q["missing"][:80]) if q.get("missing") else fmt_cell(
+                q["median"], q["min"], q["max"], "x")
+            lines.append((q["case"], f"{q['num']} / {q['den']}", cell, str(len(q["samples"]))))
+        widths = [max(len(x[i]) for x in lines) for i in range(4)]
+        for x in lines:
+            print("  ".join(c.ljust(w) for c, w in zip(x, widths)).rstrip(), file=file)
+
+    def failures(self) -> list[str]:
+        return [f"{r['case']} / {r['impl']}: {r['error']}" for r in self.rows.values()
+                if r.get("error")]
+
+
+def fmt_num(v: float) -> str:
+    """Three significant digits, with k / M / G for large values."""
+    if v != v:
+        return "nan"
+    a = abs(v)
+    for scale, suffix in ((1e9, " G"), (1e6, " M"), (1e3, " k")):
+        if a >= scale:
+            return f"{v / scale:.3g}{suffix}"
+    if a >= 100:
+        return f"{v:.0f}"
+    return f"{v:.3g}"
+
+
+def fmt_cell(median: float | None, lo: float | None, hi: float | None, unit: str) -> str:
+    """"median [min-max] unit" (the format of every cell of every table)."""
+    if median is None or lo is None or hi is None:
+        return "-"
+    if unit == "x":
+        return f"{median:.2f}x [{lo:.2f}-{hi:.2f}]"
+    return f"{fmt_num(median)} [{fmt_num(lo)}-{fmt_num(hi)}] {unit}".replace("  ", " ")
+
+
+def report_args(description: str, quick_help: str = "short runs (the same --repeat)"
+                ) -> argparse.ArgumentParser:
+    """The options every bench_*.py takes: --repeat N (default 5), --json PATH, --quick."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--repeat", type=int, default=5,
+                   help="repeats per measurement (the median and [min-max] are shown; default 5)")
+    p.add_argument("--json", metavar="PATH", help="write the JSON document here")
+    p.add_argument("--quick", action="store_true", help=quick_help)
+    return p
+
+
+def rows_to_report(report: Report, rows: Sequence[Row], ours: Sequence[str],
+                   peers: Sequence[str]) -> None:
+    """Fill ``report`` from the :class:`Row` lists of bench_queue / bench_lock
+    (a latency row gives a "p50" and a "p99" case), with the ratio of each
+    of ``ours`` against each of ``peers`` in every case where both appear."""
+    for r in rows:
+        cases = [(r.scenario, r.values)] if r.kind == "rate" else [
+            (r.scenario + ", p50", r.values), (r.scenario + ", p99", r.p99)]
+        if r.kind == "latency" and not r.p99:
+            cases = [(r.scenario, r.values)]
+        for case, values in cases:
+            row = report.row(case, r.impl, r.unit, "higher" if r.kind == "rate" else "lower")
+            row["samples"].extend(float(v) for v in values)
+            if r.rq:
+                row["rq_wait"] = list(r.rq)
+            if r.note and r.ok:
+                row["note"] = r.note
+            if r.error:
+                row["error"] = r.error
+            elif not r.ok:
+                row["missing"] = r.note or "not measured"
+    impls_by_case: dict[str, list[str]] = {}
+    for (case, impl) in report.rows:
+        impls_by_case.setdefault(case, []).append(impl)
+    for case, impls in impls_by_case.items():
+        for o in ours:
+            if o in impls:
+                report.ratio_vs(case, o, [p for p in peers if p in impls])

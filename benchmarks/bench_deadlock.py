@@ -7,28 +7,31 @@ Rows (same run, one process, uncontended; median of --repeat runs):
   - nested pair A then B, lockdep off / on (one order edge per acquisition of B)
   - multiprocessing.Lock, threading.Lock   (references)
 
-    python benchmarks/bench_deadlock.py [--n 200000] [--repeat 5]
+    python benchmarks/bench_deadlock.py [--n 200000] [--repeat 5] [--quick] [--json PATH]
+
+The rows' repeats are interleaved; each cell is the median [min-max].
 """
 from __future__ import annotations
 
-import argparse
 import multiprocessing as mp
-import statistics
+import os
+import sys
 import threading
 import time
 from typing import Callable
 
-import interlock
-from interlock import lockdep
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _common import Report, report_args  # noqa: E402
+
+import interlock  # noqa: E402
+from interlock import lockdep  # noqa: E402
 
 
-def per_op(fn: Callable[[int], None], n: int, repeat: int) -> float:
-    runs = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn(n)
-        runs.append((time.perf_counter() - t) / n * 1e9)
-    return statistics.median(runs)
+def per_op(fn: Callable[[int], None], n: int) -> float:
+    t = time.perf_counter()
+    fn(n)
+    return (time.perf_counter() - t) / n * 1e9
 
 
 def single(lock: object) -> Callable[[int], None]:
@@ -59,30 +62,42 @@ def nested(a: object, b: object) -> Callable[[int], None]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = report_args(__doc__.split("\n\n")[0], "a tenth of the iterations")
     ap.add_argument("--n", type=int, default=200_000)
-    ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
-    n, r = args.n, args.repeat
+    n = args.n // 10 if args.quick else args.n
     plain, lev = interlock.Lock(), interlock.Lock(level=1)
-    a, b = interlock.Lock(name=f"bench-dl-a-{id(args)}"), interlock.Lock(name=f"bench-dl-b-{id(args)}")
-    rows: list[tuple[str, float]] = []
-    lockdep.disable()
-    rows.append(("interlock.Lock acquire+release, lockdep off", per_op(single(plain), n, r)))
-    rows.append(("interlock.Lock `with`, lockdep off", per_op(with_stmt(plain), n, r)))
-    rows.append(("interlock.Lock(level=1) `with`", per_op(with_stmt(lev), n, r)))
-    rows.append(("nested A then B `with`, lockdep off", per_op(nested(a, b), n, r)))
-    lockdep.enable()
-    rows.append(("interlock.Lock `with`, lockdep on", per_op(with_stmt(plain), n // 4, r)))
-    rows.append(("nested A then B `with`, lockdep on", per_op(nested(a, b), n // 4, r)))
-    lockdep.disable()
-    rows.append(("multiprocessing.Lock `with`", per_op(with_stmt(mp.Lock()), n, r)))
-    rows.append(("threading.Lock `with`", per_op(with_stmt(threading.Lock()), n, r)))
-    base = rows[1][1]
-    print(f"{'scenario':48} {'ns/op':>9} {'vs lockdep off':>15}")
-    for name, ns in rows:
-        print(f"{name:48} {ns:9.0f} {ns / base:14.2f}x")
-    print(f"(median of {r} runs; one process, uncontended)")
+    a, b = interlock.Lock(name=f"bench-dl-a-{os.getpid()}"), interlock.Lock(name=f"bench-dl-b-{os.getpid()}")
+    mpl, thl = mp.Lock(), threading.Lock()
+    # (case, impl, lockdep on?, loop, iterations)
+    rows: list[tuple[str, str, bool, Callable[[int], None], int]] = [
+        ("acquire+release", "interlock.Lock, lockdep off", False, single(plain), n),
+        ("with lock", "interlock.Lock, lockdep off", False, with_stmt(plain), n),
+        ("with lock", "interlock.Lock(level=1)", False, with_stmt(lev), n),
+        ("with lock", "interlock.Lock, lockdep on", True, with_stmt(plain), n // 4),
+        ("with lock", "multiprocessing.Lock", False, with_stmt(mpl), n),
+        ("with lock", "threading.Lock", False, with_stmt(thl), n),
+        ("nested A then B", "interlock.Lock, lockdep off", False, nested(a, b), n),
+        ("nested A then B", "interlock.Lock, lockdep on", True, nested(a, b), n // 4),
+    ]
+    report = Report("bench_deadlock", args, {"n": n})
+    try:
+        for _ in range(args.repeat):
+            for case, impl, on, fn, m in rows:
+                (lockdep.enable if on else lockdep.disable)()
+                report.add(case, impl, "ns", per_op(fn, m))
+    finally:
+        lockdep.disable()
+        for lk in (plain, lev, a, b):
+            lk.detach()
+    base = "interlock.Lock, lockdep off"
+    for case in ("with lock", "nested A then B"):
+        for case_, impl, *_ in rows:
+            if case_ == case and impl != base:
+                report.ratio(case, (case, base), (case, impl))
+    report.print()
+    print("(ns per operation, one process, uncontended; a ratio > 1: lockdep off is faster)")
+    report.write(args.json)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,8 @@ from _common import (  # noqa: E402
     print_header,
     run_workers,
     span,
-    write_json,
+    Report,
+    rows_to_report,
 )
 
 import interlock  # noqa: E402
@@ -216,7 +217,8 @@ def print_ns_table(rows: list[Row]) -> None:
 def main() -> None:
     p = arg_parser(__doc__.split("\n")[0])
     args = finish_args(p.parse_args())
-    info = print_header("bench_lock", args)
+    print_header("bench_lock", args)
+    report = Report("bench_lock", args)
     t = time.perf_counter()
     rows = run(args)
     print_ns_table(rows)
@@ -236,9 +238,14 @@ def main() -> None:
         print("\nTargets from issue 2:")
         for t_ in targets:
             print("  " + t_)
-    if args.json:
-        write_json(args.json, info, rows, OURS, {"targets": targets}, reference=REF,
-                   peers=[k for k in SHARED if not k.startswith("interlock")])
+    rows_to_report(report, rows, [], [])
+    for case in dict.fromkeys(r.scenario for r in rows):
+        impls = {r.impl for r in rows if r.scenario == case}
+        for ours, peer in (("interlock.Lock", "mp.Lock"), ("interlock.RLock", "mp.RLock")):
+            if ours in impls and peer in impls:
+                report.ratio(case, (case, ours), (case, peer))
+    report.params["targets"] = targets
+    report.write(args.json)
     if any(r.error for r in rows):
         sys.exit(1)
 

@@ -5,14 +5,23 @@ number of worker processes, in the same run; Pool.imap gets a good
 chunksize.  Prints items per second and the ratio pipeline / Pool.
 
     python benchmarks/bench_pipeline.py [--items N] [--workers W] [--start-method M]
+                                        [--quick] [--repeat N] [--json PATH]
+
+Pool's and the pipeline's repeats are interleaved; each cell is the median
+[min-max] of the repeats, the ratio pipeline / Pool is computed per repeat.
 """
 from __future__ import annotations
 
-import argparse
 import multiprocessing
+import os
+import sys
 import time
 
-from interlock.pipeline import Pipeline
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _common import Report, report_args  # noqa: E402
+
+from interlock.pipeline import Pipeline  # noqa: E402
 
 
 def inc(x: int) -> int:
@@ -41,31 +50,32 @@ def bench_pipeline(ctx, n, workers, chunksize, ordered):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = report_args(__doc__.split("\n")[0], "a tenth of the items")
     ap.add_argument("--items", type=int, default=200_000)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--repeat", type=int, default=3, help="best of N runs")
     ap.add_argument("--start-method", default="fork")
     args = ap.parse_args()
     ctx = multiprocessing.get_context(args.start_method)
-    n, w = args.items, args.workers
-    print(f"{n} items, {w} workers, x + 1, start method {args.start_method}, best of {args.repeat}")
-    print(f"{'runner':<34}{'chunksize':>10}{'items/s':>14}{'vs Pool':>10}")
+    n, w = (args.items // 10 if args.quick else args.items), args.workers
+    report = Report("bench_pipeline", args)
     for ordered in (True, False):
+        kind = "imap" if ordered else "imap_unordered"
         for chunk in (1, 64, 1024):
-            pool = min(bench_pool(ctx, n if chunk > 1 else n // 10, w, chunk, ordered)
-                       for _ in range(args.repeat))
-            pool_rate = (n if chunk > 1 else n // 10) / pool
-            pipe = min(bench_pipeline(ctx, n if chunk > 1 else n // 10, w, chunk, ordered)
-                       for _ in range(args.repeat))
-            pipe_rate = (n if chunk > 1 else n // 10) / pipe
-            kind = "imap" if ordered else "imap_unordered"
-            print(f"{'Pool.' + kind:<34}{chunk:>10}{pool_rate:>14,.0f}{'1.00x':>10}")
-            print(f"{'Pipeline(ordered=' + str(ordered) + ')':<34}{chunk:>10}{pipe_rate:>14,.0f}"
-                  f"{pipe_rate / pool_rate:>9.2f}x")
-    print("(both timings include starting and stopping the workers; "
-          "chunksize 1 runs a tenth of the items)")
+            m = n if chunk > 1 else n // 10
+            case = f"x + 1, {w} workers, {kind}, chunksize {chunk}"
+            for _ in range(args.repeat):
+                report.add(case, "Pool." + kind, "items/s",
+                           m / bench_pool(ctx, m, w, chunk, ordered))
+                report.add(case, f"Pipeline(ordered={ordered})", "items/s",
+                           m / bench_pipeline(ctx, m, w, chunk, ordered))
+            report.ratio_vs(case, f"Pipeline(ordered={ordered})", ["Pool." + kind])
+            sys.stderr.write(".")
+            sys.stderr.flush()
+    sys.stderr.write("\n")
+    report.print()
+    print(f"({n} items, start method {args.start_method}; both timings include starting and "
+          "stopping the workers; chunksize 1 runs a tenth of the items)")
+    report.write(args.json)
 
 
 if __name__ == "__main__":

@@ -50,7 +50,8 @@ from _common import (  # noqa: E402
     run_queue_share,
     run_workers,
     span,
-    write_json,
+    Report,
+    rows_to_report,
 )
 
 import interlock  # noqa: E402
@@ -771,7 +772,8 @@ def run(args: Any) -> tuple[list[Row], list[Scenario]]:
 def main() -> None:
     p = arg_parser(__doc__.split("\n")[0])
     args = finish_args(p.parse_args())
-    info = print_header("bench_queue", args)
+    print_header("bench_queue", args)
+    report = Report("bench_queue", args)
     t = time.perf_counter()
     rows, chosen = run(args)
     print_table(rows, OURS)
@@ -785,8 +787,9 @@ def main() -> None:
                 continue
             row = next(r for r in rows if r.scenario == sc.name and r.impl == OURS)
             print(f"  {sc.name}: target {sc.target}: {_verdict(row, sc.target)}")
-    if args.json:
-        write_json(args.json, info, rows, OURS, {"targets": targets})
+    rows_to_report(report, rows, [OURS], [i.name for i in IMPLS if i.name != OURS])
+    report.params["targets"] = targets
+    report.write(args.json)
     failed = [r for r in rows if r.error]
     if failed:
         print(f"\n{len(failed)} measurement(s) FAILED:", file=sys.stderr)

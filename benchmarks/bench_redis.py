@@ -2,17 +2,19 @@
 
     python benchmarks/bench_redis.py              # starts its own redis-server
     python benchmarks/bench_redis.py --url redis://host:6379/0
+    options: [--quick] [--repeat N] [--json PATH]
 
 Queue: one producer process and one consumer process move N messages of
-64 bytes; the time is from the producer's start to the consumer's last
-message.  "interlock" is ``interlock.connect(url).Queue``: put/get, and
-put_many/get_many in batches; "list" is LPUSH/BRPOP on a plain list,
-and LPUSH of a batch / BLMPOP COUNT for the batched row: the floor a
+64 bytes; the time is from the producer's start (once its interpreter is up:
+its connection to the server is timed) to the consumer's last message.
+"interlock" is ``interlock.connect(url).Queue``: put/get, and
+put_many/get_many in batches; "list" is LPUSH/BRPOP on a plain list, and
+LPUSH of a batch / BLMPOP COUNT for the batched row: the floor a
 queue on Redis can reach, without at-least-once delivery, bounds or close;
 "stream" is XADD / XREADGROUP BLOCK with XACK+XDEL pipelined into the next
 read (batched: a pipeline of XADDs, XREADGROUP COUNT): a stream queue with
-acknowledgement, but no bound, close or re-delivery.  Each row is the
-median of ``--repeat`` interleaved runs.
+acknowledgement, but no bound, close or re-delivery.  Each cell is the
+median [min-max] of ``--repeat`` interleaved runs.
 
 Lock hand-off: the holder releases at t0 while another process waits in
 ``acquire()``; the waiter has the lock at t1; t1 - t0 is the hand-off
@@ -21,7 +23,6 @@ Lock hand-off: the holder releases at t0 while another process waits in
 """
 from __future__ import annotations
 
-import argparse
 import multiprocessing as mp
 import os
 import statistics
@@ -30,6 +31,9 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _common import Report, report_args  # noqa: E402
 
 import redis as redis_py  # noqa: E402
 
@@ -125,19 +129,26 @@ def make_stream(url):
     return make
 
 
+def _timed(producer, start, *args):
+    """Run ``producer(*args)`` after noting the time: the interpreter's start
+    is not timed, the producer's connection to the server is."""
+    start.value = time.monotonic()
+    producer(*args)
+
+
 def run_pair(url, producer, consumer, n, batch, make):
     name = f"bench-{uuid.uuid4().hex[:8]}"
     make(name)
     done = SPAWN.Value("d", 0.0)
+    start = SPAWN.Value("d", 0.0)
     c = SPAWN.Process(target=consumer, args=(url, name, n, batch, done))
-    p = SPAWN.Process(target=producer, args=(url, name, n, batch))
+    p = SPAWN.Process(target=_timed, args=(producer, start, url, name, n, batch))
     c.start()
     time.sleep(1.0)  # the consumer is up and waiting
-    t0 = time.monotonic()
     p.start()
     p.join()
     c.join()
-    return n / (done.value - t0)
+    return n / (done.value - start.value)
 
 
 # ------------------------------------------------------------------ lock
@@ -178,53 +189,49 @@ def handoff(url, kind, rounds):
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = report_args(__doc__.split("\n")[0], "a quarter of the messages, 10 hand-offs")
     ap.add_argument("--url")
     ap.add_argument("-n", type=int, default=20000, help="messages per queue run")
     ap.add_argument("--batch", type=int, default=100)
-    ap.add_argument("--rounds", type=int, default=40, help="lock hand-offs")
-    ap.add_argument("--repeat", type=int, default=3, help="queue runs (the median is shown)")
+    ap.add_argument("--rounds", type=int, default=40, help="lock hand-offs per repeat")
     a = ap.parse_args()
+    if a.quick:
+        a.n, a.rounds = a.n // 4, min(a.rounds, 10)
     srv = None
     url = a.url
     if url is None:
         from redis_server import RedisServer
         srv = RedisServer()
         url = srv.url
+    report = Report("bench_redis", a, {"url_given": a.url is not None})
     try:
         raw = redis_py.Redis.from_url(url)
-        info = raw.info("server")
-        print(f"redis-server {info['redis_version']} at {url}; {os.cpu_count()} CPUs; "
-              f"{a.n} messages of {len(MSG)} B\n")
+        report.params["redis_version"] = raw.info("server")["redis_version"]
         b = connect(url)
-        rows = []
         for label, batch in (("single", 1), (f"batch {a.batch}", a.batch)):
-            il, rw, st = [], [], []
+            case = f"queue 64 B, {label}"
             for _ in range(a.repeat):  # interleaved, so that drift hits all three
-                il.append(run_pair(url, il_producer, il_consumer, a.n, batch,
-                                   lambda name: b.Queue(name=name)))
-                rw.append(run_pair(url, raw_producer, raw_consumer, a.n, batch,
-                                   lambda name: None))
-                st.append(run_pair(url, stream_producer, stream_consumer, a.n, batch,
-                                   make_stream(url)))
-            rows.append((label, *map(statistics.median, (il, rw, st))))
-        print(f"medians of {a.repeat} runs; list: LPUSH/BRPOP (batch: LPUSH xN/BLMPOP); "
-              "stream: XADD/XREADGROUP+XACK (batch: pipelined)")
-        print(f"{'queue':<12}{'interlock':>12}{'list':>10}{'ratio':>7}{'stream':>10}{'ratio':>7}")
-        for label, il, rw, st in rows:
-            print(f"{label:<12}{il:>12,.0f}{rw:>10,.0f}{il / rw:>7.2f}{st:>10,.0f}{il / st:>7.2f}")
-        print()
-        res = {k: handoff(url, k, a.rounds) for k in ("interlock", "redis-py")}
-        print(f"{'lock hand-off':<14}{'median ms':>11}{'p90 ms':>9}{'max ms':>9}")
-        for k, lat in res.items():
-            lat_ms = sorted(x * 1000 for x in lat)
-            print(f"{k:<14}{statistics.median(lat_ms):>11.2f}"
-                  f"{lat_ms[int(0.9 * (len(lat_ms) - 1))]:>9.2f}{lat_ms[-1]:>9.2f}")
-        ratio = statistics.median(res["redis-py"]) / statistics.median(res["interlock"])
-        print(f"\ninterlock's median hand-off is {ratio:.0f}x faster than redis-py's Lock")
+                report.add(case, "interlock", "msg/s",
+                           run_pair(url, il_producer, il_consumer, a.n, batch,
+                                    lambda name: b.Queue(name=name)))
+                report.add(case, "list (LPUSH/BRPOP)", "msg/s",
+                           run_pair(url, raw_producer, raw_consumer, a.n, batch, lambda name: None))
+                report.add(case, "stream (XADD/XREADGROUP)", "msg/s",
+                           run_pair(url, stream_producer, stream_consumer, a.n, batch,
+                                    make_stream(url)))
+            report.ratio_vs(case, "interlock", ["list (LPUSH/BRPOP)", "stream (XADD/XREADGROUP)"])
+        case = "lock hand-off, median of the rounds"
+        for _ in range(a.repeat):
+            for k in ("interlock", "redis-py"):
+                lat = handoff(url, k, a.rounds)
+                report.add(case, k if k == "interlock" else "redis-py Lock", "ms",
+                           statistics.median(lat) * 1000, p90_ms=sorted(lat)[int(0.9 * (len(lat) - 1))] * 1000)
+        report.ratio_vs(case, "interlock", ["redis-py Lock"])
     finally:
         if srv is not None:
             srv.stop()
+    report.print()
+    report.write(a.json)
 
 
 if __name__ == "__main__":

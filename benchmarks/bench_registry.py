@@ -25,22 +25,27 @@ that every condition sees the same processes and memory; short measurements
 rotate through the conditions so that the machine's drift hits all alike.
 The table shows medians; ratios are medians of per-rotation ratios.
 
-    python benchmarks/bench_registry.py [--rounds 15] [--seconds 0.25]
+    python benchmarks/bench_registry.py [--repeat 5] [--seconds 0.25] [--quick] [--json PATH]
+
+(``--repeat``: rotations per workload; each cell is the median [min-max] of
+the rotations, each ratio is computed per rotation.)
 """
 from __future__ import annotations
 
-import argparse
 import json
 import multiprocessing as mp
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 
-import interlock
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from _common import Report, report_args  # noqa: E402
+
+import interlock  # noqa: E402
 
 # A poller: every `interval` it lists the directory and reads each of the
 # objects named on its command line, as `interlock top` does for every object.
@@ -135,11 +140,13 @@ def stop_poller(p: subprocess.Popen[str]) -> dict[str, float]:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--rounds", type=int, default=15, help="rotations per workload")
+    ap = report_args(__doc__.split("\n\n")[0], "0.1 s per measurement")
     ap.add_argument("--seconds", type=float, default=0.25, help="per measurement")
     ap.add_argument("--interval", type=float, default=0.01, help="poll interval (s)")
     args = ap.parse_args()
+    if args.quick:
+        args.seconds = min(args.seconds, 0.1)
+    args.rounds = args.repeat
 
     pid = os.getpid()
     names = [f"bench-registry-{pid}-{s}" for s in ("q", "q2", "l")]
@@ -180,31 +187,21 @@ def main() -> None:
         for obj in (q, q2, lock, *dummies):
             obj.detach()
 
-    print(f"interlock registry cost: {args.rounds} rotations x {args.seconds:g} s per workload "
-          f"and condition; pollers every {args.interval * 1000:g} ms; {os.cpu_count()} CPUs, "
-          f"Python {sys.version.split()[0]}")
-    print()
-    head = (f"{'workload':<42} {'idle':>10} {'reader':>10} {'control':>10}   "
-            f"{'reader/control':>16}   {'reader/idle':>11}")
-    print(head)
-    print("-" * len(head))
-
-    def ratio(res: dict[str, list[float]], a: str, b: str) -> str:
-        rs = sorted(x / y for x, y in zip(res[a], res[b]))
-        q1, _, q3 = statistics.quantiles(rs, n=4)
-        return f"{statistics.median(rs):.3f} [{q1:.2f}-{q3:.2f}]"
-
+    report = Report("bench_registry", args)
     for w, res in results.items():
-        med = {c: statistics.median(res[c]) / 1e6 for c in CONDITIONS}
-        print(f"{w:<42} {med['idle']:>6.2f} M/s {med['reader']:>6.2f} M/s "
-              f"{med['control']:>6.2f} M/s   {ratio(res, 'reader', 'control'):>16}   "
-              f"{ratio(res, 'reader', 'idle'):>11}")
-    print()
+        for cond in CONDITIONS:
+            for v in res[cond]:
+                report.add(w, cond, "ops/s", v)
+        report.ratio(w, (w, "reader"), (w, "control"))
+        report.ratio(w, (w, "reader"), (w, "idle"))
     rd, ct = stats["reader"], stats["control"]
+    report.params["pollers"] = {"reader": rd, "control": ct}
+    report.print()
     print(f"reader: {rd['polls']:.0f} polls of {rd['objects']:.0f} objects, "
           f"{rd['mean_cpu_us']:.0f} us CPU each; control: {ct['polls']:.0f} polls of "
           f"{ct['objects']:.0f} objects, {ct['mean_cpu_us']:.0f} us CPU each")
-    print("ratios: median over rotations, [interquartile range]; 1.000 = no difference")
+    print("ratios per rotation; 1.00 = no difference")
+    report.write(args.json)
 
 
 if __name__ == "__main__":

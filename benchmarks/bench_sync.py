@@ -1,8 +1,10 @@
 """Semaphore, RWLock, Event and Condition next to their multiprocessing peers.
 
-Run: ``python benchmarks/bench_sync.py [--quick]``. Prints one table; every
-row is measured in this run, and the ratio is peer time / interlock time
-(> 1: interlock is faster). RWLock has no multiprocessing peer: it is
+Run: ``python benchmarks/bench_sync.py [--quick] [--repeat N] [--json PATH]``.
+Prints one table; every row is measured in this run, interlock's and the
+peer's repeats interleaved; each cell is the median [min-max] of the repeats,
+and the ratio (peer time / interlock time, > 1: interlock is faster) is
+computed per repeat. RWLock has no multiprocessing peer: it is
 compared with a multiprocessing.Lock used as a (one-reader) stand-in.
 
 Rows:
@@ -14,14 +16,15 @@ Rows:
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import sys
 import time
 
-import interlock
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-QUICK = "--quick" in sys.argv
-N_FAST = 20_000 if QUICK else 200_000
-N_PING = 500 if QUICK else 5_000
+from _common import Report, report_args  # noqa: E402
+
+import interlock  # noqa: E402
 
 
 def timeit(fn, n):
@@ -152,42 +155,46 @@ def _rw_pong(rw, a, b, n):
 
 
 def main():
+    args = report_args(__doc__.split("\n")[0]).parse_args()
+    n_fast = 20_000 if args.quick else 200_000
+    n_ping = 500 if args.quick else 5_000
     ctx = mp.get_context("fork")
-    rows = []
+    report = Report("bench_sync", args, {"n_fast": n_fast, "n_ping": n_ping, "start_method": "fork"})
 
-    def row(name, ours, peer, n):
-        t_ours = timeit(ours, n)
-        t_peer = timeit(peer, n)
-        rows.append((name, t_ours, t_peer))
+    def row(name, ours, peer, n, peer_name="multiprocessing"):
+        for _ in range(args.repeat):
+            report.add(name, "interlock", "ns", timeit(ours, n) * 1e9)
+            report.add(name, peer_name, "ns", timeit(peer, n) * 1e9)
+        report.ratio_vs(name, "interlock", [peer_name])
+        sys.stderr.write(".")
+        sys.stderr.flush()
 
     row("Semaphore acquire+release", sem_fast(interlock.Semaphore(1)),
-        sem_fast(mp.Semaphore(1)), N_FAST)
+        sem_fast(mp.Semaphore(1)), n_fast)
     row("BoundedSemaphore acquire+release", sem_fast(interlock.BoundedSemaphore(1)),
-        sem_fast(mp.BoundedSemaphore(1)), N_FAST)
-    row("RWLock read acquire+release (peer: Lock)", rw_read_fast(interlock.RWLock()),
-        lock_fast(mp.Lock()), N_FAST)
-    row("RWLock write acquire+release (peer: Lock)", rw_write_fast(interlock.RWLock()),
-        lock_fast(mp.Lock()), N_FAST)
-    row("Event set+clear+is_set", event_fast(interlock.Event()), event_fast(mp.Event()), N_FAST)
+        sem_fast(mp.BoundedSemaphore(1)), n_fast)
+    row("RWLock read acquire+release (peer: mp.Lock)", rw_read_fast(interlock.RWLock()),
+        lock_fast(mp.Lock()), n_fast, "mp.Lock (stand-in)")
+    row("RWLock write acquire+release (peer: mp.Lock)", rw_write_fast(interlock.RWLock()),
+        lock_fast(mp.Lock()), n_fast, "mp.Lock (stand-in)")
+    row("Event set+clear+is_set", event_fast(interlock.Event()), event_fast(mp.Event()), n_fast)
     row("Condition notify, no waiter", cond_notify_fast(interlock.Condition()),
-        cond_notify_fast(mp.Condition()), N_FAST)
+        cond_notify_fast(mp.Condition()), n_fast)
     row("Semaphore ping-pong, 2 procs",
         sem_ping(interlock.Semaphore(0), interlock.Semaphore(0), ctx),
-        sem_ping(mp.Semaphore(0), mp.Semaphore(0), ctx), N_PING)
+        sem_ping(mp.Semaphore(0), mp.Semaphore(0), ctx), n_ping)
     row("Event ping-pong, 2 procs", ev_ping(interlock.Event(), interlock.Event(), ctx),
-        ev_ping(mp.Event(), mp.Event(), ctx), N_PING)
+        ev_ping(mp.Event(), mp.Event(), ctx), n_ping)
     ic = interlock.Condition()
     mc = mp.Condition()
     row("Condition ping-pong, 2 procs",
         cond_ping(ic, interlock.Value("i", 0, lock=False), ctx),
-        cond_ping(mc, mp.Value("i", 0, lock=False), ctx), N_PING)
-
-    w = max(len(r[0]) for r in rows)
-    print(f"{'operation':<{w}}  {'interlock':>12}  {'multiprocessing':>16}  {'ratio':>6}")
-    for name, a, b in rows:
-        print(f"{name:<{w}}  {a * 1e9:>9.0f} ns  {b * 1e9:>13.0f} ns  {b / a:>5.2f}x")
-    print(f"(ratio = multiprocessing time / interlock time; > 1 means interlock is faster; "
-          f"{mp.cpu_count()} CPUs, fork)")
+        cond_ping(mc, mp.Value("i", 0, lock=False), ctx), n_ping)
+    sys.stderr.write("\n")
+    report.print()
+    print("(ns per operation; ratio = multiprocessing time / interlock time, per repeat; "
+          "> 1 means interlock is faster)")
+    report.write(args.json)
 
 
 if __name__ == "__main__":

@@ -99,10 +99,6 @@ DIFFERENCES: dict[str, Entry] = {
         "mpfails", "expects threading's repr '<threading.BoundedSemaphore at ...: value=3/3>'"),
     "lock_tests.BarrierTests.test_repr": (
         "mpfails", "expects threading's repr '<threading.Barrier at ...: waiters=0/3>'"),
-    # ------------------------------------------- tests/test_mp_docs_examples.py
-    "example:joinable_queue": (
-        "gap", "daemon workers still attached when multiprocessing terminates them at exit "
-        "(SIGTERM) leave the queues' segments in /dev/shm; multiprocessing's leave nothing"),
 }
 
 #: Tests interlock passes and multiprocessing's own classes fail (their

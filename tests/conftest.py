@@ -6,6 +6,8 @@
   ``BACKENDS`` runs the same tests.
 - Process hygiene: every process a test starts through multiprocessing is
   recorded; whatever is still alive when the test ends is killed and reaped.
+- Thread hygiene (``_forkcheck``): the session fails if the test process
+  fork()ed while another of its threads was alive.
 - /dev/shm hygiene: each test must leave no file of its own behind, and the
   session fails if /dev/shm is not left as it was found.  The machine may be
   shared, so a file counts as ours when its name carries this run's tag
@@ -26,6 +28,7 @@ import sys
 
 import pytest
 
+import _forkcheck  # first: its fork hook must be registered before interlock's  # isort: skip
 import interlock
 from interlock import _segment
 
@@ -142,6 +145,10 @@ def _remove(entries) -> None:
             pass
 
 
+def pytest_configure(config):
+    config.pluginmanager.register(_forkcheck, "interlock-forkcheck")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def shm_at_start(pytestconfig):
     """/dev/shm as found; ``pytest_sessionfinish`` compares the end with it."""
@@ -195,6 +202,33 @@ def _hygiene(request):
         problems.append(f"processes still running at the end: {stray}")
     if problems:
         pytest.fail("; ".join(problems), pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _redis_consumers():
+    """Per test: a Redis queue consumer the test left attached (it got from
+    a queue and never detached it) is forgotten at the end of the test, as
+    if its process had exited: its heartbeat is no longer renewed, so the
+    lease keeper thread ends instead of running for the rest of the session
+    (against servers long stopped), and later forks in this process are
+    not multi-threaded because of it.  Nothing is sent to the server (it
+    may be gone); what the consumer held comes back to others after the
+    lease, as for a dead consumer."""
+    mod = sys.modules.get("interlock._redis._queue")
+    before = {id(c) for c in mod._consumers} if mod is not None else set()
+    yield
+    mod = sys.modules.get("interlock._redis._queue")
+    if mod is None:
+        return
+    with mod._consumers_lock:
+        left = [c for c in mod._consumers if id(c) not in before]
+        for c in left:
+            mod._consumers.remove(c)
+            for key, other in list(c.backend.consumers.items()):
+                if other is c:
+                    del c.backend.consumers[key]
+    for c in left:
+        c.backend.drop(c.beat)
 
 
 def pytest_collection_modifyitems(config, items):

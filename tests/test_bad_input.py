@@ -228,7 +228,7 @@ CASES = [
     Case("attach-bad-magic", lambda e: _foreign(e, b"NOTMAGIC" + b"\0" * 4088), SegmentError,
          r"not an interlock segment \(bad magic b'NOTMAGIC'\)"),
     Case("attach-bad-version", lambda e: _foreign(e, e.segment_bytes(version=99)), SegmentError,
-         r"layout version 99; this interlock reads version 2"),
+         rf"layout version 99; this interlock reads version {_segment.LAYOUT_VERSION}"),
     Case("attach-header-size-lies", lambda e: _foreign(e, e.segment_bytes(total=8192)),
          SegmentError, r"truncated or inconsistent \(4096 bytes, header says 8192\)"),
     Case("attach-foreign-kind", lambda e: _foreign(e, e.segment_bytes(kind=77), L), SegmentError,

@@ -90,16 +90,21 @@ def start(script: str, *argv: str, stdin: bool = False) -> subprocess.Popen[str]
 
 
 def stop(p: subprocess.Popen[str]) -> None:
-    if p.poll() is None:
-        if p.stdin:
-            p.stdin.close()
-            try:
-                p.wait(5)
-                return
-            except subprocess.TimeoutExpired:
-                pass
-        p.kill()
-    p.wait(5)
+    try:
+        if p.poll() is None:
+            if p.stdin:
+                p.stdin.close()
+                try:
+                    p.wait(5)
+                    return
+                except subprocess.TimeoutExpired:
+                    pass
+            p.kill()
+        p.wait(5)
+    finally:
+        for f in (p.stdin, p.stdout, p.stderr):  # (an unclosed pipe is a ResourceWarning)
+            if f is not None:
+                f.close()
 
 
 def reap(*names: str) -> None:
@@ -304,7 +309,7 @@ def test_top_shows_rates() -> None:
         assert "put -, got -" in row0
     finally:
         p.kill()
-        p.wait()
+        stop(p)
         reap(qname)
 
 
@@ -313,6 +318,7 @@ def test_top_on_a_terminal_clears_the_screen_each_refresh(holder: Any,
     import pty
 
     master, slave = pty.openpty()
+    p: subprocess.Popen[bytes] | None = None
     try:
         p = subprocess.Popen([PY, "-m", "interlock", "top", "-n", "2", "-d", "0.1"],
                              stdout=slave, stderr=subprocess.PIPE)
@@ -329,6 +335,8 @@ def test_top_on_a_terminal_clears_the_screen_each_refresh(holder: Any,
         assert p.wait(10) == 0
     finally:
         os.close(master)
+        if p is not None and p.stderr is not None:
+            p.stderr.close()
     out = b"".join(chunks).decode()
     assert out.count("\x1b[H\x1b[2J") == 2
     assert names[1] in out
@@ -344,7 +352,7 @@ def test_top_quits_cleanly_on_ctrl_c(holder: Any) -> None:
     finally:
         if p.poll() is None:
             p.kill()
-            p.wait()
+            p.communicate()  # (reads and closes the pipes)
     assert p.returncode == 0, err
     assert "Traceback" not in err
     assert "interlock top" in out
@@ -382,7 +390,7 @@ def test_clean_lists_then_removes_segments_of_killed_processes() -> None:
     finally:
         if p.poll() is None:
             p.kill()
-            p.wait()
+        stop(p)
         reap(qname)
 
 
@@ -390,7 +398,7 @@ def test_clean_remove_table() -> None:
     qname = f"t-cli-{os.getpid()}-victim2"
     p = start(VICTIM, qname)
     p.kill()
-    p.wait()
+    stop(p)
     try:
         out = cli("clean", qname, "--remove").stdout
         assert out.startswith("removed ")
@@ -411,7 +419,7 @@ def test_clean_remove_everything(tmp_path: Any) -> None:
             "print('ready', flush=True); time.sleep(60)")
     p = start(code, "dead-a", "dead-b")
     p.kill()
-    p.wait()
+    stop(p)
     assert sorted(os.listdir(d)) == [f"interlock.{os.getuid()}.dead-a",
                                      f"interlock.{os.getuid()}.dead-b"]
     r = _run_cli_in(d, "clean", "--json")

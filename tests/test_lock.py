@@ -114,6 +114,8 @@ def test_release_by_another_thread_raises(lock_factory):
     lock.release()
 
 
+@pytest.mark.threaded_fork("a Redis lock held across the fork keeps the lease keeper "
+                           "running: the caller's own multi-threaded fork", backend="redis")
 def test_release_by_another_process_raises(lock_factory, mp_ctx):
     lock = lock_factory()
     out = mp_ctx.SimpleQueue()
@@ -212,6 +214,8 @@ def test_lock_pickles_by_name_with_options(lock_factory, mp_ctx):
 # --------------------------------------------------------------- RLock
 
 
+@pytest.mark.threaded_fork("a Redis lock held across the fork keeps the lease keeper "
+                           "running: the caller's own multi-threaded fork", backend="redis")
 def test_rlock_recursion(rlock_factory, mp_ctx):
     lock = rlock_factory()
     for depth in range(1, 4):

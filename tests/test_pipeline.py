@@ -294,6 +294,47 @@ def test_killed_worker_restarted(ctx, tmp_path, mode):
         assert out == list(range(40))
 
 
+RESTART_FORK_SCRIPT = textwrap.dedent("""
+    import os, signal, sys, threading
+    seen = []  # threads alive at each fork (this hook runs last: registered first)
+    os.register_at_fork(before=lambda: seen.append(threading.active_count()))
+    from interlock.pipeline import Pipeline
+
+    def make(flag):
+        def kill_once(x):  # a closure: only fork can start it (no spawn, no forkserver)
+            if x == 5 and not os.path.exists(flag):
+                open(flag, "w").close()
+                os.kill(os.getpid(), signal.SIGKILL)
+            return x * 10
+        return kill_once
+
+    if __name__ == "__main__":
+        # A small window: the feeder thread is still feeding when the worker dies.
+        p = Pipeline(range(300), mp_context="fork", on_worker_death=sys.argv[2],
+                     max_inflight=8).stage(make(sys.argv[1]), 2)
+        out = p.run()
+        want = [x * 10 for x in range(300) if sys.argv[2] == "retry" or x != 5]
+        print("RESULT", out == want, p.restarts, seen, flush=True)
+""")
+
+
+@pytest.mark.parametrize("mode", ["restart", "retry"])
+def test_restart_under_fork_forks_without_the_feeder_thread(tmp_path, mode):
+    """A restarted worker is forked while no thread of the pipeline runs
+    (the feeder parks at a safe point and carries on after), so the child
+    cannot inherit a lock held by another thread; Python >= 3.12 would warn
+    "multi-threaded, use of fork() may lead to deadlocks"."""
+    script = tmp_path / "restart_fork.py"
+    script.write_text(RESTART_FORK_SCRIPT)
+    out = subprocess.run([sys.executable, "-W", "always", str(script),
+                          str(tmp_path / "killed"), mode],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    # every result, in order; one restart; 2 initial forks + 1, each single-threaded
+    assert "RESULT True 1 [1, 1, 1]" in out.stdout, out.stdout + out.stderr
+    assert "multi-threaded" not in out.stderr, out.stderr
+
+
 # ------------------------------------------------------------------- Ctrl-C
 CTRL_C_SCRIPT = textwrap.dedent("""
     import itertools, os, sys, time
@@ -332,7 +373,9 @@ def test_ctrl_c_stops_everything_within_a_second(tmp_path, method):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    err = proc.stderr.read()
+        err = proc.stderr.read()
+        proc.stdout.close()  # (an unclosed pipe is a ResourceWarning)
+        proc.stderr.close()
     assert "KeyboardInterrupt" in err
     assert elapsed < 1.0 + 0.5, f"took {elapsed:.2f} s"  # 0.5 s of slack for a loaded CI box
     for pid in map(int, pids):

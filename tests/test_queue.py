@@ -506,6 +506,8 @@ def test_joinable_join_woken_by_last_task_done_in_thread(joinable_queue_factory)
 # -------------------------------------------------------------- SimpleQueue
 
 
+@pytest.mark.threaded_fork("a Redis consumer's heartbeat held across the fork keeps the lease keeper "
+                           "running: the caller's own multi-threaded fork", backend="redis")
 def test_simple_queue(simple_queue_factory, mp_ctx):
     q = simple_queue_factory()
     assert q.empty()
@@ -526,6 +528,8 @@ def test_simple_queue(simple_queue_factory, mp_ctx):
 # --------------------------------------------------- processes and pickling
 
 
+@pytest.mark.threaded_fork("a Redis consumer's heartbeat held across the fork keeps the lease keeper "
+                           "running: the caller's own multi-threaded fork", backend="redis")
 def test_pickling_by_name_to_children(queue_factory, mp_ctx):
     q = queue_factory(5)
     out = queue_factory()

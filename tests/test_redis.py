@@ -13,6 +13,9 @@ import os
 import queue
 import signal
 import socket
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 import uuid
@@ -506,6 +509,97 @@ class TestLockContract:
         assert not lock.locked()
 
 
+class TestKeeper:
+    """The lease keeper thread lives only while leases are held: an idle
+    process has no thread of ours, and a fork() after the last release
+    copies a single-threaded process (Python >= 3.12 warns otherwise)."""
+
+    @pytest.fixture
+    def b(self, url):
+        # A backend of its own (options are part of connect()'s cache key),
+        # with a long lease: an idle keeper would sleep 10 s between rounds.
+        return connect(url, lease=30.0, prefix=f"keeper{uuid.uuid4().hex[:6]}")
+
+    @staticmethod
+    def ends(b) -> bool:
+        t = b._keeper_thread
+        if t is not None:
+            t.join(5)  # well under the 10 s an idle wake-up period would take
+        return (t is None or not t.is_alive()) and b._keeper is None
+
+    def test_lock(self, b):
+        lock = b.Lock()
+        assert b._keeper is None
+        with lock:
+            assert b._keeper is not None and b._keeper.is_alive()
+        assert self.ends(b)
+        with lock:  # a new one for the next lease, and it still renews
+            assert b._keeper.is_alive()
+        assert self.ends(b)
+
+    def test_semaphore_permits(self, b):
+        s = b.Semaphore(2)
+        s.acquire()
+        s.acquire()
+        keeper = b._keeper
+        s.release()
+        assert keeper.is_alive() and b._keeper is keeper  # one permit still held
+        s.release()
+        assert self.ends(b)
+
+    def test_queue_consumer_heartbeat(self, b):
+        q = b.Queue()
+        q.put(1)
+        assert b._keeper is None  # a producer holds no lease
+        assert q.get(timeout=5) == 1
+        assert b._keeper is not None and b._keeper.is_alive()  # the consumer's heartbeat
+        q.detach()
+        assert self.ends(b)
+        b.Queue(name=q._name, create=False).unlink()
+
+    def test_renews_with_a_short_lease_across_keepers(self, short):
+        lock = short.Lock()
+        for _ in range(2):  # the second hold starts a second keeper
+            with lock:
+                time.sleep(2 * LEASE)
+                assert lock.owner is not None and str(os.getpid()) in lock.owner
+        assert not lock.locked()
+
+    def test_fork_right_after_release_has_no_thread_of_ours(self, url, tmp_path):
+        # A fork hook registered before interlock's runs after it (before-fork
+        # hooks run in reverse order): it sees the threads fork() copies.
+        script = tmp_path / "fork_after_release.py"
+        script.write_text(textwrap.dedent(f"""
+            import os, sys, threading
+            seen = []
+            os.register_at_fork(before=lambda: seen.append(threading.active_count()))
+            from interlock._connect import connect
+            b = connect({url!r}, lease=30.0, prefix="keeperfork")
+            lock = b.Lock()
+            def fork():
+                pid = os.fork()
+                if pid == 0:
+                    os._exit(0)
+                os.waitpid(pid, 0)
+            for _ in range(20):
+                lock.acquire()
+                lock.release()
+                fork()
+            # A thread that ended holding a lock: its lease is no longer
+            # renewed (it runs out, like a dead owner's), so it keeps no keeper.
+            t = threading.Thread(target=b.Lock().acquire)
+            t.start()
+            t.join()
+            fork()
+            print(seen)
+            sys.exit(0 if seen == [1] * 21 else 1)
+        """))
+        out = subprocess.run([sys.executable, "-W", "always", str(script)],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stdout + out.stderr
+        assert "multi-threaded" not in out.stderr
+
+
 class TestSemaphoreAndEvent:
     def test_semaphore_bounds_holders(self, r):
         s = r.Semaphore(2)
@@ -857,7 +951,7 @@ class TestCredentialsAndErrors:
         c.delete(evkey)
         c.hset(evkey, "x", "1")  # another program's hash where the event stream was
         with pytest.raises(KeyConflict) as e:
-            q.put(1)
+            q.qsize()  # (a put whose items all fit does not read the event stream)
         assert name in str(e.value) and evkey in str(e.value) and "hash" in str(e.value)
 
     def test_bad_options_and_db_are_refused_at_connect(self, url):

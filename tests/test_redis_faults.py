@@ -271,6 +271,9 @@ def test_timeouts_are_kept_while_the_server_stalls(server):
             assert took < timeout + BOUND, (call, took)
     finally:
         os.kill(server.proc.pid, signal.SIGCONT)
+    # (not left held: its lease would be renewed for the rest of the session)
+    with contextlib.suppress(LeaseExpired):
+        held.release()
 
 
 def proc_stop(server) -> bool:
@@ -476,6 +479,125 @@ def test_lost_replies_of_idempotent_calls_are_retried(server, proxy):
     q.close()
     assert proxy.dropped == 4
     assert direct.Queue(name=name + "q").closed
+
+
+# ------------------------------------------------------------ finding 7: one round trip
+
+def _count_trips(b, monkeypatch) -> list[tuple[str, str, str]]:
+    """Every round trip the backend ``b`` makes by its two seams: (seam,
+    thread, first command)."""
+    import threading
+
+    trips: list[tuple[str, str, str]] = []
+
+    def counted(orig, meth):
+        def seam(budget, args):
+            first = args[0] if meth == "_pipe_once" else args
+            trips.append((meth, threading.current_thread().name, " ".join(map(str, first[:2]))))
+            return orig(budget, args)
+        return seam
+
+    for meth in ("_call_once", "_pipe_once"):
+        if hasattr(b, meth):  # (_pipe_once is new with the one-round-trip get)
+            monkeypatch.setattr(b, meth, counted(getattr(b, meth), meth))
+    return trips
+
+
+def _callers(trips: list[tuple[str, str, str]]) -> list[str]:
+    """The round trips of the calling thread (not the keeper's renewals)."""
+    return [f"{m} {c}" for m, t, c in trips if t == "MainThread"]
+
+
+def test_get_is_one_round_trip(server, monkeypatch):
+    """A get on an unbounded queue, with an item there or waiting for one,
+    is one round trip (before: the take function, then on an empty queue a
+    blocking XREADGROUP: two)."""
+    import threading
+
+    b = connect(server.url, lease=10.0)
+    other = connect(server.url, lease=10.0)
+    name = uname()
+    q = b.Queue(name=name)
+    q.put("warm")
+    assert q.get(timeout=1) == "warm"  # the consumer's first get is a take
+    other.Queue(name=name).put("x")
+    trips = _count_trips(b, monkeypatch)
+    assert q.get(timeout=1) == "x"
+    assert _callers(trips) == ["_pipe_once FCALL il_q_pre"], trips
+    trips.clear()
+    t = threading.Timer(0.3, lambda: other.Queue(name=name).put("y"))
+    t.start()
+    assert q.get(timeout=5) == "y"  # empty: it blocks, in the same round trip
+    t.join()
+    assert _callers(trips) == ["_pipe_once FCALL il_q_pre"], trips
+
+
+def test_lost_direct_read_reply_is_not_stranded(server, proxy):
+    """The one-round-trip get (il_q_pre + XREADGROUP) ran on the server but
+    its reply was lost: the message is pending under us and must come back
+    at once (resync), and join() return."""
+    direct = connect(server.url, lease=LEASE)
+    via = connect(proxy.url, lease=LEASE)
+    name = uname()
+    prod = direct.JoinableQueue(name=name)
+    q = via.JoinableQueue(name=name)
+    prod.put_many(["a", "b"])
+    assert q.get(timeout=1) == "a"  # a take; the next get reads directly
+    q.task_done()
+    proxy.drop_reply(b"il_q_pre")
+    t = time.monotonic()
+    assert _get_through(q, 2 * LEASE) == "b"
+    assert time.monotonic() - t < 2 * LEASE
+    assert proxy.dropped == 1
+    q.task_done()
+    assert prod.join(timeout=3 * LEASE)
+
+
+def test_blocked_direct_read_wakes_for_the_reclaim_pass(server):
+    """A consumer blocked in a direct read must wake when a reclaim pass is
+    due (half a lease after the last), not sleep out its slice (a lease),
+    so a dead consumer's messages come back on time."""
+    b = connect(server.url, lease=4.0)
+    name = uname()
+    q = b.Queue(name=name)
+    q.put("warm")
+    assert q.get(timeout=1) == "warm"  # a take: the next pass is due in 2 s
+    t = time.monotonic()
+    q.put_many(["d1", "d2"])
+    _ghost(server.url, name, "dead", 2, alive=False)
+    got = [q.get(timeout=6), q.get(timeout=6)]
+    assert sorted(got) == ["d1", "d2"]
+    assert time.monotonic() - t < 3.0  # the pass at ~2 s, not the slice's end at 4 s
+
+
+def test_join_is_woken_by_the_last_ack_and_only_joins_cost_an_event(server):
+    """The last acknowledgement wakes a waiting join() at once (not after
+    its slice: a lease, 10 s here), and gets that empty the queue add no
+    event when no join waits (before: an XADD on the event stream each)."""
+    import threading
+
+    b = connect(server.url, lease=10.0)
+    other = connect(server.url, lease=10.0)
+    name = uname()
+    q = b.JoinableQueue(name=name)
+    c = redis_py.Redis.from_url(server.url)
+    evkey = b.key(name, "ev")
+    for i in range(3):
+        q.put(i)
+        assert q.get(timeout=1) == i
+        q.task_done()
+    assert c.xlen(evkey) == 0  # no join ever waited: no event
+    q.put("last")
+    assert q.get(timeout=1) == "last"
+    done: list[tuple[bool, float]] = []
+    j = threading.Thread(target=lambda: done.append(
+        (other.JoinableQueue(name=name).join(timeout=8), time.monotonic())))
+    j.start()
+    time.sleep(0.5)  # the join waits
+    t = time.monotonic()
+    q.task_done()
+    j.join(10)
+    assert done and done[0][0] and done[0][1] - t < 2.0
 
 
 # ------------------------------------------------------------ server crash with AOF

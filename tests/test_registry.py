@@ -65,16 +65,21 @@ def start(script: str, *argv: str, stdin: bool = False) -> tuple[subprocess.Pope
 
 
 def finish(p: subprocess.Popen[str]) -> None:
-    if p.poll() is None:
-        if p.stdin:
-            p.stdin.close()
-            try:
-                p.wait(5)
-                return
-            except subprocess.TimeoutExpired:
-                pass
-        p.kill()
-    p.wait(5)
+    try:
+        if p.poll() is None:
+            if p.stdin:
+                p.stdin.close()
+                try:
+                    p.wait(5)
+                    return
+                except subprocess.TimeoutExpired:
+                    pass
+            p.kill()
+        p.wait(5)
+    finally:
+        for f in (p.stdin, p.stdout, p.stderr):  # (an unclosed pipe is a ResourceWarning)
+            if f is not None:
+                f.close()
 
 
 def wait_for(pred: Any, timeout: float = 5.0) -> None:
@@ -185,9 +190,9 @@ def test_dead_holder_and_dead_user_are_flagged(name: str) -> None:
         lock.release()
         assert _registry.inspect(name).summary == "unlocked"
     finally:
-        if p is not None and p.poll() is None:
+        if p is not None:
             p.kill()
-            p.wait()
+            finish(p)
         lock.detach()
         q.detach()
 

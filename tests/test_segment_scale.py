@@ -146,7 +146,7 @@ def test_fork_child_uses_inherited_objects_after_the_parent_detached():
     out = scenario("""
         q = interlock.Queue(name=N + "-q")
         lock = interlock.Lock(name=N + "-l")
-        v = interlock.Value("i", 41, name=N + "-v", lock=False)
+        v = interlock.Value("i", 41, name=N + "-v")  # with its lock (lock=False is a raw ctypes object now)
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:
@@ -394,7 +394,8 @@ def test_a_version_1_segment_is_a_clear_error():
     finally:
         os.close(fd)
     try:
-        with pytest.raises(SegmentError, match=r"layout version 1; this interlock reads version 2"):
+        with pytest.raises(SegmentError, match=rf"layout version 1; this interlock reads "
+                                               rf"version {_segment.LAYOUT_VERSION}"):
             interlock.Lock(name=name)
     finally:
         os.unlink(path)

@@ -32,7 +32,7 @@ from ._sync import (  # noqa: E402
     SemaphoreStatistics,
 )
 from ._value import Array, RawArray, RawValue, Value  # noqa: E402
-from ._segment import unlink  # noqa: E402
+from ._segment import set_inflight_grace, unlink  # noqa: E402
 from .deadlock import ordered, set_deadlock_timeout, _switches  # noqa: E402
 from ._connect import connect  # noqa: E402
 from .pipeline import Pipeline  # noqa: E402
@@ -77,6 +77,7 @@ __all__ = [
     "RawValue",
     "RawArray",
     "unlink",
+    "set_inflight_grace",
     "ordered",
     "lockdep",
     "set_deadlock_timeout",

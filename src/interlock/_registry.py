@@ -231,7 +231,7 @@ def _users(mm: mmap.mmap, hdr: Header, alive: _Liveness) -> tuple[UserInfo, ...]
     return tuple(
         UserInfo(pid, refs, alive(pid, start), roles)
         for pid, refs, roles, start in struct.iter_unpack("<IHHQ", table)
-        if pid
+        if pid and not pid & _segment.TICKET_BIT  # (an in-flight ticket is no process)
     )
 
 
@@ -448,7 +448,7 @@ def describe_queue(mm: mmap.mmap, hdr: Header) -> dict[str, Any]:
     # (up to the high-water mark: the table's pages above it are holes)
     table = mm[_segment.OFF_SLOTS:_segment.OFF_SLOTS + hdr.table_bytes]
     live_roles = [roles for pid, _refs, roles, start in struct.iter_unpack("<IHHQ", table)
-                  if pid and _core.task_alive(pid, start)]
+                  if pid and not pid & _segment.TICKET_BIT and _core.task_alive(pid, start)]
     producers = sum(1 for r in live_roles if r & _segment.ROLE_PRODUCER)
     consumers = sum(1 for r in live_roles if r & _segment.ROLE_CONSUMER)
     summary = f"depth {depth}/{maxsize or '∞'}, {_fmt_bytes(int(s['bytes_used']))}"

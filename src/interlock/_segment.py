@@ -29,10 +29,15 @@ of attached processes, then the object (a ring, a mutex, ...)::
     448     64    meta lock (a robust mutex, _core.Mutex)
     512     4     high-water mark: slots [0, hwm) may be in use; their pages
                   are allocated (the rest of the table is a hole in the file)
-    516     60    reserved
+    516     4     held: 1 = the last user detached while in-flight tickets
+                  remained; the name is removed when they are gone
+    520     56    reserved
     576     16*N  slots: {u32 pid, u16 refs, u16 roles, u64 start time}
                   (roles, for a queue: 1 = this process has put, 2 = has got;
-                  pid is the commit word: written last, cleared first)
+                  pid is the commit word: written last, cleared first).
+                  A slot whose pid word has TICKET_BIT set is an in-flight
+                  ticket, not a process: {u32 TICKET_BIT | id >> 32,
+                  u32 id & 0xFFFFFFFF, u64 expiry (CLOCK_MONOTONIC ns)}
     ...           object, 64-byte aligned
 
 Creation is atomic: the creator builds the whole segment in a private temp
@@ -46,7 +51,10 @@ by :func:`open_entry` and removed by :func:`remove_entry`, the one owner of
 that rule (see there).
 
 Lifetime (docs/design/segment.md): a process that attaches claims a slot
-(pid, start time, refcount) under the meta lock; detaching releases it. A
+(pid, start time, refcount) under the meta lock; detaching releases it.
+Pickling an object takes an in-flight *ticket* (a slot with an expiry) that
+holds the segment for its receiver: the receiver's attach consumes it, and
+an unused one expires after the grace period (``set_inflight_grace``). A
 forked child holds no slot until it first uses an inherited object. The
 process that leaves the table empty unlinks the name, and marks the segment
 ``unlinked`` so that a racing attacher retries instead of using a dead
@@ -74,13 +82,17 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 from . import _core, _crash
-from .errors import ForeignEntry, SegmentError, SlotsExhausted
+from .errors import ForeignEntry, ObjectFreedError, SegmentError, SlotsExhausted
 
 SHM_DIR = "/dev/shm"
 MAGIC = b"ILOCKSEG"
-# 2: a table of MAX_SLOTS slots committed page by page (the high-water mark
-# at 68); version 1 had 256 slots, all allocated.
-LAYOUT_VERSION = 2
+# 3: slots may be in-flight tickets (TICKET_BIT) and the word at 516 is
+# "held": an older release would free a ticket as a dead process's slot,
+# and collect a held segment under its receiver's feet, so it must refuse
+# these segments (and it does: it checks the version).  2: a table of
+# MAX_SLOTS slots committed page by page (the high-water mark at 512);
+# version 1 had 256 slots, all allocated.
+LAYOUT_VERSION = 3
 PREFIX = "interlock"
 
 KIND_QUEUE = 1
@@ -117,7 +129,11 @@ OFF_NAME = 128
 NAME_MAX = 200
 OFF_SITE = 384
 OFF_META_LOCK = 448
-OFF_HWM = 512  # the table's header: u32 high-water mark, 60 bytes reserved
+OFF_HWM = 512  # the table's header: u32 high-water mark, u32 held, 56 bytes reserved
+# u32: 1 while the segment has no user and is kept only by in-flight tickets
+# (set by the last detach that found unexpired tickets, cleared by the next
+# claim; the deferred unlink happens when no unexpired ticket is left).
+OFF_HELD = 516
 OFF_SLOTS = 576
 # Processes attached to one object at once, at most.  The table is a sparse
 # 1 MiB of the file: a page of it (256 slots) is allocated only when the
@@ -125,6 +141,14 @@ OFF_SLOTS = 576
 MAX_SLOTS = 65536
 DEFAULT_SLOTS = MAX_SLOTS
 _PAGE = mmap.PAGESIZE
+
+# In-flight tickets (segment.md, "Objects in flight"): a slot whose pid
+# word has this bit is a ticket, not a process (pids are below 2**22).
+TICKET_BIT = 0x80000000
+# Outstanding tickets per segment at most; beyond, pickles share one
+# anonymous ticket (id 0) that only its expiry ends.
+TICKET_CAP = 1024
+DEFAULT_INFLIGHT_GRACE = 60.0
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]*")
 _UID = os.getuid()
@@ -169,11 +193,11 @@ def internal_path(name: str) -> str:
 
 def internal_name(name: str) -> str:
     """The file name of one of interlock's own tables ("@waitfor" lives in
-    "@v2.waitfor"): one per layout version, so that the
+    "@v3.waitfor"): one per layout version, so that the
     processes of an older release, still running, keep theirs and a newer
     one makes its own (they could not read each other's)."""
     assert name.startswith("@")
-    return f"@v{LAYOUT_VERSION}.{name[1:]}"  # "@v2.waitfor": a prefix keeps name prefixes
+    return f"@v{LAYOUT_VERSION}.{name[1:]}"  # "@v3.waitfor": a prefix keeps name prefixes
 
 
 # ------------------------------------------------ entries we did not create
@@ -256,6 +280,151 @@ def remove_entry(path: str, ino: int) -> bool:
     return True
 
 
+# ------------------------------------------------------- objects in flight
+# An object pickled for another process (a Pool task's argument, a spawn
+# child's, an item of a queue) must outlive its sender's handle until the
+# receiver attaches: the sender may drop it at once (a temporary) or exit.
+# Pickling takes a *ticket*: a slot of the process table that holds the
+# segment until the receiver's attach consumes it, or until it expires (the
+# grace period).  segment.md, "Objects in flight".
+
+
+_inflight_grace: float | None = None
+
+
+def set_inflight_grace(seconds: float) -> None:
+    """How long an interlock object pickled by this process stays alive for
+    its receiver when nobody else holds it (default 60 s, or the environment
+    variable ``INTERLOCK_INFLIGHT_GRACE``).  0 takes no ticket at all: the
+    object lives only as long as its users, as before tickets existed."""
+    global _inflight_grace
+    _inflight_grace = _check_grace(seconds, "set_inflight_grace")
+
+
+def _check_grace(seconds: object, where: str) -> float:
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+        raise TypeError(f"{where}: seconds must be a number, not {type(seconds).__name__}")
+    value = float(seconds)
+    if not value >= 0 or value == float("inf"):  # (NaN fails too)
+        raise ValueError(f"{where}: seconds must be finite and >= 0, not {seconds!r}")
+    return value
+
+
+def inflight_grace() -> float:
+    """The grace period this process writes in the tickets it takes."""
+    global _inflight_grace
+    if _inflight_grace is None:
+        raw = os.environ.get("INTERLOCK_INFLIGHT_GRACE", "")
+        if not raw.strip():
+            _inflight_grace = DEFAULT_INFLIGHT_GRACE
+        else:
+            try:
+                value = float(raw)
+            except ValueError:
+                raise ValueError(f"INTERLOCK_INFLIGHT_GRACE={raw!r} is not a number of "
+                                 "seconds") from None
+            _inflight_grace = _check_grace(value, "INTERLOCK_INFLIGHT_GRACE")
+    return _inflight_grace
+
+
+#: What a pickle carries for each segment it holds: (name, ticket id (0: the
+#: shared overflow ticket), sender pid, pickling time (CLOCK_MONOTONIC ns,
+#: the same clock in every process of the machine), grace in ns).
+Ticket = tuple[str, int, int, int, int]
+
+_incoming = threading.local()
+
+
+class receiving:
+    """Context manager: while unpickling an object, the tickets its pickle
+    carries, for the Segment(...) calls it makes (by name: a Condition
+    attaches its own lock too)."""
+
+    def __init__(self, tickets: tuple[Ticket, ...]) -> None:
+        self.tickets = tickets
+        self.saved: dict[str, Ticket] | None = None
+
+    def __enter__(self) -> None:
+        self.saved = getattr(_incoming, "tickets", None)
+        pending = dict(self.saved or {})
+        pending.update((t[0], t) for t in self.tickets)
+        _incoming.tickets = pending
+
+    def __exit__(self, *exc: object) -> None:
+        _incoming.tickets = self.saved
+
+
+def _incoming_ticket(name: str) -> Ticket | None:
+    pending: dict[str, Ticket] | None = getattr(_incoming, "tickets", None)
+    return pending.pop(name, None) if pending else None
+
+
+def freed_error(kind: str, ticket: Ticket, why: str = "") -> ObjectFreedError:
+    """The receiver's error for an object gone before it attached."""
+    name, tid, sender, sent_ns, grace_ns = ticket
+    age = max(0, time.monotonic_ns() - sent_ns) / 1e9
+    grace = grace_ns / 1e9
+    if age > grace:
+        cause = (f"the grace period for objects in flight ({grace:g} s) ended before this "
+                 "process arrived, and nobody else held it")
+    else:
+        cause = ("every process holding it had detached, and its ticket was spent or not "
+                 "taken (this pickle was unpickled before, or the object was unlinked)")
+    return ObjectFreedError(
+        f"interlock {kind} {name!r} was freed before this process (pid {os.getpid()}) "
+        f"attached to it: pid {sender} sent it {age:.1f} s ago; {cause}{why}. Keep a handle "
+        "in the sender until the receiver has attached, or raise the grace period "
+        "(interlock.set_inflight_grace(), INTERLOCK_INFLIGHT_GRACE)",
+        name, sender, age, grace)
+
+
+def _spawning_popen() -> Any:
+    """The Popen of the multiprocessing child being started (spawn,
+    forkserver) while its Process object is pickled in this thread; None
+    otherwise (multiprocessing sets it around that pickling)."""
+    try:
+        from multiprocessing import context
+
+        return context.get_spawning_popen()
+    except Exception:  # pragma: no cover
+        return None
+
+
+def _ticket_words(tid: int) -> tuple[int, int]:
+    return TICKET_BIT | (tid >> 32), tid & 0xFFFFFFFF
+
+
+def _tickets(buf: Any, nslots: int) -> list[tuple[int, int, int]]:
+    """(index, ticket id, expiry ns) of the ticket slots below ``nslots``."""
+    table = bytes(buf[OFF_SLOTS : OFF_SLOTS + 16 * nslots])  # one copy
+    if _count_tickets(table) == 0:
+        return []
+    return [(i, ((pid & ~TICKET_BIT) << 32) | low, expiry)
+            for i, (pid, low, expiry) in enumerate(_TICKET.iter_unpack(table))
+            if pid & TICKET_BIT]
+
+
+_NOT_TICKET = bytes(1 if b < 0x80 else 0 for b in range(256))  # top byte -> "a process?"
+_TICKET = struct.Struct("<IIQ")  # a ticket slot: commit word, low id bits, expiry
+_HIGH_BYTES = bytes(range(0x80, 0x100))
+
+
+def _find_slot(table: bytes, head: bytes) -> int:
+    """Index of the first slot of a copy of the table that starts with
+    ``head`` (at C speed), or -1."""
+    at = table.find(head)
+    while at >= 0 and at % 16:  # (a match must start a slot)
+        at = table.find(head, at + 1)
+    return at // 16 if at >= 0 else -1
+
+
+def _count_tickets(table: bytes) -> int:
+    """Ticket slots in a copy of the table, at C speed: the top byte of each
+    little-endian commit word has its high bit set for a ticket only."""
+    top = table[3::16]
+    return len(top) - len(top.translate(None, _HIGH_BYTES))
+
+
 def _fresh_name() -> str:
     return f"anon-{os.getpid()}-{secrets.token_hex(6)}"
 
@@ -298,15 +467,19 @@ class Header:
 
 
 def _slots(buf: Any, nslots: int) -> Iterator[tuple[int, int, int, int]]:
-    """(index, pid, refs, start) of the slots in use among the first
+    """(index, pid, refs, start) of the processes' slots among the first
     ``nslots`` (pass the high-water mark: the pages above it are holes, not
-    to be touched).  Free slots (pid 0) are skipped."""
+    to be touched).  Free slots (pid 0) and in-flight tickets are skipped."""
     table = bytes(buf[OFF_SLOTS : OFF_SLOTS + 16 * nslots])
     words = array.array("I", table)  # the pid of slot i is words[4 * i]
     if sys.byteorder == "big":  # pragma: no cover
         words.byteswap()
     pids = words[::4]
-    for w in itertools.compress(range(len(pids)), pids):  # the slots in use, at C speed
+    # The processes' slots, at C speed: not a ticket (the top byte of the
+    # little-endian commit word below 0x80), then not free (pid 0).
+    procs = table[3::16].translate(_NOT_TICKET)
+    index, pid = itertools.compress(range(len(pids)), procs), itertools.compress(pids, procs)
+    for w in itertools.compress(list(index), list(pid)):
         _, refs, _roles, start = _SLOT.unpack_from(table, 16 * w)
         yield w, pids[w], refs, start
 
@@ -397,7 +570,7 @@ class Segment:
         self.anonymous = name is None
         if internal:  # interlock's own objects: "@name", never a user's name
             assert name is not None and name.startswith("@") and validate_name(name[1:])
-            self.name = internal_name(name)  # (the file's name: "@v2.waitfor")
+            self.name = internal_name(name)  # (the file's name: "@v3.waitfor")
         else:
             self.name = validate_name(name) if name is not None else _fresh_name()
         self.path = path_of(self.name)
@@ -405,7 +578,13 @@ class Segment:
         self.created = False
         self._released = False
         self._pid = os.getpid()  # the process whose slot this handle holds
+        # Tickets this handle took while multiprocessing was starting a child
+        # (spawn, forkserver): (ticket id, the child's Popen).  Withdrawn at
+        # detach if that child exited without spending them.
+        self._issued: list[tuple[int, Any]] = []
         self.mm: _core.Mapping | None = None
+        # Unpickling (a receiver): the ticket its sender took for it.
+        ticket = _incoming_ticket(self.name) if create is False else None
         deadline = time.monotonic() + 5.0
         while True:
             if create is not False:
@@ -416,9 +595,11 @@ class Segment:
                         f"interlock object {self.name!r} already exists (to start afresh: "
                         f"interlock.unlink({self.name!r}), then create it; processes still "
                         "attached keep the old one)")
-            if self._try_attach():
+            if self._try_attach(ticket[1] if ticket is not None else 0):
                 break
             if create is False:
+                if ticket is not None:
+                    raise freed_error(KIND_NAMES.get(kind, "object"), ticket)
                 raise FileNotFoundError(f"no interlock object named {self.name!r}")
             if time.monotonic() > deadline:  # pragma: no cover - would need a pathological race
                 raise SegmentError(f"could not create or attach {self.name!r}: it keeps changing")
@@ -513,7 +694,7 @@ class Segment:
                 os.close(fd)
 
     # ---------------------------------------------------------------- attach
-    def _try_attach(self) -> bool:
+    def _try_attach(self, ticket: int = 0) -> bool:
         try:
             fd, st = open_entry(self.path, write=True)
         except FileNotFoundError:
@@ -559,7 +740,7 @@ class Segment:
             self.mm, self.meta, self.ino = mm, meta, st.st_ino
             self.header = hdr
             self.object_offset = hdr.object_offset
-            if not self._claim_slot():
+            if not self._claim_slot(ticket=ticket):
                 meta._detach()
                 mm.close()
                 self.mm = None
@@ -586,7 +767,8 @@ class Segment:
     # some other, live process's pid.
 
     def _table(self) -> list[tuple[int, int, int, int]]:
-        """(index, pid, refs, start) of the slots in use (below the mark)."""
+        """(index, pid, refs, start) of the processes' slots (below the mark;
+        not the tickets)."""
         assert self.mm is not None
         return list(_slots(self.mm, _hwm(self.mm, self.header.nslots)))
 
@@ -608,9 +790,8 @@ class Segment:
         """Under the meta lock: free slots of dead processes; return users."""
         assert self.mm is not None
         users = 0
+        self._live_tickets()  # a ticket is freed by its expiry only
         for i, pid, refs, start in self._table():
-            if pid == 0:
-                continue
             if not _core.task_alive(pid, start):
                 self._set_slot(i, 0, 0, 0, 0)
             else:
@@ -663,10 +844,11 @@ class Segment:
         assert self.mm is not None
         return bool(self.mm.load32(OFF_UNLINKED))
 
-    def _claim_slot(self, *, adopt: bool = False) -> bool:
+    def _claim_slot(self, *, adopt: bool = False, ticket: int = 0) -> bool:
         """Register this process as a user.  False if the segment is dead
         (``adopt``: a fork child taking up an inherited mapping, which stays
-        valid whether or not the name was removed meanwhile)."""
+        valid whether or not the name was removed meanwhile).  ``ticket``:
+        the in-flight ticket this receiver consumes (0: none)."""
         assert self.mm is not None
         pid, mine = os.getpid(), _my_start()
         self._meta_acquire()
@@ -677,26 +859,141 @@ class Segment:
                 # unlinked it died between marking and removing: finish that.
                 self._unlink_locked()
                 return False
-            for i, spid, refs, start in self._table():
-                if spid == pid:
-                    if _same_start(start, mine):
-                        if refs >= 0xFFFF:
-                            raise SlotsExhausted(f"interlock object {self.name!r}: this process "
-                                               "holds 65535 handles on it already")
-                        self._set_slot(i, pid, refs + 1, _roles(self.mm, i), start)
-                        return True
-                    self._set_slot(i, 0, 0, 0, 0)  # a dead process that had our pid
-                    self._add_users(-1)
-            nslots = self.header.nslots
-            free = _free_slot(self.mm, _hwm(self.mm, nslots))
-            if free < 0:
-                self._sweep()
-                free = _free_slot(self.mm, _hwm(self.mm, nslots))
-            if free < 0:
-                free = self._grow_table()
-            self._set_slot(free, pid, 1, 0, mine)
-            self._add_users(1)
+            if (not adopt and self.mm.load32(OFF_HELD) and not self._live_tickets()
+                    and not self._anyone_alive()):
+                # Its users all detached while tickets were out, and those
+                # have expired: the unlink that the last detach deferred.
+                self._unlink_locked()
+                return False
+            self._claim_locked(pid, mine)
+            # Our slot first, then the ticket: a receiver killed between the
+            # two leaves the ticket, which holds the segment until it expires.
+            if ticket:
+                self._spend_ticket(ticket)
+            if self.mm.load32(OFF_HELD):
+                self.mm.store32(OFF_HELD, 0)  # a user again
             return True
+        finally:
+            self.meta.release()
+
+    def _claim_locked(self, pid: int, mine: int) -> None:
+        """Under the meta lock: one more reference on our slot, or a new one."""
+        assert self.mm is not None
+        for i, spid, refs, start in self._table():
+            if spid == pid:
+                if _same_start(start, mine):
+                    if refs >= 0xFFFF:
+                        raise SlotsExhausted(f"interlock object {self.name!r}: this process "
+                                             "holds 65535 handles on it already")
+                    self._set_slot(i, pid, refs + 1, _roles(self.mm, i), start)
+                    return
+                self._set_slot(i, 0, 0, 0, 0)  # a dead process that had our pid
+                self._add_users(-1)
+        self._set_slot(self._free_index(), pid, 1, 0, mine)
+        self._add_users(1)
+
+    def _free_index(self) -> int:
+        """Under the meta lock: a free slot, sweeping or growing the table
+        if there is none below the mark."""
+        assert self.mm is not None
+        nslots = self.header.nslots
+        free = _free_slot(self.mm, _hwm(self.mm, nslots))
+        if free < 0:
+            self._sweep()
+            free = _free_slot(self.mm, _hwm(self.mm, nslots))
+        if free < 0:
+            free = self._grow_table()
+        return free
+
+    # ------------------------------------------------------ in-flight tickets
+    def _live_tickets(self) -> list[tuple[int, int, int]]:
+        """Under the meta lock: free the expired tickets; return the others
+        as (index, id, expiry)."""
+        assert self.mm is not None
+        now = time.monotonic_ns()
+        live = []
+        for i, tid, expiry in _tickets(self.mm, _hwm(self.mm, self.header.nslots)):
+            if expiry <= now:
+                self._set_slot(i, 0, 0, 0, 0)
+            else:
+                live.append((i, tid, expiry))
+        return live
+
+    def _spend_ticket(self, tid: int) -> None:
+        """Under the meta lock: free the ticket ``tid`` if it is still there
+        (a second unpickling of one pickle finds it spent; an expired one
+        may have been freed by a sweep)."""
+        assert self.mm is not None
+        nslots = _hwm(self.mm, self.header.nslots)
+        at = _find_slot(bytes(self.mm[OFF_SLOTS : OFF_SLOTS + 16 * nslots]),
+                        struct.pack("<II", *_ticket_words(tid)))
+        if at >= 0:
+            self._set_slot(at, 0, 0, 0, 0)
+
+    def _withdraw_unspent(self) -> None:
+        """Under the meta lock: free the tickets this handle took for
+        multiprocessing children that have exited since (killed during their
+        bootstrap, before unpickling: a pipeline stopped early).  Their
+        receiver will never come; children still starting keep theirs."""
+        keep = []
+        for tid, popen in self._issued:
+            try:
+                exited = popen.poll() is not None
+            except Exception:  # pragma: no cover - an odd Popen: leave it to expiry
+                exited = False
+            if exited:
+                self._spend_ticket(tid)  # (a no-op if the child spent it)
+            else:
+                keep.append((tid, popen))
+        self._issued = keep
+
+    def take_ticket(self) -> Ticket:
+        """Hold the segment for the receiver of a pickle of it (called when
+        pickling): a ticket slot that the receiver's attach frees, or that
+        expires after the grace period.  Returns what the pickle carries:
+        the receiver spends the ticket with it, or, if it comes too late,
+        says who sent the object and when.  No slot (id 0) when there is
+        nothing to hold: a released handle, an unlinked segment, a grace
+        period of 0.
+
+        At most TICKET_CAP tickets are kept; beyond, the pickle gets the
+        shared overflow ticket (id 0 too), whose expiry moves to the latest
+        one asked: its receivers cannot spend it, so it holds the segment
+        until then, however early they come."""
+        grace = inflight_grace()
+        grace_ns = int(grace * 1e9)
+        now = time.monotonic_ns()
+        record: Ticket = (self.name, 0, os.getpid(), now, grace_ns)
+        if self.mm is None or self._released or grace_ns <= 0:
+            return record
+        self._meta_acquire()
+        try:
+            if self._is_unlinked():
+                return record
+            expiry = now + grace_ns
+            nslots = _hwm(self.mm, self.header.nslots)
+            table = bytes(self.mm[OFF_SLOTS : OFF_SLOTS + 16 * nslots])
+            # At C speed, the common case (far fewer tickets than the cap)
+            # and the case of a program over the cap (the shared ticket).
+            if _count_tickets(table) >= TICKET_CAP:
+                i = _find_slot(table, struct.pack("<II", TICKET_BIT, 0))
+                if i < 0:
+                    live = self._live_tickets()  # (frees the expired ones)
+                    i = min(live, key=lambda t: t[2])[0] if len(live) >= TICKET_CAP else -1
+                if i >= 0:
+                    # In place: every intermediate state is a ticket with a
+                    # valid expiry (the 8-byte expiry is one aligned store).
+                    old = _TICKET.unpack_from(self.mm, OFF_SLOTS + 16 * i)[2]
+                    self._set_slot(i, TICKET_BIT, 0, 0, max(old, expiry))
+                    return record
+            tid = secrets.randbits(63) | 1
+            word, low = _ticket_words(tid)
+            # (the commit word last, as for a process's slot)
+            self._set_slot(self._free_index(), word, low & 0xFFFF, low >> 16, expiry)
+            popen = _spawning_popen()
+            if popen is not None:
+                self._issued.append((tid, popen))
+            return (self.name, tid, os.getpid(), now, grace_ns)
         finally:
             self.meta.release()
 
@@ -715,8 +1012,16 @@ class Segment:
                         self._add_users(-1)
                     break
             _crash.point("segment.drop.locked")
+            self._withdraw_unspent()
             if not self._is_unlinked() and not self._anyone_alive():
-                self._unlink_locked()
+                if self._live_tickets():
+                    # Pickles of it are in flight: their receivers must find
+                    # it.  The unlink waits for their attach (the last of
+                    # them to detach unlinks) or for the tickets' expiry (the
+                    # next claim or collection unlinks).
+                    self.mm.store32(OFF_HELD, 1)
+                else:
+                    self._unlink_locked()
         finally:
             self.meta.release()
 
@@ -769,7 +1074,15 @@ class Segment:
         """(pid, refs) of the processes attached (racy snapshot)."""
         if self.mm is None:
             return []
-        return [(pid, refs) for _, pid, refs, _ in self._table() if pid]
+        return [(pid, refs) for _, pid, refs, _ in self._table()]
+
+    def in_flight(self) -> int:
+        """Unexpired in-flight tickets (racy snapshot, for statistics)."""
+        if self.mm is None:
+            return 0
+        now = time.monotonic_ns()
+        return sum(1 for _, _, exp in _tickets(self.mm, _hwm(self.mm, self.header.nslots))
+                   if exp > now)
 
     def note_role(self, role: int) -> None:
         """Record in this process's slot that it acted as producer/consumer
@@ -933,6 +1246,7 @@ class SegmentInfo:
     live_users: tuple[int, ...]
     valid: bool
     problem: str = ""
+    in_flight: int = 0  # unexpired in-flight tickets holding it for receivers
 
 
 def scan() -> list[SegmentInfo]:
@@ -976,11 +1290,15 @@ def scan() -> list[SegmentInfo]:
                 data += os.pread(fd, hdr.table_bytes, OFF_SLOTS)
             finally:
                 os.close(fd)
-            slots = list(_slots(data, (len(data) - OFF_SLOTS) // 16))
-            users = tuple(pid for _, pid, _, _ in slots if pid)
-            live = tuple(pid for _, pid, _, st in slots if pid and _core.task_alive(pid, st))
+            nslots = (len(data) - OFF_SLOTS) // 16
+            slots = list(_slots(data, nslots))
+            users = tuple(pid for _, pid, _, _ in slots)
+            live = tuple(pid for _, pid, _, st in slots if _core.task_alive(pid, st))
+            now = time.monotonic_ns()
+            in_flight = sum(1 for _, _, exp in _tickets(data, nslots) if exp > now)
             out.append(SegmentInfo(name, path, KIND_NAMES.get(hdr.kind, str(hdr.kind)),
-                                   hdr.total_size, hdr.creator_pid, users, live, True))
+                                   hdr.total_size, hdr.creator_pid, users, live, True,
+                                   in_flight=in_flight))
         except FileNotFoundError:
             continue  # removed since the listing
         except (OSError, ValueError, struct.error) as e:  # ForeignEntry included
@@ -1026,8 +1344,8 @@ def _under_meta_lock(path: str, action: Callable[["Segment"], bool]) -> bool:
 
 def _reap_locked(seg: "Segment") -> bool:
     # (already marked unlinked: its unlinker died before removing the name;
-    # finish the job)
-    if seg._sweep() == 0:
+    # finish the job).  Unexpired tickets hold it for their receivers.
+    if seg._sweep() == 0 and not seg._live_tickets():
         seg._unlink_locked()
         return True
     return False
@@ -1058,7 +1376,8 @@ def remove_dead(s: SegmentInfo) -> bool:
 
 def clean(remove: bool = True) -> list[SegmentInfo]:
     """Segments (and temp files) whose processes are all dead; removed if asked."""
-    dead = [s for s in scan() if not s.live_users and (s.valid or s.kind == "temp")]
+    dead = [s for s in scan()
+            if not s.live_users and not s.in_flight and (s.valid or s.kind == "temp")]
     if not remove:
         return dead
     return [s for s in dead if remove_dead(s)]

@@ -44,8 +44,8 @@ from typing import Any, Callable, Generic, Iterator, TypeVar
 
 from . import _segment
 from ._lock import Lock, RLock
-from ._shared import SharedObject
-from .errors import UnguardedAccessError
+from ._shared import FreedObject, SharedObject
+from .errors import ObjectFreedError, UnguardedAccessError
 
 __all__ = ["Value", "Array", "RawValue", "RawArray", "UnguardedAccessError"]
 
@@ -139,7 +139,9 @@ _RAW_CLASSES: dict[Any, Any] = {}
 def _raw_reduce(self: Any) -> tuple[Any, ...]:
     h = self._interlock_handle
     h._seg.adopt()  # passing it on is a use (SharedObject.__reduce__)
-    return (_rebuild_raw, (h._kind, _spec(h._elem), h._length, h.name))
+    # An in-flight ticket holds it for the receiver (segment.md).
+    return (_rebuild_raw, (h._kind, _spec(h._elem), h._length, h.name,
+                           (h._seg.take_ticket(),)))
 
 
 def _raw_repr(self: Any) -> str:
@@ -243,8 +245,14 @@ def _array_initial(elem: Any, size_or_initializer: Any) -> tuple[int, Any]:
     return n, (elem * n)(*init)
 
 
-def _rebuild_raw(kind: int, spec: Any, length: int | None, name: str) -> Any:
-    return _Handle(kind, _from_spec(spec), length, None, name, False, None).raw()
+def _rebuild_raw(kind: int, spec: Any, length: int | None, name: str,
+                 tickets: tuple[_segment.Ticket, ...] = ()) -> Any:
+    t = _from_spec(spec)
+    with _segment.receiving(tickets):
+        try:
+            return _Handle(kind, t, length, None, name, False, None).raw()
+        except ObjectFreedError as e:  # (on first use, not now: _shared)
+            return FreedObject(t, name, e)
 
 
 def RawValue(typecode_or_type: object, *args: Any, name: str | None = None,
@@ -365,7 +373,8 @@ class _Synchronized(SharedObject):
         guard: object = self._guard
         if guard is not None and guard is self._lock:
             guard = True
-        return (_rebuild_sync, (self._public, _spec(h._elem), h._length, self.name, lock, guard))
+        return (_rebuild_sync, (self._public, _spec(h._elem), h._length, self.name, lock, guard,
+                                (self._seg.take_ticket(),)))
 
     def detach(self) -> None:
         super().detach()
@@ -384,11 +393,18 @@ class _Synchronized(SharedObject):
 
 
 def _rebuild_sync(cls: Any, spec: Any, length: int | None, name: str, lock: object,
-                  guard: object) -> Any:
+                  guard: object, tickets: tuple[_segment.Ticket, ...] = ()) -> Any:
     t = _from_spec(spec)
-    if length is None:
-        return cls(t, name=name, create=False, lock=lock, guarded_by=guard)
-    return cls(t, length, name=name, create=False, lock=lock, guarded_by=guard)
+    for part in (lock, guard):
+        if isinstance(part, FreedObject):  # its lock was freed in flight: so is it, in effect
+            return FreedObject(cls, name, part._error)
+    with _segment.receiving(tickets):
+        try:
+            if length is None:
+                return cls(t, name=name, create=False, lock=lock, guarded_by=guard)
+            return cls(t, length, name=name, create=False, lock=lock, guarded_by=guard)
+        except ObjectFreedError as e:
+            return FreedObject(cls, name, e)
 
 
 class _ArrayAccess:

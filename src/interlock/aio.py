@@ -48,6 +48,10 @@ from typing import Any, AsyncIterator, Protocol
 
 from . import _core
 from .errors import Empty, Full, QueueClosed
+# The primitives' async methods, documented here (``interlock.aio`` is their
+# public home; ``_awaitable`` holds them so that the primitives need not
+# import this module).
+from ._awaitable import AsyncEventMixin, AsyncLockMixin, AsyncQueueMixin  # noqa: E402,F401
 
 READABLE: int = _core.AIO_READABLE
 WRITABLE: int = _core.AIO_WRITABLE

@@ -27,6 +27,7 @@ The tree::
       UnguardedAccessError (RuntimeError)
       SegmentError (OSError)
         ForeignEntry, SlotsExhausted
+        ObjectFreedError (FileNotFoundError)
       NoSuchObject (LookupError)
       WorkerDiedError (RuntimeError)   RemoteTraceback
       ConnectionLost (ConnectionError)
@@ -60,6 +61,7 @@ __all__ = [
     "SegmentError",
     "ForeignEntry",
     "SlotsExhausted",
+    "ObjectFreedError",
     "NoSuchObject",
     "WorkerDiedError",
     "RemoteTraceback",
@@ -190,6 +192,28 @@ class SlotsExhausted(SegmentError):
     """The segment cannot take one more user: every process slot is held by
     a live process, or this process already holds the most handles one slot
     counts.  A ``SegmentError`` (what this raised before it had a name)."""
+
+
+class ObjectFreedError(SegmentError, FileNotFoundError):
+    """An interlock object was freed (or unlinked) before this process,
+    which received it pickled, attached to it.
+
+    Raised on the receiver's first use of the object (the unpickled object
+    is a placeholder that raises it), so that a
+    ``multiprocessing.Pool`` task fails with it and the caller's ``get()``
+    raises it instead of waiting forever.  A ``FileNotFoundError``: what
+    attaching to a name that is gone raised before."""
+
+    def __init__(self, message: str, name: str = "", sender_pid: int = 0,
+                 age: float = 0.0, grace: float = 0.0) -> None:
+        super().__init__(message)
+        self.name = name  # the object's name
+        self.sender_pid = sender_pid  # the process that pickled it
+        self.age = age  # seconds between the pickling and the attempt to attach
+        self.grace = grace  # the sender's grace period, seconds
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 class NoSuchObject(InterlockError, LookupError):

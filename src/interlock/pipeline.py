@@ -404,6 +404,18 @@ class Pipeline:
         self._control: Queue[Any] | None = None
         self._feeder: threading.Thread | None = None
         self._stop = threading.Event()
+        # The feeder's position, kept here so that a feeder thread can stop
+        # at a safe point and a new one carry on where it left off (see
+        # _respawn_pending: no thread of ours may be alive at a fork()).
+        self._it: Iterator[Any] | None = None
+        self._seq = 0
+        self._unsent: tuple[int, list[Any]] | None = None  # taken, not yet put
+        self._exhausted = False
+        self._pause = False  # the feeder is asked to stop at a safe point
+        self._parked = False  # ... and did: start a new one to carry on
+        # Restarts waiting for the feeder to park (fork mode):
+        # (stage, worker) -> the message the new worker is to retry, or None.
+        self._respawn: dict[tuple[int, int], Any] = {}
         self._feed_error: BaseException | None = None
         # Ordered mode: the source may run at most _window items ahead of the
         # first item not yet returned (_returned); the feeder waits on the
@@ -537,9 +549,12 @@ class Pipeline:
             window = self._max_inflight or sum(
                 (s.maxsize + 2 * s.workers) * s.chunksize for s in self._stages) + 16
             self._window = max(window, self._stages[0].chunksize)
+        self._progress.start()
+        self._start_feeder()
+
+    def _start_feeder(self) -> None:
         self._feeder = threading.Thread(target=self._feed, name="interlock-pipeline-feeder",
                                         daemon=True)
-        self._progress.start()
         self._feeder.start()
 
     def _spawn(self, k: int, i: int, initial: list[Any] | None) -> Any:
@@ -556,37 +571,53 @@ class Pipeline:
         return p
 
     def _feed(self) -> None:
+        """Feed the source into the first queue, until it is exhausted, the
+        pipeline stops, or (``_pause``) a restart needs the process free of
+        threads: then it returns at a safe point (not inside the source's
+        code, no message half sent), its position kept in ``self``."""
         q = self._stages[0].inq
         assert q is not None
         chunk = self._stages[0].chunksize
         window = self._window
-        seq = 0
         try:
-            it = iter(self._source)
+            if self._it is None:
+                self._it = iter(self._source)
+            it = self._it
             while not self._stop.is_set():
-                if window is not None:
-                    with self._window_cond:
-                        while seq + chunk - self._returned > window:
-                            if self._stop.is_set():
-                                return
-                            self._window_cond.wait(_POLL)
-                items = list(itertools.islice(it, chunk))
-                if items:
-                    msg = (seq, items)
-                    seq += len(items)
-                    self.fed = seq
-                    while True:
-                        try:
-                            q.put(msg, timeout=_POLL)
-                            break
-                        except QueueClosed:
+                if self._pause:
+                    self._parked = True
+                    return
+                if self._unsent is None and not self._exhausted:
+                    if window is not None:
+                        with self._window_cond:
+                            while self._seq + chunk - self._returned > window:
+                                if self._stop.is_set():
+                                    return
+                                if self._pause:
+                                    self._parked = True
+                                    return
+                                self._window_cond.wait(_POLL)
+                    items = list(itertools.islice(it, chunk))
+                    if items:
+                        self._unsent = (self._seq, items)
+                        self._seq += len(items)
+                        self.fed = self._seq
+                    self._exhausted = len(items) < chunk
+                while self._unsent is not None:
+                    try:
+                        q.put(self._unsent, timeout=_POLL)
+                        self._unsent = None
+                    except QueueClosed:
+                        return
+                    except Exception as e:
+                        if type(e).__name__ != "Full":
+                            raise
+                        if self._stop.is_set():
                             return
-                        except Exception as e:
-                            if type(e).__name__ != "Full":
-                                raise
-                            if self._stop.is_set():
-                                return
-                if len(items) < chunk:
+                        if self._pause:
+                            self._parked = True
+                            return
+                if self._exhausted:
                     break  # the source is exhausted
             q.close()
             self._input_done = True
@@ -714,10 +745,11 @@ class Pipeline:
             raise self._feed_error
         for k, i, p in exited:
             s = self._stages[k]
-            if p.exitcode == 0:
+            if p.exitcode == 0 or (k, i) in self._respawn:
                 continue
             p.join()
             self._worker_died(k, i, p, skipped)
+        self._respawn_pending()
         # Close queue k+1 once every worker of stage k is gone after its
         # input was closed (stages end in order).
         for k, s in enumerate(self._stages):
@@ -789,7 +821,36 @@ class Pipeline:
                 skipped[_strip(key) if isinstance(key, tuple) else key] = key
             held_msg = None
         self._counters[3 * slot + 2] = 0
-        s.procs[i] = self._spawn(k, i, held_msg)
+        self._respawn[(k, i)] = held_msg
+        self._respawn_pending()
+
+    def _respawn_pending(self) -> None:
+        """Start the replacement workers that wait.  Under fork, only once
+        the feeder thread has stopped at a safe point: a process that forks
+        while one of its threads may hold a lock (the source's, the
+        allocator's, a logging handler's) can give the child that lock held
+        forever (Python >= 3.12 warns of it).  The feeder is asked to park
+        and waited for one poll; if it is still in the source's own code the
+        restart waits for the next supervision round.  Spawn and forkserver
+        start a fresh interpreter: no waiting."""
+        if not self._respawn:
+            return
+        forks = self._ctx.get_start_method() == "fork"
+        feeder = self._feeder
+        if forks and feeder is not None and feeder.is_alive():
+            self._pause = True
+            with self._window_cond:
+                self._window_cond.notify_all()
+            feeder.join(_POLL)
+            if feeder.is_alive():
+                return  # in the source's code: try again next round
+        for (k, i), held_msg in list(self._respawn.items()):
+            self._stages[k].procs[i] = self._spawn(k, i, held_msg)
+            del self._respawn[(k, i)]
+        self._pause = False
+        if self._parked and not self._stop.is_set():
+            self._parked = False
+            self._start_feeder()
 
     def _shutdown(self) -> None:
         """Normal end: everything was delivered; workers have exited."""

@@ -39,7 +39,10 @@ with the URL's password replaced by ``***``.
 
 The keeper: one daemon thread per backend and process renews every lease
 this process holds (locks, semaphore permits, queue consumers'
-heartbeats) at a third of the lease.  A lease whose owning thread has ended
+heartbeats) at a third of the lease.  It runs only while there is a lease
+to renew: started by the first, it ends when the last is dropped (and a
+fork() waits for an ending keeper, so that a process holding no lease
+forks without a thread of ours).  A lease whose owning thread has ended
 is not renewed (so it runs out, as a lock of a dead owner must); one that
 the server no longer recognises is marked lost.  Each lease also keeps a
 *local* deadline (the time its last successful renewal was sent, plus the
@@ -244,7 +247,8 @@ class Backend:
         self._loaded = False
         self._keeper_lock = threading.Lock()
         self._leases: dict[int, Lease] = {}
-        self._keeper: threading.Thread | None = None
+        self._keeper: threading.Thread | None = None  # the keeper, while leases are held
+        self._keeper_thread: threading.Thread | None = None  # the last one, until joined
         self._keeper_wake = threading.Event()
         self._pid = os.getpid()
         # High-water marks (see RolledBack): object key + what -> highest seen.
@@ -252,6 +256,7 @@ class Backend:
         self._marks_lock = threading.Lock()
         # Queue consumers of this process (one per queue name and kind).
         self.consumers: dict[Any, Any] = {}
+        _backends.add(self)
         if check:
             self.ping()
 
@@ -529,27 +534,69 @@ class Backend:
                 retried = True
                 continue
             except _redis.ResponseError as e:
-                msg = str(e)
-                if not reloaded and "unction not found" in msg:
+                if not reloaded and _not_loaded(e):
                     # A restarted or flushed server, a new primary: nothing ran.
                     reloaded = True
                     self._load(required=True, keys=keys)
                     continue
-                m = _ERROR.search(msg)
-                if m is None:
-                    raise self.reply_error(e, keys, fn) from e
-                what, rest = m.group(1), m.group(2)
-                if what == "LOST":
-                    raise StateLost(f"{self.describe(keys)} ({keys[0]}): {rest} "
-                                    f"(server {self.safe_url})") from None
-                if what == "FOREIGN":
-                    key, _, held = rest.partition(" ")
-                    raise KeyConflict(
-                        f"{self.describe(keys)}: its key {key!r} holds a {held} that "
-                        "interlock did not make; refusing to delete or use it (remove "
-                        f"it, or choose another name or prefix) (server {self.safe_url})"
-                    ) from None
-                raise _ObjectError(what, rest) from None
+                raise self.fcall_error(e, keys, fn) from None
+
+    def fcall_error(self, e: Exception, keys: Sequence[str], fn: str) -> Exception:
+        """The interlock exception for an error reply ``e`` of function ``fn``."""
+        msg = str(e)
+        m = _ERROR.search(msg)
+        if m is None:
+            return self.reply_error(e, keys, fn)
+        what, rest = m.group(1), m.group(2)
+        if what == "LOST":
+            return StateLost(f"{self.describe(keys)} ({keys[0]}): {rest} "
+                             f"(server {self.safe_url})")
+        if what == "FOREIGN":
+            key, _, held = rest.partition(" ")
+            return KeyConflict(
+                f"{self.describe(keys)}: its key {key!r} holds a {held} that "
+                "interlock did not make; refusing to delete or use it (remove "
+                f"it, or choose another name or prefix) (server {self.safe_url})")
+        return _ObjectError(what, rest)
+
+    def pipe(self, budget: float, cmds: Sequence[Sequence[Any]],
+             keys: Sequence[str] = ()) -> list[Any]:
+        """Commands sent together on one connection (one round trip; the
+        first's key routes them all, so on a cluster they must share its
+        slot), every reply read.  An error reply is returned in its place
+        (a ``redis.ResponseError``), for the caller to weigh against the
+        others' effects; a lost connection raises ``ConnectionLost``.  Not
+        retried; a MOVED reply (nothing ran) is followed once, as by ``call``."""
+        if not self._loaded:
+            self._load()
+        with self.errors(keys):
+            out = self._pipe_once(budget, cmds)
+            if any(isinstance(r, _redis.exceptions.MovedError) for r in out):
+                if self.mode == "plain":
+                    self._to_cluster()
+                    self._load()
+                else:
+                    self.client.nodes_manager.initialize()
+                out = self._pipe_once(budget, cmds)
+        return out
+
+    def _pipe_once(self, budget: float, cmds: Sequence[Sequence[Any]]) -> list[Any]:
+        pool = self._pool(cmds[0])
+        conn = pool.get_connection()
+        try:
+            conn.send_packed_command(conn.pack_commands(cmds))
+            out: list[Any] = []
+            for _ in cmds:
+                try:
+                    out.append(conn.read_response(timeout=max(budget, 0.001)))
+                except _redis.ResponseError as e:
+                    out.append(e)
+            return out
+        except BaseException:
+            conn.disconnect()
+            raise
+        finally:
+            pool.release(conn)
 
     def _call_once_routed(self, budget: float, args: Sequence[Any]) -> Any:
         """``_call_once``, following one MOVED (see ``call``)."""
@@ -611,40 +658,91 @@ class Backend:
             return call()
 
     # -- the keeper ---------------------------------------------------------
+    # The keeper thread exists only while this backend holds leases in this
+    # process: hold() starts it when the first lease comes, and it ends as
+    # soon as it finds none (drop() of the last lease wakes it for that).
+    # ``_keeper`` is the running keeper, set and cleared under
+    # ``_keeper_lock``: a keeper that finds no lease clears it and returns in
+    # the same critical section, so a hold() after that starts a new one and
+    # a hold() before it is renewed by the old one; never zero keepers for a
+    # held lease, never two.  ``_keeper_thread`` stays set until the thread
+    # is gone, for the fork hook (_before_fork) to join an exiting one.
     def hold(self, lease: Lease) -> None:
         with self._keeper_lock:
             self._check_fork()
             self._leases[id(lease)] = lease
-            if self._keeper is None or not self._keeper.is_alive():
-                self._keeper = threading.Thread(target=self._keep, args=(weakref.ref(self),),
-                                                name=f"interlock-redis-keeper {self.safe_url}",
-                                                daemon=True)
-                self._keeper.start()
+            if self._keeper is None:
+                wake = threading.Event()
+                t = threading.Thread(target=self._keep, args=(weakref.ref(self), wake),
+                                     name=f"interlock-redis-keeper {self.safe_url}",
+                                     daemon=True)
+                self._keeper, self._keeper_wake, self._keeper_thread = t, wake, t
+                t.start()
 
     def drop(self, lease: Lease) -> None:
         with self._keeper_lock:
             self._leases.pop(id(lease), None)
+            if not self._leases:
+                self._keeper_wake.set()  # nothing left to renew: the keeper ends now
 
     def _check_fork(self) -> None:
         if self._pid != os.getpid():
             # A child holds none of its parent's leases, and has no keeper.
             self._pid = os.getpid()
             self._leases.clear()
-            self._keeper = None
+            self._keeper = self._keeper_thread = None
+
+    def _after_fork_in_child(self) -> None:
+        # The parent's keeper did not come with the fork, and the lock may
+        # have been held by one of its threads at that moment.
+        self._keeper_lock = threading.Lock()
+        self._check_fork()
+
+    def _before_fork(self) -> None:
+        """Join a keeper that is ending (no lease left), so that fork() does
+        not copy a process with a thread of ours in it.  A keeper with
+        leases to renew is left running: that fork is the caller's
+        multi-threaded fork (it holds a Redis lock or consumes a queue)."""
+        t = self._keeper_thread
+        if t is None or t is threading.current_thread():
+            return
+        with self._keeper_lock:
+            # Leases the keeper would drop at its next round (their thread
+            # ended, their object is gone): drop them now.
+            for lease in list(self._leases.values()):
+                if not lease.wanted():
+                    del self._leases[id(lease)]
+            if self._leases and self._keeper is t:
+                return
+            self._keeper_wake.set()
+        # Without leases it ends once its current renewal returns (each is
+        # bounded by a third of the lease plus grace).
+        t.join(self.lease / 3 + self.grace)
 
     @staticmethod
-    def _keep(ref: weakref.ref[Backend]) -> None:
+    def _keep(ref: weakref.ref[Backend], wake: threading.Event) -> None:
+        me = threading.current_thread()
         while True:
             self = ref()
             if self is None:
                 return
             period = self.lease / 3
             with self._keeper_lock:
+                # Cleared under the lock before looking: a drop() after this
+                # sets it again, so the wait below cannot miss it.
+                wake.clear()
+                if not self._leases or self._keeper is not me:
+                    if self._keeper is me:
+                        self._keeper = None
+                    return
                 leases = list(self._leases.values())
             for lease in leases:
                 if not lease.wanted():
                     self.drop(lease)
                     continue
+                with self._keeper_lock:
+                    if id(lease) not in self._leases:
+                        continue  # dropped since the snapshot
                 sent = time.monotonic()
                 try:
                     if lease.renew is not None:
@@ -665,13 +763,29 @@ class Backend:
                 else:
                     lease.until = sent + self.lease
                     lease.error = ""
-            wake = self._keeper_wake
-            del self, leases
+            del self, leases, lease
             wake.wait(period)
 
 
+#: Every Backend of this process, for the fork hooks.
+_backends: weakref.WeakSet[Backend] = weakref.WeakSet()
+
+
+def _before_fork() -> None:
+    for b in list(_backends):
+        b._before_fork()
+
+
+def _after_fork_in_child() -> None:
+    for b in list(_backends):
+        b._after_fork_in_child()
+
+
+os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
+
+
 # Functions that change state (WAIT/WAITAOF follow them when ``durable``).
-_WRITES = frozenset({"il_q_take", "il_q_taken", "il_q_ack", "il_q_put", "il_q_close",
+_WRITES = frozenset({"il_q_take", "il_q_pre", "il_q_taken", "il_q_ack", "il_q_put", "il_q_close",
                      "il_q_beat", "il_lock_acquire", "il_lock_release", "il_sem_acquire",
                      "il_sem_release", "il_ev_set", "il_ev_clear"})
 
@@ -687,6 +801,11 @@ _WRITES = frozenset({"il_q_take", "il_q_taken", "il_q_ack", "il_q_put", "il_q_cl
 RETRIED = frozenset({"il_open", "il_q_put", "il_q_ack", "il_q_beat", "il_q_close", "il_q_state",
                      "il_lock_acquire", "il_lock_state", "il_sem_acquire", "il_sem_state",
                      "il_renew", "il_ev_set", "il_ev_clear", "il_ev_state"})
+
+
+def _not_loaded(e: Exception) -> bool:
+    """An error reply that says the library is not loaded (nothing ran)."""
+    return "unction not found" in str(e)
 
 
 def _durable(d: Any) -> tuple[str, int] | None:

@@ -123,10 +123,15 @@ local function marker_waiting(s, meta)
   return 1
 end
 
-local function ack(s, ev, closed, ids)
+-- Acknowledge ids.  The last one done wakes join()ers, if any may be
+-- waiting: `jw` (meta) is the server time until which one may be (set by
+-- q_state for a join that is about to wait); without one, no event is
+-- added (it would cost every get that empties the queue an XADD).
+local function ack(s, ev, closed, jw, ids)
   if #ids == 0 then return end
   redis.call('XACK', s, 'g', unpack(ids))
   redis.call('XDEL', s, unpack(ids))
+  if not jw or tonumber(jw) < now_ms() then return end
   local left = redis.call('XLEN', s)
   if closed then left = left - 1 end
   if left <= 0 then bump(ev) end
@@ -180,19 +185,20 @@ end
 
 -- ARGV: epoch, consumer, count, lease_ms, resync ('1': first re-read my own
 -- pending list), nack, ack ids...
--- -> {seq, entries}: entries (own pending first if resync, then reclaimed,
--- then new), each {id, {field, value, ...}}.  Safe to repeat after a lost
+-- -> {seq, entries, ms until the next reclaim pass is due}: entries (own
+-- pending first if resync, then reclaimed, then new), each
+-- {id, {field, value, ...}}.  Safe to repeat after a lost
 -- reply: acks are idempotent, and what the lost reply carried stays in the
 -- consumer's pending list, for its resync (or, once idle past the lease,
 -- for anyone's reclaim).
 local function q_take(keys, args)
   local meta, s, ev, hbp = keys[1], keys[2], keys[3], keys[4]
-  local m = meta_get(meta, args[1], 'p1', 'closed', 'reclaim_at')
+  local m = meta_get(meta, args[1], 'p1', 'closed', 'reclaim_at', 'jw')
   local me, want, lease = args[2], tonumber(args[3]), tonumber(args[4])
   local nack = tonumber(args[6])
   local ids = {}
   for i = 1, nack do ids[i] = args[6 + i] end
-  ack(s, ev, m[3], ids)
+  ack(s, ev, m[3], m[5], ids)
   redis.call('SET', hbp .. me, '1', 'PX', lease)
   local out = {}
   if args[5] == '1' then
@@ -204,8 +210,10 @@ local function q_take(keys, args)
     end
   end
   local now = now_ms()
-  if not m[4] or now >= tonumber(m[4]) then
-    redis.call('HSET', meta, 'reclaim_at', now + math.floor(lease / 2))
+  local due = tonumber(m[4] or 0)
+  if now >= due then
+    due = now + math.floor(lease / 2)
+    redis.call('HSET', meta, 'reclaim_at', due)
     reclaim(s, hbp, me, lease, out)
   end
   if #out < want then
@@ -219,7 +227,26 @@ local function q_take(keys, args)
     if e[2][1] == 'c' then recirculate(s, meta, e[1]) else freed = true end
   end
   if freed and tonumber(m[2]) > 0 then bump(ev) end
-  return {redis.call('HINCRBY', meta, 'seq', 1), out}
+  return {redis.call('HINCRBY', meta, 'seq', 1), out, due - now}
+end
+
+-- The prelude of a direct read.  A consumer with nothing to re-read and no
+-- reclaim pass due (it knows when from its last take) reads with
+-- XREADGROUP (BLOCK) itself, pipelined right after this function in the
+-- same round trip; this does what else a take does on that path: the
+-- acknowledgements and the position counter.  (The heartbeat is the
+-- keeper's, and every take's: one at least each half lease.)
+-- KEYS: meta, stream, events
+-- ARGV: epoch, ack ids...  -> seq
+-- Safe to repeat (idempotent acks).  What the read after it took is the
+-- consumer's own pending entries: a lost reply is handled as a take's.
+local function q_pre(keys, args)
+  local meta, s, ev = keys[1], keys[2], keys[3]
+  local m = meta_get(meta, args[1], 'closed', 'jw')
+  local ids = {}
+  for i = 2, #args do ids[#ids + 1] = args[i] end
+  ack(s, ev, m[2], m[3], ids)
+  return redis.call('HINCRBY', meta, 'seq', 1)
 end
 
 -- The keeper's renewal of a consumer: its heartbeat, acknowledgements that
@@ -231,13 +258,13 @@ end
 -- ARGV: epoch, consumer, lease_ms, nack, ack ids..., held ids...
 local function q_beat(keys, args)
   local meta, s, ev, hb = keys[1], keys[2], keys[3], keys[4]
-  local m = meta_get(meta, args[1], 'closed')
+  local m = meta_get(meta, args[1], 'closed', 'jw')
   local me = args[2]
   redis.call('SET', hb, '1', 'PX', tonumber(args[3]))
   local nack = tonumber(args[4])
   local ids = {}
   for i = 1, nack do ids[i] = args[4 + i] end
-  ack(s, ev, m[2], ids)
+  ack(s, ev, m[2], m[3], ids)
   local nheld = #args - 4 - nack
   if nheld > 0 then
     local mine = {}
@@ -264,10 +291,10 @@ end
 
 -- ARGV: epoch, ids...
 local function q_ack(keys, args)
-  local m = meta_get(keys[1], args[1], 'closed')
+  local m = meta_get(keys[1], args[1], 'closed', 'jw')
   local ids = {}
   for i = 2, #args do ids[#ids + 1] = args[i] end
-  ack(keys[2], keys[3], m[2], ids)
+  ack(keys[2], keys[3], m[2], m[3], ids)
   return 1
 end
 
@@ -276,7 +303,7 @@ end
 -- TTL (ms), then per item:
 --   kind, m, value1 .. valuem   (kind: 'r' bytes, 'a' bytearray, 'p' pickle
 --   whose out-of-band buffers are value2 .. valuem)
--- -> {put count (-1: closed), last event id, seq}
+-- -> {put count (-1: closed), last event id ('' when all went in), seq}
 --
 -- Exactly once under retries: a producer (one thread of one process)
 -- numbers its calls 1, 2, 3, ...; its request key holds "number:put count"
@@ -288,19 +315,24 @@ local function q_put(keys, args)
   local meta, s, ev, rq = keys[1], keys[2], keys[3], keys[4]
   local m = meta_get(meta, args[1], 'p1', 'closed')
   local reqno = tonumber(args[4])
-  local last = redis.call('GET', rq)
-  if last then
+  -- Already applied (equal), or an older call its producer has given up on
+  -- (lower: it is not waiting for this reply; applying it now would reorder
+  -- its puts): the count recorded (0 for an older one), and nothing put.
+  local function applied(last)
+    if not last then return nil end
     local ln, lc = string.match(last, '^(%d+):(%d+)$')
-    if ln and tonumber(ln) >= reqno then
-      -- Already applied (equal), or an older call its producer has given up
-      -- on (lower: it is not waiting for this reply; applying it now would
-      -- reorder its puts).
-      local got = 0
-      if tonumber(ln) == reqno then got = tonumber(lc) end
-      return {got, last_event(ev), tonumber(redis.call('HGET', meta, 'seq') or 0)}
-    end
+    if not ln or tonumber(ln) < reqno then return nil end
+    if tonumber(ln) == reqno then return tonumber(lc) end
+    return 0
   end
-  if m[3] then return {-1, last_event(ev), tonumber(redis.call('HGET', meta, 'seq') or 0)} end
+  local function answer(got)
+    return {got, last_event(ev), tonumber(redis.call('HGET', meta, 'seq') or 0)}
+  end
+  if m[3] then
+    local got = applied(redis.call('GET', rq))
+    if got then return answer(got) end
+    return answer(-1)
+  end
   local n, maxsize = tonumber(args[3]), tonumber(m[2])
   local room = n
   if maxsize > 0 then
@@ -308,6 +340,14 @@ local function q_put(keys, args)
     if room < n and args[2] ~= '1' then room = 0 end
     if room > n then room = n end
     if room < 0 then room = 0 end
+  end
+  -- Record this call and read the last one in one command; a retry (rare)
+  -- puts the record it found back.
+  local last = redis.call('SET', rq, args[4] .. ':' .. room, 'PX', args[5], 'GET')
+  local got = applied(last)
+  if got then
+    redis.call('SET', rq, last, 'PX', args[5])
+    return answer(got)
   end
   local i = 6
   for _ = 1, room do
@@ -320,14 +360,26 @@ local function q_put(keys, args)
     redis.call(unpack(xa))
     i = i + 2 + cnt
   end
-  redis.call('SET', rq, args[4] .. ':' .. room, 'PX', args[5])
-  return {room, last_event(ev), redis.call('HINCRBY', meta, 'seq', 1)}
+  -- The event id is what a producer that must wait for room waits from; one
+  -- whose items all went in has no use for it.
+  local event = ''
+  if room < n then event = last_event(ev) end
+  return {room, event, redis.call('HINCRBY', meta, 'seq', 1)}
 end
 
--- ARGV: epoch -> {qsize, unfinished, closed, maxsize, pending, consumers, last event id, seq}
+-- ARGV: epoch[, join wait ms] -> {qsize, unfinished, closed, maxsize, pending,
+-- consumers, last event id, seq}
+-- With a join wait: a join() may wait that long from now for the last
+-- acknowledgement (see ack), and is told of it by an event.  Registered in
+-- the same step as the event id is read, so that acknowledgement is never
+-- missed; idempotent (the later end is kept).
 local function q_state(keys, args)
   local meta, s, ev = keys[1], keys[2], keys[3]
-  local m = meta_get(meta, args[1], 'p1', 'closed')
+  local m = meta_get(meta, args[1], 'p1', 'closed', 'jw')
+  if args[2] then
+    local until_ms = now_ms() + tonumber(args[2])
+    if not m[4] or tonumber(m[4]) < until_ms then redis.call('HSET', meta, 'jw', until_ms) end
+  end
   local len, pend = redis.call('XLEN', s), pending_count(s)
   local closed, depth, unfinished = 0, len - pend, len
   if m[3] then
@@ -502,6 +554,7 @@ end
 redis.register_function('il_open', open)
 redis.register_function('il_q_take', q_take)
 redis.register_function('il_q_taken', q_taken)
+redis.register_function('il_q_pre', q_pre)
 redis.register_function('il_q_ack', q_ack)
 redis.register_function('il_q_beat', q_beat)
 redis.register_function('il_q_put', q_put)

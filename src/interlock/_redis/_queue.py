@@ -42,7 +42,8 @@ longer than the lease (its live holder lost track of it: ``XAUTOCLAIM``).
 A consumer whose take reply was lost (connection dropped) re-reads its own
 pending list on its next take.  Such a message may therefore be processed
 twice (once by a consumer that was only slow); it is never silently
-dropped.  Blocked consumers look for dead ones at least once per lease.
+dropped.  Blocked consumers look for dead ones when a pass is due (a
+blocked read ends then).
 
 ``close()``: puts are refused at once; consumers drain what was put, then
 get :class:`QueueClosed`.  The close is an entry at the end of the stream,
@@ -55,6 +56,7 @@ import atexit
 import os
 import pickle
 import threading
+import time
 import uuid
 import weakref
 from collections import deque
@@ -170,6 +172,9 @@ class _Consumer:
         self.own: dict[int, list[tuple[bytes, list[bytes]]]] = {}  # thread -> entries
         self.acks: list[bytes] = []
         self.resync = False  # re-read our own pending list at the next take
+        # When the next reclaim pass is due (time.monotonic()), as the last
+        # take reported it: until then gets read directly (see _read_direct).
+        self.due = 0.0
         self.users = 0
         self.beat = Lease(keys[3] + self.name, "beat", "", renew=self._renew)
         backend.hold(self.beat)
@@ -288,6 +293,7 @@ class Queue:
             raise ValueError(f"queue {self._name!r} exists with maxsize={self._maxsize}; "
                              f"asked for maxsize={maxsize}")
         self._cons: _Consumer | None = None  # this process's consumer, from the first get
+        self._rq: tuple[str, list[str]] = ("", [])  # the last producer's put keys
         # The high-water mark of the queue's position, per epoch: a queue
         # unlinked and made again under the same name starts again at 0.
         self._seq_key = f"{self._keys[0]}:seq:{epoch!r}"
@@ -370,7 +376,9 @@ class Queue:
         ttl_ms = int(max(60.0, 6 * (b.slice + b.grace)) * 1000)
         while True:
             producer, reqno = _request()
-            keys = [*self._keys[:3], b.key(self._name, "rq:" + producer)]
+            if self._rq[0] != producer:
+                self._rq = (producer, [*self._keys[:3], b.key(self._name, "rq:" + producer)])
+            keys = self._rq[1]
             args: list[Any] = [self._epoch, 1 if block else 0, len(encoded) - done, reqno,
                                ttl_ms]
             for one in encoded[done:]:
@@ -484,16 +492,23 @@ class Queue:
 
     def _get_once(self, c: _Consumer, count: int, deadline: float | None,
                   lease_ms: int) -> list[Any] | None:
-        """One take, and one blocking read if it found nothing: the items,
-        or None (nothing within this slice)."""
+        """One round of a get: the items, or None (nothing within this slice).
+
+        The common case is one round trip (``_read_direct``).  A take
+        (``il_q_take``: reclaim, resync, and a bounded queue's wake-up of
+        blocked producers with the read) comes first when a reclaim pass is
+        due, after a lost reply, at a consumer's first get, and always on a
+        bounded queue; if it finds nothing, one blocking read follows."""
         items = self._pop_ready(c, count)
         if items:
             return items
+        if not self._maxsize and not c.resync and time.monotonic() < c.due:
+            return self._read_direct(c, count, deadline)
         acks = self._acks_for_get(c)
         resync = c.resync
         before = self._backend.mark(self._seq_key)
         try:
-            seq, entries = self._backend.fcall(
+            seq, entries, due = self._backend.fcall(
                 "il_q_take", self._keys,
                 [self._epoch, c.name, count, lease_ms, 1 if resync else 0, len(acks), *acks],
                 deadline)
@@ -502,6 +517,7 @@ class Queue:
             raise
         if resync:
             c.resync = False
+        c.due = time.monotonic() + int(due) / 1000
         self._seq(seq, before)
         known = c.known()
         fresh = [(i, f) for i, f in entries if i not in known]
@@ -519,14 +535,84 @@ class Queue:
         got = self._backend.call(
             self._backend.budget(None, ms / 1000), "XREADGROUP", "GROUP", "g", c.name,
             "COUNT", count, "BLOCK", ms, "STREAMS", self._keys[1], ">", keys=self._keys[:3])
+        return self._after_read(c, self._keep_read(c, got, count), count, deadline)
+
+    def _read_direct(self, c: _Consumer, count: int, deadline: float | None) -> list[Any] | None:
+        """A get in one round trip: ``il_q_pre`` (the acknowledgements and
+        the position counter) and ``XREADGROUP ... BLOCK`` pipelined, as a
+        plain stream consumer would, instead of a take and then, on an empty
+        queue, a blocking read.  Only for an unbounded queue (a bounded one
+        must wake blocked producers with each read: a take does) and when no
+        reclaim or resync is due.  The read blocks at most until the next
+        reclaim pass is due, so a blocked consumer makes that pass on time.
+
+        What the read returns is the consumer's own on the server, whatever
+        the function's reply: it is kept before anything is raised.  A lost
+        reply is a take's: resync (the caller sets it), and the acks are
+        kept."""
+        b = self._backend
+        acks = self._acks_for_get(c)
+        read: list[Any] = ["XREADGROUP", "GROUP", "g", c.name, "COUNT", count]
+        left = remaining(deadline)
+        if left is None or left > 0:
+            wait = min(b.slice, left if left is not None else 1e9, c.due - time.monotonic())
+            ms = max(int(1000 * wait), 1)
+            read += ["BLOCK", ms]
+            budget = b.budget(None, ms / 1000)
+        else:
+            budget = b.budget(deadline)
+        read += ["STREAMS", self._keys[1], ">"]
+        before = b.mark(self._seq_key)
+        try:
+            seq, got = b.pipe(budget, [("FCALL", "il_q_pre", 3, *self._keys[:3], self._epoch,
+                                        *acks), read], self._keys[:3])
+        except BaseException:
+            c.keep_acks(acks)
+            raise
+        if isinstance(seq, Exception):
+            c.keep_acks(acks)  # the function did not run: nothing acknowledged
+            if _client._not_loaded(seq):
+                b._load(required=True, keys=self._keys[:3])
+                err: Exception | None = None
+            else:
+                err = b.fcall_error(seq, self._keys[:3], "il_q_pre")
+        else:
+            err = None
+            if b.durable is not None:
+                b._wait_durable(budget)
+        if isinstance(got, Exception):
+            raise err or b.reply_error(got, self._keys[:3], "XREADGROUP")
+        kept = self._keep_read(c, got, count)
+        if err is not None:
+            if kept and kept[1]:
+                c.resync = True  # the next take hands the marker on
+            raise err
+        if not isinstance(seq, Exception):
+            self._seq(seq, before)  # (what was read stays kept if this raises)
+        return self._after_read(c, kept, count, deadline)
+
+    def _keep_read(self, c: _Consumer, got: Any, count: int) -> tuple[bool, bytes] | None:
+        """Keep for this thread what a client-side XREADGROUP read (ours on
+        the server now): (whether real items came, the close marker's id or
+        b""), or None when nothing was read."""
         if not got:
-            return None  # a slice passed: look again (and for dead consumers)
+            return None
         # RESP2: [[stream, entries]]; RESP3: {stream: entries}
         batch = next(iter(got.values())) if isinstance(got, dict) else got[0][1]
         entries = [(i, f) for i, f in batch if f]
         marker = next((i for i, f in entries if f[0] == b"c"), b"")
         real = [(i, f) for i, f in entries if f[0] != b"c"]
-        self._keep_own(c, real, count)  # ours now, returned below or by the next get
+        self._keep_own(c, real, count)  # ours now, returned now or by the next get
+        return bool(real), marker
+
+    def _after_read(self, c: _Consumer, kept: tuple[bool, bytes] | None, count: int,
+                    deadline: float | None) -> list[Any] | None:
+        """Return what a client-side read kept (``_keep_read``); hand on a
+        close marker it carried (``il_q_taken``), and on a bounded queue wake
+        blocked producers.  None: nothing was read."""
+        if kept is None:
+            return None  # a slice passed: look again (and for dead consumers)
+        real, marker = kept
         if marker or (real and self._maxsize):
             try:
                 self._backend.fcall("il_q_taken", self._keys[:3],
@@ -570,10 +656,11 @@ class Queue:
         c.flush()
 
     # -- state --------------------------------------------------------------
-    def _state(self) -> list[Any]:
+    def _state(self, join_wait_ms: int = 0) -> list[Any]:
         self._check()
         before = self._backend.mark(self._seq_key)
-        st = list(self._backend.fcall("il_q_state", self._keys[:3], [self._epoch]))
+        args = [self._epoch, join_wait_ms] if join_wait_ms else [self._epoch]
+        st = list(self._backend.fcall("il_q_state", self._keys[:3], args))
         self._seq(st[7], before)
         return st
 
@@ -716,10 +803,15 @@ class JoinableQueue(Queue):
         """Block until every item put has been marked done.  Returns False if
         ``timeout`` passed first."""
         deadline = deadline_after(True, timeout)
+        b = self._backend
+        # How long this join may wait from its state call: the event wait (a
+        # slice at most) after a reply awaited at most a slice plus grace;
+        # twice that, for a caller paused in between.
+        wait_ms = int(2000 * (2 * b.slice + b.grace))
         while True:
             if self._cons is not None:
                 self._cons.flush(deadline)
-            st = self._state()
+            st = self._state(wait_ms)
             if int(st[1]) <= 0:
                 return True
             left = remaining(deadline)
