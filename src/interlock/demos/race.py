@@ -16,7 +16,7 @@ import sys
 import tempfile
 import time
 
-from interlock import Lock
+from interlock import Barrier, Lock
 
 DESCRIPTION = "race condition: processes printing 10-char lines, without then with a Lock"
 
@@ -29,9 +29,11 @@ prints at a time, and every line is whole.
 """
 
 
-def _printer(path: str, char: str, lines: int, lock: Lock | None, pause: float) -> None:
+def _printer(path: str, char: str, lines: int, lock: Lock | None, pause: float,
+             start: Barrier) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_APPEND)
     try:
+        start.wait(60)  # all printers begin together (spawn starts them far apart)
         for _ in range(lines):
             if lock is not None:
                 lock.acquire()
@@ -53,9 +55,10 @@ def run_once(processes: int, lines: int, use_lock: bool, pause: float,
     fd, path = tempfile.mkstemp(prefix="interlock-race-", suffix=".txt")
     os.close(fd)
     lock = Lock() if use_lock else None
+    start = Barrier(processes)
     try:
         procs = [ctx.Process(target=_printer,
-                             args=(path, chr(ord("A") + i % 26), lines, lock, pause))
+                             args=(path, chr(ord("A") + i % 26), lines, lock, pause, start))
                  for i in range(processes)]
         for p in procs:
             p.start()
@@ -65,6 +68,7 @@ def run_once(processes: int, lines: int, use_lock: bool, pause: float,
             out = f.read().splitlines()
     finally:
         os.unlink(path)
+        start.detach()
         if lock is not None:
             lock.detach()
     broken = [line for line in out if not (len(line) == 10 and len(set(line)) == 1)]
