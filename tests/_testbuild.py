@@ -40,7 +40,11 @@ def crashpoint_build() -> Path:
     h.update(" ".join(CFLAGS + [sys.version, str(sysconfig.get_config_var("EXT_SUFFIX"))]).encode())
     for p in _sources():
         h.update(str(p.relative_to(PKG)).encode() + b"\0" + p.read_bytes() + b"\0")
-    out = ROOT / "build" / f"crashpoints-{h.hexdigest()[:16]}"
+    # One build per interpreter: the ABI tag is in the name, and only older
+    # builds for this same interpreter are removed (two suites on two
+    # Pythons at once must not delete each other's build under them).
+    abi = str(sysconfig.get_config_var("SOABI") or sys.implementation.cache_tag)
+    out = ROOT / "build" / f"crashpoints-{abi}-{h.hexdigest()[:16]}"
     if (out / "interlock" / "_crash.py").exists():
         return out
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -55,7 +59,7 @@ def crashpoint_build() -> Path:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         if r.returncode != 0:
             raise RuntimeError(f"the crash-point build failed:\n{' '.join(cmd)}\n{r.stderr}")
-        for old in out.parent.glob("crashpoints-*"):  # builds of older sources
+        for old in out.parent.glob(f"crashpoints-{abi}-*"):  # older sources, this Python
             shutil.rmtree(old, ignore_errors=True)
         try:
             tmp.rename(out)

@@ -719,8 +719,10 @@ class TestCondition:
 
     def test_dead_notifier_holding_lock(self):
         """A notifier dies holding the lock: the waiter is not stranded; it
-        takes the lock over and is told."""
-        ctx = mp.get_context("fork")
+        takes the lock over and is told.  (spawn: the waiter thread is alive
+        when the notifier starts, and a fork of a threaded process is what
+        tests/_forkcheck.py refuses.)"""
+        ctx = mp.get_context("spawn")
         cond = Condition()
         ready = ctx.Event()
         res = []
