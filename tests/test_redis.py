@@ -1077,6 +1077,11 @@ def cluster():
     c.stop()
 
 
+# redis-py's cluster client (not interlock) leaves a node connection's
+# socket to the garbage collector on Python 3.10 (seen once in a full run:
+# "unclosed <socket.socket ... raddr=('127.0.0.1', <node port>)>"); scoped
+# to the cluster tests, so a socket interlock leaks elsewhere still fails.
+@pytest.mark.filterwarnings("ignore:unclosed <socket.socket:ResourceWarning")
 class _OnCluster:
     """Runs a contract class's tests on a 3-primary Redis Cluster."""
 
