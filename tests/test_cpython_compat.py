@@ -158,6 +158,14 @@ def _finish(cls: type, origin: str, baseline: bool) -> type:
             setattr(cls, attr, _marked(getattr(cls, attr), "skip", f"{category}: {reason}"))
     if baseline or cls.__name__ not in DEFAULT_RUN:
         cls = pytest.mark.stress(cls)
+    if baseline:
+        # multiprocessing's own run of CPython's tests: some fork with a
+        # thread alive by design (test_fork starts the queue's feeder
+        # thread, the Condition tests start threads and processes
+        # together).  Those threads are multiprocessing's and the tests',
+        # not interlock's (tests/_forkcheck.py).
+        cls = pytest.mark.threaded_fork(
+            "CPython's multiprocessing tests fork beside their own threads")(cls)
     globals()[cls.__name__] = cls
     return cls
 
