@@ -27,6 +27,12 @@ T = TypeVar("T")
 
 DEFAULT_CAPACITY = 4 << 20  # bytes
 MIN_CAPACITY = 64
+# A queue made without capacity= sends an item whose record is larger than
+# this through a spill file of its own (docs/design/spill.md): any size goes.
+# 1 MiB: the ring keeps at least 4 such items' worth of room for the small
+# ones, and below it a copy into the warm ring beats a fresh file's page
+# faults (benchmarks/bench_queue.py --large measures both).
+SPILL_THRESHOLD = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,8 @@ class QueueStatistics:
     #: items ever put / taken, modulo 2**32 (the ring counts in 32 bits)
     put_total: int = 0
     got_total: int = 0
+    #: items ever sent through a spill file of their own, modulo 2**32
+    spilled_total: int = 0
 
 
 def _ring_size(capacity: int) -> int:
@@ -121,12 +129,15 @@ class Queue(_core.Ring, SharedObject, AsyncQueueMixin, Generic[T]):
                 f"capacity must be between {MIN_CAPACITY} and {_core.RING_MAX_SIZE} bytes, got {cap}"
             )
         size = _ring_size(cap)
+        # Only a queue without a byte bound spills: capacity= bounds the bytes.
+        spill = min(SPILL_THRESHOLD, cap // 4) if capacity is None else 0
 
         def init(buf: Any, offset: int) -> None:
             _core.Ring(buf, offset, create=True, size=size, capacity=cap,
                        maxsize=maxsize)._detach()
 
-        seg = self._open_segment(name, create, _core.ring_bytes(size), (maxsize, cap, size), init)
+        seg = self._open_segment(name, create, _core.ring_bytes(size),
+                                 (maxsize, cap, size, spill), init)
         if not seg.created:
             have_max, have_cap, _ = seg.params()[:3]
             if maxsize and maxsize != have_max or capacity is not None and capacity != have_cap:
@@ -136,6 +147,9 @@ class Queue(_core.Ring, SharedObject, AsyncQueueMixin, Generic[T]):
                     f"asked for maxsize={maxsize}, capacity={capacity}"
                 )
         _core.Ring.__init__(self, seg.mm, seg.object_offset)
+        threshold = seg.params()[3]  # the creator's choice (0: a byte-bounded queue)
+        if threshold:
+            self._set_spill(_segment.spill_prefix(seg.header), threshold)
 
     if TYPE_CHECKING:  # the C methods, typed by the items: no Python layer at run time
         def put(self, obj: T, block: bool = True, timeout: float | None = None) -> None: ...
@@ -212,6 +226,7 @@ class Queue(_core.Ring, SharedObject, AsyncQueueMixin, Generic[T]):
             attached_pids=tuple(pid for pid, _ in self._seg.users()),
             put_total=s["put_count_mod32"],
             got_total=(s["put_count_mod32"] - s["depth"]) % 2**32,
+            spilled_total=s["spilled"],
         )
 
     def _describe(self) -> str:

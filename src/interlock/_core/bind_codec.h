@@ -10,10 +10,27 @@
 #include "binding.h"
 #include "ring.h"
 
+/* A queue's spill configuration, per handle (Ring._set_spill; spill.md):
+ * items whose record would exceed `threshold` bytes go to a file of their
+ * own, named `prefix` + "<pid>.<token>".  threshold 0: never (the ring
+ * alone; an item larger than the capacity raises ValueError). */
+#define IL_SPILL_PREFIX_MAX 200
+#define IL_SPILL_PATH_MAX (IL_SPILL_PREFIX_MAX + 40)
+typedef struct {
+    uint64_t threshold;
+    char prefix[IL_SPILL_PREFIX_MAX];
+} il_spill_cfg_t;
+
 /* One message, ready to be copied into the ring. */
 #define MSG_INLINE_VIEWS 4
 typedef struct {
     il_rec_t rec;
+    /* Spilled (rec.kind == IL_REC_SPILL): the payload went to an unnamed
+     * file (spill_fd); `ref` is the record's payload; il_spill_link names
+     * the file, under plock, right before the record is published. */
+    il_spill_ref_t ref;
+    int spill_fd;            /* -1: none, or already named */
+    char spill_path[IL_SPILL_PATH_MAX];
     uint64_t need;           /* aligned record size, header included */
     PyObject *owner;         /* keeps the source alive: bytes, or pickle output */
     const char *data;        /* main part: raw bytes or pickle stream */
@@ -31,22 +48,33 @@ typedef struct {
 typedef struct {
     uint8_t kind;
     uint16_t nbufs;
+    il_spill_ref_t ref; /* kind IL_REC_SPILL: the file to map (il_raw_finish) */
     PyObject *data;   /* bytes / bytearray / pickle stream (bytes) */
     PyObject **bufs;  /* nbufs bytearrays (PICKLE with out-of-band buffers) */
 } raw_t;
 
-/* Make m ready for the ring (pickling if needed; no ring lock held).
- * Returns 0, or -1 with an exception (too big for the ring: ValueError). */
-int il_msg_prepare(il_ring_t *r, PyObject *obj, msg_t *m);
+/* Make m ready for the ring (pickling if needed; no ring lock held).  With
+ * a spill threshold (cfg, may be NULL) an item above it is written to an
+ * unnamed spill file here.  Returns 0, or -1 with an exception (too big for
+ * the ring and no spilling: ValueError; no room for the spill file:
+ * OSError). */
+int il_msg_prepare(il_ring_t *r, const il_spill_cfg_t *cfg, PyObject *obj, msg_t *m);
+/* Under plock, right before m's record is written and published: give a
+ * spilled message's file its name.  0, or -1 with errno (nothing named). */
+int il_spill_link(il_ring_t *r, msg_t *m);
 /* Under plock: copy m at pos; returns the position after it. */
 uint32_t il_msg_write(il_ring_t *r, uint32_t pos, msg_t *m);
 void il_msg_release(msg_t *m);
 /* Under clock: copy the record at pos out (allocating only non-GC objects);
  * its size, or 0 with an exception (damage). */
 uint64_t il_raw_read(il_ring_t *r, uint32_t pos, uint32_t avail, raw_t *x);
-/* Without any lock: the Python object of a record read by il_raw_read. */
-PyObject *il_raw_finish(raw_t *x);
+/* Without any lock: the Python object of a record read by il_raw_read (a
+ * spilled one: its file mapped, then unlinked; cfg names it). */
+PyObject *il_raw_finish(raw_t *x, const il_spill_cfg_t *cfg);
 void il_raw_clear(raw_t *x);
+/* A consumed record that will never be finished (get_many out of memory):
+ * clear it, and unlink a spilled one's file. */
+void il_raw_discard(raw_t *x, const il_spill_cfg_t *cfg);
 /* Module init: pickle's functions and the keyword names. */
 int il_codec_init(void);
 

@@ -14,6 +14,7 @@
  */
 #include "bind_codec.h"
 
+#include <errno.h>
 #include <stdio.h>
 
 #include "crashpoint.h"
@@ -27,6 +28,7 @@
 
 typedef struct {
     ShmObject base;
+    il_spill_cfg_t spill; /* per handle: set by Queue through _set_spill (spill.md) */
 } RingObject; /* base.roles: 1: this object has put, 2: has got (told to _note_role once) */
 
 static PyObject *str_note_role; /* interned at init: il_ring_init */
@@ -190,16 +192,29 @@ static Py_ssize_t ring_put_msgs(RingObject *self, msg_t *m, Py_ssize_t n, int64_
             raise_closed("put()");
             return done;
         }
+        /* A spilled message's file is named (il_spill_link) right before
+         * its record is written: a failure to name it ends the batch there,
+         * after publishing what is written before it. */
+        int link_errno = 0;
         if (all_or_nothing) {
             uint64_t total = 0;
             for (Py_ssize_t i = 0; i < n; i++)
                 total += m[i].need;
             if (il_ring_room(r, t, total, (uint32_t)n)) {
-                for (; k < n; k++)
+                for (; k < n; k++) {
+                    if (il_spill_link(r, &m[k]) < 0) {
+                        link_errno = errno;
+                        break;
+                    }
                     t = IL_PACK(IL_CNT(t) + 1, il_msg_write(r, IL_POS(t), &m[k]));
+                }
             }
         } else {
             while (k < n && il_ring_room(r, t, m[k].need, 1)) {
+                if (il_spill_link(r, &m[k]) < 0) {
+                    link_errno = errno;
+                    break;
+                }
                 t = IL_PACK(IL_CNT(t) + 1, il_msg_write(r, IL_POS(t), &m[k]));
                 k++;
             }
@@ -212,12 +227,19 @@ static Py_ssize_t ring_put_msgs(RingObject *self, msg_t *m, Py_ssize_t n, int64_
             IL_CRASH(RING_PUT_PUBLISHED);
         }
         il_mutex_unlock(&r->plock);
-        if (k > done) {
+        int progress = k > done;
+        if (progress) {
             IL_CRASH(RING_PUT_UNLOCKED);
             ring_notify((ShmObject *)self, &r->not_empty, (int)(k - done));
             done = k;
-            continue;
         }
+        if (link_errno) {
+            errno = link_errno;
+            PyErr_SetFromErrnoWithFilename(PyExc_OSError, m[k].spill_path);
+            return done;
+        }
+        if (progress)
+            continue;
         if (deadline == 0) {
             PyErr_SetString(il_Full, all_or_nothing && n > 1
                                       ? "not enough room in the queue for the whole batch"
@@ -254,7 +276,7 @@ static PyObject *Ring_put(RingObject *self, PyObject *const *args, Py_ssize_t na
     if (shm_check((ShmObject *)self) < 0)
         return NULL;
     msg_t m;
-    if (il_msg_prepare(RING(self), a[0], &m) < 0)
+    if (il_msg_prepare(RING(self), &self->spill, a[0], &m) < 0)
         return NULL;
     Py_ssize_t k = ring_put_msgs(self, &m, 1, deadline, 0);
     il_msg_release(&m);
@@ -269,7 +291,7 @@ static PyObject *Ring_put_nowait(RingObject *self, PyObject *obj)
     if (shm_check((ShmObject *)self) < 0)
         return NULL;
     msg_t m;
-    if (il_msg_prepare(RING(self), obj, &m) < 0)
+    if (il_msg_prepare(RING(self), &self->spill, obj, &m) < 0)
         return NULL;
     Py_ssize_t k = ring_put_msgs(self, &m, 1, 0, 0);
     il_msg_release(&m);
@@ -305,7 +327,7 @@ static PyObject *Ring_put_many(RingObject *self, PyObject *const *args, Py_ssize
     Py_ssize_t prepared = 0, put = 0;
     PyObject **items = PySequence_Fast_ITEMS(seq);
     for (; prepared < n; prepared++) {
-        if (il_msg_prepare(RING(self), items[prepared], &m[prepared]) < 0)
+        if (il_msg_prepare(RING(self), &self->spill, items[prepared], &m[prepared]) < 0)
             goto out;
     }
     put = ring_put_msgs(self, m, n, deadline, deadline == 0);
@@ -431,7 +453,7 @@ static PyObject *Ring_get(RingObject *self, PyObject *const *args, Py_ssize_t na
     raw_t x;
     if (ring_get_raw(self, &x, 1, deadline) < 0)
         return NULL;
-    return il_raw_finish(&x);
+    return il_raw_finish(&x, &self->spill);
 }
 
 static PyObject *Ring_get_nowait(RingObject *self, PyObject *unused)
@@ -441,7 +463,7 @@ static PyObject *Ring_get_nowait(RingObject *self, PyObject *unused)
     raw_t x;
     if (ring_get_raw(self, &x, 1, 0) < 0)
         return NULL;
-    return il_raw_finish(&x);
+    return il_raw_finish(&x, &self->spill);
 }
 
 static const char *const get_many_names[] = {"max_items", "block", "timeout"};
@@ -491,9 +513,9 @@ static PyObject *Ring_get_many(RingObject *self, PyObject *const *args, Py_ssize
     PyObject *et = NULL, *ev = NULL, *etb = NULL;
     Py_ssize_t failed = 0;
     for (Py_ssize_t i = 0; i < k; i++) {
-        PyObject *o = list ? il_raw_finish(&xs[i]) : NULL;
+        PyObject *o = list ? il_raw_finish(&xs[i], &self->spill) : NULL;
         if (!list) {
-            il_raw_clear(&xs[i]);
+            il_raw_discard(&xs[i], &self->spill);
             continue;
         }
         if (!o) {
@@ -718,7 +740,25 @@ static PyObject *Ring_wait_writable(RingObject *self, PyObject *const *args, Py_
     if (n == (unsigned long long)-1 && PyErr_Occurred())
         return NULL;
     uint64_t need = IL_ALIGN8(sizeof(il_rec_t) + n);
+    if (self->spill.threshold && need > self->spill.threshold) /* it will go as a reference */
+        need = IL_ALIGN8(sizeof(il_rec_t) + sizeof(il_spill_ref_t));
     return ring_wait_method(self, &RING(self)->not_full, cond_room, need, a[1]);
+}
+
+static PyObject *Ring_set_spill(RingObject *self, PyObject *args)
+{
+    const char *prefix;
+    Py_ssize_t plen;
+    unsigned long long threshold;
+    if (!PyArg_ParseTuple(args, "s#K:_set_spill", &prefix, &plen, &threshold))
+        return NULL;
+    if ((size_t)plen >= sizeof self->spill.prefix || !strchr(prefix, '/')) {
+        PyErr_SetString(PyExc_ValueError, "spill prefix too long or not a path");
+        return NULL;
+    }
+    memcpy(self->spill.prefix, prefix, (size_t)plen + 1);
+    self->spill.threshold = threshold;
+    Py_RETURN_NONE;
 }
 
 static PyObject *Ring_stats(RingObject *self, PyObject *unused)
@@ -730,7 +770,7 @@ static PyObject *Ring_stats(RingObject *self, PyObject *unused)
     uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
     PyObject *pl = il_mutex_stats_dict(&r->plock), *cl = il_mutex_stats_dict(&r->clock);
     PyObject *d = Py_BuildValue(
-        "{s:K,s:K,s:K,s:I,s:I,s:I,s:O,s:O,s:N,s:N,s:I,s:I}", "size", (unsigned long long)r->size,
+        "{s:K,s:K,s:K,s:I,s:I,s:I,s:O,s:O,s:N,s:N,s:I,s:I,s:I}", "size", (unsigned long long)r->size,
         "capacity", (unsigned long long)r->capacity, "maxsize", (unsigned long long)r->maxsize,
         "depth", (unsigned)(IL_CNT(t) - IL_CNT(h)), "bytes_used",
         (unsigned)(IL_POS(t) - IL_POS(h)), "put_count_mod32", (unsigned)IL_CNT(t), "closed",
@@ -738,7 +778,9 @@ static PyObject *Ring_stats(RingObject *self, PyObject *unused)
                                                                                   : Py_False,
         "unused", Py_None, "producer_lock", pl, "consumer_lock", cl, "consumers_sleeping",
         atomic_load_explicit(&r->not_empty.waiters, memory_order_relaxed), "producers_sleeping",
-        atomic_load_explicit(&r->not_full.waiters, memory_order_relaxed));
+        atomic_load_explicit(&r->not_full.waiters, memory_order_relaxed),
+        /* relaxed: a statistic */
+        "spilled", atomic_load_explicit(&r->spilled, memory_order_relaxed));
     if (d)
         PyDict_DelItemString(d, "unused");
     return d;
@@ -916,6 +958,7 @@ static PyMethodDef Ring_methods[] = {
     {"_task_done", (PyCFunction)Ring_task_done, METH_NOARGS, NULL},
     {"_join", (PyCFunction)(void (*)(void))Ring_join, METH_FASTCALL | METH_KEYWORDS, NULL},
     {"_stats", (PyCFunction)Ring_stats, METH_NOARGS, NULL},
+    {"_set_spill", (PyCFunction)Ring_set_spill, METH_VARARGS, NULL},
     {"_detach", (PyCFunction)shm_detach, METH_NOARGS, NULL},
     {"_wait_readable", (PyCFunction)(void (*)(void))Ring_wait_readable,
      METH_FASTCALL | METH_KEYWORDS, NULL},

@@ -37,6 +37,9 @@
     X(RING_GET_COPIED, "ring.get.copied", "record copied out, head not published")          \
     X(RING_GET_PUBLISHED, "ring.get.published", "head published, consumer lock still held") \
     X(RING_GET_UNLOCKED, "ring.get.unlocked", "lock released, producers not woken")         \
+    X(RING_SPILL_WRITTEN, "ring.spill.written", "large item written to an unnamed spill file")  \
+    X(RING_SPILL_LINKED, "ring.spill.linked", "spill file named, its record not published")  \
+    X(RING_SPILL_TAKEN, "ring.spill.taken", "spill record consumed, its file not yet mapped") \
     X(RING_CLOSE_LOCKED, "ring.close.locked", "producer lock held, closed flag not set")    \
     X(MUTEX_LOCKED, "mutex.locked", "lock word taken, owner hints not written")             \
     X(MUTEX_UNLOCK_BEGIN, "mutex.unlock.begin", "about to release")                         \

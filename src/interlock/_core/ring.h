@@ -59,7 +59,7 @@
 
 /* Record kinds, in the record header.  Must match nothing in Python: the
  * C layer alone writes and reads them. */
-enum { IL_REC_BYTES = 1, IL_REC_BYTEARRAY = 2, IL_REC_PICKLE = 3 };
+enum { IL_REC_BYTES = 1, IL_REC_BYTEARRAY = 2, IL_REC_PICKLE = 3, IL_REC_SPILL = 4 };
 
 typedef struct il_rec {
     uint32_t len;   /* payload bytes after this header */
@@ -69,6 +69,26 @@ typedef struct il_rec {
 } il_rec_t;
 
 _Static_assert(sizeof(il_rec_t) == 8, "record header is 8 bytes");
+
+/* The payload of an IL_REC_SPILL record: an item too large for the ring
+ * (above the queue's spill threshold) lives in a file of its own, and this
+ * fixed 32-byte reference travels through the ring in its place
+ * (docs/design/spill.md).  The file is
+ *     <spill prefix of the queue><pid in decimal>.<token in 16 hex digits>
+ * and holds: the u64 lengths of the nbufs out-of-band buffers, the main part
+ * (raw bytes or pickle stream, dlen bytes), then each buffer at the next
+ * 64-aligned offset (so that a numpy array mapped from it is aligned). */
+typedef struct il_spill_ref {
+    uint8_t kind;    /* the item's own kind: IL_REC_BYTES, _BYTEARRAY or _PICKLE */
+    uint8_t _res;
+    uint16_t nbufs;  /* out-of-band buffers (kind PICKLE) */
+    uint32_t pid;    /* the producer that made the file (part of its name) */
+    uint64_t token;  /* random (part of its name) */
+    uint64_t dlen;   /* main part's bytes */
+    uint64_t size;   /* the file's length */
+} il_spill_ref_t;
+
+_Static_assert(sizeof(il_spill_ref_t) == 32, "spill reference is 32 bytes");
 
 typedef struct il_ring {
     /* line 0: configuration, written once at creation */
@@ -100,7 +120,11 @@ typedef struct il_ring {
     /* line 8: JoinableQueue: task_done() count, mod 2^32; unfinished tasks
      * = count(tail) - done.  Derived from tail, so a crash cannot unbalance it. */
     _Atomic uint32_t done;
-    _Atomic uint32_t _reserved0; /* reserved (zero) */
+    /* spill files ever named for this queue, mod 2^32 (statistics, and the
+     * last user's cleanup skips its directory listing while it is 0).  A
+     * producer adds 1 *before* it names a file: a count is never behind the
+     * files that exist (docs/design/spill.md). */
+    _Atomic uint32_t spilled;
     _Atomic uint32_t _reserved1;
     uint8_t _pad3[IL_CACHELINE - 12];
 
