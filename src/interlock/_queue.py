@@ -8,6 +8,9 @@ calls.
 Items: ``bytes`` and ``bytearray`` travel as they are; anything else is
 pickled with protocol 5, its out-of-band buffers (numpy arrays, ...) copied
 straight into the ring and out into fresh ``bytearray``s on the other side.
+In a queue made without ``capacity=``, an item above ``SPILL_THRESHOLD``
+travels through a file of its own instead (docs/design/spill.md): any size
+goes, and its out-of-band buffers come out as views of that file's mapping.
 
 Closing: ``close()`` closes the queue for every process. Further ``put()``
 raises :class:`QueueClosed`; ``get()`` returns what was put before the close,
@@ -74,12 +77,15 @@ def _check_int(value: object, what: str) -> int:
 class Queue(_core.Ring, SharedObject, AsyncQueueMixin, Generic[T]):
     """A process-shared FIFO queue in shared memory.
 
-    ``Queue(maxsize=0, *, name=None, capacity=4 MiB, create=None)``
+    ``Queue(maxsize=0, *, name=None, capacity=None, create=None)``
 
     - ``maxsize``: at most this many items (0: no count bound).
-    - ``capacity``: at most this many bytes of items, headers included
-      (8 bytes each, rounded up to 8). An item larger than this raises
-      ``ValueError`` at once.
+    - ``capacity``: ``None`` (default): a 4 MiB ring, and an item of any
+      size: one above 1 MiB goes through a spill file of its own
+      (``OSError`` if ``/dev/shm`` has no room for it; nothing is put).
+      An int: a byte bound instead, at most this many bytes of items,
+      headers included (8 bytes each, rounded up to 8), nothing spilled; an
+      item larger than this raises ``ValueError`` at once.
     - ``name``: attach to (or create) the queue of that name, from any
       process of the same user. Unnamed queues get a generated name and are
       shared by passing the object (pickling sends the name).

@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
-#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -153,13 +152,55 @@ static void set_os_error(int err, const char *fmt, unsigned long long size, cons
     }
 }
 
+/* pwrite all of it; 0 or an errno. */
+static int write_all(int fd, const void *src, uint64_t n, uint64_t off)
+{
+    const char *p = src;
+    while (n) {
+        size_t chunk = n > (1u << 30) ? (1u << 30) : (size_t)n;
+        ssize_t w = pwrite(fd, p, chunk, (off_t)off);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno;
+        }
+        if (w == 0)
+            return EIO;
+        p += w;
+        off += (uint64_t)w;
+        n -= (uint64_t)w;
+    }
+    return 0;
+}
+
+/* pread all of it; 0 or an errno (EIO for a file shorter than promised). */
+static int read_all(int fd, void *dst, uint64_t n, uint64_t off)
+{
+    char *p = dst;
+    while (n) {
+        size_t chunk = n > (1u << 30) ? (1u << 30) : (size_t)n;
+        ssize_t r = pread(fd, p, chunk, (off_t)off);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno;
+        }
+        if (r == 0)
+            return EIO;
+        p += r;
+        off += (uint64_t)r;
+        n -= (uint64_t)r;
+    }
+    return 0;
+}
+
 /* Copy the prepared item m into a new unnamed file in the spill directory
  * and turn m into an IL_REC_SPILL record naming it.  No ring lock held.
  * The file is made with O_TMPFILE: a producer killed while writing it
  * leaves nothing (the file dies with its last descriptor); il_spill_link
  * names it under plock, right before the record is published.  The pages
  * are reserved (posix_fallocate) before a byte is written, so that a full
- * /dev/shm is an error here, not a SIGBUS on first touch.  The copy runs
+ * /dev/shm is an error at once, before any copy.  The copy runs
  * without the GIL: the sources are held by m (the bytes object, the
  * buffers' exports).  Returns 0, or -1 with OSError (nothing left behind). */
 static int spill_write(il_ring_t *r, const il_spill_cfg_t *cfg, msg_t *m)
@@ -192,23 +233,20 @@ static int spill_write(il_ring_t *r, const il_spill_cfg_t *cfg, msg_t *m)
     } else if (ftruncate(fd, (off_t)size) < 0) {
         err = errno;
     } else if ((err = posix_fallocate(fd, 0, (off_t)size)) == 0) {
-        char *p = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-        if (p == MAP_FAILED) {
-            err = errno;
-        } else {
-            uint64_t off = 0;
-            if (nb) {
-                memcpy(p, m->lens, 8u * (size_t)nb);
-                off = 8u * (uint64_t)nb;
-            }
-            memcpy(p + off, m->data, (size_t)m->dlen);
-            off += (uint64_t)m->dlen;
-            for (int i = 0; i < nb; i++) {
-                off = IL_ALIGN64(off);
-                memcpy(p + off, m->views[i].buf, (size_t)m->lens[i]);
-                off += m->lens[i];
-            }
-            munmap(p, (size_t)size);
+        /* pwrite, not a mapping: no page fault per page (measured: a
+         * stream of 1 MiB items ran at half the rate through mmap). */
+        uint64_t off = 0;
+        if (nb) {
+            err = write_all(fd, m->lens, 8u * (uint64_t)nb, 0);
+            off = 8u * (uint64_t)nb;
+        }
+        if (!err)
+            err = write_all(fd, m->data, (uint64_t)m->dlen, off);
+        off += (uint64_t)m->dlen;
+        for (int i = 0; i < nb && !err; i++) {
+            off = IL_ALIGN64(off); /* the gap: zeros */
+            err = write_all(fd, m->views[i].buf, m->lens[i], off);
+            off += m->lens[i];
         }
     }
     if (err && fd >= 0) {
@@ -501,8 +539,30 @@ static PyObject *spill_finish(raw_t *x, const il_spill_cfg_t *cfg)
         close(fd); /* not ours, or not what was put: never removed */
         return spill_corrupt(path, "not the file that was put");
     }
-    PyObject *mapping = PyObject_CallFunction((PyObject *)&il_MappingType, "in", fd,
-                                              (Py_ssize_t)ref.size);
+    if (ref.kind != IL_REC_PICKLE) {
+        /* bytes and bytearray own their memory: read into it (pread: no
+         * mapping, no page faults), then let the file go. */
+        int ba = ref.kind == IL_REC_BYTEARRAY;
+        PyObject *res = ba ? PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)ref.dlen)
+                           : PyBytes_FromStringAndSize(NULL, (Py_ssize_t)ref.dlen);
+        int err = 0;
+        if (res) {
+            char *dst = ba ? PyByteArray_AS_STRING(res) : PyBytes_AS_STRING(res);
+            Py_BEGIN_ALLOW_THREADS
+            err = read_all(fd, dst, ref.dlen, 0);
+            Py_END_ALLOW_THREADS
+        }
+        unlink(path); /* read (or lost to an error): the name is not needed any more */
+        close(fd);
+        if (res && err) {
+            Py_CLEAR(res);
+            set_os_error(err, "the spilled queue item's file (%llu bytes, %s) cannot be read: %s; "
+                              "the item is lost", (unsigned long long)ref.size, path);
+        }
+        return res;
+    }
+    PyObject *mapping = PyObject_CallFunction((PyObject *)&il_MappingType, "ini", fd,
+                                              (Py_ssize_t)ref.size, 1);
     unlink(path); /* mapped (or lost to an error): the name is not needed any more */
     close(fd);
     if (!mapping)
@@ -514,19 +574,6 @@ static PyObject *spill_finish(raw_t *x, const il_spill_cfg_t *cfg)
     const char *base = PyMemoryView_GET_BUFFER(mv)->buf;
     PyObject *res = NULL;
     uint64_t dstart = 8u * (uint64_t)ref.nbufs;
-    if (ref.kind != IL_REC_PICKLE) {
-        int ba = ref.kind == IL_REC_BYTEARRAY;
-        res = ba ? PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)ref.dlen)
-                 : PyBytes_FromStringAndSize(NULL, (Py_ssize_t)ref.dlen);
-        if (res) {
-            char *dst = ba ? PyByteArray_AS_STRING(res) : PyBytes_AS_STRING(res);
-            Py_BEGIN_ALLOW_THREADS
-            memcpy(dst, base, (size_t)ref.dlen);
-            Py_END_ALLOW_THREADS
-        }
-        Py_DECREF(mv);
-        return res;
-    }
     PyObject *data = NULL, *list = NULL;
     if (ref.nbufs) {
         list = PyList_New(ref.nbufs);
