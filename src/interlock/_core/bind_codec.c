@@ -297,7 +297,7 @@ int il_spill_link(il_ring_t *r, msg_t *m)
 
 int il_msg_prepare(il_ring_t *r, const il_spill_cfg_t *cfg, PyObject *obj, msg_t *m)
 {
-    memset(m, 0, sizeof *m);
+    memset(m, 0, offsetof(msg_t, spill_path));
     m->spill_fd = -1;
     if (PyBytes_CheckExact(obj)) {
         m->rec.kind = IL_REC_BYTES;

@@ -30,7 +30,6 @@ typedef struct {
      * the file, under plock, right before the record is published. */
     il_spill_ref_t ref;
     int spill_fd;            /* -1: none, or already named */
-    char spill_path[IL_SPILL_PATH_MAX];
     uint64_t need;           /* aligned record size, header included */
     PyObject *owner;         /* keeps the source alive: bytes, or pickle output */
     const char *data;        /* main part: raw bytes or pickle stream */
@@ -42,6 +41,10 @@ typedef struct {
     uint64_t *lens;
     uint64_t inline_lens[MSG_INLINE_VIEWS];
     PyObject *buflist;
+    /* last, and not cleared by il_msg_prepare (written before it is read:
+     * spill_write), so that a small item's prepare zeroes no more than it
+     * did before spilling existed */
+    char spill_path[IL_SPILL_PATH_MAX];
 } msg_t;
 
 /* A record copied out under clock, turned into a Python object after. */
