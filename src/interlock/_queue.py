@@ -57,8 +57,12 @@ class QueueStatistics:
     #: items ever put / taken, modulo 2**32 (the ring counts in 32 bits)
     put_total: int = 0
     got_total: int = 0
-    #: items ever sent through a spill file of their own, modulo 2**32
+    #: files ever made for the queue (spilled items, overflow blocks), modulo 2**32
     spilled_total: int = 0
+    #: items waiting in the overflow (an unbounded queue whose ring is full)
+    overflow_depth: int = 0
+    #: bytes of records waiting in the overflow
+    overflow_bytes: int = 0
 
 
 def _ring_size(capacity: int) -> int:
@@ -137,10 +141,12 @@ class Queue(_core.Ring, SharedObject, AsyncQueueMixin, Generic[T]):
         size = _ring_size(cap)
         # Only a queue without a byte bound spills: capacity= bounds the bytes.
         spill = min(SPILL_THRESHOLD, cap // 4) if capacity is None else 0
+        # ... and only one without any bound grows past its ring (overflow.md).
+        overflow = capacity is None and maxsize == 0
 
         def init(buf: Any, offset: int) -> None:
             _core.Ring(buf, offset, create=True, size=size, capacity=cap,
-                       maxsize=maxsize)._detach()
+                       maxsize=maxsize, overflow=overflow)._detach()
 
         seg = self._open_segment(name, create, _core.ring_bytes(size),
                                  (maxsize, cap, size, spill), init)
@@ -233,6 +239,8 @@ class Queue(_core.Ring, SharedObject, AsyncQueueMixin, Generic[T]):
             put_total=s["put_count_mod32"],
             got_total=(s["put_count_mod32"] - s["depth"]) % 2**32,
             spilled_total=s["spilled"],
+            overflow_depth=s["overflow_depth"],
+            overflow_bytes=s["overflow_bytes"],
         )
 
     def _describe(self) -> str:

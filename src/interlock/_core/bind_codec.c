@@ -153,7 +153,7 @@ static void set_os_error(int err, const char *fmt, unsigned long long size, cons
 }
 
 /* pwrite all of it; 0 or an errno. */
-static int write_all(int fd, const void *src, uint64_t n, uint64_t off)
+int il_write_all(int fd, const void *src, uint64_t n, uint64_t off)
 {
     const char *p = src;
     while (n) {
@@ -174,7 +174,7 @@ static int write_all(int fd, const void *src, uint64_t n, uint64_t off)
 }
 
 /* pread all of it; 0 or an errno (EIO for a file shorter than promised). */
-static int read_all(int fd, void *dst, uint64_t n, uint64_t off)
+int il_read_all(int fd, void *dst, uint64_t n, uint64_t off)
 {
     char *p = dst;
     while (n) {
@@ -237,15 +237,15 @@ static int spill_write(il_ring_t *r, const il_spill_cfg_t *cfg, msg_t *m)
          * stream of 1 MiB items ran at half the rate through mmap). */
         uint64_t off = 0;
         if (nb) {
-            err = write_all(fd, m->lens, 8u * (uint64_t)nb, 0);
+            err = il_write_all(fd, m->lens, 8u * (uint64_t)nb, 0);
             off = 8u * (uint64_t)nb;
         }
         if (!err)
-            err = write_all(fd, m->data, (uint64_t)m->dlen, off);
+            err = il_write_all(fd, m->data, (uint64_t)m->dlen, off);
         off += (uint64_t)m->dlen;
         for (int i = 0; i < nb && !err; i++) {
             off = IL_ALIGN64(off); /* the gap: zeros */
-            err = write_all(fd, m->views[i].buf, m->lens[i], off);
+            err = il_write_all(fd, m->views[i].buf, m->lens[i], off);
             off += m->lens[i];
         }
     }
@@ -374,6 +374,30 @@ uint32_t il_msg_write(il_ring_t *r, uint32_t pos, msg_t *m)
     return pos + (uint32_t)m->need;
 }
 
+void il_msg_serialize(msg_t *m, unsigned char *out)
+{
+    memcpy(out, &m->rec, sizeof m->rec);
+    unsigned char *p = out + sizeof m->rec;
+    if (m->rec.kind == IL_REC_SPILL) {
+        memcpy(p, &m->ref, sizeof m->ref);
+        p += sizeof m->ref;
+    } else {
+        if (m->rec.kind == IL_REC_PICKLE && m->rec.nbufs) {
+            memcpy(p, m->lens, 8u * m->rec.nbufs);
+            p += 8u * m->rec.nbufs;
+        }
+        memcpy(p, m->data, (size_t)m->dlen);
+        p += m->dlen;
+        if (m->rec.kind == IL_REC_PICKLE) {
+            for (int i = 0; i < m->nviews; i++) {
+                memcpy(p, m->views[i].buf, (size_t)m->views[i].len);
+                p += m->views[i].len;
+            }
+        }
+    }
+    memset(p, 0, (size_t)(out + m->need - p)); /* the padding */
+}
+
 void il_raw_clear(raw_t *x)
 {
     Py_CLEAR(x->data);
@@ -394,7 +418,36 @@ void il_raw_clear(raw_t *x)
  * record runs past pos(tail) can only be damage (a foreign writer, a
  * corrupted file): report it and consume nothing, rather than hand out
  * bytes that nobody published. */
+/* A byte ring (data, size: a power of two) read at pos, wrapping: the
+ * ring's, or a linear buffer given as one of 2^62 bytes (never wraps). */
+static inline void buf_read(const unsigned char *data, uint64_t size, uint32_t pos, void *dst,
+                            size_t n)
+{
+    size_t off = pos & (size - 1), first = size - off;
+    if (n <= first) {
+        memcpy(dst, data + off, n);
+    } else {
+        memcpy(dst, data + off, first);
+        memcpy((char *)dst + first, data, n - first);
+    }
+}
+
+static uint64_t raw_read_at(const unsigned char *data, uint64_t size, uint64_t capacity,
+                            uint32_t pos, uint32_t avail, raw_t *x);
+
 uint64_t il_raw_read(il_ring_t *r, uint32_t pos, uint32_t avail, raw_t *x)
+{
+    return raw_read_at(r->data, r->size, r->capacity, pos, avail, x);
+}
+
+uint64_t il_raw_read_linear(const unsigned char *buf, uint32_t avail, uint64_t capacity,
+                            raw_t *x)
+{
+    return raw_read_at(buf, 1ull << 62, capacity, 0, avail, x);
+}
+
+static uint64_t raw_read_at(const unsigned char *data, uint64_t size, uint64_t capacity,
+                            uint32_t pos, uint32_t avail, raw_t *x)
 {
     il_rec_t rec;
     memset(x, 0, sizeof *x);
@@ -405,9 +458,9 @@ uint64_t il_raw_read(il_ring_t *r, uint32_t pos, uint32_t avail, raw_t *x)
                      avail, pos);
         return 0;
     }
-    il_ring_read(r, pos, &rec, sizeof rec);
+    buf_read(data, size, pos, &rec, sizeof rec);
     uint64_t need = IL_ALIGN8(sizeof rec + (uint64_t)rec.len);
-    if (need > r->capacity || need > avail ||
+    if (need > capacity || need > avail ||
         (rec.kind != IL_REC_BYTES && rec.kind != IL_REC_BYTEARRAY && rec.kind != IL_REC_PICKLE &&
          rec.kind != IL_REC_SPILL) ||
         (rec.kind != IL_REC_PICKLE && rec.nbufs) || 8ull * rec.nbufs > rec.len ||
@@ -424,21 +477,21 @@ uint64_t il_raw_read(il_ring_t *r, uint32_t pos, uint32_t avail, raw_t *x)
     if (rec.kind == IL_REC_SPILL) {
         /* Only the reference is read here; the file is mapped after the
          * commit, outside the lock (il_raw_finish).  It is checked there. */
-        il_ring_read(r, p, &x->ref, sizeof x->ref);
+        buf_read(data, size, p, &x->ref, sizeof x->ref);
         return need;
     }
     if (rec.kind == IL_REC_BYTES) {
         x->data = PyBytes_FromStringAndSize(NULL, rec.len);
         if (!x->data)
             return 0;
-        il_ring_read(r, p, PyBytes_AS_STRING(x->data), rec.len);
+        buf_read(data, size, p, PyBytes_AS_STRING(x->data), rec.len);
         return need;
     }
     if (rec.kind == IL_REC_BYTEARRAY) {
         x->data = PyByteArray_FromStringAndSize(NULL, rec.len);
         if (!x->data)
             return 0;
-        il_ring_read(r, p, PyByteArray_AS_STRING(x->data), rec.len);
+        buf_read(data, size, p, PyByteArray_AS_STRING(x->data), rec.len);
         return need;
     }
     uint64_t dlen = rec.len;
@@ -451,7 +504,7 @@ uint64_t il_raw_read(il_ring_t *r, uint32_t pos, uint32_t avail, raw_t *x)
             PyErr_NoMemory();
             return 0;
         }
-        il_ring_read(r, p, lens, 8u * rec.nbufs);
+        buf_read(data, size, p, lens, 8u * rec.nbufs);
         p += 8u * rec.nbufs;
         uint64_t total = 8u * rec.nbufs;
         int bad = 0;
@@ -472,7 +525,7 @@ uint64_t il_raw_read(il_ring_t *r, uint32_t pos, uint32_t avail, raw_t *x)
                 PyMem_Free(lens);
                 return 0;
             }
-            il_ring_read(r, bp, PyByteArray_AS_STRING(x->bufs[i]), lens[i]);
+            buf_read(data, size, bp, PyByteArray_AS_STRING(x->bufs[i]), lens[i]);
             bp += (uint32_t)lens[i];
         }
         PyMem_Free(lens);
@@ -480,7 +533,7 @@ uint64_t il_raw_read(il_ring_t *r, uint32_t pos, uint32_t avail, raw_t *x)
     x->data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)dlen);
     if (!x->data)
         return 0;
-    il_ring_read(r, p, PyBytes_AS_STRING(x->data), dlen);
+    buf_read(data, size, p, PyBytes_AS_STRING(x->data), dlen);
     return need;
 }
 
@@ -549,7 +602,7 @@ static PyObject *spill_finish(raw_t *x, const il_spill_cfg_t *cfg)
         if (res) {
             char *dst = ba ? PyByteArray_AS_STRING(res) : PyBytes_AS_STRING(res);
             Py_BEGIN_ALLOW_THREADS
-            err = read_all(fd, dst, ref.dlen, 0);
+            err = il_read_all(fd, dst, ref.dlen, 0);
             Py_END_ALLOW_THREADS
         }
         unlink(path); /* read (or lost to an error): the name is not needed any more */

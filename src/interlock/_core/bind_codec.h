@@ -71,6 +71,15 @@ void il_msg_release(msg_t *m);
 /* Under clock: copy the record at pos out (allocating only non-GC objects);
  * its size, or 0 with an exception (damage). */
 uint64_t il_raw_read(il_ring_t *r, uint32_t pos, uint32_t avail, raw_t *x);
+/* The same from a linear buffer holding avail published bytes from the
+ * record's start (an overflow block's records, read with pread). */
+uint64_t il_raw_read_linear(const unsigned char *buf, uint32_t avail, uint64_t capacity,
+                            raw_t *x);
+/* pwrite / pread all n bytes at off: 0, or an errno (EIO: end of file). */
+int il_write_all(int fd, const void *src, uint64_t n, uint64_t off);
+int il_read_all(int fd, void *dst, uint64_t n, uint64_t off);
+/* m's whole record (m->need bytes, padding zeroed) into out. */
+void il_msg_serialize(msg_t *m, unsigned char *out);
 /* Without any lock: the Python object of a record read by il_raw_read (a
  * spilled one: its file mapped, then unlinked; cfg names it). */
 PyObject *il_raw_finish(raw_t *x, const il_spill_cfg_t *cfg);

@@ -15,7 +15,10 @@
 #include "bind_codec.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "crashpoint.h"
 #include "ring.h"
@@ -63,11 +66,29 @@ static int cond_not_empty(void *r, uint64_t unused) { return il_ring_readable((i
 
 static int cond_room(void *r, uint64_t need) { return il_ring_writable((il_ring_t *)r, need); }
 
+/* Items ever put, mod 2^32: the ring's and the overflow's.  acquire: as
+ * the loads they replace. */
+static inline uint32_t ring_put_count(il_ring_t *r)
+{
+    return IL_CNT(atomic_load_explicit(&r->tail, memory_order_acquire)) +
+           IL_CNT(atomic_load_explicit(&r->otail, memory_order_acquire));
+}
+
+/* Items in the queue now (ring and overflow).  acquire, each head before
+ * its tail: the tail read after it is never behind it. */
+static inline uint32_t ring_depth(il_ring_t *r)
+{
+    uint64_t h = atomic_load_explicit(&r->head, memory_order_acquire);
+    uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
+    uint64_t oh = atomic_load_explicit(&r->ohead, memory_order_acquire);
+    uint64_t ot = atomic_load_explicit(&r->otail, memory_order_acquire);
+    return (IL_CNT(t) - IL_CNT(h)) + (IL_CNT(ot) - IL_CNT(oh));
+}
+
 static int cond_all_done(void *p, uint64_t unused)
 {
     il_ring_t *r = (il_ring_t *)p;
-    return IL_CNT(atomic_load_explicit(&r->tail, memory_order_acquire)) ==
-           atomic_load_explicit(&r->done, memory_order_acquire);
+    return ring_put_count(r) == atomic_load_explicit(&r->done, memory_order_acquire);
 }
 
 /* Notify after a publish.  Wakes that wake nobody are normal now and then
@@ -164,6 +185,230 @@ static PyObject *raise_closed(const char *what)
     return NULL;
 }
 
+/* ------------------------------------------------------------ overflow */
+
+/* An unbounded queue (IL_RING_OVERFLOW, docs/design/overflow.md): when the
+ * ring is full, records go on into block files of r->size bytes, named by
+ * block number (pos / size, mod 2^32 / size), and stay there in FIFO order
+ * (a producer puts into the ring again only once the overflow is drained;
+ * a consumer takes from the ring first, and from the overflow only when the
+ * ring is empty).  Blocks are written with pwrite and read with pread
+ * through a descriptor opened for the call: no mapping or descriptor is
+ * kept between calls. */
+
+static inline int ovf_on(RingObject *self)
+{
+    return (RING(self)->features & IL_RING_OVERFLOW) && self->spill.prefix[0];
+}
+
+static inline unsigned ovf_shift(il_ring_t *r) { return (unsigned)__builtin_ctzll(r->size); }
+
+static void ovf_path(RingObject *self, uint32_t blk, char *out, size_t n)
+{
+    snprintf(out, n, "%sovf.%u", self->spill.prefix, blk);
+}
+
+/* Is `fd` a file of ours as we make them (regular, our uid, mode 0600)? */
+static int ovf_ours(int fd, uint64_t size)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
+           !(st.st_mode & 077) && (size == 0 || (uint64_t)st.st_size == size);
+}
+
+/* Under plock: open block blk for writing into *fd (kept for the batch);
+ * `fresh`: the tail is at its start, so make it (or reuse what a producer
+ * killed before publishing left under that name) and reserve its pages.
+ * 0, or -1 with errno (ENOSPC: /dev/shm is full; nothing was published). */
+static int ovf_open_w(RingObject *self, il_ring_t *r, uint32_t blk, int fresh, int *fd,
+                      uint32_t *fdblk)
+{
+    if (*fd >= 0 && *fdblk == blk && !fresh)
+        return 0;
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+    char path[IL_SPILL_PATH_MAX];
+    ovf_path(self, blk, path, sizeof path);
+    int f;
+    if (!fresh) {
+        f = open(path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        if (f < 0)
+            return -1;
+    } else {
+        /* counted before it exists, as a spill file (the last user's
+         * cleanup lists the directory only if the count is not 0); relaxed:
+         * see il_spill_link */
+        atomic_fetch_add_explicit(&r->spilled, 1, memory_order_relaxed);
+        f = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
+        if (f < 0)
+            return -1;
+        int err = 0;
+        if (!ovf_ours(f, 0))
+            err = EPERM; /* planted by someone else: never written to, never removed */
+        else if (ftruncate(f, (off_t)r->size) < 0)
+            err = errno;
+        else
+            err = posix_fallocate(f, 0, (off_t)r->size);
+        if (err) {
+            if (err != EPERM)
+                unlink(path); /* nothing published refers to it */
+            close(f);
+            errno = err;
+            return -1;
+        }
+        IL_CRASH(RING_OVF_CREATED);
+    }
+    *fd = f;
+    *fdblk = blk;
+    return 0;
+}
+
+/* Under plock: room in the overflow for a record of `need` bytes (and a
+ * block's unused end)?  acquire: as il_ring_room. */
+static inline int ovf_room(il_ring_t *r, uint64_t ot, uint64_t need)
+{
+    uint64_t oh = atomic_load_explicit(&r->ohead, memory_order_acquire);
+    return (uint64_t)(uint32_t)(IL_POS(ot) - IL_POS(oh)) + need + r->size <= il_ovf_span_max(r);
+}
+
+/* Under plock: write m at the overflow's tail *ot (not published: the
+ * caller's store to otail is the commit).  A record never straddles two
+ * blocks: when it does not fit in the rest of one, an IL_REC_NEXT header
+ * there sends the reader to the next.  0, or -1 with errno. */
+static int ovf_append(RingObject *self, il_ring_t *r, uint64_t *ot, msg_t *m, int *fd,
+                      uint32_t *fdblk)
+{
+    uint64_t size = r->size;
+    unsigned sh = ovf_shift(r);
+    uint32_t pos = IL_POS(*ot);
+    uint32_t off = pos & (uint32_t)(size - 1);
+    if (off + m->need > size - 8) {
+        /* off <= size - 8 always (records end there at most): room for it */
+        il_rec_t next = {0, IL_REC_NEXT, 0, 0};
+        if (ovf_open_w(self, r, pos >> sh, off == 0, fd, fdblk) < 0)
+            return -1;
+        int err = il_write_all(*fd, &next, sizeof next, off);
+        if (err) {
+            errno = err;
+            return -1;
+        }
+        pos += (uint32_t)(size - off);
+        off = 0;
+    }
+    if (ovf_open_w(self, r, pos >> sh, off == 0, fd, fdblk) < 0)
+        return -1;
+    if (il_spill_link(r, m) < 0)
+        return -1;
+    unsigned char small[256];
+    unsigned char *buf = m->need <= sizeof small ? small : PyMem_RawMalloc((size_t)m->need);
+    if (!buf) {
+        errno = ENOMEM;
+        return -1;
+    }
+    il_msg_serialize(m, buf);
+    int err = il_write_all(*fd, buf, m->need, off);
+    if (buf != small)
+        PyMem_RawFree(buf);
+    if (err) {
+        errno = err;
+        return -1;
+    }
+    *ot = IL_PACK(IL_CNT(*ot) + 1, pos + (uint32_t)m->need);
+    return 0;
+}
+
+/* Under clock: take up to max records from the overflow, from *oh up to
+ * ot (published), into out[]; *oh moves past them (and past the ends of
+ * the blocks it leaves).  Returns the count; an error leaves an exception
+ * and stops at the record that caused it (not taken). */
+static Py_ssize_t ovf_take(RingObject *self, il_ring_t *r, uint64_t *oh, uint64_t ot,
+                           raw_t *out, Py_ssize_t max)
+{
+    uint64_t size = r->size;
+    unsigned sh = ovf_shift(r);
+    int fd = -1;
+    uint32_t fdblk = 0;
+    unsigned char small[256];
+    unsigned char *buf = small;
+    Py_ssize_t k = 0;
+    char path[IL_SPILL_PATH_MAX];
+    while (k < max && *oh != ot) {
+        uint32_t pos = IL_POS(*oh);
+        uint32_t off = pos & (uint32_t)(size - 1), blk = pos >> sh;
+        uint32_t rem = IL_POS(ot) - pos, inblk = (uint32_t)(size - off);
+        uint32_t avail = rem < inblk ? rem : inblk;
+        if (fd < 0 || fdblk != blk) {
+            if (fd >= 0)
+                close(fd);
+            ovf_path(self, blk, path, sizeof path);
+            fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+            if (fd < 0 || !ovf_ours(fd, size)) {
+                PyErr_Format(PyExc_RuntimeError,
+                             "interlock queue is corrupt: its overflow block %s is %s",
+                             path, fd < 0 ? "gone" : "not the queue's");
+                break;
+            }
+            fdblk = blk;
+        }
+        il_rec_t rec;
+        int err = avail < sizeof rec ? EIO : il_read_all(fd, &rec, sizeof rec, off);
+        if (!err && rec.kind == IL_REC_NEXT) {
+            *oh = IL_PACK(IL_CNT(*oh), pos + inblk); /* no record: the count stays */
+            continue;
+        }
+        uint64_t need = IL_ALIGN8(sizeof rec + (uint64_t)rec.len);
+        if (!err && need > avail)
+            err = EIO;
+        if (!err && need > sizeof small) {
+            if (buf != small)
+                PyMem_RawFree(buf);
+            buf = PyMem_RawMalloc((size_t)need);
+            if (!buf) {
+                buf = small;
+                PyErr_NoMemory();
+                break;
+            }
+        }
+        if (!err)
+            err = il_read_all(fd, buf, need, off);
+        if (err) {
+            PyErr_Format(PyExc_RuntimeError,
+                         "interlock queue is corrupt: overflow record at %u unreadable (%s)",
+                         pos, strerror(err));
+            break;
+        }
+        if (!il_raw_read_linear(buf, (uint32_t)need, size, &out[k])) {
+            il_raw_clear(&out[k]);
+            break;
+        }
+        *oh = IL_PACK(IL_CNT(*oh) + 1, pos + (uint32_t)need);
+        k++;
+    }
+    if (fd >= 0)
+        close(fd);
+    if (buf != small)
+        PyMem_RawFree(buf);
+    return k;
+}
+
+/* After the store to ohead: remove the blocks the consumer left behind,
+ * from the one of old to the one before new. */
+static void ovf_drop_passed(RingObject *self, il_ring_t *r, uint64_t old, uint64_t now)
+{
+    unsigned sh = ovf_shift(r);
+    uint32_t b = IL_POS(old) >> sh, end = IL_POS(now) >> sh;
+    uint32_t mask = (uint32_t)((1ull << (32 - sh)) - 1);
+    if (b == end)
+        return;
+    IL_CRASH(RING_OVF_PASSED);
+    char path[IL_SPILL_PATH_MAX];
+    for (; b != end; b = (b + 1) & mask) {
+        ovf_path(self, b, path, sizeof path);
+        unlink(path);
+    }
+}
+
 /* ------------------------------------------------------------ put */
 
 /* Put the prepared messages m[0..n); blocking per deadline.  Returns the
@@ -187,6 +432,15 @@ static Py_ssize_t ring_put_msgs(RingObject *self, msg_t *m, Py_ssize_t n, int64_
         uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
         uint64_t t = tail;
         Py_ssize_t k = done;
+        /* The overflow (unbounded queues): once anything is there, every put
+         * goes there too until consumers drain it, so FIFO holds across the
+         * two.  relaxed: otail is written under plock only. */
+        int ovf = ovf_on(self);
+        uint64_t otail = ovf ? atomic_load_explicit(&r->otail, memory_order_relaxed) : 0;
+        uint64_t ot = otail;
+        int use_ovf = ovf && il_ovf_busy(r, ot);
+        int ofd = -1, ovf_errno = 0;
+        uint32_t ofdblk = 0;
         if (atomic_load_explicit(&r->flags, memory_order_relaxed) & IL_RING_CLOSED) {
             il_mutex_unlock(&r->plock);
             raise_closed("put()");
@@ -200,7 +454,7 @@ static Py_ssize_t ring_put_msgs(RingObject *self, msg_t *m, Py_ssize_t n, int64_
             uint64_t total = 0;
             for (Py_ssize_t i = 0; i < n; i++)
                 total += m[i].need;
-            if (il_ring_room(r, t, total, (uint32_t)n)) {
+            if (!use_ovf && il_ring_room(r, t, total, (uint32_t)n)) {
                 for (; k < n; k++) {
                     if (il_spill_link(r, &m[k]) < 0) {
                         link_errno = errno;
@@ -208,22 +462,54 @@ static Py_ssize_t ring_put_msgs(RingObject *self, msg_t *m, Py_ssize_t n, int64_
                     }
                     t = IL_PACK(IL_CNT(t) + 1, il_msg_write(r, IL_POS(t), &m[k]));
                 }
+            } else if (ovf && ovf_room(r, ot, total + 8u * (uint64_t)n)) {
+                for (; k < n; k++) {
+                    if (ovf_append(self, r, &ot, &m[k], &ofd, &ofdblk) < 0) {
+                        ovf_errno = errno;
+                        break;
+                    }
+                }
             }
         } else {
-            while (k < n && il_ring_room(r, t, m[k].need, 1)) {
-                if (il_spill_link(r, &m[k]) < 0) {
-                    link_errno = errno;
+            while (k < n) {
+                if (!use_ovf && il_ring_room(r, t, m[k].need, 1)) {
+                    if (il_spill_link(r, &m[k]) < 0) {
+                        link_errno = errno;
+                        break;
+                    }
+                    t = IL_PACK(IL_CNT(t) + 1, il_msg_write(r, IL_POS(t), &m[k]));
+                    k++;
+                    continue;
+                }
+                if (!ovf || !ovf_room(r, ot, m[k].need))
+                    break;
+                use_ovf = 1; /* the rest of the batch follows it there */
+                if (ovf_append(self, r, &ot, &m[k], &ofd, &ofdblk) < 0) {
+                    ovf_errno = errno;
                     break;
                 }
-                t = IL_PACK(IL_CNT(t) + 1, il_msg_write(r, IL_POS(t), &m[k]));
                 k++;
             }
         }
+        if (ofd >= 0)
+            close(ofd);
         if (k > done) {
             IL_CRASH(RING_PUT_PAYLOAD);
             /* The commit point.  release: the records' bytes are visible to
              * any consumer that acquire-loads this tail. */
-            atomic_store_explicit(&r->tail, t, memory_order_release);
+            if (t != tail)
+                atomic_store_explicit(&r->tail, t, memory_order_release);
+            /* The overflow's, after the ring's: a consumer that sees these
+             * records (acquire on otail) and then reads tail sees every ring
+             * record put before them.  release: the records were written
+             * (pwrite) before; a consumer's pread after its acquire load of
+             * otail sees them (the page cache is coherent). */
+            if (ot != otail) {
+                atomic_store_explicit(&r->otail, ot, memory_order_release);
+                /* relaxed: a statistic */
+                atomic_fetch_add_explicit(&r->ovf_items, IL_CNT(ot) - IL_CNT(otail),
+                                          memory_order_relaxed);
+            }
             IL_CRASH(RING_PUT_PUBLISHED);
         }
         il_mutex_unlock(&r->plock);
@@ -236,6 +522,18 @@ static Py_ssize_t ring_put_msgs(RingObject *self, msg_t *m, Py_ssize_t n, int64_
         if (link_errno) {
             errno = link_errno;
             PyErr_SetFromErrnoWithFilename(PyExc_OSError, m[k].spill_path);
+            return done;
+        }
+        if (ovf_errno) {
+            char msg[200];
+            snprintf(msg, sizeof msg,
+                     "cannot grow the queue's overflow in /dev/shm: %s; the item was not put",
+                     strerror(ovf_errno));
+            PyObject *args = Py_BuildValue("(is)", ovf_errno, msg);
+            if (args) {
+                PyErr_SetObject(PyExc_OSError, args);
+                Py_DECREF(args);
+            }
             return done;
         }
         if (progress)
@@ -384,6 +682,12 @@ static Py_ssize_t ring_get_raw_(RingObject *self, raw_t *out, Py_ssize_t max, in
         /* acquire: see the close only together with every put before it
          * (close happens under plock after them); read before tail. */
         uint32_t flags = atomic_load_explicit(&r->flags, memory_order_acquire);
+        /* The overflow's tail before the ring's: if the ring then looks
+         * empty, no ring record is older than the overflow's first one
+         * (a producer publishes the ring before the overflow).  acquire:
+         * the records up to it were written before. */
+        int ovf = ovf_on(self);
+        uint64_t ot = ovf ? atomic_load_explicit(&r->otail, memory_order_acquire) : 0;
         /* relaxed: under clock, head was last written by a clock holder. */
         uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
         uint64_t h = head;
@@ -398,14 +702,29 @@ static Py_ssize_t ring_get_raw_(RingObject *self, raw_t *out, Py_ssize_t max, in
             h = IL_PACK(IL_CNT(h) + 1, IL_POS(h) + (uint32_t)need);
             k++;
         }
-        if (k > 0) {
+        /* Only when the ring is empty: the overflow's records are younger. */
+        uint64_t ohead = 0, oh = 0;
+        if (ovf && k == 0 && !PyErr_Occurred()) {
+            /* relaxed: under clock, ohead was last written by a clock holder */
+            ohead = oh = atomic_load_explicit(&r->ohead, memory_order_relaxed);
+            if (oh != ot)
+                k = ovf_take(self, r, &oh, ot, out, max);
+        }
+        if (k > 0 || oh != ohead) {
             IL_CRASH(RING_GET_COPIED);
             /* The commit point.  release: we finished reading these bytes
-             * before a producer can see them free and overwrite them. */
-            atomic_store_explicit(&r->head, h, memory_order_release);
+             * before a producer can see them free and overwrite them (the
+             * ring's), or find the overflow drained and go back to the ring
+             * (the overflow's). */
+            if (h != head)
+                atomic_store_explicit(&r->head, h, memory_order_release);
+            if (oh != ohead)
+                atomic_store_explicit(&r->ohead, oh, memory_order_release);
             IL_CRASH(RING_GET_PUBLISHED);
         }
         il_mutex_unlock(&r->clock);
+        if (oh != ohead)
+            ovf_drop_passed(self, r, ohead, oh);
         if (k > 0) {
             IL_CRASH(RING_GET_UNLOCKED);
             ring_notify((ShmObject *)self, &r->not_full, (int)k);
@@ -563,21 +882,14 @@ static PyObject *Ring_qsize(RingObject *self, PyObject *unused)
 {
     if (shm_check((ShmObject *)self) < 0)
         return NULL;
-    il_ring_t *r = RING(self);
-    /* acquire, head first: the tail we read after it is never behind it. */
-    uint64_t h = atomic_load_explicit(&r->head, memory_order_acquire);
-    uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
-    return PyLong_FromUnsignedLong((uint32_t)(IL_CNT(t) - IL_CNT(h)));
+    return PyLong_FromUnsignedLong(ring_depth(RING(self)));
 }
 
 static PyObject *Ring_empty(RingObject *self, PyObject *unused)
 {
     if (shm_check((ShmObject *)self) < 0)
         return NULL;
-    il_ring_t *r = RING(self);
-    uint64_t h = atomic_load_explicit(&r->head, memory_order_acquire);
-    uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
-    return PyBool_FromLong(IL_CNT(t) == IL_CNT(h));
+    return PyBool_FromLong(ring_depth(RING(self)) == 0);
 }
 
 static PyObject *Ring_full(RingObject *self, PyObject *unused)
@@ -585,6 +897,8 @@ static PyObject *Ring_full(RingObject *self, PyObject *unused)
     if (shm_check((ShmObject *)self) < 0)
         return NULL;
     il_ring_t *r = RING(self);
+    if (r->features & IL_RING_OVERFLOW) /* full only when the overflow's span is */
+        return PyBool_FromLong(!il_ring_writable(r, 8));
     uint64_t h = atomic_load_explicit(&r->head, memory_order_acquire);
     uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
     uint32_t count = IL_CNT(t) - IL_CNT(h);
@@ -634,7 +948,7 @@ static PyObject *Ring_task_done(RingObject *self, PyObject *unused)
      * pairs with join()'s prepare. */
     uint32_t d = atomic_load_explicit(&r->done, memory_order_relaxed);
     for (;;) {
-        uint32_t put = IL_CNT(atomic_load_explicit(&r->tail, memory_order_acquire));
+        uint32_t put = ring_put_count(r);
         if (d == put) {
             PyErr_SetString(PyExc_ValueError, "task_done() called too many times");
             return NULL;
@@ -675,7 +989,7 @@ static PyObject *Ring_unfinished_tasks(RingObject *self, void *unused)
         return NULL;
     il_ring_t *r = RING(self);
     uint32_t d = atomic_load_explicit(&r->done, memory_order_acquire);
-    uint32_t put = IL_CNT(atomic_load_explicit(&r->tail, memory_order_acquire));
+    uint32_t put = ring_put_count(r);
     return PyLong_FromUnsignedLong(put - d);
 }
 
@@ -768,19 +1082,26 @@ static PyObject *Ring_stats(RingObject *self, PyObject *unused)
     il_ring_t *r = RING(self);
     uint64_t h = atomic_load_explicit(&r->head, memory_order_acquire);
     uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
+    uint64_t oh = atomic_load_explicit(&r->ohead, memory_order_acquire);
+    uint64_t ot = atomic_load_explicit(&r->otail, memory_order_acquire);
     PyObject *pl = il_mutex_stats_dict(&r->plock), *cl = il_mutex_stats_dict(&r->clock);
     PyObject *d = Py_BuildValue(
-        "{s:K,s:K,s:K,s:I,s:I,s:I,s:O,s:O,s:N,s:N,s:I,s:I,s:I}", "size", (unsigned long long)r->size,
+        "{s:K,s:K,s:K,s:I,s:I,s:I,s:O,s:O,s:N,s:N,s:I,s:I,s:I,s:I,s:I,s:I}", "size",
+        (unsigned long long)r->size,
         "capacity", (unsigned long long)r->capacity, "maxsize", (unsigned long long)r->maxsize,
-        "depth", (unsigned)(IL_CNT(t) - IL_CNT(h)), "bytes_used",
-        (unsigned)(IL_POS(t) - IL_POS(h)), "put_count_mod32", (unsigned)IL_CNT(t), "closed",
+        "depth", (unsigned)(IL_CNT(t) - IL_CNT(h) + IL_CNT(ot) - IL_CNT(oh)), "bytes_used",
+        (unsigned)(IL_POS(t) - IL_POS(h)), "put_count_mod32", (unsigned)(IL_CNT(t) + IL_CNT(ot)),
+        "closed",
         (atomic_load_explicit(&r->flags, memory_order_relaxed) & IL_RING_CLOSED) ? Py_True
                                                                                   : Py_False,
         "unused", Py_None, "producer_lock", pl, "consumer_lock", cl, "consumers_sleeping",
         atomic_load_explicit(&r->not_empty.waiters, memory_order_relaxed), "producers_sleeping",
         atomic_load_explicit(&r->not_full.waiters, memory_order_relaxed),
         /* relaxed: a statistic */
-        "spilled", atomic_load_explicit(&r->spilled, memory_order_relaxed));
+        "spilled", atomic_load_explicit(&r->spilled, memory_order_relaxed),
+        "overflow_depth", (unsigned)(IL_CNT(ot) - IL_CNT(oh)),
+        "overflow_bytes", (unsigned)(IL_POS(ot) - IL_POS(oh)),
+        "overflow_items", atomic_load_explicit(&r->ovf_items, memory_order_relaxed));
     if (d)
         PyDict_DelItemString(d, "unused");
     return d;
@@ -812,6 +1133,21 @@ static int ring_header_invalid(il_ring_t *r, uint64_t mapped, char *why, size_t 
         snprintf(why, n, "capacity %llu out of range [16, size %llu]",
                  (unsigned long long)r->capacity, (unsigned long long)r->size);
         return 1;
+    }
+    if (r->features & ~IL_RING_OVERFLOW) {
+        snprintf(why, n, "unknown features 0x%x", r->features);
+        return 1;
+    }
+    {
+        /* the overflow's positions: 8-aligned, within its span (as I1) */
+        uint64_t oh = atomic_load_explicit(&r->ohead, memory_order_acquire);
+        uint64_t ot = atomic_load_explicit(&r->otail, memory_order_acquire);
+        if ((IL_POS(oh) & 7u) || (IL_POS(ot) & 7u) ||
+            (uint64_t)(uint32_t)(IL_POS(ot) - IL_POS(oh)) > il_ovf_span_max(r)) {
+            snprintf(why, n, "overflow positions out of range: head %u, tail %u", IL_POS(oh),
+                     IL_POS(ot));
+            return 1;
+        }
     }
     if (r->maxsize == 0 || r->maxsize > 0x7fffffffULL) {
         snprintf(why, n, "maxsize %llu out of range [1, 2**31 - 1]",
@@ -848,14 +1184,15 @@ static const char *const ring_init_names[] = {"buffer", "offset", "create", "siz
 
 static int Ring_init(RingObject *self, PyObject *args, PyObject *kwds)
 {
-    static char *kw[] = {"buffer", "offset", "create", "size", "capacity", "maxsize", NULL};
+    static char *kw[] = {"buffer", "offset", "create", "size", "capacity", "maxsize",
+                         "overflow", NULL};
     PyObject *buffer;
     Py_ssize_t offset;
-    int create = 0;
+    int create = 0, overflow = 0;
     unsigned long long size = 0, capacity = 0, maxsize = 0;
     (void)ring_init_names;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "On|pKKK:Ring", kw, &buffer, &offset, &create,
-                                     &size, &capacity, &maxsize))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "On|pKKKp:Ring", kw, &buffer, &offset, &create,
+                                     &size, &capacity, &maxsize, &overflow))
         return -1;
     if (create) {
         if (size < 64 || size > IL_RING_MAX_SIZE || (size & (size - 1))) {
@@ -869,7 +1206,7 @@ static int Ring_init(RingObject *self, PyObject *args, PyObject *kwds)
             maxsize = 0x7fffffffULL;
         if (shm_attach((ShmObject *)self, buffer, offset, il_ring_bytes(size)) < 0)
             return -1;
-        il_ring_init(RING(self), size, capacity, maxsize);
+        il_ring_init(RING(self), size, capacity, maxsize, overflow ? IL_RING_OVERFLOW : 0);
         return 0;
     }
     if (shm_attach((ShmObject *)self, buffer, offset, sizeof(il_ring_t)) < 0)

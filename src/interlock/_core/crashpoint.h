@@ -40,6 +40,8 @@
     X(RING_SPILL_WRITTEN, "ring.spill.written", "large item written to an unnamed spill file")  \
     X(RING_SPILL_LINKED, "ring.spill.linked", "spill file named, its record not published")  \
     X(RING_SPILL_TAKEN, "ring.spill.taken", "spill record consumed, its file not yet mapped") \
+    X(RING_OVF_CREATED, "ring.ovf.created", "overflow block file made, nothing published")  \
+    X(RING_OVF_PASSED, "ring.ovf.passed", "overflow block consumed, its file not removed")   \
     X(RING_CLOSE_LOCKED, "ring.close.locked", "producer lock held, closed flag not set")    \
     X(MUTEX_LOCKED, "mutex.locked", "lock word taken, owner hints not written")             \
     X(MUTEX_UNLOCK_BEGIN, "mutex.unlock.begin", "about to release")                         \

@@ -59,7 +59,11 @@
 
 /* Record kinds, in the record header.  Must match nothing in Python: the
  * C layer alone writes and reads them. */
-enum { IL_REC_BYTES = 1, IL_REC_BYTEARRAY = 2, IL_REC_PICKLE = 3, IL_REC_SPILL = 4 };
+enum { IL_REC_BYTES = 1, IL_REC_BYTEARRAY = 2, IL_REC_PICKLE = 3, IL_REC_SPILL = 4,
+       IL_REC_NEXT = 5 /* overflow blocks only: the rest of this block is unused */ };
+
+/* features (set at creation, never changed) */
+#define IL_RING_OVERFLOW 1u /* unbounded: a full ring overflows into block files */
 
 typedef struct il_rec {
     uint32_t len;   /* payload bytes after this header */
@@ -125,8 +129,16 @@ typedef struct il_ring {
      * producer adds 1 *before* it names a file: a count is never behind the
      * files that exist (docs/design/spill.md). */
     _Atomic uint32_t spilled;
-    _Atomic uint32_t _reserved1;
-    uint8_t _pad3[IL_CACHELINE - 12];
+    /* records ever put into the overflow, mod 2^32 (statistics; relaxed) */
+    _Atomic uint32_t ovf_items;
+    uint32_t features;          /* IL_RING_OVERFLOW; written once, at creation */
+    /* The overflow (docs/design/overflow.md): a FIFO of records in block
+     * files of `size` bytes each, packed like tail and head (count, byte
+     * position of an endless stream; block = pos / size).  otail is
+     * written under plock, ohead under clock; both 0 while never used. */
+    _Atomic uint64_t otail;
+    _Atomic uint64_t ohead;
+    uint8_t _pad3[IL_CACHELINE - 32];
 
     unsigned char data[]; /* size bytes */
 } il_ring_t;
@@ -139,7 +151,20 @@ _Static_assert(sizeof(il_ring_t) == 9 * IL_CACHELINE, "ring header layout");
 #define IL_ALIGN8(n) (((n) + 7u) & ~(uint64_t)7u)
 
 size_t il_ring_bytes(uint64_t size);
-void il_ring_init(il_ring_t *r, uint64_t size, uint64_t capacity, uint64_t maxsize);
+void il_ring_init(il_ring_t *r, uint64_t size, uint64_t capacity, uint64_t maxsize,
+                  uint32_t features);
+
+/* The overflow never holds more than this many bytes of records (so that
+ * two live blocks never share a name: positions are mod 2^32). */
+static inline uint64_t il_ovf_span_max(const il_ring_t *r) { return (1ull << 32) - 4 * r->size; }
+
+/* Is the overflow in use (anything put there and not taken)?  acquire on
+ * ohead: a producer that finds it drained may go back to the ring only
+ * after the consumer's reads of the overflow (spill.md, FIFO). */
+static inline int il_ovf_busy(il_ring_t *r, uint64_t otail)
+{
+    return otail != atomic_load_explicit(&r->ohead, memory_order_acquire);
+}
 
 static inline void il_ring_write(il_ring_t *r, uint32_t pos, const void *src, size_t n)
 {
@@ -205,6 +230,10 @@ static inline int il_ring_readable(il_ring_t *r)
 {
     if (atomic_load_explicit(&r->flags, memory_order_acquire) & IL_RING_CLOSED)
         return 1;
+    if ((r->features & IL_RING_OVERFLOW) &&
+        atomic_load_explicit(&r->otail, memory_order_acquire) !=
+            atomic_load_explicit(&r->ohead, memory_order_acquire))
+        return 1;
     return atomic_load_explicit(&r->tail, memory_order_acquire) !=
            atomic_load_explicit(&r->head, memory_order_acquire);
 }
@@ -213,6 +242,13 @@ static inline int il_ring_writable(il_ring_t *r, uint64_t need)
 {
     if (atomic_load_explicit(&r->flags, memory_order_acquire) & IL_RING_CLOSED)
         return 1;
+    if (r->features & IL_RING_OVERFLOW) {
+        /* a put goes to the overflow when the ring is full: room there */
+        uint64_t oh = atomic_load_explicit(&r->ohead, memory_order_acquire);
+        uint64_t ot = atomic_load_explicit(&r->otail, memory_order_acquire);
+        return (uint64_t)(uint32_t)(IL_POS(ot) - IL_POS(oh)) + need + r->size <=
+               il_ovf_span_max(r);
+    }
     uint64_t h = atomic_load_explicit(&r->head, memory_order_acquire);
     uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
     return (uint64_t)(uint32_t)(IL_POS(t) - IL_POS(h)) + need <= r->capacity &&
