@@ -12,7 +12,12 @@
   enough, which never spills) and through spill files (a default queue whose
   producer spills every item): items per second, the ratio spill / ring.
   Where the ring wins, spilling costs more than it saves; the default
-  threshold (1 MiB) is chosen from this table.
+  threshold (1 MiB) is chosen from this table;
+- the multiprocessing docs' task-queue pattern, unbounded: N small tasks
+  ``(i, 'task', 1.5)`` put into a default queue before any consumer runs
+  (most go to the overflow: docs/design/overflow.md), then taken by one
+  consumer process: the put rate and the drain rate, against
+  ``multiprocessing.Queue`` (whose feeder thread buffers the tasks).
 
 Each case is calibrated once (so warmed up), then run ``--repeat`` times, the
 implementations interleaved.  Processes start with ``fork``.
@@ -75,6 +80,36 @@ def w_get(barrier: Any, q: Any, kind: str, size: int, n: int) -> dict:
     return {"t0": t1, "t1": t1}
 
 
+def w_backlog_get(barrier: Any, q: Any, n: int) -> dict:
+    barrier.wait()
+    t0 = time.perf_counter()
+    s = 0
+    for _ in range(n):
+        s += q.get()[0]
+    if s != n * (n - 1) // 2:
+        raise BenchFailure("tasks lost or duplicated")
+    return {"t0": t0, "t1": time.perf_counter()}
+
+
+def backlog(impl: str, n: int) -> tuple[float, float]:
+    """(put rate, drain rate) of n tasks put before the consumer starts."""
+    ctx = mp.get_context("fork")
+    q: Any = ctx.Queue() if impl == "mp.Queue" else interlock.Queue()
+    try:
+        t0 = time.perf_counter()
+        for i in range(n):
+            q.put((i, "task", 1.5))
+        put_rate = n / (time.perf_counter() - t0)
+        (res,) = run_workers([(w_backlog_get, (q, n))], TIMEOUT_S, ctx)
+    finally:
+        if isinstance(q, interlock.Queue):
+            q.detach()
+        else:
+            q.close()
+            q.join_thread()
+    return put_rate, n / (res["t1"] - res["t0"])
+
+
 def one(impl: str, kind: str, size: int, n: int) -> float:
     """Seconds from the first put's start to the last get's return."""
     ctx = mp.get_context("fork")
@@ -124,6 +159,22 @@ def main() -> None:
                     continue
                 report.add(case, impl, unit, dt if unit == "s" else n / dt)
         report.ratio(case, (case, impls[0]), (case, impls[1]))
+    n = 300_000 if args.quick else 1_000_000
+    case_put = f"{n // 1000}k tasks put before any consumer (the ring overflows), put"
+    case_get = f"{n // 1000}k tasks put before any consumer (the ring overflows), drain"
+    for impl in ("interlock", "mp.Queue"):
+        backlog(impl, n // 10)  # warm up
+    for _ in range(args.repeat):
+        for impl in ("interlock", "mp.Queue"):
+            try:
+                p, g = backlog(impl, n)
+            except BenchFailure as e:
+                report.failed(case_put, impl, "items/s", str(e))
+                continue
+            report.add(case_put, impl, "items/s", p)
+            report.add(case_get, impl, "items/s", g)
+    for case in (case_put, case_get):
+        report.ratio(case, (case, "interlock"), (case, "mp.Queue"))
     report.print()
     report.write(args.json)
     if report.failures():

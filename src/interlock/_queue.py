@@ -83,7 +83,11 @@ class Queue(_core.Ring, SharedObject, AsyncQueueMixin, Generic[T]):
 
     ``Queue(maxsize=0, *, name=None, capacity=None, create=None)``
 
-    - ``maxsize``: at most this many items (0: no count bound).
+    - ``maxsize``: at most this many items (0: no count bound). With
+      neither ``maxsize`` nor ``capacity`` the queue is unbounded: ``put()``
+      never blocks for lack of room; when the 4 MiB ring is full, items go
+      on into overflow files in ``/dev/shm``, in order
+      (docs/design/overflow.md).
     - ``capacity``: ``None`` (default): a 4 MiB ring, and an item of any
       size: one above 1 MiB goes through a spill file of its own
       (``OSError`` if ``/dev/shm`` has no room for it; nothing is put).
