@@ -21,7 +21,7 @@ static PyObject *kw_buffer_callback, *kw_buffers, *protocol5;
 
 /* The pickled item's sources (the pickle stream, the out-of-band buffers'
  * views): not needed once they are copied into a spill file. */
-static void msg_release_sources(msg_t *m)
+static inline __attribute__((always_inline)) void msg_release_sources(msg_t *m)
 {
     for (int i = 0; i < m->nviews; i++)
         PyBuffer_Release(&m->views[i]);
@@ -297,7 +297,7 @@ int il_spill_link(il_ring_t *r, msg_t *m)
 
 int il_msg_prepare(il_ring_t *r, const il_spill_cfg_t *cfg, PyObject *obj, msg_t *m)
 {
-    memset(m, 0, offsetof(msg_t, spill_path));
+    memset(m, 0, offsetof(msg_t, ref));
     m->spill_fd = -1;
     if (PyBytes_CheckExact(obj)) {
         m->rec.kind = IL_REC_BYTES;
@@ -432,8 +432,9 @@ static inline void buf_read(const unsigned char *data, uint64_t size, uint32_t p
     }
 }
 
-static uint64_t raw_read_at(const unsigned char *data, uint64_t size, uint64_t capacity,
-                            uint32_t pos, uint32_t avail, raw_t *x);
+static inline __attribute__((always_inline)) uint64_t
+raw_read_at(const unsigned char *data, uint64_t size, uint64_t capacity, uint32_t pos,
+            uint32_t avail, raw_t *x);
 
 uint64_t il_raw_read(il_ring_t *r, uint32_t pos, uint32_t avail, raw_t *x)
 {
@@ -446,11 +447,13 @@ uint64_t il_raw_read_linear(const unsigned char *buf, uint32_t avail, uint64_t c
     return raw_read_at(buf, 1ull << 62, capacity, 0, avail, x);
 }
 
-static uint64_t raw_read_at(const unsigned char *data, uint64_t size, uint64_t capacity,
-                            uint32_t pos, uint32_t avail, raw_t *x)
+/* (inlined into both callers: the ring's read keeps its constant-free fast path) */
+static inline __attribute__((always_inline)) uint64_t
+raw_read_at(const unsigned char *data, uint64_t size, uint64_t capacity, uint32_t pos,
+            uint32_t avail, raw_t *x)
 {
     il_rec_t rec;
-    memset(x, 0, sizeof *x);
+    memset(x, 0, offsetof(raw_t, ref));
     if (avail < sizeof rec || (avail & 7u)) {
         PyErr_Format(PyExc_RuntimeError,
                      "interlock queue is corrupt: %u published bytes at position %u cannot hold "
@@ -460,9 +463,8 @@ static uint64_t raw_read_at(const unsigned char *data, uint64_t size, uint64_t c
     }
     buf_read(data, size, pos, &rec, sizeof rec);
     uint64_t need = IL_ALIGN8(sizeof rec + (uint64_t)rec.len);
-    if (need > capacity || need > avail ||
-        (rec.kind != IL_REC_BYTES && rec.kind != IL_REC_BYTEARRAY && rec.kind != IL_REC_PICKLE &&
-         rec.kind != IL_REC_SPILL) ||
+    /* kinds 1 .. 4 (IL_REC_BYTES .. IL_REC_SPILL): one unsigned compare */
+    if (need > capacity || need > avail || (unsigned)(rec.kind - IL_REC_BYTES) > 3u ||
         (rec.kind != IL_REC_PICKLE && rec.nbufs) || 8ull * rec.nbufs > rec.len ||
         (rec.kind == IL_REC_SPILL && rec.len != sizeof(il_spill_ref_t))) {
         PyErr_Format(PyExc_RuntimeError,
@@ -474,7 +476,7 @@ static uint64_t raw_read_at(const unsigned char *data, uint64_t size, uint64_t c
     }
     uint32_t p = pos + (uint32_t)sizeof rec;
     x->kind = rec.kind;
-    if (rec.kind == IL_REC_SPILL) {
+    if (__builtin_expect(rec.kind == IL_REC_SPILL, 0)) {
         /* Only the reference is read here; the file is mapped after the
          * commit, outside the lock (il_raw_finish).  It is checked there. */
         buf_read(data, size, p, &x->ref, sizeof x->ref);

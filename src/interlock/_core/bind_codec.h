@@ -24,12 +24,10 @@ typedef struct {
 /* One message, ready to be copied into the ring. */
 #define MSG_INLINE_VIEWS 4
 typedef struct {
+    /* Cleared by il_msg_prepare (only these: the per-item memset is on the
+     * hot path). */
     il_rec_t rec;
-    /* Spilled (rec.kind == IL_REC_SPILL): the payload went to an unnamed
-     * file (spill_fd); `ref` is the record's payload; il_spill_link names
-     * the file, under plock, right before the record is published. */
-    il_spill_ref_t ref;
-    int spill_fd;            /* -1: none, or already named */
+    int spill_fd;            /* -1: none, or already named (set by il_msg_prepare) */
     uint64_t need;           /* aligned record size, header included */
     PyObject *owner;         /* keeps the source alive: bytes, or pickle output */
     const char *data;        /* main part: raw bytes or pickle stream */
@@ -37,13 +35,15 @@ typedef struct {
     int nviews;              /* out-of-band buffers (and a bytearray's view) */
     int has_ba_view;         /* views[0] is a bytearray's own buffer */
     Py_buffer *views;
-    Py_buffer inline_views[MSG_INLINE_VIEWS];
     uint64_t *lens;
-    uint64_t inline_lens[MSG_INLINE_VIEWS];
     PyObject *buflist;
-    /* last, and not cleared by il_msg_prepare (written before it is read:
-     * spill_write), so that a small item's prepare zeroes no more than it
-     * did before spilling existed */
+    /* Not cleared: each is written before it is read. */
+    /* Spilled (rec.kind == IL_REC_SPILL): the payload went to an unnamed
+     * file (spill_fd); `ref` is the record's payload; il_spill_link names
+     * the file, under plock, right before the record is published. */
+    il_spill_ref_t ref;
+    Py_buffer inline_views[MSG_INLINE_VIEWS];
+    uint64_t inline_lens[MSG_INLINE_VIEWS];
     char spill_path[IL_SPILL_PATH_MAX];
 } msg_t;
 
@@ -51,9 +51,10 @@ typedef struct {
 typedef struct {
     uint8_t kind;
     uint16_t nbufs;
-    il_spill_ref_t ref; /* kind IL_REC_SPILL: the file to map (il_raw_finish) */
     PyObject *data;   /* bytes / bytearray / pickle stream (bytes) */
     PyObject **bufs;  /* nbufs bytearrays (PICKLE with out-of-band buffers) */
+    /* not cleared by il_raw_read: written when kind is IL_REC_SPILL */
+    il_spill_ref_t ref; /* kind IL_REC_SPILL: the file to map (il_raw_finish) */
 } raw_t;
 
 /* Make m ready for the ring (pickling if needed; no ring lock held).  With

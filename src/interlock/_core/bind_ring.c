@@ -31,6 +31,7 @@
 
 typedef struct {
     ShmObject base;
+    int ovf;              /* the queue is unbounded (IL_RING_OVERFLOW; read once, at init) */
     il_spill_cfg_t spill; /* per handle: set by Queue through _set_spill (spill.md) */
 } RingObject; /* base.roles: 1: this object has put, 2: has got (told to _note_role once) */
 
@@ -196,9 +197,20 @@ static PyObject *raise_closed(const char *what)
  * through a descriptor opened for the call: no mapping or descriptor is
  * kept between calls. */
 
-static inline int ovf_on(RingObject *self)
+static inline int ovf_on(RingObject *self) { return self->ovf; }
+
+/* A handle of an unbounded queue must know where its blocks are (Queue
+ * sets it: _set_spill) before it puts or gets: one that did not would put
+ * into the ring past the overflow's items.  0, or -1 with an exception. */
+static int ovf_check(RingObject *self)
 {
-    return (RING(self)->features & IL_RING_OVERFLOW) && self->spill.prefix[0];
+    if (__builtin_expect(ovf_on(self) && !self->spill.prefix[0], 0)) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "this handle of an unbounded interlock queue has no spill directory "
+                        "(use interlock.Queue, not _core.Ring)");
+        return -1;
+    }
+    return 0;
 }
 
 static inline unsigned ovf_shift(il_ring_t *r) { return (unsigned)__builtin_ctzll(r->size); }
@@ -283,6 +295,10 @@ static int ovf_append(RingObject *self, il_ring_t *r, uint64_t *ot, msg_t *m, in
     unsigned sh = ovf_shift(r);
     uint32_t pos = IL_POS(*ot);
     uint32_t off = pos & (uint32_t)(size - 1);
+    if (m->need > size - 8) { /* (a record above the spill threshold never comes here) */
+        errno = EMSGSIZE;
+        return -1;
+    }
     if (off + m->need > size - 8) {
         /* off <= size - 8 always (records end there at most): room for it */
         il_rec_t next = {0, IL_REC_NEXT, 0, 0};
@@ -409,6 +425,58 @@ static void ovf_drop_passed(RingObject *self, il_ring_t *r, uint64_t old, uint64
     }
 }
 
+/* The overflow side of one put call under plock (ring_put_msgs). */
+typedef struct {
+    int have;            /* otail was read */
+    int err;             /* errno of a failed append: the batch stops there */
+    uint64_t otail, ot;  /* as read; after the appends (published by the caller) */
+} ovf_put_t;
+
+/* ovf_busy is set: is the overflow still in use?  (If not, clear the hint:
+ * back to the ring.)  relaxed: otail is written under plock only. */
+static __attribute__((noinline)) int ovf_put_start(il_ring_t *r, ovf_put_t *o)
+{
+    o->otail = o->ot = atomic_load_explicit(&r->otail, memory_order_relaxed);
+    o->have = 1;
+    if (il_ovf_busy(r, o->ot))
+        return 1;
+    r->ovf_busy = 0;
+    return 0;
+}
+
+/* Append m[k..n) to the overflow, as room allows (all or nothing: all or
+ * none).  Returns the new k; o->ot is the tail to publish. */
+static __attribute__((noinline)) Py_ssize_t ovf_put_from(RingObject *self, il_ring_t *r,
+                                                         msg_t *m, Py_ssize_t k, Py_ssize_t n,
+                                                         int all_or_nothing, ovf_put_t *o)
+{
+    if (!o->have) {
+        o->otail = o->ot = atomic_load_explicit(&r->otail, memory_order_relaxed);
+        o->have = 1;
+    }
+    int fd = -1;
+    uint32_t fdblk = 0;
+    if (all_or_nothing) {
+        uint64_t total = 0;
+        for (Py_ssize_t i = k; i < n; i++)
+            total += m[i].need + 8u; /* (+ a block's end, at most one per record) */
+        if (!ovf_room(r, o->ot, total))
+            return k;
+    }
+    for (; k < n; k++) {
+        if (!all_or_nothing && !ovf_room(r, o->ot, m[k].need))
+            break;
+        r->ovf_busy = 1; /* before otail is published: see ring.h */
+        if (ovf_append(self, r, &o->ot, &m[k], &fd, &fdblk) < 0) {
+            o->err = errno;
+            break;
+        }
+    }
+    if (fd >= 0)
+        close(fd);
+    return k;
+}
+
 /* ------------------------------------------------------------ put */
 
 /* Put the prepared messages m[0..n); blocking per deadline.  Returns the
@@ -418,6 +486,8 @@ static Py_ssize_t ring_put_msgs(RingObject *self, msg_t *m, Py_ssize_t n, int64_
 {
     il_ring_t *r = RING(self);
     Py_ssize_t done = 0;
+    if (ovf_check(self) < 0)
+        return 0;
     while (done < n) {
         int lr = ring_lock_side(self, &r->plock, deadline);
         if (lr < 0)
@@ -434,13 +504,12 @@ static Py_ssize_t ring_put_msgs(RingObject *self, msg_t *m, Py_ssize_t n, int64_
         Py_ssize_t k = done;
         /* The overflow (unbounded queues): once anything is there, every put
          * goes there too until consumers drain it, so FIFO holds across the
-         * two.  relaxed: otail is written under plock only. */
-        int ovf = ovf_on(self);
-        uint64_t otail = ovf ? atomic_load_explicit(&r->otail, memory_order_relaxed) : 0;
-        uint64_t ot = otail;
-        int use_ovf = ovf && il_ovf_busy(r, ot);
-        int ofd = -1, ovf_errno = 0;
-        uint32_t ofdblk = 0;
+         * two (overflow.md, rule P).  Out of line: the ring's path stays as
+         * it was, plus one test of a word on this cache line. */
+        ovf_put_t o;
+        o.have = 0;
+        o.err = 0;
+        int use_ovf = self->ovf && r->ovf_busy && ovf_put_start(r, &o);
         if (atomic_load_explicit(&r->flags, memory_order_relaxed) & IL_RING_CLOSED) {
             il_mutex_unlock(&r->plock);
             raise_closed("put()");
@@ -450,64 +519,50 @@ static Py_ssize_t ring_put_msgs(RingObject *self, msg_t *m, Py_ssize_t n, int64_
          * its record is written: a failure to name it ends the batch there,
          * after publishing what is written before it. */
         int link_errno = 0;
-        if (all_or_nothing) {
-            uint64_t total = 0;
-            for (Py_ssize_t i = 0; i < n; i++)
-                total += m[i].need;
-            if (!use_ovf && il_ring_room(r, t, total, (uint32_t)n)) {
-                for (; k < n; k++) {
-                    if (il_spill_link(r, &m[k]) < 0) {
-                        link_errno = errno;
-                        break;
-                    }
-                    t = IL_PACK(IL_CNT(t) + 1, il_msg_write(r, IL_POS(t), &m[k]));
-                }
-            } else if (ovf && ovf_room(r, ot, total + 8u * (uint64_t)n)) {
-                for (; k < n; k++) {
-                    if (ovf_append(self, r, &ot, &m[k], &ofd, &ofdblk) < 0) {
-                        ovf_errno = errno;
-                        break;
+        if (!use_ovf) {
+            if (all_or_nothing) {
+                uint64_t total = 0;
+                for (Py_ssize_t i = 0; i < n; i++)
+                    total += m[i].need;
+                if (il_ring_room(r, t, total, (uint32_t)n)) {
+                    for (; k < n; k++) {
+                        if (m[k].spill_fd >= 0 && il_spill_link(r, &m[k]) < 0) {
+                            link_errno = errno;
+                            break;
+                        }
+                        t = IL_PACK(IL_CNT(t) + 1, il_msg_write(r, IL_POS(t), &m[k]));
                     }
                 }
-            }
-        } else {
-            while (k < n) {
-                if (!use_ovf && il_ring_room(r, t, m[k].need, 1)) {
-                    if (il_spill_link(r, &m[k]) < 0) {
+            } else {
+                while (k < n && il_ring_room(r, t, m[k].need, 1)) {
+                    if (m[k].spill_fd >= 0 && il_spill_link(r, &m[k]) < 0) {
                         link_errno = errno;
                         break;
                     }
                     t = IL_PACK(IL_CNT(t) + 1, il_msg_write(r, IL_POS(t), &m[k]));
                     k++;
-                    continue;
                 }
-                if (!ovf || !ovf_room(r, ot, m[k].need))
-                    break;
-                use_ovf = 1; /* the rest of the batch follows it there */
-                if (ovf_append(self, r, &ot, &m[k], &ofd, &ofdblk) < 0) {
-                    ovf_errno = errno;
-                    break;
-                }
-                k++;
             }
         }
-        if (ofd >= 0)
-            close(ofd);
+        /* the rest (all of an all-or-nothing batch that the ring cannot take) */
+        if (__builtin_expect(k < n && !link_errno && self->ovf, 0))
+            k = ovf_put_from(self, r, m, k, n, all_or_nothing, &o);
+        int ovf_errno = o.err;
         if (k > done) {
             IL_CRASH(RING_PUT_PAYLOAD);
             /* The commit point.  release: the records' bytes are visible to
              * any consumer that acquire-loads this tail. */
-            if (t != tail)
-                atomic_store_explicit(&r->tail, t, memory_order_release);
+            atomic_store_explicit(&r->tail, t, memory_order_release); /* (unchanged if
+                                                                      * all went to the overflow) */
             /* The overflow's, after the ring's: a consumer that sees these
              * records (acquire on otail) and then reads tail sees every ring
              * record put before them.  release: the records were written
              * (pwrite) before; a consumer's pread after its acquire load of
              * otail sees them (the page cache is coherent). */
-            if (ot != otail) {
-                atomic_store_explicit(&r->otail, ot, memory_order_release);
+            if (o.have && o.ot != o.otail) {
+                atomic_store_explicit(&r->otail, o.ot, memory_order_release);
                 /* relaxed: a statistic */
-                atomic_fetch_add_explicit(&r->ovf_items, IL_CNT(ot) - IL_CNT(otail),
+                atomic_fetch_add_explicit(&r->ovf_items, IL_CNT(o.ot) - IL_CNT(o.otail),
                                           memory_order_relaxed);
             }
             IL_CRASH(RING_PUT_PUBLISHED);
@@ -524,7 +579,7 @@ static Py_ssize_t ring_put_msgs(RingObject *self, msg_t *m, Py_ssize_t n, int64_
             PyErr_SetFromErrnoWithFilename(PyExc_OSError, m[k].spill_path);
             return done;
         }
-        if (ovf_errno) {
+        if (__builtin_expect(ovf_errno, 0)) {
             char msg[200];
             snprintf(msg, sizeof msg,
                      "cannot grow the queue's overflow in /dev/shm: %s; the item was not put",
@@ -667,9 +722,51 @@ static Py_ssize_t ring_get_raw(RingObject *self, raw_t *out, Py_ssize_t max, int
     return k;
 }
 
+/* Under clock: take ring records from *h into out[k..max).  Returns the
+ * new k; stops at a record that fails (exception set, not taken). */
+static inline Py_ssize_t ring_take(il_ring_t *r, uint64_t *h, raw_t *out, Py_ssize_t k,
+                                   Py_ssize_t max)
+{
+    while (k < max && il_ring_has_data(r, *h)) {
+        /* r->cached_tail: the tail il_ring_has_data just found ahead of h */
+        uint64_t need = il_raw_read(r, IL_POS(*h), IL_POS(r->cached_tail) - IL_POS(*h), &out[k]);
+        if (!need) {
+            il_raw_clear(&out[k]);
+            break;
+        }
+        *h = IL_PACK(IL_CNT(*h) + 1, IL_POS(*h) + (uint32_t)need);
+        k++;
+    }
+    return k;
+}
+
+/* Under clock, the ring found empty: the overflow's tail, then the ring's
+ * again (a fresh load: cached_tail is h now).  If the ring is still empty,
+ * no ring record is older than the overflow's first (a producer publishes
+ * the ring before the overflow), so take from the overflow, up to that
+ * tail.  Returns the count taken (from the ring, or from the overflow with
+ * *ohead / *oh its head before and after). */
+static __attribute__((noinline)) Py_ssize_t ovf_get(RingObject *self, il_ring_t *r, uint64_t *h,
+                                                    raw_t *out, Py_ssize_t max, uint64_t *ohead,
+                                                    uint64_t *oh)
+{
+    /* acquire: the overflow's records up to it were written before */
+    uint64_t ot = atomic_load_explicit(&r->otail, memory_order_acquire);
+    Py_ssize_t k = ring_take(r, h, out, 0, max);
+    if (k > 0 || PyErr_Occurred())
+        return k;
+    /* relaxed: under clock, ohead was last written by a clock holder */
+    *ohead = *oh = atomic_load_explicit(&r->ohead, memory_order_relaxed);
+    if (*oh == ot)
+        return 0;
+    return ovf_take(self, r, oh, ot, out, max);
+}
+
 static Py_ssize_t ring_get_raw_(RingObject *self, raw_t *out, Py_ssize_t max, int64_t deadline)
 {
     il_ring_t *r = RING(self);
+    if (ovf_check(self) < 0)
+        return -1;
     for (;;) {
         int lr = ring_lock_side(self, &r->clock, deadline);
         if (lr < 0)
@@ -682,42 +779,22 @@ static Py_ssize_t ring_get_raw_(RingObject *self, raw_t *out, Py_ssize_t max, in
         /* acquire: see the close only together with every put before it
          * (close happens under plock after them); read before tail. */
         uint32_t flags = atomic_load_explicit(&r->flags, memory_order_acquire);
-        /* The overflow's tail before the ring's: if the ring then looks
-         * empty, no ring record is older than the overflow's first one
-         * (a producer publishes the ring before the overflow).  acquire:
-         * the records up to it were written before. */
-        int ovf = ovf_on(self);
-        uint64_t ot = ovf ? atomic_load_explicit(&r->otail, memory_order_acquire) : 0;
         /* relaxed: under clock, head was last written by a clock holder. */
         uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
         uint64_t h = head;
-        Py_ssize_t k = 0;
-        while (k < max && il_ring_has_data(r, h)) {
-            /* r->cached_tail: the tail il_ring_has_data just found ahead of h */
-            uint64_t need = il_raw_read(r, IL_POS(h), IL_POS(r->cached_tail) - IL_POS(h), &out[k]);
-            if (!need) {
-                il_raw_clear(&out[k]);
-                break;
-            }
-            h = IL_PACK(IL_CNT(h) + 1, IL_POS(h) + (uint32_t)need);
-            k++;
-        }
-        /* Only when the ring is empty: the overflow's records are younger. */
+        Py_ssize_t k = ring_take(r, &h, out, 0, max);
+        /* Only when the ring is empty: the overflow's records are younger
+         * (rule C, out of line). */
         uint64_t ohead = 0, oh = 0;
-        if (ovf && k == 0 && !PyErr_Occurred()) {
-            /* relaxed: under clock, ohead was last written by a clock holder */
-            ohead = oh = atomic_load_explicit(&r->ohead, memory_order_relaxed);
-            if (oh != ot)
-                k = ovf_take(self, r, &oh, ot, out, max);
-        }
+        if (__builtin_expect(k == 0 && self->ovf, 0) && !PyErr_Occurred())
+            k = ovf_get(self, r, &h, out, max, &ohead, &oh);
         if (k > 0 || oh != ohead) {
             IL_CRASH(RING_GET_COPIED);
             /* The commit point.  release: we finished reading these bytes
              * before a producer can see them free and overwrite them (the
              * ring's), or find the overflow drained and go back to the ring
              * (the overflow's). */
-            if (h != head)
-                atomic_store_explicit(&r->head, h, memory_order_release);
+            atomic_store_explicit(&r->head, h, memory_order_release); /* (maybe unchanged) */
             if (oh != ohead)
                 atomic_store_explicit(&r->ohead, oh, memory_order_release);
             IL_CRASH(RING_GET_PUBLISHED);
@@ -1207,6 +1284,7 @@ static int Ring_init(RingObject *self, PyObject *args, PyObject *kwds)
         if (shm_attach((ShmObject *)self, buffer, offset, il_ring_bytes(size)) < 0)
             return -1;
         il_ring_init(RING(self), size, capacity, maxsize, overflow ? IL_RING_OVERFLOW : 0);
+        self->ovf = overflow != 0;
         return 0;
     }
     if (shm_attach((ShmObject *)self, buffer, offset, sizeof(il_ring_t)) < 0)
@@ -1218,6 +1296,7 @@ static int Ring_init(RingObject *self, PyObject *args, PyObject *kwds)
         PyErr_Format(PyExc_ValueError, "not a valid interlock queue: %s", why);
         return -1;
     }
+    self->ovf = (RING(self)->features & IL_RING_OVERFLOW) != 0;
     return 0;
 }
 

@@ -108,7 +108,12 @@ typedef struct il_ring {
     il_mutex_t plock;
     _Atomic uint64_t tail;
     uint64_t cached_head;       /* under plock */
-    uint8_t _pad1[IL_CACHELINE - 16];
+    /* under plock: 0 only while the overflow is known to be empty (set to
+     * 1 before a put into it publishes, back to 0 by a producer that finds
+     * it drained), so that a put into the ring needs no look at the
+     * overflow's words (overflow.md) */
+    uint32_t ovf_busy;
+    uint8_t _pad1[IL_CACHELINE - 20];
 
     /* lines 3-4: consumer side */
     il_mutex_t clock;
