@@ -111,6 +111,7 @@ class Lock(_core.Mutex, SharedObject, TrackedLockMixin, AsyncLockMixin):
 
     _kind = _segment.KIND_LOCK
     _recursive = False
+    _handoff = True  # anyone may release it (deadlock._order reads this)
 
     def __init__(self, *, name: str | None = None, create: bool | None = None,
                  on_owner_death: str = "warn", level: int | None = None,
@@ -139,7 +140,8 @@ class Lock(_core.Mutex, SharedObject, TrackedLockMixin, AsyncLockMixin):
             raise ValueError(f"lock {seg.name!r} exists with level "
                              f"{None if have == 0 else have - 2**31}, not {level}")
         self.level: int | None = None if have == 0 else have - 2**31
-        _core.Mutex.__init__(self, seg.mm, seg.object_offset, recursive=self._recursive)
+        _core.Mutex.__init__(self, seg.mm, seg.object_offset, recursive=self._recursive,
+                             handoff=not self._recursive)
         self._tracked = self.level is not None
         # lockdep's class (deadlock._order): the name, or where an anonymous lock
         # was made (kept when pickled to another process: SharedObject).
@@ -211,3 +213,4 @@ class RLock(Lock):
 
     _kind = _segment.KIND_RLOCK
     _recursive = True
+    _handoff = False

@@ -94,11 +94,19 @@ int il_mutex_lock(il_mutex_t *m, int64_t deadline, uint32_t *dead_pid);
  * to wait, so it is incremented only if *counted is 0, which it then sets to
  * 1.  The caller starts *counted at 0 for each acquisition. */
 int il_mutex_lock_counted(il_mutex_t *m, int64_t deadline, uint32_t *dead_pid, int *counted);
+/* The same with flags: IL_MUTEX_SELF_WAIT makes a lock held by the caller
+ * wait (until another thread releases it, or the deadline) instead of
+ * returning IL_DEADLK: interlock.Lock, whose release may come from anyone. */
+#define IL_MUTEX_SELF_WAIT 1
+int il_mutex_lock_flags(il_mutex_t *m, int64_t deadline, uint32_t *dead_pid, int *counted,
+                        int flags);
 /* Wait until the lock is free or its owner is dead, taking nothing.
  * Returns IL_OK, IL_TIMEDOUT or IL_INTR. */
 int il_mutex_wait_unlocked(il_mutex_t *m, int64_t deadline);
 /* Release; IL_PERM if the caller does not own it. */
 int il_mutex_unlock(il_mutex_t *m);
+/* Release whoever holds it (interlock.Lock's hand-off); IL_PERM if free. */
+int il_mutex_release_any(il_mutex_t *m);
 /* Owner's TID or 0. */
 static inline uint32_t il_mutex_owner(il_mutex_t *m)
 {
