@@ -43,7 +43,16 @@
  *   - while holding: the next waiter takes it over after one slice and is
  *     told (IL_OWNER_DIED);
  *   - in release, after the xchg and before the wake: the word is free; a
- *     sleeper wakes at the end of its slice and takes it.
+ *     sleeper wakes at the end of its slice and takes it;
+ *   - a hand-off releaser (il_mutex_release_any: interlock.Lock, released by
+ *     anyone) holds nothing: dying before its CAS, it just did not release
+ *     (the acquirer still owns the word); after it, as the line above.
+ *
+ * Two kinds of mutex share the word: owner-checked (RLock, the core's own
+ * locks: only the owner releases, IL_DEADLK on the owner's second lock) and
+ * hand-off (interlock.Lock, multiprocessing's binary semaphore: anyone
+ * releases, the owner's second lock waits, IL_MUTEX_SELF_WAIT).  "Owner" is
+ * the last acquirer either way; only it writes the hints.
  */
 #ifndef INTERLOCK_MUTEX_H
 #define INTERLOCK_MUTEX_H
