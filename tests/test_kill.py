@@ -34,7 +34,7 @@ import time
 import pytest
 
 import interlock
-from interlock import QueueClosed, _segment
+from interlock import ShutDown, _segment
 
 import _helpers as h
 
@@ -95,7 +95,7 @@ def drain(q) -> list:
     while True:
         try:
             left.extend(q.get_many(64, timeout=DEADLINE))
-        except QueueClosed:
+        except ShutDown:
             return left
 
 

@@ -50,7 +50,7 @@ q = interlock.Queue(name=sys.argv[1], create=False)
 print("ready", flush=True)
 try:
     q.get(timeout=30)
-except interlock.QueueClosed:
+except interlock.ShutDown:
     pass
 """
 
@@ -214,7 +214,7 @@ def test_waiting_consumer(name: str) -> None:
             assert info.details["consumers_waiting"] == 1
             assert info.details["producers_waiting"] == 0
             assert info.summary == "depth 0/∞, 0 B, 1 consumer waiting"
-            q.close()
+            q.shutdown()
             assert p.wait(10) == 0
             wait_for(lambda: _registry.inspect(name).waiters == 0)
         finally:
