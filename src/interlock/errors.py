@@ -18,10 +18,8 @@ The tree::
 
     InterlockError
       Empty (queue.Empty)              Full (queue.Full)
-      QueueClosed (ShutDown, ValueError): raised by a shut-down queue; the
-                  name and the ValueError base are deprecated: catch ShutDown
-    ShutDown: queue.ShutDown on Python 3.13+, interlock's own (an Exception)
-              before
+      QueueClosed (ShutDown, ValueError): what a shut-down queue raises;
+                  the name and the ValueError base are deprecated: catch ShutDown
       CorruptionError (ValueError, RuntimeError)
       DeadlockError (RuntimeError)
       LockOrderError (RuntimeError)
@@ -39,6 +37,8 @@ The tree::
       AuthenticationFailed (PermissionError)
       KeyConflict (ValueError)
       ServerError (RuntimeError)       LeaseExpired (RuntimeError)
+    ShutDown: queue.ShutDown on Python 3.13+, before it interlock's own
+              (an Exception); not an InterlockError (the standard class)
     InterlockWarning (Warning)
       OwnerDiedWarning, LockOrderWarning, LockdepWarning, WorkerDiedWarning
                                        (RuntimeWarning)
