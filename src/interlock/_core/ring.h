@@ -31,10 +31,10 @@
  *   I4  cached_head (under plock) and cached_tail (under clock) lag the real
  *       words: they only ever make a side think there is less room / data
  *
- * put:  plock; check closed, room (cached_head, then head); write header and
+ * put:  plock; check shutdown, room (cached_head, then head); write header and
  *       payload at pos(tail); tail := tail + (1, record size) [release];
  *       unlock; notify not_empty.
- * get:  clock; check data (cached_tail, then tail); read header, copy the
+ * get:  clock; check IMMEDIATE, data (cached_tail, then tail); read header, copy the
  *       payload out; head := head + (1, record size) [release]; unlock;
  *       notify not_full.
  *
