@@ -51,7 +51,8 @@ class QueueStatistics:
     consumer_lock_owner_pid: int
     owner_deaths: int
     attached_pids: tuple[int, ...]
-    #: items ever put / taken, modulo 2**32 (the ring counts in 32 bits)
+    #: items ever put / taken, modulo 2**32 (the ring counts in 32 bits; after
+    #: shutdown(immediate=True) the discarded items count as taken)
     put_total: int = 0
     got_total: int = 0
     #: ``shutdown()`` was called, by any process (same as ``closed``)
