@@ -346,9 +346,14 @@ def test_top_quits_cleanly_on_ctrl_c(holder: Any) -> None:
     p = subprocess.Popen([PY, "-m", "interlock", "top", "--interval", "0.1"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(1.0)
+        # SIGINT only once top is in its loop (its first frame is out): a
+        # fixed sleep sent it, on a loaded machine, while Python was still
+        # importing, and the KeyboardInterrupt came with a traceback.
+        assert p.stdout is not None
+        first = p.stdout.readline()
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=10)
+        out = first + out
     finally:
         if p.poll() is None:
             p.kill()
