@@ -71,7 +71,7 @@ def _child(role: str, point: str, qname: str, lname: str, scratch: str, record: 
     s2.detach()
     s.detach()
     if not point.startswith("segment."):
-        _crash.arm(point, 1 if point.startswith("ring.close.") else NTH)
+        _crash.arm(point, 1 if point.startswith("ring.shutdown.") else NTH)
     if role == "producer":
         for i in range(N_ITEMS):
             q.put(("p", i))
@@ -92,11 +92,11 @@ def _child(role: str, point: str, qname: str, lname: str, scratch: str, record: 
         for i in range(N_ITEMS):
             with rw.write() if i % 2 else rw.read():
                 os.write(fd_for(record), b"%d\n" % i)
-    else:  # closer: a few puts, then close() (the one call of ring.close.*)
+    else:  # closer: a few puts, then shutdown(immediate=True) (ring.shutdown.*)
         for i in range(NTH):
             q.put(("p", i))
             os.write(fd_for(record), b"%d\n" % i)
-        q.close()
+        q.shutdown(immediate=True)
     q.detach()
     lock.detach()
     sem.detach()
@@ -129,8 +129,18 @@ def _drain(q: interlock.Queue) -> list[Any]:
             return out
 
 
-def _drain_closed(q: interlock.Queue) -> list[Any]:
-    return list(q)
+def _check_shut_down_immediately(q: interlock.Queue) -> None:
+    """What a survivor finds after a shutdown(immediate=True) that set its
+    flag (whether its process then died holding the producer lock or not):
+    put refused (after taking the lock over from a dead holder), get
+    refused at once, the items left discarded."""
+    t0 = time.monotonic()
+    with pytest.raises(interlock.ShutDown):
+        q.put(("parent", 0), timeout=2)
+    assert time.monotonic() - t0 < 1.5
+    with pytest.raises(interlock.ShutDown):
+        q.get(timeout=2)
+    assert q.qsize() == 0 and q.statistics().shutdown_immediate and list(q) == []
 
 
 if _crash.ENABLED:
@@ -173,20 +183,22 @@ if _crash.ENABLED:
             sem.release()
             with rw.write(timeout=2):
                 pass
-            if q.closed:
-                assert role == "closer" and not died
+            if q.is_shutdown:
+                assert role == "closer" and (not died or point == "ring.shutdown.set")
                 return_closed = True
             else:
                 return_closed = False
                 q.put(("parent", 0), timeout=2)
         owner_died = any(issubclass(w.category, interlock.OwnerDiedWarning) for w in caught)
         if return_closed:
-            rest = _drain_closed(q)
-            assert [i for _, i in rest] == list(range(NTH))
+            assert len(_read_record(record)) == NTH
+            _check_shut_down_immediately(q)
             for o in (q, lock, sem, rw):
                 o.detach()
             _segment.clean(remove=True)
-            OUTCOMES[(point, role, method)] = "not reached"
+            left_over = [e for e in os.listdir("/dev/shm") if tag in e]
+            assert left_over == [], left_over
+            OUTCOMES[(point, role, method)] = "died, recovered" if died else "not reached"
             return
         rest = _drain(q)
         assert time.monotonic() - t0 < 1.5
@@ -246,8 +258,9 @@ if _crash.ENABLED:
         else:
             got = [i for _, i in rest]
             assert got == list(range(len(got))) and len(got) >= len(recorded)
-            if died and point == "ring.close.locked":
-                assert not q.closed, "a close that died before its flag must not have closed"
+            if died and point == "ring.shutdown.locked":
+                assert not q.is_shutdown, "a shutdown that died before its flag must not count"
+                assert got == list(range(NTH)), "nothing may be discarded without the flag"
 
         # 3. Segments: the dead child's slot is gone once someone sweeps; its
         # scratch object is collected; after we detach, nothing is left.
