@@ -447,7 +447,7 @@ def handoff_acquirer(lock, q, rec: Record, n: int, barrier=None) -> None:
 
 
 def handoff_releaser(lock, q, rec: Record, barrier=None) -> None:
-    """Release ``lock`` once per item of ``q`` until it is closed.  Log 1
+    """Release ``lock`` once per item of ``q`` until it is shut down.  Log 1
     counts the releases."""
     try:
         if barrier is not None:

@@ -378,7 +378,7 @@ def handoff_trial(ctx, rnd, tmp_path, *, n=200):
         assert lock.statistics().owner_deaths == 0
         return killed, owed
     finally:
-        q.close()
+        q.shutdown()
         for p in (a, b):
             if p.is_alive():
                 p.kill()
