@@ -71,7 +71,7 @@ class Env:
         q.put_many([b"a", b"b"], timeout=5)
         assert q.get(timeout=5) == ("still", "usable")
         assert q.get_many(2, timeout=5) == [b"a", b"b"]
-        assert q.qsize() == 0 and not q.closed
+        assert q.qsize() == 0 and not q.is_shutdown
         while jq.unfinished_tasks:
             jq.get_nowait()
             jq.task_done()
@@ -121,11 +121,18 @@ class Case:
 
 
 def _double_acquire(e: Env):
-    e.lock.acquire()
+    """interlock's own mutexes (not a Lock, whose holder's second acquire
+    waits for another thread's release) refuse a second acquire by their
+    holder."""
+    from interlock import _core
+
+    m = _core.Mutex(e.lock._seg.mm, e.lock._seg.object_offset)
+    m.acquire()
     try:
-        e.lock.acquire()
+        m.acquire()
     finally:
-        e.lock.release()
+        m.release()
+        m._detach()
 
 
 def _put_many_one_unpicklable(e: Env):
@@ -291,13 +298,19 @@ CASES = [
          r"non-negative"),
     Case("acquire-timeout-str", lambda e: e.lock.acquire(timeout="1"), TypeError,
          r"'timeout' must be a number or None"),
-    Case("acquire-unknown-keyword", lambda e: e.lock.acquire(blocking=True), TypeError,
-         r"unexpected keyword argument 'blocking'"),
-    Case("release-unheld-lock", lambda e: e.lock.release(), RuntimeError,
-         r"cannot release un-acquired lock"),
+    Case("acquire-timeout-too-large", lambda e: e.lock.acquire(timeout=1e100), OverflowError,
+         r"too large"),
+    Case("acquire-unknown-keyword", lambda e: e.lock.acquire(wait=True), TypeError,
+         r"unexpected keyword argument 'wait'"),
+    Case("acquire-block-and-blocking", lambda e: e.lock.acquire(True, blocking=True), TypeError,
+         r"both 'block' and 'blocking'"),
+    Case("acquire-three-positional", lambda e: e.lock.acquire(True, 1, True), TypeError,
+         r"at most 2 positional arguments"),
+    Case("release-unheld-lock", lambda e: e.lock.release(), ValueError,
+         r"semaphore or lock released too many times"),
     Case("release-unheld-rlock", lambda e: e.rlock.release(), RuntimeError, r"un-acquired"),
-    Case("acquire-twice-blocking", _double_acquire, DeadlockError,
-         r"already holds the lock .*use an RLock"),
+    Case("acquire-twice-blocking-internal-mutex", _double_acquire, DeadlockError,
+         r"already holds the lock"),
     # ---- detached objects
     Case("queue-used-after-detach", _detached_queue, ValueError,
          r"operation on a closed \(detached\) interlock object"),
@@ -321,12 +334,23 @@ def test_case_ids_are_unique_and_many():
     assert len(ids) >= 25
 
 
-def test_put_after_close_then_reopen_by_name_is_still_closed(env):
-    """Closing is for everyone and for good: a new handle sees it too."""
+def test_put_after_shutdown_then_reopen_by_name_is_still_shut_down(env):
+    """A shutdown is for everyone and for good: a new handle sees it too."""
+    env.q.shutdown()
+    q2 = env.keep(interlock.Queue(name=env.q.name))
+    with pytest.raises(interlock.ShutDown, match=r"put\(\) on a shut-down queue"):
+        q2.put(1)
+
+
+def test_close_is_for_this_object_only_a_new_handle_is_open(env):
+    """close() is multiprocessing's: a new handle on the same queue is open."""
+    env.q.put(1)
     env.q.close()
     q2 = env.keep(interlock.Queue(name=env.q.name))
-    with pytest.raises(interlock.QueueClosed, match=r"put\(\) on a closed queue"):
-        q2.put(1)
+    assert q2.get(timeout=5) == 1
+    q2.put(2)
+    with pytest.raises(ValueError, match="is closed"):
+        env.q.get()
 
 
 def test_get_many_keeps_items_after_one_that_fails_to_unpickle(env):

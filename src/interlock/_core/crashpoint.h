@@ -42,10 +42,12 @@
     X(RING_SPILL_TAKEN, "ring.spill.taken", "spill record consumed, its file not yet mapped") \
     X(RING_OVF_CREATED, "ring.ovf.created", "overflow block file made, nothing published")  \
     X(RING_OVF_PASSED, "ring.ovf.passed", "overflow block consumed, its file not removed")   \
-    X(RING_CLOSE_LOCKED, "ring.close.locked", "producer lock held, closed flag not set")    \
+    X(RING_SHUTDOWN_LOCKED, "ring.shutdown.locked", "producer lock held, shutdown flag not set") \
+    X(RING_SHUTDOWN_SET, "ring.shutdown.set", "shutdown flag set, producer lock still held") \
     X(MUTEX_LOCKED, "mutex.locked", "lock word taken, owner hints not written")             \
     X(MUTEX_UNLOCK_BEGIN, "mutex.unlock.begin", "about to release")                         \
     X(MUTEX_UNLOCK_RELEASED, "mutex.unlock.released", "word released, waiters not woken")  \
+    X(MUTEX_HANDOFF_CLEARED, "mutex.handoff.cleared", "releasing a Lock held by anyone: owner_tid cleared, word not") \
     X(SYNC_GUARD_LOCKED, "sync.guard.locked", "sync primitive's guard held, state untouched")   \
     X(SYNC_COMMIT_LOGGED, "sync.commit.logged", "redo log published, nothing applied")        \
     X(SYNC_COMMIT_APPLYING, "sync.commit.applying", "first word of the redo log applied")     \
