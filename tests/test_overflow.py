@@ -411,3 +411,24 @@ def test_consumer_killed_taking_from_the_overflow(point: str) -> None:
     finally:
         q.detach()
     assert ovf_files() == []
+
+
+def test_immediate_shutdown_discards_the_overflow_too() -> None:
+    q: interlock.JoinableQueue[Any] = interlock.JoinableQueue()
+    try:
+        for i in range(2500):
+            q.put(task(i))
+        assert q.statistics().overflow_depth > 0
+        for _ in range(3):
+            q.get()
+            q.task_done()
+        q.shutdown(immediate=True)
+        assert q.qsize() == 0 and q.empty() and q.statistics().depth == 0
+        assert q.unfinished_tasks == 0 and q.join(timeout=5)
+        with pytest.raises(interlock.ShutDown):
+            q.get_nowait()
+        with pytest.raises(interlock.ShutDown):
+            q.put(task(0))
+    finally:
+        q.detach()
+    assert ovf_files() == []
