@@ -6,6 +6,7 @@
 #
 #   scripts/sanitize.sh [seconds]        (default 20 seconds of stress)
 #   STRESS_TESTS=1 scripts/sanitize.sh   also: pytest -m stress tests/ on it
+#   PYTEST_ARGS='tests/test_x.py -k y' scripts/sanitize.sh   also: those tests
 #   SANITIZE_SELFTEST=1 scripts/sanitize.sh   a deliberate overrun instead of
 #                                        the stress: must report and exit 1
 #
@@ -56,6 +57,12 @@ else
     echo "sanitize: the instrumented core was not the one imported" >&2; exit 2; }
 # bounded: a hang fails (status 124) instead of stalling the caller
 timeout $((secs + 120)) "$py" "$root/scripts/sanitize_stress.py" "$secs" || status=$?
+if [ -n "${PYTEST_ARGS:-}" ] && [ -d "$root/tests" ]; then
+    # chosen tests on the instrumented core (word-split on purpose)
+    # shellcheck disable=SC2086
+    ( cd "$work" && "$py" -m pytest -q -p no:cacheprovider -m 'not stress' \
+        --rootdir "$root" -c "$root/pyproject.toml" $PYTEST_ARGS ) || status=$?
+fi
 if [ "${STRESS_TESTS:-0}" = 1 ] && [ -d "$root/tests" ]; then
     ( cd "$work" && "$py" -m pytest -q -p no:cacheprovider -m stress \
         --deselect "$root/tests/test_sanitize.py" "$root/tests" ) || status=$?

@@ -241,11 +241,13 @@ def lock_round():
             t.join()
         assert n[0] == 1200
         assert lock.acquire(timeout=1)
-        try:
-            lock.acquire()
-            raise AssertionError("re-acquire by owner")
-        except interlock.DeadlockError:
-            pass
+        # multiprocessing's Lock: the holder's own timed acquire times out
+        assert not lock.acquire(timeout=0.05), "re-acquire by the holder"
+        # ... and anyone may release it (the hand-off)
+        t = threading.Thread(target=lock.release)
+        t.start()
+        t.join()
+        assert lock.acquire(timeout=1), "released by another thread"
         lock.release()
         if FORK:
             # a holder that dies: the next acquire takes it over

@@ -1,6 +1,7 @@
 """The C core under AddressSanitizer + UndefinedBehaviorSanitizer, and under
 valgrind (scripts/sanitize.sh, scripts/valgrind.sh; docs/design/verification.md).
 Opt-in: pytest -m stress."""
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -46,6 +47,21 @@ def test_stress_under_asan_ubsan_is_clean(tmp_path):
     assert "sanitize_stress:" in out and "ok" in out, out
     assert "sanitize: clean" in out, out
     assert "ERROR: AddressSanitizer" not in out and "runtime error:" not in out, out
+
+
+@needs_asan
+def test_fuzzed_headers_under_asan_ubsan_are_clean(tmp_path):
+    """test_fuzz_security's mutated-header and random-operation tests on
+    the instrumented core: "never an out-of-bounds access" is checked by
+    AddressSanitizer, not only by the absence of a crash."""
+    fuzz = ROOT / "tests" / "test_fuzz_security.py"
+    r = _sanitize(tmp_path, "1", env={
+        "PYTEST_ARGS": f"{fuzz}::test_mutated_headers_are_refused_or_harmless "
+                       f"{fuzz}::TestQueueModel"})
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert re.search(r"\b\d+ passed", out), out
+    assert "sanitize: clean" in out, out
 
 
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
