@@ -250,6 +250,28 @@ def test_event_wait_async_across_processes() -> None:
     assert early is False and ok and ticks >= 10
 
 
+def test_event_set_then_clear_wakes_async_waiters() -> None:
+    """Issue 10 for wait_async: set() then clear() at once must end every
+    pending wait with True (the helper thread used to re-check the flag
+    only, find it clear, and sleep on until the coroutines timed out)."""
+    ev = interlock.Event()
+
+    async def main() -> list[bool]:
+        tasks = [asyncio.create_task(ev.wait_async(timeout=10)) for _ in range(5)]
+        deadline = time.monotonic() + 20
+        # the helper thread is in its C wait on the event: the coroutines wait
+        while not any(w.obj is ev for w in aio._helper._sleeping):
+            assert time.monotonic() < deadline, "the helper never slept on the event"
+            await asyncio.sleep(0.005)
+        ev.set()
+        ev.clear()
+        return list(await asyncio.gather(*tasks))
+
+    # False would be the 10 s timeout: the wake-up was lost
+    assert run(main()) == [True] * 5
+    ev.detach()
+
+
 # ---------------------------------------------------------------- the helper
 #
 # One helper thread per process, only while an await is pending, sleeping in
