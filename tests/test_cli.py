@@ -346,7 +346,14 @@ def test_top_quits_cleanly_on_ctrl_c(holder: Any) -> None:
     p = subprocess.Popen([PY, "-m", "interlock", "top", "--interval", "0.1"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        time.sleep(1.0)
+        # Interrupt it once it is running: its first frame is out (flushed
+        # per frame), so the SIGINT lands in its loop, not in its imports.
+        assert p.stdout is not None
+        first = ""
+        while "interlock top" not in first:
+            line = p.stdout.readline()
+            assert line, "top exited before its first frame"
+            first += line
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=10)
     finally:
@@ -355,7 +362,7 @@ def test_top_quits_cleanly_on_ctrl_c(holder: Any) -> None:
             p.communicate()  # (reads and closes the pipes)
     assert p.returncode == 0, err
     assert "Traceback" not in err
-    assert "interlock top" in out
+    assert "interlock top" in first
 
 
 # --------------------------------------------------------------------- clean

@@ -341,8 +341,10 @@ class TestSemaphore:
         p.start()
         assert ready.wait(10)
         p.join(10)
-        time.sleep(0.12)  # past the sweep rate limit
-        assert s.acquire(False) is True
+        # Non-blocking tries sweep at most once per slice (the rate limit):
+        # one of them, within about a slice, finds the dead holder's unit.
+        assert wait_until(lambda: s.acquire(False), 5), s.statistics()
+        assert s.statistics().owner_deaths == 1
 
     def test_random_kills_keep_value(self):
         """Children churn through a 2-unit semaphore; we SIGKILL them at
@@ -643,8 +645,7 @@ class TestBarrier:
 
         t = threading.Thread(target=w)
         t.start()
-        while b.n_waiting != 1:
-            time.sleep(0.005)
+        assert wait_until(lambda: b.n_waiting == 1), b.statistics()
         with pytest.raises(KeyError):
             b.wait()
         t.join(5)
@@ -733,17 +734,18 @@ class TestCondition:
 
         def w():
             with c:
-                woke.append(c.wait(2))
+                woke.append(c.wait(20))
 
         ts = [threading.Thread(target=w) for _ in range(4)]
         [t.start() for t in ts]
-        deadline = time.monotonic() + 5
-        while len(c.statistics().waiting) < 4 and time.monotonic() < deadline:
-            time.sleep(0.005)
+        assert wait_until(lambda: len(c.statistics().waiting) == 4), c.statistics()
         with c:
             c.notify(2)
-        time.sleep(0.3)
-        assert woke.count(True) == 2
+        # two return; the other two are still waiting, and not notified
+        assert wait_until(lambda: len(woke) == 2), (woke, c.statistics())
+        with c:
+            st = c.statistics()
+        assert woke == [True, True] and len(st.waiting) == 2 and not st.notified, st
         with c:
             c.notify_all()
         [t.join() for t in ts]
@@ -763,12 +765,12 @@ class TestCondition:
             t = threading.Thread(target=w, args=(i,))
             t.start()
             ts.append(t)
-            while len(c.statistics().waiting) < i + 1:
-                time.sleep(0.002)
-        for _ in range(3):
+            assert wait_until(lambda: len(c.statistics().waiting) == i + 1), c.statistics()
+        for k in range(3):
             with c:
                 c.notify()
-            time.sleep(0.05)
+            # the notified waiter has run before the next notify
+            assert wait_until(lambda: len(order) == k + 1), (order, c.statistics())
         [t.join() for t in ts]
         assert order == [0, 1, 2]
 
