@@ -6,7 +6,7 @@ run at least once).  Exit 0 when every check held.
 
 Covers: put/get, put_many/get_many (all-or-nothing and partial), raw bytes,
 bytearray and pickles with out-of-band buffers, payloads wrapping round the
-ring end, full/empty blocking and timeouts, close with sleepers on both
+ring end, full/empty blocking and timeouts, shutdown with sleepers on both
 sides, JoinableQueue task_done/join, Lock/RLock contention, owner death
 (SIGKILL) of a lock holder and of a producer holding the producer lock.
 """
@@ -73,7 +73,7 @@ def consume(q, out):
     while True:
         try:
             items = q.get_many(17, timeout=30)
-        except interlock.QueueClosed:
+        except interlock.ShutDown:
             return
         out.extend(items)
 
@@ -127,7 +127,7 @@ def queue_round(cap):
         if not FORK:
             for t in threads:
                 t.join()
-        q.close()
+        q.shutdown()
         for t in cons:
             t.join()
         got = {}
@@ -166,16 +166,16 @@ def blocking_edges():
             raise AssertionError("get on an empty queue")
         except interlock.Empty:
             pass
-        # sleepers on both sides, then close
+        # sleepers on both sides, then shutdown
         sleeper = threading.Thread(target=lambda: _expect_closed(q))
         sleeper.start()
         time.sleep(0.05)
-        q.close()
+        q.shutdown()
         sleeper.join()
         try:
             q.put(b"x")
-            raise AssertionError("put after close")
-        except interlock.QueueClosed:
+            raise AssertionError("put after shutdown")
+        except interlock.ShutDown:
             pass
     finally:
         q.unlink()
@@ -213,9 +213,9 @@ def blocking_edges():
 def _expect_closed(q):
     try:
         q.get()
-    except interlock.QueueClosed:
+    except interlock.ShutDown:
         return
-    raise AssertionError("get() returned on a closed empty queue")
+    raise AssertionError("get() returned on a shut-down empty queue")
 
 
 def lock_round():

@@ -178,7 +178,7 @@ def producer_batches(q, idx: int, n: int, rec: Record | None = None, batch: int 
 
 
 def consumer(q, idx: int, rec: Record, use_many: bool = False, barrier=None) -> None:
-    """Take items until the queue is closed and drained; record each one
+    """Take items until the queue is shut down and drained; record each one
     (code(producer, seq)) in log ``idx`` right after taking it."""
     try:
         if barrier is not None:
@@ -186,7 +186,7 @@ def consumer(q, idx: int, rec: Record, use_many: bool = False, barrier=None) -> 
         while True:
             try:
                 items = q.get_many(8, timeout=60) if use_many else [q.get(timeout=60)]
-            except interlock.QueueClosed:
+            except interlock.ShutDown:
                 return
             for item in items:
                 rec.append(idx, code(*decode(item)))

@@ -22,6 +22,7 @@ import multiprocessing
 import multiprocessing.process
 import os
 import re
+import signal
 import struct
 import subprocess
 import sys
@@ -147,6 +148,13 @@ def _remove(entries) -> None:
 
 def pytest_configure(config):
     config.pluginmanager.register(_forkcheck, "interlock-forkcheck")
+    # A run started in the background by a non-interactive shell (`cmd &`)
+    # inherits SIGINT ignored, and so would every child: the tests that stop
+    # a CLI or a pipeline with Ctrl-C would wait for an exit that never
+    # comes.  Python's own handler here; the children then exec with the
+    # default disposition and install theirs.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session", autouse=True)

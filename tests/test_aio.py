@@ -165,11 +165,11 @@ def test_cancellation_leaves_queue_consistent() -> None:
     q.detach()
 
 
-def test_async_for_stops_at_close() -> None:
+def test_async_for_stops_at_shutdown() -> None:
     q = interlock.Queue()
     for i in range(10):
         q.put(i)
-    q.close()
+    q.shutdown()
 
     async def main() -> list[int]:
         return [x async for x in q]

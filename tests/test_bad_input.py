@@ -71,7 +71,7 @@ class Env:
         q.put_many([b"a", b"b"], timeout=5)
         assert q.get(timeout=5) == ("still", "usable")
         assert q.get_many(2, timeout=5) == [b"a", b"b"]
-        assert q.qsize() == 0 and not q.closed
+        assert q.qsize() == 0 and not q.is_shutdown
         while jq.unfinished_tasks:
             jq.get_nowait()
             jq.task_done()
@@ -321,12 +321,23 @@ def test_case_ids_are_unique_and_many():
     assert len(ids) >= 25
 
 
-def test_put_after_close_then_reopen_by_name_is_still_closed(env):
-    """Closing is for everyone and for good: a new handle sees it too."""
+def test_put_after_shutdown_then_reopen_by_name_is_still_shut_down(env):
+    """A shutdown is for everyone and for good: a new handle sees it too."""
+    env.q.shutdown()
+    q2 = env.keep(interlock.Queue(name=env.q.name))
+    with pytest.raises(interlock.ShutDown, match=r"put\(\) on a shut-down queue"):
+        q2.put(1)
+
+
+def test_close_is_for_this_object_only_a_new_handle_is_open(env):
+    """close() is multiprocessing's: a new handle on the same queue is open."""
+    env.q.put(1)
     env.q.close()
     q2 = env.keep(interlock.Queue(name=env.q.name))
-    with pytest.raises(interlock.QueueClosed, match=r"put\(\) on a closed queue"):
-        q2.put(1)
+    assert q2.get(timeout=5) == 1
+    q2.put(2)
+    with pytest.raises(ValueError, match="is closed"):
+        env.q.get()
 
 
 def test_get_many_keeps_items_after_one_that_fails_to_unpickle(env):

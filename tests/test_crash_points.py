@@ -101,8 +101,8 @@ def _child(role: str, point: str, qname: str, lname: str, scratch: str, record: 
     s2.detach()
     s.detach()
     if not point.startswith("segment."):
-        # close() and the event's first set() happen once: die there the 1st time
-        _crash.arm(point, 1 if point.startswith("ring.close.") or role == "event" else NTH)
+        # shutdown() and the event's first set() happen once: die there the 1st time
+        _crash.arm(point, 1 if point.startswith("ring.shutdown.") or role == "event" else NTH)
     if role in ("producer", "grower"):
         for i in range(N_ITEMS):
             q.put(("p", i))
@@ -135,11 +135,11 @@ def _child(role: str, point: str, qname: str, lname: str, scratch: str, record: 
             ev.set()
             os.write(fd_for(record), b"%d\n" % i)
             ev.clear()
-    else:  # closer: a few puts, then close() (the one call of ring.close.*)
+    else:  # closer: a few puts, then shutdown(immediate=True) (ring.shutdown.*)
         for i in range(NTH):
             q.put(("p", i))
             os.write(fd_for(record), b"%d\n" % i)
-        q.close()
+        q.shutdown(immediate=True)
     q.detach()
     lock.detach()
     sem.detach()
@@ -212,8 +212,18 @@ def _drain(q: interlock.Queue) -> list[Any]:
             return out
 
 
-def _drain_closed(q: interlock.Queue) -> list[Any]:
-    return list(q)
+def _check_shut_down_immediately(q: interlock.Queue) -> None:
+    """What a survivor finds after a shutdown(immediate=True) that set its
+    flag (whether its process then died holding the producer lock or not):
+    put refused (after taking the lock over from a dead holder), get
+    refused at once, the items left discarded."""
+    t0 = time.monotonic()
+    with pytest.raises(interlock.ShutDown):
+        q.put(("parent", 0), timeout=2)
+    assert time.monotonic() - t0 < 1.5
+    with pytest.raises(interlock.ShutDown):
+        q.get(timeout=2)
+    assert q.qsize() == 0 and q.statistics().shutdown_immediate and list(q) == []
 
 
 if _crash.ENABLED:
@@ -293,21 +303,23 @@ if _crash.ENABLED:
             sem.release()
             with rw.write(timeout=2):
                 pass
-            if q.closed:
-                assert role == "closer" and not died
+            if q.is_shutdown:
+                assert role == "closer" and (not died or point == "ring.shutdown.set")
                 return_closed = True
             else:
                 return_closed = False
                 q.put(("parent", 0), timeout=2)
         owner_died = any(issubclass(w.category, interlock.OwnerDiedWarning) for w in caught)
         if return_closed:
-            rest = _drain_closed(q)
-            assert [i for _, i in rest] == list(range(NTH))
+            assert len(_read_record(record)) == NTH
+            _check_shut_down_immediately(q)
             _unfill_first_page(q)
             for o in (q, lock, sem, rw, ev):
                 o.detach()
             _segment.clean(remove=True)
-            _record_outcome(point, role, method, NOT_REACHED)
+            left_over = [e for e in os.listdir("/dev/shm") if tag in e]
+            assert left_over == [], left_over
+            _record_outcome(point, role, method, REACHED if died else NOT_REACHED)
             return
         rest = _drain(q)
         assert time.monotonic() - t0 < 1.5
@@ -371,8 +383,9 @@ if _crash.ENABLED:
         else:
             got = [i for _, i in rest]
             assert got == list(range(len(got))) and len(got) >= len(recorded)
-            if died and point == "ring.close.locked":
-                assert not q.closed, "a close that died before its flag must not have closed"
+            if died and point == "ring.shutdown.locked":
+                assert not q.is_shutdown, "a shutdown that died before its flag must not count"
+                assert got == list(range(NTH)), "nothing may be discarded without the flag"
 
         # 3. Segments: the dead child's slot is gone once someone sweeps; its
         # scratch object is collected; after we detach, nothing is left.

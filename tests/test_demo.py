@@ -118,7 +118,7 @@ def test_demo_rejects_an_empty_range() -> None:
 
 
 def test_demo_stops_cleanly_when_its_reader_goes_away() -> None:
-    # `... | head -1`: the printer meets a closed pipe, closes the queue so
+    # `... | head -1`: the printer meets a closed pipe, shuts the queue down so
     # that the finders stop, and everybody leaves without a trace.
     before = shm_entries()
     proc = subprocess.Popen(demo("--stop", "1000000", "--maxsize", "4"), stdout=subprocess.PIPE,

@@ -24,7 +24,7 @@ from typing import Any, Iterator
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 import interlock
 from interlock import _segment
@@ -209,7 +209,7 @@ def test_mutated_headers_are_refused_or_harmless(offset: int, value: bytes) -> N
                        q.qsize, q.empty, q.full, lambda: q.get(timeout=0.05)):
                 try:
                     op()
-                except (interlock.Empty, interlock.Full, interlock.QueueClosed, RuntimeError,
+                except (interlock.Empty, interlock.Full, interlock.ShutDown, RuntimeError,
                         ValueError):
                     pass
         finally:
@@ -228,7 +228,7 @@ class QueueModel(RuleBasedStateMachine):
         self.maxsize = 5
         self.q = interlock.Queue(self.maxsize, capacity=512)
         self.model: collections.deque[Any] = collections.deque()
-        self.closed = False
+        self.closed = False  # shut down
 
     items = st.one_of(st.binary(max_size=40), st.integers(), st.text(max_size=10),
                       st.tuples(st.integers(), st.text(max_size=5)))
@@ -239,7 +239,7 @@ class QueueModel(RuleBasedStateMachine):
     @rule(x=items)
     def put_nowait(self, x: Any) -> None:
         if self.closed:
-            with pytest.raises(interlock.QueueClosed):
+            with pytest.raises(interlock.ShutDown):
                 self.q.put_nowait(x)
             return
         try:
@@ -253,7 +253,7 @@ class QueueModel(RuleBasedStateMachine):
     def put_many_nowait(self, xs: list[Any]) -> None:
         if self.closed:
             if xs:
-                with pytest.raises(interlock.QueueClosed):
+                with pytest.raises(interlock.ShutDown):
                     self.q.put_many(xs, block=False)
             return
         try:
@@ -268,7 +268,7 @@ class QueueModel(RuleBasedStateMachine):
         if self.model:
             assert self.q.get_nowait() == self.model.popleft()
         elif self.closed:
-            with pytest.raises(interlock.QueueClosed):
+            with pytest.raises(interlock.ShutDown):
                 self.q.get_nowait()
         else:
             with pytest.raises(interlock.Empty):
@@ -282,11 +282,12 @@ class QueueModel(RuleBasedStateMachine):
         want = [self.model.popleft() for _ in range(min(n, len(self.model)))]
         assert got == want
 
-    @precondition(lambda self: not self.closed)
-    @rule()
-    def close(self) -> None:
-        self.q.close()
+    @rule(immediate=st.booleans())
+    def shutdown(self, immediate: bool) -> None:
+        self.q.shutdown(immediate)
         self.closed = True
+        if immediate:
+            self.model.clear()  # discarded
 
     @invariant()
     def sizes_agree(self) -> None:

@@ -34,7 +34,7 @@ import time
 import pytest
 
 import interlock
-from interlock import QueueClosed, _segment
+from interlock import ShutDown, _segment
 
 import _helpers as h
 
@@ -89,13 +89,13 @@ def kill_when(victim, progress, target: int, rnd, done=lambda: False) -> None:
 
 
 def drain(q) -> list:
-    """Everything left, after a close (blocking gets: they take over a
+    """Everything left, after a shutdown (blocking gets: they take over a
     consumer lock left by a dead consumer)."""
     left = []
     while True:
         try:
             left.extend(q.get_many(64, timeout=DEADLINE))
-        except QueueClosed:
+        except ShutDown:
             return left
 
 
@@ -134,7 +134,7 @@ def queue_trial(ctx, rnd, victim_kind: str, tmp_path, trial: int, *, nprod=3, nc
         join_or_fail([p for p in prods if p is not victim], "producers")
         for p in prods:
             assert p is victim or p.exitcode == 0, f"producer exit code {p.exitcode}"
-        q.close()  # takes over the producer lock if the victim died holding it
+        q.shutdown()  # takes over the producer lock if the victim died holding it
         join_or_fail([c for c in cons if c is not victim], "consumers")
         for c in cons:
             assert c is victim or c.exitcode == 0, f"consumer exit code {c.exitcode}"

@@ -212,11 +212,17 @@ def test_every_error_is_exported_and_has_the_base(name: str) -> None:
     cls = getattr(errors, name)
     assert getattr(interlock, name) is cls
     assert name in interlock.__all__
+    if name == "ShutDown":
+        # the standard class itself (queue.ShutDown on 3.13+), re-exported:
+        # what a queue raises is QueueClosed, its InterlockError subclass
+        assert issubclass(errors.QueueClosed, (cls, errors.InterlockError))
+        return
     assert issubclass(cls, (errors.InterlockError, errors.InterlockWarning))
 
 
 @pytest.mark.parametrize("cls, std", [
     (errors.Empty, queue.Empty), (errors.Full, queue.Full), (errors.QueueClosed, ValueError),
+    (errors.QueueClosed, errors.ShutDown),
     (errors.CorruptionError, ValueError), (errors.CorruptionError, RuntimeError),
     (errors.BrokenBarrierError, threading.BrokenBarrierError),
     (errors.SegmentError, OSError), (errors.SlotsExhausted, errors.SegmentError),

@@ -32,7 +32,7 @@ def run_mpmc(ctx, q, nprod: int, ncons: int, n: int, tmp_path, *, batches: bool 
     for p in prods:
         p.join(90)
         assert p.exitcode == 0, f"producer exit code {p.exitcode}"
-    q.close()
+    q.shutdown()
     for p in cons:
         p.join(90)
         assert p.exitcode == 0, f"consumer exit code {p.exitcode}"

@@ -7,13 +7,17 @@ above (a loaded CI machine may be slow, but not 2 s slow).
 """
 from __future__ import annotations
 
+import multiprocessing
 import pickle
 import queue as stdlib_queue
+import re
+import sys
 import threading
 import time
 
 import pytest
 
+import interlock
 from interlock import Empty, Full, QueueClosed
 
 import _helpers as h
@@ -66,7 +70,7 @@ def test_exceptions_are_the_stdlib_ones(queue_factory):
     q.put(1)
     with pytest.raises(stdlib_queue.Full):
         q.put_nowait(2)
-    assert issubclass(QueueClosed, ValueError)
+    assert issubclass(QueueClosed, ValueError)  # deprecated, kept for a release
 
 
 def test_qsize_is_exact_at_each_step(queue_factory):
@@ -351,41 +355,55 @@ def test_numpy_arrays_out_of_band_and_writable(queue_factory):
     assert (d["list"][1] == a[1]).all()
 
 
-# -------------------------------------------------------------- close
+# -------------------------------------------------------------- shutdown
 
 
-def test_close_put_raises_get_drains_then_raises(queue_factory):
+def test_shutdown_is_the_stdlib_class() -> None:
+    assert issubclass(QueueClosed, interlock.ShutDown) and issubclass(QueueClosed, ValueError)
+    assert interlock.ShutDown is interlock.errors.ShutDown
+    if sys.version_info >= (3, 13):
+        assert interlock.ShutDown is stdlib_queue.ShutDown
+    else:
+        assert interlock.ShutDown.__name__ == "ShutDown"
+        assert interlock.ShutDown.__mro__[1:] == (Exception, BaseException, object)
+
+
+def test_shutdown_put_raises_get_drains_then_raises(queue_factory):
     q = queue_factory()
     q.put_many([1, 2])
-    assert not q.closed
-    q.close()
-    assert q.closed
-    with pytest.raises(QueueClosed, match="closed"):
+    assert not q.is_shutdown
+    q.shutdown()
+    assert q.is_shutdown
+    with pytest.raises(interlock.ShutDown, match="shut-down"):
         q.put(3)
-    with pytest.raises(QueueClosed):
+    with pytest.raises(interlock.ShutDown):
         q.put_many([3])
-    with pytest.raises(ValueError):  # QueueClosed is a ValueError, like multiprocessing
+    with pytest.raises(interlock.ShutDown):
         q.put_nowait(3)
+    assert q.qsize() == 2
     assert q.get() == 1
     assert q.get_nowait() == 2
-    with pytest.raises(QueueClosed, match="drained"):
+    with pytest.raises(interlock.ShutDown, match="drained"):
         q.get()
-    with pytest.raises(QueueClosed):
+    with pytest.raises(interlock.ShutDown):
         q.get_nowait()
-    with pytest.raises(QueueClosed):
+    with pytest.raises(interlock.ShutDown):
         q.get_many(timeout=1)
-    q.close()  # idempotent
+    with pytest.raises(QueueClosed):  # the deprecated name still catches it
+        q.get(timeout=1)
+    q.shutdown()  # idempotent
+    assert q.is_shutdown
 
 
-def test_iteration_stops_at_close(queue_factory):
+def test_iteration_stops_at_shutdown(queue_factory):
     q = queue_factory()
     q.put_many(range(5))
-    q.close()
+    q.shutdown()
     assert list(q) == [0, 1, 2, 3, 4]
     assert list(q) == []
 
 
-def test_close_wakes_blocked_getters_and_putters(queue_factory):
+def test_shutdown_wakes_blocked_getters_and_putters(queue_factory):
     q_empty = queue_factory()
     q_full = queue_factory(1)
     q_full.put(0)
@@ -396,25 +414,105 @@ def test_close_wakes_blocked_getters_and_putters(queue_factory):
         try:
             fn(*a, timeout=30)
             results.append(("returned", 0.0))
-        except QueueClosed:
-            results.append(("closed", time.monotonic() - t0))
+        except interlock.ShutDown:
+            results.append(("shut down", time.monotonic() - t0))
 
     ts = [threading.Thread(target=call, args=(q_empty.get,)) for _ in range(3)]
     ts += [threading.Thread(target=call, args=(q_full.put, 1)) for _ in range(2)]
     for t in ts:
         t.start()
     time.sleep(0.2)
-    q_empty.close()
-    q_full.close()
+    q_empty.shutdown()
+    q_full.shutdown()
     for t in ts:
         t.join(10)
     assert not any(t.is_alive() for t in ts)
-    assert [r[0] for r in results] == ["closed"] * 5
+    assert [r[0] for r in results] == ["shut down"] * 5
     assert max(r[1] for r in results) < 10
     assert q_full.get() == 0  # what was in stays gettable
 
 
-def test_close_is_seen_by_another_process(backend, queue_factory, mp_ctx):
+def test_shutdown_immediate_discards_and_get_raises_at_once(queue_factory):
+    q = queue_factory()
+    q.put_many(range(5))
+    assert q.get() == 0
+    q.shutdown(immediate=True)
+    assert q.is_shutdown
+    assert q.qsize() == 0 and q.empty() and not q.full()
+    with pytest.raises(interlock.ShutDown):
+        q.get_nowait()
+    with pytest.raises(interlock.ShutDown):
+        q.get(timeout=5)
+    with pytest.raises(interlock.ShutDown):
+        q.put(9)
+    assert list(q) == []
+    assert q.statistics().depth == 0
+
+
+def test_shutdown_then_immediate_still_discards(queue_factory):
+    q = queue_factory()
+    q.put_many([1, 2, 3])
+    q.shutdown()
+    assert q.get() == 1
+    q.shutdown(immediate=True)
+    assert q.qsize() == 0
+    with pytest.raises(interlock.ShutDown):
+        q.get_nowait()
+
+
+def test_shutdown_immediate_wakes_a_blocked_getter(queue_factory):
+    q = queue_factory()
+    out = []
+
+    def get():
+        try:
+            q.get(timeout=30)
+            out.append("item")
+        except interlock.ShutDown:
+            out.append("shut down")
+
+    t = threading.Thread(target=get)
+    t.start()
+    time.sleep(0.2)
+    q.shutdown(immediate=True)
+    t.join(10)
+    assert out == ["shut down"]
+
+
+def test_shutdown_immediate_counts_discarded_items_done(joinable_queue_factory):
+    # queue.Queue.shutdown(immediate=True): the items removed are counted
+    # done, so join() returns once the items taken before are done.
+    q = joinable_queue_factory()
+    q.put_many(["a", "b", "c", "d"])
+    assert q.get() == "a"
+    joined = threading.Event()
+    t = threading.Thread(target=lambda: q.join(timeout=30) and joined.set())
+    t.start()
+    time.sleep(0.2)
+    q.shutdown(immediate=True)
+    assert q.unfinished_tasks == 1  # "a": taken, not yet done
+    assert not joined.wait(0.3)
+    q.task_done()
+    t.join(10)
+    assert joined.is_set()
+    assert q.unfinished_tasks == 0 and q.join(timeout=1)
+    with pytest.raises(ValueError):
+        q.task_done()
+
+
+def test_shutdown_immediate_wakes_join_with_nothing_taken(joinable_queue_factory):
+    q = joinable_queue_factory()
+    q.put_many(range(3))
+    joined = threading.Event()
+    t = threading.Thread(target=lambda: q.join(timeout=30) and joined.set())
+    t.start()
+    time.sleep(0.2)
+    q.shutdown(immediate=True)
+    t.join(10)
+    assert joined.is_set()
+
+
+def test_shutdown_is_seen_by_another_process(backend, queue_factory, mp_ctx):
     q = queue_factory()
     rec_q = queue_factory()
     p = mp_ctx.Process(target=h.get_n, args=(q, 1, rec_q))
@@ -422,15 +520,140 @@ def test_close_is_seen_by_another_process(backend, queue_factory, mp_ctx):
     q.put("only")
     p.join(30)
     assert rec_q.get(timeout=5) == ["only"]
-    q.close()
+    q.shutdown()
     # an unrelated process that knows only where the queue lives and its name
     code = (f"import interlock; q = interlock.connect({backend.url!r}).Queue("
-            f"name={q.name!r}, create=False); print(q.closed)")
+            f"name={q.name!r}, create=False); print(q.is_shutdown)")
     from conftest import run_python
 
     r = run_python(code)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "True"
+
+
+def test_closed_property_is_deprecated(queue_factory):
+    q = queue_factory()
+    with pytest.warns(DeprecationWarning, match="is_shutdown"):
+        assert q.closed is False
+    q.shutdown()
+    with pytest.warns(DeprecationWarning):
+        assert q.closed is True
+    assert q.statistics().closed and q.statistics().is_shutdown
+
+
+# ---------------------------------------------------- close: multiprocessing's
+
+
+def _after_close(q) -> list[str]:
+    """What each call does on a closed queue object: "ok", or the exception's
+    type and message with the queue's repr left out."""
+    out = []
+    calls = [("put", lambda: q.put(1)), ("get", lambda: q.get(timeout=0.2)),
+             ("put_nowait", lambda: q.put_nowait(1)), ("get_nowait", lambda: q.get_nowait()),
+             ("close", q.close), ("join_thread", q.join_thread),
+             ("cancel_join_thread", q.cancel_join_thread)]
+    for name, fn in calls:
+        try:
+            fn()
+            out.append(f"{name}: ok")
+        except Exception as e:
+            msg = re.sub(r"Queue <.*> is closed", "Queue <...> is closed", str(e))
+            out.append(f"{name}: {type(e).__name__}: {msg}")
+    return out
+
+
+@pytest.mark.parametrize("kind", ["Queue", "JoinableQueue"])
+def test_close_is_multiprocessings_side_by_side(backend, kind):
+    make = backend.queue if kind == "Queue" else backend.joinable_queue
+    ours, theirs = make(), getattr(multiprocessing, kind)()
+    try:
+        for q in (ours, theirs):
+            q.put("kept")
+            q.close()
+        assert _after_close(ours) == _after_close(theirs) == [
+            "put: ValueError: Queue <...> is closed", "get: ValueError: Queue <...> is closed",
+            "put_nowait: ValueError: Queue <...> is closed",
+            "get_nowait: ValueError: Queue <...> is closed",
+            "close: ok", "join_thread: ok", "cancel_join_thread: ok"]
+        assert not ours.is_shutdown  # the queue itself is untouched
+        assert ours.qsize() == 1
+    finally:
+        theirs.join_thread()
+
+
+def test_simple_queue_close_is_multiprocessings_side_by_side(backend):
+    ours, theirs = backend.simple_queue(), multiprocessing.SimpleQueue()
+    for q in (ours, theirs):
+        q.put("kept")
+        q.close()
+    for q in (ours, theirs):
+        for fn in (lambda: q.put(1), q.get, q.empty):
+            with pytest.raises(OSError, match="handle is closed"):
+                fn()
+        q.close()  # idempotent
+
+
+def test_close_does_not_affect_other_objects_or_processes(backend, queue_factory):
+    q = queue_factory()
+    other = backend.queue(name=q.name, create=False)  # another handle, this process
+    q.put("before")
+    q.close()
+    other.put("after")  # not closed: another object
+    rec_q = queue_factory()
+    # The closed object, pickled to a spawned process: open there, as
+    # multiprocessing.Queue's copy is.  (A forked child inherits the object
+    # itself, closed, as multiprocessing's does.)
+    p = multiprocessing.get_context("spawn").Process(target=h.get_n, args=(q, 2, rec_q))
+    p.start()
+    p.join(60)
+    assert p.exitcode == 0
+    assert rec_q.get(timeout=5) == ["before", "after"]
+    with pytest.raises(ValueError, match="is closed"):
+        q.put("no")
+
+
+def _idiom_producer(q, idx: int, n: int) -> None:
+    # multiprocessing's idiom, unchanged: put, then close and join the feeder.
+    for s in range(n):
+        q.put((idx, s))
+    q.close()
+    q.join_thread()
+
+
+def _idiom_consumer(q, total: int, out) -> None:
+    got = [q.get(timeout=60) for _ in range(total)]
+    out.put(got)
+
+
+@pytest.mark.parametrize("impl", ["multiprocessing", "interlock"])
+def test_multiprocessing_close_join_thread_idiom_runs_unchanged(impl, backend, mp_ctx_fs):
+    # Several producers each put N items then close(); join_thread(); one
+    # consumer gets exactly all of them, each producer's in order.  The same
+    # program, with multiprocessing's queue, passes the same way.
+    if impl == "multiprocessing":
+        if backend.name != "shm":
+            pytest.skip("the multiprocessing run needs no backend")
+        q, out = mp_ctx_fs.Queue(), mp_ctx_fs.Queue()
+    else:
+        q, out = backend.queue(), backend.queue()
+    nprod, n = 3, 200
+    cons = mp_ctx_fs.Process(target=_idiom_consumer, args=(q, nprod * n, out))
+    cons.start()
+    prods = [mp_ctx_fs.Process(target=_idiom_producer, args=(q, i, n)) for i in range(nprod)]
+    for p in prods:
+        p.start()
+    for p in prods:
+        p.join(60)
+    got = out.get(timeout=60)
+    cons.join(60)
+    assert [p.exitcode for p in prods] == [0] * nprod and cons.exitcode == 0
+    assert sorted(got) == [(i, s) for i in range(nprod) for s in range(n)]  # exactly once
+    for i in range(nprod):
+        assert [s for p, s in got if p == i] == list(range(n))  # FIFO per producer
+    if impl == "multiprocessing":
+        for x in (q, out):
+            x.close()
+            x.join_thread()
 
 
 def test_join_thread_and_cancel_join_thread_are_noops(queue_factory):
@@ -611,7 +834,7 @@ def test_threads_in_one_process(queue_factory):
             while True:
                 try:
                     results[j].append(q.get(timeout=30))
-                except QueueClosed:
+                except interlock.ShutDown:
                     return
         except Exception as e:  # pragma: no cover
             errors.append(e)
@@ -622,7 +845,7 @@ def test_threads_in_one_process(queue_factory):
         t.start()
     for t in ps:
         t.join(60)
-    q.close()
+    q.shutdown()
     for t in cs:
         t.join(60)
     assert not errors
@@ -639,7 +862,7 @@ def test_statistics_snapshot(backend, queue_factory):
     q.put(b"12345678")
     s = q.statistics()
     # what every backend reports
-    assert s.name == q.name and s.depth == 1 and s.maxsize == 5 and not s.closed
+    assert s.name == q.name and s.depth == 1 and s.maxsize == 5 and not s.is_shutdown
     if backend.name == "shm":  # bytes, the ring's locks, attached processes
         assert s.bytes_used == 16 and s.capacity == 1024
         assert s.producer_lock_owner_pid == 0 and s.consumer_lock_owner_pid == 0

@@ -44,7 +44,7 @@ if skip_reason() is None:
     import redis as redis_py
 
     import interlock
-    from interlock import DeadlockError, OwnerDiedWarning, QueueClosed
+    from interlock import DeadlockError, OwnerDiedWarning, QueueClosed, ShutDown
     from interlock._connect import connect
     from interlock.redis import ConnectionLost, LeaseExpired, StateLost
 
@@ -260,24 +260,24 @@ class TestQueueContract:
         t.join(5)
         assert out == ["x"]
 
-    def test_close_then_drain_then_closed(self, r):
+    def test_shutdown_then_drain_then_shut_down(self, r):
         q = r.Queue()
         q.put_many([1, 2, 3])
-        q.close()
-        assert q.closed
-        with pytest.raises(QueueClosed):
+        q.shutdown()
+        assert q.is_shutdown
+        with pytest.raises(ShutDown):
             q.put(4)
-        with pytest.raises(ValueError):  # QueueClosed is a ValueError, as multiprocessing's
+        with pytest.raises(QueueClosed):  # the deprecated name, kept for a release
             q.put(4)
         assert q.get() == 1
         assert list(q) == [2, 3]
-        with pytest.raises(QueueClosed):
+        with pytest.raises(ShutDown):
             q.get()
-        with pytest.raises(QueueClosed):
+        with pytest.raises(ShutDown):
             q.get_nowait()
         assert q.qsize() == 0
 
-    def test_close_wakes_every_blocked_consumer(self, r):
+    def test_shutdown_wakes_every_blocked_consumer(self, r):
         q = r.Queue()
         results: list[str] = []
         lock = threading.Lock()
@@ -286,7 +286,7 @@ class TestQueueContract:
             try:
                 q.get(timeout=20)
                 res = "item"
-            except QueueClosed:
+            except ShutDown:
                 res = "closed"
             with lock:
                 results.append(res)
@@ -295,12 +295,12 @@ class TestQueueContract:
         for t in ts:
             t.start()
         time.sleep(0.3)
-        q.close()
+        q.shutdown()
         for t in ts:
             t.join(10)
         assert results == ["closed"] * 3
 
-    def test_close_wakes_blocked_producer(self, r):
+    def test_shutdown_wakes_blocked_producer(self, r):
         q = r.Queue(maxsize=1)
         q.put(0)
         err: list[BaseException] = []
@@ -314,9 +314,29 @@ class TestQueueContract:
         t = threading.Thread(target=put)
         t.start()
         time.sleep(0.2)
-        q.close()
+        q.shutdown()
         t.join(10)
-        assert len(err) == 1 and isinstance(err[0], QueueClosed)
+        assert len(err) == 1 and isinstance(err[0], ShutDown)
+
+    def test_shutdown_immediate_discards_what_a_dead_consumer_held(self, r):
+        # A consumer that took an item and died (no heartbeat) would have it
+        # reclaimed and delivered again; after shutdown(immediate=True) it is
+        # discarded instead, so join() returns.
+        q = r.JoinableQueue()
+        q.put_many(["a", "b", "c"])
+        name = q.name
+        dead = "dead-consumer"
+        b = q.backend
+        b.call(b.budget(None), "XREADGROUP", "GROUP", "g", dead, "COUNT", 1, "STREAMS",
+               q._keys[1], ">", keys=q._keys[:3])  # took "a", never acknowledges it
+        assert q.unfinished_tasks == 3 and q.qsize() == 2
+        q.shutdown(immediate=True)
+        assert q.qsize() == 0 and q.unfinished_tasks == 0 and q.join(timeout=5)
+        with pytest.raises(ShutDown):
+            q.get(timeout=2)
+        other = r.JoinableQueue(name=name, create=False)
+        with pytest.raises(ShutDown):
+            other.get_nowait()
 
     def test_joinable_task_done_and_join(self, r):
         q = r.JoinableQueue()
@@ -404,7 +424,7 @@ class TestQueueContract:
             p.start()
         for p in ps[:2]:
             p.join(60)
-        q.close()
+        q.shutdown()
         got = out.get(timeout=60) + out.get(timeout=60)
         for p in ps[2:]:
             p.join(30)

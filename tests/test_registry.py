@@ -50,7 +50,7 @@ q = interlock.Queue(name=sys.argv[1], create=False)
 print("ready", flush=True)
 try:
     q.get(timeout=30)
-except interlock.QueueClosed:
+except interlock.ShutDown:
     pass
 """
 
@@ -134,8 +134,15 @@ def test_queue_facts_match_statistics(name: str) -> None:
         assert info.counters == {"put": 5, "got": 2}
         assert info.details["put_total_mod_2_32"] == 5
         assert info.summary == f"depth 3/8, {st.bytes_used} B, 1 producer/1 consumer"  # this process put and got
-        q.close()
-        assert _registry.inspect(name).summary.endswith(", closed")
+        assert not info.details["shutdown"]
+        q.shutdown()
+        info = _registry.inspect(name)
+        assert info.summary.endswith(", shut down") and info.details["shutdown"]
+        assert info.details["closed"]  # the field's 0.1 name, kept
+        q.shutdown(immediate=True)  # discards the 3 items left
+        info = _registry.inspect(name)
+        assert info.summary.startswith("depth 0/8, 0 B")
+        assert info.summary.endswith(", shut down (immediate)")
     finally:
         q.detach()
 
@@ -207,7 +214,7 @@ def test_waiting_consumer(name: str) -> None:
             assert info.details["consumers_waiting"] == 1
             assert info.details["producers_waiting"] == 0
             assert info.summary == "depth 0/∞, 0 B, 1 consumer waiting"
-            q.close()
+            q.shutdown()
             assert p.wait(10) == 0
             wait_for(lambda: _registry.inspect(name).waiters == 0)
         finally:

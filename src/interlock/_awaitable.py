@@ -17,14 +17,14 @@ class AsyncQueueMixin:
 
     async def get_async(self: QueueLike, timeout: float | None = None) -> Any:
         """Remove and return an item, waiting without blocking the loop.
-        Raises ``queue.Empty`` on timeout, ``QueueClosed`` once closed and drained."""
+        Raises ``queue.Empty`` on timeout, ``ShutDown`` once shut down and drained."""
         from . import aio
 
         return await aio.get(self, timeout)
 
     async def put_async(self: QueueLike, item: Any, timeout: float | None = None) -> None:
         """Put an item, waiting for room without blocking the loop.
-        Raises ``queue.Full`` on timeout, ``QueueClosed`` if closed."""
+        Raises ``queue.Full`` on timeout, ``ShutDown`` once shut down."""
         from . import aio
 
         await aio.put(self, item, timeout)

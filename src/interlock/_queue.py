@@ -9,17 +9,22 @@ Items: ``bytes`` and ``bytearray`` travel as they are; anything else is
 pickled with protocol 5, its out-of-band buffers (numpy arrays, ...) copied
 straight into the ring and out into fresh ``bytearray``s on the other side.
 
-Closing: ``close()`` closes the queue for every process. Further ``put()``
-raises :class:`QueueClosed`; ``get()`` returns what was put before the close,
-then raises :class:`QueueClosed`; ``for item in q`` stops there.
+Ending: ``close()`` means what it means in ``multiprocessing``: *this*
+object puts (and gets) no more; other processes are not affected.  The
+queue-wide end of stream is ``shutdown(immediate=False)``, as
+``queue.Queue.shutdown`` (Python 3.13), on every Python: further ``put()``
+raises :data:`ShutDown` in every process; ``get()`` returns what was put
+before, then raises :data:`ShutDown`; ``for item in q`` stops there.
+``shutdown(immediate=True)`` also discards what is left.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+import warnings
 from typing import TYPE_CHECKING, Any, Generic, Iterable, Iterator, TypeVar
 
 from . import _core, _segment
-from .errors import QueueClosed
+from .errors import ShutDown
 from ._shared import SharedObject
 from ._awaitable import AsyncQueueMixin
 
@@ -38,6 +43,7 @@ class QueueStatistics:
     bytes_used: int
     capacity: int
     maxsize: int
+    #: the queue was shut down (``is_shutdown``); the field's old name
     closed: bool
     producers_waiting: int
     consumers_waiting: int
@@ -45,9 +51,14 @@ class QueueStatistics:
     consumer_lock_owner_pid: int
     owner_deaths: int
     attached_pids: tuple[int, ...]
-    #: items ever put / taken, modulo 2**32 (the ring counts in 32 bits)
+    #: items ever put / taken, modulo 2**32 (the ring counts in 32 bits; after
+    #: shutdown(immediate=True) the discarded items count as taken)
     put_total: int = 0
     got_total: int = 0
+    #: ``shutdown()`` was called, by any process (same as ``closed``)
+    is_shutdown: bool = False
+    #: ... with ``immediate=True``: what was left is discarded
+    shutdown_immediate: bool = False
 
 
 def _ring_size(capacity: int) -> int:
@@ -97,7 +108,7 @@ class Queue(_core.Ring, SharedObject, AsyncQueueMixin, Generic[T]):
     Generic in its items for type checkers (``Queue[int]``; at run time
     ``Queue[int]`` is an alias of ``Queue``: put/get stay the C methods).
     ``with Queue() as q:`` detaches this process's handle on exit (the
-    queue lives on while other processes use it); it does not close it.
+    queue lives on while other processes use it); it does not shut it down.
     """
 
     _kind = _segment.KIND_QUEUE
@@ -151,26 +162,61 @@ class Queue(_core.Ring, SharedObject, AsyncQueueMixin, Generic[T]):
         return self
 
     def __exit__(self, *exc: object) -> None:
-        """Detach this process's handle (not ``close()``: other processes may
-        still put and get)."""
+        """Detach this process's handle (not ``shutdown()``: other processes
+        may still put and get)."""
         self.detach()
 
     def _note_role(self, role: int) -> None:
         # Called once per object by the C core, on the first put / get.
         self._seg.note_role(role)
 
+    # -- ending -----------------------------------------------------------
+    def shutdown(self, immediate: bool = False) -> None:
+        """End the queue for every process, as ``queue.Queue.shutdown``
+        (Python 3.13), on every Python.
+
+        Afterwards ``put()`` raises :data:`ShutDown` in every process;
+        ``get()`` returns what was put before, then raises :data:`ShutDown`;
+        blocked getters and putters wake up.  With ``immediate=True`` the
+        items left are discarded (``qsize()`` is 0; a
+        :class:`JoinableQueue` counts them done, so ``join()`` returns) and
+        ``get()`` raises at once.  Idempotent; a later ``immediate=True``
+        still discards.
+
+        When a process dies: the shutdown is one atomic flag, set under the
+        producer lock: a process killed inside ``shutdown()`` has either
+        shut the queue down or not (the lock is taken over by the next
+        producer within about 50 ms).
+        """
+        self._shutdown(immediate)
+
+    @property
+    def is_shutdown(self) -> bool:
+        """True once ``shutdown()`` was called, by any process."""
+        return bool(self._is_shutdown)
+
     # -- multiprocessing.Queue compatibility ---------------------------------
     def close(self) -> None:
-        """Close the queue for every process (see the module docstring)."""
-        self._close()
+        """This process puts no more through this object, as
+        ``multiprocessing.Queue.close()``: later ``put()`` and ``get()`` on
+        it raise ``ValueError("Queue ... is closed")``.  Other processes,
+        and other objects for the same queue, are not affected; the items
+        put stay in the queue.  To end the queue for everyone, use
+        :meth:`shutdown`.  Idempotent."""
+        self._close_here()
 
     @property
     def closed(self) -> bool:
-        """True once ``close()`` was called, by any process."""
-        return bool(self._closed)
+        """Deprecated: ``is_shutdown`` (the name of 0.1, when ``close()``
+        shut the queue down for every process)."""
+        warnings.warn("Queue.closed is deprecated: use Queue.is_shutdown (close() is now "
+                      "process-local, shutdown() ends the queue)", DeprecationWarning,
+                      stacklevel=2)
+        return bool(self._is_shutdown)
 
     def join_thread(self) -> None:
-        """Kept for ``multiprocessing`` compatibility: there is no feeder thread."""
+        """Kept for ``multiprocessing`` compatibility: there is no feeder
+        thread (each ``put()`` is in the queue when it returns)."""
 
     def cancel_join_thread(self) -> None:
         """Kept for ``multiprocessing`` compatibility: there is no feeder thread."""
@@ -186,11 +232,11 @@ class Queue(_core.Ring, SharedObject, AsyncQueueMixin, Generic[T]):
         return int(self._seg.params()[1])
 
     def __iter__(self) -> Iterator[T]:
-        """Yield items until the queue is closed and drained."""
+        """Yield items until the queue is shut down and drained."""
         while True:
             try:
                 yield self.get()
-            except QueueClosed:
+            except ShutDown:
                 return
 
     def statistics(self) -> QueueStatistics:
@@ -212,11 +258,16 @@ class Queue(_core.Ring, SharedObject, AsyncQueueMixin, Generic[T]):
             attached_pids=tuple(pid for pid, _ in self._seg.users()),
             put_total=s["put_count_mod32"],
             got_total=(s["put_count_mod32"] - s["depth"]) % 2**32,
+            is_shutdown=s["closed"],
+            shutdown_immediate=s["immediate"],
         )
 
     def _describe(self) -> str:
         try:
-            return f"name={self.name!r} qsize={self.qsize()}{' closed' if self._closed else ''}"
+            state = " shut down" if self._is_shutdown else ""
+            if self._closed_here:
+                state += " closed here"
+            return f"name={self.name!r} qsize={self.qsize()}{state}"
         except ValueError:
             return f"name={self.name!r} detached"
 
@@ -258,3 +309,16 @@ class SimpleQueue(Queue[T]):
     def __init__(self: SimpleQueue[Any], *, name: str | None = None,
                  capacity: int | None = None, create: bool | None = None) -> None:
         super().__init__(0, name=name, capacity=capacity, create=create)
+
+    def close(self) -> None:
+        """As ``multiprocessing.SimpleQueue.close()``: this object's
+        ``put()``, ``get()`` and ``empty()`` raise ``OSError("handle is
+        closed")`` afterwards.  Other processes are not affected."""
+        self._close_here(True)
+
+    def empty(self) -> bool:
+        """``qsize() == 0`` (``OSError`` once this object is closed, as
+        ``multiprocessing.SimpleQueue``)."""
+        if self._closed_here:
+            raise OSError("handle is closed")
+        return bool(super().empty())

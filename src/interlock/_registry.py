@@ -457,8 +457,10 @@ def describe_queue(mm: mmap.mmap, hdr: Header) -> dict[str, Any]:
         # the threads blocked right now: those are the "waiting" below)
         summary += (f", {producers} producer{'s' if producers != 1 else ''}"
                     f"/{consumers} consumer{'s' if consumers != 1 else ''}")
-    if s["closed"]:
-        summary += ", closed"
+    if s["immediate"]:
+        summary += ", shut down (immediate)"
+    elif s["closed"]:
+        summary += ", shut down"
     if producers_waiting:
         summary += f", {producers_waiting} producer{'s' if producers_waiting > 1 else ''} waiting"
     if consumers_waiting:
@@ -476,7 +478,8 @@ def describe_queue(mm: mmap.mmap, hdr: Header) -> dict[str, Any]:
         "capacity": int(s["capacity"]),
         "ring_size": int(s["size"]),
         "maxsize": maxsize,
-        "closed": bool(s["closed"]),
+        "shutdown": bool(s["closed"]),
+        "closed": bool(s["closed"]),  # its name in 0.1 (when close() shut the queue down)
         # The ring counts records in 32 bits (ring.h, "Positions"): totals wrap.
         "put_total_mod_2_32": put,
         "got_total_mod_2_32": got,

@@ -47,7 +47,7 @@ import time
 from typing import Any, AsyncIterator, Protocol
 
 from . import _core
-from .errors import Empty, Full, QueueClosed
+from .errors import Empty, Full, ShutDown
 # The primitives' async methods, documented here (``interlock.aio`` is their
 # public home; ``_awaitable`` holds them so that the primitives need not
 # import this module).
@@ -344,7 +344,7 @@ class EventLike(Protocol):
 
 async def get(q: QueueLike, timeout: float | None = None) -> Any:
     """Remove and return an item of ``q``, waiting without blocking the loop.
-    Raises ``queue.Empty`` on timeout, ``QueueClosed`` once closed and drained."""
+    Raises ``queue.Empty`` on timeout, ``ShutDown`` once shut down and drained."""
     deadline = _deadline(timeout)
     while True:
         try:
@@ -357,7 +357,7 @@ async def get(q: QueueLike, timeout: float | None = None) -> Any:
 
 async def put(q: QueueLike, item: Any, timeout: float | None = None) -> None:
     """Put an item in ``q``, waiting for room without blocking the loop.
-    Raises ``queue.Full`` on timeout, ``QueueClosed`` if closed."""
+    Raises ``queue.Full`` on timeout, ``ShutDown`` once shut down."""
     deadline = _deadline(timeout)
     need = -1
     while True:
@@ -372,11 +372,11 @@ async def put(q: QueueLike, item: Any, timeout: float | None = None) -> None:
 
 
 async def items(q: QueueLike) -> AsyncIterator[Any]:
-    """``async for``: the items of ``q`` until it is closed and drained."""
+    """``async for``: the items of ``q`` until it is shut down and drained."""
     while True:
         try:
             yield await get(q)
-        except QueueClosed:
+        except ShutDown:
             return
 
 

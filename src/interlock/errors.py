@@ -18,7 +18,8 @@ The tree::
 
     InterlockError
       Empty (queue.Empty)              Full (queue.Full)
-      QueueClosed (queue.ShutDown on 3.13+, ValueError)
+      QueueClosed (ShutDown, ValueError): what a shut-down queue raises;
+                  the name and the ValueError base are deprecated: catch ShutDown
       CorruptionError (ValueError, RuntimeError)
       DeadlockError (RuntimeError)
       LockOrderError (RuntimeError)
@@ -36,6 +37,8 @@ The tree::
       AuthenticationFailed (PermissionError)
       KeyConflict (ValueError)
       ServerError (RuntimeError)       LeaseExpired (RuntimeError)
+    ShutDown: queue.ShutDown on Python 3.13+, before it interlock's own
+              (an Exception); not an InterlockError (the standard class)
     InterlockWarning (Warning)
       OwnerDiedWarning, LockOrderWarning, LockdepWarning, WorkerDiedWarning
                                        (RuntimeWarning)
@@ -51,6 +54,7 @@ __all__ = [
     "InterlockWarning",
     "Empty",
     "Full",
+    "ShutDown",
     "QueueClosed",
     "CorruptionError",
     "DeadlockError",
@@ -99,20 +103,31 @@ class Full(InterlockError, _queue.Full):
     """``put(block=False)`` found no room, or ``put(timeout=...)`` timed out."""
 
 
-# Python 3.13 added queue.ShutDown with exactly our "closed" semantics:
-# put() raises it at once, get() once the queue is drained.
-_CLOSED_BASES: tuple[type[Exception], ...] = (
-    (InterlockError, _queue.ShutDown, ValueError) if hasattr(_queue, "ShutDown")
-    else (InterlockError, ValueError)
-)
+# Python 3.13 added queue.ShutDown, raised by a queue after shutdown(): put()
+# at once, get() once the queue is drained (at once after
+# shutdown(immediate=True)).  interlock's queues have the same shutdown() on
+# every Python; before 3.13 the class is ours, of the same name.
+if hasattr(_queue, "ShutDown"):
+    ShutDown: type[Exception] = _queue.ShutDown
+else:
+    class ShutDown(Exception):  # type: ignore[no-redef]
+        """Raised by a queue after ``shutdown()``: by ``put()`` at once, by
+        ``get()`` once the queue is drained (at once after
+        ``shutdown(immediate=True)``).  ``queue.ShutDown`` itself on Python
+        3.13 and later."""
+
+    ShutDown.__module__ = "interlock.errors"
 
 
-class QueueClosed(*_CLOSED_BASES):  # type: ignore[misc]
-    """The queue was closed: ``put()`` is refused, ``get()`` raises this once
-    everything put before the close has been taken.
+class QueueClosed(InterlockError, ShutDown, ValueError):  # type: ignore[misc, valid-type]
+    """What a shut-down interlock queue raises: a :data:`ShutDown` (catch
+    that), and an :class:`InterlockError`.
 
-    A subclass of ``queue.ShutDown`` (Python >= 3.13) and of ``ValueError``
-    (what ``multiprocessing.Queue.put`` raises after ``close()``).
+    Deprecated name: in 0.1, ``close()`` shut the queue for every process
+    and raised this.  The name stays for one more release (removed in
+    0.3), still a subclass of ``ValueError`` as it was, so that ``except
+    QueueClosed`` keeps working; write ``except interlock.ShutDown``
+    (``queue.ShutDown`` on 3.13+).
     """
 
 

@@ -32,10 +32,10 @@ How it runs (docs/design/pipeline.md has the whole protocol):
 - Stage workers loop ``get -> fn -> put``.  A *function* stage maps one item
   to one result; a *generator function* stage maps one item to zero or more
   (they are numbered below the item's own number, so order still holds).
-- End of input is ``Queue.close()``: the feeder closes the first queue when
-  the source is exhausted; each worker of a stage stops when its input queue
-  is closed and drained; when every worker of stage k has exited normally the
-  parent closes queue k+1.  N workers upstream therefore never signal the end
+- End of input is ``Queue.shutdown()``: the feeder shuts the first queue
+  down when the source is exhausted; each worker of a stage stops when its
+  input queue is shut down and drained; when every worker of stage k has
+  exited normally the parent shuts queue k+1 down.  N workers upstream therefore never signal the end
   early, and no sentinel counting is needed.
 - Errors: a worker that raises reports the exception and its formatted
   traceback on a control queue and exits; the parent stops everything and
@@ -57,7 +57,8 @@ How it runs (docs/design/pipeline.md has the whole protocol):
   keeps a copy of what each worker holds; "fail" costs nothing.
 
 - Ctrl-C (SIGINT to the parent), an error, a death in ``"fail"`` mode, or the
-  caller leaving the loop early all abort: every queue is closed, workers are
+  caller leaving the loop early all abort: every queue is shut down
+  (``immediate=True``: what is left is dropped), workers are
   terminated (SIGTERM, then SIGKILL after ``abort_timeout``), and every
   segment is removed when the parent detaches (dead workers' slots are swept).
   Workers ignore SIGINT: a terminal's Ctrl-C reaches the whole process group,
@@ -81,7 +82,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
-from .errors import Empty, QueueClosed, RemoteTraceback, WorkerDiedError, WorkerDiedWarning
+from .errors import Empty, RemoteTraceback, ShutDown, WorkerDiedError, WorkerDiedWarning
 from ._progress import ProgressBoard, StageProgress
 from ._queue import Queue
 
@@ -89,7 +90,7 @@ __all__ = ["Pipeline", "StageProgress", "WorkerDiedError", "WorkerDiedWarning", 
 
 _DEATH_MODES = ("fail", "restart", "retry")
 _POLL = 0.05  # seconds: how often the parent looks at workers when no result comes
-# ... and once the whole input is in (the feeder closed the first queue): the
+# ... and once the whole input is in (the feeder shut the first queue down): the
 # stages are about to end one after the other, and each end is noticed by
 # looking at the workers' exit codes, so look often (a few wake-ups).
 _TAIL_POLL = 0.002
@@ -176,7 +177,7 @@ def _put(q: Queue[Any], msg: Any, ppid: int) -> bool:
         try:
             q.put(msg, timeout=_IDLE)
             return True
-        except QueueClosed:
+        except ShutDown:
             return False  # the pipeline is aborting
         except Exception as e:
             if type(e).__name__ != "Full":
@@ -223,7 +224,7 @@ def _worker_loop(spec: _WorkerSpec) -> None:
                 if _parent_gone(spec.ppid):
                     return
                 continue
-            except QueueClosed:
+            except ShutDown:
                 return
         start, items = msg
         counters[base + 1] = start if start is not None else _first(items[0][0])
@@ -311,7 +312,7 @@ class _Stage:
     procs: list[Any] = field(default_factory=list)  # index -> Process
     hands: list[Queue[Any] | None] = field(default_factory=list)
     slots: list[int] = field(default_factory=list)
-    finished: bool = False  # every worker exited after its input closed
+    finished: bool = False  # every worker exited after its input was shut down
 
 
 class Pipeline:
@@ -426,7 +427,7 @@ class Pipeline:
         self._all_queues: list[Queue[Any]] = []
         #: Source items taken so far (read it to watch backpressure work).
         self.fed = 0
-        self._input_done = False  # the feeder has closed the first queue
+        self._input_done = False  # the feeder has shut the first queue down
         #: Keys of items dropped because the worker holding them died
         #: (``on_worker_death="restart"``).
         self.lost: list[Any] = []
@@ -607,7 +608,7 @@ class Pipeline:
                     try:
                         q.put(self._unsent, timeout=_POLL)
                         self._unsent = None
-                    except QueueClosed:
+                    except ShutDown:
                         return
                     except Exception as e:
                         if type(e).__name__ != "Full":
@@ -619,9 +620,9 @@ class Pipeline:
                             return
                 if self._exhausted:
                     break  # the source is exhausted
-            q.close()
+            q.shutdown()
             self._input_done = True
-        except QueueClosed:
+        except ShutDown:
             return
         except BaseException as e:  # noqa: BLE001 - re-raised in the caller
             self._feed_error = e
@@ -653,7 +654,7 @@ class Pipeline:
                 msgs = results.get_many(64, timeout=_TAIL_POLL if self._input_done else _POLL)
             except Empty:
                 msgs = []
-            except QueueClosed:
+            except ShutDown:
                 closed = True
                 msgs = []
             for start, items in msgs:
@@ -750,8 +751,8 @@ class Pipeline:
             p.join()
             self._worker_died(k, i, p, skipped)
         self._respawn_pending()
-        # Close queue k+1 once every worker of stage k is gone after its
-        # input was closed (stages end in order).
+        # Shut queue k+1 down once every worker of stage k is gone after its
+        # input was shut down (stages end in order).
         for k, s in enumerate(self._stages):
             if s.finished:
                 continue
@@ -762,14 +763,14 @@ class Pipeline:
             s.finished = True
             nxt = self._stages[k + 1].inq if k + 1 < len(self._stages) else self._results_q
             assert nxt is not None
-            nxt.close()
+            nxt.shutdown()
         self._progress.update(self._progress_rows())
 
     def _check_control(self) -> None:
         assert self._control is not None
         try:
             msg = self._control.get_nowait()
-        except (Empty, QueueClosed):
+        except (Empty, ShutDown):
             return
         _, k, i, key, payload, text, tb = msg
         exc: BaseException
@@ -799,7 +800,7 @@ class Pipeline:
         if hand is not None:
             try:
                 held_msg = hand.get_nowait()
-            except (Empty, QueueClosed):
+            except (Empty, ShutDown):
                 held_msg = None
         held_keys = _msg_keys(held_msg) if held_msg is not None else []
         what = (f"holding {held_n} item(s) from #{held_first}" if held_n
@@ -870,8 +871,8 @@ class Pipeline:
         self._stop.set()
         for q in self._all_queues:
             try:
-                q.close()
-            except ValueError:
+                q.shutdown(immediate=True)
+            except ValueError:  # already detached
                 pass
         self._terminate()
         self._stop_feeder()

@@ -10,7 +10,7 @@
 Semantics are those of the local objects wherever a server allows; the
 differences (at-least-once delivery, leases, fencing tokens) are set out in
 ``docs/design/redis.md`` and in the docstrings of each class.  Errors:
-``queue.Empty``/``queue.Full``/``QueueClosed``/``DeadlockError``/
+``queue.Empty``/``queue.Full``/``ShutDown``/``DeadlockError``/
 ``OwnerDiedWarning`` as locally, plus :class:`ConnectionLost` (server
 unreachable, connection dropped), :class:`StateLost` (the server forgot the
 object, e.g. restarted without persistence), :class:`RolledBack` (its state

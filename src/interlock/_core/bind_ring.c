@@ -27,7 +27,29 @@
 
 typedef struct {
     ShmObject base;
+    /* close() on this object (multiprocessing's "this process puts no
+     * more"): 0 open; else put and get through this object raise at once
+     * (CLOSED_VALUE: ValueError "Queue <...> is closed", as
+     * multiprocessing.Queue; CLOSED_OS: OSError "handle is closed", as
+     * multiprocessing.SimpleQueue).  Process-local: the shared ring and
+     * other processes' objects are not touched. */
+    unsigned char closed_here;
 } RingObject; /* base.roles: 1: this object has put, 2: has got (told to _note_role once) */
+
+enum { CLOSED_VALUE = 1, CLOSED_OS = 2 };
+
+/* The one check of closed_here, at the entry of every put and get: one
+ * predictable branch. */
+static inline int check_open(RingObject *self)
+{
+    if (__builtin_expect(!self->closed_here, 1))
+        return 0;
+    if (self->closed_here == CLOSED_OS)
+        PyErr_SetString(PyExc_OSError, "handle is closed");
+    else
+        PyErr_Format(PyExc_ValueError, "Queue %R is closed", (PyObject *)self);
+    return -1;
+}
 
 static PyObject *str_note_role; /* interned at init: il_ring_init */
 
@@ -63,9 +85,7 @@ static int cond_room(void *r, uint64_t need) { return il_ring_writable((il_ring_
 
 static int cond_all_done(void *p, uint64_t unused)
 {
-    il_ring_t *r = (il_ring_t *)p;
-    return IL_CNT(atomic_load_explicit(&r->tail, memory_order_acquire)) ==
-           atomic_load_explicit(&r->done, memory_order_acquire);
+    return il_ring_unfinished((il_ring_t *)p) <= 0;
 }
 
 /* Notify after a publish.  Wakes that wake nobody are normal now and then
@@ -156,9 +176,9 @@ static int ring_lock_side(RingObject *self, il_mutex_t *m, int64_t deadline)
     return -1;
 }
 
-static PyObject *raise_closed(const char *what)
+static PyObject *raise_shut_down(const char *what)
 {
-    PyErr_Format(il_QueueClosed, "%s on a closed queue", what);
+    PyErr_Format(il_QueueClosed, "%s on a shut-down queue", what);
     return NULL;
 }
 
@@ -185,9 +205,11 @@ static Py_ssize_t ring_put_msgs(RingObject *self, msg_t *m, Py_ssize_t n, int64_
         uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
         uint64_t t = tail;
         Py_ssize_t k = done;
-        if (atomic_load_explicit(&r->flags, memory_order_relaxed) & IL_RING_CLOSED) {
+        /* relaxed: flags is set under plock (Ring_shutdown), ordered by
+         * the lock's acquire like tail. */
+        if (atomic_load_explicit(&r->flags, memory_order_relaxed) & IL_RING_SHUTDOWN) {
             il_mutex_unlock(&r->plock);
-            raise_closed("put()");
+            raise_shut_down("put()");
             return done;
         }
         if (all_or_nothing) {
@@ -251,7 +273,7 @@ static PyObject *Ring_put(RingObject *self, PyObject *const *args, Py_ssize_t na
             il_parse_timeout(IL_TO_QUEUE, a[1], a[2], &deadline) < 0)
             return NULL;
     }
-    if (shm_check((ShmObject *)self) < 0)
+    if (shm_check((ShmObject *)self) < 0 || check_open(self) < 0)
         return NULL;
     msg_t m;
     if (il_msg_prepare(RING(self), a[0], &m) < 0)
@@ -266,7 +288,7 @@ static PyObject *Ring_put(RingObject *self, PyObject *const *args, Py_ssize_t na
 
 static PyObject *Ring_put_nowait(RingObject *self, PyObject *obj)
 {
-    if (shm_check((ShmObject *)self) < 0)
+    if (shm_check((ShmObject *)self) < 0 || check_open(self) < 0)
         return NULL;
     msg_t m;
     if (il_msg_prepare(RING(self), obj, &m) < 0)
@@ -287,7 +309,8 @@ static PyObject *Ring_put_many(RingObject *self, PyObject *const *args, Py_ssize
     PyObject *a[3];
     int64_t deadline;
     if (il_parse_args("put_many", args, nargs, kwnames, put_many_names, 3, 1, a) < 0 ||
-        il_parse_timeout(IL_TO_QUEUE, a[1], a[2], &deadline) < 0 || shm_check((ShmObject *)self) < 0)
+        il_parse_timeout(IL_TO_QUEUE, a[1], a[2], &deadline) < 0 || shm_check((ShmObject *)self) < 0 ||
+        check_open(self) < 0)
         return NULL;
     PyObject *seq = PySequence_Fast(a[0], "put_many() expects an iterable of items");
     if (!seq)
@@ -359,9 +382,16 @@ static Py_ssize_t ring_get_raw_(RingObject *self, raw_t *out, Py_ssize_t max, in
             return -1;
         }
         IL_CRASH(RING_GET_LOCKED);
-        /* acquire: see the close only together with every put before it
-         * (close happens under plock after them); read before tail. */
+        /* acquire: see the shutdown only together with every put before it
+         * (it is set under plock after them); read before tail. */
         uint32_t flags = atomic_load_explicit(&r->flags, memory_order_acquire);
+        if (flags & IL_RING_IMMEDIATE) {
+            /* shutdown(immediate=True): what is left is discarded; consume
+             * nothing (il_ring_unfinished counts it done). */
+            il_mutex_unlock(&r->clock);
+            PyErr_SetString(il_QueueClosed, "get() on a queue shut down with immediate=True");
+            return -1;
+        }
         /* relaxed: under clock, head was last written by a clock holder. */
         uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
         uint64_t h = head;
@@ -396,8 +426,8 @@ static Py_ssize_t ring_get_raw_(RingObject *self, raw_t *out, Py_ssize_t max, in
         }
         if (PyErr_Occurred())
             return -1;
-        if (flags & IL_RING_CLOSED) {
-            PyErr_SetString(il_QueueClosed, "get() on a closed queue: it is closed and drained");
+        if (flags & IL_RING_SHUTDOWN) {
+            PyErr_SetString(il_QueueClosed, "get() on a shut-down queue: it is shut down and drained");
             return -1;
         }
         if (deadline == 0) {
@@ -426,7 +456,7 @@ static PyObject *Ring_get(RingObject *self, PyObject *const *args, Py_ssize_t na
             il_parse_timeout(IL_TO_QUEUE, a[0], a[1], &deadline) < 0)
             return NULL;
     }
-    if (shm_check((ShmObject *)self) < 0)
+    if (shm_check((ShmObject *)self) < 0 || check_open(self) < 0)
         return NULL;
     raw_t x;
     if (ring_get_raw(self, &x, 1, deadline) < 0)
@@ -436,7 +466,7 @@ static PyObject *Ring_get(RingObject *self, PyObject *const *args, Py_ssize_t na
 
 static PyObject *Ring_get_nowait(RingObject *self, PyObject *unused)
 {
-    if (shm_check((ShmObject *)self) < 0)
+    if (shm_check((ShmObject *)self) < 0 || check_open(self) < 0)
         return NULL;
     raw_t x;
     if (ring_get_raw(self, &x, 1, 0) < 0)
@@ -452,7 +482,8 @@ static PyObject *Ring_get_many(RingObject *self, PyObject *const *args, Py_ssize
     PyObject *a[3];
     int64_t deadline;
     if (il_parse_args("get_many", args, nargs, kwnames, get_many_names, 3, 0, a) < 0 ||
-        il_parse_timeout(IL_TO_QUEUE, a[1], a[2], &deadline) < 0 || shm_check((ShmObject *)self) < 0)
+        il_parse_timeout(IL_TO_QUEUE, a[1], a[2], &deadline) < 0 || shm_check((ShmObject *)self) < 0 ||
+        check_open(self) < 0)
         return NULL;
     Py_ssize_t max = 1024;
     if (a[0] && a[0] != Py_None) {
@@ -537,25 +568,37 @@ static PyObject *Ring_get_many(RingObject *self, PyObject *const *args, Py_ssize
 
 /* ------------------------------------------------------------ state */
 
+/* The items and bytes in the queue at this instant: none once it is shut
+ * down with immediate=True (what the ring still holds is discarded). */
+static inline void ring_depth(il_ring_t *r, uint32_t *count, uint32_t *used)
+{
+    /* acquire, head first: the tail we read after it is never behind it.
+     * flags last: an IMMEDIATE that lands after our reads only makes the
+     * snapshot one instant older. */
+    uint64_t h = atomic_load_explicit(&r->head, memory_order_acquire);
+    uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
+    if (atomic_load_explicit(&r->flags, memory_order_acquire) & IL_RING_IMMEDIATE)
+        h = t;
+    *count = IL_CNT(t) - IL_CNT(h);
+    *used = IL_POS(t) - IL_POS(h);
+}
+
 static PyObject *Ring_qsize(RingObject *self, PyObject *unused)
 {
     if (shm_check((ShmObject *)self) < 0)
         return NULL;
-    il_ring_t *r = RING(self);
-    /* acquire, head first: the tail we read after it is never behind it. */
-    uint64_t h = atomic_load_explicit(&r->head, memory_order_acquire);
-    uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
-    return PyLong_FromUnsignedLong((uint32_t)(IL_CNT(t) - IL_CNT(h)));
+    uint32_t count, used;
+    ring_depth(RING(self), &count, &used);
+    return PyLong_FromUnsignedLong(count);
 }
 
 static PyObject *Ring_empty(RingObject *self, PyObject *unused)
 {
     if (shm_check((ShmObject *)self) < 0)
         return NULL;
-    il_ring_t *r = RING(self);
-    uint64_t h = atomic_load_explicit(&r->head, memory_order_acquire);
-    uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
-    return PyBool_FromLong(IL_CNT(t) == IL_CNT(h));
+    uint32_t count, used;
+    ring_depth(RING(self), &count, &used);
+    return PyBool_FromLong(count == 0);
 }
 
 static PyObject *Ring_full(RingObject *self, PyObject *unused)
@@ -563,44 +606,84 @@ static PyObject *Ring_full(RingObject *self, PyObject *unused)
     if (shm_check((ShmObject *)self) < 0)
         return NULL;
     il_ring_t *r = RING(self);
-    uint64_t h = atomic_load_explicit(&r->head, memory_order_acquire);
-    uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
-    uint32_t count = IL_CNT(t) - IL_CNT(h);
-    uint32_t used = IL_POS(t) - IL_POS(h);
+    uint32_t count, used;
+    ring_depth(r, &count, &used);
     /* Full: no room for another item, counting the smallest record (8 B:
      * a header and an empty payload). */
     return PyBool_FromLong(count >= r->maxsize || used + 8 > r->capacity);
 }
 
-static PyObject *Ring_close(RingObject *self, PyObject *unused)
+static const char *const shutdown_names[] = {"immediate"};
+
+/* shutdown(immediate=False): the queue-wide end of stream, queue.Queue's
+ * (3.13).  One fetch_or under plock is the whole change of state (ring.h's
+ * table of the flags bits); the wake-ups after it only hasten what every
+ * sleeper sees at the end of its slice anyway. */
+static PyObject *Ring_shutdown(RingObject *self, PyObject *const *args, Py_ssize_t nargs,
+                               PyObject *kwnames)
 {
-    if (shm_check((ShmObject *)self) < 0)
+    PyObject *a[1];
+    if (il_parse_args("shutdown", args, nargs, kwnames, shutdown_names, 1, 0, a) < 0 ||
+        shm_check((ShmObject *)self) < 0)
+        return NULL;
+    int immediate = a[0] ? PyObject_IsTrue(a[0]) : 0;
+    if (immediate < 0)
         return NULL;
     il_ring_t *r = RING(self);
-    /* Under plock: every put that committed before the close is published
-     * before the flag; consumers read the flag before tail (ring_get_raw). */
+    /* Under plock: every put that committed before the shutdown is
+     * published before the flag, and none commits after it (a producer
+     * checks the flag under plock); consumers read the flag before tail
+     * (ring_get_raw).  plock is held for no more than the fetch_or: a
+     * process killed here leaves the flag set or not, never half (the
+     * discard of immediate=True is the IMMEDIATE bit itself: nothing is
+     * freed or counted under the lock, see il_ring_unfinished). */
     int lr = ring_lock_side(self, &r->plock, IL_FOREVER);
     if (lr != 0)
         return NULL;
-    IL_CRASH(RING_CLOSE_LOCKED);
-    /* release: pairs with the consumers' acquire load of flags. */
-    atomic_fetch_or_explicit(&r->flags, IL_RING_CLOSED, memory_order_release);
+    IL_CRASH(RING_SHUTDOWN_LOCKED);
+    /* release: pairs with the consumers' acquire load of flags, which then
+     * see every tail published before it. */
+    atomic_fetch_or_explicit(&r->flags, IL_RING_SHUTDOWN | (immediate ? IL_RING_IMMEDIATE : 0u),
+                             memory_order_release);
+    IL_CRASH(RING_SHUTDOWN_SET);
     il_mutex_unlock(&r->plock);
-    /* Wake every sleeper on both sides unconditionally: they must see the close. */
+    /* Wake every sleeper on both sides unconditionally: they must see the
+     * flag.  release: the seq bump is ordered after the flag, so a sleeper
+     * that sees the new seq sees the flag. */
     atomic_fetch_add_explicit(&r->not_empty.seq, 1, memory_order_release);
     il_futex_wake(&r->not_empty.seq, INT32_MAX);
     atomic_fetch_add_explicit(&r->not_full.seq, 1, memory_order_release);
     il_futex_wake(&r->not_full.seq, INT32_MAX);
+    if (immediate) /* the discarded items count as done: join() may return */
+        il_ec_notify(&r->all_done, INT32_MAX);
     Py_RETURN_NONE;
 }
 
-static PyObject *Ring_get_closed(RingObject *self, void *unused)
+static PyObject *Ring_get_is_shutdown(RingObject *self, void *unused)
 {
     if (shm_check((ShmObject *)self) < 0)
         return NULL;
-    /* acquire: a caller that sees closed sees the final tail too */
+    /* acquire: a caller that sees the flag sees the final tail too */
     return PyBool_FromLong(atomic_load_explicit(&RING(self)->flags, memory_order_acquire) &
-                           IL_RING_CLOSED);
+                           IL_RING_SHUTDOWN);
+}
+
+/* _close_here(os_error=False): close() for this object only (see
+ * closed_here).  No shared state is touched, so nothing to lose if the
+ * process dies here. */
+static PyObject *Ring_close_here(RingObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    int os_error = nargs > 0 ? PyObject_IsTrue(args[0]) : 0;
+    if (os_error < 0)
+        return NULL;
+    if (!self->closed_here)
+        self->closed_here = os_error ? CLOSED_OS : CLOSED_VALUE;
+    Py_RETURN_NONE;
+}
+
+static PyObject *Ring_get_closed_here(RingObject *self, void *unused)
+{
+    return PyBool_FromLong(self->closed_here != 0);
 }
 
 static PyObject *Ring_task_done(RingObject *self, PyObject *unused)
@@ -612,8 +695,13 @@ static PyObject *Ring_task_done(RingObject *self, PyObject *unused)
      * pairs with join()'s prepare. */
     uint32_t d = atomic_load_explicit(&r->done, memory_order_relaxed);
     for (;;) {
+        /* Tasks are the items put; after shutdown(immediate=True) only the
+         * items taken (the rest were discarded as done): il_ring_unfinished.
+         * acquire: as there. */
         uint32_t put = IL_CNT(atomic_load_explicit(&r->tail, memory_order_acquire));
-        if (d == put) {
+        if (atomic_load_explicit(&r->flags, memory_order_acquire) & IL_RING_IMMEDIATE)
+            put = IL_CNT(atomic_load_explicit(&r->head, memory_order_acquire));
+        if ((int32_t)(put - d) <= 0) {
             PyErr_SetString(PyExc_ValueError, "task_done() called too many times");
             return NULL;
         }
@@ -651,17 +739,15 @@ static PyObject *Ring_unfinished_tasks(RingObject *self, void *unused)
 {
     if (shm_check((ShmObject *)self) < 0)
         return NULL;
-    il_ring_t *r = RING(self);
-    uint32_t d = atomic_load_explicit(&r->done, memory_order_acquire);
-    uint32_t put = IL_CNT(atomic_load_explicit(&r->tail, memory_order_acquire));
-    return PyLong_FromUnsignedLong(put - d);
+    int32_t n = il_ring_unfinished(RING(self));
+    return PyLong_FromLong(n > 0 ? n : 0);
 }
 
 static const char *const wait_names[] = {"nbytes", "timeout"};
 
 /* _wait_readable(timeout=None) / _wait_writable(nbytes, timeout=None): block
  * (GIL released) until a get / a put of nbytes may succeed, or the queue is
- * closed; False on timeout.  Consume nothing: the asyncio layer waits with
+ * shut down; False on timeout.  Consume nothing: the asyncio layer waits with
  * these in a helper thread and does the get/put in the loop's thread, so a
  * cancelled coroutine never holds an item.
  *
@@ -726,17 +812,19 @@ static PyObject *Ring_stats(RingObject *self, PyObject *unused)
     if (shm_check((ShmObject *)self) < 0)
         return NULL;
     il_ring_t *r = RING(self);
-    uint64_t h = atomic_load_explicit(&r->head, memory_order_acquire);
     uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
+    uint32_t depth, used;
+    ring_depth(r, &depth, &used);
+    /* relaxed: a snapshot for display */
+    uint32_t flags = atomic_load_explicit(&r->flags, memory_order_relaxed);
     PyObject *pl = il_mutex_stats_dict(&r->plock), *cl = il_mutex_stats_dict(&r->clock);
     PyObject *d = Py_BuildValue(
-        "{s:K,s:K,s:K,s:I,s:I,s:I,s:O,s:O,s:N,s:N,s:I,s:I}", "size", (unsigned long long)r->size,
-        "capacity", (unsigned long long)r->capacity, "maxsize", (unsigned long long)r->maxsize,
-        "depth", (unsigned)(IL_CNT(t) - IL_CNT(h)), "bytes_used",
-        (unsigned)(IL_POS(t) - IL_POS(h)), "put_count_mod32", (unsigned)IL_CNT(t), "closed",
-        (atomic_load_explicit(&r->flags, memory_order_relaxed) & IL_RING_CLOSED) ? Py_True
-                                                                                  : Py_False,
-        "unused", Py_None, "producer_lock", pl, "consumer_lock", cl, "consumers_sleeping",
+        "{s:K,s:K,s:K,s:I,s:I,s:I,s:O,s:O,s:O,s:N,s:N,s:I,s:I}", "size",
+        (unsigned long long)r->size, "capacity", (unsigned long long)r->capacity, "maxsize",
+        (unsigned long long)r->maxsize, "depth", (unsigned)depth, "bytes_used", (unsigned)used,
+        "put_count_mod32", (unsigned)IL_CNT(t), "closed",
+        (flags & IL_RING_SHUTDOWN) ? Py_True : Py_False, "immediate",
+        (flags & IL_RING_IMMEDIATE) ? Py_True : Py_False, "unused", Py_None, "producer_lock", pl, "consumer_lock", cl, "consumers_sleeping",
         atomic_load_explicit(&r->not_empty.waiters, memory_order_relaxed), "producers_sleeping",
         atomic_load_explicit(&r->not_full.waiters, memory_order_relaxed));
     if (d)
@@ -854,9 +942,9 @@ static PyMethodDef Ring_methods[] = {
      "block=False, do not wait.\n\n"
      "Raises:\n"
      "    queue.Full: no room in time (at once with block=False).\n"
-     "    QueueClosed: the queue is closed.\n"
-     "    ValueError: the item can never fit (larger than the capacity), or a negative "
-     "timeout.\n"
+     "    ShutDown: the queue was shut down (shutdown(), by any process).\n"
+     "    ValueError: the item can never fit (larger than the capacity), a negative "
+     "timeout, or close() was called on this object.\n"
      "    TypeError: timeout is not a number; an unpicklable item's pickling error "
      "propagates as it is.\n\n"
      "If a process dies: a producer killed inside put() leaves its item wholly in the "
@@ -865,7 +953,7 @@ static PyMethodDef Ring_methods[] = {
     {"put_nowait", (PyCFunction)Ring_put_nowait, METH_O,
      "put_nowait($self, obj, /)\n--\n\n"
      "put(obj, block=False): raises queue.Full at once if there is no room, "
-     "QueueClosed if the queue is closed."},
+     "ShutDown if the queue was shut down."},
     {"put_many", (PyCFunction)(void (*)(void))Ring_put_many, METH_FASTCALL | METH_KEYWORDS,
      "put_many($self, items, block=True, timeout=None)\n--\n\n"
      "Put every item of an iterable, in order, under as few lock round trips as room "
@@ -874,8 +962,8 @@ static PyMethodDef Ring_methods[] = {
      "Raises:\n"
      "    queue.Full: timed out (the items put before the timeout stay in the queue), or "
      "not all fit with block=False.\n"
-     "    QueueClosed: the queue is closed.\n"
-     "    ValueError: an item can never fit.\n\n"
+     "    ShutDown: the queue was shut down.\n"
+     "    ValueError: an item can never fit, or close() was called on this object.\n\n"
      "If a process dies: each item is published on its own; a producer killed midway "
      "leaves a prefix of the items in the queue, each whole."},
     {"get", (PyCFunction)(void (*)(void))Ring_get, METH_FASTCALL | METH_KEYWORDS,
@@ -883,9 +971,9 @@ static PyMethodDef Ring_methods[] = {
      "Remove and return the oldest item.\n\n"
      "Raises:\n"
      "    queue.Empty: no item in time (at once with block=False).\n"
-     "    QueueClosed: the queue is closed and every item put before the close has "
-     "been taken.\n"
-     "    ValueError: a negative timeout.\n"
+     "    ShutDown: the queue was shut down and every item put before has been taken "
+     "(at once after shutdown(immediate=True)).\n"
+     "    ValueError: a negative timeout, or close() was called on this object.\n"
      "    TypeError: timeout is not a number. An unpickling error propagates as it is "
      "(the item is consumed).\n\n"
      "If a process dies: a consumer killed inside get() either took the item or left "
@@ -894,14 +982,14 @@ static PyMethodDef Ring_methods[] = {
     {"get_nowait", (PyCFunction)Ring_get_nowait, METH_NOARGS,
      "get_nowait($self, /)\n--\n\n"
      "get(block=False): raises queue.Empty at once if the queue is empty, "
-     "QueueClosed if it is closed and drained."},
+     "ShutDown if it is shut down and drained."},
     {"get_many", (PyCFunction)(void (*)(void))Ring_get_many, METH_FASTCALL | METH_KEYWORDS,
      "get_many($self, max_items=1024, block=True, timeout=None)\n--\n\n"
      "Wait for at least one item, then return a list of up to max_items, oldest "
      "first, taken under one lock round trip.\n\n"
      "Raises:\n"
      "    queue.Empty: no item in time.\n"
-     "    QueueClosed: closed and drained.\n"
+     "    ShutDown: shut down and drained.\n"
      "    ValueError: max_items < 1. If an item fails to unpickle, the error carries "
      "the batch's good items in its .items attribute.\n\n"
      "If a process dies: as for get(); a consumer killed midway has taken all of the "
@@ -912,7 +1000,9 @@ static PyMethodDef Ring_methods[] = {
      "empty($self, /)\n--\n\nqsize() == 0."},
     {"full", (PyCFunction)Ring_full, METH_NOARGS,
      "full($self, /)\n--\n\nTrue if no further item fits (count or bytes)."},
-    {"_close", (PyCFunction)Ring_close, METH_NOARGS, NULL},
+    {"_shutdown", (PyCFunction)(void (*)(void))Ring_shutdown, METH_FASTCALL | METH_KEYWORDS,
+     NULL},
+    {"_close_here", (PyCFunction)(void (*)(void))Ring_close_here, METH_FASTCALL, NULL},
     {"_task_done", (PyCFunction)Ring_task_done, METH_NOARGS, NULL},
     {"_join", (PyCFunction)(void (*)(void))Ring_join, METH_FASTCALL | METH_KEYWORDS, NULL},
     {"_stats", (PyCFunction)Ring_stats, METH_NOARGS, NULL},
@@ -924,7 +1014,8 @@ static PyMethodDef Ring_methods[] = {
     {NULL}};
 
 static PyGetSetDef Ring_getset[] = {
-    {"_closed", (getter)Ring_get_closed, NULL, NULL, NULL},
+    {"_is_shutdown", (getter)Ring_get_is_shutdown, NULL, NULL, NULL},
+    {"_closed_here", (getter)Ring_get_closed_here, NULL, NULL, NULL},
     {"_unfinished_tasks", (getter)Ring_unfinished_tasks, NULL, NULL, NULL},
     {NULL}};
 

@@ -37,7 +37,8 @@
     X(RING_GET_COPIED, "ring.get.copied", "record copied out, head not published")          \
     X(RING_GET_PUBLISHED, "ring.get.published", "head published, consumer lock still held") \
     X(RING_GET_UNLOCKED, "ring.get.unlocked", "lock released, producers not woken")         \
-    X(RING_CLOSE_LOCKED, "ring.close.locked", "producer lock held, closed flag not set")    \
+    X(RING_SHUTDOWN_LOCKED, "ring.shutdown.locked", "producer lock held, shutdown flag not set") \
+    X(RING_SHUTDOWN_SET, "ring.shutdown.set", "shutdown flag set, producer lock still held") \
     X(MUTEX_LOCKED, "mutex.locked", "lock word taken, owner hints not written")             \
     X(MUTEX_UNLOCK_BEGIN, "mutex.unlock.begin", "about to release")                         \
     X(MUTEX_UNLOCK_RELEASED, "mutex.unlock.released", "word released, waiters not woken")  \

@@ -31,10 +31,10 @@
  *   I4  cached_head (under plock) and cached_tail (under clock) lag the real
  *       words: they only ever make a side think there is less room / data
  *
- * put:  plock; check closed, room (cached_head, then head); write header and
+ * put:  plock; check shutdown, room (cached_head, then head); write header and
  *       payload at pos(tail); tail := tail + (1, record size) [release];
  *       unlock; notify not_empty.
- * get:  clock; check data (cached_tail, then tail); read header, copy the
+ * get:  clock; check IMMEDIATE, data (cached_tail, then tail); read header, copy the
  *       payload out; head := head + (1, record size) [release]; unlock;
  *       notify not_full.
  *
@@ -55,7 +55,19 @@
 #define IL_RING_MAGIC 0x474e4952u /* "RING" */
 #define IL_RING_VERSION 1u
 #define IL_RING_MAX_SIZE (1u << 30)
-#define IL_RING_CLOSED 1u
+/* flags bits.  Each is set once (fetch_or) and never cleared: a state
+ * table of the two bits:
+ *   neither              open
+ *   SHUTDOWN             shut down: put refused; get drains, then refuses
+ *   SHUTDOWN|IMMEDIATE   shut down at once: put and get refused; the records
+ *                        still in [head, tail) are discarded (they stay in
+ *                        the ring, unread: qsize() is 0, and they count as
+ *                        done for JoinableQueue.join, see il_ring_unfinished)
+ *   IMMEDIATE alone      never (both are set by one fetch_or)
+ * (IL_RING_CLOSED is the older name of IL_RING_SHUTDOWN.) */
+#define IL_RING_SHUTDOWN 1u
+#define IL_RING_IMMEDIATE 2u
+#define IL_RING_CLOSED IL_RING_SHUTDOWN
 
 /* Record kinds, in the record header.  Must match nothing in Python: the
  * C layer alone writes and reads them. */
@@ -77,7 +89,7 @@ typedef struct il_ring {
     uint64_t size;     /* data bytes, power of two */
     uint64_t capacity; /* byte bound on pos(tail) - pos(head), <= size */
     uint64_t maxsize;  /* record-count bound, 1 .. 2^31 - 1 */
-    _Atomic uint32_t flags; /* IL_RING_CLOSED */
+    _Atomic uint32_t flags; /* IL_RING_SHUTDOWN, IL_RING_IMMEDIATE */
     uint8_t _pad0[IL_CACHELINE - 36];
 
     /* lines 1-2: producer side */
@@ -174,12 +186,12 @@ static inline int il_ring_has_data(il_ring_t *r, uint64_t head)
 
 /* Lock-free predicates for waiters (bind_ring.c ring_wait, aio.c): may a get
  * succeed now / may a put of a record of `need` bytes (header included,
- * aligned) succeed now?  True once the queue is closed, so that sleepers
+ * aligned) succeed now?  True once the queue is shut down, so that sleepers
  * wake and see it.  acquire loads: the condition is re-checked under the
  * side lock by the operation that follows anyway. */
 static inline int il_ring_readable(il_ring_t *r)
 {
-    if (atomic_load_explicit(&r->flags, memory_order_acquire) & IL_RING_CLOSED)
+    if (atomic_load_explicit(&r->flags, memory_order_acquire) & IL_RING_SHUTDOWN)
         return 1;
     return atomic_load_explicit(&r->tail, memory_order_acquire) !=
            atomic_load_explicit(&r->head, memory_order_acquire);
@@ -187,12 +199,33 @@ static inline int il_ring_readable(il_ring_t *r)
 
 static inline int il_ring_writable(il_ring_t *r, uint64_t need)
 {
-    if (atomic_load_explicit(&r->flags, memory_order_acquire) & IL_RING_CLOSED)
+    if (atomic_load_explicit(&r->flags, memory_order_acquire) & IL_RING_SHUTDOWN)
         return 1;
     uint64_t h = atomic_load_explicit(&r->head, memory_order_acquire);
     uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
     return (uint64_t)(uint32_t)(IL_POS(t) - IL_POS(h)) + need <= r->capacity &&
            (uint64_t)(uint32_t)(IL_CNT(t) - IL_CNT(h)) + 1 <= r->maxsize;
+}
+
+/* The count of a JoinableQueue's unfinished tasks: items put and not yet
+ * marked done, as a signed difference (a task_done() of an item never got
+ * may make it negative after an immediate shutdown; read as "none left").
+ *
+ * Open, or shut down but not immediately: count(tail) - done (every record
+ * ever published is a task).  After shutdown(immediate=True) the records
+ * still in the ring are discarded and count as done: count(head) - done, the
+ * items consumers took and have not marked done.  One flag bit switches the
+ * formula, so the discard has one commit point (the fetch_or that sets
+ * IMMEDIATE): no second word to update, nothing a crash can leave half
+ * counted.  A get that held clock across the fetch_or still commits its
+ * head after it; its consumer will task_done() that item, so the count
+ * stays right at every instant.  acquire loads: as qsize(). */
+static inline int32_t il_ring_unfinished(il_ring_t *r)
+{
+    uint32_t d = atomic_load_explicit(&r->done, memory_order_acquire);
+    if (atomic_load_explicit(&r->flags, memory_order_acquire) & IL_RING_IMMEDIATE)
+        return (int32_t)(IL_CNT(atomic_load_explicit(&r->head, memory_order_acquire)) - d);
+    return (int32_t)(IL_CNT(atomic_load_explicit(&r->tail, memory_order_acquire)) - d);
 }
 
 #endif

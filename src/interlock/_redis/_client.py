@@ -786,6 +786,7 @@ os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
 
 # Functions that change state (WAIT/WAITAOF follow them when ``durable``).
 _WRITES = frozenset({"il_q_take", "il_q_pre", "il_q_taken", "il_q_ack", "il_q_put", "il_q_close",
+                     "il_q_shutdown",
                      "il_q_beat", "il_lock_acquire", "il_lock_release", "il_sem_acquire",
                      "il_sem_release", "il_ev_set", "il_ev_clear"})
 
@@ -798,7 +799,8 @@ _WRITES = frozenset({"il_q_take", "il_q_pre", "il_q_taken", "il_q_ack", "il_q_pu
 # close marker; the next take's resync covers it), il_lock_release and
 # il_sem_release (safe to repeat, but a retry's "not the holder" may mean
 # "released by the first try": the lock classes retry them and read that).
-RETRIED = frozenset({"il_open", "il_q_put", "il_q_ack", "il_q_beat", "il_q_close", "il_q_state",
+RETRIED = frozenset({"il_open", "il_q_put", "il_q_ack", "il_q_beat", "il_q_close", "il_q_shutdown",
+                     "il_q_state",
                      "il_lock_acquire", "il_lock_state", "il_sem_acquire", "il_sem_state",
                      "il_renew", "il_ev_set", "il_ev_clear", "il_ev_state"})
 

@@ -183,6 +183,54 @@ local function reclaim(s, hbp, me, lease, out)
   until cursor == '0-0'
 end
 
+-- Discard (acknowledge and delete) what nobody will take after an immediate
+-- shutdown: every entry never delivered (after the group's last delivered
+-- id) but the close marker, and every entry held by a dead consumer (no
+-- heartbeat key: it would otherwise be reclaimed and delivered).  What a
+-- live consumer holds stays: it was taken before the shutdown, and a
+-- JoinableQueue's join() waits for its task_done.  Then XLEN counts only
+-- those (and the marker), so qsize() is 0 and join() can return.
+local function discard(s, meta, hbp)
+  local mid = redis.call('HGET', meta, 'marker')
+  local last = '0-0'
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', s)) do
+    for i = 1, #g, 2 do
+      if g[i] == 'name' and g[i + 1] == 'g' then
+        for j = 1, #g, 2 do
+          if g[j] == 'last-delivered-id' then last = g[j + 1] end
+        end
+      end
+    end
+  end
+  repeat
+    local r = redis.call('XRANGE', s, '(' .. last, '+', 'COUNT', 1000)
+    local ids = {}
+    for _, e in ipairs(r) do
+      if e[1] ~= mid then ids[#ids + 1] = e[1] end
+      last = e[1]
+    end
+    if #ids > 0 then redis.call('XDEL', s, unpack(ids)) end
+  until #r < 1000
+  for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', s, 'g')) do
+    local name = nil
+    for i = 1, #c, 2 do if c[i] == 'name' then name = c[i + 1] end end
+    if name and redis.call('EXISTS', hbp .. name) == 0 then
+      repeat
+        local p = redis.call('XPENDING', s, 'g', '-', '+', 1000, name)
+        local ids = {}
+        for _, e in ipairs(p) do
+          if e[1] ~= mid then ids[#ids + 1] = e[1] end
+        end
+        if #ids > 0 then
+          redis.call('XACK', s, 'g', unpack(ids))
+          redis.call('XDEL', s, unpack(ids))
+        end
+      until #ids == 0
+      redis.call('XGROUP', 'DELCONSUMER', s, 'g', name)
+    end
+  end
+end
+
 -- ARGV: epoch, consumer, count, lease_ms, resync ('1': first re-read my own
 -- pending list), nack, ack ids...
 -- -> {seq, entries, ms until the next reclaim pass is due}: entries (own
@@ -193,7 +241,7 @@ end
 -- for anyone's reclaim).
 local function q_take(keys, args)
   local meta, s, ev, hbp = keys[1], keys[2], keys[3], keys[4]
-  local m = meta_get(meta, args[1], 'p1', 'closed', 'reclaim_at', 'jw')
+  local m = meta_get(meta, args[1], 'p1', 'closed', 'reclaim_at', 'jw', 'immediate')
   local me, want, lease = args[2], tonumber(args[3]), tonumber(args[4])
   local nack = tonumber(args[6])
   local ids = {}
@@ -214,7 +262,9 @@ local function q_take(keys, args)
   if now >= due then
     due = now + math.floor(lease / 2)
     redis.call('HSET', meta, 'reclaim_at', due)
-    reclaim(s, hbp, me, lease, out)
+    -- After an immediate shutdown, what dead consumers held is discarded,
+    -- not delivered again.
+    if m[6] then discard(s, meta, hbp) else reclaim(s, hbp, me, lease, out) end
   end
   if #out < want then
     local r = redis.call('XREADGROUP', 'GROUP', 'g', me, 'COUNT', want - #out, 'STREAMS', s, '>')
@@ -392,16 +442,31 @@ local function q_state(keys, args)
           tonumber(redis.call('HGET', meta, 'seq') or 0)}
 end
 
-local function q_close(keys, args)
+-- shutdown(immediate): puts are refused from now on; consumers drain what
+-- is left, then meet the close marker (immediate: nothing is left).
+-- KEYS: meta, stream, events[, heartbeat key prefix (immediate)]
+-- ARGV: epoch, immediate ('1' | '0').  Idempotent; a later immediate still
+-- discards.  One function: all or nothing, whoever dies when.
+local function q_shutdown(keys, args)
   local meta, s, ev = keys[1], keys[2], keys[3]
   local m = meta_get(meta, args[1], 'closed')
   if not m[2] then
     redis.call('HSET', meta, 'closed', '1')
     local id = redis.call('XADD', s, '*', 'c', '1')
     redis.call('HSET', meta, 'marker', id)
-    bump(ev)
   end
+  if args[2] == '1' then
+    redis.call('HSET', meta, 'immediate', '1')
+    discard(s, meta, keys[4])
+  end
+  bump(ev)
   return 1
+end
+
+-- The name of 0.1 (close() was the queue-wide end): a client of that
+-- version calls it.
+local function q_close(keys, args)
+  return q_shutdown(keys, {args[1], '0'})
 end
 
 ------------------------------------------------------------------ lock
@@ -560,6 +625,7 @@ redis.register_function('il_q_beat', q_beat)
 redis.register_function('il_q_put', q_put)
 redis.register_function('il_q_state', q_state)
 redis.register_function('il_q_close', q_close)
+redis.register_function('il_q_shutdown', q_shutdown)
 redis.register_function('il_lock_acquire', lock_acquire)
 redis.register_function('il_lock_release', lock_release)
 redis.register_function('il_lock_state', lock_state)

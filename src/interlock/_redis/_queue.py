@@ -45,15 +45,21 @@ twice (once by a consumer that was only slow); it is never silently
 dropped.  Blocked consumers look for dead ones when a pass is due (a
 blocked read ends then).
 
-``close()``: puts are refused at once; consumers drain what was put, then
-get :class:`QueueClosed`.  The close is an entry at the end of the stream,
-which each consumer that receives it replaces by a fresh one, so every
-consumer, blocked or not, meets it in turn.
+``shutdown(immediate=False)``: puts are refused at once; consumers drain
+what was put, then get :data:`~interlock.ShutDown`.  The shutdown is an
+entry at the end of the stream (the close marker), which each consumer that
+receives it replaces by a fresh one, so every consumer, blocked or not,
+meets it in turn.  ``immediate=True`` also deletes every entry not yet
+delivered and every entry a dead consumer held, in the same function call,
+so the marker is next for everyone.  ``close()`` is
+``multiprocessing``'s: this object puts and gets no more; nothing on the
+server changes.
 """
 from __future__ import annotations
 
 import atexit
 import os
+import warnings
 import pickle
 import threading
 import time
@@ -64,7 +70,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import Empty, Full, QueueClosed
+from ..errors import Empty, Full, QueueClosed, ShutDown
 from . import _client
 from ._client import Backend, ConnectionLost, Lease, _ObjectError, deadline_after, remaining
 
@@ -79,10 +85,12 @@ class RedisQueueStatistics:
     depth: int
     unfinished: int
     maxsize: int
+    #: the queue was shut down (the field's 0.1 name; same as ``is_shutdown``)
     closed: bool
     pending: int
     consumers: int
     held_here: int
+    is_shutdown: bool = False
 
 
 def _encode(obj: Any, out: list[Any]) -> None:
@@ -299,6 +307,7 @@ class Queue:
         self._seq_key = f"{self._keys[0]}:seq:{epoch!r}"
         self._pid = os.getpid()
         self._detached = False
+        self._closed_here = False  # close(): multiprocessing's, this object only
         _live.add(self)
 
     # -- identity -----------------------------------------------------------
@@ -358,8 +367,14 @@ class Queue:
         raised has ``put_count``: how many of the items went in."""
         self._put(list(items), block, timeout, single=False)
 
+    def _check_open(self) -> None:
+        """put() and get() after close() on this object: as multiprocessing."""
+        if self._closed_here:
+            raise ValueError(f"Queue {self!r} is closed")
+
     def _put(self, items: list[Any], block: bool, timeout: float | None, single: bool) -> None:
         self._check()
+        self._check_open()
         deadline = deadline_after(block, timeout)
         if not items:
             return
@@ -387,7 +402,7 @@ class Queue:
             put, event, seq = b.fcall("il_q_put", keys, args, deadline)
             self._seq(seq, before)
             if put < 0:
-                raise QueueClosed("put() on a closed queue")
+                raise QueueClosed("put() on a shut-down queue")
             done += put
             if done == len(encoded):
                 return
@@ -415,7 +430,7 @@ class Queue:
     # -- get ----------------------------------------------------------------
     def get(self, block: bool = True, timeout: float | None = None) -> Any:
         """Remove and return the oldest item (``Empty`` if none in time;
-        ``QueueClosed`` once closed and drained)."""
+        ``ShutDown`` once shut down and drained)."""
         return self._get(1, block, timeout)[0]
 
     def get_nowait(self) -> Any:
@@ -443,6 +458,7 @@ class Queue:
 
     def _get(self, count: int, block: bool, timeout: float | None) -> list[Any]:
         self._check()
+        self._check_open()
         deadline = deadline_after(block, timeout)
         c = self._consumer()
         lease_ms = int(self._backend.lease * 1000)
@@ -527,7 +543,7 @@ class Queue:
             self._keep_own(c, real, count)
             return self._pop_ready(c, count)
         if closed:
-            raise QueueClosed("get() on a closed queue: it is closed and drained")
+            raise QueueClosed("get() on a shut-down queue: it is shut down and drained")
         left = remaining(deadline)
         if left is not None and left <= 0:
             return None
@@ -632,7 +648,7 @@ class Queue:
                 raise
         if real:
             return self._pop_ready(c, count)
-        raise QueueClosed("get() on a closed queue: it is closed and drained")
+        raise QueueClosed("get() on a shut-down queue: it is shut down and drained")
 
     def _accept(self, c: _Consumer, real: list[Any]) -> list[Any]:
         """Record entries as returned to this thread, and decode them."""
@@ -676,15 +692,32 @@ class Queue:
         """True if ``maxsize`` items are in the queue."""
         return bool(self._maxsize) and self.qsize() >= self._maxsize
 
-    def close(self) -> None:
-        """Close the queue for every process (see the module docstring)."""
+    def shutdown(self, immediate: bool = False) -> None:
+        """End the queue for every process, as ``queue.Queue.shutdown``
+        (see the module docstring): ``put()`` raises ``ShutDown``; ``get()``
+        drains, then raises it (at once with ``immediate=True``, which
+        discards what is left)."""
         self._check()
-        self._backend.fcall("il_q_close", self._keys[:3], [self._epoch])
+        self._backend.fcall("il_q_shutdown", self._keys, [self._epoch, int(bool(immediate))])
+
+    @property
+    def is_shutdown(self) -> bool:
+        """True once ``shutdown()`` was called, by any process."""
+        return bool(self._state()[2])
+
+    def close(self) -> None:
+        """As ``multiprocessing.Queue.close()``: this object puts and gets
+        no more (``ValueError``); other objects and processes are not
+        affected.  The queue-wide end is :meth:`shutdown`."""
+        self._closed_here = True
 
     @property
     def closed(self) -> bool:
-        """True once ``close()`` was called, by any process."""
-        return bool(self._state()[2])
+        """Deprecated: ``is_shutdown`` (its name in 0.1)."""
+        warnings.warn("Queue.closed is deprecated: use Queue.is_shutdown (close() is now "
+                      "process-local, shutdown() ends the queue)", DeprecationWarning,
+                      stacklevel=2)
+        return self.is_shutdown
 
     def join_thread(self) -> None:
         """Kept for ``multiprocessing`` compatibility: there is no feeder thread."""
@@ -693,11 +726,11 @@ class Queue:
         """Kept for ``multiprocessing`` compatibility: there is no feeder thread."""
 
     def __iter__(self) -> Iterator[Any]:
-        """Yield items until the queue is closed and drained."""
+        """Yield items until the queue is shut down and drained."""
         while True:
             try:
                 yield self.get()
-            except QueueClosed:
+            except ShutDown:
                 return
 
     def statistics(self) -> RedisQueueStatistics:
@@ -714,7 +747,8 @@ class Queue:
                 held = (len(c.order) + len(c.ready) + sum(len(v) for v in c.held.values())
                         + sum(len(w) for w in c.own.values()))
         return RedisQueueStatistics(self._name, int(depth), int(unfinished), int(maxsize),
-                                    bool(closed), int(pending), int(consumers), held)
+                                    bool(closed), int(pending), int(consumers), held,
+                                    is_shutdown=bool(closed))
 
     # -- lifetime -----------------------------------------------------------
     def detach(self) -> None:
@@ -831,6 +865,15 @@ class SimpleQueue(Queue):
     def __init__(self, backend: Backend, *, name: str | None = None,
                  create: bool | None = None) -> None:
         super().__init__(backend, 0, name=name, create=create)
+
+    def _check_open(self) -> None:
+        if self._closed_here:  # as multiprocessing.SimpleQueue after close()
+            raise OSError("handle is closed")
+
+    def empty(self) -> bool:
+        """``qsize() == 0`` (``OSError`` once this object is closed)."""
+        self._check_open()
+        return super().empty()
 
 
 def _detach_all() -> None:

@@ -94,7 +94,7 @@ def _queue_producer(q: Queue[Any], items: range) -> None:
 
 
 def _queue_consumer(q: Queue[Any], out: Queue[Any]) -> None:
-    out.put(list(q))  # until the queue is closed and drained
+    out.put(list(q))  # until the queue is shut down and drained
 
 
 def _report(name: str, pushed: int, popped: list[int]) -> tuple[int, int]:
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         p.start()
     for p in procs[: args.producers]:
         p.join()
-    q.close()  # consumers drain what is left, then stop
+    q.shutdown()  # consumers drain what is left, then stop
     popped = [v for _ in range(args.consumers) for v in results.get()]
     for p in procs:
         p.join()

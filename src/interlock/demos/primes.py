@@ -9,7 +9,7 @@
                                       +--> Queue "primes-<pid>" --get()--> printer --> stdout
     finder 2: [mid, stop)  --put(p)--+        (maxsize items)                |
                                                                              | (count, sum)
-    main: starts them all, waits for the finders, closes the queue,          v
+    main: starts them all, waits for the finders, shuts the queue down,      v
           reads the printer's tally from a second queue ("primes-<pid>-tally"),
           checks it against a sieve of Eratosthenes, detaches: the last
           handle gone, both segments leave /dev/shm.
@@ -20,9 +20,9 @@ What it shows:
   under fork, spawn and forkserver alike;
 - back-pressure: with a small ``--maxsize`` the finders block in ``put()``
   while the printer catches up;
-- ``close()`` as the end-of-stream signal: no sentinel per producer; the
-  printer's ``for prime in queue`` ends once the queue is closed *and*
-  drained, so nothing put before the close is lost;
+- ``shutdown()`` as the end-of-stream signal: no sentinel per producer; the
+  printer's ``for prime in queue`` ends once the queue is shut down *and*
+  drained, so nothing put before the shutdown is lost;
 - segment lifetime: the demo checks that its segments are gone at the end.
 
 With several finders the primes arrive interleaved (each finder's own primes
@@ -39,7 +39,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from .. import Empty, Queue, QueueClosed
+from .. import Empty, Queue, ShutDown
 from .._segment import path_of
 
 DEFAULT_START = 2
@@ -89,8 +89,8 @@ def _finder(queue: Queue[Any], lo: int, hi: int) -> None:
         for n in range(lo, hi):
             if is_prime(n):
                 queue.put(n)  # blocks while the queue holds maxsize items
-    except QueueClosed:
-        pass  # the printer is gone and main closed the queue: stop quietly
+    except ShutDown:
+        pass  # the printer is gone and the queue was shut down: stop quietly
     except KeyboardInterrupt:
         pass
 
@@ -110,7 +110,7 @@ def _printer(queue: Queue[Any], tally: Queue[Any], batch: int) -> None:
         pending.clear()
 
     try:
-        for prime in queue:  # ends when the queue is closed and drained
+        for prime in queue:  # ends when the queue is shut down and drained
             if count == 0:
                 first = time.perf_counter()
             count += 1
@@ -125,7 +125,7 @@ def _printer(queue: Queue[Any], tally: Queue[Any], batch: int) -> None:
         return
     except BrokenPipeError:
         # stdout was closed (`... | head`): stop the finders and leave.
-        queue.close()
+        queue.shutdown(immediate=True)
         os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())  # no error at exit
         return
     tally.put((count, total, last - first if count else 0.0))
@@ -213,10 +213,10 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 if f.exitcode != 0:
                     failures.append(f"{f.name} failed (exit code {f.exitcode})")
 
-        # Every finder has returned: nothing more will be put. Closing tells
-        # the printer to stop once it has taken what is left.
-        queue.close()
-        say("finders done; queue closed")
+        # Every finder has returned: nothing more will be put. Shutting the
+        # queue down tells the printer to stop once it has taken what is left.
+        queue.shutdown()
+        say("finders done; queue shut down")
         while result is None and not failures:
             try:
                 result = tally.get(timeout=0.1)
@@ -228,7 +228,7 @@ def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
         failures.append("interrupted")
     finally:
         elapsed = time.perf_counter() - t0
-        queue.close()  # idempotent; releases finders blocked in put()
+        queue.shutdown()  # idempotent; releases finders blocked in put()
         for p in [printer, *finders]:
             if p.pid is not None:
                 p.join(timeout=5)
