@@ -27,11 +27,26 @@
  * with the release's one wake-up without passing it on: an acquirer in
  * another process slept until its slice ran out.  With NO_TIMEOUT the model
  * must fail on it (a sleeper left behind: invalid end state).
+ * HANDOFF makes processes 0 and 1 a hand-off pair (interlock.Lock is
+ * multiprocessing's Lock): 0 acquires ROUNDS times and never releases (its
+ * next acquire waits on its own hold: IL_MUTEX_SELF_WAIT), 1 releases each
+ * hold it is handed (il_mutex_release_any: CAS from the value seen to 0, no
+ * ownership check); process 2 is an ordinary worker.  Checked: one hold at
+ * a time (the hand-off hold counts as "inside" from 0's acquire to 1's
+ * release), a successful release always ends a real hold, a handed hold's
+ * release never finds the lock free, and (NO_TIMEOUT) no sleeper is left
+ * behind, the self-waiting holder included.  HANDOFF2: two releasers race
+ * to release one hold.  MUTANT_HANDOFF_XCHG: the release frees the word
+ * with an unchecked exchange (il_mutex_unlock's, without its ownership
+ * check); under HANDOFF2 the "ends a real hold" check must fail.
  */
 #include "common.pml"
 
 #ifndef ROUNDS
 #define ROUNDS 2
+#endif
+#ifdef HANDOFF2
+#define HANDOFF
 #endif
 
 #define WAITERS 8                 /* IL_MUTEX_WAITERS (bit 31 in C) */
@@ -218,6 +233,158 @@ next:
     } unless { kill[me] -> die() }
 }
 
+#ifdef HANDOFF
+byte tokens;        /* holds handed to the releaser (a queue between them) */
+
+/* ---- il_mutex_release_any(m), by anyone; v is a scratch local ---- */
+inline release_any()
+{
+#ifndef MUTANT_HANDOFF_XCHG
+    do
+    :: v = word;                                       /* R1 load */
+        if
+        :: TIDOF(v) == 0 -> perm = 1; break            /* R2 IL_PERM: ValueError */
+        :: else
+        fi;
+        owner_tid = 0;                                 /* R3 */
+        /* R4 CAS(word, v -> 0): it ends a real hold (ghost) */
+        atomic {
+            if
+            :: word == v -> assert(inside[0]); word = 0; inside[0] = 0; ok = 1
+            :: else -> ok = 0
+            fi
+        };
+        if
+        :: ok -> break
+        :: else
+        fi
+    od;
+#else
+    owner_tid = 0;
+    atomic { v = word; word = 0; assert(inside[0]); inside[0] = 0 };
+#endif
+#ifndef HANDOFF2
+    assert(!perm);                                     /* one release per hold handed */
+#endif
+    if
+    :: v & WAITERS -> futex_wake1(FUTEX_WORD)          /* R5 */
+    :: else
+    fi;
+    v = 0; ok = 0; perm = 0
+}
+
+/* Process 0: acquire, hand the hold over, acquire again (waiting on its own
+ * hold until the releaser frees it).  The wait loop is il_mutex_lock's
+ * (L3..L11, as in worker above) entered with the word holding our own TID:
+ * the liveness check skips our own TID (owner != tid). */
+proctype handoff_acquirer(byte me)
+{
+    byte tid = me + 1;
+    byte v, now_v, owner, ot, st, r, round;
+    bool ok;
+
+    {
+    do
+    :: round < ROUNDS ->
+        atomic { if :: word == 0 -> word = tid; ok = 1 :: else -> ok = 0 fi };
+        if
+        :: ok -> goto took
+        :: else
+        fi;
+        do
+        :: v = word;
+            if
+            :: TIDOF(v) == 0 ->
+                atomic { if :: word == v -> word = tid | WAITERS; ok = 1 :: else -> ok = 0 fi };
+                if
+                :: ok -> break
+                :: else -> goto hretry
+                fi
+            :: else
+            fi;
+            if
+            :: !(v & WAITERS) ->
+                atomic { if :: word == v -> word = v | WAITERS; ok = 1 :: else -> ok = 0 fi };
+                if
+                :: ok -> v = v | WAITERS
+                :: else -> goto hretry
+                fi
+            :: else
+            fi;
+            futex_wait(word, v, FUTEX_WORD, r);
+            if
+            :: r == F_TIMEDOUT ->
+                now_v = word;
+                owner = TIDOF(now_v);
+                if
+                :: owner != 0 && owner != tid ->
+                    owner_alive(owner);
+                    if
+                    :: !ok ->
+                        atomic {
+                            if
+                            :: word == now_v -> word = tid | WAITERS; ok = 1;
+                                assert(!alive[owner - 1])
+                            :: else -> ok = 0
+                            fi
+                        };
+                        if
+                        :: ok -> break
+                        :: else
+                        fi
+                    :: else
+                    fi
+                :: else
+                fi;
+                now_v = 0; owner = 0
+            :: else
+            fi;
+hretry:     skip
+        od;
+took:   note_owner();
+        /* the hold begins: nobody else alive holds the lock */
+        d_step {
+            assert(!(inside[1] && alive[1]) && !(inside[2] && alive[2]) &&
+                   !(inside[3] && alive[3]) && !inside[0]);
+            inside[0] = 1
+        };
+        v = 0; r = 0;
+        tokens++;                                      /* hand it over */
+        round++
+    :: else -> break
+    od;
+    finished++
+    } unless { kill[me] -> die() }
+}
+
+/* Process 1 (and, with HANDOFF2, process 2 too): release each hold handed
+ * over.  With HANDOFF2 both releasers take the same token, so one hold gets
+ * two releases at once: with the CAS exactly one ends the hold and the
+ * other finds the word free (R2: ValueError "released too many times");
+ * the exchange mutant "succeeds" twice, the second time ending no hold. */
+proctype handoff_releaser(byte me)
+{
+    byte tid = me + 1;
+    byte v, round;
+    bool ok, perm;
+
+    {
+    do
+    :: round < ROUNDS ->
+#ifndef HANDOFF2
+        atomic { tokens > 0 -> tokens-- };
+#else
+        tokens > 0;                                    /* both see the one token */
+#endif
+        release_any();
+        round++
+    :: else -> break
+    od;
+    finished++
+    } unless { kill[me] -> die() }
+}
+#endif
+
 #ifdef WATCHER
 /* The asyncio side of a Lock (aio.py acquire_async): a helper thread waits in
  * il_mutex_wait_unlocked (takes nothing); then the coroutine, in the loop's
@@ -319,7 +486,13 @@ init
     atomic {
         byte i;
         for (i : 0 .. NPROC - 1) { alive[i] = 1 };
-#ifdef WATCHER
+#if defined(HANDOFF2)
+        run handoff_acquirer(0); run handoff_releaser(1); run handoff_releaser(2)
+#elif defined(HANDOFF)
+        /* a hand-off pair, and an ordinary worker beside it */
+        run handoff_acquirer(0); run handoff_releaser(1);
+        for (i : 2 .. NPROC - 1) { run worker(i) }
+#elif defined(WATCHER)
         /* the last process waits the asyncio way, the others acquire */
         for (i : 0 .. NPROC - 2) { run worker(i) };
         run watcher(NPROC - 1)

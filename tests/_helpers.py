@@ -425,3 +425,35 @@ class BadUnpickle:
 
 def _explode(msg: str):
     raise LookupError(msg)
+
+
+# ------------------------------------------------- the Lock hand-off (kills)
+
+
+def handoff_acquirer(lock, q, rec: Record, n: int, barrier=None) -> None:
+    """Acquire ``lock`` n times, never releasing it: after each acquisition,
+    hand item i to the releaser through ``q`` (multiprocessing's Lock as a
+    binary semaphore).  Log 0 counts the acquisitions."""
+    try:
+        if barrier is not None:
+            barrier.wait(60)
+        for i in range(n):
+            if not lock.acquire(timeout=60):
+                raise AssertionError(f"acquisition {i} timed out")
+            rec.set_count(0, i + 1)
+            q.put(i)
+    except BaseException as e:  # pragma: no cover
+        _fail(e)
+
+
+def handoff_releaser(lock, q, rec: Record, barrier=None) -> None:
+    """Release ``lock`` once per item of ``q`` until it is shut down.  Log 1
+    counts the releases."""
+    try:
+        if barrier is not None:
+            barrier.wait(60)
+        for _ in q:
+            lock.release()
+            rec.set_count(1, rec.count(1) + 1)
+    except BaseException as e:  # pragma: no cover
+        _fail(e)

@@ -45,21 +45,6 @@ DIFFERENCES: dict[str, Entry] = {
     "_TestCondition.test_notify_n": (
         "private", "reads Condition._sleeping_count/_woken_count/_wait_semaphore"),
     # ---------------------------------------------------------- test.lock_tests
-    "lock_tests.LockTests.test_different_thread": (
-        "gap", "Lock.release() by a thread that does not own it raises RuntimeError "
-        "(multiprocessing.Lock and threading.Lock allow it)"),
-    "lock_tests.LockTests.test_reacquire": (
-        "gap", "Lock.release() by a thread that does not own it raises RuntimeError"),
-    "lock_tests.LockTests.test_state_after_timeout": (
-        "gap", "the owner's acquire(timeout=0.01) raises DeadlockError instead of returning "
-        "False after the timeout (multiprocessing fails too, on Lock.locked(), absent before 3.14)",
-        MP_TOO),
-    "lock_tests.LockTests.test_timeout": (
-        "gap", "acquire(False, timeout) / negative / NaN / over-TIMEOUT_MAX timeouts do not "
-        "raise ValueError/OverflowError as threading's do (multiprocessing fails too)", MP_TOO),
-    "lock_tests.RLockTests.test_timeout": (
-        "gap", "acquire(False, timeout) / negative / over-TIMEOUT_MAX timeouts do not raise "
-        "ValueError/OverflowError as threading's do (multiprocessing fails too)", MP_TOO),
     "lock_tests.SemaphoreTests.test_acquire_timeout": (
         "mpfails", "expects threading's ValueError for acquire(False, timeout); interlock's "
         "Semaphore follows multiprocessing, which ignores the timeout of a non-blocking acquire"),
@@ -99,6 +84,14 @@ DIFFERENCES: dict[str, Entry] = {
 #: baseline run is a strict xfail): not differences to close, but places
 #: where interlock already behaves like threading and multiprocessing does not.
 MULTIPROCESSING_ONLY_FAILS: dict[str, str] = {
+    "lock_tests.LockTests.test_state_after_timeout":
+        "multiprocessing.Lock has no locked() before 3.14 and no acquire(blocking=...)",
+    "lock_tests.LockTests.test_timeout":
+        "multiprocessing.Lock.acquire(False, 1) / acquire(timeout=-100) / over-TIMEOUT_MAX "
+        "timeouts do not raise ValueError/OverflowError as threading's do",
+    "lock_tests.RLockTests.test_timeout":
+        "multiprocessing.RLock.acquire(False, 1) / acquire(timeout=-100) / over-TIMEOUT_MAX "
+        "timeouts do not raise ValueError/OverflowError as threading's do",
     "lock_tests.RLockTests.test__is_owned": "multiprocessing.RLock has no _is_owned()",
     "lock_tests.RLockTests.test_different_thread":
         "multiprocessing.RLock.release() by a non-owner thread raises AssertionError, "

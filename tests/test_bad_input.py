@@ -121,11 +121,18 @@ class Case:
 
 
 def _double_acquire(e: Env):
-    e.lock.acquire()
+    """interlock's own mutexes (not a Lock, whose holder's second acquire
+    waits for another thread's release) refuse a second acquire by their
+    holder."""
+    from interlock import _core
+
+    m = _core.Mutex(e.lock._seg.mm, e.lock._seg.object_offset)
+    m.acquire()
     try:
-        e.lock.acquire()
+        m.acquire()
     finally:
-        e.lock.release()
+        m.release()
+        m._detach()
 
 
 def _put_many_one_unpicklable(e: Env):
@@ -291,13 +298,19 @@ CASES = [
          r"non-negative"),
     Case("acquire-timeout-str", lambda e: e.lock.acquire(timeout="1"), TypeError,
          r"'timeout' must be a number or None"),
-    Case("acquire-unknown-keyword", lambda e: e.lock.acquire(blocking=True), TypeError,
-         r"unexpected keyword argument 'blocking'"),
-    Case("release-unheld-lock", lambda e: e.lock.release(), RuntimeError,
-         r"cannot release un-acquired lock"),
+    Case("acquire-timeout-too-large", lambda e: e.lock.acquire(timeout=1e100), OverflowError,
+         r"too large"),
+    Case("acquire-unknown-keyword", lambda e: e.lock.acquire(wait=True), TypeError,
+         r"unexpected keyword argument 'wait'"),
+    Case("acquire-block-and-blocking", lambda e: e.lock.acquire(True, blocking=True), TypeError,
+         r"both 'block' and 'blocking'"),
+    Case("acquire-three-positional", lambda e: e.lock.acquire(True, 1, True), TypeError,
+         r"at most 2 positional arguments"),
+    Case("release-unheld-lock", lambda e: e.lock.release(), ValueError,
+         r"semaphore or lock released too many times"),
     Case("release-unheld-rlock", lambda e: e.rlock.release(), RuntimeError, r"un-acquired"),
-    Case("acquire-twice-blocking", _double_acquire, DeadlockError,
-         r"already holds the lock .*use an RLock"),
+    Case("acquire-twice-blocking-internal-mutex", _double_acquire, DeadlockError,
+         r"already holds the lock"),
     # ---- detached objects
     Case("queue-used-after-detach", _detached_queue, ValueError,
          r"operation on a closed \(detached\) interlock object"),

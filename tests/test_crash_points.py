@@ -61,6 +61,10 @@ N_ITEMS = 20
 OUTCOMES_ENV = "INTERLOCK_CP_OUTCOMES"
 REACHED = "died, recovered"
 NOT_REACHED = "not reached"
+#: The points test_handoff_releaser_dies kills a releaser at (its own
+#: trials, outside the role matrix; they record their outcome as role "handoff").
+HANDOFF_POINTS = ["mutex.unlock.begin", "mutex.handoff.cleared", "mutex.unlock.released"]
+HANDOFF = "handoff"
 # A child that passes mutex.locked and segment.create.initialised.
 _LOCK_ONCE = ("import interlock\n"
               "lock = interlock.Lock()\n"
@@ -356,7 +360,7 @@ if _crash.ENABLED:
             assert recorded == list(range(len(recorded)))
             if not died:
                 assert len(recorded) == N_ITEMS
-            if died and point in ("mutex.locked", "mutex.unlock.begin"):
+            if died and point in ("mutex.locked", "mutex.unlock.begin", "mutex.handoff.cleared"):
                 # died holding the user's lock: the next taker is told
                 assert owner_died, "no OwnerDiedWarning for a lock taken over from the dead"
                 assert len(recorded) == (NTH - 1 if point == "mutex.locked" else NTH)
@@ -398,6 +402,64 @@ if _crash.ENABLED:
         _record_outcome(point, role, method, REACHED if died else NOT_REACHED)
 
 
+    # The hand-off (interlock.Lock is multiprocessing's: anyone may release
+    # it): process A acquires, process B releases and dies at each step of
+    # that release; C (this process) must find what docs/design/lock.md says.
+    # (HANDOFF_POINTS is at the top: the matrix's check counts these trials.)
+
+    @pytest.mark.parametrize("method", METHODS)
+    @pytest.mark.parametrize("point", HANDOFF_POINTS)
+    def test_handoff_releaser_dies(point: str, method: str) -> None:
+        ctx = mp.get_context(method)
+        lname = f"cp-{os.getpid()}-ho-{abs(hash((point, method))) % 10**8}"
+        lock = interlock.Lock(name=lname)
+        ready = ctx.Event()
+        holder = ctx.Process(target=_hold, args=(lname, ready))
+        holder.start()
+        waiter = None
+        try:
+            assert ready.wait(30), "the acquirer did not take the lock"
+            got = ctx.SimpleQueue()
+            if point == "mutex.unlock.released":
+                # a waiter asleep in acquire(): the release frees the word and
+                # dies before its FUTEX_WAKE, so nobody wakes it but its slice
+                waiter = ctx.Process(target=_acquire_once, args=(lname, got))
+                waiter.start()
+                deadline = time.monotonic() + 30
+                while lock.statistics().waiters < 1 and time.monotonic() < deadline:
+                    time.sleep(0.001)
+            releaser = ctx.Process(target=_release_armed, args=(lname, point))
+            releaser.start()
+            releaser.join(30)
+            assert releaser.exitcode == _crash.CRASH_EXIT, releaser.exitcode
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", interlock.OwnerDiedWarning)
+                if waiter is not None:
+                    ok, waited = got.get()
+                    waiter.join(30)
+                    # freed, not woken: the waiter's slice (50 ms) ends its sleep
+                    assert ok and waited < 1.0, (ok, waited)
+                    assert not lock.locked()
+                else:
+                    # the release never happened: A, alive, still holds the lock
+                    assert lock.locked()
+                    assert lock.acquire(timeout=0.2) is False
+                    holder.kill()
+                    holder.join(30)
+                    # now A is dead: taken over, and told
+                    assert lock.acquire(timeout=2) is True
+                    lock.release()
+            owner_died = [w for w in caught if issubclass(w.category, interlock.OwnerDiedWarning)]
+            assert bool(owner_died) == (waiter is None), [str(w.message) for w in caught]
+            _record_outcome(point, HANDOFF, method, REACHED)  # died there (exit 77, above)
+        finally:
+            for p in (holder, waiter):
+                if p is not None and p.is_alive():
+                    p.kill()
+                if p is not None:
+                    p.join(30)
+            lock.detach()
+
     def test_env_arms_a_crash_point_in_a_test_build() -> None:
         r = subprocess.run([sys.executable, "-c", _LOCK_ONCE], capture_output=True, text=True,
                            timeout=60, env={**os.environ, "INTERLOCK_CRASH_AT": "mutex.locked"})
@@ -430,13 +492,11 @@ else:
         print("\n" + matrix_table(outcomes))
         missing = [c for c in _cells() if c not in outcomes]
         assert not missing, f"cells that recorded no outcome: {missing}"
-        unreached = [pt for pt in POINTS
-                     if not any(outcomes[(pt, r, m)] == REACHED for r in ROLES for m in METHODS)]
-        assert not unreached, f"crash points no role reached: {unreached}"
-        # and under each start method, not just one
-        for method in METHODS:
-            assert all(any(outcomes[(pt, r, method)] == REACHED for r in ROLES)
-                       for pt in POINTS), method
+        # every point reached by some trial, under each start method
+        roles = [*ROLES, HANDOFF]
+        unreached = [(pt, m) for pt in POINTS for m in METHODS
+                     if not any(outcomes.get((pt, r, m)) == REACHED for r in roles)]
+        assert not unreached, f"crash points no trial reached: {unreached}"
 
     def test_normal_build_ignores_crash_env() -> None:
         # Issue 12: any environment could make an application _exit(77).
@@ -453,14 +513,21 @@ else:
 
 
 def _cells() -> list[tuple[str, str, str]]:
-    return [(pt, r, m) for pt in POINTS for r in ROLES for m in METHODS]
+    """Every trial that must record an outcome: the role matrix, and the
+    hand-off trials."""
+    return ([(pt, r, m) for pt in POINTS for r in ROLES for m in METHODS]
+            + [(pt, HANDOFF, m) for pt in HANDOFF_POINTS for m in METHODS])
 
 
 def matrix_table(outcomes: dict[tuple[str, str, str], str]) -> str:
-    """The matrix (point x role/method -> outcome) as a text table."""
-    lines = [f"{'crash point':28} " + " ".join(f"{r + '/' + m:>18}" for r in ROLES for m in METHODS)]
+    """The matrix (point x role/method -> outcome) as a text table; "-":
+    no such trial (the hand-off trials exist for their points only)."""
+    cols = [(r, m) for r in [*ROLES, HANDOFF] for m in METHODS]
+    want = set(_cells())
+    lines = [f"{'crash point':28} " + " ".join(f"{r + '/' + m:>18}" for r, m in cols)]
     for point in POINTS:
-        cells = [outcomes.get((point, r, m), "NO OUTCOME") for r in ROLES for m in METHODS]
+        cells = [outcomes.get((point, r, m), "NO OUTCOME" if (point, r, m) in want else "-")
+                 for r, m in cols]
         lines.append(f"{point:28} " + " ".join(f"{c:>18}" for c in cells))
     died = sum(v == REACHED for v in outcomes.values())
     lines.append(f"{len(outcomes)} trials, {died} deaths at a crash point, all recovered")
@@ -482,6 +549,33 @@ def test_matrix_table_reads_outcomes_in_any_order(tmp_path: Any) -> None:
     assert set(got) == set(cells)
     table = matrix_table(got)
     assert "NO OUTCOME" not in table and f"{len(cells)} trials" in table
+
+
+def _hold(lname: str, ready: Any) -> None:
+    """The hand-off's acquirer: take the lock and keep it (someone else
+    releases it), until killed."""
+    lock = interlock.Lock(name=lname, create=False)
+    lock.acquire()
+    ready.set()
+    time.sleep(120)
+
+
+def _acquire_once(lname: str, out: Any) -> None:
+    lock = interlock.Lock(name=lname, create=False)
+    t0 = time.monotonic()
+    ok = lock.acquire(timeout=20)
+    out.put((ok, time.monotonic() - t0))
+    if ok:
+        lock.release()
+    lock.detach()
+
+
+def _release_armed(lname: str, point: str) -> None:
+    """The hand-off's releaser, dying at ``point`` of its release."""
+    lock = interlock.Lock(name=lname, create=False)
+    _crash.arm(point, 1)  # after the attach, whose meta lock passes these points too
+    lock.release()
+    lock.detach()
 
 
 def _sleep_in_get(qname: str) -> None:

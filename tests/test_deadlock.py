@@ -50,8 +50,15 @@ def _make(name_of: Callable[[str], str], letter: str) -> interlock.Lock:
 
 
 def _take_nested(locks: list[Any], on_deadlock: list[str] | None = None) -> None:
-    """Take locks[0], then locks[1] inside it, ... (the actor's order)."""
+    """Take locks[0], then locks[1] inside it, ... (the actor's order).  A
+    Lock this thread already holds (AA) is tried with a short timeout: it is
+    multiprocessing's Lock, whose holder's acquire() waits for someone else
+    to release it, and nobody will here."""
     if not locks:
+        return
+    if not locks[0]._recursive and locks[0]._is_owned():
+        assert locks[0].acquire(timeout=0.05) is False
+        _take_nested(locks[1:], on_deadlock)
         return
     with locks[0]:
         _take_nested(locks[1:], on_deadlock)
@@ -63,10 +70,7 @@ def _validate_actor(order: str, tag: str) -> None:
     locks = [_make(name_of, c) for c in order]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try:
-            _take_nested(locks)
-        except interlock.DeadlockError:
-            pass  # AA: the second blocking acquire refuses at once
+        _take_nested(locks)
 
 
 def _violations_for(tag: str) -> list[lockdep.Violation]:
@@ -491,14 +495,71 @@ def test_rlock_recursion_is_not_a_deadlock(fast_detection: Any) -> None:
                 assert r._count() == 3
 
 
-def test_aa_raises_at_once() -> None:
+def test_aa_waits_for_a_release_and_is_no_deadlock(fast_detection: Any) -> None:
+    """A Lock is multiprocessing's: its holder's blocking acquire() waits
+    until another thread releases it.  Runtime detection does not call that
+    wait a deadlock (the wait-for graph has no cycle through another
+    thread: the holder waits for itself, and anyone may release), even
+    past deadlock_timeout; and it does not raise DeadlockError at once any
+    more (it did when a Lock was owner-released only)."""
     lk = interlock.Lock()
-    with lk:
-        t0 = time.monotonic()
-        with pytest.raises(interlock.DeadlockError, match="already holds"):
-            lk.acquire()
-        assert time.monotonic() - t0 < 0.5
-        assert lk.acquire(False) is False
+    lk._tracked = True  # through the Python layer, as with deadlock detection's phases
+    try:
+        with lk:
+            t0 = time.monotonic()
+            assert lk.acquire(timeout=0.1) is False
+            assert time.monotonic() - t0 >= 0.09
+            assert lk.acquire(False) is False
+            # past deadlock_timeout (0.3 s) then released by another thread
+            threading.Timer(0.8, lk.release).start()
+            t0 = time.monotonic()
+            assert lk.acquire() is True  # no DeadlockError: not a cycle
+            assert time.monotonic() - t0 >= 0.7
+        assert not lk.locked()
+        assert interlock.deadlock._order.held() == []  # one hold, released once
+    finally:
+        lk._tracked = False
+        lk.detach()
+
+
+def test_internal_mutex_aa_raises_at_once() -> None:
+    """interlock's own (owner-checked) mutexes still refuse AA at once."""
+    from interlock import _core
+
+    lk = interlock.Lock()
+    view = _core.Mutex(lk._seg.mm, lk._seg.object_offset)
+    try:
+        with view:
+            t0 = time.monotonic()
+            with pytest.raises(interlock.DeadlockError, match="already holds"):
+                view.acquire()
+            assert time.monotonic() - t0 < 0.5
+            assert view.acquire(False) is False
+    finally:
+        view._detach()
+        lk.detach()
+
+
+def test_handoff_leaves_no_stale_hold_for_lockdep(lockdep_on: Any) -> None:
+    """A Lock taken by this thread and released by another is no longer
+    "held" here: taking B afterwards records no A -> B order, so B then A
+    is not reported (a false "possible deadlock" before the prune)."""
+    name_of = _names("handoff")
+    a, b = _make(name_of, "A"), _make(name_of, "B")
+    a.acquire()
+    t = threading.Thread(target=a.release)
+    t.start()
+    t.join(10)
+    assert not a.locked()
+    with b:  # A is not held: no order A -> B
+        pass
+    with b:
+        with a:  # B -> A: the only order seen, no cycle
+            pass
+    assert not _violations_for("handoff"), _violations_for("handoff")
+    assert interlock.deadlock._order.held() == []
+    a.detach()
+    b.detach()
 
 
 def test_graph_lists_waits_and_dot(fast_detection: Any) -> None:

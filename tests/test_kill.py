@@ -30,6 +30,7 @@ import os
 import random
 import signal
 import time
+import warnings
 
 import pytest
 
@@ -313,6 +314,150 @@ def test_kill_lock_holders_spawn(tmp_path):
 def test_kill_lock_holders_stress(method, tmp_path):
     trials = STRESS_TRIALS if method == "fork" else STRESS_TRIALS // 5
     run_lock_trials(multiprocessing.get_context(method), tmp_path, trials)
+
+
+# ------------------------------------------------- the Lock hand-off
+#
+# interlock.Lock is multiprocessing's Lock: process A acquires, process B
+# releases (docs/design/lock.md, "Hand-off").  B is SIGKILLed at a random
+# instant; the parent then does B's job.  What must hold: A never waits
+# past its deadline (it sleeps on its own hold until someone releases it);
+# at most one release is owed by the dead B (the hold of the item it took
+# and did not release), and the parent finds that state -- A asleep on its
+# own hold, nothing queued -- and pays it; no release ever finds the lock
+# free (ValueError would fail the trial); the owner never died, so nobody is
+# told of a death.
+
+
+def handoff_trial(ctx, rnd, tmp_path, *, n=200):
+    import queue as _queue
+
+    lock = interlock.Lock(on_owner_death="raise")
+    q = interlock.Queue()
+    barrier = start_line(3)
+    try:
+        rec = h.Record(fresh(tmp_path, "ho"), 2, 1, create=True)
+        a = ctx.Process(target=h.handoff_acquirer, args=(lock, q, rec, n),
+                        kwargs=dict(barrier=barrier))
+        b = ctx.Process(target=h.handoff_releaser, args=(lock, q, rec),
+                        kwargs=dict(barrier=barrier))
+        a.start()
+        b.start()
+        barrier.wait(60)
+        kill_when(b, lambda: rec.count(1), rnd.randrange(n - 1), rnd)
+        b.join(10)
+        killed = b.exitcode == -signal.SIGKILL
+        owed = 0
+        deadline = time.monotonic() + DEADLINE
+        with warnings.catch_warnings():
+            # B may die inside q.get(): the queue's consumer lock is taken over
+            warnings.simplefilter("ignore", interlock.OwnerDiedWarning)
+            while time.monotonic() < deadline:
+                try:
+                    q.get(timeout=0.05)
+                except _queue.Empty:
+                    if not a.is_alive():
+                        break
+                    # A asleep on its own hold, nothing queued, for a while:
+                    # the release of an item B took is owed
+                    def snap():
+                        st = lock.statistics()
+                        return (st.acquisitions, st.locked, st.waiters >= 1, q.qsize())
+                    s1 = snap()
+                    time.sleep(0.2)
+                    if s1 == snap() and s1[1:] == (True, True, 0):
+                        lock.release()
+                        owed += 1
+                    continue
+                lock.release()  # the item's hold, for the dead B
+        a.join(10)
+        assert a.exitcode == 0, f"the acquirer failed or hung (exit code {a.exitcode})"
+        assert rec.count(0) == n
+        assert not lock.locked(), "a hold was never released"
+        assert owed <= 1, f"{owed} releases owed by one dead releaser"
+        assert lock.statistics().owner_deaths == 0
+        return killed, owed
+    finally:
+        q.shutdown()
+        for p in (a, b):
+            if p.is_alive():
+                p.kill()
+            p.join(10)
+        lock.detach()
+        q.detach()
+        barrier.detach()
+
+
+def run_handoff_trials(ctx, tmp_path, trials):
+    rnd = random.Random(SEED + 2)
+    killed = owed = attempts = 0
+    while killed < trials and attempts < 3 * trials:
+        try:
+            k, o = handoff_trial(ctx, rnd, tmp_path)
+        except AssertionError as e:
+            raise AssertionError(f"trial {attempts} (INTERLOCK_TEST_SEED={SEED}): {e}") from None
+        killed += k
+        owed += o
+        attempts += 1
+    assert killed >= trials // 2, f"only {killed}/{attempts} releasers were running when killed"
+
+
+def test_kill_lock_handoff_releaser_fork(tmp_path):
+    run_handoff_trials(multiprocessing.get_context("fork"), tmp_path, TRIALS // 2)
+
+
+@pytest.mark.stress
+@pytest.mark.parametrize("method", ["fork", "spawn", "forkserver"])
+def test_kill_lock_handoff_releaser_stress(method, tmp_path):
+    trials = STRESS_TRIALS // 3 if method == "fork" else STRESS_TRIALS // 15
+    run_handoff_trials(multiprocessing.get_context(method), tmp_path, trials)
+
+
+def test_kill_handoff_acquirer_then_partner_releases(tmp_path):
+    """The acquirer is SIGKILLed holding the lock; its hand-off partner (this
+    process) then releases it: the lock is free, and nobody is told of a
+    death (the hold was released, by the one it was handed to)."""
+    ctx = multiprocessing.get_context("fork")
+    lock = interlock.Lock(on_owner_death="raise")
+    ready = ctx.Event()
+    p = ctx.Process(target=h.hold_lock, args=(lock, ready, 120))
+    try:
+        p.start()
+        assert ready.wait(30)
+        p.kill()
+        p.join(10)
+        lock.release()
+        assert not lock.locked()
+        assert lock.acquire(timeout=1) is True  # no OwnerDiedError: nothing died holding it
+        lock.release()
+        assert lock.statistics().owner_deaths == 0
+    finally:
+        lock.detach()
+
+
+def test_kill_handoff_acquirer_before_partner_releases(tmp_path):
+    """The acquirer is SIGKILLed holding the lock, and the next acquirer comes
+    before the partner's release: it takes the lock over and is told, as
+    after any owner's death.  The partner's late release then releases the
+    new holder's hold (a binary semaphore counts releases, not holders):
+    documented, docs/design/lock.md."""
+    ctx = multiprocessing.get_context("fork")
+    lock = interlock.Lock(on_owner_death="raise")
+    ready = ctx.Event()
+    p = ctx.Process(target=h.hold_lock, args=(lock, ready, 120))
+    try:
+        p.start()
+        assert ready.wait(30)
+        p.kill()
+        p.join(10)
+        with pytest.raises(interlock.OwnerDiedError) as ei:
+            lock.acquire(timeout=2)
+        assert ei.value.dead_pid == p.pid and lock.locked()
+        assert lock.statistics().owner_deaths == 1
+        lock.release()  # the partner's late release: frees the new hold
+        assert not lock.locked()
+    finally:
+        lock.detach()
 
 
 # ------------------------------------------------------- segment meta lock

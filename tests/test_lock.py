@@ -95,7 +95,17 @@ def test_acquire_waits_for_release_in_another_process(lock_factory, mp_ctx):
     assert p.exitcode == 0
 
 
-def test_release_by_another_thread_raises(lock_factory):
+def _owner_checked(backend):
+    """The Redis backend's Lock stays owner-checked (only its holder
+    releases; a second blocking acquire by the holder raises DeadlockError);
+    interlock.Lock is multiprocessing's hand-off Lock (tests below)."""
+    if backend.name == "shm":
+        pytest.skip("interlock.Lock is a binary semaphore like multiprocessing's: "
+                    "see the test_handoff_* tests")
+
+
+def test_release_by_another_thread_raises(backend, lock_factory):
+    _owner_checked(backend)
     lock = lock_factory()
     lock.acquire()
     err = []
@@ -116,7 +126,8 @@ def test_release_by_another_thread_raises(lock_factory):
 
 @pytest.mark.threaded_fork("a Redis lock held across the fork keeps the lease keeper "
                            "running: the caller's own multi-threaded fork", backend="redis")
-def test_release_by_another_process_raises(lock_factory, mp_ctx):
+def test_release_by_another_process_raises(backend, lock_factory, mp_ctx):
+    _owner_checked(backend)
     lock = lock_factory()
     out = mp_ctx.SimpleQueue()
     lock.acquire()
@@ -129,7 +140,8 @@ def test_release_by_another_process_raises(lock_factory, mp_ctx):
     lock.release()
 
 
-def test_release_unlocked_raises(lock_factory):
+def test_release_unlocked_raises(backend, lock_factory):
+    _owner_checked(backend)
     lock = lock_factory()
     with pytest.raises(RuntimeError, match="un-acquired"):
         lock.release()
@@ -139,7 +151,8 @@ def test_release_unlocked_raises(lock_factory):
         lock.release()
 
 
-def test_second_blocking_acquire_is_a_deadlock_error(lock_factory):
+def test_second_blocking_acquire_is_a_deadlock_error(backend, lock_factory):
+    _owner_checked(backend)
     lock = lock_factory()
     lock.acquire()
     with pytest.raises(DeadlockError, match="already holds"):
@@ -153,6 +166,245 @@ def test_second_blocking_acquire_is_a_deadlock_error(lock_factory):
     lock.release()
     assert not lock.locked()
     assert issubclass(DeadlockError, RuntimeError)
+
+
+# ------------------------------------ hand-off: multiprocessing's Lock (issue 10)
+
+
+def test_handoff_release_by_another_thread():
+    """multiprocessing.Lock is a binary semaphore: any thread may release
+    it (lock_tests.LockTests.test_different_thread).  Before: RuntimeError."""
+    lock = interlock.Lock()
+    try:
+        lock.acquire()
+        err = []
+
+        def other():
+            try:
+                lock.release()
+            except Exception as e:  # pragma: no cover - the failure reported below
+                err.append(repr(e))
+
+        t = threading.Thread(target=other)
+        t.start()
+        t.join(10)
+        assert err == []
+        assert not lock.locked() and lock.owner is None
+        assert lock.statistics().depth == 0
+        assert lock.acquire(False) is True  # free for anyone, the acquirer included
+        lock.release()
+    finally:
+        lock.detach()
+
+
+def test_handoff_release_by_another_process(mp_ctx):
+    """Acquire in this process, release in a child: the lock is free, and a
+    third process sleeping in acquire() gets it (and releases it)."""
+    lock = interlock.Lock()
+    got, rel = mp_ctx.SimpleQueue(), mp_ctx.SimpleQueue()
+    try:
+        lock.acquire()
+        waiter = mp_ctx.Process(target=h.try_acquire, args=(lock, got, 30))
+        waiter.start()
+        assert h.wait_until(lambda: lock.statistics().waiters == 1, 30)
+        releaser = mp_ctx.Process(target=h.try_release, args=(lock, rel))
+        releaser.start()
+        releaser.join(30)
+        assert rel.get() == ("released", "")
+        ok, _ = got.get()
+        waiter.join(30)
+        assert ok is True  # woken by the other process's release
+        assert waiter.exitcode == 0 and not lock.locked()
+        assert lock.statistics().owner_deaths == 0
+    finally:
+        lock.detach()
+
+
+def test_handoff_release_of_a_free_lock_is_valueerror():
+    """As multiprocessing: ValueError('semaphore or lock released too many
+    times'), from any thread; a second release of one hold too."""
+    lock = interlock.Lock()
+    try:
+        with pytest.raises(ValueError, match="released too many times"):
+            lock.release()
+        lock.acquire()
+        lock.release()
+        with pytest.raises(ValueError, match="released too many times"):
+            lock.release()
+        m = mp.Lock()  # the peer says the same
+        with pytest.raises(ValueError, match="released too many times"):
+            m.release()
+    finally:
+        lock.detach()
+
+
+def test_handoff_two_releasers_of_one_hold():
+    """Two threads release one hold at once: exactly one succeeds, the other
+    gets ValueError (release is a CAS, not an exchange)."""
+    lock = interlock.Lock()
+    try:
+        for _ in range(50):
+            lock.acquire()
+            go = threading.Barrier(2)
+            res = []
+
+            def rel():
+                go.wait(10)
+                try:
+                    lock.release()
+                    res.append("ok")
+                except ValueError:
+                    res.append("ValueError")
+
+            ts = [threading.Thread(target=rel) for _ in range(2)]
+            for t in ts:
+                t.start()
+            for t in ts:
+                t.join(10)
+            assert sorted(res) == ["ValueError", "ok"], res
+            assert not lock.locked()
+    finally:
+        lock.detach()
+
+
+def test_handoff_owner_timeout_returns_false():
+    """The holder's acquire(timeout=t) returns False after t, like
+    multiprocessing's and threading's (lock_tests test_state_after_timeout);
+    before, it raised DeadlockError.  A non-blocking one returns False."""
+    lock = interlock.Lock()
+    try:
+        lock.acquire()
+        t0 = time.monotonic()
+        assert lock.acquire(timeout=0.1) is False
+        assert 0.095 <= time.monotonic() - t0 < 0.1 + SLACK
+        assert lock.acquire(False) is False
+        assert lock.acquire(blocking=False) is False  # threading's keyword, too
+        assert lock.locked()
+        lock.release()
+        assert not lock.locked()
+        assert lock.acquire(blocking=False) is True
+        lock.release()
+        with pytest.raises(TypeError, match="both"):
+            lock.acquire(True, blocking=True)
+    finally:
+        lock.detach()
+
+
+def test_handoff_owner_blocking_acquire_waits_for_another_release():
+    """The holder's blocking acquire() waits until another thread releases
+    (lock_tests test_reacquire); then it holds the lock again.  Before:
+    DeadlockError at once."""
+    lock = interlock.Lock()
+    try:
+        phase = []
+
+        def f():
+            lock.acquire()
+            phase.append(1)
+            lock.acquire()  # waits for the main thread's release
+            phase.append(2)
+
+        t = threading.Thread(target=f)
+        t.start()
+        assert h.wait_until(lambda: phase == [1] and lock.statistics().waiters == 1, 10)
+        assert phase == [1] and t.is_alive()
+        tid = t.native_id
+        lock.release()  # the main thread releases the thread's first hold
+        t.join(10)
+        assert phase == [1, 2]
+        assert lock.locked() and lock.owner == (os.getpid(), tid)
+        lock.release()
+    finally:
+        lock.detach()
+
+
+def test_handoff_with_statement_of_the_holder_waits():
+    """``with lock`` by the holder waits too (it timed out here only through
+    the other thread's release)."""
+    lock = interlock.Lock()
+    try:
+        lock.acquire()
+        threading.Timer(0.1, lock.release).start()
+        t0 = time.monotonic()
+        with lock:
+            assert time.monotonic() - t0 >= 0.09
+        assert not lock.locked()
+    finally:
+        lock.detach()
+
+
+def test_rlock_stays_owner_checked():
+    """RLock is multiprocessing's RLock: only its owner releases."""
+    lock = interlock.RLock()
+    try:
+        lock.acquire()
+        err = []
+        t = threading.Thread(target=lambda: err.append(
+            pytest.raises(RuntimeError, lock.release).value))
+        t.start()
+        t.join(10)
+        assert len(err) == 1 and "held by another thread" in str(err[0])
+        assert lock.locked()
+        lock.release()
+        with pytest.raises(RuntimeError, match="un-acquired"):
+            lock.release()
+    finally:
+        lock.detach()
+
+
+def test_internal_mutex_stays_owner_checked():
+    """interlock's own mutexes (the segment meta lock, shared tables) are
+    not hand-off locks: a second acquire by the holder is a bug, reported."""
+    from interlock import _core
+
+    lock = interlock.Lock()
+    view = _core.Mutex(lock._seg.mm, lock._seg.object_offset)
+    try:
+        assert view.acquire() is True
+        with pytest.raises(DeadlockError, match="already holds"):
+            view.acquire()
+        err = []
+
+        def other():
+            try:
+                view.release()
+            except RuntimeError as e:
+                err.append(str(e))
+
+        t = threading.Thread(target=other)
+        t.start()
+        t.join(10)
+        assert len(err) == 1 and "held by another thread" in err[0]
+        view.release()
+        with pytest.raises(RuntimeError, match="un-acquired"):
+            view.release()
+    finally:
+        view._detach()
+        lock.detach()
+
+
+def test_lock_timeouts_like_threading():
+    """lock_tests' test_timeout: threading's rules, OverflowError past
+    threading.TIMEOUT_MAX (and for +inf), TIMEOUT_MAX itself accepted."""
+    import math
+
+    for cls in (interlock.Lock, interlock.RLock):
+        lock = cls()
+        try:
+            with pytest.raises(ValueError):
+                lock.acquire(False, 1)
+            with pytest.raises(ValueError):
+                lock.acquire(timeout=-100)
+            with pytest.raises(ValueError):
+                lock.acquire(timeout=math.nan)
+            for big in (1e100, threading.TIMEOUT_MAX + 1, math.inf):
+                with pytest.raises(OverflowError):
+                    lock.acquire(timeout=big)
+            assert not lock.locked()
+            assert lock.acquire(timeout=threading.TIMEOUT_MAX) is True
+            lock.release()
+        finally:
+            lock.detach()
 
 
 def test_lock_is_not_reentrant_across_threads(lock_factory):

@@ -113,6 +113,39 @@ def test_mutex_swallowed_wakeup_mutant_is_caught(tmp_path):
           what="invalid end state")
 
 
+def test_mutex_handoff_no_lost_wakeup(tmp_path):
+    # interlock.Lock's hand-off: process 0 acquires twice and never releases
+    # (its second acquire sleeps on its own hold), process 1 releases each
+    # hold (il_mutex_release_any), process 2 is an ordinary worker: one hold
+    # at a time, every release ends a real hold, nobody left asleep.
+    ok(tmp_path, "mutex.pml", ["HANDOFF", "ROUNDS=2", "NO_TIMEOUT", "DEATHS=0"])
+
+
+def test_mutex_handoff_worker_death(tmp_path):
+    # The same with timeouts, the ordinary worker SIGKILLed at any step: the
+    # hand-off pair takes its hold over and goes on.
+    ok(tmp_path, "mutex.pml", ["HANDOFF", "ROUNDS=1", "KILLABLE=4"])
+
+
+def test_mutex_handoff_two_releasers_one_succeeds(tmp_path):
+    # Two releasers race for one hold: the CAS lets exactly one end it (the
+    # other gets "released too many times")...
+    ok(tmp_path, "mutex.pml", ["HANDOFF2", "ROUNDS=1", "NO_TIMEOUT", "DEATHS=0"])
+
+
+def test_mutex_handoff_xchg_mutant_is_caught(tmp_path):
+    # ... where an unchecked exchange (il_mutex_unlock's, minus its ownership
+    # check) "releases" twice, the second time ending no hold.
+    fails(tmp_path, "mutex.pml",
+          ["HANDOFF2", "ROUNDS=1", "NO_TIMEOUT", "DEATHS=0", "MUTANT_HANDOFF_XCHG"],
+          what="assertion violated")
+
+
+def test_mutex_handoff_lost_wakeup_check_can_fail(tmp_path):
+    fails(tmp_path, "mutex.pml", ["HANDOFF", "ROUNDS=2", "NO_TIMEOUT", "DEATHS=0",
+                                  "MUTANT_NO_WAKE"], what="invalid end state")
+
+
 # ---------------------------------------------------------------- eventcount
 
 @pytest.mark.parametrize("config", [

@@ -14,8 +14,14 @@ that ends without releasing), a waiter takes it over within one wait slice
   ``with`` statement the lock is released before the error propagates.
 - ``"ignore"``: silent.
 
-Only the owning thread may release; a second blocking ``acquire()`` of a
-``Lock`` by its owner raises :class:`DeadlockError` instead of hanging.
+``Lock`` is ``multiprocessing.Lock``, a binary semaphore: any thread of any
+process may release it (the hand-off: acquire in process A, release in
+process B); releasing a free one raises ``ValueError``; its holder's
+``acquire()`` waits until someone releases it.  The owner, for owner-death
+recovery, is the last acquirer: if it dies before anyone released its hold,
+the next acquirer takes the lock over and is told (docs/design/lock.md,
+"Hand-off").  ``RLock`` is ``multiprocessing.RLock``: only its owner
+releases it (``RuntimeError`` otherwise).
 
 A held lock left behind (docs/design/lock.md): ``detach()`` of this
 process's last handle while one of its threads holds the lock raises
@@ -89,6 +95,11 @@ class LockStatistics:
 class Lock(_core.Mutex, SharedObject, TrackedLockMixin, AsyncLockMixin):
     """``Lock(*, name=None, create=None, on_owner_death="warn", level=None)``
 
+    multiprocessing's ``Lock``, shared through ``/dev/shm`` and robust: any
+    thread or process may ``release()`` it, not only the one that acquired
+    it (``ValueError`` if it is not held); the holder's own ``acquire()``
+    waits until someone releases it, or returns False after its timeout.
+
     ``level``: the lock's place in the lock hierarchy (an int). A thread
     that holds a lock of level n may only take locks of level > n; taking
     one against that order raises :class:`LockOrderError` at once. The
@@ -102,15 +113,17 @@ class Lock(_core.Mutex, SharedObject, TrackedLockMixin, AsyncLockMixin):
         FileExistsError: ``create=True`` and the name exists.
         FileNotFoundError: ``create=False`` and no such lock.
 
-    When a process dies: if the owner (process or thread) dies holding the
-    lock, the next ``acquire()`` takes it over within about 50 ms and is
-    told by ``on_owner_death``: ``"warn"`` (default) issues
+    When a process dies: if the owner (the process or thread that acquired
+    it) dies holding the lock, before anyone released it, the next
+    ``acquire()`` takes it over within about 50 ms and is told by
+    ``on_owner_death``: ``"warn"`` (default) issues
     :class:`OwnerDiedWarning`, ``"raise"`` raises :class:`OwnerDiedError`
     with the lock held, ``"ignore"`` says nothing.
     """
 
     _kind = _segment.KIND_LOCK
     _recursive = False
+    _handoff = True  # anyone may release it (deadlock._order reads this)
 
     def __init__(self, *, name: str | None = None, create: bool | None = None,
                  on_owner_death: str = "warn", level: int | None = None,
@@ -139,7 +152,8 @@ class Lock(_core.Mutex, SharedObject, TrackedLockMixin, AsyncLockMixin):
             raise ValueError(f"lock {seg.name!r} exists with level "
                              f"{None if have == 0 else have - 2**31}, not {level}")
         self.level: int | None = None if have == 0 else have - 2**31
-        _core.Mutex.__init__(self, seg.mm, seg.object_offset, recursive=self._recursive)
+        _core.Mutex.__init__(self, seg.mm, seg.object_offset, recursive=self._recursive,
+                             handoff=not self._recursive)
         self._tracked = self.level is not None
         # lockdep's class (deadlock._order): the name, or where an anonymous lock
         # was made (kept when pickled to another process: SharedObject).
@@ -206,8 +220,10 @@ class Lock(_core.Mutex, SharedObject, TrackedLockMixin, AsyncLockMixin):
 
 
 class RLock(Lock):
-    """A re-entrant :class:`Lock`: its owner may acquire it again; it is
-    released when ``release()`` has been called as many times."""
+    """A re-entrant lock (``multiprocessing.RLock``): its owner may acquire
+    it again; it is released when ``release()`` has been called as many
+    times, by the owner only (``RuntimeError`` from any other thread)."""
 
     _kind = _segment.KIND_RLOCK
     _recursive = True
+    _handoff = False

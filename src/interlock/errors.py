@@ -145,8 +145,10 @@ class CorruptionError(InterlockError, ValueError, RuntimeError):
 # -- locks and synchronisation ----------------------------------------------
 
 class DeadlockError(InterlockError, RuntimeError):
-    """Waiting would never end: the caller already holds what it waits for,
-    or (with detection on) it is part of a cycle of waiters."""
+    """Waiting would never end: the caller already holds the owner-checked
+    lock it waits for (the Redis backend's ``Lock``; not ``interlock.Lock``,
+    which anyone may release, so its holder's ``acquire()`` waits), or (with
+    detection on) it is part of a cycle of waiters."""
 
 
 class LockOrderError(InterlockError, RuntimeError):

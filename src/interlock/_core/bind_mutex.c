@@ -21,6 +21,12 @@
 typedef struct {
     ShmObject base;
     int recursive;
+    /* interlock.Lock: a binary semaphore (multiprocessing's Lock): anyone
+     * releases (il_mutex_release_any), and the holder's acquire() waits.
+     * Off for RLock and for the internal mutexes (the segment's meta lock,
+     * shared tables), which stay owner-checked: there a second acquire by
+     * the holder is a bug, reported (DeadlockError), never a wait. */
+    int handoff;
     char tracked; /* route acquire/release through the Python tracking layer */
     char trackable; /* the type has the tracking methods (interlock.Lock and subclasses) */
 } MutexObject;
@@ -64,16 +70,21 @@ PyObject *il_mutex_stats_dict(il_mutex_t *m)
 
 static int Mutex_init(MutexObject *self, PyObject *args, PyObject *kwds)
 {
-    static char *kw[] = {"buffer", "offset", "create", "recursive", NULL};
+    static char *kw[] = {"buffer", "offset", "create", "recursive", "handoff", NULL};
     PyObject *buffer;
     Py_ssize_t offset;
-    int create = 0, recursive = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "On|pp:Mutex", kw, &buffer, &offset, &create,
-                                     &recursive))
+    int create = 0, recursive = 0, handoff = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "On|ppp:Mutex", kw, &buffer, &offset, &create,
+                                     &recursive, &handoff))
         return -1;
+    if (recursive && handoff) {
+        PyErr_SetString(PyExc_ValueError, "a recursive Mutex cannot be released by a non-owner");
+        return -1;
+    }
     if (shm_attach((ShmObject *)self, buffer, offset, sizeof(il_mutex_t)) < 0)
         return -1;
     self->recursive = recursive;
+    self->handoff = handoff;
     /* Tracking and deadlock detection need the Python layer's methods
      * (_hierarchy.TrackedLockMixin); internal mutexes do not have them. */
     self->trackable = (char)PyObject_HasAttr((PyObject *)Py_TYPE(self), str_tracked_acquire);
@@ -90,7 +101,11 @@ static int mutex_acquire(MutexObject *self, int64_t deadline, int in_enter)
         return -1;
     il_mutex_t *m = MUTEX(self);
     uint32_t tid = il_self_tid();
-    if (il_mutex_mine(m, tid)) {
+    /* A Lock (not recursive) is a binary semaphore, as multiprocessing's:
+     * its holder's acquire() waits like anyone's, until some thread or
+     * process releases it (il_mutex_release_any) or the timeout passes. */
+    int flags = self->handoff ? IL_MUTEX_SELF_WAIT : 0;
+    if (!self->handoff && il_mutex_mine(m, tid)) {
         if (self->recursive) {
             m->depth++;
             return 1;
@@ -99,7 +114,7 @@ static int mutex_acquire(MutexObject *self, int64_t deadline, int in_enter)
             return 0;
         PyErr_Format(il_DeadlockError,
                      "this thread already holds the lock %R: a second blocking acquire would "
-                     "wait forever (use an RLock for re-entrant locking)",
+                     "wait forever",
                      (PyObject *)self);
         return -1;
     }
@@ -111,7 +126,7 @@ static int mutex_acquire(MutexObject *self, int64_t deadline, int in_enter)
     if (il_mutex_trylock(m, tid)) {
         r = IL_OK;
     } else if (slice <= 0 || deadline == 0 || !self->trackable) {
-        r = il_lock_mutex((ShmObject *)self, m, deadline, &dead, &counted);
+        r = il_lock_mutex_flags((ShmObject *)self, m, deadline, &dead, &counted, flags);
     } else {
         /* Wait in phases: after deadlock_timeout, and then every recheck
          * interval, ask the wait-for graph whether we are in a cycle
@@ -120,7 +135,7 @@ static int mutex_acquire(MutexObject *self, int64_t deadline, int in_enter)
         for (;;) {
             int64_t now = il_now_ns();
             int64_t phase = deadline - now > slice ? now + slice : deadline;
-            r = il_lock_mutex((ShmObject *)self, m, phase, &dead, &counted);
+            r = il_lock_mutex_flags((ShmObject *)self, m, phase, &dead, &counted, flags);
             if (r != IL_TIMEDOUT || phase == deadline)
                 break;
             long_wait = 1;
@@ -152,7 +167,7 @@ static int mutex_acquire(MutexObject *self, int64_t deadline, int in_enter)
     }
     m->depth = 1;
     if (r == IL_OWNER_DIED && il_report_owner_died((PyObject *)self, dead) < 0) {
-        if (in_enter) { /* `with` never entered: give it back */
+        if (in_enter) { /* `with` never entered: give it back (we hold it) */
             m->depth = 0;
             il_mutex_unlock(m);
         }
@@ -161,7 +176,9 @@ static int mutex_acquire(MutexObject *self, int64_t deadline, int in_enter)
     return 1;
 }
 
-static const char *const acquire_names[] = {"block", "timeout"};
+/* "blocking": threading's name for "block" (lock_tests call
+ * acquire(blocking=False)); either may be given, not both. */
+static const char *const acquire_names[] = {"block", "timeout", "blocking"};
 
 static PyObject *Mutex_raw_acquire(MutexObject *self, PyObject *const *args, Py_ssize_t nargs,
                                    PyObject *kwnames);
@@ -185,9 +202,22 @@ static PyObject *Mutex_raw_acquire(MutexObject *self, PyObject *const *args, Py_
 {
     int64_t deadline = IL_FOREVER;
     if (nargs || kwnames) {
-        PyObject *a[2];
-        if (il_parse_args("acquire", args, nargs, kwnames, acquire_names, 2, 0, a) < 0)
+        PyObject *a[3];
+        if (nargs > 2) {
+            PyErr_Format(PyExc_TypeError,
+                         "acquire() takes at most 2 positional arguments (%zd given)", nargs);
             return NULL;
+        }
+        if (il_parse_args("acquire", args, nargs, kwnames, acquire_names, 3, 0, a) < 0)
+            return NULL;
+        if (a[2]) {
+            if (a[0]) {
+                PyErr_SetString(PyExc_TypeError,
+                                "acquire() got both 'block' and 'blocking' (the same argument)");
+                return NULL;
+            }
+            a[0] = a[2];
+        }
         if (il_parse_timeout(IL_TO_LOCK, a[0], a[1], &deadline) < 0)
             return NULL;
     }
@@ -229,6 +259,16 @@ static PyObject *Mutex_raw_release(MutexObject *self, PyObject *unused)
     if (shm_check((ShmObject *)self) < 0)
         return NULL;
     il_mutex_t *m = MUTEX(self);
+    if (self->handoff) {
+        /* A Lock: anyone may release it (multiprocessing.Lock is a binary
+         * semaphore).  `depth` is left alone: it is the owner's field, and
+         * the next acquirer sets it (it is shown only while held). */
+        if (il_mutex_release_any(m) != IL_OK) {
+            PyErr_SetString(PyExc_ValueError, "semaphore or lock released too many times");
+            return NULL;
+        }
+        Py_RETURN_NONE;
+    }
     uint32_t owner = il_mutex_owner(m);
     if (!il_mutex_mine(m, il_self_tid())) {
         if (owner == 0)
@@ -396,27 +436,34 @@ static PyMethodDef Mutex_methods[] = {
     {"acquire", (PyCFunction)(void (*)(void))Mutex_acquire, METH_FASTCALL | METH_KEYWORDS,
      "acquire($self, block=True, timeout=None)\n--\n\n"
      "Take the lock; return True if taken, False if not (timeout, or block=False and "
-     "held by a living owner).\n\n"
+     "held by a living owner). ``blocking`` is accepted for ``block`` (threading's name).\n\n"
+     "A Lock is a binary semaphore, like multiprocessing's: if the calling thread "
+     "already holds it, acquire() waits like any other caller until some thread or "
+     "process releases it (False after the timeout). An RLock's owner re-enters it.\n\n"
      "Raises:\n"
-     "    DeadlockError: a Lock (not an RLock) already held by the calling thread, "
-     "with block=True; or, with deadlock detection, this thread was chosen to break a "
+     "    DeadlockError: with deadlock detection on, this thread was chosen to break a "
      "cycle of waiters.\n"
      "    OwnerDiedError: on_owner_death=\"raise\" and the previous owner died holding "
      "the lock: the caller *holds* the lock when this is raised.\n"
      "    LockOrderError: the lock's level is against the levels of the locks held.\n"
-     "    ValueError: a timeout with block=False, or a negative timeout.\n\n"
+     "    ValueError: a timeout with block=False, a negative timeout other than -1, "
+     "or NaN.\n"
+     "    OverflowError: a timeout over threading.TIMEOUT_MAX (or infinite).\n\n"
      "If a process dies: if the owner (process or thread) died holding the lock, "
      "acquire() takes it over within about 50 ms (at once with block=False) and issues "
      "OwnerDiedWarning (or raises OwnerDiedError, or nothing: on_owner_death). What "
      "the dead owner was updating may be half done."},
     {"release", (PyCFunction)Mutex_release, METH_NOARGS,
      "release($self, /)\n--\n\n"
-     "Release the lock (an RLock: one level of it).\n\n"
+     "Release the lock (an RLock: one level of it). A Lock may be released by any "
+     "thread of any process, not only the one that acquired it (multiprocessing's "
+     "hand-off); an RLock only by its owner.\n\n"
      "Raises:\n"
-     "    RuntimeError: the calling thread does not hold the lock (only its owner may "
-     "release it).\n\n"
-     "If a process dies: a process that dies before release() leaves the lock to be "
-     "taken over by the next acquire(), as above."},
+     "    ValueError: a Lock that is not held (\"semaphore or lock released too many "
+     "times\", as multiprocessing).\n"
+     "    RuntimeError: an RLock not held by the calling thread.\n\n"
+     "If a process dies: if the thread that acquired a Lock dies before anyone "
+     "released it, the next acquire() takes it over, as above."},
     {"__enter__", (PyCFunction)Mutex_enter, METH_NOARGS, NULL},
     {"_raw_acquire", (PyCFunction)(void (*)(void))Mutex_raw_acquire,
      METH_FASTCALL | METH_KEYWORDS, NULL},
@@ -444,7 +491,7 @@ static PyMemberDef Mutex_members[] = {
 
 IL_SHM_TYPE(il_MutexType, "Mutex", sizeof(MutexObject), Mutex_init, Mutex_methods,
             Mutex_members, NULL,
-            "Mutex(buffer, offset, create=False, recursive=False)\n\n"
+            "Mutex(buffer, offset, create=False, recursive=False, handoff=False)\n\n"
             "A robust process-shared mutex over a writable buffer (see mutex.h). Used "
             "through interlock.Lock and interlock.RLock.");
 

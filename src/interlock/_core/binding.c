@@ -5,6 +5,10 @@
 
 PyObject *il_Empty, *il_Full, *il_QueueClosed, *il_DeadlockError, *il_BrokenBarrierError;
 static PyObject *str_on_owner_died, *str_adopt;
+/* threading.TIMEOUT_MAX (_thread's, read at import: it depends on the
+ * Python version and platform): IL_TO_LOCK refuses a longer timeout with
+ * OverflowError, as threading.Lock.acquire does. */
+static double lock_timeout_max = 9223372036.0;
 
 /* ------------------------------------------------------------ the object */
 
@@ -171,6 +175,12 @@ int il_parse_timeout(int rule, PyObject *block, PyObject *timeout, int64_t *dead
             return -1;
         }
     }
+    if (rule == IL_TO_LOCK && has_t && t > lock_timeout_max) {
+        /* +inf included; before the block=False check, as threading's
+         * acquire(False, inf) converts (and overflows) first */
+        PyErr_SetString(PyExc_OverflowError, "timeout value is too large");
+        return -1;
+    }
     if (rule == IL_TO_LOCK && has_t && t == -1.0)
         has_t = 0; /* threading's "no timeout" */
     if (!b) {
@@ -218,16 +228,22 @@ int il_spin_until(int budget, int (*ready)(void *p, uint64_t arg), void *p, uint
 
 int il_lock_mutex(ShmObject *self, il_mutex_t *m, int64_t deadline, uint32_t *dead, int *counted)
 {
+    return il_lock_mutex_flags(self, m, deadline, dead, counted, 0);
+}
+
+int il_lock_mutex_flags(ShmObject *self, il_mutex_t *m, int64_t deadline, uint32_t *dead,
+                        int *counted, int flags)
+{
     if (il_mutex_trylock(m, il_self_tid()))
         return IL_OK;
     for (;;) {
         int r;
         if (deadline == 0) {
-            r = il_mutex_lock_counted(m, 0, dead, counted);
+            r = il_mutex_lock_flags(m, 0, dead, counted, flags);
         } else {
             self->busy++;
             Py_BEGIN_ALLOW_THREADS
-            r = il_mutex_lock_counted(m, deadline, dead, counted);
+            r = il_mutex_lock_flags(m, deadline, dead, counted, flags);
             Py_END_ALLOW_THREADS
             self->busy--;
         }
@@ -285,6 +301,13 @@ int il_binding_init(PyObject *module)
         !(il_QueueClosed = import_attr(errors, "QueueClosed")) ||
         !(il_DeadlockError = import_attr(errors, "DeadlockError")) ||
         !(il_BrokenBarrierError = import_attr("threading", "BrokenBarrierError")))
+        return -1;
+    PyObject *tmax = import_attr("_thread", "TIMEOUT_MAX");
+    if (!tmax)
+        return -1;
+    lock_timeout_max = PyFloat_AsDouble(tmax);
+    Py_DECREF(tmax);
+    if (lock_timeout_max == -1.0 && PyErr_Occurred())
         return -1;
     return 0;
 }

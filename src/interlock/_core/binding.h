@@ -121,11 +121,12 @@ int il_parse_args(const char *fname, PyObject *const *args, Py_ssize_t nargs, Py
  * waiting; IL_FOREVER: no limit; else CLOCK_MONOTONIC ns).  One rule per
  * kind of call, that of the stdlib call it stands for (docs/design/lock.md,
  * "Timeouts").  In every rule: None (or no argument) is forever, +inf is
- * forever, NaN is ValueError, a non-number is TypeError, and the parser
+ * forever (but IL_TO_LOCK: OverflowError), NaN is ValueError, a non-number is TypeError, and the parser
  * runs before the call changes any state. */
 enum {
     IL_TO_LOCK,  /* threading.Lock.acquire: -1 forever, other negatives ValueError,
-                  * block=False with a timeout other than -1/None ValueError */
+                  * block=False with a timeout other than -1/None ValueError,
+                  * over threading.TIMEOUT_MAX (+inf too) OverflowError */
     IL_TO_SEM,   /* multiprocessing.Semaphore.acquire: block=False ignores the
                   * timeout; negative: try once */
     IL_TO_WAIT,  /* Event/Condition/Barrier.wait: negative: try once */
@@ -175,6 +176,9 @@ int il_spin_until(int budget, int (*ready)(void *p, uint64_t arg), void *p, uint
  * IL_OWNER_DIED / IL_TIMEDOUT / IL_DEADLK, or -1 with an exception (a
  * signal handler raised).  *counted: see il_mutex_lock_counted. */
 int il_lock_mutex(ShmObject *self, il_mutex_t *m, int64_t deadline, uint32_t *dead, int *counted);
+/* The same with il_mutex_lock_flags' flags (IL_MUTEX_SELF_WAIT: Lock). */
+int il_lock_mutex_flags(ShmObject *self, il_mutex_t *m, int64_t deadline, uint32_t *dead,
+                        int *counted, int flags);
 
 /* ------------------------------------------------------------ reports */
 

@@ -42,6 +42,7 @@
     X(MUTEX_LOCKED, "mutex.locked", "lock word taken, owner hints not written")             \
     X(MUTEX_UNLOCK_BEGIN, "mutex.unlock.begin", "about to release")                         \
     X(MUTEX_UNLOCK_RELEASED, "mutex.unlock.released", "word released, waiters not woken")  \
+    X(MUTEX_HANDOFF_CLEARED, "mutex.handoff.cleared", "releasing a Lock held by anyone: owner_tid cleared, word not") \
     X(SYNC_GUARD_LOCKED, "sync.guard.locked", "sync primitive's guard held, state untouched")   \
     X(SYNC_COMMIT_LOGGED, "sync.commit.logged", "redo log published, nothing applied")        \
     X(SYNC_COMMIT_APPLYING, "sync.commit.applying", "first word of the redo log applied")     \

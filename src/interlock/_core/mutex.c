@@ -57,13 +57,29 @@ int il_mutex_lock(il_mutex_t *m, int64_t deadline, uint32_t *dead_pid)
 
 int il_mutex_lock_counted(il_mutex_t *m, int64_t deadline, uint32_t *dead_pid, int *counted)
 {
+    return il_mutex_lock_flags(m, deadline, dead_pid, counted, 0);
+}
+
+int il_mutex_lock_flags(il_mutex_t *m, int64_t deadline, uint32_t *dead_pid, int *counted,
+                        int flags)
+{
     uint32_t tid = il_self_tid();
     if (il_mutex_trylock(m, tid))
         return IL_OK;
     uint32_t v = atomic_load_explicit(&m->word, memory_order_relaxed);
     if ((v & IL_MUTEX_TID_MASK) == tid) {
-        if (il_mutex_mine(m, tid))
-            return IL_DEADLK;
+        /* Held by us.  An owner-checked mutex refuses (it would wait for
+         * itself forever); a hand-off one (interlock.Lock, a binary
+         * semaphore) waits like any waiter: another thread or process may
+         * release it (il_mutex_release_any).  The wait loop below never
+         * judges its own TID dead (owner != tid). */
+        if (il_mutex_mine(m, tid)) {
+            if (!(flags & IL_MUTEX_SELF_WAIT))
+                return IL_DEADLK;
+            if (deadline == 0)
+                return IL_TIMEDOUT;
+            goto wait;
+        }
         /* Our TID, not our hints: a dead process that had this TID holds
          * it.  Take it over now (we are alive, so that one is not). */
         if (take_over(m, v, tid, v & IL_MUTEX_WAITERS, tid, dead_pid))
@@ -90,6 +106,7 @@ int il_mutex_lock_counted(il_mutex_t *m, int64_t deadline, uint32_t *dead_pid, i
         }
     }
 
+wait:
     /* relaxed: statistics.  Once per acquisition, not per call: a caller
      * that waits in phases calls us again with *counted set. */
     if (!*counted) {
@@ -166,6 +183,50 @@ int il_mutex_unlock(il_mutex_t *m)
     uint32_t old = atomic_exchange_explicit(&m->word, 0, memory_order_release);
     IL_CRASH(MUTEX_UNLOCK_RELEASED);
     if (old & IL_MUTEX_WAITERS)
+        il_futex_wake(&m->word, 1);
+    return IL_OK;
+}
+
+/* Release by anyone: interlock.Lock is multiprocessing's Lock, a binary
+ * semaphore, so the thread that releases need not be the one that acquired
+ * (docs/design/lock.md, "Hand-off").  No ownership check: the word is freed
+ * if it is held, by whomever; IL_PERM if it is free (released too many
+ * times).  Two releasers of one hold: one CAS wins, the other then finds the
+ * word free (or held anew: then it releases that hold, as a semaphore's
+ * second post would).
+ *
+ * A CAS loop, not an exchange: an exchange would "free" a word that another
+ * releaser freed a moment ago, and the second release must fail instead.
+ * The loop retries only when the word changed under it (a waiter adding
+ * WAITERS, a takeover from a dead owner, a new acquisition). */
+int il_mutex_release_any(il_mutex_t *m)
+{
+    IL_CRASH(MUTEX_UNLOCK_BEGIN);
+    /* relaxed: the CAS below reads the word again; this is only its
+     * first guess. */
+    uint32_t v = atomic_load_explicit(&m->word, memory_order_relaxed);
+    for (;;) {
+        if ((v & IL_MUTEX_TID_MASK) == 0)
+            return IL_PERM;
+        /* relaxed: display hint, as in il_mutex_unlock.  Cleared before the
+         * word is, so that a reader never pairs the old owner's pid with
+         * the next owner's TID; a stale clear (the word changed under us)
+         * only blanks a display field until our CAS, which frees the word
+         * anyway (we retry until it is free or we freed it). */
+        atomic_store_explicit(&m->owner_tid, 0, memory_order_relaxed);
+        IL_CRASH(MUTEX_HANDOFF_CLEARED);
+        /* release on success: everything the releaser wrote, and everything
+         * that happened-before it (the acquirer's writes under the lock,
+         * when the acquirer handed the lock over through any synchronising
+         * channel: a queue, a pipe, an Event), happens-before the next
+         * owner's acquire CAS.  relaxed on failure: v is reloaded, and we
+         * read nothing under the lock. */
+        if (atomic_compare_exchange_weak_explicit(&m->word, &v, 0, memory_order_release,
+                                                  memory_order_relaxed))
+            break;
+    }
+    IL_CRASH(MUTEX_UNLOCK_RELEASED);
+    if (v & IL_MUTEX_WAITERS)
         il_futex_wake(&m->word, 1);
     return IL_OK;
 }

@@ -43,7 +43,16 @@
  *   - while holding: the next waiter takes it over after one slice and is
  *     told (IL_OWNER_DIED);
  *   - in release, after the xchg and before the wake: the word is free; a
- *     sleeper wakes at the end of its slice and takes it.
+ *     sleeper wakes at the end of its slice and takes it;
+ *   - a hand-off releaser (il_mutex_release_any: interlock.Lock, released by
+ *     anyone) holds nothing: dying before its CAS, it just did not release
+ *     (the acquirer still owns the word); after it, as the line above.
+ *
+ * Two kinds of mutex share the word: owner-checked (RLock, the core's own
+ * locks: only the owner releases, IL_DEADLK on the owner's second lock) and
+ * hand-off (interlock.Lock, multiprocessing's binary semaphore: anyone
+ * releases, the owner's second lock waits, IL_MUTEX_SELF_WAIT).  "Owner" is
+ * the last acquirer either way; only it writes the hints.
  */
 #ifndef INTERLOCK_MUTEX_H
 #define INTERLOCK_MUTEX_H
@@ -94,11 +103,19 @@ int il_mutex_lock(il_mutex_t *m, int64_t deadline, uint32_t *dead_pid);
  * to wait, so it is incremented only if *counted is 0, which it then sets to
  * 1.  The caller starts *counted at 0 for each acquisition. */
 int il_mutex_lock_counted(il_mutex_t *m, int64_t deadline, uint32_t *dead_pid, int *counted);
+/* The same with flags: IL_MUTEX_SELF_WAIT makes a lock held by the caller
+ * wait (until another thread releases it, or the deadline) instead of
+ * returning IL_DEADLK: interlock.Lock, whose release may come from anyone. */
+#define IL_MUTEX_SELF_WAIT 1
+int il_mutex_lock_flags(il_mutex_t *m, int64_t deadline, uint32_t *dead_pid, int *counted,
+                        int flags);
 /* Wait until the lock is free or its owner is dead, taking nothing.
  * Returns IL_OK, IL_TIMEDOUT or IL_INTR. */
 int il_mutex_wait_unlocked(il_mutex_t *m, int64_t deadline);
 /* Release; IL_PERM if the caller does not own it. */
 int il_mutex_unlock(il_mutex_t *m);
+/* Release whoever holds it (interlock.Lock's hand-off); IL_PERM if free. */
+int il_mutex_release_any(il_mutex_t *m);
 /* Owner's TID or 0. */
 static inline uint32_t il_mutex_owner(il_mutex_t *m)
 {

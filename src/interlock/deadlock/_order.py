@@ -233,9 +233,28 @@ def check_level(lock: Any, name: str, level: int | None, at: Site) -> None:
 
 
 
+def _handoff(lock: Any) -> bool:
+    """A lock anyone may release (``interlock.Lock``, a binary semaphore like
+    multiprocessing's): the thread that took it may no longer hold it."""
+    return bool(getattr(lock, "_handoff", False))
+
+
+def _prune_released() -> None:
+    """Forget the holds of hand-off locks that another thread or process
+    released since this thread took them: their release ran in the other
+    thread, whose stack did not have them.  Without this, a lock handed off
+    would stay "held" here and give false orders (and false level errors)
+    to every later acquisition of this thread.  One ``_is_owned()`` call per
+    such hold, only while tracking is on."""
+    stack = held()
+    if any(_handoff(h.lock) and not h.lock._is_owned() for h in stack):
+        stack[:] = [h for h in stack if not _handoff(h.lock) or h.lock._is_owned()]
+
+
 def before_acquire(lock: Any, blocking: bool, at: Site, read: bool = False) -> bool:
     """Checks before taking ``lock``.  Returns True if this is a re-entry of
     a lock the thread already holds (no new order to record)."""
+    _prune_released()
     h = _find(lock)
     if h is not None and (lock._recursive or (read and h.read)):
         return True  # re-entry: an RLock, or a read hold inside a read hold
@@ -268,6 +287,11 @@ def after_acquire(lock: Any, at: Site, reentry: bool, read: bool = False) -> Non
         if h is not None:
             h.count += 1
             return
+    if _handoff(lock):
+        # The holder waited on its own Lock and another thread released it
+        # meanwhile: one hold again, not two.
+        key = lock_key(lock)
+        held()[:] = [h for h in held() if h.key != key]
     held().append(Held(lock, lock_key(lock), class_name(lock), lock.level, at, read=read,
                        ordered=getattr(_local, "ordering", None)))
     _publish_site(lock, _core.self_tid(), at)
@@ -283,6 +307,8 @@ def after_release(lock: Any) -> None:
                 del stack[i]
                 _publish_site(lock, 0, None)
             return
+    if _handoff(lock):  # released for the thread that took it (hand-off)
+        _publish_site(lock, 0, None)
 
 
 

@@ -6,10 +6,13 @@ other.
 """
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from . import _waitfor
 from ._order import after_acquire, after_release, before_acquire, site
+
+
+_UNSET: Any = object()
 
 
 class RawLock(Protocol):
@@ -28,7 +31,14 @@ class TrackedLockMixin:
     """Mixed into ``Lock``/``RLock``: the C core routes their acquire and
     release here while tracking is on (``_core`` ``is_tracked``)."""
 
-    def _tracked_acquire(self: RawLock, block: bool = True, timeout: float | None = None) -> bool:
+    def _tracked_acquire(self: RawLock, block: Any = _UNSET, timeout: float | None = None, *,
+                         blocking: Any = _UNSET) -> bool:
+        if blocking is not _UNSET:  # threading's name for it, as the C acquire() takes
+            if block is not _UNSET:
+                raise TypeError("acquire() got both 'block' and 'blocking' (the same argument)")
+            block = blocking
+        if block is _UNSET:
+            block = True
         at = site()
         again = before_acquire(self, bool(block), at)
         ok = bool(self._raw_acquire(block, timeout))

@@ -295,7 +295,8 @@ def note_acquire(lock: Any, name: str, at: Any, blocking: bool, held: list[Held]
         v = Violation("recursion", (name, name), Edge(name, name, first.where, site, os.getpid()),
                       f"lockdep: {name!r} is taken again at {site} by the thread that already "
                       f"holds it (taken at {first.where}): a non-recursive lock taken twice "
-                      "deadlocks (AA)")
+                      "deadlocks (AA), unless another thread or process releases it (a "
+                      "Lock may be released by anyone, as multiprocessing's)")
         _record_violation(v, ("AA", name))
         return
     if blocking:
