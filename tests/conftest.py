@@ -93,6 +93,8 @@ def _reap_test_procs() -> list[str]:
 
 _ANON = re.compile(r"interlock\.\d+\.anon-(\d+)-")
 _TMP = re.compile(r"\.interlock-tmp\.\d+\.(\d+)\.")
+# a queue's spill file: .interlock-spill.<uid>.<queue id>.<producer pid>.<token>
+_SPILL = re.compile(r"\.interlock-spill\.\d+\.[0-9a-f]+-\d+\.(\d+)\.")
 
 
 def _creator_pid(entry: str) -> int:
@@ -115,7 +117,7 @@ def ours(entry: str) -> bool:
     """Was this /dev/shm entry made by this test run?"""
     if TAG in entry:
         return True
-    m = _ANON.match(entry) or _TMP.match(entry)
+    m = _ANON.match(entry) or _TMP.match(entry) or _SPILL.match(entry)
     if m:
         return int(m.group(1)) in OUR_PIDS
     if entry.startswith(f"{_segment.PREFIX}.{UID}."):

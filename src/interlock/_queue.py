@@ -8,6 +8,9 @@ calls.
 Items: ``bytes`` and ``bytearray`` travel as they are; anything else is
 pickled with protocol 5, its out-of-band buffers (numpy arrays, ...) copied
 straight into the ring and out into fresh ``bytearray``s on the other side.
+In a queue made without ``capacity=``, an item above ``SPILL_THRESHOLD``
+travels through a file of its own instead (docs/design/spill.md): any size
+goes, and its out-of-band buffers come out as views of that file's mapping.
 
 Ending: ``close()`` means what it means in ``multiprocessing``: *this*
 object puts (and gets) no more; other processes are not affected.  The
@@ -32,6 +35,12 @@ T = TypeVar("T")
 
 DEFAULT_CAPACITY = 4 << 20  # bytes
 MIN_CAPACITY = 64
+# A queue made without capacity= sends an item whose record is larger than
+# this through a spill file of its own (docs/design/spill.md): any size goes.
+# 1 MiB: the ring keeps at least 4 such items' worth of room for the small
+# ones, and below it a copy into the warm ring beats a fresh file's page
+# faults (benchmarks/bench_queue.py --large measures both).
+SPILL_THRESHOLD = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,12 @@ class QueueStatistics:
     #: shutdown(immediate=True) the discarded items count as taken)
     put_total: int = 0
     got_total: int = 0
+    #: files ever made for the queue (spilled items, overflow blocks), modulo 2**32
+    spilled_total: int = 0
+    #: items waiting in the overflow (an unbounded queue whose ring is full)
+    overflow_depth: int = 0
+    #: bytes of records waiting in the overflow
+    overflow_bytes: int = 0
     #: ``shutdown()`` was called, by any process (same as ``closed``)
     is_shutdown: bool = False
     #: ... with ``immediate=True``: what was left is discarded
@@ -77,12 +92,19 @@ def _check_int(value: object, what: str) -> int:
 class Queue(_core.Ring, SharedObject, AsyncQueueMixin, Generic[T]):
     """A process-shared FIFO queue in shared memory.
 
-    ``Queue(maxsize=0, *, name=None, capacity=4 MiB, create=None)``
+    ``Queue(maxsize=0, *, name=None, capacity=None, create=None)``
 
-    - ``maxsize``: at most this many items (0: no count bound).
-    - ``capacity``: at most this many bytes of items, headers included
-      (8 bytes each, rounded up to 8). An item larger than this raises
-      ``ValueError`` at once.
+    - ``maxsize``: at most this many items (0: no count bound). With
+      neither ``maxsize`` nor ``capacity`` the queue is unbounded: ``put()``
+      never blocks for lack of room; when the 4 MiB ring is full, items go
+      on into overflow files in ``/dev/shm``, in order
+      (docs/design/overflow.md).
+    - ``capacity``: ``None`` (default): a 4 MiB ring, and an item of any
+      size: one above 1 MiB goes through a spill file of its own
+      (``OSError`` if ``/dev/shm`` has no room for it; nothing is put).
+      An int: a byte bound instead, at most this many bytes of items,
+      headers included (8 bytes each, rounded up to 8), nothing spilled; an
+      item larger than this raises ``ValueError`` at once.
     - ``name``: attach to (or create) the queue of that name, from any
       process of the same user. Unnamed queues get a generated name and are
       shared by passing the object (pickling sends the name).
@@ -132,12 +154,17 @@ class Queue(_core.Ring, SharedObject, AsyncQueueMixin, Generic[T]):
                 f"capacity must be between {MIN_CAPACITY} and {_core.RING_MAX_SIZE} bytes, got {cap}"
             )
         size = _ring_size(cap)
+        # Only a queue without a byte bound spills: capacity= bounds the bytes.
+        spill = min(SPILL_THRESHOLD, cap // 4) if capacity is None else 0
+        # ... and only one without any bound grows past its ring (overflow.md).
+        overflow = capacity is None and maxsize == 0
 
         def init(buf: Any, offset: int) -> None:
             _core.Ring(buf, offset, create=True, size=size, capacity=cap,
-                       maxsize=maxsize)._detach()
+                       maxsize=maxsize, overflow=overflow)._detach()
 
-        seg = self._open_segment(name, create, _core.ring_bytes(size), (maxsize, cap, size), init)
+        seg = self._open_segment(name, create, _core.ring_bytes(size),
+                                 (maxsize, cap, size, spill), init)
         if not seg.created:
             have_max, have_cap, _ = seg.params()[:3]
             if maxsize and maxsize != have_max or capacity is not None and capacity != have_cap:
@@ -147,6 +174,9 @@ class Queue(_core.Ring, SharedObject, AsyncQueueMixin, Generic[T]):
                     f"asked for maxsize={maxsize}, capacity={capacity}"
                 )
         _core.Ring.__init__(self, seg.mm, seg.object_offset)
+        threshold = seg.params()[3]  # the creator's choice (0: a byte-bounded queue)
+        if threshold:
+            self._set_spill(_segment.spill_prefix(seg.header), threshold)
 
     if TYPE_CHECKING:  # the C methods, typed by the items: no Python layer at run time
         def put(self, obj: T, block: bool = True, timeout: float | None = None) -> None: ...
@@ -258,6 +288,9 @@ class Queue(_core.Ring, SharedObject, AsyncQueueMixin, Generic[T]):
             attached_pids=tuple(pid for pid, _ in self._seg.users()),
             put_total=s["put_count_mod32"],
             got_total=(s["put_count_mod32"] - s["depth"]) % 2**32,
+            spilled_total=s["spilled"],
+            overflow_depth=s["overflow_depth"],
+            overflow_bytes=s["overflow_bytes"],
             is_shutdown=s["closed"],
             shutdown_immediate=s["immediate"],
         )

@@ -280,6 +280,52 @@ def remove_entry(path: str, ino: int) -> bool:
     return True
 
 
+# ------------------------------------------------------------ spill files
+# A queue's items above its spill threshold live in files of their own
+# (docs/design/spill.md), named
+#   .interlock-spill.<uid>.<queue id>.<producer pid>.<token>
+# The queue id is the segment's creation time and creator (its header), so
+# that a queue unlinked and made anew under the same name has other files.
+# The C core makes, names and removes them one by one; the last user of the
+# queue (or the collection of a queue whose users all died) removes what is
+# left: items never taken, files of a producer or consumer killed mid-way.
+
+SPILL_PREFIX = f".{PREFIX}-spill.{_UID}."
+
+
+def spill_prefix(header: Header) -> str:
+    """The path prefix of the queue's spill files (C appends pid.token)."""
+    return f"{SHM_DIR}/{SPILL_PREFIX}{header.created_ns:x}-{header.creator_pid}."
+
+
+def remove_spill_files(seg: "Segment") -> int:
+    """Remove every spill file of the queue ``seg``, whose last user is
+    gone (under its meta lock).  Lists the directory only if the queue ever
+    named one (the ring's ``spilled`` count).  Returns how many."""
+    hdr, mm = seg.header, seg.mm
+    if mm is None or hdr.kind != KIND_QUEUE or len(hdr.params) < 4 or not hdr.params[3]:
+        return 0
+    if mm.load32(hdr.object_offset + _core.RING_OFF_SPILLED) == 0:
+        return 0
+    prefix = spill_prefix(hdr).rsplit("/", 1)[1]
+    n = 0
+    try:
+        entries = os.listdir(SHM_DIR)
+    except OSError:  # pragma: no cover
+        return 0
+    for entry in entries:
+        if not entry.startswith(prefix):
+            continue
+        path = f"{SHM_DIR}/{entry}"
+        try:
+            fd, st = open_entry(path)
+        except OSError:  # gone, or not ours
+            continue
+        os.close(fd)
+        n += remove_entry(path, st.st_ino)
+    return n
+
+
 # ------------------------------------------------------- objects in flight
 # An object pickled for another process (a Pool task's argument, a spawn
 # child's, an item of a queue) must outlive its sender's handle until the
@@ -1013,15 +1059,21 @@ class Segment:
                     break
             _crash.point("segment.drop.locked")
             self._withdraw_unspent()
-            if not self._is_unlinked() and not self._anyone_alive():
+            if not self._anyone_alive():
                 if self._live_tickets():
                     # Pickles of it are in flight: their receivers must find
                     # it.  The unlink waits for their attach (the last of
                     # them to detach unlinks) or for the tickets' expiry (the
                     # next claim or collection unlinks).
-                    self.mm.store32(OFF_HELD, 1)
+                    if not self._is_unlinked():
+                        self.mm.store32(OFF_HELD, 1)
                 else:
-                    self._unlink_locked()
+                    if not self._is_unlinked():
+                        self._unlink_locked()
+                    # The last user: a queue's spilled items go with it
+                    # (after the name: a crash between the two leaves files,
+                    # never a queue whose items lost theirs).
+                    remove_spill_files(self)
         finally:
             self.meta.release()
 
@@ -1347,6 +1399,7 @@ def _reap_locked(seg: "Segment") -> bool:
     # finish the job).  Unexpired tickets hold it for their receivers.
     if seg._sweep() == 0 and not seg._live_tickets():
         seg._unlink_locked()
+        remove_spill_files(seg)
         return True
     return False
 
@@ -1402,6 +1455,8 @@ def unlink(name: str) -> bool:
 
     def mark_and_unlink(seg: Segment) -> bool:
         seg._unlink_locked()  # mark, then remove the name (if still this file)
+        if seg._sweep() == 0 and not seg._live_tickets():
+            remove_spill_files(seg)  # nobody left to take its spilled items
         return True
 
     if _under_meta_lock(path, mark_and_unlink):

@@ -1,10 +1,27 @@
-/* bind_codec.c -- the message codec (what and why: bind_codec.h). */
+/* bind_codec.c -- the message codec (what and why: bind_codec.h; spill
+ * files: docs/design/spill.md). */
+#define _GNU_SOURCE
 #include "bind_codec.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "crashpoint.h"
+
+extern PyTypeObject il_MappingType; /* bind_mapping.c */
 
 static PyObject *pickle_dumps, *pickle_loads;
 static PyObject *kw_buffer_callback, *kw_buffers, *protocol5;
 
-void il_msg_release(msg_t *m)
+#define IL_ALIGN64(n) (((n) + 63u) & ~(uint64_t)63u)
+
+/* The pickled item's sources (the pickle stream, the out-of-band buffers'
+ * views): not needed once they are copied into a spill file. */
+static inline __attribute__((always_inline)) void msg_release_sources(msg_t *m)
 {
     for (int i = 0; i < m->nviews; i++)
         PyBuffer_Release(&m->views[i]);
@@ -17,6 +34,17 @@ void il_msg_release(msg_t *m)
     m->nviews = 0;
     m->views = NULL;
     m->lens = NULL;
+}
+
+void il_msg_release(msg_t *m)
+{
+    msg_release_sources(m);
+    if (m->spill_fd >= 0) {
+        /* never named (the put failed or was refused): the unnamed file
+         * goes with its last descriptor */
+        close(m->spill_fd);
+        m->spill_fd = -1;
+    }
 }
 
 /* Pickle `obj` with protocol 5; out-of-band buffers go to m->views.
@@ -107,9 +135,170 @@ static int no_oob_buffers(PyObject *o)
 }
 
 /* Returns 0, or -1 with an exception. */
-int il_msg_prepare(il_ring_t *r, PyObject *obj, msg_t *m)
+/* The file's path: the queue's prefix, the producer's pid, the token. */
+static void spill_path(char *out, size_t n, const char *prefix, uint32_t pid, uint64_t token)
 {
-    memset(m, 0, sizeof *m);
+    snprintf(out, n, "%s%u.%016llx", prefix, pid, (unsigned long long)token);
+}
+
+static void set_os_error(int err, const char *fmt, unsigned long long size, const char *path)
+{
+    char msg[IL_SPILL_PATH_MAX + 200];
+    snprintf(msg, sizeof msg, fmt, size, path, strerror(err));
+    PyObject *args = Py_BuildValue("(is)", err, msg);
+    if (args) {
+        PyErr_SetObject(PyExc_OSError, args);
+        Py_DECREF(args);
+    }
+}
+
+/* pwrite all of it; 0 or an errno. */
+int il_write_all(int fd, const void *src, uint64_t n, uint64_t off)
+{
+    const char *p = src;
+    while (n) {
+        size_t chunk = n > (1u << 30) ? (1u << 30) : (size_t)n;
+        ssize_t w = pwrite(fd, p, chunk, (off_t)off);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno;
+        }
+        if (w == 0)
+            return EIO;
+        p += w;
+        off += (uint64_t)w;
+        n -= (uint64_t)w;
+    }
+    return 0;
+}
+
+/* pread all of it; 0 or an errno (EIO for a file shorter than promised). */
+int il_read_all(int fd, void *dst, uint64_t n, uint64_t off)
+{
+    char *p = dst;
+    while (n) {
+        size_t chunk = n > (1u << 30) ? (1u << 30) : (size_t)n;
+        ssize_t r = pread(fd, p, chunk, (off_t)off);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno;
+        }
+        if (r == 0)
+            return EIO;
+        p += r;
+        off += (uint64_t)r;
+        n -= (uint64_t)r;
+    }
+    return 0;
+}
+
+/* Copy the prepared item m into a new unnamed file in the spill directory
+ * and turn m into an IL_REC_SPILL record naming it.  No ring lock held.
+ * The file is made with O_TMPFILE: a producer killed while writing it
+ * leaves nothing (the file dies with its last descriptor); il_spill_link
+ * names it under plock, right before the record is published.  The pages
+ * are reserved (posix_fallocate) before a byte is written, so that a full
+ * /dev/shm is an error at once, before any copy.  The copy runs
+ * without the GIL: the sources are held by m (the bytes object, the
+ * buffers' exports).  Returns 0, or -1 with OSError (nothing left behind). */
+static int spill_write(il_ring_t *r, const il_spill_cfg_t *cfg, msg_t *m)
+{
+    int nb = m->rec.kind == IL_REC_PICKLE ? m->rec.nbufs : 0;
+    uint64_t size = 8u * (uint64_t)nb + (uint64_t)m->dlen;
+    for (int i = 0; i < nb; i++)
+        size = IL_ALIGN64(size) + m->lens[i];
+    if (size == 0)
+        size = 8; /* (an empty item never reaches the threshold) */
+    char dir[IL_SPILL_PREFIX_MAX];
+    const char *slash = strrchr(cfg->prefix, '/');
+    size_t dl = slash ? (size_t)(slash - cfg->prefix) : 0;
+    if (!dl || dl >= sizeof dir) {
+        PyErr_SetString(PyExc_ValueError, "invalid spill prefix");
+        return -1;
+    }
+    memcpy(dir, cfg->prefix, dl);
+    dir[dl] = 0;
+    uint64_t token;
+    if (getrandom(&token, sizeof token, GRND_NONBLOCK) != (ssize_t)sizeof token)
+        token = (uint64_t)il_now_ns() ^ ((uint64_t)getpid() << 40) ^ (uint64_t)(uintptr_t)m;
+    uint32_t pid = (uint32_t)getpid();
+    spill_path(m->spill_path, sizeof m->spill_path, cfg->prefix, pid, token);
+    int fd, err = 0;
+    Py_BEGIN_ALLOW_THREADS
+    fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        err = errno;
+    } else if (ftruncate(fd, (off_t)size) < 0) {
+        err = errno;
+    } else if ((err = posix_fallocate(fd, 0, (off_t)size)) == 0) {
+        /* pwrite, not a mapping: no page fault per page (measured: a
+         * stream of 1 MiB items ran at half the rate through mmap). */
+        uint64_t off = 0;
+        if (nb) {
+            err = il_write_all(fd, m->lens, 8u * (uint64_t)nb, 0);
+            off = 8u * (uint64_t)nb;
+        }
+        if (!err)
+            err = il_write_all(fd, m->data, (uint64_t)m->dlen, off);
+        off += (uint64_t)m->dlen;
+        for (int i = 0; i < nb && !err; i++) {
+            off = IL_ALIGN64(off); /* the gap: zeros */
+            err = il_write_all(fd, m->views[i].buf, m->lens[i], off);
+            off += m->lens[i];
+        }
+    }
+    if (err && fd >= 0) {
+        close(fd);
+        fd = -1;
+    }
+    Py_END_ALLOW_THREADS
+    if (err) {
+        set_os_error(err, "no room for a spilled queue item of %llu bytes (%s): %s; "
+                          "nothing was put", (unsigned long long)size, dir);
+        return -1;
+    }
+    IL_CRASH(RING_SPILL_WRITTEN);
+    m->spill_fd = fd;
+    m->ref.kind = m->rec.kind;
+    m->ref.nbufs = (uint16_t)nb;
+    m->ref.pid = pid;
+    m->ref.token = token;
+    m->ref.dlen = (uint64_t)m->dlen;
+    m->ref.size = size;
+    msg_release_sources(m);
+    m->rec.kind = IL_REC_SPILL;
+    m->rec.nbufs = 0;
+    m->rec.len = (uint32_t)sizeof m->ref;
+    m->need = IL_ALIGN8(sizeof(il_rec_t) + sizeof m->ref);
+    (void)r;
+    return 0;
+}
+
+int il_spill_link(il_ring_t *r, msg_t *m)
+{
+    if (m->spill_fd < 0)
+        return 0;
+    /* Counted before it is named, so that the count is never behind the
+     * files that exist (the last user's cleanup lists the directory only
+     * when it is not 0).  relaxed: read only by a process that runs after
+     * every user is gone (its own earlier stores are all it needs). */
+    atomic_fetch_add_explicit(&r->spilled, 1, memory_order_relaxed);
+    char proc[48];
+    snprintf(proc, sizeof proc, "/proc/self/fd/%d", m->spill_fd);
+    if (linkat(AT_FDCWD, proc, AT_FDCWD, m->spill_path, AT_SYMLINK_FOLLOW) < 0)
+        return -1;
+    close(m->spill_fd);
+    m->spill_fd = -1;
+    IL_CRASH(RING_SPILL_LINKED);
+    return 0;
+}
+
+int il_msg_prepare(il_ring_t *r, const il_spill_cfg_t *cfg, PyObject *obj, msg_t *m)
+{
+    memset(m, 0, offsetof(msg_t, ref));
+    m->spill_fd = -1;
     if (PyBytes_CheckExact(obj)) {
         m->rec.kind = IL_REC_BYTES;
         Py_INCREF(obj);
@@ -141,6 +330,13 @@ int il_msg_prepare(il_ring_t *r, PyObject *obj, msg_t *m)
             len += m->lens[i];
     }
     m->need = IL_ALIGN8(sizeof(il_rec_t) + len);
+    if (cfg && cfg->threshold && m->need > cfg->threshold) {
+        if (spill_write(r, cfg, m) < 0) {
+            il_msg_release(m);
+            return -1;
+        }
+        return 0;
+    }
     if (m->need > r->capacity) {
         il_msg_release(m);
         PyErr_Format(PyExc_ValueError,
@@ -159,6 +355,10 @@ uint32_t il_msg_write(il_ring_t *r, uint32_t pos, msg_t *m)
     il_ring_write(r, pos, &m->rec, sizeof m->rec);
     IL_CRASH(RING_PUT_HEADER);
     uint32_t p = pos + (uint32_t)sizeof m->rec;
+    if (m->rec.kind == IL_REC_SPILL) {
+        il_ring_write(r, p, &m->ref, sizeof m->ref);
+        return pos + (uint32_t)m->need;
+    }
     if (m->rec.kind == IL_REC_PICKLE && m->rec.nbufs) {
         il_ring_write(r, p, m->lens, 8u * m->rec.nbufs);
         p += 8u * m->rec.nbufs;
@@ -172,6 +372,30 @@ uint32_t il_msg_write(il_ring_t *r, uint32_t pos, msg_t *m)
         }
     }
     return pos + (uint32_t)m->need;
+}
+
+void il_msg_serialize(msg_t *m, unsigned char *out)
+{
+    memcpy(out, &m->rec, sizeof m->rec);
+    unsigned char *p = out + sizeof m->rec;
+    if (m->rec.kind == IL_REC_SPILL) {
+        memcpy(p, &m->ref, sizeof m->ref);
+        p += sizeof m->ref;
+    } else {
+        if (m->rec.kind == IL_REC_PICKLE && m->rec.nbufs) {
+            memcpy(p, m->lens, 8u * m->rec.nbufs);
+            p += 8u * m->rec.nbufs;
+        }
+        memcpy(p, m->data, (size_t)m->dlen);
+        p += m->dlen;
+        if (m->rec.kind == IL_REC_PICKLE) {
+            for (int i = 0; i < m->nviews; i++) {
+                memcpy(p, m->views[i].buf, (size_t)m->views[i].len);
+                p += m->views[i].len;
+            }
+        }
+    }
+    memset(p, 0, (size_t)(out + m->need - p)); /* the padding */
 }
 
 void il_raw_clear(raw_t *x)
@@ -194,10 +418,42 @@ void il_raw_clear(raw_t *x)
  * record runs past pos(tail) can only be damage (a foreign writer, a
  * corrupted file): report it and consume nothing, rather than hand out
  * bytes that nobody published. */
+/* A byte ring (data, size: a power of two) read at pos, wrapping: the
+ * ring's, or a linear buffer given as one of 2^62 bytes (never wraps). */
+static inline void buf_read(const unsigned char *data, uint64_t size, uint32_t pos, void *dst,
+                            size_t n)
+{
+    size_t off = pos & (size - 1), first = size - off;
+    if (n <= first) {
+        memcpy(dst, data + off, n);
+    } else {
+        memcpy(dst, data + off, first);
+        memcpy((char *)dst + first, data, n - first);
+    }
+}
+
+static inline __attribute__((always_inline)) uint64_t
+raw_read_at(const unsigned char *data, uint64_t size, uint64_t capacity, uint32_t pos,
+            uint32_t avail, raw_t *x);
+
 uint64_t il_raw_read(il_ring_t *r, uint32_t pos, uint32_t avail, raw_t *x)
 {
+    return raw_read_at(r->data, r->size, r->capacity, pos, avail, x);
+}
+
+uint64_t il_raw_read_linear(const unsigned char *buf, uint32_t avail, uint64_t capacity,
+                            raw_t *x)
+{
+    return raw_read_at(buf, 1ull << 62, capacity, 0, avail, x);
+}
+
+/* (inlined into both callers: the ring's read keeps its constant-free fast path) */
+static inline __attribute__((always_inline)) uint64_t
+raw_read_at(const unsigned char *data, uint64_t size, uint64_t capacity, uint32_t pos,
+            uint32_t avail, raw_t *x)
+{
     il_rec_t rec;
-    memset(x, 0, sizeof *x);
+    memset(x, 0, offsetof(raw_t, ref));
     if (avail < sizeof rec || (avail & 7u)) {
         PyErr_Format(PyExc_RuntimeError,
                      "interlock queue is corrupt: %u published bytes at position %u cannot hold "
@@ -205,11 +461,12 @@ uint64_t il_raw_read(il_ring_t *r, uint32_t pos, uint32_t avail, raw_t *x)
                      avail, pos);
         return 0;
     }
-    il_ring_read(r, pos, &rec, sizeof rec);
+    buf_read(data, size, pos, &rec, sizeof rec);
     uint64_t need = IL_ALIGN8(sizeof rec + (uint64_t)rec.len);
-    if (need > r->capacity || need > avail ||
-        (rec.kind != IL_REC_BYTES && rec.kind != IL_REC_BYTEARRAY && rec.kind != IL_REC_PICKLE) ||
-        (rec.kind != IL_REC_PICKLE && rec.nbufs) || 8ull * rec.nbufs > rec.len) {
+    /* kinds 1 .. 4 (IL_REC_BYTES .. IL_REC_SPILL): one unsigned compare */
+    if (need > capacity || need > avail || (unsigned)(rec.kind - IL_REC_BYTES) > 3u ||
+        (rec.kind != IL_REC_PICKLE && rec.nbufs) || 8ull * rec.nbufs > rec.len ||
+        (rec.kind == IL_REC_SPILL && rec.len != sizeof(il_spill_ref_t))) {
         PyErr_Format(PyExc_RuntimeError,
                      "interlock queue is corrupt: record of kind %u, length %u and %u buffer(s) "
                      "at position %u, with %u published bytes from there "
@@ -219,18 +476,24 @@ uint64_t il_raw_read(il_ring_t *r, uint32_t pos, uint32_t avail, raw_t *x)
     }
     uint32_t p = pos + (uint32_t)sizeof rec;
     x->kind = rec.kind;
+    if (__builtin_expect(rec.kind == IL_REC_SPILL, 0)) {
+        /* Only the reference is read here; the file is mapped after the
+         * commit, outside the lock (il_raw_finish).  It is checked there. */
+        buf_read(data, size, p, &x->ref, sizeof x->ref);
+        return need;
+    }
     if (rec.kind == IL_REC_BYTES) {
         x->data = PyBytes_FromStringAndSize(NULL, rec.len);
         if (!x->data)
             return 0;
-        il_ring_read(r, p, PyBytes_AS_STRING(x->data), rec.len);
+        buf_read(data, size, p, PyBytes_AS_STRING(x->data), rec.len);
         return need;
     }
     if (rec.kind == IL_REC_BYTEARRAY) {
         x->data = PyByteArray_FromStringAndSize(NULL, rec.len);
         if (!x->data)
             return 0;
-        il_ring_read(r, p, PyByteArray_AS_STRING(x->data), rec.len);
+        buf_read(data, size, p, PyByteArray_AS_STRING(x->data), rec.len);
         return need;
     }
     uint64_t dlen = rec.len;
@@ -243,7 +506,7 @@ uint64_t il_raw_read(il_ring_t *r, uint32_t pos, uint32_t avail, raw_t *x)
             PyErr_NoMemory();
             return 0;
         }
-        il_ring_read(r, p, lens, 8u * rec.nbufs);
+        buf_read(data, size, p, lens, 8u * rec.nbufs);
         p += 8u * rec.nbufs;
         uint64_t total = 8u * rec.nbufs;
         int bad = 0;
@@ -264,7 +527,7 @@ uint64_t il_raw_read(il_ring_t *r, uint32_t pos, uint32_t avail, raw_t *x)
                 PyMem_Free(lens);
                 return 0;
             }
-            il_ring_read(r, bp, PyByteArray_AS_STRING(x->bufs[i]), lens[i]);
+            buf_read(data, size, bp, PyByteArray_AS_STRING(x->bufs[i]), lens[i]);
             bp += (uint32_t)lens[i];
         }
         PyMem_Free(lens);
@@ -272,13 +535,154 @@ uint64_t il_raw_read(il_ring_t *r, uint32_t pos, uint32_t avail, raw_t *x)
     x->data = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)dlen);
     if (!x->data)
         return 0;
-    il_ring_read(r, p, PyBytes_AS_STRING(x->data), dlen);
+    buf_read(data, size, p, PyBytes_AS_STRING(x->data), dlen);
     return need;
 }
 
-/* After clock is released: the Python object.  Consumes x. */
-PyObject *il_raw_finish(raw_t *x)
+static PyObject *mv_slice(PyObject *mv, uint64_t a, uint64_t b)
 {
+    PyObject *lo = PyLong_FromUnsignedLongLong(a), *hi = PyLong_FromUnsignedLongLong(b);
+    PyObject *sl = lo && hi ? PySlice_New(lo, hi, NULL) : NULL;
+    Py_XDECREF(lo);
+    Py_XDECREF(hi);
+    if (!sl)
+        return NULL;
+    PyObject *res = PyObject_GetItem(mv, sl);
+    Py_DECREF(sl);
+    return res;
+}
+
+static PyObject *spill_corrupt(const char *path, const char *why)
+{
+    PyErr_Format(PyExc_RuntimeError,
+                 "interlock queue: the spilled item in %s is unusable (%s); the item is lost",
+                 path, why);
+    return NULL;
+}
+
+/* A spilled item, its record consumed: map its file, unlink it (the
+ * mapping keeps the memory while the item lives), and build the item.
+ * bytes and bytearray are copied out (one copy, as from the ring); a
+ * pickle's out-of-band buffers (numpy arrays) are memoryviews of the
+ * mapping itself: no second copy. */
+static PyObject *spill_finish(raw_t *x, const il_spill_cfg_t *cfg)
+{
+    IL_CRASH(RING_SPILL_TAKEN);
+    il_spill_ref_t ref = x->ref;
+    char path[IL_SPILL_PATH_MAX];
+    if (!cfg || !cfg->prefix[0]) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "interlock queue: a spilled item, but this handle has no spill directory");
+        return NULL;
+    }
+    spill_path(path, sizeof path, cfg->prefix, ref.pid, ref.token);
+    if ((ref.kind != IL_REC_BYTES && ref.kind != IL_REC_BYTEARRAY && ref.kind != IL_REC_PICKLE) ||
+        (ref.kind != IL_REC_PICKLE && ref.nbufs) || ref.size == 0 ||
+        ref.size > (uint64_t)PY_SSIZE_T_MAX || 8u * (uint64_t)ref.nbufs > ref.size ||
+        ref.dlen > ref.size - 8u * (uint64_t)ref.nbufs)
+        return spill_corrupt(path, "bad reference");
+    int fd = open(path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0) {
+        int err = errno;
+        set_os_error(err, "the spilled queue item's file (%llu bytes, %s) cannot be opened: %s; "
+                          "the item is lost", (unsigned long long)ref.size, path);
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+        (st.st_mode & 077) || (uint64_t)st.st_size != ref.size) {
+        close(fd); /* not ours, or not what was put: never removed */
+        return spill_corrupt(path, "not the file that was put");
+    }
+    if (ref.kind != IL_REC_PICKLE) {
+        /* bytes and bytearray own their memory: read into it (pread: no
+         * mapping, no page faults), then let the file go. */
+        int ba = ref.kind == IL_REC_BYTEARRAY;
+        PyObject *res = ba ? PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)ref.dlen)
+                           : PyBytes_FromStringAndSize(NULL, (Py_ssize_t)ref.dlen);
+        int err = 0;
+        if (res) {
+            char *dst = ba ? PyByteArray_AS_STRING(res) : PyBytes_AS_STRING(res);
+            Py_BEGIN_ALLOW_THREADS
+            err = il_read_all(fd, dst, ref.dlen, 0);
+            Py_END_ALLOW_THREADS
+        }
+        unlink(path); /* read (or lost to an error): the name is not needed any more */
+        close(fd);
+        if (res && err) {
+            Py_CLEAR(res);
+            set_os_error(err, "the spilled queue item's file (%llu bytes, %s) cannot be read: %s; "
+                              "the item is lost", (unsigned long long)ref.size, path);
+        }
+        return res;
+    }
+    PyObject *mapping = PyObject_CallFunction((PyObject *)&il_MappingType, "ini", fd,
+                                              (Py_ssize_t)ref.size, 1);
+    unlink(path); /* mapped (or lost to an error): the name is not needed any more */
+    close(fd);
+    if (!mapping)
+        return NULL;
+    PyObject *mv = PyMemoryView_FromObject(mapping);
+    Py_DECREF(mapping); /* the view holds it */
+    if (!mv)
+        return NULL;
+    const char *base = PyMemoryView_GET_BUFFER(mv)->buf;
+    PyObject *res = NULL;
+    uint64_t dstart = 8u * (uint64_t)ref.nbufs;
+    PyObject *data = NULL, *list = NULL;
+    if (ref.nbufs) {
+        list = PyList_New(ref.nbufs);
+        if (!list)
+            goto out;
+        uint64_t off = dstart + ref.dlen;
+        for (int i = 0; i < ref.nbufs; i++) {
+            uint64_t len;
+            memcpy(&len, base + 8u * (uint64_t)i, 8);
+            off = IL_ALIGN64(off);
+            if (off > ref.size || len > ref.size - off) {
+                spill_corrupt(path, "bad buffer lengths");
+                goto out;
+            }
+            PyObject *b = mv_slice(mv, off, off + len);
+            if (!b)
+                goto out;
+            PyList_SET_ITEM(list, i, b);
+            off += len;
+        }
+    }
+    data = mv_slice(mv, dstart, dstart + ref.dlen);
+    if (!data)
+        goto out;
+    if (list) {
+        PyObject *args[3] = {data, list};
+        res = PyObject_Vectorcall(pickle_loads, args, 1, kw_buffers);
+    } else {
+        res = PyObject_CallOneArg(pickle_loads, data);
+    }
+out:
+    Py_XDECREF(data);
+    Py_XDECREF(list);
+    Py_DECREF(mv);
+    return res;
+}
+
+void il_raw_discard(raw_t *x, const il_spill_cfg_t *cfg)
+{
+    if (x->kind == IL_REC_SPILL && cfg && cfg->prefix[0]) {
+        char path[IL_SPILL_PATH_MAX];
+        spill_path(path, sizeof path, cfg->prefix, x->ref.pid, x->ref.token);
+        unlink(path);
+    }
+    il_raw_clear(x);
+}
+
+/* After clock is released: the Python object.  Consumes x. */
+PyObject *il_raw_finish(raw_t *x, const il_spill_cfg_t *cfg)
+{
+    if (x->kind == IL_REC_SPILL) {
+        il_raw_clear(x);
+        return spill_finish(x, cfg);
+    }
     if (x->kind != IL_REC_PICKLE) {
         PyObject *o = x->data;
         x->data = NULL;

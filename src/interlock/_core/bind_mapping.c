@@ -57,10 +57,10 @@ static int mapping_ok(MappingObject *self)
 
 static PyObject *Mapping_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *kw[] = {"fd", "size", NULL};
-    int fd;
+    static char *kw[] = {"fd", "size", "populate", NULL};
+    int fd, populate = 0;
     Py_ssize_t size;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "in:Mapping", kw, &fd, &size))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "in|p:Mapping", kw, &fd, &size, &populate))
         return NULL;
     if (size <= 0) {
         PyErr_SetString(PyExc_ValueError, "size must be positive");
@@ -71,8 +71,10 @@ static PyObject *Mapping_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return NULL;
     void *p;
     Py_BEGIN_ALLOW_THREADS
-    p = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd,
-             0);
+    /* populate: map every page now, in one call, instead of a fault per
+     * page on first touch (a spill file read whole: spill.md) */
+    p = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE,
+             MAP_SHARED | (populate ? MAP_POPULATE : 0), fd, 0);
     Py_END_ALLOW_THREADS
     if (p == MAP_FAILED) {
         PyErr_SetFromErrno(PyExc_OSError);

@@ -14,7 +14,11 @@
  */
 #include "bind_codec.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "crashpoint.h"
 #include "ring.h"
@@ -34,6 +38,8 @@ typedef struct {
      * multiprocessing.SimpleQueue).  Process-local: the shared ring and
      * other processes' objects are not touched. */
     unsigned char closed_here;
+    int ovf;              /* the queue is unbounded (IL_RING_OVERFLOW; read once, at init) */
+    il_spill_cfg_t spill; /* per handle: set by Queue through _set_spill (spill.md) */
 } RingObject; /* base.roles: 1: this object has put, 2: has got (told to _note_role once) */
 
 enum { CLOSED_VALUE = 1, CLOSED_OS = 2 };
@@ -182,6 +188,297 @@ static PyObject *raise_shut_down(const char *what)
     return NULL;
 }
 
+/* ------------------------------------------------------------ overflow */
+
+/* An unbounded queue (IL_RING_OVERFLOW, docs/design/overflow.md): when the
+ * ring is full, records go on into block files of r->size bytes, named by
+ * block number (pos / size, mod 2^32 / size), and stay there in FIFO order
+ * (a producer puts into the ring again only once the overflow is drained;
+ * a consumer takes from the ring first, and from the overflow only when the
+ * ring is empty).  Blocks are written with pwrite and read with pread
+ * through a descriptor opened for the call: no mapping or descriptor is
+ * kept between calls. */
+
+static inline int ovf_on(RingObject *self) { return self->ovf; }
+
+/* A handle of an unbounded queue must know where its blocks are (Queue
+ * sets it: _set_spill) before it puts or gets: one that did not would put
+ * into the ring past the overflow's items.  0, or -1 with an exception. */
+static int ovf_check(RingObject *self)
+{
+    if (__builtin_expect(ovf_on(self) && !self->spill.prefix[0], 0)) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "this handle of an unbounded interlock queue has no spill directory "
+                        "(use interlock.Queue, not _core.Ring)");
+        return -1;
+    }
+    return 0;
+}
+
+static inline unsigned ovf_shift(il_ring_t *r) { return (unsigned)__builtin_ctzll(r->size); }
+
+static void ovf_path(RingObject *self, uint32_t blk, char *out, size_t n)
+{
+    snprintf(out, n, "%sovf.%u", self->spill.prefix, blk);
+}
+
+/* Is `fd` a file of ours as we make them (regular, our uid, mode 0600)? */
+static int ovf_ours(int fd, uint64_t size)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
+           !(st.st_mode & 077) && (size == 0 || (uint64_t)st.st_size == size);
+}
+
+/* Under plock: open block blk for writing into *fd (kept for the batch);
+ * `fresh`: the tail is at its start, so make it (or reuse what a producer
+ * killed before publishing left under that name) and reserve its pages.
+ * 0, or -1 with errno (ENOSPC: /dev/shm is full; nothing was published). */
+static int ovf_open_w(RingObject *self, il_ring_t *r, uint32_t blk, int fresh, int *fd,
+                      uint32_t *fdblk)
+{
+    if (*fd >= 0 && *fdblk == blk && !fresh)
+        return 0;
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+    char path[IL_SPILL_PATH_MAX];
+    ovf_path(self, blk, path, sizeof path);
+    int f;
+    if (!fresh) {
+        f = open(path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+        if (f < 0)
+            return -1;
+    } else {
+        /* counted before it exists, as a spill file (the last user's
+         * cleanup lists the directory only if the count is not 0); relaxed:
+         * see il_spill_link */
+        atomic_fetch_add_explicit(&r->spilled, 1, memory_order_relaxed);
+        f = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
+        if (f < 0)
+            return -1;
+        int err = 0;
+        if (!ovf_ours(f, 0))
+            err = EPERM; /* planted by someone else: never written to, never removed */
+        else if (ftruncate(f, (off_t)r->size) < 0)
+            err = errno;
+        else
+            err = posix_fallocate(f, 0, (off_t)r->size);
+        if (err) {
+            if (err != EPERM)
+                unlink(path); /* nothing published refers to it */
+            close(f);
+            errno = err;
+            return -1;
+        }
+        IL_CRASH(RING_OVF_CREATED);
+    }
+    *fd = f;
+    *fdblk = blk;
+    return 0;
+}
+
+/* Under plock: room in the overflow for a record of `need` bytes (and a
+ * block's unused end)?  acquire: as il_ring_room. */
+static inline int ovf_room(il_ring_t *r, uint64_t ot, uint64_t need)
+{
+    uint64_t oh = atomic_load_explicit(&r->ohead, memory_order_acquire);
+    return (uint64_t)(uint32_t)(IL_POS(ot) - IL_POS(oh)) + need + r->size <= il_ovf_span_max(r);
+}
+
+/* Under plock: write m at the overflow's tail *ot (not published: the
+ * caller's store to otail is the commit).  A record never straddles two
+ * blocks: when it does not fit in the rest of one, an IL_REC_NEXT header
+ * there sends the reader to the next.  0, or -1 with errno. */
+static int ovf_append(RingObject *self, il_ring_t *r, uint64_t *ot, msg_t *m, int *fd,
+                      uint32_t *fdblk)
+{
+    uint64_t size = r->size;
+    unsigned sh = ovf_shift(r);
+    uint32_t pos = IL_POS(*ot);
+    uint32_t off = pos & (uint32_t)(size - 1);
+    if (m->need > size - 8) { /* (a record above the spill threshold never comes here) */
+        errno = EMSGSIZE;
+        return -1;
+    }
+    if (off + m->need > size - 8) {
+        /* off <= size - 8 always (records end there at most): room for it */
+        il_rec_t next = {0, IL_REC_NEXT, 0, 0};
+        if (ovf_open_w(self, r, pos >> sh, off == 0, fd, fdblk) < 0)
+            return -1;
+        int err = il_write_all(*fd, &next, sizeof next, off);
+        if (err) {
+            errno = err;
+            return -1;
+        }
+        pos += (uint32_t)(size - off);
+        off = 0;
+    }
+    if (ovf_open_w(self, r, pos >> sh, off == 0, fd, fdblk) < 0)
+        return -1;
+    if (il_spill_link(r, m) < 0)
+        return -1;
+    unsigned char small[256];
+    unsigned char *buf = m->need <= sizeof small ? small : PyMem_RawMalloc((size_t)m->need);
+    if (!buf) {
+        errno = ENOMEM;
+        return -1;
+    }
+    il_msg_serialize(m, buf);
+    int err = il_write_all(*fd, buf, m->need, off);
+    if (buf != small)
+        PyMem_RawFree(buf);
+    if (err) {
+        errno = err;
+        return -1;
+    }
+    *ot = IL_PACK(IL_CNT(*ot) + 1, pos + (uint32_t)m->need);
+    return 0;
+}
+
+/* Under clock: take up to max records from the overflow, from *oh up to
+ * ot (published), into out[]; *oh moves past them (and past the ends of
+ * the blocks it leaves).  Returns the count; an error leaves an exception
+ * and stops at the record that caused it (not taken). */
+static Py_ssize_t ovf_take(RingObject *self, il_ring_t *r, uint64_t *oh, uint64_t ot,
+                           raw_t *out, Py_ssize_t max)
+{
+    uint64_t size = r->size;
+    unsigned sh = ovf_shift(r);
+    int fd = -1;
+    uint32_t fdblk = 0;
+    unsigned char small[256];
+    unsigned char *buf = small;
+    Py_ssize_t k = 0;
+    char path[IL_SPILL_PATH_MAX];
+    while (k < max && *oh != ot) {
+        uint32_t pos = IL_POS(*oh);
+        uint32_t off = pos & (uint32_t)(size - 1), blk = pos >> sh;
+        uint32_t rem = IL_POS(ot) - pos, inblk = (uint32_t)(size - off);
+        uint32_t avail = rem < inblk ? rem : inblk;
+        if (fd < 0 || fdblk != blk) {
+            if (fd >= 0)
+                close(fd);
+            ovf_path(self, blk, path, sizeof path);
+            fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+            if (fd < 0 || !ovf_ours(fd, size)) {
+                PyErr_Format(PyExc_RuntimeError,
+                             "interlock queue is corrupt: its overflow block %s is %s",
+                             path, fd < 0 ? "gone" : "not the queue's");
+                break;
+            }
+            fdblk = blk;
+        }
+        il_rec_t rec;
+        int err = avail < sizeof rec ? EIO : il_read_all(fd, &rec, sizeof rec, off);
+        if (!err && rec.kind == IL_REC_NEXT) {
+            *oh = IL_PACK(IL_CNT(*oh), pos + inblk); /* no record: the count stays */
+            continue;
+        }
+        uint64_t need = IL_ALIGN8(sizeof rec + (uint64_t)rec.len);
+        if (!err && need > avail)
+            err = EIO;
+        if (!err && need > sizeof small) {
+            if (buf != small)
+                PyMem_RawFree(buf);
+            buf = PyMem_RawMalloc((size_t)need);
+            if (!buf) {
+                buf = small;
+                PyErr_NoMemory();
+                break;
+            }
+        }
+        if (!err)
+            err = il_read_all(fd, buf, need, off);
+        if (err) {
+            PyErr_Format(PyExc_RuntimeError,
+                         "interlock queue is corrupt: overflow record at %u unreadable (%s)",
+                         pos, strerror(err));
+            break;
+        }
+        if (!il_raw_read_linear(buf, (uint32_t)need, size, &out[k])) {
+            il_raw_clear(&out[k]);
+            break;
+        }
+        *oh = IL_PACK(IL_CNT(*oh) + 1, pos + (uint32_t)need);
+        k++;
+    }
+    if (fd >= 0)
+        close(fd);
+    if (buf != small)
+        PyMem_RawFree(buf);
+    return k;
+}
+
+/* After the store to ohead: remove the blocks the consumer left behind,
+ * from the one of old to the one before new. */
+static void ovf_drop_passed(RingObject *self, il_ring_t *r, uint64_t old, uint64_t now)
+{
+    unsigned sh = ovf_shift(r);
+    uint32_t b = IL_POS(old) >> sh, end = IL_POS(now) >> sh;
+    uint32_t mask = (uint32_t)((1ull << (32 - sh)) - 1);
+    if (b == end)
+        return;
+    IL_CRASH(RING_OVF_PASSED);
+    char path[IL_SPILL_PATH_MAX];
+    for (; b != end; b = (b + 1) & mask) {
+        ovf_path(self, b, path, sizeof path);
+        unlink(path);
+    }
+}
+
+/* The overflow side of one put call under plock (ring_put_msgs). */
+typedef struct {
+    int have;            /* otail was read */
+    int err;             /* errno of a failed append: the batch stops there */
+    uint64_t otail, ot;  /* as read; after the appends (published by the caller) */
+} ovf_put_t;
+
+/* ovf_busy is set: is the overflow still in use?  (If not, clear the hint:
+ * back to the ring.)  relaxed: otail is written under plock only. */
+static __attribute__((noinline)) int ovf_put_start(il_ring_t *r, ovf_put_t *o)
+{
+    o->otail = o->ot = atomic_load_explicit(&r->otail, memory_order_relaxed);
+    o->have = 1;
+    if (il_ovf_busy(r, o->ot))
+        return 1;
+    r->ovf_busy = 0;
+    return 0;
+}
+
+/* Append m[k..n) to the overflow, as room allows (all or nothing: all or
+ * none).  Returns the new k; o->ot is the tail to publish. */
+static __attribute__((noinline)) Py_ssize_t ovf_put_from(RingObject *self, il_ring_t *r,
+                                                         msg_t *m, Py_ssize_t k, Py_ssize_t n,
+                                                         int all_or_nothing, ovf_put_t *o)
+{
+    if (!o->have) {
+        o->otail = o->ot = atomic_load_explicit(&r->otail, memory_order_relaxed);
+        o->have = 1;
+    }
+    int fd = -1;
+    uint32_t fdblk = 0;
+    if (all_or_nothing) {
+        uint64_t total = 0;
+        for (Py_ssize_t i = k; i < n; i++)
+            total += m[i].need + 8u; /* (+ a block's end, at most one per record) */
+        if (!ovf_room(r, o->ot, total))
+            return k;
+    }
+    for (; k < n; k++) {
+        if (!all_or_nothing && !ovf_room(r, o->ot, m[k].need))
+            break;
+        r->ovf_busy = 1; /* before otail is published: see ring.h */
+        if (ovf_append(self, r, &o->ot, &m[k], &fd, &fdblk) < 0) {
+            o->err = errno;
+            break;
+        }
+    }
+    if (fd >= 0)
+        close(fd);
+    return k;
+}
+
 /* ------------------------------------------------------------ put */
 
 /* Put the prepared messages m[0..n); blocking per deadline.  Returns the
@@ -191,6 +488,8 @@ static Py_ssize_t ring_put_msgs(RingObject *self, msg_t *m, Py_ssize_t n, int64_
 {
     il_ring_t *r = RING(self);
     Py_ssize_t done = 0;
+    if (ovf_check(self) < 0)
+        return 0;
     while (done < n) {
         int lr = ring_lock_side(self, &r->plock, deadline);
         if (lr < 0)
@@ -205,6 +504,14 @@ static Py_ssize_t ring_put_msgs(RingObject *self, msg_t *m, Py_ssize_t n, int64_
         uint64_t tail = atomic_load_explicit(&r->tail, memory_order_relaxed);
         uint64_t t = tail;
         Py_ssize_t k = done;
+        /* The overflow (unbounded queues): once anything is there, every put
+         * goes there too until consumers drain it, so FIFO holds across the
+         * two (overflow.md, rule P).  Out of line: the ring's path stays as
+         * it was, plus one test of a word on this cache line. */
+        ovf_put_t o;
+        o.have = 0;
+        o.err = 0;
+        int use_ovf = self->ovf && r->ovf_busy && ovf_put_start(r, &o);
         /* relaxed: flags is set under plock (Ring_shutdown), ordered by
          * the lock's acquire like tail. */
         if (atomic_load_explicit(&r->flags, memory_order_relaxed) & IL_RING_SHUTDOWN) {
@@ -212,34 +519,84 @@ static Py_ssize_t ring_put_msgs(RingObject *self, msg_t *m, Py_ssize_t n, int64_
             raise_shut_down("put()");
             return done;
         }
-        if (all_or_nothing) {
-            uint64_t total = 0;
-            for (Py_ssize_t i = 0; i < n; i++)
-                total += m[i].need;
-            if (il_ring_room(r, t, total, (uint32_t)n)) {
-                for (; k < n; k++)
+        /* A spilled message's file is named (il_spill_link) right before
+         * its record is written: a failure to name it ends the batch there,
+         * after publishing what is written before it. */
+        int link_errno = 0;
+        if (!use_ovf) {
+            if (all_or_nothing) {
+                uint64_t total = 0;
+                for (Py_ssize_t i = 0; i < n; i++)
+                    total += m[i].need;
+                if (il_ring_room(r, t, total, (uint32_t)n)) {
+                    for (; k < n; k++) {
+                        if (m[k].spill_fd >= 0 && il_spill_link(r, &m[k]) < 0) {
+                            link_errno = errno;
+                            break;
+                        }
+                        t = IL_PACK(IL_CNT(t) + 1, il_msg_write(r, IL_POS(t), &m[k]));
+                    }
+                }
+            } else {
+                while (k < n && il_ring_room(r, t, m[k].need, 1)) {
+                    if (m[k].spill_fd >= 0 && il_spill_link(r, &m[k]) < 0) {
+                        link_errno = errno;
+                        break;
+                    }
                     t = IL_PACK(IL_CNT(t) + 1, il_msg_write(r, IL_POS(t), &m[k]));
-            }
-        } else {
-            while (k < n && il_ring_room(r, t, m[k].need, 1)) {
-                t = IL_PACK(IL_CNT(t) + 1, il_msg_write(r, IL_POS(t), &m[k]));
-                k++;
+                    k++;
+                }
             }
         }
+        /* the rest (all of an all-or-nothing batch that the ring cannot take) */
+        if (__builtin_expect(k < n && !link_errno && self->ovf, 0))
+            k = ovf_put_from(self, r, m, k, n, all_or_nothing, &o);
+        int ovf_errno = o.err;
         if (k > done) {
             IL_CRASH(RING_PUT_PAYLOAD);
             /* The commit point.  release: the records' bytes are visible to
              * any consumer that acquire-loads this tail. */
-            atomic_store_explicit(&r->tail, t, memory_order_release);
+            atomic_store_explicit(&r->tail, t, memory_order_release); /* (unchanged if
+                                                                      * all went to the overflow) */
+            /* The overflow's, after the ring's: a consumer that sees these
+             * records (acquire on otail) and then reads tail sees every ring
+             * record put before them.  release: the records were written
+             * (pwrite) before; a consumer's pread after its acquire load of
+             * otail sees them (the page cache is coherent). */
+            if (o.have && o.ot != o.otail) {
+                atomic_store_explicit(&r->otail, o.ot, memory_order_release);
+                /* relaxed: a statistic */
+                atomic_fetch_add_explicit(&r->ovf_items, IL_CNT(o.ot) - IL_CNT(o.otail),
+                                          memory_order_relaxed);
+            }
             IL_CRASH(RING_PUT_PUBLISHED);
         }
         il_mutex_unlock(&r->plock);
-        if (k > done) {
+        int progress = k > done;
+        if (progress) {
             IL_CRASH(RING_PUT_UNLOCKED);
             ring_notify((ShmObject *)self, &r->not_empty, (int)(k - done));
             done = k;
-            continue;
         }
+        if (link_errno) {
+            errno = link_errno;
+            PyErr_SetFromErrnoWithFilename(PyExc_OSError, m[k].spill_path);
+            return done;
+        }
+        if (__builtin_expect(ovf_errno, 0)) {
+            char msg[200];
+            snprintf(msg, sizeof msg,
+                     "cannot grow the queue's overflow in /dev/shm: %s; the item was not put",
+                     strerror(ovf_errno));
+            PyObject *args = Py_BuildValue("(is)", ovf_errno, msg);
+            if (args) {
+                PyErr_SetObject(PyExc_OSError, args);
+                Py_DECREF(args);
+            }
+            return done;
+        }
+        if (progress)
+            continue;
         if (deadline == 0) {
             PyErr_SetString(il_Full, all_or_nothing && n > 1
                                       ? "not enough room in the queue for the whole batch"
@@ -276,7 +633,7 @@ static PyObject *Ring_put(RingObject *self, PyObject *const *args, Py_ssize_t na
     if (shm_check((ShmObject *)self) < 0 || check_open(self) < 0)
         return NULL;
     msg_t m;
-    if (il_msg_prepare(RING(self), a[0], &m) < 0)
+    if (il_msg_prepare(RING(self), &self->spill, a[0], &m) < 0)
         return NULL;
     Py_ssize_t k = ring_put_msgs(self, &m, 1, deadline, 0);
     il_msg_release(&m);
@@ -291,7 +648,7 @@ static PyObject *Ring_put_nowait(RingObject *self, PyObject *obj)
     if (shm_check((ShmObject *)self) < 0 || check_open(self) < 0)
         return NULL;
     msg_t m;
-    if (il_msg_prepare(RING(self), obj, &m) < 0)
+    if (il_msg_prepare(RING(self), &self->spill, obj, &m) < 0)
         return NULL;
     Py_ssize_t k = ring_put_msgs(self, &m, 1, 0, 0);
     il_msg_release(&m);
@@ -328,7 +685,7 @@ static PyObject *Ring_put_many(RingObject *self, PyObject *const *args, Py_ssize
     Py_ssize_t prepared = 0, put = 0;
     PyObject **items = PySequence_Fast_ITEMS(seq);
     for (; prepared < n; prepared++) {
-        if (il_msg_prepare(RING(self), items[prepared], &m[prepared]) < 0)
+        if (il_msg_prepare(RING(self), &self->spill, items[prepared], &m[prepared]) < 0)
             goto out;
     }
     put = ring_put_msgs(self, m, n, deadline, deadline == 0);
@@ -370,9 +727,51 @@ static Py_ssize_t ring_get_raw(RingObject *self, raw_t *out, Py_ssize_t max, int
     return k;
 }
 
+/* Under clock: take ring records from *h into out[k..max).  Returns the
+ * new k; stops at a record that fails (exception set, not taken). */
+static inline Py_ssize_t ring_take(il_ring_t *r, uint64_t *h, raw_t *out, Py_ssize_t k,
+                                   Py_ssize_t max)
+{
+    while (k < max && il_ring_has_data(r, *h)) {
+        /* r->cached_tail: the tail il_ring_has_data just found ahead of h */
+        uint64_t need = il_raw_read(r, IL_POS(*h), IL_POS(r->cached_tail) - IL_POS(*h), &out[k]);
+        if (!need) {
+            il_raw_clear(&out[k]);
+            break;
+        }
+        *h = IL_PACK(IL_CNT(*h) + 1, IL_POS(*h) + (uint32_t)need);
+        k++;
+    }
+    return k;
+}
+
+/* Under clock, the ring found empty: the overflow's tail, then the ring's
+ * again (a fresh load: cached_tail is h now).  If the ring is still empty,
+ * no ring record is older than the overflow's first (a producer publishes
+ * the ring before the overflow), so take from the overflow, up to that
+ * tail.  Returns the count taken (from the ring, or from the overflow with
+ * *ohead / *oh its head before and after). */
+static __attribute__((noinline)) Py_ssize_t ovf_get(RingObject *self, il_ring_t *r, uint64_t *h,
+                                                    raw_t *out, Py_ssize_t max, uint64_t *ohead,
+                                                    uint64_t *oh)
+{
+    /* acquire: the overflow's records up to it were written before */
+    uint64_t ot = atomic_load_explicit(&r->otail, memory_order_acquire);
+    Py_ssize_t k = ring_take(r, h, out, 0, max);
+    if (k > 0 || PyErr_Occurred())
+        return k;
+    /* relaxed: under clock, ohead was last written by a clock holder */
+    *ohead = *oh = atomic_load_explicit(&r->ohead, memory_order_relaxed);
+    if (*oh == ot)
+        return 0;
+    return ovf_take(self, r, oh, ot, out, max);
+}
+
 static Py_ssize_t ring_get_raw_(RingObject *self, raw_t *out, Py_ssize_t max, int64_t deadline)
 {
     il_ring_t *r = RING(self);
+    if (ovf_check(self) < 0)
+        return -1;
     for (;;) {
         int lr = ring_lock_side(self, &r->clock, deadline);
         if (lr < 0)
@@ -395,25 +794,26 @@ static Py_ssize_t ring_get_raw_(RingObject *self, raw_t *out, Py_ssize_t max, in
         /* relaxed: under clock, head was last written by a clock holder. */
         uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
         uint64_t h = head;
-        Py_ssize_t k = 0;
-        while (k < max && il_ring_has_data(r, h)) {
-            /* r->cached_tail: the tail il_ring_has_data just found ahead of h */
-            uint64_t need = il_raw_read(r, IL_POS(h), IL_POS(r->cached_tail) - IL_POS(h), &out[k]);
-            if (!need) {
-                il_raw_clear(&out[k]);
-                break;
-            }
-            h = IL_PACK(IL_CNT(h) + 1, IL_POS(h) + (uint32_t)need);
-            k++;
-        }
-        if (k > 0) {
+        Py_ssize_t k = ring_take(r, &h, out, 0, max);
+        /* Only when the ring is empty: the overflow's records are younger
+         * (rule C, out of line). */
+        uint64_t ohead = 0, oh = 0;
+        if (__builtin_expect(k == 0 && self->ovf, 0) && !PyErr_Occurred())
+            k = ovf_get(self, r, &h, out, max, &ohead, &oh);
+        if (k > 0 || oh != ohead) {
             IL_CRASH(RING_GET_COPIED);
             /* The commit point.  release: we finished reading these bytes
-             * before a producer can see them free and overwrite them. */
-            atomic_store_explicit(&r->head, h, memory_order_release);
+             * before a producer can see them free and overwrite them (the
+             * ring's), or find the overflow drained and go back to the ring
+             * (the overflow's). */
+            atomic_store_explicit(&r->head, h, memory_order_release); /* (maybe unchanged) */
+            if (oh != ohead)
+                atomic_store_explicit(&r->ohead, oh, memory_order_release);
             IL_CRASH(RING_GET_PUBLISHED);
         }
         il_mutex_unlock(&r->clock);
+        if (oh != ohead)
+            ovf_drop_passed(self, r, ohead, oh);
         if (k > 0) {
             IL_CRASH(RING_GET_UNLOCKED);
             ring_notify((ShmObject *)self, &r->not_full, (int)k);
@@ -461,7 +861,7 @@ static PyObject *Ring_get(RingObject *self, PyObject *const *args, Py_ssize_t na
     raw_t x;
     if (ring_get_raw(self, &x, 1, deadline) < 0)
         return NULL;
-    return il_raw_finish(&x);
+    return il_raw_finish(&x, &self->spill);
 }
 
 static PyObject *Ring_get_nowait(RingObject *self, PyObject *unused)
@@ -471,7 +871,7 @@ static PyObject *Ring_get_nowait(RingObject *self, PyObject *unused)
     raw_t x;
     if (ring_get_raw(self, &x, 1, 0) < 0)
         return NULL;
-    return il_raw_finish(&x);
+    return il_raw_finish(&x, &self->spill);
 }
 
 static const char *const get_many_names[] = {"max_items", "block", "timeout"};
@@ -522,9 +922,9 @@ static PyObject *Ring_get_many(RingObject *self, PyObject *const *args, Py_ssize
     PyObject *et = NULL, *ev = NULL, *etb = NULL;
     Py_ssize_t failed = 0;
     for (Py_ssize_t i = 0; i < k; i++) {
-        PyObject *o = list ? il_raw_finish(&xs[i]) : NULL;
+        PyObject *o = list ? il_raw_finish(&xs[i], &self->spill) : NULL;
         if (!list) {
-            il_raw_clear(&xs[i]);
+            il_raw_discard(&xs[i], &self->spill);
             continue;
         }
         if (!o) {
@@ -577,9 +977,14 @@ static inline void ring_depth(il_ring_t *r, uint32_t *count, uint32_t *used)
      * snapshot one instant older. */
     uint64_t h = atomic_load_explicit(&r->head, memory_order_acquire);
     uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
-    if (atomic_load_explicit(&r->flags, memory_order_acquire) & IL_RING_IMMEDIATE)
+    /* the overflow's items count too (overflow.md); 0 and 0 if never used */
+    uint64_t oh = atomic_load_explicit(&r->ohead, memory_order_acquire);
+    uint64_t ot = atomic_load_explicit(&r->otail, memory_order_acquire);
+    if (atomic_load_explicit(&r->flags, memory_order_acquire) & IL_RING_IMMEDIATE) {
         h = t;
-    *count = IL_CNT(t) - IL_CNT(h);
+        oh = ot;
+    }
+    *count = IL_CNT(t) - IL_CNT(h) + (IL_CNT(ot) - IL_CNT(oh));
     *used = IL_POS(t) - IL_POS(h);
 }
 
@@ -606,6 +1011,8 @@ static PyObject *Ring_full(RingObject *self, PyObject *unused)
     if (shm_check((ShmObject *)self) < 0)
         return NULL;
     il_ring_t *r = RING(self);
+    if (r->features & IL_RING_OVERFLOW) /* full only when the overflow's span is */
+        return PyBool_FromLong(!il_ring_writable(r, 8));
     uint32_t count, used;
     ring_depth(r, &count, &used);
     /* Full: no room for another item, counting the smallest record (8 B:
@@ -697,10 +1104,12 @@ static PyObject *Ring_task_done(RingObject *self, PyObject *unused)
     for (;;) {
         /* Tasks are the items put; after shutdown(immediate=True) only the
          * items taken (the rest were discarded as done): il_ring_unfinished.
-         * acquire: as there. */
-        uint32_t put = IL_CNT(atomic_load_explicit(&r->tail, memory_order_acquire));
+         * The overflow's count with the ring's.  acquire: as there. */
+        uint32_t put = IL_CNT(atomic_load_explicit(&r->tail, memory_order_acquire)) +
+                       IL_CNT(atomic_load_explicit(&r->otail, memory_order_acquire));
         if (atomic_load_explicit(&r->flags, memory_order_acquire) & IL_RING_IMMEDIATE)
-            put = IL_CNT(atomic_load_explicit(&r->head, memory_order_acquire));
+            put = IL_CNT(atomic_load_explicit(&r->head, memory_order_acquire)) +
+                  IL_CNT(atomic_load_explicit(&r->ohead, memory_order_acquire));
         if ((int32_t)(put - d) <= 0) {
             PyErr_SetString(PyExc_ValueError, "task_done() called too many times");
             return NULL;
@@ -804,7 +1213,25 @@ static PyObject *Ring_wait_writable(RingObject *self, PyObject *const *args, Py_
     if (n == (unsigned long long)-1 && PyErr_Occurred())
         return NULL;
     uint64_t need = IL_ALIGN8(sizeof(il_rec_t) + n);
+    if (self->spill.threshold && need > self->spill.threshold) /* it will go as a reference */
+        need = IL_ALIGN8(sizeof(il_rec_t) + sizeof(il_spill_ref_t));
     return ring_wait_method(self, &RING(self)->not_full, cond_room, need, a[1]);
+}
+
+static PyObject *Ring_set_spill(RingObject *self, PyObject *args)
+{
+    const char *prefix;
+    Py_ssize_t plen;
+    unsigned long long threshold;
+    if (!PyArg_ParseTuple(args, "s#K:_set_spill", &prefix, &plen, &threshold))
+        return NULL;
+    if ((size_t)plen >= sizeof self->spill.prefix || !strchr(prefix, '/')) {
+        PyErr_SetString(PyExc_ValueError, "spill prefix too long or not a path");
+        return NULL;
+    }
+    memcpy(self->spill.prefix, prefix, (size_t)plen + 1);
+    self->spill.threshold = threshold;
+    Py_RETURN_NONE;
 }
 
 static PyObject *Ring_stats(RingObject *self, PyObject *unused)
@@ -813,20 +1240,27 @@ static PyObject *Ring_stats(RingObject *self, PyObject *unused)
         return NULL;
     il_ring_t *r = RING(self);
     uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
+    uint64_t oh = atomic_load_explicit(&r->ohead, memory_order_acquire);
+    uint64_t ot = atomic_load_explicit(&r->otail, memory_order_acquire);
     uint32_t depth, used;
     ring_depth(r, &depth, &used);
     /* relaxed: a snapshot for display */
     uint32_t flags = atomic_load_explicit(&r->flags, memory_order_relaxed);
     PyObject *pl = il_mutex_stats_dict(&r->plock), *cl = il_mutex_stats_dict(&r->clock);
     PyObject *d = Py_BuildValue(
-        "{s:K,s:K,s:K,s:I,s:I,s:I,s:O,s:O,s:O,s:N,s:N,s:I,s:I}", "size",
+        "{s:K,s:K,s:K,s:I,s:I,s:I,s:O,s:O,s:O,s:N,s:N,s:I,s:I,s:I,s:I,s:I,s:I}", "size",
         (unsigned long long)r->size, "capacity", (unsigned long long)r->capacity, "maxsize",
         (unsigned long long)r->maxsize, "depth", (unsigned)depth, "bytes_used", (unsigned)used,
-        "put_count_mod32", (unsigned)IL_CNT(t), "closed",
+        "put_count_mod32", (unsigned)(IL_CNT(t) + IL_CNT(ot)), "closed",
         (flags & IL_RING_SHUTDOWN) ? Py_True : Py_False, "immediate",
         (flags & IL_RING_IMMEDIATE) ? Py_True : Py_False, "unused", Py_None, "producer_lock", pl, "consumer_lock", cl, "consumers_sleeping",
         atomic_load_explicit(&r->not_empty.waiters, memory_order_relaxed), "producers_sleeping",
-        atomic_load_explicit(&r->not_full.waiters, memory_order_relaxed));
+        atomic_load_explicit(&r->not_full.waiters, memory_order_relaxed),
+        /* relaxed: a statistic */
+        "spilled", atomic_load_explicit(&r->spilled, memory_order_relaxed),
+        "overflow_depth", (unsigned)(IL_CNT(ot) - IL_CNT(oh)),
+        "overflow_bytes", (unsigned)(IL_POS(ot) - IL_POS(oh)),
+        "overflow_items", atomic_load_explicit(&r->ovf_items, memory_order_relaxed));
     if (d)
         PyDict_DelItemString(d, "unused");
     return d;
@@ -858,6 +1292,21 @@ static int ring_header_invalid(il_ring_t *r, uint64_t mapped, char *why, size_t 
         snprintf(why, n, "capacity %llu out of range [16, size %llu]",
                  (unsigned long long)r->capacity, (unsigned long long)r->size);
         return 1;
+    }
+    if (r->features & ~IL_RING_OVERFLOW) {
+        snprintf(why, n, "unknown features 0x%x", r->features);
+        return 1;
+    }
+    {
+        /* the overflow's positions: 8-aligned, within its span (as I1) */
+        uint64_t oh = atomic_load_explicit(&r->ohead, memory_order_acquire);
+        uint64_t ot = atomic_load_explicit(&r->otail, memory_order_acquire);
+        if ((IL_POS(oh) & 7u) || (IL_POS(ot) & 7u) ||
+            (uint64_t)(uint32_t)(IL_POS(ot) - IL_POS(oh)) > il_ovf_span_max(r)) {
+            snprintf(why, n, "overflow positions out of range: head %u, tail %u", IL_POS(oh),
+                     IL_POS(ot));
+            return 1;
+        }
     }
     if (r->maxsize == 0 || r->maxsize > 0x7fffffffULL) {
         snprintf(why, n, "maxsize %llu out of range [1, 2**31 - 1]",
@@ -894,14 +1343,15 @@ static const char *const ring_init_names[] = {"buffer", "offset", "create", "siz
 
 static int Ring_init(RingObject *self, PyObject *args, PyObject *kwds)
 {
-    static char *kw[] = {"buffer", "offset", "create", "size", "capacity", "maxsize", NULL};
+    static char *kw[] = {"buffer", "offset", "create", "size", "capacity", "maxsize",
+                         "overflow", NULL};
     PyObject *buffer;
     Py_ssize_t offset;
-    int create = 0;
+    int create = 0, overflow = 0;
     unsigned long long size = 0, capacity = 0, maxsize = 0;
     (void)ring_init_names;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "On|pKKK:Ring", kw, &buffer, &offset, &create,
-                                     &size, &capacity, &maxsize))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "On|pKKKp:Ring", kw, &buffer, &offset, &create,
+                                     &size, &capacity, &maxsize, &overflow))
         return -1;
     if (create) {
         if (size < 64 || size > IL_RING_MAX_SIZE || (size & (size - 1))) {
@@ -915,7 +1365,8 @@ static int Ring_init(RingObject *self, PyObject *args, PyObject *kwds)
             maxsize = 0x7fffffffULL;
         if (shm_attach((ShmObject *)self, buffer, offset, il_ring_bytes(size)) < 0)
             return -1;
-        il_ring_init(RING(self), size, capacity, maxsize);
+        il_ring_init(RING(self), size, capacity, maxsize, overflow ? IL_RING_OVERFLOW : 0);
+        self->ovf = overflow != 0;
         return 0;
     }
     if (shm_attach((ShmObject *)self, buffer, offset, sizeof(il_ring_t)) < 0)
@@ -927,6 +1378,7 @@ static int Ring_init(RingObject *self, PyObject *args, PyObject *kwds)
         PyErr_Format(PyExc_ValueError, "not a valid interlock queue: %s", why);
         return -1;
     }
+    self->ovf = (RING(self)->features & IL_RING_OVERFLOW) != 0;
     return 0;
 }
 
@@ -937,14 +1389,18 @@ static PyMethodDef Ring_methods[] = {
      "put($self, obj, block=True, timeout=None)\n--\n\n"
      "Put obj at the tail of the queue.\n\n"
      "bytes and bytearray go in as they are; anything else is pickled (protocol 5, "
-     "out-of-band buffers such as numpy arrays copied straight into the ring). With "
+     "out-of-band buffers such as numpy arrays copied straight into the ring). In a queue "
+     "made without capacity=, an item above 1 MiB goes through a file of its own, and only "
+     "a reference through the ring. With "
      "block=True, wait for room (at most timeout seconds; None: no limit); with "
      "block=False, do not wait.\n\n"
      "Raises:\n"
      "    queue.Full: no room in time (at once with block=False).\n"
      "    ShutDown: the queue was shut down (shutdown(), by any process).\n"
-     "    ValueError: the item can never fit (larger than the capacity), a negative "
-     "timeout, or close() was called on this object.\n"
+     "    ValueError: the item can never fit (larger than the capacity given at creation), "
+     "a negative timeout, or close() was called on this object.\n"
+     "    OSError: no room in /dev/shm for a large item's file or the overflow (nothing was "
+     "put).\n"
      "    TypeError: timeout is not a number; an unpicklable item's pickling error "
      "propagates as it is.\n\n"
      "If a process dies: a producer killed inside put() leaves its item wholly in the "
@@ -1006,6 +1462,7 @@ static PyMethodDef Ring_methods[] = {
     {"_task_done", (PyCFunction)Ring_task_done, METH_NOARGS, NULL},
     {"_join", (PyCFunction)(void (*)(void))Ring_join, METH_FASTCALL | METH_KEYWORDS, NULL},
     {"_stats", (PyCFunction)Ring_stats, METH_NOARGS, NULL},
+    {"_set_spill", (PyCFunction)Ring_set_spill, METH_VARARGS, NULL},
     {"_detach", (PyCFunction)shm_detach, METH_NOARGS, NULL},
     {"_wait_readable", (PyCFunction)(void (*)(void))Ring_wait_readable,
      METH_FASTCALL | METH_KEYWORDS, NULL},

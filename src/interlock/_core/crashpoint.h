@@ -37,6 +37,11 @@
     X(RING_GET_COPIED, "ring.get.copied", "record copied out, head not published")          \
     X(RING_GET_PUBLISHED, "ring.get.published", "head published, consumer lock still held") \
     X(RING_GET_UNLOCKED, "ring.get.unlocked", "lock released, producers not woken")         \
+    X(RING_SPILL_WRITTEN, "ring.spill.written", "large item written to an unnamed spill file")  \
+    X(RING_SPILL_LINKED, "ring.spill.linked", "spill file named, its record not published")  \
+    X(RING_SPILL_TAKEN, "ring.spill.taken", "spill record consumed, its file not yet mapped") \
+    X(RING_OVF_CREATED, "ring.ovf.created", "overflow block file made, nothing published")  \
+    X(RING_OVF_PASSED, "ring.ovf.passed", "overflow block consumed, its file not removed")   \
     X(RING_SHUTDOWN_LOCKED, "ring.shutdown.locked", "producer lock held, shutdown flag not set") \
     X(RING_SHUTDOWN_SET, "ring.shutdown.set", "shutdown flag set, producer lock still held") \
     X(MUTEX_LOCKED, "mutex.locked", "lock word taken, owner hints not written")             \

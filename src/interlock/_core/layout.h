@@ -33,6 +33,7 @@
     X(RING_HEADER_SIZE, sizeof(il_ring_t))                                             \
     X(RING_OFF_PLOCK, offsetof(il_ring_t, plock))                                                              \
     X(RING_OFF_CLOCK, offsetof(il_ring_t, clock))                                                             \
+    X(RING_OFF_SPILLED, offsetof(il_ring_t, spilled))                                  \
     /* il_sync_slot_t (sync.h): the holder-table record and its states */              \
     X(SYNC_HEAD_SIZE, sizeof(il_sync_head_t))                                          \
     X(SYNC_SLOT_SIZE, sizeof(il_sync_slot_t))                                          \
@@ -63,6 +64,7 @@ _Static_assert((IL_MUTEX_TID_MASK & IL_MUTEX_WAITERS) == 0, "owner and waiters b
 
 _Static_assert(offsetof(il_ring_t, plock) == 64, "RING_OFF_PLOCK");
 _Static_assert(offsetof(il_ring_t, clock) == 192, "RING_OFF_CLOCK");
+_Static_assert(offsetof(il_ring_t, spilled) == 516, "RING_OFF_SPILLED (queue.md)");
 
 _Static_assert(offsetof(il_sync_slot_t, pid) == 0, "SYNC_SLOT_OFF_PID");
 _Static_assert(offsetof(il_sync_slot_t, tid) == 4, "SYNC_SLOT_OFF_TID");

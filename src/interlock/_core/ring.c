@@ -3,7 +3,8 @@
 
 size_t il_ring_bytes(uint64_t size) { return sizeof(il_ring_t) + (size_t)size; }
 
-void il_ring_init(il_ring_t *r, uint64_t size, uint64_t capacity, uint64_t maxsize)
+void il_ring_init(il_ring_t *r, uint64_t size, uint64_t capacity, uint64_t maxsize,
+                  uint32_t features)
 {
     /* The segment is fresh (zero-filled by ftruncate) and not yet visible to
      * anyone: the segment layer publishes it whole (see _segment.py). */
@@ -13,6 +14,7 @@ void il_ring_init(il_ring_t *r, uint64_t size, uint64_t capacity, uint64_t maxsi
     r->size = size;
     r->capacity = capacity;
     r->maxsize = maxsize;
+    r->features = features;
     il_mutex_init(&r->plock);
     il_mutex_init(&r->clock);
 }

@@ -71,7 +71,11 @@
 
 /* Record kinds, in the record header.  Must match nothing in Python: the
  * C layer alone writes and reads them. */
-enum { IL_REC_BYTES = 1, IL_REC_BYTEARRAY = 2, IL_REC_PICKLE = 3 };
+enum { IL_REC_BYTES = 1, IL_REC_BYTEARRAY = 2, IL_REC_PICKLE = 3, IL_REC_SPILL = 4,
+       IL_REC_NEXT = 5 /* overflow blocks only: the rest of this block is unused */ };
+
+/* features (set at creation, never changed) */
+#define IL_RING_OVERFLOW 1u /* unbounded: a full ring overflows into block files */
 
 typedef struct il_rec {
     uint32_t len;   /* payload bytes after this header */
@@ -81,6 +85,26 @@ typedef struct il_rec {
 } il_rec_t;
 
 _Static_assert(sizeof(il_rec_t) == 8, "record header is 8 bytes");
+
+/* The payload of an IL_REC_SPILL record: an item too large for the ring
+ * (above the queue's spill threshold) lives in a file of its own, and this
+ * fixed 32-byte reference travels through the ring in its place
+ * (docs/design/spill.md).  The file is
+ *     <spill prefix of the queue><pid in decimal>.<token in 16 hex digits>
+ * and holds: the u64 lengths of the nbufs out-of-band buffers, the main part
+ * (raw bytes or pickle stream, dlen bytes), then each buffer at the next
+ * 64-aligned offset (so that a numpy array mapped from it is aligned). */
+typedef struct il_spill_ref {
+    uint8_t kind;    /* the item's own kind: IL_REC_BYTES, _BYTEARRAY or _PICKLE */
+    uint8_t _res;
+    uint16_t nbufs;  /* out-of-band buffers (kind PICKLE) */
+    uint32_t pid;    /* the producer that made the file (part of its name) */
+    uint64_t token;  /* random (part of its name) */
+    uint64_t dlen;   /* main part's bytes */
+    uint64_t size;   /* the file's length */
+} il_spill_ref_t;
+
+_Static_assert(sizeof(il_spill_ref_t) == 32, "spill reference is 32 bytes");
 
 typedef struct il_ring {
     /* line 0: configuration, written once at creation */
@@ -96,7 +120,12 @@ typedef struct il_ring {
     il_mutex_t plock;
     _Atomic uint64_t tail;
     uint64_t cached_head;       /* under plock */
-    uint8_t _pad1[IL_CACHELINE - 16];
+    /* under plock: 0 only while the overflow is known to be empty (set to
+     * 1 before a put into it publishes, back to 0 by a producer that finds
+     * it drained), so that a put into the ring needs no look at the
+     * overflow's words (overflow.md) */
+    uint32_t ovf_busy;
+    uint8_t _pad1[IL_CACHELINE - 20];
 
     /* lines 3-4: consumer side */
     il_mutex_t clock;
@@ -112,9 +141,21 @@ typedef struct il_ring {
     /* line 8: JoinableQueue: task_done() count, mod 2^32; unfinished tasks
      * = count(tail) - done.  Derived from tail, so a crash cannot unbalance it. */
     _Atomic uint32_t done;
-    _Atomic uint32_t _reserved0; /* reserved (zero) */
-    _Atomic uint32_t _reserved1;
-    uint8_t _pad3[IL_CACHELINE - 12];
+    /* spill files ever named for this queue, mod 2^32 (statistics, and the
+     * last user's cleanup skips its directory listing while it is 0).  A
+     * producer adds 1 *before* it names a file: a count is never behind the
+     * files that exist (docs/design/spill.md). */
+    _Atomic uint32_t spilled;
+    /* records ever put into the overflow, mod 2^32 (statistics; relaxed) */
+    _Atomic uint32_t ovf_items;
+    uint32_t features;          /* IL_RING_OVERFLOW; written once, at creation */
+    /* The overflow (docs/design/overflow.md): a FIFO of records in block
+     * files of `size` bytes each, packed like tail and head (count, byte
+     * position of an endless stream; block = pos / size).  otail is
+     * written under plock, ohead under clock; both 0 while never used. */
+    _Atomic uint64_t otail;
+    _Atomic uint64_t ohead;
+    uint8_t _pad3[IL_CACHELINE - 32];
 
     unsigned char data[]; /* size bytes */
 } il_ring_t;
@@ -127,7 +168,20 @@ _Static_assert(sizeof(il_ring_t) == 9 * IL_CACHELINE, "ring header layout");
 #define IL_ALIGN8(n) (((n) + 7u) & ~(uint64_t)7u)
 
 size_t il_ring_bytes(uint64_t size);
-void il_ring_init(il_ring_t *r, uint64_t size, uint64_t capacity, uint64_t maxsize);
+void il_ring_init(il_ring_t *r, uint64_t size, uint64_t capacity, uint64_t maxsize,
+                  uint32_t features);
+
+/* The overflow never holds more than this many bytes of records (so that
+ * two live blocks never share a name: positions are mod 2^32). */
+static inline uint64_t il_ovf_span_max(const il_ring_t *r) { return (1ull << 32) - 4 * r->size; }
+
+/* Is the overflow in use (anything put there and not taken)?  acquire on
+ * ohead: a producer that finds it drained may go back to the ring only
+ * after the consumer's reads of the overflow (spill.md, FIFO). */
+static inline int il_ovf_busy(il_ring_t *r, uint64_t otail)
+{
+    return otail != atomic_load_explicit(&r->ohead, memory_order_acquire);
+}
 
 static inline void il_ring_write(il_ring_t *r, uint32_t pos, const void *src, size_t n)
 {
@@ -193,6 +247,10 @@ static inline int il_ring_readable(il_ring_t *r)
 {
     if (atomic_load_explicit(&r->flags, memory_order_acquire) & IL_RING_SHUTDOWN)
         return 1;
+    if ((r->features & IL_RING_OVERFLOW) &&
+        atomic_load_explicit(&r->otail, memory_order_acquire) !=
+            atomic_load_explicit(&r->ohead, memory_order_acquire))
+        return 1;
     return atomic_load_explicit(&r->tail, memory_order_acquire) !=
            atomic_load_explicit(&r->head, memory_order_acquire);
 }
@@ -201,6 +259,13 @@ static inline int il_ring_writable(il_ring_t *r, uint64_t need)
 {
     if (atomic_load_explicit(&r->flags, memory_order_acquire) & IL_RING_SHUTDOWN)
         return 1;
+    if (r->features & IL_RING_OVERFLOW) {
+        /* a put goes to the overflow when the ring is full: room there */
+        uint64_t oh = atomic_load_explicit(&r->ohead, memory_order_acquire);
+        uint64_t ot = atomic_load_explicit(&r->otail, memory_order_acquire);
+        return (uint64_t)(uint32_t)(IL_POS(ot) - IL_POS(oh)) + need + r->size <=
+               il_ovf_span_max(r);
+    }
     uint64_t h = atomic_load_explicit(&r->head, memory_order_acquire);
     uint64_t t = atomic_load_explicit(&r->tail, memory_order_acquire);
     return (uint64_t)(uint32_t)(IL_POS(t) - IL_POS(h)) + need <= r->capacity &&
@@ -223,9 +288,12 @@ static inline int il_ring_writable(il_ring_t *r, uint64_t need)
 static inline int32_t il_ring_unfinished(il_ring_t *r)
 {
     uint32_t d = atomic_load_explicit(&r->done, memory_order_acquire);
+    /* (the overflow's counts with the ring's: overflow.md; 0 if never used) */
     if (atomic_load_explicit(&r->flags, memory_order_acquire) & IL_RING_IMMEDIATE)
-        return (int32_t)(IL_CNT(atomic_load_explicit(&r->head, memory_order_acquire)) - d);
-    return (int32_t)(IL_CNT(atomic_load_explicit(&r->tail, memory_order_acquire)) - d);
+        return (int32_t)(IL_CNT(atomic_load_explicit(&r->head, memory_order_acquire)) +
+                         IL_CNT(atomic_load_explicit(&r->ohead, memory_order_acquire)) - d);
+    return (int32_t)(IL_CNT(atomic_load_explicit(&r->tail, memory_order_acquire)) +
+                     IL_CNT(atomic_load_explicit(&r->otail, memory_order_acquire)) - d);
 }
 
 #endif
