@@ -65,6 +65,25 @@ NOT_REACHED = "not reached"
 #: trials, outside the role matrix; they record their outcome as role "handoff").
 HANDOFF_POINTS = ["mutex.unlock.begin", "mutex.handoff.cleared", "mutex.unlock.released"]
 HANDOFF = "handoff"
+#: Points the role matrix does not reach (its queue is small and bounded:
+#: no item spills to a file, nothing overflows the ring), each with the test
+#: that kills a process there in a crash-point build and checks what the
+#: survivors find.  test_points_reached_elsewhere_are_tested_there checks
+#: that each test exists and arms its point; the matrix's check accepts no
+#: other unreached point.
+REACHED_ELSEWHERE = {
+    "ring.spill.written": (
+        "test_spill.py", "test_producer_killed_while_writing_a_spill_file_leaves_nothing"),
+    "ring.spill.linked": (
+        "test_spill.py",
+        "test_producer_killed_after_naming_before_publishing_loses_nothing_leaks_nothing"),
+    "ring.spill.taken": (
+        "test_spill.py", "test_consumer_killed_after_taking_a_spilled_item_leaks_nothing"),
+    "ring.ovf.created": (
+        "test_overflow.py",
+        "test_producer_killed_in_the_overflow_before_publishing_leaves_nothing_taken"),
+    "ring.ovf.passed": ("test_overflow.py", "test_consumer_killed_taking_from_the_overflow"),
+}
 # A child that passes mutex.locked and segment.create.initialised.
 _LOCK_ONCE = ("import interlock\n"
               "lock = interlock.Lock()\n"
@@ -495,7 +514,8 @@ else:
         # every point reached by some trial, under each start method
         roles = [*ROLES, HANDOFF]
         unreached = [(pt, m) for pt in POINTS for m in METHODS
-                     if not any(outcomes.get((pt, r, m)) == REACHED for r in roles)]
+                     if pt not in REACHED_ELSEWHERE
+                     and not any(outcomes.get((pt, r, m)) == REACHED for r in roles)]
         assert not unreached, f"crash points no trial reached: {unreached}"
 
     def test_normal_build_ignores_crash_env() -> None:
@@ -532,6 +552,21 @@ def matrix_table(outcomes: dict[tuple[str, str, str], str]) -> str:
     died = sum(v == REACHED for v in outcomes.values())
     lines.append(f"{len(outcomes)} trials, {died} deaths at a crash point, all recovered")
     return "\n".join(lines)
+
+
+def test_points_reached_elsewhere_are_tested_there() -> None:
+    """Each point the matrix leaves to another test is a real point, and
+    that test exists and arms it (by name, in its file)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for point, (fname, test) in REACHED_ELSEWHERE.items():
+        assert point in POINTS, f"{point} is no crash point (any more)"
+        with open(os.path.join(here, fname)) as f:
+            src = f.read()
+        assert f"def {test}(" in src, f"{fname} has no {test}"
+        start = src.index(f"def {test}(")
+        body = src[start:].split("\n\n\n", 1)[0]  # to the next top-level statement
+        head = src[:start].rsplit("\n\n\n", 1)[-1]  # its decorators
+        assert f'"{point}"' in body or f'"{point}"' in head, f"{test} does not arm {point}"
 
 
 def test_matrix_table_reads_outcomes_in_any_order(tmp_path: Any) -> None:
