@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
 from compat_table import (  # noqa: E402
-    CATEGORIES, DIFFERENCES, MULTIPROCESSING_ONLY_FAILS, fails_for_multiprocessing, flags)
+    CATEGORIES, DIFFERENCES, MULTIPROCESSING_ONLY_FAILS, MULTIPROCESSING_RACY,
+    fails_for_multiprocessing, flags)
 
 HEAD = """\
 # interlock and multiprocessing: where they still differ
@@ -62,10 +63,13 @@ def render() -> str:
     for cls in sorted(per):
         out.append(f"| `{cls}` | {per[cls][0]} | {per[cls][1]} |\n")
     out.append("\n## Where interlock passes and multiprocessing fails\n\n"
-               "Not differences to close: the baseline run marks them as strict xfails.\n\n"
+               "Not differences to close: the baseline run marks them as strict xfails\n"
+               "(non-strict where multiprocessing fails only when a race goes one way:\n"
+               "marked *racy*).\n\n"
                "| test | multiprocessing's failure |\n|---|---|\n")
     for key in sorted(MULTIPROCESSING_ONLY_FAILS):
-        out.append(f"| `{key}` | {MULTIPROCESSING_ONLY_FAILS[key]} |\n")
+        racy = " (*racy*)" if key in MULTIPROCESSING_RACY else ""
+        out.append(f"| `{key}` | {MULTIPROCESSING_ONLY_FAILS[key]}{racy} |\n")
     return "".join(out)
 
 

@@ -38,6 +38,18 @@ def run(coro: Any) -> Any:
     return asyncio.run(asyncio.wait_for(coro, 60))
 
 
+async def helper_sleeps_on(*objs: Any, timeout: float = 20.0) -> None:
+    """Wait, without blocking the loop, until the helper thread has a wait
+    on each of ``objs`` armed and is asleep in futex_waitv: the coroutines
+    are really waiting (observable state, not a pause and hope)."""
+    deadline = time.monotonic() + timeout
+    while not (all(any(w.obj is o for w in aio._helper._sleeping) for o in objs)
+               and _in_futex_wait(os.getpid(), exclude_main=True)):
+        assert time.monotonic() < deadline, \
+            f"the helper never slept on {objs}: {aio._helper._sleeping}"
+        await asyncio.sleep(0.005)
+
+
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_many_coroutines_and_processes_exactly_once(method: str) -> None:
     ctx = mp.get_context(method)
@@ -108,7 +120,7 @@ def test_put_async_waits_for_room_and_times_out() -> None:
             await q.put_async(3, timeout=0.2)
         assert 0.15 <= time.monotonic() - t0 < 2
         task = asyncio.create_task(q.put_async(3))
-        await asyncio.sleep(0.05)
+        await helper_sleeps_on(q)
         assert not task.done()
         assert q.get_nowait() == 1  # room: the waiting put goes through
         await asyncio.wait_for(task, 5)
@@ -141,7 +153,7 @@ def test_cancellation_leaves_queue_consistent() -> None:
     async def main() -> None:
         for round_ in range(20):
             waiters = [asyncio.create_task(q.get_async()) for _ in range(10)]
-            await asyncio.sleep(0.01)
+            await helper_sleeps_on(q)
             for w in waiters[:9]:
                 w.cancel()
             q.put(round_)
@@ -171,32 +183,50 @@ def _holder(lock: interlock.Lock, hold: float) -> None:
         time.sleep(hold)
 
 
+def _holder_marks_release(lock: interlock.Lock, holding: Any, go: Any,
+                          released: interlock.Event) -> None:
+    with lock:
+        holding.set()
+        go.wait(30)
+        released.set()  # still holding: whoever gets the lock next must see it
+
+
 def test_async_lock_excludes_coroutines_and_processes() -> None:
     lock = interlock.Lock()
-    p = mp.get_context("fork").Process(target=_holder, args=(lock, 0.3))
+    released = interlock.Event()
+    ctx = mp.get_context("fork")
+    holding, go = ctx.Event(), ctx.Event()
+    p = ctx.Process(target=_holder_marks_release, args=(lock, holding, go, released))
     p.start()
-    time.sleep(0.1)
+    assert holding.wait(20)  # the other process holds the lock
 
     async def main() -> list[tuple[int, str]]:
         log: list[tuple[int, str]] = []
 
         async def worker(k: int) -> None:
             async with lock:
-                log.append((k, "in"))
+                # the other process had released before any coroutine entered
+                log.append((k, "in" if released.is_set() else "in before release"))
                 await asyncio.sleep(0.01)
                 log.append((k, "out"))
 
-        t0 = time.monotonic()
-        await asyncio.gather(*(worker(k) for k in range(5)))
-        assert time.monotonic() - t0 >= 0.15  # waited for the other process
+        workers = asyncio.gather(*(worker(k) for k in range(5)))
+        await helper_sleeps_on(lock)  # they wait for the other process
+        go.set()
+        await workers
         return log
 
-    log = run(main())
-    p.join(10)
+    try:
+        log = run(main())
+    finally:
+        go.set()
+        p.join(10)
+    assert len(log) == 10
     for i in range(0, len(log), 2):  # never two inside at once
-        assert log[i][0] == log[i + 1][0] and log[i][1] == "in" and log[i + 1][1] == "out"
+        assert log[i][0] == log[i + 1][0] and log[i][1] == "in" and log[i + 1][1] == "out", log
     assert not lock.locked()
     lock.detach()
+    released.detach()
 
 
 def test_async_lock_timeout_and_cancel() -> None:
@@ -206,7 +236,7 @@ def test_async_lock_timeout_and_cancel() -> None:
         lock.acquire()
         assert await lock.acquire_async(timeout=0.1) is False
         task = asyncio.create_task(lock.acquire_async())
-        await asyncio.sleep(0.05)
+        await helper_sleeps_on(lock)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -250,6 +280,24 @@ def test_event_wait_async_across_processes() -> None:
     assert early is False and ok and ticks >= 10
 
 
+def test_event_set_then_clear_wakes_async_waiters() -> None:
+    """Issue 10 for wait_async: set() then clear() at once must end every
+    pending wait with True (the helper thread used to re-check the flag
+    only, find it clear, and sleep on until the coroutines timed out)."""
+    ev = interlock.Event()
+
+    async def main() -> list[bool]:
+        tasks = [asyncio.create_task(ev.wait_async(timeout=10)) for _ in range(5)]
+        await helper_sleeps_on(ev)  # the coroutines wait
+        ev.set()
+        ev.clear()
+        return list(await asyncio.gather(*tasks))
+
+    # False would be the 10 s timeout: the wake-up was lost
+    assert run(main()) == [True] * 5
+    ev.detach()
+
+
 # ---------------------------------------------------------------- the helper
 #
 # One helper thread per process, only while an await is pending, sleeping in
@@ -285,7 +333,7 @@ def test_no_thread_left_once_awaits_are_done() -> None:
         with pytest.raises(interlock.Empty):
             await q.get_async(timeout=0.05)  # timed out
         task = asyncio.create_task(q.get_async())
-        await asyncio.sleep(0.02)
+        await helper_sleeps_on(q)
         assert len(_aio_threads()) == 1  # one thread while an await is pending
         task.cancel()  # cancelled
         await asyncio.gather(task, return_exceptions=True)
@@ -318,7 +366,7 @@ def test_pending_awaits_share_one_thread() -> None:
         lock.acquire()
         tasks = [asyncio.create_task(q.get_async()) for q in qs for _ in range(3)]
         tasks.append(asyncio.create_task(ev.wait_async()))
-        await asyncio.sleep(0.05)
+        await helper_sleeps_on(*qs, ev)
         assert len(_aio_threads()) == 1  # 16 awaits on 6 objects: one thread
         for i, q in enumerate(qs):
             for k in range(3):
@@ -346,7 +394,7 @@ def test_idle_pending_await_makes_no_periodic_wakeups() -> None:
             await asyncio.sleep(0.005)
         tasks = [asyncio.create_task(q.get_async()), asyncio.create_task(ev.wait_async()),
                  asyncio.create_task(lock.acquire_async())]
-        await asyncio.sleep(0.1)  # everything armed
+        await helper_sleeps_on(q, ev, lock)  # everything armed
         (t,) = _aio_threads()
         assert t.native_id is not None
         rounds0, cs0 = aio.helper_rounds(), _ctx_switches(t.native_id)
@@ -373,7 +421,11 @@ def test_cancelled_await_leaves_no_registration() -> None:
 
     async def main() -> None:
         putters = [asyncio.create_task(q.put_async(k)) for k in range(5)]
-        await asyncio.sleep(0.05)
+        await helper_sleeps_on(q)
+        deadline = time.monotonic() + 20
+        while sum(len(w.futs) for w in aio._helper._sleeping if w.obj is q) < 5:
+            assert time.monotonic() < deadline, aio._helper._sleeping
+            await helper_sleeps_on(q)  # all five registered, the helper asleep
         assert q.statistics().producers_waiting == 1  # the helper, counted once
         for t in putters:
             t.cancel()
@@ -442,7 +494,7 @@ def test_async_lock_taken_over_from_a_killed_owner_without_polling() -> None:
 
     async def main() -> int:
         task = asyncio.create_task(lock.acquire_async(timeout=20))
-        await asyncio.sleep(0.3)
+        await helper_sleeps_on(lock)
         assert not task.done()
         rounds = aio.helper_rounds()
         p.kill()  # the lock word does not move: the owner's pidfd tells us
@@ -697,7 +749,7 @@ def test_async_lock_taken_over_when_its_holder_drops_the_last_handle() -> None:
         while not held.is_set():
             await asyncio.sleep(0.005)
         task = asyncio.create_task(lock.acquire_async())
-        await asyncio.sleep(0.3)
+        await helper_sleeps_on(lock)
         assert not task.done()  # asleep in the helper's futex_waitv
         drop.set()
         got = await asyncio.wait_for(task, 10)  # without a wake-up: forever

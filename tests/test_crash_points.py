@@ -1,20 +1,27 @@
 """The crash-point matrix: every crash point x every role, under fork and spawn.
 
-A child process plays one role (producer, consumer, lock holder) with one
-crash point armed (interlock._crash, _core/crashpoint.h); if it reaches the
-point it dies there with _exit(77), holding whatever it held.  The parent
-then checks what a survivor must find:
+A child process plays one role (producer, consumer, lock holder, closer,
+semaphore and rwlock user, event setter, and a producer whose attach grows
+the process table) with one crash point armed (interlock._crash,
+_core/crashpoint.h); if it reaches the point it dies there with _exit(77),
+holding whatever it held.  The parent then checks what a survivor must find:
 
 - the queue and the lock are usable again within about 1 s;
 - no committed message is lost or duplicated, each producer's order holds;
   exactly which message the dead process committed or consumed is known for
   the ring's own points and is checked exactly;
 - the segments are sane: the dead child's slot is swept, and once everyone
-  is gone nothing is left in /dev/shm (its scratch object included).
+  is gone nothing is left in /dev/shm (its scratch object included);
+- an Event whose setter died between setting it and waking its waiters,
+  then cleared at once, still wakes the waiter (another process) with True.
 
 The matrix is generated from interlock._crash.all_points(), so a new point
-is tested without touching this file; the outcome table is printed at the
-end of the run (pytest -s, or in the terminal summary).
+is tested without touching this file.  Each trial appends its outcome to the
+file named by $INTERLOCK_CP_OUTCOMES; test_crash_point_matrix (the normal
+build's test, which runs the matrix in a pytest child) reads that file once
+the child has finished, prints the table, and fails unless every cell has an
+outcome and every crash point was reached (a child died there) by at least
+one role: a point no role reaches is a point nothing tests.
 
 Crash points exist only in a test build (INTERLOCK_TEST_BUILD=1): a normal
 install ignores INTERLOCK_CRASH_AT.  Under a normal build (the README's test
@@ -43,11 +50,40 @@ from _helpers import TAG
 from _testbuild import crashpoint_build
 
 POINTS = [name for name, _ in _crash.all_points()]
-ROLES = ["producer", "consumer", "holder", "closer", "semaphore", "rwlock"]
+#: "grower": a producer whose attach must grow the queue's process table
+#: (the parent fills its first page first), the one way to segment.grow.*.
+ROLES = ["producer", "consumer", "holder", "closer", "semaphore", "rwlock", "event", "grower"]
 METHODS = ["fork", "spawn"]
 NTH = 3  # die the 3rd time the point is reached: some work is committed before
 N_ITEMS = 20
-OUTCOMES: dict[tuple[str, str, str], str] = {}
+#: Where each trial appends "point role method outcome" (set by
+#: test_crash_point_matrix for its pytest child; unset: nothing is written).
+OUTCOMES_ENV = "INTERLOCK_CP_OUTCOMES"
+REACHED = "died, recovered"
+NOT_REACHED = "not reached"
+#: The points test_handoff_releaser_dies kills a releaser at (its own
+#: trials, outside the role matrix; they record their outcome as role "handoff").
+HANDOFF_POINTS = ["mutex.unlock.begin", "mutex.handoff.cleared", "mutex.unlock.released"]
+HANDOFF = "handoff"
+#: Points the role matrix does not reach (its queue is small and bounded:
+#: no item spills to a file, nothing overflows the ring), each with the test
+#: that kills a process there in a crash-point build and checks what the
+#: survivors find.  test_points_reached_elsewhere_are_tested_there checks
+#: that each test exists and arms its point; the matrix's check accepts no
+#: other unreached point.
+REACHED_ELSEWHERE = {
+    "ring.spill.written": (
+        "test_spill.py", "test_producer_killed_while_writing_a_spill_file_leaves_nothing"),
+    "ring.spill.linked": (
+        "test_spill.py",
+        "test_producer_killed_after_naming_before_publishing_loses_nothing_leaks_nothing"),
+    "ring.spill.taken": (
+        "test_spill.py", "test_consumer_killed_after_taking_a_spilled_item_leaks_nothing"),
+    "ring.ovf.created": (
+        "test_overflow.py",
+        "test_producer_killed_in_the_overflow_before_publishing_leaves_nothing_taken"),
+    "ring.ovf.passed": ("test_overflow.py", "test_consumer_killed_taking_from_the_overflow"),
+}
 # A child that passes mutex.locked and segment.create.initialised.
 _LOCK_ONCE = ("import interlock\n"
               "lock = interlock.Lock()\n"
@@ -57,9 +93,26 @@ _LOCK_ONCE = ("import interlock\n"
               "print('done')\n")
 
 
+def _record_outcome(point: str, role: str, method: str, outcome: str) -> None:
+    path = os.environ.get(OUTCOMES_ENV)
+    if path:
+        with open(path, "a") as f:  # one short line per write: appends do not interleave
+            f.write(f"{point} {role} {method} {outcome}\n")
+
+
+def _read_outcomes(path: str) -> dict[tuple[str, str, str], str]:
+    out: dict[tuple[str, str, str], str] = {}
+    with open(path) as f:
+        for line in f:
+            point, role, method, outcome = line.rstrip("\n").split(" ", 3)
+            out[(point, role, method)] = outcome
+    return out
+
+
 def _child(role: str, point: str, qname: str, lname: str, scratch: str, record: str) -> None:
     sem = interlock.Semaphore(2, name=lname + "-sem", create=False)
     rw = interlock.RWLock(name=lname + "-rw", create=False)
+    ev = interlock.Event(name=lname + "-ev", create=False)
     if point.startswith("segment."):
         _crash.arm(point, 1)
     q = interlock.Queue(name=qname, create=False)
@@ -71,8 +124,9 @@ def _child(role: str, point: str, qname: str, lname: str, scratch: str, record: 
     s2.detach()
     s.detach()
     if not point.startswith("segment."):
-        _crash.arm(point, 1 if point.startswith("ring.shutdown.") else NTH)
-    if role == "producer":
+        # shutdown() and the event's first set() happen once: die there the 1st time
+        _crash.arm(point, 1 if point.startswith("ring.shutdown.") or role == "event" else NTH)
+    if role in ("producer", "grower"):
         for i in range(N_ITEMS):
             q.put(("p", i))
             os.write(fd_for(record), b"%d\n" % i)
@@ -92,6 +146,18 @@ def _child(role: str, point: str, qname: str, lname: str, scratch: str, record: 
         for i in range(N_ITEMS):
             with rw.write() if i % 2 else rw.read():
                 os.write(fd_for(record), b"%d\n" % i)
+    elif role == "event":
+        # The parent's waiter process sleeps in ev.wait() first; then set and
+        # clear back to back (event.set.stored: die inside the first set()).
+        deadline = time.monotonic() + 20
+        while ev.statistics().waiters < 1:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the parent's waiter never waited")
+            time.sleep(0.005)
+        for i in range(N_ITEMS):
+            ev.set()
+            os.write(fd_for(record), b"%d\n" % i)
+            ev.clear()
     else:  # closer: a few puts, then shutdown(immediate=True) (ring.shutdown.*)
         for i in range(NTH):
             q.put(("p", i))
@@ -101,6 +167,46 @@ def _child(role: str, point: str, qname: str, lname: str, scratch: str, record: 
     lock.detach()
     sem.detach()
     rw.detach()
+    ev.detach()
+
+
+#: Stands for a live user in the slots _fill_first_page takes (pid 1 lives).
+_FILLER_PID = 1
+
+
+def _fill_first_page(q: interlock.Queue) -> None:
+    """Take every free slot below the high-water mark for a live process
+    (pid 1), so that the next process to attach must grow the table (as in
+    test_segment_scale's test of that point)."""
+    seg = q._seg
+    hwm = seg.mm.load32(_segment.OFF_HWM)
+    start = _core.task_start(_FILLER_PID) or 0
+    seg._meta_acquire()
+    try:
+        while (i := _segment._free_slot(seg.mm, hwm)) >= 0:
+            seg._set_slot(i, _FILLER_PID, 1, 0, start)
+    finally:
+        seg.meta.release()
+
+
+def _unfill_first_page(q: interlock.Queue) -> None:
+    seg = q._seg
+    seg._meta_acquire()
+    try:
+        for i, pid, _, _ in seg._table():
+            if pid == _FILLER_PID:
+                seg._set_slot(i, 0, 0, 0, 0)
+    finally:
+        seg.meta.release()
+
+
+def _event_waiter(name: str, out: str) -> None:
+    ev = interlock.Event(name=name, create=False)
+    r = ev.wait(30)
+    when = time.monotonic()  # CLOCK_MONOTONIC: one clock for every process
+    ev.detach()
+    with open(out, "w") as f:
+        f.write(f"{r} {when}")
 
 
 _fds: dict[str, int] = {}
@@ -157,11 +263,31 @@ if _crash.ENABLED:
         lock = interlock.Lock(name=lname)
         sem = interlock.Semaphore(2, name=lname + "-sem")
         rw = interlock.RWLock(name=lname + "-rw")
+        ev = interlock.Event(name=lname + "-ev")
         if role == "consumer":
             for i in range(N_ITEMS):
                 q.put(("c", i))
+        if role == "grower":
+            _fill_first_page(q)
+        waiter = None
+        if role == "event":  # a process (a thread would be alive across the fork below)
+            waiter = ctx.Process(target=_event_waiter, args=(lname + "-ev", record + ".woke"))
+            waiter.start()
         p = ctx.Process(target=_child, args=(role, point, qname, lname, scratch, record))
         p.start()
+        t_set = None
+        if waiter is not None:
+            # 0a. Event: clear it as soon as the child's first set() is in the
+            # word (another process could): the waiter, asleep when it was
+            # set, must return True through the generation, even where the
+            # setter died before waking it (event.set.stored).
+            deadline = time.monotonic() + 30
+            while ev.statistics().sets == 0 and p.exitcode is None:
+                assert time.monotonic() < deadline, "the child never set the event"
+                time.sleep(0.0005)
+            if ev.statistics().sets:
+                ev.clear()
+                t_set = time.monotonic()
         p.join(30)
         if p.is_alive():  # pragma: no cover - a hang is a failure
             p.kill()
@@ -170,6 +296,23 @@ if _crash.ENABLED:
         died = p.exitcode == _crash.CRASH_EXIT
         assert p.exitcode in (0, _crash.CRASH_EXIT), p.exitcode
         recorded = _read_record(record)
+        if waiter is not None:
+            # 0b. ... and it did, within about a slice.
+            st = ev.statistics()
+            if t_set is None:
+                ev.set()  # died before its first set: nobody else will wake the waiter
+            waiter.join(40)
+            assert waiter.exitcode == 0, waiter.exitcode
+            if died and point == "event.set.stored":
+                # wholly set (the generation moved with the flag), then cleared by us
+                assert recorded == [] and st.sets == 1 and not st.is_set, (recorded, st)
+            elif not died:
+                assert st.sets == N_ITEMS and not st.is_set, st
+            with open(record + ".woke") as f:
+                result, when = f.read().split()
+            assert result == "True", "the waiter timed out: a set() was lost"
+            if t_set is not None:
+                assert float(when) - t_set < 1.5, "the waiter slept through a set()"
 
         # 1. The lock and both sides of the queue are usable within about 1 s.
         t0 = time.monotonic()
@@ -193,12 +336,13 @@ if _crash.ENABLED:
         if return_closed:
             assert len(_read_record(record)) == NTH
             _check_shut_down_immediately(q)
-            for o in (q, lock, sem, rw):
+            _unfill_first_page(q)
+            for o in (q, lock, sem, rw, ev):
                 o.detach()
             _segment.clean(remove=True)
             left_over = [e for e in os.listdir("/dev/shm") if tag in e]
             assert left_over == [], left_over
-            OUTCOMES[(point, role, method)] = "died, recovered" if died else "not reached"
+            _record_outcome(point, role, method, REACHED if died else NOT_REACHED)
             return
         rest = _drain(q)
         assert time.monotonic() - t0 < 1.5
@@ -206,7 +350,7 @@ if _crash.ENABLED:
         rest = rest[:-1]
 
         # 2. Exactly-once and order of committed messages.
-        if role == "producer":
+        if role in ("producer", "grower"):
             got = [i for tag_, i in rest if tag_ == "p"]
             assert got == list(range(len(got))), "producer's items out of order, lost or doubled"
             # Every put that returned was committed; at most one more (the one
@@ -255,6 +399,10 @@ if _crash.ENABLED:
                 if died:
                     with rw.read(timeout=2), rw.read(timeout=2):
                         assert rw.statistics().readers == 2  # both read slots free
+        elif role == "event":
+            assert recorded == list(range(len(recorded)))
+            if not died:
+                assert len(recorded) == N_ITEMS
         else:
             got = [i for _, i in rest]
             assert got == list(range(len(got))) and len(got) >= len(recorded)
@@ -264,33 +412,19 @@ if _crash.ENABLED:
 
         # 3. Segments: the dead child's slot is gone once someone sweeps; its
         # scratch object is collected; after we detach, nothing is left.
-        for o in (q, lock, sem, rw):
+        _unfill_first_page(q)
+        for o in (q, lock, sem, rw, ev):
             o.detach()
         _segment.clean(remove=True)
         left_over = [e for e in os.listdir("/dev/shm") if tag in e]
         assert left_over == [], left_over
-        OUTCOMES[(point, role, method)] = "died, recovered" if died else "not reached"
-
-
-    def test_print_matrix(capsys: Any) -> None:
-        """Print the matrix (point x role -> outcome); runs after the others."""
-        if not OUTCOMES:
-            pytest.skip("matrix not run")
-        lines = [f"{'crash point':28} " + " ".join(f"{r + '/' + m:>22}" for r in ROLES for m in METHODS)]
-        for point in POINTS:
-            cells = [OUTCOMES.get((point, r, m), "FAILED") for r in ROLES for m in METHODS]
-            lines.append(f"{point:28} " + " ".join(f"{c:>22}" for c in cells))
-        died = sum(v.startswith("died") for v in OUTCOMES.values())
-        lines.append(f"{len(OUTCOMES)} trials, {died} deaths at a crash point, all recovered")
-        with capsys.disabled():  # shown in the test output even without -s
-            print("\n" + "\n".join(lines))
-        assert died > len(POINTS)  # most points are reached by at least one role
+        _record_outcome(point, role, method, REACHED if died else NOT_REACHED)
 
 
     # The hand-off (interlock.Lock is multiprocessing's: anyone may release
     # it): process A acquires, process B releases and dies at each step of
     # that release; C (this process) must find what docs/design/lock.md says.
-    HANDOFF_POINTS = ["mutex.unlock.begin", "mutex.handoff.cleared", "mutex.unlock.released"]
+    # (HANDOFF_POINTS is at the top: the matrix's check counts these trials.)
 
     @pytest.mark.parametrize("method", METHODS)
     @pytest.mark.parametrize("point", HANDOFF_POINTS)
@@ -336,6 +470,7 @@ if _crash.ENABLED:
                     lock.release()
             owner_died = [w for w in caught if issubclass(w.category, interlock.OwnerDiedWarning)]
             assert bool(owner_died) == (waiter is None), [str(w.message) for w in caught]
+            _record_outcome(point, HANDOFF, method, REACHED)  # died there (exit 77, above)
         finally:
             for p in (holder, waiter):
                 if p is not None and p.is_alive():
@@ -352,11 +487,16 @@ if _crash.ENABLED:
 else:
     # A normal build: run the matrix in a test build, in a pytest child.
     @pytest.mark.timeout(3600)
-    def test_crash_point_matrix() -> None:
+    def test_crash_point_matrix(tmp_path: Any) -> None:
+        """Run the matrix in a test build; then, from the outcomes its
+        trials wrote (whatever order they ran in), print the table and check
+        that every cell ran and every crash point was reached."""
         path = crashpoint_build()
+        outcomes_file = tmp_path / "outcomes"
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(path), *filter(None, [env.get("PYTHONPATH")])])
         env["INTERLOCK_TEST_TAG"] = f"{TAG}cp"
+        env[OUTCOMES_ENV] = str(outcomes_file)
         r = subprocess.run(
             [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-s", __file__],
             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -367,8 +507,16 @@ else:
         want = len(POINTS) * len(ROLES) * len(METHODS)
         assert m and int(m.group(1)) >= want, out[-8000:]  # really ran, nothing skipped
         assert "skipped" not in out.splitlines()[-1], out[-8000:]
-        table = out[out.find("crash point "):]
-        print("\n" + table[:table.find(" all recovered") + 14])
+        outcomes = _read_outcomes(str(outcomes_file))
+        print("\n" + matrix_table(outcomes))
+        missing = [c for c in _cells() if c not in outcomes]
+        assert not missing, f"cells that recorded no outcome: {missing}"
+        # every point reached by some trial, under each start method
+        roles = [*ROLES, HANDOFF]
+        unreached = [(pt, m) for pt in POINTS for m in METHODS
+                     if pt not in REACHED_ELSEWHERE
+                     and not any(outcomes.get((pt, r, m)) == REACHED for r in roles)]
+        assert not unreached, f"crash points no trial reached: {unreached}"
 
     def test_normal_build_ignores_crash_env() -> None:
         # Issue 12: any environment could make an application _exit(77).
@@ -382,6 +530,60 @@ else:
                                text=True, timeout=60, env={**os.environ, "INTERLOCK_CRASH_AT": point})
             assert r.returncode == 0, (point, r.returncode, r.stdout + r.stderr)
             assert "done" in r.stdout
+
+
+def _cells() -> list[tuple[str, str, str]]:
+    """Every trial that must record an outcome: the role matrix, and the
+    hand-off trials."""
+    return ([(pt, r, m) for pt in POINTS for r in ROLES for m in METHODS]
+            + [(pt, HANDOFF, m) for pt in HANDOFF_POINTS for m in METHODS])
+
+
+def matrix_table(outcomes: dict[tuple[str, str, str], str]) -> str:
+    """The matrix (point x role/method -> outcome) as a text table; "-":
+    no such trial (the hand-off trials exist for their points only)."""
+    cols = [(r, m) for r in [*ROLES, HANDOFF] for m in METHODS]
+    want = set(_cells())
+    lines = [f"{'crash point':28} " + " ".join(f"{r + '/' + m:>18}" for r, m in cols)]
+    for point in POINTS:
+        cells = [outcomes.get((point, r, m), "NO OUTCOME" if (point, r, m) in want else "-")
+                 for r, m in cols]
+        lines.append(f"{point:28} " + " ".join(f"{c:>18}" for c in cells))
+    died = sum(v == REACHED for v in outcomes.values())
+    lines.append(f"{len(outcomes)} trials, {died} deaths at a crash point, all recovered")
+    return "\n".join(lines)
+
+
+def test_points_reached_elsewhere_are_tested_there() -> None:
+    """Each point the matrix leaves to another test is a real point, and
+    that test exists and arms it (by name, in its file)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for point, (fname, test) in REACHED_ELSEWHERE.items():
+        assert point in POINTS, f"{point} is no crash point (any more)"
+        with open(os.path.join(here, fname)) as f:
+            src = f.read()
+        assert f"def {test}(" in src, f"{fname} has no {test}"
+        start = src.index(f"def {test}(")
+        body = src[start:].split("\n\n\n", 1)[0]  # to the next top-level statement
+        head = src[:start].rsplit("\n\n\n", 1)[-1]  # its decorators
+        assert f'"{point}"' in body or f'"{point}"' in head, f"{test} does not arm {point}"
+
+
+def test_matrix_table_reads_outcomes_in_any_order(tmp_path: Any) -> None:
+    """The table and the checks come from the outcomes file, not from the
+    order the trials ran in."""
+    path = str(tmp_path / "outcomes")
+    os.environ[OUTCOMES_ENV] = path
+    try:
+        cells = _cells()
+        for i, (pt, r, m) in enumerate(reversed(cells)):
+            _record_outcome(pt, r, m, REACHED if i % 2 else NOT_REACHED)
+    finally:
+        del os.environ[OUTCOMES_ENV]
+    got = _read_outcomes(path)
+    assert set(got) == set(cells)
+    table = matrix_table(got)
+    assert "NO OUTCOME" not in table and f"{len(cells)} trials" in table
 
 
 def _hold(lname: str, ready: Any) -> None:

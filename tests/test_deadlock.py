@@ -466,6 +466,13 @@ def _long_holder(name: str, hold: float, ready: Any) -> None:
         time.sleep(hold)
 
 
+def _holder_until(name: str, ready: Any, go: Any) -> None:
+    lk = interlock.Lock(name=name)
+    with lk:
+        ready.set()
+        go.wait(30)
+
+
 def test_long_legitimate_wait_is_not_a_deadlock(fast_detection: Any) -> None:
     name = f"dl-long-{os.getpid()}"
     lk = interlock.Lock(name=name)
@@ -562,14 +569,22 @@ def test_graph_lists_waits_and_dot(fast_detection: Any) -> None:
     lk = interlock.Lock(name=name)
     ctx = mp.get_context("fork")
     ready = ctx.Event()
-    p = ctx.Process(target=_long_holder, args=(name, 1.2, ready))
+    go = ctx.Event()
+    p = ctx.Process(target=_holder_until, args=(name, ready, go))
     p.start()
-    ready.wait(10)
+    assert ready.wait(10)
     seen: list[Any] = []
 
     def watch() -> None:
-        time.sleep(0.7)
-        seen.extend(w for w in _waitfor.waits() if w.lock == name)
+        # Our acquire below is published in the graph once it has waited
+        # the deadlock timeout (0.3 s); the holder holds until we have seen it.
+        try:
+            deadline = time.monotonic() + 20
+            while not seen and time.monotonic() < deadline:
+                seen.extend(w for w in _waitfor.waits() if w.lock == name)
+                time.sleep(0.01)
+        finally:
+            go.set()
 
     t = threading.Thread(target=watch)
     t.start()

@@ -94,4 +94,6 @@ def test_images_default_run_is_quick_and_cleans_up():
     m = re.search(r"saved 24 images .* in (/\S+)\) in ([\d.]+) s", out)
     assert m, out
     assert not os.path.exists(m.group(1))  # the temporary directory is removed
-    assert float(m.group(2)) < 2.4  # the downloads overlapped (24 x 0.1 s one at a time)
+    # the downloads overlapped: the server counted several in flight at once
+    peak = re.search(r"up to (\d+) downloads at once", out)
+    assert peak and int(peak.group(1)) >= 2, out

@@ -13,6 +13,7 @@ import multiprocessing as mp
 import os
 import pickle
 import random
+import re
 import signal
 import sys
 import threading
@@ -112,6 +113,22 @@ def _rw_die_reading(rw, ready):
 def _event_setter(ev, delay):
     time.sleep(delay)
     ev.set()
+
+
+def _proc_state(pid):
+    """The state letter of /proc/PID/stat ('S': asleep, 'R': running)."""
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().rsplit(")", 1)[1].split()[0]
+
+
+def _event_wait_report(ev, out, timeout, cpu):
+    # Pinned to the setter's CPU at the lowest priority there is: woken by
+    # set(), this process cannot run before the setter has also called
+    # clear() (SCHED_IDLE never preempts a normal task).  So it must find
+    # the flag clear after its wake-up: the case that lost the wake-up.
+    os.sched_setaffinity(0, {cpu})
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    out.put(ev.wait(timeout))
 
 
 def _barrier_party(bar, q):
@@ -324,8 +341,10 @@ class TestSemaphore:
         p.start()
         assert ready.wait(10)
         p.join(10)
-        time.sleep(0.12)  # past the sweep rate limit
-        assert s.acquire(False) is True
+        # Non-blocking tries sweep at most once per slice (the rate limit):
+        # one of them, within about a slice, finds the dead holder's unit.
+        assert wait_until(lambda: s.acquire(False), 5), s.statistics()
+        assert s.statistics().owner_deaths == 1
 
     def test_random_kills_keep_value(self):
         """Children churn through a 2-unit semaphore; we SIGKILL them at
@@ -506,6 +525,59 @@ class TestEvent:
         [t.join() for t in ts]
         assert got == [True] * 4
 
+    @pytest.mark.parametrize("ctx", CONTEXTS)
+    def test_set_then_clear_wakes_every_waiter(self, ctx):
+        """Issue 10 (CPython gh-57711): set() followed at once by clear()
+        lost the wake-up -- the woken waiters found the flag clear and slept
+        on until their timeout.  Every process waiting when set() was called
+        must return True, and at once (long before its 20 s timeout)."""
+        c = mp.get_context(ctx)
+        e = Event()
+        out = c.SimpleQueue()
+        n = 4
+        cpu = min(os.sched_getaffinity(0))
+        ps = [c.Process(target=_event_wait_report, args=(e, out, 20, cpu)) for _ in range(n)]
+        [p.start() for p in ps]
+        try:
+            # every child is inside wait(), past its first check, and asleep
+            # in the kernel (not spinning: a spinner could still see the flag
+            # set before clear() and hide the bug)
+            assert wait_until(lambda: e.statistics().waiters == n
+                              and all(_proc_state(p.pid) == "S" for p in ps), 30), \
+                (e.statistics(), [_proc_state(p.pid) for p in ps])
+            mine = os.sched_getaffinity(0)
+            os.sched_setaffinity(0, {cpu})  # the waiters' CPU: they wait for us
+            try:
+                e.set()
+                e.clear()
+            finally:
+                os.sched_setaffinity(0, mine)
+            results = [out.get() for _ in range(n)]
+        finally:
+            _join(ps)
+        # False would be a child's 20 s timeout: the wake-up was lost
+        assert results == [True] * n
+        assert not e.is_set() and e.statistics().sets == 1
+        e.detach()
+
+    def test_wait_after_set_then_clear_still_blocks(self):
+        """The generation only rescues waits that began before set(): a wait
+        that starts after set(); clear() waits for the next set()."""
+        e = Event()
+        e.set()
+        e.clear()
+        assert e.wait(0.05) is False
+        assert e.statistics().timeouts == 1
+        e.detach()
+
+    def test_repr_is_multiprocessing_form_with_name(self):
+        e = Event(name=None)
+        assert re.fullmatch(rf"<Event at 0x[0-9a-f]+ name={e.name!r} unset>", repr(e)), repr(e)
+        e.set()
+        assert re.fullmatch(rf"<Event at 0x[0-9a-f]+ name={e.name!r} set>", repr(e)), repr(e)
+        e.detach()
+        assert repr(e).endswith(" detached>")
+
 
 # ------------------------------------------------------------------ Barrier
 
@@ -573,8 +645,7 @@ class TestBarrier:
 
         t = threading.Thread(target=w)
         t.start()
-        while b.n_waiting != 1:
-            time.sleep(0.005)
+        assert wait_until(lambda: b.n_waiting == 1), b.statistics()
         with pytest.raises(KeyError):
             b.wait()
         t.join(5)
@@ -663,17 +734,18 @@ class TestCondition:
 
         def w():
             with c:
-                woke.append(c.wait(2))
+                woke.append(c.wait(20))
 
         ts = [threading.Thread(target=w) for _ in range(4)]
         [t.start() for t in ts]
-        deadline = time.monotonic() + 5
-        while len(c.statistics().waiting) < 4 and time.monotonic() < deadline:
-            time.sleep(0.005)
+        assert wait_until(lambda: len(c.statistics().waiting) == 4), c.statistics()
         with c:
             c.notify(2)
-        time.sleep(0.3)
-        assert woke.count(True) == 2
+        # two return; the other two are still waiting, and not notified
+        assert wait_until(lambda: len(woke) == 2), (woke, c.statistics())
+        with c:
+            st = c.statistics()
+        assert woke == [True, True] and len(st.waiting) == 2 and not st.notified, st
         with c:
             c.notify_all()
         [t.join() for t in ts]
@@ -693,12 +765,12 @@ class TestCondition:
             t = threading.Thread(target=w, args=(i,))
             t.start()
             ts.append(t)
-            while len(c.statistics().waiting) < i + 1:
-                time.sleep(0.002)
-        for _ in range(3):
+            assert wait_until(lambda: len(c.statistics().waiting) == i + 1), c.statistics()
+        for k in range(3):
             with c:
                 c.notify()
-            time.sleep(0.05)
+            # the notified waiter has run before the next notify
+            assert wait_until(lambda: len(order) == k + 1), (order, c.statistics())
         [t.join() for t in ts]
         assert order == [0, 1, 2]
 

@@ -325,7 +325,11 @@ class EventStatistics:
 
 class Event(_core.Event, SharedObject, AsyncEventMixin):
     """``Event(*, name=None, create=None)``: ``set``, ``clear``, ``is_set``,
-    ``wait(timeout=None)``. Holds nothing, so nobody's death can strand it."""
+    ``wait(timeout=None)``. Holds nothing, so nobody's death can strand it.
+
+    As with ``threading.Event``, every ``wait`` that was waiting when
+    ``set()`` was called returns True, even if ``clear()`` follows at once
+    (a generation counter bumped by ``set()``; docs/design/sync.md)."""
 
     _kind = _segment.KIND_EVENT
 
@@ -341,6 +345,11 @@ class Event(_core.Event, SharedObject, AsyncEventMixin):
         s = self._stats()
         return EventStatistics(self.name, bool(s["flag"]), s["waiters"], s["sets"],
                                s["timeouts"])
+
+    def __repr__(self) -> str:
+        # multiprocessing.Event's form, '<Event at 0x... set>' (CPython's
+        # _TestEvent.test_repr checks it), with the segment's name inside.
+        return f"<{type(self).__qualname__} at {id(self):#x} {self._describe()}>"
 
     def _describe(self) -> str:
         try:

@@ -336,6 +336,7 @@ class EventLike(Protocol):
     """What ``wait_async`` needs of an event."""
 
     def is_set(self) -> bool: ...
+    def _generation(self) -> int: ...
 
 
 # The primitives' async methods (``_awaitable``) call these: the primitives
@@ -411,9 +412,15 @@ async def wait_set(ev: EventLike, timeout: float | None = None) -> bool:
     """Wait until ``ev`` is set without blocking the loop; ``is_set()`` on
     return, like ``Event.wait`` (False on timeout)."""
     deadline = _deadline(timeout)
+    # The generation when this wait began (``Event.set`` bumps it): a set()
+    # followed at once by clear() still ends the wait with True, as for the
+    # blocking ``wait`` and ``threading.Event`` (docs/design/sync.md).
+    gen = ev._generation()
     while not ev.is_set():
-        if not await _wait(ev, SET, 0, deadline):
-            return bool(ev.is_set())
+        if ev._generation() != gen:
+            return True
+        if not await _wait(ev, SET, gen, deadline):
+            return bool(ev.is_set()) or ev._generation() != gen
     return True
 
 

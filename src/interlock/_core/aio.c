@@ -78,8 +78,10 @@ static int ready_now(target_t *t)
     case AIO_WRITABLE:
         return il_ring_writable((il_ring_t *)p, t->arg);
     case AIO_SET:
-        /* acquire: pairs with Event.set's release store of the flag */
-        return atomic_load_explicit(&((il_event_t *)p)->flag, memory_order_acquire) != 0;
+        /* acquire: pairs with Event.set's release CAS.  arg: the generation
+         * the coroutine began waiting at (a set-then-clear since moved it) */
+        return il_event_done(atomic_load_explicit(&((il_event_t *)p)->state, memory_order_acquire),
+                             (uint32_t)t->arg);
     default: {
         /* relaxed: the coroutine then takes the lock with its own CAS */
         uint32_t owner = il_mutex_owner((il_mutex_t *)p);

@@ -14,7 +14,8 @@ enum { AIO_READABLE = 0, AIO_WRITABLE = 1, AIO_UNLOCKED = 2, AIO_SET = 3 };
 typedef struct {
     void *p;                /* the struct in the segment: il_ring_t, il_mutex_t, il_event_t */
     int kind;               /* AIO_* */
-    uint64_t arg;           /* WRITABLE: record bytes; UNLOCKED: owner TID to watch, 0 = any */
+    uint64_t arg;           /* WRITABLE: record bytes; UNLOCKED: owner TID to watch, 0 = any;
+                               SET: the Event generation the wait began at (sync.h) */
     il_eventcount_t *ec;    /* counted in this eventcount while armed, or NULL */
     _Atomic uint32_t *word; /* what to sleep on */
     uint32_t val;           /* ... while it holds this */

@@ -22,7 +22,8 @@ static PyObject *Event_is_set(SyncObject *self, PyObject *unused)
     if (shm_check(self) < 0)
         return NULL;
     /* acquire: a True answer makes what the setter wrote before set() visible */
-    return PyBool_FromLong(atomic_load_explicit(&EV(self)->flag, memory_order_acquire));
+    return PyBool_FromLong(atomic_load_explicit(&EV(self)->state, memory_order_acquire) &
+                           IL_EVENT_FLAG);
 }
 
 static PyObject *Event_set(SyncObject *self, PyObject *unused)
@@ -30,9 +31,11 @@ static PyObject *Event_set(SyncObject *self, PyObject *unused)
     if (shm_check(self) < 0)
         return NULL;
     il_event_t *e = EV(self);
-    /* release: pairs with the waiters' acquire load of the flag */
-    atomic_store_explicit(&e->flag, 1, memory_order_release);
-    atomic_fetch_add_explicit(&e->sets, 1, memory_order_relaxed); /* statistics */
+    /* Flag and generation in one CAS (sync.h): killed before it, nothing
+     * happened; after it, the event is set and every waiter's next check
+     * (at the latest when its 100 ms slice ends) returns True. */
+    il_event_set(e);
+    IL_CRASH(EVENT_SET_STORED);
     il_ec_notify(&e->h.ec, INT32_MAX);
     Py_RETURN_NONE;
 }
@@ -41,9 +44,17 @@ static PyObject *Event_clear(SyncObject *self, PyObject *unused)
 {
     if (shm_check(self) < 0)
         return NULL;
-    /* relaxed: clearing publishes nothing; waiters keep waiting */
-    atomic_store_explicit(&EV(self)->flag, 0, memory_order_relaxed);
+    il_event_clear(EV(self));
     Py_RETURN_NONE;
+}
+
+static PyObject *Event_generation(SyncObject *self, PyObject *unused)
+{
+    if (shm_check(self) < 0)
+        return NULL;
+    /* acquire: as is_set (the async waiter reads its starting generation) */
+    return PyLong_FromUnsignedLong(
+        il_event_gen(atomic_load_explicit(&EV(self)->state, memory_order_acquire)));
 }
 
 static PyObject *Event_wait(SyncObject *self, PyObject *args, PyObject *kwds)
@@ -61,16 +72,21 @@ static PyObject *Event_wait(SyncObject *self, PyObject *args, PyObject *kwds)
     }
     il_event_t *e = EV(self);
     il_sync_head_t *h = &e->h;
-    /* acquire: see is_set */
-    if (atomic_load_explicit(&e->flag, memory_order_acquire))
+    /* acquire: see is_set.  g0: the generation when this wait began; a set()
+     * after it moves the generation, and a clear() cannot move it back, so
+     * a set-then-clear that happens while we sleep still returns True. */
+    uint64_t st = atomic_load_explicit(&e->state, memory_order_acquire);
+    if (st & IL_EVENT_FLAG)
         Py_RETURN_TRUE;
+    uint32_t g0 = il_event_gen(st);
     if (deadline == 0)
         Py_RETURN_FALSE;
     atomic_fetch_add_explicit(&h->sleepers, 1, memory_order_relaxed); /* statistics */
     int result = 0;
     for (;;) {
         uint32_t key = il_ec_prepare(&h->ec);
-        if (atomic_load_explicit(&e->flag, memory_order_acquire)) {
+        /* acquire: see is_set; read after il_ec_prepare's fence (eventcount.h) */
+        if (il_event_done(atomic_load_explicit(&e->state, memory_order_acquire), g0)) {
             il_ec_cancel(&h->ec);
             result = 1;
             break;
@@ -105,8 +121,10 @@ static PyObject *Event_stats(SyncObject *self, PyObject *unused)
     PyObject *d = Sync_stats_common(self);
     if (!d)
         return NULL;
-    IL_PUT("flag", atomic_load_explicit(&EV(self)->flag, memory_order_relaxed));
-    IL_PUT("sets", atomic_load_explicit(&EV(self)->sets, memory_order_relaxed));
+    /* relaxed: a snapshot for display */
+    uint64_t st = atomic_load_explicit(&EV(self)->state, memory_order_relaxed);
+    IL_PUT("flag", st & IL_EVENT_FLAG);
+    IL_PUT("sets", il_event_gen(st));
     return d;
 }
 
@@ -119,12 +137,16 @@ static PyMethodDef Event_methods[] = {
      "clear($self, /)\n--\n\nReset the flag."},
     {"wait", (PyCFunction)(void (*)(void))Event_wait, METH_VARARGS | METH_KEYWORDS,
      "wait($self, timeout=None)\n--\n\n"
-     "Block until the flag is set (at most timeout seconds); return the flag: False "
-     "on timeout.\n\n"
+     "Block until the flag is set (at most timeout seconds); return True, or False "
+     "on timeout.  As threading.Event: a wait that was waiting when set() was called "
+     "returns True even if clear() followed at once.\n\n"
      "Raises:\n"
      "    ValueError: a NaN timeout (a negative one times out at once, as threading).\n\n"
      "If a process dies: an Event holds nothing, so nobody's death strands it; a "
      "waiter that dies leaves no trace for the others."},
+    {"_generation", (PyCFunction)Event_generation, METH_NOARGS,
+     "_generation($self, /)\n--\n\nHow many times set() was called (mod 2**32): a waiter "
+     "that began at generation g returns True once it moved (wait_async)."},
     {"_stats", (PyCFunction)Event_stats, METH_NOARGS, NULL},
     COMMON_METHODS,
     {NULL}};

@@ -51,7 +51,8 @@
     X(SYNC_GUARD_LOCKED, "sync.guard.locked", "sync primitive's guard held, state untouched")   \
     X(SYNC_COMMIT_LOGGED, "sync.commit.logged", "redo log published, nothing applied")        \
     X(SYNC_COMMIT_APPLYING, "sync.commit.applying", "first word of the redo log applied")     \
-    X(SYNC_COMMIT_APPLIED, "sync.commit.applied", "redo log applied, not yet retired")
+    X(SYNC_COMMIT_APPLIED, "sync.commit.applied", "redo log applied, not yet retired")   \
+    X(EVENT_SET_STORED, "event.set.stored", "event set (flag + generation), waiters not woken")
 
 enum {
 #define IL_CP_ENUM(id, name, what) IL_CP_##id,

@@ -187,15 +187,75 @@ typedef struct il_rwlock {
 } il_rwlock_t;
 
 /*
- * Event state.  flag: 0 clear, 1 set.  Set and clear are single stores
- * (no guard): an Event holds nothing, so death cannot strand anyone.
+ * Event state: one 64-bit word, so that set() changes the flag and the
+ * generation together (one CAS: a setter killed at any instruction has
+ * either set the event wholly or not at all).
+ *
+ *   bit 0        flag: 0 clear, 1 set
+ *   bits 1..31   always 0
+ *   bits 32..63  generation: the number of set() calls (mod 2^32)
+ *
+ * Little-endian (x86_64, aarch64: the static assert below), the low half is
+ * the u32 that layout version 3 called `flag` and the high half its `sets`,
+ * so the word reads the same to every interlock of this layout version.
+ *
+ *   flag gen   meaning for a waiter that read generation g0 when it began
+ *   1    any   set: return True
+ *   0    g0    not set since it began: sleep
+ *   0    != g0 set, then cleared, after it began: return True (threading's
+ *                rule, gh-57711: every thread waiting when set() was called
+ *                wakes with True even if clear() follows at once)
+ *
+ * set(): CAS old -> (old | 1) + 2^32, release; then il_ec_notify.
+ * clear(): fetch_and(~1); the generation stays.
+ * No guard: an Event holds nothing, so a death can strand nobody.
  */
+#define IL_EVENT_FLAG 1ull
+#define IL_EVENT_GEN_ONE (1ull << 32)
 typedef struct il_event {
     il_sync_head_t h;
-    _Atomic uint32_t flag;
-    _Atomic uint32_t sets;
+    _Atomic uint64_t state;
     uint8_t _pad[IL_CACHELINE - 8];
 } il_event_t;
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "il_event_t.state: the flag must be the low u32 (layout version 3)"
+#endif
+
+static inline uint32_t il_event_gen(uint64_t state)
+{
+    return (uint32_t)(state >> 32);
+}
+
+/* True if a waiter that began at generation g0 may return True now. */
+static inline int il_event_done(uint64_t state, uint32_t g0)
+{
+    return (state & IL_EVENT_FLAG) || il_event_gen(state) != g0;
+}
+
+/* Set the flag and bump the generation in one CAS; the caller then wakes
+ * the sleepers (il_ec_notify).  Returns the new state. */
+static inline uint64_t il_event_set(il_event_t *e)
+{
+    /* relaxed load: only the CAS's expected value */
+    uint64_t old = atomic_load_explicit(&e->state, memory_order_relaxed);
+    /* release on success: pairs with the waiters' acquire loads, so what the
+     * setter wrote before set() is visible to a waiter that returns True.
+     * relaxed on failure: we retry with the value read. */
+    while (!atomic_compare_exchange_weak_explicit(&e->state, &old,
+                                                  (old | IL_EVENT_FLAG) + IL_EVENT_GEN_ONE,
+                                                  memory_order_release, memory_order_relaxed))
+        ;
+    return (old | IL_EVENT_FLAG) + IL_EVENT_GEN_ONE;
+}
+
+static inline void il_event_clear(il_event_t *e)
+{
+    /* relaxed: clearing publishes nothing; one RMW on the same word as set's
+     * CAS, so the two are ordered in the word's modification order and a
+     * clear never undoes a generation bump. */
+    atomic_fetch_and_explicit(&e->state, ~IL_EVENT_FLAG, memory_order_relaxed);
+}
 
 /*
  * Barrier state.
