@@ -21,7 +21,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 BENCHES = ["bench_goals", "bench_queue", "bench_lock", "bench_sync", "bench_pipeline",
-           "bench_deadlock", "bench_registry", "bench_redis"]
+           "bench_deadlock", "bench_registry", "bench_redis", "bench_spill"]
 
 
 def main() -> int:
