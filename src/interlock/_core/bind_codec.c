@@ -427,8 +427,15 @@ static inline void buf_read(const unsigned char *data, uint64_t size, uint32_t p
     if (n <= first) {
         memcpy(dst, data + off, n);
     } else {
+        /* The caller checked the record against the ring (n <= size), so
+         * the wrapped part is at most off bytes.  Said again here for the
+         * compiler: inlining the linear case (size 2^62) it cannot see that
+         * bound and warned of a memcpy past any object's size. */
+        size_t rest = n - first;
+        if (rest > off)
+            rest = off;
         memcpy(dst, data + off, first);
-        memcpy((char *)dst + first, data, n - first);
+        memcpy((char *)dst + first, data, rest);
     }
 }
 
