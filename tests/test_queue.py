@@ -333,6 +333,42 @@ def test_get_many_bounded_by_max_items_and_maxsize(queue_factory):
     assert q.get_many(100) == [3]
 
 
+@pytest.mark.shm_only  # a property of the shm ring's get_many (bind_ring.c, IL_BATCH_BYTES)
+@pytest.mark.parametrize("overflow", [False, True], ids=["ring", "overflow"])
+def test_get_many_of_large_items_ends_after_256_kib(queue_factory, overflow):
+    """A batch's objects are freed together: past glibc's trim threshold
+    that gave the heap back to the kernel after every batch (get_many(16) of
+    64 KiB items at a fifth of the speed of get()).  One get_many() takes
+    records up to 256 KiB (at least one), in order, losing none."""
+    # capacity=None on an unbounded queue: a 4 MiB ring, then the overflow
+    q = queue_factory() if overflow else queue_factory(capacity=8 << 20)
+    items = [bytes([i]) * (64 << 10) for i in range(40)]
+    if overflow:   # fill the ring, so that the 40 go to the overflow blocks
+        filler = [b"f" * (64 << 10)] * 64
+        while q.statistics().overflow_depth == 0:
+            q.put_many(filler)
+    q.put_many(items)
+    if overflow:
+        assert q.statistics().overflow_depth > 0
+        while q.get_many(1)[0][:1] == b"f":
+            pass
+        got = [items[0]]
+    else:
+        got = []
+    sizes = []
+    while len(got) < len(items):
+        batch = q.get_many(1024, timeout=5)
+        sizes.append(len(batch))
+        got.extend(batch)
+    assert got == items   # FIFO, exactly once
+    # 64 KiB + an 8-byte header, 8-aligned: the 4th record reaches 256 KiB
+    assert max(sizes) == 4, sizes
+    small = list(range(2000))
+    q.put_many(small)
+    assert q.get_many(1024) == small[:1024]   # small items: still max_items at a time
+    assert q.get_many(1024) == small[1024:]
+
+
 # ------------------------------------------------------------- numpy
 
 
