@@ -387,12 +387,17 @@ def finish_args(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def git_commit() -> str:
-    """``git rev-parse HEAD`` of the checkout, + "-dirty" if it has changes."""
+    """``git rev-parse HEAD`` of the checkout, + "-dirty" if it has changes
+    other than the run's own outputs (the JSON under ``benchmarks/results/``
+    and the tables in the two READMEs, which ``run_all.py`` rewrites as it
+    goes: the code measured is still the commit's)."""
     here = os.path.dirname(os.path.abspath(__file__))
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True,
                               text=True, timeout=30).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                                ":(top)", ":(exclude,top)benchmarks/results",
+                                ":(exclude,top)README.md", ":(exclude,top)benchmarks/README.md"],
                                cwd=here, capture_output=True, text=True, timeout=30).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
