@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import resource
 import sys
 import time
 from itertools import repeat
@@ -269,10 +270,16 @@ def w_grid_get(barrier: Any, impl: str, q: Any) -> dict:
     _, get = _ops(impl, q, 0)
     count = 0
     barrier.wait()
+    r0 = resource.getrusage(resource.RUSAGE_SELF)
     t0 = time.perf_counter()
     while get() is not STOP:
         count += 1
-    return {"t0": t0, "t1": time.perf_counter(), "received": count}
+    t1 = time.perf_counter()
+    r1 = resource.getrusage(resource.RUSAGE_SELF)
+    # context switches while consuming: voluntary (slept: found the queue
+    # empty, or waited for a lock) and involuntary (preempted)
+    return {"t0": t0, "t1": t1, "received": count, "vcsw": r1.ru_nvcsw - r0.ru_nvcsw,
+            "ivcsw": r1.ru_nivcsw - r0.ru_nivcsw}
 
 
 # ---------------------------------------------------------------- measurements
@@ -334,7 +341,11 @@ def big(impl: str, size: int) -> float:
     return res[1]["t1"] - res[0]["t0"]
 
 
-def grid(impl: str, nprod: int, ncons: int, n: int) -> float:
+def grid(impl: str, nprod: int, ncons: int, n: int, extra: list | None = None) -> float:
+    """Items per second through one queue, nprod producers to ncons
+    consumers.  For interlock, ``extra`` gets the run's side-lock counters
+    (acquisitions, and contentions: acquisitions that found the lock held),
+    so that the JSON says whether the curve bends at the locks."""
     ctx = mp.get_context("fork")
     q = make_queue(impl, ctx, capacity=4 << 20, maxsize=MAXSIZE)
     per = max(1, n // nprod)
@@ -344,6 +355,12 @@ def grid(impl: str, nprod: int, ncons: int, n: int) -> float:
     jobs += [(w_grid_get, (impl, q)) for _ in range(ncons)]
     try:
         res = run_workers(jobs, TIMEOUT_S, ctx)
+        if impl == "interlock" and extra is not None:
+            st = q._stats()
+            extra.append({"side_locks": {
+                side: {k: st[lock][k] for k in ("acquisitions", "contentions")}
+                for side, lock in (("producers", "producer_lock"), ("consumers", "consumer_lock"))},
+                "consumer_switches": {k: sum(r.get(k, 0) for r in res) for k in ("vcsw", "ivcsw")}})
     finally:
         close_queue(impl, q)
     got = sum(r.get("received", 0) for r in res)
@@ -413,7 +430,7 @@ class Runner:
                     except Exception as e:
                         self.report.failed(case, impl, unit, f"{type(e).__name__}: {e}")
                         continue
-                    extra = {"placement": pl[0]} if pl else {}
+                    extra = (pl[0] if "side_locks" in pl[0] else {"placement": pl[0]}) if pl else {}
                     self.report.add(case, impl, unit, v, **extra)
             sys.stderr.write(".")
             sys.stderr.flush()
@@ -542,8 +559,8 @@ def run(report: Report, args: Any) -> None:
     for p in (1, 2, 8, 32):
         case = f"scaling {p}x{p}, tuples, maxsize {MAXSIZE}"
         r.rate_case(case, "msg/s", IMPLS,
-                    lambda impl, n, pl, p=p: grid(impl, p, p, n), 2_000 * p,
-                    nmax=2_000_000, placement=False)
+                    lambda impl, n, pl, p=p: grid(impl, p, p, n, pl), 2_000 * p,
+                    nmax=2_000_000)
         report.ratio_vs(case, "interlock", peers)
     sys.stderr.write("\n")
 
