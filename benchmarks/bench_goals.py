@@ -369,6 +369,26 @@ def grid(impl: str, nprod: int, ncons: int, n: int, extra: list | None = None) -
     return got / _span(res)
 
 
+def one_process(impl: str, n: int, extra: list | None = None) -> float:
+    """put() then get() of one tuple, n times, in this one process: the rate
+    of one CPU doing both sides' work, the reference for the scaling rows
+    (with far more processes than CPUs, the scheduler rarely runs a
+    producer and a consumer side by side: scaling.md)."""
+    ctx = mp.get_context("fork")
+    q = make_queue(impl, ctx, capacity=4 << 20, maxsize=MAXSIZE)
+    put, get = _ops(impl, q, 0)
+    item = (0, "abc", 1.5)
+    try:
+        t0 = time.perf_counter()
+        for _ in repeat(None, n):
+            put(item)
+            get()
+        dt = time.perf_counter() - t0
+    finally:
+        close_queue(impl, q)
+    return n / dt
+
+
 # ---------------------------------------------------------------- the run
 
 class NotApplicable(Exception):
@@ -555,13 +575,19 @@ def run(report: Report, args: Any) -> None:
             report.ratio_vs(case, "interlock", peers)
             sys.stderr.write(".")
 
-    # 4. scaling: P x C through one queue of maxsize 10,000.
+    # 4. scaling: P x C through one queue of maxsize 10,000, and the rate of
+    # one process doing both sides (where the curve tends: scaling.md).
+    one = f"one process, put then get of tuples, maxsize {MAXSIZE}"
+    r.rate_case(one, "msg/s", ("interlock",), one_process, 20_000, nmax=2_000_000,
+                placement=False)   # (mp.Queue: each get waits for its feeder thread)
     for p in (1, 2, 8, 32):
         case = f"scaling {p}x{p}, tuples, maxsize {MAXSIZE}"
         r.rate_case(case, "msg/s", IMPLS,
                     lambda impl, n, pl, p=p: grid(impl, p, p, n, pl), 2_000 * p,
                     nmax=2_000_000)
         report.ratio_vs(case, "interlock", peers)
+        report.ratio(f"scaling {p}x{p} against one process doing both sides", (case, "interlock"),
+                     (one, "interlock"), (f"interlock {p}x{p}", "interlock, one process"))
     sys.stderr.write("\n")
 
 
