@@ -413,7 +413,7 @@ class Runner:
 
     def rate_cases(self, cases: list[tuple[str, Callable[[str, int, list | None], float]]],
                    unit: str, impls: tuple[str, ...], n0: int, nmax: int = 5_000_000,
-                   placement: bool = True) -> None:
+                   placement: bool = True, target_s: float | None = None) -> None:
         """Cases that are the same transfer made differently (start methods):
         sized once, on the first case, and measured interleaved (each repeat
         runs every case and implementation once), so that a ratio between
@@ -435,7 +435,7 @@ class Runner:
                 for c, _ in cases:
                     self.report.failed(c, impl, unit, f"{type(e).__name__}: {e}")
                 continue
-            sized[impl] = int(min(max(rate * self.target_s, n0), nmax))
+            sized[impl] = int(min(max(rate * (target_s or self.target_s), n0), nmax))
         for _ in range(self.args.repeat):
             for case, fn in cases:
                 for impl, n in sized.items():
@@ -500,7 +500,12 @@ def run(report: Report, args: Any) -> None:
         group = [(f"64 B bytes 1P->1C {label}, {m}",
                   lambda impl, n, pl, m=m, b=batch: stream(impl, m, n, "bytes", 64, b, pl))
                  for m in METHODS]
-        r.rate_cases(group, "msg/s", IMPLS, 20 * BATCH)
+        # At least 0.5 s per run, even with --quick, and up to 20 M items: a
+        # stream of small items is fast while the producer is ahead and
+        # slower once the consumer catches up (queue.md, known limits); a
+        # 50 ms run measured mostly the first phase.
+        r.rate_cases(group, "msg/s", IMPLS, 20 * BATCH, nmax=20_000_000,
+                     target_s=max(0.5, r.target_s))
         for m in METHODS:
             case = f"64 B bytes 1P->1C {label}, {m}"
             report.ratio_vs(case, "interlock", peers)
