@@ -369,7 +369,7 @@ def grid(impl: str, nprod: int, ncons: int, n: int, extra: list | None = None) -
     return got / _span(res)
 
 
-def one_process(impl: str, n: int, extra: list | None = None) -> float:
+def one_process(impl: str, n: int, _placement: list | None = None) -> float:
     """put() then get() of one tuple, n times, in this one process: the rate
     of one CPU doing both sides' work, the reference for the scaling rows
     (with far more processes than CPUs, the scheduler rarely runs a
