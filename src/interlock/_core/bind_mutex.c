@@ -286,7 +286,7 @@ static PyObject *Mutex_raw_release(MutexObject *self, PyObject *unused)
         Py_RETURN_NONE;
     }
     m->depth = 0;
-    il_mutex_unlock(m);
+    il_mutex_unlock_mine(m); /* (checked above) */
     Py_RETURN_NONE;
 }
 

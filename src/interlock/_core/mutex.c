@@ -170,9 +170,14 @@ wait:
 
 int il_mutex_unlock(il_mutex_t *m)
 {
-    uint32_t tid = il_self_tid();
-    if (!il_mutex_mine(m, tid))
+    if (!il_mutex_mine(m, il_self_tid()))
         return IL_PERM;
+    il_mutex_unlock_mine(m);
+    return IL_OK;
+}
+
+void il_mutex_unlock_mine(il_mutex_t *m)
+{
     IL_CRASH(MUTEX_UNLOCK_BEGIN);
     /* relaxed: hint; cleared so that a reader never pairs our start time
      * with the next owner's TID. */
@@ -184,7 +189,6 @@ int il_mutex_unlock(il_mutex_t *m)
     IL_CRASH(MUTEX_UNLOCK_RELEASED);
     if (old & IL_MUTEX_WAITERS)
         il_futex_wake(&m->word, 1);
-    return IL_OK;
 }
 
 /* Release by anyone: interlock.Lock is multiprocessing's Lock, a binary

@@ -114,6 +114,9 @@ int il_mutex_lock_flags(il_mutex_t *m, int64_t deadline, uint32_t *dead_pid, int
 int il_mutex_wait_unlocked(il_mutex_t *m, int64_t deadline);
 /* Release; IL_PERM if the caller does not own it. */
 int il_mutex_unlock(il_mutex_t *m);
+/* Release a lock the caller has just checked it owns (il_mutex_mine):
+ * il_mutex_unlock without its second check. */
+void il_mutex_unlock_mine(il_mutex_t *m);
 /* Release whoever holds it (interlock.Lock's hand-off); IL_PERM if free. */
 int il_mutex_release_any(il_mutex_t *m);
 /* Owner's TID or 0. */
@@ -144,7 +147,7 @@ static inline void il_mutex_note_owner(il_mutex_t *m, uint32_t tid)
 {
     /* relaxed: hints, each one atomic word; the liveness check reads the
      * packed hint in one load and checks its tid against the word */
-    atomic_store_explicit(&m->owner_pid, il_self_pid(), memory_order_relaxed);
+    atomic_store_explicit(&m->owner_pid, il_self_pid_fast(), memory_order_relaxed);
     atomic_store_explicit(&m->owner_hint, il_mutex_hint(tid), memory_order_relaxed);
     atomic_store_explicit(&m->owner_tid, tid, memory_order_relaxed);
 }

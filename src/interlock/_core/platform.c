@@ -56,27 +56,26 @@ int il_futex_wake(_Atomic uint32_t *word, int n)
 
 /* Per-thread identity cache.  Reset in the child after fork(): the child's
  * only thread is the one that forked, and it has a new TID. */
-static __thread uint32_t tls_tid;
-static __thread uint64_t tls_start;
+__thread il_tls_t il_tls __attribute__((tls_model("initial-exec"))); /* (platform.h) */
 _Atomic uint32_t il_proc_pid; /* platform.h: read inline by il_self_pid_fast */
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
 static void after_fork_child(void)
 {
-    tls_tid = 0;
-    tls_start = 0;
+    il_tls.tid = 0;
+    il_tls.start = 0;
     atomic_store_explicit(&il_proc_pid, 0, memory_order_relaxed); /* (see platform.h) */
 }
 
 static void install_atfork(void) { pthread_atfork(NULL, NULL, after_fork_child); }
 
-uint32_t il_self_tid(void)
+uint32_t il_self_tid_slow(void)
 {
-    if (__builtin_expect(tls_tid == 0, 0)) {
+    if (il_tls.tid == 0) {
         pthread_once(&atfork_once, install_atfork);
-        tls_tid = (uint32_t)syscall(SYS_gettid);
+        il_tls.tid = (uint32_t)syscall(SYS_gettid);
     }
-    return tls_tid;
+    return il_tls.tid;
 }
 
 uint32_t il_self_pid(void)
@@ -121,15 +120,15 @@ int il_task_stat(uint32_t tid, uint64_t *start, char *state)
     return 1;
 }
 
-uint64_t il_self_start(void)
+uint64_t il_self_start_slow(void)
 {
-    if (__builtin_expect(tls_start == 0, 0)) {
+    if (il_tls.start == 0) {
         uint64_t s = 0;
         if (il_task_stat(il_self_tid(), &s, NULL) != 1 || s == 0)
             s = 1; /* unknown: never 0, so that "0 = no owner" stays unambiguous */
-        tls_start = s;
+        il_tls.start = s;
     }
-    return tls_start;
+    return il_tls.start;
 }
 
 int il_task_alive(uint32_t tid, uint64_t start)

@@ -59,8 +59,30 @@ int il_futex_wait(_Atomic uint32_t *word, uint32_t expected, int64_t timeout_ns)
 /* Returns how many sleepers were woken (0 on error). */
 int il_futex_wake(_Atomic uint32_t *word, int n);
 
-/* The calling thread's TID and start time, cached (reset after fork). */
-uint32_t il_self_tid(void);
+/* The calling thread's TID and start time, cached per thread (reset in
+ * the child after fork).  Every lock and queue operation reads them (the
+ * owner word and hints, mutex.h), so the fast path reads them inline:
+ * initial-exec TLS is one %fs-relative load, where the default model of a
+ * shared object calls __tls_get_addr each time.  It takes 16 bytes of the
+ * static TLS that glibc keeps spare for modules loaded later (dlopen). */
+typedef struct il_tls {
+    uint32_t tid;   /* 0: not read yet */
+    uint32_t _pad;
+    uint64_t start; /* 0: not read yet; 1: unknown */
+} il_tls_t;
+extern __thread il_tls_t il_tls __attribute__((tls_model("initial-exec")));
+uint32_t il_self_tid_slow(void);
+uint64_t il_self_start_slow(void);
+static inline uint32_t il_self_tid(void)
+{
+    uint32_t t = il_tls.tid;
+    return __builtin_expect(t != 0, 1) ? t : il_self_tid_slow();
+}
+static inline uint64_t il_self_start(void)
+{
+    uint64_t s = il_tls.start;
+    return __builtin_expect(s != 0, 1) ? s : il_self_start_slow();
+}
 uint32_t il_self_pid(void);
 /* The same, inline: the per-call "is this a fork child's first use?" check
  * of every object (binding.h). */
@@ -74,7 +96,6 @@ static inline uint32_t il_self_pid_fast(void)
     uint32_t p = atomic_load_explicit(&il_proc_pid, memory_order_relaxed);
     return __builtin_expect(p != 0, 1) ? p : il_self_pid();
 }
-uint64_t il_self_start(void);
 
 /* Is the thread or process `tid` alive and the same one that started at
  * `start` (0 = unknown, skip that check)?  A zombie counts as dead: a
