@@ -132,11 +132,14 @@ static int ring_wait(ShmObject *self, il_eventcount_t *ec, cond_fn cond, uint64_
     int spin = budget;
     if (budget > 0 && cond == cond_room)
         spin += (int)(arg >> 3 < 250000 ? arg >> 3 : 250000);
-    int done;
+    int ybudget = il_yield_budget(self, budget);
+    int done, yielded = 0;
     int slept = 0; /* the last il_ec_sleep returned IL_OK (woken or EAGAIN) */
     self->busy++;
     Py_BEGIN_ALLOW_THREADS
     done = il_spin_until(spin, cond, r, arg);
+    if (!done)
+        done = yielded = il_yield_until(ybudget, cond, r, arg);
     while (!done) {
         uint32_t key = il_ec_prepare(ec);
         if (cond(r, arg)) {
@@ -165,7 +168,8 @@ static int ring_wait(ShmObject *self, il_eventcount_t *ec, cond_fn cond, uint64_
     }
     Py_END_ALLOW_THREADS
     self->busy--;
-    il_spin_adapt(self, budget, done);
+    il_spin_adapt(self, budget, done && !yielded);
+    il_yield_adapt(self, ybudget, yielded);
     if (res == IL_INTR)
         return PyErr_CheckSignals() < 0 ? -1 : IL_OK;
     return res;

@@ -1,6 +1,8 @@
 /* binding.c -- the shared binding layer (what each fact is: binding.h). */
 #include "binding.h"
 
+#include <sched.h>
+
 #include <math.h>
 
 PyObject *il_Empty, *il_Full, *il_QueueClosed, *il_DeadlockError, *il_BrokenBarrierError;
@@ -41,6 +43,7 @@ int shm_attach(ShmObject *self, PyObject *buffer, Py_ssize_t offset, size_t need
         return -1;
     self->p = p;
     self->spin_ns = IL_SPIN_MAX_NS;
+    self->yield_ns = IL_YIELD_MAX_NS;
     self->hint = UINT32_MAX;
     self->pid = il_self_pid(); /* made here, after this process claimed its slot */
     return 0;
@@ -222,6 +225,20 @@ int il_spin_until(int budget, int (*ready)(void *p, uint64_t arg), void *p, uint
             return 1;
         il_cpu_relax();
         if ((i & 31) == 31 && il_now_ns() >= until)
+            return 0;
+    }
+}
+
+int il_yield_until(int budget, int (*ready)(void *p, uint64_t arg), void *p, uint64_t arg)
+{
+    if (budget <= 0)
+        return 0;
+    int64_t until = il_now_ns() + budget;
+    for (;;) {
+        sched_yield();
+        if (ready(p, arg))
+            return 1;
+        if (il_now_ns() >= until)
             return 0;
     }
 }

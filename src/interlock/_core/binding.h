@@ -51,6 +51,8 @@ typedef struct {
     int busy;            /* calls in flight with the GIL released */
     int spin_ns;         /* adaptive spin budget (il_spin_budget) */
     unsigned spin_probe; /* waits since the budget fell to 0 */
+    int yield_ns;        /* adaptive yield budget (il_yield_budget) */
+    unsigned yield_probe; /* waits since the yield budget fell to 0 */
     uint32_t hint;       /* sync family: index of this process's slot */
     unsigned fruitless;  /* Ring: wakes in a row that woke nobody (il_ec_repair) */
     uint32_t pid;        /* the process using it through this handle (adopted) */
@@ -169,6 +171,46 @@ static inline void il_spin_adapt(ShmObject *self, int budget, int fruitful)
 
 /* Poll ready(p, arg) for up to budget ns (GIL released); 1 if it held. */
 int il_spin_until(int budget, int (*ready)(void *p, uint64_t arg), void *p, uint64_t arg);
+
+/* Yielding, between a fruitless spin and a futex sleep.  Where spinning
+ * does not pay (its budget fell to 0, or one CPU online), the peer we wait
+ * for most often shares our CPU: a spinner only delays it, and a futex
+ * sleep costs the peer a FUTEX_WAKE and us a wake-up, twice per round trip.
+ * sched_yield() instead hands the CPU to the peer at once, and the peer's
+ * notify finds no sleeper to wake (il_ec_notify: one load).  Measured on
+ * two processes pinned to one CPU: see docs/design/queue.md, "Waiting".
+ * Bounded like the spin, and adaptive in the same way: a yield phase that
+ * ended with its condition met restores the full budget, one that ended in
+ * a sleep anyway shrinks it by a quarter, down to 0; at 0, one wait in 64
+ * probes with IL_YIELD_MIN_NS.  A yield with nobody else runnable on our
+ * CPU returns at once (a spin with a syscall in it), so an idle wait costs
+ * at most the budget before it sleeps, and then nothing, once adapted. */
+#define IL_YIELD_MAX_NS 50000
+#define IL_YIELD_MIN_NS 5000
+
+static inline int il_yield_budget(ShmObject *self, int spin_budget)
+{
+    if (spin_budget > 0 && il_ncpus() > 1)
+        return 0; /* spinning pays: no yields (il_spin_adapt decides) */
+    int budget = self->yield_ns;
+    if (budget == 0 && (++self->yield_probe & 63) == 0)
+        budget = IL_YIELD_MIN_NS;
+    return budget;
+}
+
+static inline void il_yield_adapt(ShmObject *self, int budget, int fruitful)
+{
+    if (budget <= 0)
+        return;
+    if (fruitful)
+        self->yield_ns = IL_YIELD_MAX_NS;
+    else
+        self->yield_ns = budget * 3 / 4 < IL_YIELD_MIN_NS ? 0 : budget * 3 / 4;
+}
+
+/* sched_yield() until ready(p, arg) holds or budget ns pass (GIL
+ * released); 1 if it held. */
+int il_yield_until(int budget, int (*ready)(void *p, uint64_t arg), void *p, uint64_t arg);
 
 /* Take a mutex (a ring's side lock or a user Mutex): the inline fast path,
  * else il_mutex_lock_counted with the GIL released (deadline 0: try once,
