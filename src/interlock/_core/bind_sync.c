@@ -25,6 +25,7 @@ int sync_attach(SyncObject *self, PyObject *buffer, Py_ssize_t offset, int kind,
     self->pid = il_self_pid(); /* made here, after this process claimed its slot */
     self->hint = UINT32_MAX;
     self->spin_ns = IL_SPIN_MAX_NS;
+    self->yield_ns = IL_YIELD_MAX_NS;
     return 0;
 }
 
@@ -74,7 +75,9 @@ int parse_block_timeout(int rule, PyObject *args, PyObject *kwds, int64_t *deadl
 
 /* Wait (GIL released) until the eventcount moves past `key` or `slice` ns
  * pass: an adaptive spin first (binding.h: a notifier on another CPU bumps
- * seq within microseconds), then FUTEX_WAIT.  Returns il_ec_sleep's result
+ * seq within microseconds), or where spinning does not pay an adaptive
+ * sched_yield() phase (binding.h: the notifier may share our CPU), then
+ * FUTEX_WAIT.  Returns il_ec_sleep's result
  * (IL_OK when the spin saw the bump). */
 static int seq_moved(void *seq, uint64_t key)
 {
@@ -84,12 +87,15 @@ static int seq_moved(void *seq, uint64_t key)
 
 int sync_sleep(SyncObject *self, il_sync_head_t *h, uint32_t key, int64_t slice)
 {
-    int sr = IL_OK, spun = 0;
+    int sr = IL_OK, spun = 0, yielded = 0;
     int budget = il_spin_budget(self);
+    int ybudget = il_yield_budget(self, budget); /* (binding.h: where spinning does not pay) */
     self->busy++;
     Py_BEGIN_ALLOW_THREADS
     spun = il_spin_until(budget, seq_moved, &h->ec.seq, key);
-    if (!spun) {
+    if (!spun)
+        yielded = il_yield_until(ybudget, seq_moved, &h->ec.seq, key);
+    if (!spun && !yielded) {
         sr = il_ec_sleep(&h->ec, key, slice);
         if (sr == IL_TIMEDOUT) /* a whole slice with no wake: uncount dead waiters */
             il_ec_repair(&h->ec);
@@ -97,6 +103,7 @@ int sync_sleep(SyncObject *self, il_sync_head_t *h, uint32_t key, int64_t slice)
     Py_END_ALLOW_THREADS
     self->busy--;
     il_spin_adapt(self, budget, spun);
+    il_yield_adapt(self, ybudget, yielded);
     return sr;
 }
 
