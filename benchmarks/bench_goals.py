@@ -10,7 +10,9 @@ Where interlock was fast on one path and fell off a cliff next to it:
   forkserver/fork of interlock's own numbers);
 - one CPU: ping-pong with both processes pinned to one CPU;
 - item size: put_many/get_many against single calls, per item, at 64 B,
-  64 KiB and 1 MiB (numpy float64);
+  64 KiB and 1 MiB (numpy float64); at 64 KiB and 1 MiB the single puts
+  cycle through the batch's distinct objects, so that both move the same
+  data (one 1 MiB array put again and again is copied from cache);
 - a 256 MiB numpy array, put in one process and got in another, against one
   memcpy of it (``np.copyto`` into memory already touched) and one copy into
   a fresh array (``ndarray.copy()``: its pages are faulted in during the
@@ -18,8 +20,13 @@ Where interlock was fast on one path and fell off a cliff next to it:
 - scaling: P producers x C consumers of pickled tuples ``(i, 'abc', 1.5)``
   through one queue of maxsize 10,000, for 1x1, 2x2, 8x8 and 32x32.
 
-Peers: ``multiprocessing.Queue`` (of the same start method) and faster-fifo;
-a peer that is not installed, or cannot do a case, is a row marked missing.
+Peers: ``multiprocessing.Queue`` (of the same start method) and faster-fifo
+everywhere; iceoryx2 (publish-subscribe over shared memory, see
+:class:`Iox2Channel`) in the 1 MiB numpy put/get case and the ping-pong cases,
+twice: "iceoryx2" waits for a sample on an iceoryx2 event (Listener), and
+"iceoryx2 busy-poll" polls ``receive()`` in a loop (it burns a CPU while it
+waits: the mode of the 3.8 us iceoryx2 ping-pong p50 of an outside review).
+A peer that is not installed, or cannot do a case, is a row marked missing.
 Each (case, implementation) is calibrated once (and so warmed up), then run
 ``--repeat`` times, the implementations' repeats interleaved.  While two
 processes run, the CPU each last ran on is sampled from /proc/<pid>/stat
@@ -28,12 +35,16 @@ the same CPU (the one-CPU mode of a two-CPU machine).
 """
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
 import os
 import resource
+import shutil
 import sys
+import tempfile
 import time
-from itertools import repeat
+import uuid
+from itertools import cycle, islice, repeat
 from typing import Any, Callable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -50,9 +61,17 @@ try:
     import faster_fifo
 except ImportError:  # pragma: no cover
     faster_fifo = None
+try:
+    import iceoryx2 as iox2  # type: ignore[import-untyped]
+except ImportError:  # pragma: no cover
+    iox2 = None
 
 TIMEOUT_S = 120.0
 IMPLS = ("interlock", "mp.Queue", "faster-fifo")
+# iceoryx2, waiting on an event / busy polling: only in the 1 MiB numpy
+# put/get case and the ping-pong cases (Iox2Channel)
+IOX2, IOX2_SPIN = "iceoryx2", "iceoryx2 busy-poll"
+IOX2_IMPLS = (IOX2, IOX2_SPIN)
 METHODS = [m for m in ("fork", "spawn", "forkserver") if m in mp.get_all_start_methods()]
 BATCH = 128
 MAXSIZE = 10_000
@@ -62,14 +81,23 @@ STOP = None
 def why_missing(impl: str) -> str | None:
     if impl == "faster-fifo" and faster_fifo is None:
         return "faster-fifo is not installed (pip install -e '.[bench]')"
+    if impl in IOX2_IMPLS and iox2 is None:
+        return "iceoryx2 is not installed (pip install -e '.[bench]')"
     return None
 
 
-def make_queue(impl: str, ctx: Any, capacity: int = 4 << 20, maxsize: int = 0) -> Any:
+def make_queue(impl: str, ctx: Any, capacity: int = 4 << 20, maxsize: int = 0,
+               kind: str = "bytes", item_size: int = 64) -> Any:
+    """A queue; ``kind`` and ``item_size`` (the largest item) are for
+    iceoryx2, whose samples have a fixed maximum size."""
     if impl == "interlock":
         return interlock.Queue(maxsize, capacity=capacity)
     if impl == "mp.Queue":
         return ctx.Queue(maxsize)
+    if impl in IOX2_IMPLS:
+        # about as many bytes in flight as the others' ring of ``capacity``
+        depth = max(2, min(64, capacity // max(item_size, 1)))
+        return Iox2Channel(kind, item_size, depth, spin=impl == IOX2_SPIN)
     return faster_fifo.Queue(max_size_bytes=capacity)
 
 
@@ -79,6 +107,8 @@ def close_queue(impl: str, q: Any) -> None:
     elif impl == "mp.Queue":
         q.close()
         q.join_thread()
+    elif impl in IOX2_IMPLS:
+        q.remove_files()
 
 
 def payload(kind: str, size: int) -> Any:
@@ -118,6 +148,198 @@ def _ops(impl: str, q: Any, batch: int) -> tuple[Callable[..., Any], Callable[[]
     return q.put, q.get   # mp.Queue: no batch API, one list per put
 
 
+def _put_op(impl: str, q: Any, batch: int) -> Callable[..., Any]:
+    """The sending call (opened in the worker, before the barrier)."""
+    if impl in IOX2_IMPLS:
+        put: Callable[..., Any] = q.sender()
+        return put
+    return _ops(impl, q, batch)[0]
+
+
+def _get_op(impl: str, q: Any, batch: int) -> Callable[[], Any]:
+    """The receiving call (opened in the worker, before the barrier).  A
+    process that only sends must not open an iceoryx2 subscriber: a sample
+    goes to every subscriber, and a full one holds the publisher back."""
+    if impl in IOX2_IMPLS:
+        get: Callable[[], Any] = q.receiver()
+        return get
+    return _ops(impl, q, batch)[1]
+
+
+def _release(impl: str, q: Any) -> None:
+    """Release what the worker opened (iceoryx2: its ports and node; a
+    multiprocessing child ends with os._exit, which runs no destructor)."""
+    if impl in IOX2_IMPLS:
+        q.close()
+
+
+class Iox2Channel:
+    """An iceoryx2 publish-subscribe service standing in for a queue of one
+    producer process and one consumer process.
+
+    The payload is a slice of bytes (``Slice[c_uint8]``), at most
+    ``item_size`` of them, in the publisher's data segment (allocated once,
+    ``AllocationStrategy.Static``).  A put loans a sample of the item's size,
+    copies the bytes of the ``bytes`` or numpy array into it (the one copy:
+    ``ctypes.memmove`` into the loaned shared memory) and sends it.  A get
+    receives a sample and copies it out, into a fresh ``bytes`` or a fresh 1-D
+    float64 array (the consumer knows the dtype: it is not sent), then
+    releases the sample: the consumer owns what get returned once the sample
+    is back in the publisher's pool, as it does with every other queue here
+    (a zero-copy read of the sample in place would hold the slot).
+
+    Nothing is dropped: the service does not overflow
+    (``enable_safe_overflow(False)``) and the publisher's backpressure
+    strategy is ``RetryUntilDelivered`` (send waits until the subscriber's
+    buffer of ``depth`` samples has room: iceoryx2 retries in a loop with a
+    back-off, not on an event; about 15% of a CPU while held back), with no
+    history.
+
+    Waiting for a sample: ``receive()`` never blocks.  With ``spin=False``
+    the publisher notifies an iceoryx2 event service of the same name after
+    each send, and the consumer, finding no sample, blocks in the event
+    Listener's ``blocking_wait()`` (a sleep in the kernel, as interlock's get
+    does); with ``spin=True`` it calls ``receive()`` in a loop, a busy poll
+    that keeps a CPU busy for as long as it waits (and, with both processes
+    on one CPU, spins out its time slice before the other side can run: the
+    pinned ping-pong then measures the scheduler's slice, milliseconds).
+
+    Before the barrier, the two exchange ``depth + 2`` samples (a warm-up,
+    dropped): the publisher sends until that many have reached the
+    subscriber (one sent before the publisher has connected to it reaches
+    nobody), the subscriber receives them.  So the ports are connected, and
+    the slots of the publisher's data segment faulted in (about 1 ms per
+    fresh 1 MiB slot here), before the clock runs, as interlock's ring is
+    allocated (posix_fallocate) when it is created.
+
+    Only names travel to the workers (fork, spawn or forkserver alike): each
+    worker creates its own iceoryx2 node, service handles and port, after the
+    fork.  Each channel has its own iceoryx2 config, a unique file prefix
+    and root directory, so that runs share no file: :meth:`remove_files`
+    (in the parent, after the run) removes what iceoryx2 left in /dev/shm
+    and the root directory, including the files of a worker that was killed
+    and the 16-byte ``*.global_mgmt`` segment that iceoryx2 leaves behind.
+    """
+
+    def __init__(self, kind: str, item_size: int, depth: int, spin: bool) -> None:
+        self.kind, self.item_size, self.depth, self.spin = kind, item_size, depth, spin
+        self.prefix = f"interlock-bench-{uuid.uuid4().hex[:16]}_"
+        self.root = tempfile.mkdtemp(prefix="interlock-bench-iceoryx2-")
+        self.service = f"interlock-bench/{uuid.uuid4().hex}"
+        self.warmup = depth + 2   # samples exchanged before the barrier
+        self._held: list[Any] = []   # this process's node, services and ports
+
+    def _open(self) -> tuple[Any, Any]:
+        """This process's node, the publish-subscribe service, and the event
+        service (None when busy polling)."""
+        iox2.set_log_level(iox2.LogLevel.Error)
+        cfg = iox2.config.default()
+        cfg.global_cfg.prefix = iox2.FileName.new(self.prefix)
+        cfg.global_cfg.root_path = iox2.Path.new(self.root + "/")
+        # Disabled: SIGTERM from run_workers' terminate() ends the process
+        node = (iox2.NodeBuilder.new().config(cfg)
+                .signal_handling_mode(iox2.SignalHandlingMode.Disabled)
+                .create(iox2.ServiceType.Ipc))
+        name = iox2.ServiceName.new(self.service)
+        pubsub = (node.service_builder(name).publish_subscribe(iox2.Slice[ctypes.c_uint8])
+                  .enable_safe_overflow(False).history_size(0)
+                  .subscriber_max_buffer_size(self.depth).subscriber_max_borrowed_samples(1)
+                  .max_publishers(1).max_subscribers(1).max_nodes(2)
+                  .open_or_create())
+        event = None if self.spin else (
+            node.service_builder(name).event().max_nodes(2).open_or_create())
+        self._held += [node, pubsub, event]
+        return pubsub, event
+
+    def sender(self) -> Callable[[Any], int]:
+        pubsub, event = self._open()
+        pub = (pubsub.publisher_builder().initial_max_slice_len(self.item_size)
+               .allocation_strategy(iox2.AllocationStrategy.Static)
+               .backpressure_strategy(iox2.BackpressureStrategy.RetryUntilDelivered)
+               .max_loaned_samples(1).create())
+        notifier = None if event is None else event.notifier_builder().create()
+        self._held += [pub, notifier]
+        loan, memmove = pub.loan_slice_uninit, ctypes.memmove
+        notify = None if notifier is None else notifier.notify
+
+        def put(item: Any) -> int:
+            """Send ``item``; the number of subscribers it reached."""
+            if isinstance(item, bytes):
+                src, nbytes = item, len(item)
+            else:   # a contiguous numpy array
+                src, nbytes = item.ctypes.data, item.nbytes
+            sample = loan(nbytes)
+            memmove(sample.payload_ptr, src, nbytes)
+            reached: int = sample.assume_init().send()
+            if notify is not None:
+                notify()
+            return reached
+        # The warm-up, which also waits for the subscriber: a sample sent
+        # before the publisher has connected to it (the subscriber may be
+        # listed in the service before it can be connected to) reaches
+        # nobody, and is sent again.
+        filler = bytes(self.item_size)
+        deadline = time.monotonic() + TIMEOUT_S
+        sent = 0
+        while sent < self.warmup:
+            reached = put(filler)
+            sent += reached
+            if not reached:
+                if time.monotonic() > deadline:
+                    raise BenchFailure("no iceoryx2 subscriber connected")
+                time.sleep(0.001)
+        return put
+
+    def receiver(self) -> Callable[[], Any]:
+        pubsub, event = self._open()
+        # the listener before the subscriber: once the warm-up's samples
+        # reach the subscriber, the publisher's notifications reach it too
+        listener = None if event is None else event.listener_builder().create()
+        sub = pubsub.subscriber_builder().buffer_size(self.depth).create()
+        self._held += [listener, sub]
+        receive, memmove, string_at = sub.receive, ctypes.memmove, ctypes.string_at
+        wait = None if listener is None else listener.blocking_wait
+        as_array = self.kind == "numpy"
+
+        def get() -> Any:
+            while True:
+                sample = receive()
+                if sample is not None:
+                    break
+                if wait is not None:
+                    wait()   # returns at once if a notification came since
+            nbytes = sample.header.number_of_elements
+            out: Any
+            if as_array:
+                out = np.empty(nbytes // 8, dtype=np.float64)
+                memmove(out.ctypes.data, sample.payload_ptr, nbytes)
+            else:
+                out = string_at(sample.payload_ptr, nbytes)
+            sample.delete()   # the slot goes back to the publisher
+            return out
+        for _ in range(self.warmup):
+            get()
+        return get
+
+    def close(self) -> None:
+        """Release this process's ports, then its node and services."""
+        for obj in reversed(self._held):
+            if obj is not None and hasattr(obj, "delete"):
+                obj.delete()
+        self._held.clear()
+
+    def remove_files(self) -> None:
+        """Remove every file of this channel's iceoryx2 config (parent, after
+        the workers ended)."""
+        for f in os.listdir("/dev/shm"):
+            if f.startswith(self.prefix):
+                try:
+                    os.unlink(os.path.join("/dev/shm", f))
+                except FileNotFoundError:
+                    pass
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
 def _last(m: Any) -> Any:
     return m[-1] if isinstance(m, list) else m
 
@@ -131,24 +353,34 @@ def _same(a: Any, b: Any) -> bool:
 # ---------------------------------------------------------------- workers
 # (module level, so that spawn and forkserver children can import them)
 
-def w_put(barrier: Any, impl: str, q: Any, n: int, kind: str, size: int, batch: int) -> dict:
-    put, _ = _ops(impl, q, batch)
+def w_put(barrier: Any, impl: str, q: Any, n: int, kind: str, size: int, batch: int,
+          sources: int = 0) -> dict:
+    """Put n items: in batches of ``batch`` distinct objects, or one at a
+    time; one at a time with ``sources`` > 1, the items cycle through that
+    many distinct objects (the same data set as a batch of that size: at
+    1 MiB, putting one array again and again copies from a cache-hot
+    source, a batch's 8 distinct arrays do not)."""
+    put = _put_op(impl, q, batch)
     item = payload(kind, size)
-    items = distinct(item, batch)
+    items = distinct(item, batch or sources)
     barrier.wait()
     t0 = time.perf_counter()
     if batch:
         for _ in repeat(None, n // batch):
             put(items)
+    elif sources > 1:
+        for x in islice(cycle(items), n):
+            put(x)
     else:
         for _ in repeat(None, n):
             put(item)
     t1 = time.perf_counter()
+    _release(impl, q)
     return {"t0": t0, "t1": t1}
 
 
 def w_get(barrier: Any, impl: str, q: Any, n: int, kind: str, size: int, batch: int) -> dict:
-    _, get = _ops(impl, q, batch)
+    get = _get_op(impl, q, batch)
     m = None
     barrier.wait()
     t0 = time.perf_counter()
@@ -164,6 +396,7 @@ def w_get(barrier: Any, impl: str, q: Any, n: int, kind: str, size: int, batch: 
         for _ in repeat(None, n):
             m = get()
     t1 = time.perf_counter()
+    _release(impl, q)
     if not _same(_last(m), payload(kind, size)):
         raise BenchFailure("the last item is not what was put")
     return {"t0": t0, "t1": t1}
@@ -171,8 +404,8 @@ def w_get(barrier: Any, impl: str, q: Any, n: int, kind: str, size: int, batch: 
 
 def w_ping(barrier: Any, impl: str, qa: Any, qb: Any, duration: float, cpu: int | None) -> dict:
     _pin(cpu)
-    put, _ = _ops(impl, qa, 0)
-    _, get = _ops(impl, qb, 0)
+    put = _put_op(impl, qa, 0)
+    get = _get_op(impl, qb, 0)
     msg = b"x" * 64
     clock = time.perf_counter_ns
     barrier.wait()
@@ -192,6 +425,8 @@ def w_ping(barrier: Any, impl: str, qa: Any, qb: Any, duration: float, cpu: int 
             break
     t1 = time.perf_counter()
     put(b"")
+    _release(impl, qa)
+    _release(impl, qb)
     samples.sort()
     return {"t0": t0, "t1": t1, "n": len(samples),
             "p50_us": percentile(samples, 50) / 1e3, "p99_us": percentile(samples, 99) / 1e3}
@@ -199,14 +434,16 @@ def w_ping(barrier: Any, impl: str, qa: Any, qb: Any, duration: float, cpu: int 
 
 def w_pong(barrier: Any, impl: str, qa: Any, qb: Any, duration: float, cpu: int | None) -> dict:
     _pin(cpu)
-    _, get = _ops(impl, qa, 0)
-    put, _ = _ops(impl, qb, 0)
+    get = _get_op(impl, qa, 0)
+    put = _put_op(impl, qb, 0)
     barrier.wait()
     while True:
         m = get()
         if not m:
             break
         put(m)
+    _release(impl, qa)
+    _release(impl, qb)
     return {}
 
 
@@ -289,10 +526,13 @@ def _span(res: list[dict]) -> float:
 
 
 def stream(impl: str, method: str, n: int, kind: str, size: int, batch: int,
-           placement: list | None = None) -> float:
-    """Items per second from one producer process to one consumer process."""
+           placement: list | None = None, sources: int = 0) -> float:
+    """Items per second from one producer process to one consumer process
+    (``sources``: see :func:`w_put`)."""
     if batch and impl == "mp.Queue" and size > 64:
         raise NotApplicable("no batch API (a list per put is measured at 64 B only)")
+    if batch and impl in IOX2_IMPLS:
+        raise NotApplicable("no batch API (one sample per send and per receive)")
     ctx = mp.get_context(method)
     # The same ring for single and batched transfers, so that their ratio
     # compares the calls, not ring sizes (a 32 MiB ring runs at about half
@@ -301,11 +541,11 @@ def stream(impl: str, method: str, n: int, kind: str, size: int, batch: int,
     # (faster-fifo's put_many raises Full for a batch larger than its
     # buffer: it keeps a buffer of 4 batches, as before.)
     cap = max(4 << 20, 4 * size * (max(batch, 1) if impl == "faster-fifo" else 1))
-    q = make_queue(impl, ctx, capacity=cap)
-    if batch:
-        n = max(batch, n // batch * batch)
+    q = make_queue(impl, ctx, capacity=cap, kind=kind, item_size=size)
+    if batch or sources > 1:   # (so that the last item put is the payload itself)
+        n = max(batch or sources, n // (batch or sources) * (batch or sources))
     try:
-        res = run_workers([(w_put, (impl, q, n, kind, size, batch)),
+        res = run_workers([(w_put, (impl, q, n, kind, size, batch, sources)),
                            (w_get, (impl, q, n, kind, size, batch))], TIMEOUT_S, ctx, placement)
     finally:
         close_queue(impl, q)
@@ -494,6 +734,7 @@ def run(report: Report, args: Any) -> None:
     duration = 0.1 if quick else 0.3
     cpus = sorted(os.sched_getaffinity(0))
     peers = [i for i in IMPLS if i != "interlock"]
+    iox2_peers = peers + list(IOX2_IMPLS)   # the cases iceoryx2 is measured in
 
     # 1. start methods: 64 B single and batch, ping-pong; the methods interleaved.
     for label, batch in (("put/get", 0), (f"put_many/get_many of {BATCH}", BATCH)):
@@ -518,15 +759,16 @@ def run(report: Report, args: Any) -> None:
                       lambda impl, pl, m=m: pingpong(impl, m, duration, (None, None), pl))
                      for m in METHODS]
                     + [(same_cpu, lambda impl, pl: pingpong(impl, "fork", duration,
-                                                            (cpus[0], cpus[0]), pl))], IMPLS)
+                                                            (cpus[0], cpus[0]), pl))],
+                    IMPLS + IOX2_IMPLS)
     for m in METHODS:
         case = f"ping-pong 64 B, unpinned, {m}"
-        report.ratio_vs(case + ", p50", "interlock", peers)
+        report.ratio_vs(case + ", p50", "interlock", iox2_peers)
         if m != "fork":
             report.ratio(f"ping-pong p50 unpinned: {m} / fork", (case + ", p50", "interlock"),
                          ("ping-pong 64 B, unpinned, fork, p50", "interlock"),
                          (f"interlock, {m}", "interlock, fork"))
-    report.ratio_vs(same_cpu + ", p50", "interlock", peers)
+    report.ratio_vs(same_cpu + ", p50", "interlock", iox2_peers)
 
     # 2. item size: batch against single, per item.
     sizes = [("64 B bytes", "bytes", 64, BATCH), ("64 KiB bytes", "bytes", 64 << 10, 16)]
@@ -540,13 +782,18 @@ def run(report: Report, args: Any) -> None:
                 f"64 B bytes 1P->1C put_many/get_many of {BATCH}, fork")
         else:
             n0 = max(2 * batch, (4 << 20) // size * 4)
-            # single and batched interleaved; mp.Queue has no batch API
-            r.rate_cases([(single, lambda impl, n, pl, k=kind, s=size:
-                           stream(impl, "fork", n, k, s, 0, pl)),
+            # iceoryx2: in the 1 MiB case only (the goal: interlock >= 1.25x it)
+            case_impls, case_peers = ((IMPLS + IOX2_IMPLS, iox2_peers) if kind == "numpy"
+                                      else (IMPLS, peers))
+            # single and batched interleaved; mp.Queue and iceoryx2 have no batch API
+            # Single puts cycle through the batch's distinct objects: the
+            # same data, so that the ratio compares the calls (w_put).
+            r.rate_cases([(single, lambda impl, n, pl, k=kind, s=size, b=batch:
+                           stream(impl, "fork", n, k, s, 0, pl, sources=b)),
                           (many, lambda impl, n, pl, k=kind, s=size, b=batch:
                            stream(impl, "fork", n, k, s, b, pl))],
-                         "items/s", IMPLS, n0)
-            report.ratio_vs(single, "interlock", peers)
+                         "items/s", case_impls, n0)
+            report.ratio_vs(single, "interlock", case_peers)
         report.ratio(f"{label}: put_many/get_many / put/get, per item", (many, "interlock"),
                      (single, "interlock"), ("interlock put_many/get_many", "interlock put/get"))
 
