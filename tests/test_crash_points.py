@@ -484,6 +484,24 @@ if _crash.ENABLED:
                     p.join(30)
             lock.detach()
 
+    @pytest.mark.parametrize("method", METHODS)
+    def test_put_many_hands_on_every_256_kib(method: str) -> None:
+        """A put_many of 10 records of 64 KiB publishes them 256 KiB at a
+        time (docs/design/queue.md): a producer that dies right after its
+        first publication leaves exactly the first 4, whole and in order
+        (written whole before one publication, all 10 were in)."""
+        ctx = mp.get_context(method)
+        q = interlock.Queue(name=f"cp-{os.getpid()}-pm-{method}")
+        try:
+            p = ctx.Process(target=_put_many_armed, args=(q.name, "ring.put.published"))
+            p.start()
+            p.join(60)
+            assert p.exitcode == _crash.CRASH_EXIT, p.exitcode
+            got = _drain(q)
+            assert got == [bytes([i]) * (64 << 10) for i in range(4)], [g[:1] for g in got]
+        finally:
+            q.unlink()
+
     def test_env_arms_a_crash_point_in_a_test_build() -> None:
         r = subprocess.run([sys.executable, "-c", _LOCK_ONCE], capture_output=True, text=True,
                            timeout=60, env={**os.environ, "INTERLOCK_CRASH_AT": "mutex.locked"})
@@ -616,6 +634,12 @@ def _release_armed(lname: str, point: str) -> None:
     _crash.arm(point, 1)  # after the attach, whose meta lock passes these points too
     lock.release()
     lock.detach()
+
+
+def _put_many_armed(qname: str, point: str) -> None:
+    q = interlock.Queue(name=qname, create=False)
+    _crash.arm(point, 1)
+    q.put_many([bytes([i]) * (64 << 10) for i in range(10)])
 
 
 def _sleep_in_get(qname: str) -> None:

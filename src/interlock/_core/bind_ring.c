@@ -552,6 +552,7 @@ static Py_ssize_t ring_put_msgs(RingObject *self, msg_t *m, Py_ssize_t n, int64_
          * its record is written: a failure to name it ends the batch there,
          * after publishing what is written before it. */
         int link_errno = 0;
+        int budget_hit = 0; /* this round ended at IL_BATCH_BYTES, with room left */
         if (!use_ovf) {
             if (all_or_nothing) {
                 uint64_t total = 0;
@@ -567,18 +568,32 @@ static Py_ssize_t ring_put_msgs(RingObject *self, msg_t *m, Py_ssize_t n, int64_
                     }
                 }
             } else {
+                /* Published every IL_BATCH_BYTES: a batch of large records
+                 * written whole before one publication left the consumer
+                 * idle while the producer copied megabytes, and then the
+                 * producer idle while the consumer copied them out (put_many
+                 * of 1 MiB arrays at 0.7x the speed of put(), which hands
+                 * each record on as soon as it is written).  The loop goes
+                 * round (publish, unlock, notify, lock) and goes on. */
+                uint64_t bytes = 0;
                 while (k < n && il_ring_room(r, t, m[k].need, 1)) {
+                    if (bytes >= IL_BATCH_BYTES) {
+                        budget_hit = 1;
+                        break;
+                    }
                     if (m[k].spill_fd >= 0 && il_spill_link(r, &m[k]) < 0) {
                         link_errno = errno;
                         break;
                     }
                     t = IL_PACK(IL_CNT(t) + 1, il_msg_write(r, IL_POS(t), &m[k]));
+                    bytes += m[k].need;
                     k++;
                 }
             }
         }
-        /* the rest (all of an all-or-nothing batch that the ring cannot take) */
-        if (__builtin_expect(k < n && !link_errno && self->ovf, 0))
+        /* the rest (all of an all-or-nothing batch that the ring cannot
+         * take; not what waits only for the next round of a long batch) */
+        if (__builtin_expect(k < n && !link_errno && !budget_hit && self->ovf, 0))
             k = ovf_put_from(self, r, m, k, n, all_or_nothing, &o);
         int ovf_errno = o.err;
         if (k > done) {
@@ -1445,7 +1460,7 @@ static PyMethodDef Ring_methods[] = {
     {"put_many", (PyCFunction)(void (*)(void))Ring_put_many, METH_FASTCALL | METH_KEYWORDS,
      "put_many($self, items, block=True, timeout=None)\n--\n\n"
      "Put every item of an iterable, in order, under as few lock round trips as room "
-     "allows.\n\n"
+     "allows; the items are handed on to consumers every 256 KiB.\n\n"
      "With block=False: all or nothing (queue.Full if they do not all fit now).\n\n"
      "Raises:\n"
      "    queue.Full: timed out (the items put before the timeout stay in the queue), or "
