@@ -354,15 +354,27 @@ def _same(a: Any, b: Any) -> bool:
 # (module level, so that spawn and forkserver children can import them)
 
 def w_put(barrier: Any, impl: str, q: Any, n: int, kind: str, size: int, batch: int,
-          sources: int = 0) -> dict:
+          sources: int = 0, warm: int = 0) -> dict:
     """Put n items: in batches of ``batch`` distinct objects, or one at a
     time; one at a time with ``sources`` > 1, the items cycle through that
     many distinct objects (the same data set as a batch of that size: at
     1 MiB, putting one array again and again copies from a cache-hot
-    source, a batch's 8 distinct arrays do not)."""
+    source, a batch's 8 distinct arrays do not).
+
+    ``warm``: before the barrier, that many items (whole batches) go
+    through untimed, which the consumer takes (:func:`w_get`): the first
+    trip through a queue touches its memory and the receiver's allocator
+    for the first time, and at 1 MiB that weighed on the short runs."""
     put = _put_op(impl, q, batch)
     item = payload(kind, size)
     items = distinct(item, batch or sources)
+    if warm:
+        if batch:
+            for _ in repeat(None, -(-warm // batch)):
+                put(items)
+        else:
+            for x in islice(cycle(items or [item]), warm):
+                put(x)
     barrier.wait()
     t0 = time.perf_counter()
     if batch:
@@ -379,9 +391,15 @@ def w_put(barrier: Any, impl: str, q: Any, n: int, kind: str, size: int, batch: 
     return {"t0": t0, "t1": t1}
 
 
-def w_get(barrier: Any, impl: str, q: Any, n: int, kind: str, size: int, batch: int) -> dict:
+def w_get(barrier: Any, impl: str, q: Any, n: int, kind: str, size: int, batch: int,
+          warm: int = 0) -> dict:
     get = _get_op(impl, q, batch)
     m = None
+    want = -(-warm // batch) * batch if batch else warm   # the warm-up (w_put)
+    got = 0
+    while got < want:
+        m = get()
+        got += len(m) if batch else 1
     barrier.wait()
     t0 = time.perf_counter()
     if batch:
@@ -526,9 +544,9 @@ def _span(res: list[dict]) -> float:
 
 
 def stream(impl: str, method: str, n: int, kind: str, size: int, batch: int,
-           placement: list | None = None, sources: int = 0) -> float:
+           placement: list | None = None, sources: int = 0, warm: int = 0) -> float:
     """Items per second from one producer process to one consumer process
-    (``sources``: see :func:`w_put`)."""
+    (``sources``, ``warm``: see :func:`w_put`)."""
     if batch and impl == "mp.Queue" and size > 64:
         raise NotApplicable("no batch API (a list per put is measured at 64 B only)")
     if batch and impl in IOX2_IMPLS:
@@ -545,8 +563,9 @@ def stream(impl: str, method: str, n: int, kind: str, size: int, batch: int,
     if batch or sources > 1:   # (so that the last item put is the payload itself)
         n = max(batch or sources, n // (batch or sources) * (batch or sources))
     try:
-        res = run_workers([(w_put, (impl, q, n, kind, size, batch, sources)),
-                           (w_get, (impl, q, n, kind, size, batch))], TIMEOUT_S, ctx, placement)
+        res = run_workers([(w_put, (impl, q, n, kind, size, batch, sources, warm)),
+                           (w_get, (impl, q, n, kind, size, batch, warm))], TIMEOUT_S, ctx,
+                          placement)
     finally:
         close_queue(impl, q)
     return n / _span(res)
@@ -788,11 +807,20 @@ def run(report: Report, args: Any) -> None:
             # single and batched interleaved; mp.Queue and iceoryx2 have no batch API
             # Single puts cycle through the batch's distinct objects: the
             # same data, so that the ratio compares the calls (w_put).
-            r.rate_cases([(single, lambda impl, n, pl, k=kind, s=size, b=batch:
-                           stream(impl, "fork", n, k, s, 0, pl, sources=b)),
-                          (many, lambda impl, n, pl, k=kind, s=size, b=batch:
-                           stream(impl, "fork", n, k, s, b, pl))],
-                         "items/s", case_impls, n0)
+            # Every implementation first moves a ring's worth of items
+            # untimed (w_put: ``warm``).
+            warm = (4 << 20) // size + 2
+            r.rate_cases([(single, lambda impl, n, pl, k=kind, s=size, b=batch, w=warm:
+                           stream(impl, "fork", n, k, s, 0, pl, sources=b, warm=w)),
+                          (many, lambda impl, n, pl, k=kind, s=size, b=batch, w=warm:
+                           stream(impl, "fork", n, k, s, b, pl, warm=w))],
+                         "items/s", case_impls, n0,
+                         # at least 0.3 s per run, even with --quick: a 50 ms
+                         # run moved only a few hundred 1 MiB items, and a
+                         # receiver's first items (its first touch of the
+                         # ring, its allocator's first large blocks) weighed
+                         # on them
+                         target_s=max(0.3, r.target_s))
             report.ratio_vs(single, "interlock", case_peers)
         report.ratio(f"{label}: put_many/get_many / put/get, per item", (many, "interlock"),
                      (single, "interlock"), ("interlock put_many/get_many", "interlock put/get"))

@@ -40,6 +40,7 @@ typedef struct {
     unsigned char closed_here;
     int ovf;              /* the queue is unbounded (IL_RING_OVERFLOW; read once, at init) */
     il_spill_cfg_t spill; /* per handle: set by Queue through _set_spill (spill.md) */
+    uint64_t last_need;   /* bytes of the last ring record this handle took (ring_wait) */
 } RingObject; /* base.roles: 1: this object has put, 2: has got (told to _note_role once) */
 
 enum { CLOSED_VALUE = 1, CLOSED_OS = 2 };
@@ -132,6 +133,14 @@ static int ring_wait(ShmObject *self, il_eventcount_t *ec, cond_fn cond, uint64_
     int spin = budget;
     if (budget > 0 && cond == cond_room)
         spin += (int)(arg >> 3 < 250000 ? arg >> 3 : 250000);
+    /* The same for a consumer: the next record is made by a producer
+     * copying it in, and its size is most likely that of the last one this
+     * handle took.  A consumer of 1 MiB arrays that spun only the budget
+     * slept on one item in five in some runs, and the run went at 0.8x. */
+    if (budget > 0 && cond == cond_not_empty) {
+        uint64_t last = ((RingObject *)self)->last_need;
+        spin += (int)(last >> 3 < 250000 ? last >> 3 : 250000);
+    }
     int ybudget = il_yield_budget(self, budget);
     int done, yielded = 0;
     int slept = 0; /* the last il_ec_sleep returned IL_OK (woken or EAGAIN) */
@@ -775,7 +784,7 @@ static Py_ssize_t ring_get_raw(RingObject *self, raw_t *out, Py_ssize_t max, int
  * IL_BATCH_BYTES of records.  Returns the new k; stops at a record that
  * fails (exception set, not taken). */
 static inline Py_ssize_t ring_take(il_ring_t *r, uint64_t *h, raw_t *out, Py_ssize_t k,
-                                   Py_ssize_t max)
+                                   Py_ssize_t max, uint64_t *last_need)
 {
     uint64_t bytes = 0;
     while (k < max && bytes < IL_BATCH_BYTES && il_ring_has_data(r, *h)) {
@@ -787,6 +796,7 @@ static inline Py_ssize_t ring_take(il_ring_t *r, uint64_t *h, raw_t *out, Py_ssi
         }
         *h = IL_PACK(IL_CNT(*h) + 1, IL_POS(*h) + (uint32_t)need);
         bytes += need;
+        *last_need = need;
         k++;
     }
     return k;
@@ -804,7 +814,7 @@ static __attribute__((noinline)) Py_ssize_t ovf_get(RingObject *self, il_ring_t 
 {
     /* acquire: the overflow's records up to it were written before */
     uint64_t ot = atomic_load_explicit(&r->otail, memory_order_acquire);
-    Py_ssize_t k = ring_take(r, h, out, 0, max);
+    Py_ssize_t k = ring_take(r, h, out, 0, max, &self->last_need);
     if (k > 0 || PyErr_Occurred())
         return k;
     /* relaxed: under clock, ohead was last written by a clock holder */
@@ -841,7 +851,7 @@ static Py_ssize_t ring_get_raw_(RingObject *self, raw_t *out, Py_ssize_t max, in
         /* relaxed: under clock, head was last written by a clock holder. */
         uint64_t head = atomic_load_explicit(&r->head, memory_order_relaxed);
         uint64_t h = head;
-        Py_ssize_t k = ring_take(r, &h, out, 0, max);
+        Py_ssize_t k = ring_take(r, &h, out, 0, max, &self->last_need);
         /* Only when the ring is empty: the overflow's records are younger
          * (rule C, out of line). */
         uint64_t ohead = 0, oh = 0;
