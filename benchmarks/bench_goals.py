@@ -8,6 +8,9 @@ Where interlock was fast on one path and fell off a cliff next to it:
 - start method: 64 B bytes 1P->1C, single put/get and put_many/get_many, and
   ping-pong p50/p99, under fork, spawn and forkserver (ratios spawn/fork and
   forkserver/fork of interlock's own numbers);
+- a slower producer: the 64 B stream under fork with ``q.put(item)`` in the
+  producer's loop (the method looked up on each call, as most code does),
+  against the bound ``put`` of the rows above: the consumer catches up;
 - one CPU: ping-pong with both processes pinned to one CPU;
 - item size: put_many/get_many against single calls, per item, at 64 B,
   64 KiB and 1 MiB (numpy float64); at 64 KiB and 1 MiB the single puts
@@ -354,7 +357,7 @@ def _same(a: Any, b: Any) -> bool:
 # (module level, so that spawn and forkserver children can import them)
 
 def w_put(barrier: Any, impl: str, q: Any, n: int, kind: str, size: int, batch: int,
-          sources: int = 0, warm: int = 0) -> dict:
+          sources: int = 0, warm: int = 0, lookup: bool = False) -> dict:
     """Put n items: in batches of ``batch`` distinct objects, or one at a
     time; one at a time with ``sources`` > 1, the items cycle through that
     many distinct objects (the same data set as a batch of that size: at
@@ -383,6 +386,9 @@ def w_put(barrier: Any, impl: str, q: Any, n: int, kind: str, size: int, batch: 
     elif sources > 1:
         for x in islice(cycle(items), n):
             put(x)
+    elif lookup:   # as most code writes it: the method looked up on each call
+        for _ in repeat(None, n):
+            q.put(item)
     else:
         for _ in repeat(None, n):
             put(item)
@@ -544,9 +550,10 @@ def _span(res: list[dict]) -> float:
 
 
 def stream(impl: str, method: str, n: int, kind: str, size: int, batch: int,
-           placement: list | None = None, sources: int = 0, warm: int = 0) -> float:
+           placement: list | None = None, sources: int = 0, warm: int = 0,
+           lookup: bool = False) -> float:
     """Items per second from one producer process to one consumer process
-    (``sources``, ``warm``: see :func:`w_put`)."""
+    (``sources``, ``warm``, ``lookup``: see :func:`w_put`)."""
     if batch and impl == "mp.Queue" and size > 64:
         raise NotApplicable("no batch API (a list per put is measured at 64 B only)")
     if batch and impl in IOX2_IMPLS:
@@ -563,7 +570,7 @@ def stream(impl: str, method: str, n: int, kind: str, size: int, batch: int,
     if batch or sources > 1:   # (so that the last item put is the payload itself)
         n = max(batch or sources, n // (batch or sources) * (batch or sources))
     try:
-        res = run_workers([(w_put, (impl, q, n, kind, size, batch, sources, warm)),
+        res = run_workers([(w_put, (impl, q, n, kind, size, batch, sources, warm, lookup)),
                            (w_get, (impl, q, n, kind, size, batch, warm))], TIMEOUT_S, ctx,
                           placement)
     finally:
@@ -773,6 +780,19 @@ def run(report: Report, args: Any) -> None:
                 report.ratio(f"64 B 1P->1C {label}: {m} / fork", (case, "interlock"),
                              (f"64 B bytes 1P->1C {label}, fork", "interlock"),
                              (f"interlock, {m}", "interlock, fork"))
+    # 1b. The same stream with the producer's loop as most code writes it,
+    # ``q.put(item)``: the method looked up on every call makes the producer
+    # the slower side, so the consumer catches up with it and waits on
+    # nearly every item (queue.md, "Known limits").
+    slow = "64 B bytes 1P->1C put/get, q.put looked up per call, fork"
+    r.rate_cases([(slow, lambda impl, n, pl: stream(impl, "fork", n, "bytes", 64, 0, pl,
+                                                    lookup=True))],
+                 "msg/s", IMPLS, 20 * BATCH, nmax=20_000_000, target_s=max(0.5, r.target_s))
+    report.ratio_vs(slow, "interlock", peers)
+    report.ratio("64 B 1P->1C put/get: q.put per call / a bound put", (slow, "interlock"),
+                 ("64 B bytes 1P->1C put/get, fork", "interlock"),
+                 ("interlock, q.put per call", "interlock, bound put"))
+
     same_cpu = f"ping-pong 64 B, both pinned to CPU {cpus[0]}, fork"
     r.latency_cases([(f"ping-pong 64 B, unpinned, {m}",
                       lambda impl, pl, m=m: pingpong(impl, m, duration, (None, None), pl))
