@@ -13,6 +13,7 @@ import contextlib
 import gc
 import os
 import queue
+import re
 import signal
 import time
 import uuid
@@ -35,6 +36,7 @@ if skip_reason() is None:
     import redis as redis_py
 
     from interlock._connect import connect
+    from interlock import errors as interlock_errors
     from interlock.redis import ConnectionLost, LeaseExpired, RolledBack
 
 LEASE = 1.0
@@ -706,3 +708,69 @@ def test_hundred_consumer_kills_back_to_back(server):
           f"after the last kill: p50 {since_last[n // 2]:.2f} s, max {since_last[-1]:.2f} s")
     assert since_last[-1] < 3 * lease  # heartbeat gone (1 lease) + a reclaim pass (half)
     assert survivor.statistics().unfinished == 0
+
+
+# ---------------------------------------------------------------- durable=
+
+@pytest.fixture
+def replicated():
+    """A primary and one replica (loopback), the replica linked."""
+    from redis_server import _wait
+    prim = RedisServer()
+    rep = None
+    try:
+        rep = RedisServer(extra=("--replicaof", "127.0.0.1", str(prim.port)))
+        r = redis_py.Redis(port=rep.port)
+        _wait(lambda: r.info("replication")["master_link_status"] == "up", "replication")
+        yield prim, rep
+    finally:
+        if rep is not None:
+            if rep.proc is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(rep.proc.pid, signal.SIGCONT)
+            rep.stop()
+        prim.stop()
+
+
+def test_durable_replicas_waits_for_the_replica_and_reports_one_that_lags(replicated):
+    """durable=("replicas", 1): each write waits (WAIT 1) until the replica
+    has it; with the replica stalled, a write is not confirmed and raises
+    ConnectionLost within the call's timeout plus grace, saying the write
+    may be lost; once the replica runs again, writes are confirmed again."""
+    prim, rep = replicated
+    b = connect(prim.url, durable=("replicas", 1), grace=0.5)
+    q = b.Queue(name=uname())
+    q.put(b"a")
+    # confirmed: the replica has the message (its stream key holds it)
+    r = redis_py.Redis(port=rep.port)
+    assert any(r.type(k) == b"stream" and r.xlen(k) >= 1 for k in r.keys("*"))
+    assert q.get(timeout=5) == b"a"
+    os.kill(rep.proc.pid, signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(ConnectionLost, match=r"not confirmed durable \(replicas 1\)"):
+            q.put(b"b", timeout=1)
+        assert time.monotonic() - t0 < 1 + 0.5 + 1.5, time.monotonic() - t0
+    finally:
+        os.kill(rep.proc.pid, signal.SIGCONT)
+    q.put(b"c", timeout=5)  # confirmed again
+    got = [q.get(timeout=5), q.get(timeout=5)]
+    assert got == [b"b", b"c"]  # the unconfirmed write was made (and replicated later)
+    q.ack()
+
+
+def test_durable_aof_is_refused_at_connect_by_a_server_without_waitaof(server):
+    """durable="aof" needs WAITAOF (Redis 7.2+): connect() says so before
+    anything is written; an object made without the check (check=False, as
+    an unpickled one is) says so at its first write, instead of a raw
+    'unknown command'.  Skipped where the server has WAITAOF."""
+    r = redis_py.Redis(port=server.port)
+    version = r.info("server")["redis_version"]
+    if tuple(int(x) for x in version.split(".")[:2]) >= (7, 2):
+        pytest.skip(f"this redis-server ({version}) has WAITAOF")
+    with pytest.raises(interlock_errors.ServerError, match=r"WAITAOF.*7\.2.*" + re.escape(version)):
+        connect(server.url, durable="aof")
+    assert r.dbsize() == 0  # nothing written
+    q = connect(server.url, durable="aof", check=False).Queue(name=uname())
+    with pytest.raises(interlock_errors.ServerError, match=r"WAITAOF.*the write itself was made"):
+        q.put(b"x")

@@ -437,6 +437,24 @@ class Backend:
     def ping(self) -> None:
         with self.errors():
             self.client.ping()
+        if self.durable is not None and self.durable[0] == "aof":
+            self._check_waitaof()
+
+    def _check_waitaof(self) -> None:
+        """``durable="aof"`` needs ``WAITAOF`` (Redis 7.2 and later): told at
+        ``connect()``, before anything is written, not by the first write
+        (which the server would have applied)."""
+        with self.errors():
+            info = self.client.info("server")
+        # a cluster client may answer per node: {node: {...}}
+        infos = [info] if "redis_version" in info else [
+            v for v in info.values() if isinstance(v, dict)]
+        for i in infos:
+            v = str(i.get("redis_version", ""))
+            parts = [int(x) for x in re.findall(r"\d+", v)[:2]]
+            if len(parts) < 2 or tuple(parts) < (7, 2):
+                raise ServerError(_NO_WAITAOF.format(url=self.safe_url)
+                                  + f" (it runs Redis {v or 'of an unknown version'})")
 
     def _load(self, required: bool = False, keys: Sequence[str] = ()) -> None:
         """Load the library (a cluster client sends FUNCTION LOAD to every
@@ -620,7 +638,13 @@ class Backend:
             got = self.call(budget + self.grace, "WAIT", n, ms)
             ok = int(got) >= n
         else:
-            got = self.call(budget + self.grace, "WAITAOF", 1, 0, ms)
+            try:
+                got = self.call(budget + self.grace, "WAITAOF", 1, 0, ms)
+            except ServerError as e:
+                if "unknown command" not in str(e).lower():
+                    raise
+                raise ServerError(_NO_WAITAOF.format(url=self.safe_url)
+                                  + " (the write itself was made)") from None
             ok = int(got[0]) >= 1
         if not ok:
             raise ConnectionLost(f"Redis server {self.safe_url}: the write was not confirmed "
@@ -808,6 +832,11 @@ RETRIED = frozenset({"il_open", "il_q_put", "il_q_ack", "il_q_beat", "il_q_close
 def _not_loaded(e: Exception) -> bool:
     """An error reply that says the library is not loaded (nothing ran)."""
     return "unction not found" in str(e)
+
+
+_NO_WAITAOF = ("durable='aof' needs the WAITAOF command (Redis 7.2 or later), which the "
+               "server {url} does not have: upgrade it, or use durable=('replicas', n) "
+               "(WAIT) or durable=None")
 
 
 def _durable(d: Any) -> tuple[str, int] | None:
