@@ -786,7 +786,7 @@ static Py_ssize_t ring_get_raw(RingObject *self, raw_t *out, Py_ssize_t max, int
 static inline Py_ssize_t ring_take(il_ring_t *r, uint64_t *h, raw_t *out, Py_ssize_t k,
                                    Py_ssize_t max, uint64_t *last_need)
 {
-    uint64_t bytes = 0;
+    uint64_t bytes = 0, last = 0;
     while (k < max && bytes < IL_BATCH_BYTES && il_ring_has_data(r, *h)) {
         /* r->cached_tail: the tail il_ring_has_data just found ahead of h */
         uint64_t need = il_raw_read(r, IL_POS(*h), IL_POS(r->cached_tail) - IL_POS(*h), &out[k]);
@@ -796,9 +796,11 @@ static inline Py_ssize_t ring_take(il_ring_t *r, uint64_t *h, raw_t *out, Py_ssi
         }
         *h = IL_PACK(IL_CNT(*h) + 1, IL_POS(*h) + (uint32_t)need);
         bytes += need;
-        *last_need = need;
+        last = need;
         k++;
     }
+    if (last)
+        *last_need = last; /* the last record taken (ring_wait's consumer spin) */
     return k;
 }
 

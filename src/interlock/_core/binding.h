@@ -151,22 +151,33 @@ int il_parse_timeout(int rule, PyObject *block, PyObject *timeout, int64_t *dead
 #define IL_SPIN_MAX_NS 30000
 #define IL_SPIN_MIN_NS 2000
 
+/* One adaptive budget (*ns, the spin's or the yield's): the budget for this
+ * wait (at 0, one wait in 64 probes with `min`), and its update after the
+ * wait (fruitful: back to `max`; else a quarter less, 0 below `min`). */
+static inline int il_budget_take(int *ns, unsigned *probe, int min)
+{
+    int budget = *ns;
+    if (budget == 0 && (++*probe & 63) == 0)
+        budget = min;
+    return budget;
+}
+
+static inline void il_budget_adapt(int *ns, int budget, int fruitful, int max, int min)
+{
+    if (budget <= 0)
+        return;
+    *ns = fruitful ? max : budget * 3 / 4 < min ? 0 : budget * 3 / 4;
+}
+
 static inline int il_spin_budget(ShmObject *self)
 {
-    int budget = self->spin_ns;
-    if (budget == 0 && (++self->spin_probe & 63) == 0)
-        budget = IL_SPIN_MIN_NS;
+    int budget = il_budget_take(&self->spin_ns, &self->spin_probe, IL_SPIN_MIN_NS);
     return il_ncpus() > 1 ? budget : 0;
 }
 
 static inline void il_spin_adapt(ShmObject *self, int budget, int fruitful)
 {
-    if (budget <= 0)
-        return;
-    if (fruitful)
-        self->spin_ns = IL_SPIN_MAX_NS;
-    else
-        self->spin_ns = budget * 3 / 4 < IL_SPIN_MIN_NS ? 0 : budget * 3 / 4;
+    il_budget_adapt(&self->spin_ns, budget, fruitful, IL_SPIN_MAX_NS, IL_SPIN_MIN_NS);
 }
 
 /* Poll ready(p, arg) for up to budget ns (GIL released); 1 if it held. */
@@ -190,22 +201,14 @@ int il_spin_until(int budget, int (*ready)(void *p, uint64_t arg), void *p, uint
 
 static inline int il_yield_budget(ShmObject *self, int spin_budget)
 {
-    if (spin_budget > 0 && il_ncpus() > 1)
-        return 0; /* spinning pays: no yields (il_spin_adapt decides) */
-    int budget = self->yield_ns;
-    if (budget == 0 && (++self->yield_probe & 63) == 0)
-        budget = IL_YIELD_MIN_NS;
-    return budget;
+    if (spin_budget > 0)
+        return 0; /* spinning pays (never on one CPU: il_spin_budget is 0 there) */
+    return il_budget_take(&self->yield_ns, &self->yield_probe, IL_YIELD_MIN_NS);
 }
 
 static inline void il_yield_adapt(ShmObject *self, int budget, int fruitful)
 {
-    if (budget <= 0)
-        return;
-    if (fruitful)
-        self->yield_ns = IL_YIELD_MAX_NS;
-    else
-        self->yield_ns = budget * 3 / 4 < IL_YIELD_MIN_NS ? 0 : budget * 3 / 4;
+    il_budget_adapt(&self->yield_ns, budget, fruitful, IL_YIELD_MAX_NS, IL_YIELD_MIN_NS);
 }
 
 /* sched_yield() until ready(p, arg) holds or budget ns pass (GIL
