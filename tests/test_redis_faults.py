@@ -364,16 +364,53 @@ def test_put_request_applied_once_whatever_the_order(server):
     b = connect(server.url, lease=LEASE)
     name = uname()
     q = b.Queue(name=name)
-    keys = [*q._keys[:3], b.key(name, "rq:test-producer")]
+    keys = q._keys[:3]
 
-    def put(reqno: int, item: bytes) -> int:
-        return int(b.fcall("il_q_put", keys, [q._epoch, 1, 1, reqno, 60_000, b"r", 1, item])[0])
+    def put(reqno: int, item: bytes, producer: str = "test-producer") -> int:
+        return int(b.fcall("il_q_put", keys,
+                           [q._epoch, 1, 1, reqno, 60_000, producer, b"r", 1, item])[0])
 
     assert put(5, b"a") == 1
     assert put(5, b"a") == 1  # the retry: answered, not applied
     assert put(4, b"old") == 0  # late copy of an abandoned call
     assert put(6, b"b") == 1
-    assert q.get_many(10, timeout=1) == [b"a", b"b"]
+    assert put(1, b"other", producer="another") == 1  # its numbers are its own
+    assert q.get_many(10, timeout=1) == [b"a", b"b", b"other"]
+
+
+def test_idle_producers_records_are_forgotten(server):
+    """The request records live in the queue's hash, one field per
+    producer: every 256th put forgets those whose last put is older than
+    the TTL, and keeps the others (a retry within the TTL is still
+    recognised)."""
+    b = connect(server.url, lease=LEASE)
+    name = uname()
+    q = b.Queue(name=name)
+    keys = q._keys[:3]
+    raw = redis_py.Redis.from_url(server.url)
+
+    def put(producer: str, reqno: int, ttl_ms: int) -> int:
+        return int(b.fcall("il_q_put", keys,
+                           [q._epoch, 1, 1, reqno, ttl_ms, producer, b"r", 1, b"x"])[0])
+
+    assert put("old", 1, 60_000) == 1
+    assert raw.hget(keys[0], "rq:old") is not None
+    time.sleep(0.2)
+    seq = int(raw.hget(keys[0], "seq"))
+    reqno = 0
+    while seq % 256 != 255:  # up to the put before a prune
+        reqno += 1
+        assert put("new", reqno, 100) == 1
+        seq += 1
+    assert raw.hget(keys[0], "rq:old") is not None  # not yet pruned
+    reqno += 1
+    assert put("new", reqno, 100) == 1  # the 256th: prunes
+    assert raw.hget(keys[0], "rq:old") is None  # idle 200 ms > 100 ms: forgotten
+    assert raw.hget(keys[0], "rq:new") is not None  # just written: kept
+    assert put("new", reqno, 100) == 1  # and its retry is still recognised:
+    assert int(raw.hget(keys[0], "seq")) == seq + 1  # nothing put, no position moved
+    assert len(q.get_many(1024, timeout=1)) == reqno + 1
+    q.unlink()
 
 
 def test_forked_child_is_a_new_producer(server):

@@ -57,6 +57,7 @@ import math
 import os
 import re
 import socket
+import struct
 import threading
 import time
 import weakref
@@ -68,6 +69,7 @@ import redis as _redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from .. import _core
 from ..errors import (AuthenticationFailed, ConnectionLost, KeyConflict, LeaseExpired, RolledBack,
                       ServerError, StateLost)
 from ._lua import LIBRARY
@@ -81,6 +83,9 @@ __all__ = ["AuthenticationFailed", "Backend", "ConnectionLost", "KeyConflict", "
 _NO_SETINFO: dict[str, Any] = (
     {"driver_info": None} if "driver_info" in inspect.signature(_redis.Redis.__init__).parameters
     else {"lib_name": None, "lib_version": None})
+
+#: What ``Backend.translate`` may turn into ours.
+_REDIS_ERRORS = (_redis.RedisError, _redis.exceptions.RedisClusterException)
 
 _ERROR = re.compile(r"INTERLOCK_([A-Z]+)\s*(.*?)(?:\s+script: .*)?$", re.S)
 HOST = socket.gethostname()
@@ -244,6 +249,13 @@ class Backend:
         # few plain redis-py calls (FUNCTION LOAD, DEL, PING).
         self.slice = self.lease
         self.client: Any = self._make_client(self.mode)
+        # The wire fast path (FastConn): one private connection per thread,
+        # spoken to in C; _gen counts connection failures, so that one
+        # thread's failure retires every thread's connection (as redis-py's
+        # pool is emptied of its idle ones: after a restart all are dead).
+        self._fast = _fast_capable(self.client) if self.mode == "plain" else False
+        self._fast_local = threading.local()
+        self._gen = 0
         self._loaded = False
         self._keeper_lock = threading.Lock()
         self._leases: dict[int, Lease] = {}
@@ -367,28 +379,38 @@ class Backend:
         with ``raw``, error replies are left to the caller."""
         try:
             yield
-        except (_redis.AuthenticationError, _redis.exceptions.AuthorizationError) as e:
-            raise AuthenticationFailed(
+        except _REDIS_ERRORS as e:
+            mine = self.translate(e, keys, raw)
+            if mine is None:
+                raise
+            raise mine from e
+
+    def translate(self, e: BaseException, keys: Sequence[str] = (),
+                  raw: bool = False) -> BaseException | None:
+        """``errors``'s translation of a redis-py error ``e``, for the hot
+        paths that catch it themselves (a ``with`` costs a generator): ours
+        to raise, or None to raise ``e`` as it is."""
+        if isinstance(e, (_redis.AuthenticationError, _redis.exceptions.AuthorizationError)):
+            return AuthenticationFailed(
                 f"Redis server {self.safe_url} refused the credentials: {e} (the URL's "
-                "user and password: redis://user:password@host)") from e
-        except (_redis.ConnectionError, _redis.TimeoutError,
-                _redis.exceptions.InvalidResponse) as e:
+                "user and password: redis://user:password@host)")
+        if isinstance(e, (_redis.ConnectionError, _redis.TimeoutError,
+                          _redis.exceptions.InvalidResponse)):
             # Drop idle pooled connections: after a restart they are all dead.
+            self._gen += 1
             try:
                 pool = getattr(self.client, "connection_pool", None)
                 if pool is not None:
                     pool.disconnect(inuse_connections=False)
             except Exception:  # pragma: no cover - best effort
                 pass
-            raise ConnectionLost(
-                f"Redis server {self.safe_url} unreachable or connection lost: {e}") from e
-        except _redis.ResponseError as e:
-            if raw:
-                raise
-            raise self.reply_error(e, keys) from e
-        except _redis.exceptions.RedisClusterException as e:
-            raise ServerError(f"{self.describe(keys)}: Redis Cluster {self.safe_url}: "
-                              f"{e}") from e
+            return ConnectionLost(
+                f"Redis server {self.safe_url} unreachable or connection lost: {e}")
+        if isinstance(e, _redis.ResponseError):
+            return None if raw else self.reply_error(e, keys)
+        if isinstance(e, _redis.exceptions.RedisClusterException):
+            return ServerError(f"{self.describe(keys)}: Redis Cluster {self.safe_url}: {e}")
+        return None
 
     def reply_error(self, e: Exception, keys: Sequence[str], fn: str = "") -> Exception:
         """The interlock exception for an error reply ``e`` to a call on ``keys``."""
@@ -473,6 +495,7 @@ class Backend:
     def _to_cluster(self) -> None:
         """A plain client that met MOVED: the server is a cluster node."""
         self.mode = "cluster"
+        self._fast = False
         self.client = self._make_client("cluster")
         self._loaded = False
 
@@ -513,6 +536,11 @@ class Backend:
             return self._call_once_routed(budget, args)
 
     def _call_once(self, budget: float, args: Sequence[Any]) -> Any:
+        if self._fast:
+            r = self._fast_call(budget, (args,))[0]
+            if isinstance(r, _redis.ResponseError):
+                raise r
+            return r
         pool = self._pool(args)
         conn = pool.get_connection()
         try:
@@ -540,8 +568,13 @@ class Backend:
         reloaded = retried = False
         while True:
             try:
-                with self.errors(keys, raw=True):
+                try:
                     r = self._call_once_routed(budget, ("FCALL", fn, len(keys), *keys, *args))
+                except _REDIS_ERRORS as e:
+                    mine = self.translate(e, keys, raw=True)
+                    if mine is None:
+                        raise
+                    raise mine from e
                 if self.durable is not None and fn in _WRITES:
                     self._wait_durable(budget)
                 return r
@@ -587,7 +620,7 @@ class Backend:
         retried; a MOVED reply (nothing ran) is followed once, as by ``call``."""
         if not self._loaded:
             self._load()
-        with self.errors(keys):
+        try:  # (errors(keys), without a generator's cost)
             out = self._pipe_once(budget, cmds)
             if any(isinstance(r, _redis.exceptions.MovedError) for r in out):
                 if self.mode == "plain":
@@ -596,9 +629,16 @@ class Backend:
                 else:
                     self.client.nodes_manager.initialize()
                 out = self._pipe_once(budget, cmds)
+        except _REDIS_ERRORS as e:
+            mine = self.translate(e, keys)
+            if mine is None:
+                raise
+            raise mine from e
         return out
 
     def _pipe_once(self, budget: float, cmds: Sequence[Sequence[Any]]) -> list[Any]:
+        if self._fast:
+            return self._fast_call(budget, cmds)
         pool = self._pool(cmds[0])
         conn = pool.get_connection()
         try:
@@ -615,6 +655,50 @@ class Backend:
             raise
         finally:
             pool.release(conn)
+
+    def _fast_call(self, budget: float, cmds: Sequence[Sequence[Any]]) -> list[Any]:
+        """Commands on this thread's private connection, in C (bind_resp.c):
+        their replies, error replies in place.  Raises redis-py's errors, as
+        the pool's connections would (``errors`` translates them)."""
+        data = _core.resp_pack(cmds)
+        fc = self._fast_local.__dict__.get("fc")
+        if fc is None or fc.pid != os.getpid() or fc.gen != self._gen:
+            fc = self._fast_connect(fc)
+        now = time.monotonic()
+        try:
+            # Peeked for a close by the server only if idle a while: the
+            # check costs a system call per call otherwise.
+            out = _core.resp_call(fc.fd, data, len(cmds), self.grace, max(budget, 0.001),
+                                  fc.errfactory, now - fc.last > _IDLE_CHECK, _RCVTIMEO)
+            if out is None:
+                # Closed by the server while idle (nothing was sent): a
+                # fresh connection, as the pool's health check would make.
+                fc = self._fast_connect(fc)
+                out = _core.resp_call(fc.fd, data, len(cmds), self.grace, max(budget, 0.001),
+                                      fc.errfactory, False, _RCVTIMEO)
+                assert out is not None  # (not checked: never None)
+        except TimeoutError as e:
+            fc.drop(self._fast_local)
+            raise _redis.TimeoutError(f"Timeout reading from {fc.where}") from e
+        except OSError as e:
+            fc.drop(self._fast_local)
+            raise _redis.ConnectionError(f"Error while talking to {fc.where}: {e}") from e
+        except BaseException:
+            fc.drop(self._fast_local)  # (a signal's exception mid-call: out of step)
+            raise
+        for r in out:
+            if isinstance(r, _redis.ConnectionError):  # LOADING and the like: as redis-py
+                fc.drop(self._fast_local)
+                raise r
+        fc.last = now
+        return out
+
+    def _fast_connect(self, old: FastConn | None) -> FastConn:
+        if old is not None:
+            old.drop(self._fast_local)
+        fc = FastConn(self.client.connection_pool, self._gen)
+        self._fast_local.fc = fc
+        return fc
 
     def _call_once_routed(self, budget: float, args: Sequence[Any]) -> Any:
         """``_call_once``, following one MOVED (see ``call``)."""
@@ -789,6 +873,85 @@ class Backend:
                     lease.error = ""
             del self, leases, lease
             wake.wait(period)
+
+
+class FastConn:
+    """One thread's private connection for the wire fast path: connected
+    and authenticated by redis-py (AUTH, SELECT, HELLO as the URL says),
+    then written and read by ``_core.resp_call`` on its descriptor.  Never
+    in the pool; dropped (closed) on any error, and in a forked child
+    (``pid``) left to the parent."""
+
+    __slots__ = ("conn", "fd", "pid", "gen", "errfactory", "where", "last")
+
+    def __init__(self, pool: Any, gen: int) -> None:
+        # RESP2 whatever the URL asks (the objects' replies are the same;
+        # bind_resp.c parses no other)
+        # (and so without redis-py 8's maintenance notifications: RESP3 pushes)
+        kw = {**pool.connection_kwargs, "protocol": 2}
+        for k in ("maint_notifications_config", "maint_notifications_pool_handler"):
+            if k in kw:
+                kw[k] = None
+        conn = pool.connection_class(**kw)
+        try:
+            conn.connect()
+            sock = conn._sock
+            self.fd = sock.fileno()
+            # Blocking, with a receive timeout of _RCVTIMEO: resp_call waits
+            # for replies in recv() (see bind_resp.c); no one else does I/O
+            # on this socket.
+            sock.setblocking(True)
+            sec = int(_RCVTIMEO)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO,
+                            struct.pack("ll", sec, int((_RCVTIMEO - sec) * 1e6)))
+        except BaseException:
+            conn.disconnect()
+            raise
+        self.conn = conn
+        self.pid = os.getpid()
+        self.gen = gen
+        self.errfactory = conn._parser.parse_error
+        self.where = _where(pool.connection_kwargs)
+        self.last = 0.0  # when last used (monotonic): idle past _IDLE_CHECK, peeked first
+
+    def drop(self, local: threading.local) -> None:
+        if local.__dict__.get("fc") is self:
+            del local.fc
+        if self.pid == os.getpid():
+            self.conn.disconnect()
+        # (in a child: the parent's socket; its descriptor is closed when
+        # the object is collected, which does not shut the parent's down)
+
+
+#: Seconds a fast connection may sit unused before a call peeks at it for
+#: a close by the server (a restart, the server's idle timeout, CLIENT
+#: KILL): what redis-py's pool checks on every call.
+_IDLE_CHECK = 0.01
+
+#: The fast connections' SO_RCVTIMEO (seconds): a wait for replies with at
+#: least this much time left sleeps in recv(); a shorter one polls.
+_RCVTIMEO = 0.05
+
+
+def _where(kw: dict[str, Any]) -> str:
+    """host:port or the socket path, as redis-py's messages name it."""
+    return str(kw["path"]) if "path" in kw else f"{kw.get('host')}:{kw.get('port')}"
+
+
+def _fast_capable(client: Any) -> bool:
+    """Whether the wire fast path can serve this plain client: TCP or Unix
+    socket connections without TLS (its own connections speak RESP2,
+    whatever the URL's ``protocol``).  ``INTERLOCK_REDIS_WIRE=redis-py``
+    turns it off."""
+    if os.environ.get("INTERLOCK_REDIS_WIRE", "") == "redis-py":
+        return False
+    pool = getattr(client, "connection_pool", None)
+    if pool is None or pool.connection_class not in (_redis.Connection,
+                                                     _redis.UnixDomainSocketConnection):
+        return False
+    # (private attributes of redis-py's Connection, present in 5.x to 8.x)
+    probe = _redis.Connection()  # type: ignore[no-untyped-call]
+    return hasattr(probe, "_sock") and hasattr(getattr(probe, "_parser", None), "parse_error")
 
 
 #: Every Backend of this process, for the fork hooks.

@@ -348,41 +348,60 @@ local function q_ack(keys, args)
   return 1
 end
 
--- KEYS: meta, stream, events, the producer's request key
--- ARGV: epoch, partial ('1': put what fits), n, request number, request key
--- TTL (ms), then per item:
+-- The count a put call with number `reqno` is answered with when `last`
+-- (its producer's record: "<number>:<count>:<ms>") says it already ran: the
+-- count recorded (equal), 0 for an older call its producer has given up on
+-- (lower: it is not waiting for this reply; applying it now would reorder
+-- its puts), nil when it did not.  (Top level, as q_put's other helper: a
+-- closure made per call costs every put.)
+local function put_applied(last, reqno)
+  if not last then return nil end
+  local ln, lc = string.match(last, '^(%d+):(%d+)')
+  if not ln or tonumber(ln) < reqno then return nil end
+  if tonumber(ln) == reqno then return tonumber(lc) end
+  return 0
+end
+
+-- Forget the request records of producers idle more than `ttl` ms (their
+-- last put's server time is the record's third part).
+local function prune_requests(meta, now, ttl)
+  local all = redis.call('HGETALL', meta)
+  for i = 1, #all, 2 do
+    if string.sub(all[i], 1, 3) == 'rq:' then
+      local t = tonumber(string.match(all[i + 1], ':(%d+)$'))
+      if not t or t + ttl < now then redis.call('HDEL', meta, all[i]) end
+    end
+  end
+end
+
+-- KEYS: meta, stream, events
+-- ARGV: epoch, partial ('1': put what fits), n, request number, request
+-- record TTL (ms), producer, then per item:
 --   kind, m, value1 .. valuem   (kind: 'r' bytes, 'a' bytearray, 'p' pickle
 --   whose out-of-band buffers are value2 .. valuem)
 -- -> {put count (-1: closed), last event id ('' when all went in), seq}
 --
 -- Exactly once under retries: a producer (one thread of one process)
--- numbers its calls 1, 2, 3, ...; its request key holds "number:put count"
--- of the last one applied.  A call whose number is already there is a retry
--- (or a late copy) of one that ran: it returns the count recorded, and puts
--- nothing.  One key per producer and queue (not per call), overwritten by
--- each put, gone TTL after the producer's last put.
+-- numbers its calls 1, 2, 3, ...; its request record, field
+-- `rq:<producer>` of meta, holds "number:put count:server ms" of the last
+-- one applied.  A call whose number is already there is a retry (or a
+-- late copy) of one that ran: it returns the count recorded, and puts
+-- nothing.  One field per producer and queue (not per call), overwritten
+-- by each put; every 256th put forgets those idle past the TTL.
+--
+-- Three commands in the common case: the HMGET that reads the epoch, the
+-- bound, the close flag, the position counter and the producer's record;
+-- one XADD per item; one HSET that writes the counter and the record
+-- (the XADD's id gives the server time).
 local function q_put(keys, args)
-  local meta, s, ev, rq = keys[1], keys[2], keys[3], keys[4]
-  local m = meta_get(meta, args[1], 'p1', 'closed')
+  local meta, s, ev = keys[1], keys[2], keys[3]
+  local field = 'rq:' .. args[6]
+  local m = meta_get(meta, args[1], 'p1', 'closed', 'seq', field)
   local reqno = tonumber(args[4])
-  -- Already applied (equal), or an older call its producer has given up on
-  -- (lower: it is not waiting for this reply; applying it now would reorder
-  -- its puts): the count recorded (0 for an older one), and nothing put.
-  local function applied(last)
-    if not last then return nil end
-    local ln, lc = string.match(last, '^(%d+):(%d+)$')
-    if not ln or tonumber(ln) < reqno then return nil end
-    if tonumber(ln) == reqno then return tonumber(lc) end
-    return 0
-  end
-  local function answer(got)
-    return {got, last_event(ev), tonumber(redis.call('HGET', meta, 'seq') or 0)}
-  end
-  if m[3] then
-    local got = applied(redis.call('GET', rq))
-    if got then return answer(got) end
-    return answer(-1)
-  end
+  local seq = tonumber(m[4] or 0)
+  local got = put_applied(m[5], reqno)
+  if got then return {got, last_event(ev), seq} end
+  if m[3] then return {-1, last_event(ev), seq} end
   local n, maxsize = tonumber(args[3]), tonumber(m[2])
   local room = n
   if maxsize > 0 then
@@ -391,30 +410,31 @@ local function q_put(keys, args)
     if room > n then room = n end
     if room < 0 then room = 0 end
   end
-  -- Record this call and read the last one in one command; a retry (rare)
-  -- puts the record it found back.
-  local last = redis.call('SET', rq, args[4] .. ':' .. room, 'PX', args[5], 'GET')
-  local got = applied(last)
-  if got then
-    redis.call('SET', rq, last, 'PX', args[5])
-    return answer(got)
-  end
-  local i = 6
+  local i, id = 7, nil
   for _ = 1, room do
     local cnt = tonumber(args[i + 1])
-    local xa = {'XADD', s, '*', args[i], args[i + 2]}
-    for j = 2, cnt do
-      xa[#xa + 1] = tostring(j - 1)
-      xa[#xa + 1] = args[i + 1 + j]
+    if cnt == 1 then  -- (bytes, or a pickle without out-of-band buffers)
+      id = redis.call('XADD', s, '*', args[i], args[i + 2])
+    else
+      local xa = {'XADD', s, '*', args[i], args[i + 2]}
+      for j = 2, cnt do
+        xa[#xa + 1] = tostring(j - 1)
+        xa[#xa + 1] = args[i + 1 + j]
+      end
+      id = redis.call(unpack(xa))
     end
-    redis.call(unpack(xa))
     i = i + 2 + cnt
   end
+  local now
+  if id then now = tonumber(string.match(id, '^(%d+)')) else now = now_ms() end
+  seq = seq + 1
+  redis.call('HSET', meta, 'seq', seq, field, args[4] .. ':' .. room .. ':' .. now)
+  if seq % 256 == 0 then prune_requests(meta, now, tonumber(args[5])) end
   -- The event id is what a producer that must wait for room waits from; one
   -- whose items all went in has no use for it.
   local event = ''
   if room < n then event = last_event(ev) end
-  return {room, event, redis.call('HINCRBY', meta, 'seq', 1)}
+  return {room, event, seq}
 end
 
 -- ARGV: epoch[, join wait ms] -> {qsize, unfinished, closed, maxsize, pending,

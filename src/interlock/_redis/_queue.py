@@ -301,7 +301,6 @@ class Queue:
             raise ValueError(f"queue {self._name!r} exists with maxsize={self._maxsize}; "
                              f"asked for maxsize={maxsize}")
         self._cons: _Consumer | None = None  # this process's consumer, from the first get
-        self._rq: tuple[str, list[str]] = ("", [])  # the last producer's put keys
         # The high-water mark of the queue's position, per epoch: a queue
         # unlinked and made again under the same name starts again at 0.
         self._seq_key = f"{self._keys[0]}:seq:{epoch!r}"
@@ -385,17 +384,15 @@ class Queue:
             encoded.append(one)
         done = 0
         b = self._backend
-        # The request key lives long past any retry of a call (each is sent
+        # The request record lives long past any retry of a call (each is sent
         # within its budget: at most a slice plus grace), so that even a
         # late copy of a call that was given up on is recognised.
         ttl_ms = int(max(60.0, 6 * (b.slice + b.grace)) * 1000)
+        keys = self._keys[:3]
         while True:
             producer, reqno = _request()
-            if self._rq[0] != producer:
-                self._rq = (producer, [*self._keys[:3], b.key(self._name, "rq:" + producer)])
-            keys = self._rq[1]
             args: list[Any] = [self._epoch, 1 if block else 0, len(encoded) - done, reqno,
-                               ttl_ms]
+                               ttl_ms, producer]
             for one in encoded[done:]:
                 args += one
             before = b.mark(self._seq_key)

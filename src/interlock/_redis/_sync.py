@@ -189,7 +189,12 @@ class _Shared:
             raise
         except _client.ConnectionLost:
             ok = bool(self._call(fn, hold.token))
-            return ok or not hold.lease.expired()
+            # The deadline alone, not expired(): a renewal the keeper sent
+            # as release() began may have run after the first try, found
+            # the hold gone, and marked the lease lost.  Before the local
+            # deadline, the server's lease cannot have run out: only the
+            # first try can have ended the hold.
+            return ok or time.monotonic() < hold.lease.until
 
     def _wait_wake(self, left: float | None, hint_ms: int) -> None:
         """Sleep on the wake list: until a release, ``left`` or ``hint_ms``."""
