@@ -811,3 +811,100 @@ def test_durable_aof_is_refused_at_connect_by_a_server_without_waitaof(server):
     q = connect(server.url, durable="aof", check=False).Queue(name=uname())
     with pytest.raises(interlock_errors.ServerError, match=r"WAITAOF.*the write itself was made"):
         q.put(b"x")
+
+
+# ------------------------------------------------------------------ the wire
+# The fast path (bind_resp.c, Backend._fast_call): each thread's private
+# connection, spoken to in C.  What redis-py's pool did for us must still
+# hold: a connection the server closed while idle is replaced without an
+# error, threads never share a socket, a forked child never touches its
+# parent's, and INTERLOCK_REDIS_WIRE=redis-py falls back to the pool.
+
+def _ping(b) -> bytes:
+    """A raw call: not retried by any layer, so a dead connection shows."""
+    return b.call(b.budget(None), "PING")
+
+
+def test_connection_closed_by_the_server_while_idle_is_replaced(server):
+    b = connect(server.url, lease=LEASE)
+    assert b._fast, "plain redis:// must use the fast path"
+    assert _ping(b) in (b"PONG", "PONG")
+    first = b._fast_local.fc
+    raw = redis_py.Redis.from_url(server.url)
+    me = raw.client_id()
+    killed = 0
+    for c in raw.client_list():
+        if int(c["id"]) != me:
+            killed += raw.client_kill_filter(_id=int(c["id"]))
+    assert killed >= 1
+    time.sleep(0.05)  # idle past the peek threshold (_IDLE_CHECK)
+    assert _ping(b) in (b"PONG", "PONG")  # no ConnectionLost: the stale one was replaced
+    assert b._fast_local.fc is not first
+
+
+def test_threads_never_share_a_connection(server):
+    import threading
+    b = connect(server.url, lease=LEASE)
+    q = b.Queue(name=uname())
+    fds: dict[int, int] = {}
+    errors: list[BaseException] = []
+
+    def work(t: int) -> None:
+        try:
+            for i in range(150):
+                q.put((t, i))
+            fds[t] = b._fast_local.fc.fd
+        except BaseException as e:  # pragma: no cover - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join(30)
+    assert not errors and not any(th.is_alive() for th in threads)
+    assert len(set(fds.values())) == 4
+    got = []
+    while len(got) < 600:
+        got += q.get_many(600, timeout=5)
+    assert sorted(got) == sorted((t, i) for t in range(4) for i in range(150))
+    for t in range(4):  # FIFO per producer
+        assert [i for tt, i in got if tt == t] == list(range(150))
+    q.unlink()
+
+
+def test_forked_child_leaves_the_parents_connection_alone(server):
+    b = connect(server.url, lease=LEASE)
+    q = b.Queue(name=uname())
+    q.put("parent")
+    mine = b._fast_local.fc
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - child
+        code = 1
+        try:
+            q.put("child")
+            code = 0 if b._fast_local.fc is not mine else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert _ping(b) in (b"PONG", "PONG")
+    assert b._fast_local.fc is mine  # the same socket, still working
+    assert sorted(q.get_many(10, timeout=1)) == ["child", "parent"]
+    q.unlink()
+
+
+def test_redis_py_wire_when_asked(server, monkeypatch):
+    monkeypatch.setenv("INTERLOCK_REDIS_WIRE", "redis-py")
+    b = connect(server.url, lease=LEASE)
+    assert not b._fast
+    q = b.Queue(name=uname())
+    q.put(b"a")
+    q.put_many([1, 2, 3])
+    assert q.get(timeout=1) == b"a"
+    assert q.get_many(10, timeout=1) == [1, 2, 3]
+    lock = b.Lock(name=uname())
+    assert lock.acquire(timeout=1)
+    lock.release()
+    assert not hasattr(b._fast_local, "fc")
+    q.unlink()
