@@ -376,6 +376,12 @@ def test_put_request_applied_once_whatever_the_order(server):
     assert put(6, b"b") == 1
     assert put(1, b"other", producer="another") == 1  # its numbers are its own
     assert q.get_many(10, timeout=1) == [b"a", b"b", b"other"]
+    # A client of 0.1 (a fourth key, the items from the sixth argument) is
+    # refused, not misread.
+    with pytest.raises(interlock_errors.ServerError, match="same version"):
+        b.fcall("il_q_put", [*keys, b.key(name, "rq:old")],
+                [q._epoch, 1, 1, 1, 60_000, b"r", 1, b"x"])
+    assert q.qsize() == 0
 
 
 def test_idle_producers_records_are_forgotten(server):

@@ -602,6 +602,8 @@ class Backend:
         if what == "LOST":
             return StateLost(f"{self.describe(keys)} ({keys[0]}): {rest} "
                              f"(server {self.safe_url})")
+        if what == "VERSION":
+            return ServerError(f"{self.describe(keys)}: {rest} (server {self.safe_url})")
         if what == "FOREIGN":
             key, _, held = rest.partition(" ")
             return KeyConflict(

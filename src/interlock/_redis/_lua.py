@@ -394,6 +394,10 @@ end
 -- one XADD per item; one HSET that writes the counter and the record
 -- (the XADD's id gives the server time).
 local function q_put(keys, args)
+  if #keys ~= 3 then  -- 0.1's layout (a fourth key, the request key)
+    error('INTERLOCK_VERSION il_q_put called by a client of an older interlock: every '
+          .. 'client of one server must run the same version')
+  end
   local meta, s, ev = keys[1], keys[2], keys[3]
   local field = 'rq:' .. args[6]
   local m = meta_get(meta, args[1], 'p1', 'closed', 'seq', field)
