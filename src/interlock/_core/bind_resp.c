@@ -175,8 +175,15 @@ static PyObject *resp_pack(PyObject *m, PyObject *cmds)
     PyObject *res = NULL;
     Py_ssize_t nc = PySequence_Fast_GET_SIZE(outer);
     for (Py_ssize_t i = 0; i < nc; i++) {
-        PyObject *cmd = PySequence_Fast(PySequence_Fast_GET_ITEM(outer, i),
-                                        "a command is a sequence of arguments");
+        PyObject *one = PySequence_Fast_GET_ITEM(outer, i);
+        if (PyUnicode_Check(one) || PyBytes_Check(one) || PyByteArray_Check(one)) {
+            /* a sequence, but of characters or byte values: the caller
+             * passed a command where a list of commands was wanted */
+            PyErr_Format(PyExc_TypeError, "a command is a sequence of arguments, not %s",
+                         Py_TYPE(one)->tp_name);
+            goto done;
+        }
+        PyObject *cmd = PySequence_Fast(one, "a command is a sequence of arguments");
         if (!cmd)
             goto done;
         Py_ssize_t na = PySequence_Fast_GET_SIZE(cmd);
@@ -212,6 +219,8 @@ static long long line_end(const char *p, size_t len, size_t pos)
     }
 }
 
+/* A signed 64-bit decimal (RESP2 integers and lengths): -1 if it is not
+ * one (empty, a stray character, more than 19 digits, out of range). */
 static int parse_ll(const char *s, const char *e, long long *out)
 {
     int neg = 0;
@@ -219,15 +228,17 @@ static int parse_ll(const char *s, const char *e, long long *out)
         neg = 1;
         s++;
     }
-    if (s == e || e - s > 18)
+    if (s == e || e - s > 19)
         return -1;
-    long long v = 0;
+    unsigned long long v = 0;
     for (; s < e; s++) {
         if (*s < '0' || *s > '9')
             return -1;
-        v = v * 10 + (*s - '0');
+        v = v * 10 + (unsigned long long)(*s - '0'); /* 19 digits fit in 64 unsigned bits */
     }
-    *out = neg ? -v : v;
+    if (v > (unsigned long long)LLONG_MAX + (unsigned long long)neg)
+        return -1;
+    *out = neg ? (long long)(0ULL - v) : (long long)v;
     return 0;
 }
 
@@ -243,10 +254,12 @@ static long long scan(const char *p, size_t len, size_t pos, int depth)
         return SCAN_BAD;
     if (pos >= len)
         return SCAN_INCOMPLETE;
+    char t = p[pos];
+    if (t != '+' && t != '-' && t != ':' && t != '$' && t != '*')
+        return SCAN_BAD; /* a RESP3 type, or garbage: at once, not at the line's end */
     long long e = line_end(p, len, pos + 1);
     if (e < 0)
         return SCAN_INCOMPLETE;
-    char t = p[pos];
     if (t == '+' || t == '-')
         return e + 2;
     long long n;
@@ -277,7 +290,7 @@ static long long scan(const char *p, size_t len, size_t pos, int depth)
         }
         return at;
     }
-    return SCAN_BAD; /* a RESP3 type, or garbage */
+    return SCAN_BAD; /* (not reached: the type was checked first) */
 }
 
 /* The reply at *pos (complete: scanned), *pos moved past it. */
