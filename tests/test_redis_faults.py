@@ -914,3 +914,42 @@ def test_redis_py_wire_when_asked(server, monkeypatch):
     lock.release()
     assert not hasattr(b._fast_local, "fc")
     q.unlink()
+
+
+def test_put_the_caller_repeats_after_connection_lost_is_applied_once(server):
+    """A put whose outcome is unknown (the server stalled past the caller's
+    timeout: ConnectionLost) and that the caller then repeats, same thread,
+    same item: the repeat is sent under the same request number, so the
+    server applies it once whether or not the lost call ran (here it did,
+    once the server resumed).  Before: a duplicate."""
+    b = connect(server.url, lease=LEASE, grace=0.3)
+    q = b.Queue(name=uname())
+    q.put("warm")  # connected, library loaded
+    q.put_many(["a", "b"])
+    assert proc_stop(server)
+    try:
+        with pytest.raises(ConnectionLost):
+            q.put("x", timeout=0.3)
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+    check = connect(server.url, lease=LEASE)
+    deadline = time.monotonic() + 5
+    while check.Queue(name=q.name).qsize() < 4 and time.monotonic() < deadline:
+        time.sleep(0.02)  # the lost call ran once the server resumed
+    assert check.Queue(name=q.name).qsize() == 4
+    q.put("x")  # the caller's repeat: recognised, not applied again
+    q.put("x")  # a new put of an equal item: applied
+    assert q.get_many(10, timeout=1) == ["warm", "a", "b", "x", "x"]
+    # put_many too, and a different item after a lost call is a new put
+    assert proc_stop(server)
+    try:
+        with pytest.raises(ConnectionLost):
+            q.put_many(["m", "n"], timeout=0.3)
+    finally:
+        os.kill(server.proc.pid, signal.SIGCONT)
+    while check.Queue(name=q.name).qsize() < 2 and time.monotonic() < deadline + 5:
+        time.sleep(0.02)
+    q.put_many(["m", "n"])
+    q.put("z")
+    assert q.get_many(10, timeout=1) == ["m", "n", "z"]
+    q.unlink()

@@ -306,6 +306,11 @@ class Queue:
         self._seq_key = f"{self._keys[0]}:seq:{epoch!r}"
         self._pid = os.getpid()
         self._detached = False
+        # A put of this thread whose outcome is unknown (ConnectionLost):
+        # (pid, producer, request number, encoded items, how many were
+        # confirmed).  The caller's next put of the same items resends it
+        # under the same number, so that it is applied once (see _put).
+        self._unsure = threading.local()
         self._closed_here = False  # close(): multiprocessing's, this object only
         _live.add(self)
 
@@ -389,20 +394,44 @@ class Queue:
         # late copy of a call that was given up on is recognised.
         ttl_ms = int(max(60.0, 6 * (b.slice + b.grace)) * 1000)
         keys = self._keys[:3]
+        # The caller's retry of a put that raised ConnectionLost (same
+        # thread, same items, nothing put in between): the same request
+        # number, so that the server applies it once, whether or not the
+        # lost call ran.  Within the request TTL (60 s) of the lost call.
+        unsure = getattr(self._unsure, "v", None)
+        self._unsure.v = None
+        resume = None
+        if unsure is not None and unsure[0] == os.getpid() and unsure[3] == encoded:
+            cur = getattr(_producer, "v", None)
+            if cur is not None and cur[1] == unsure[1]:
+                resume, done = (unsure[1], unsure[2]), unsure[4]
         while True:
-            producer, reqno = _request()
+            resumed = resume is not None
+            if resume is not None:
+                (producer, reqno), resume = resume, None
+            else:
+                producer, reqno = _request()
             args: list[Any] = [self._epoch, 1 if block else 0, len(encoded) - done, reqno,
                                ttl_ms, producer]
             for one in encoded[done:]:
                 args += one
             before = b.mark(self._seq_key)
-            put, event, seq = b.fcall("il_q_put", keys, args, deadline)
+            try:
+                put, event, seq = b.fcall("il_q_put", keys, args, deadline)
+            except ConnectionLost:
+                self._unsure.v = (os.getpid(), producer, reqno, encoded, done)
+                raise
             self._seq(seq, before)
             if put < 0:
                 raise QueueClosed("put() on a shut-down queue")
             done += put
             if done == len(encoded):
                 return
+            if resumed:
+                # What the lost call did is now known (and counted): the
+                # rest goes under a fresh number at once (a resent call
+                # that the server had overtaken answers 0 without waiting).
+                continue
             left = remaining(deadline)
             if left is not None and left <= 0:
                 # The local queue's messages, word for word.
