@@ -953,3 +953,31 @@ def test_put_the_caller_repeats_after_connection_lost_is_applied_once(server):
     q.put("z")
     assert q.get_many(10, timeout=1) == ["m", "n", "z"]
     q.unlink()
+
+
+def test_wire_over_a_unix_socket_and_a_resp3_url(tmp_path):
+    """unix:// takes the fast path too (an AF_UNIX socket, the same
+    receive timeout); a URL asking for RESP3 keeps RESP3 on redis-py's own
+    connections while the fast ones speak RESP2: the objects work the same."""
+    sock = tmp_path / "redis.sock"
+    srv = RedisServer(extra=("--unixsocket", str(sock), "--unixsocketperm", "700"))
+    try:
+        deadline = time.monotonic() + 5
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for url in (f"unix://{sock}?db=0", srv.url + "?protocol=3"):
+            b = connect(url, lease=LEASE)
+            assert b._fast, url
+            q = b.Queue(name=uname())
+            q.put_many([b"a", 2, "three"])
+            assert q.get(timeout=1) == b"a"
+            assert q.get_many(10, timeout=1) == [2, "three"]
+            assert q.qsize() == 0
+            lock = b.Lock(name=uname())
+            assert lock.acquire(timeout=1)
+            lock.release()
+            q.unlink()
+            if url.startswith("unix://"):
+                assert b._fast_local.fc.conn.path == str(sock)
+    finally:
+        srv.stop()
