@@ -14,7 +14,11 @@ queue on Redis can reach, without at-least-once delivery, bounds or close;
 "stream" is XADD / XREADGROUP BLOCK with XACK+XDEL pipelined into the next
 read (batched: a pipeline of XADDs, XREADGROUP COUNT): a stream queue with
 acknowledgement, but no bound, close or re-delivery.  Each cell is the
-median [min-max] of ``--repeat`` interleaved runs.
+median [min-max] of ``--repeat`` interleaved runs.  The baselines go
+through redis-py as the ``test`` extra installs it (its pure-Python
+parser: hiredis is not installed); interlock's objects use their own wire
+(docs/design/redis.md, "The wire").  With hiredis the baselines' client
+CPU would be lower: not measured here.
 
 Lock hand-off: the holder releases at t0 while another process waits in
 ``acquire()``; the waiter has the lock at t1; t1 - t0 is the hand-off
