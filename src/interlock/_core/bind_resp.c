@@ -109,61 +109,53 @@ static int rbuf_bulk(rbuf_t *b, const char *data, size_t n)
     return 0;
 }
 
+/* A text form of an argument (str(), repr(), the str itself) as a bulk
+ * string, in UTF-8; steals the reference to `t` (NULL: the error is set). */
+static int pack_text(rbuf_t *b, PyObject *t)
+{
+    if (!t)
+        return -1;
+    Py_ssize_t n;
+    const char *s = PyUnicode_AsUTF8AndSize(t, &n);
+    int rc = s ? rbuf_bulk(b, s, (size_t)n) : -1;
+    Py_DECREF(t);
+    return rc;
+}
+
 static int pack_arg(rbuf_t *b, PyObject *a)
 {
     if (PyBytes_CheckExact(a))
         return rbuf_bulk(b, PyBytes_AS_STRING(a), (size_t)PyBytes_GET_SIZE(a));
     if (PyUnicode_Check(a)) {
-        Py_ssize_t n;
-        const char *s = PyUnicode_AsUTF8AndSize(a, &n);
-        return s ? rbuf_bulk(b, s, (size_t)n) : -1;
+        Py_INCREF(a);
+        return pack_text(b, a);
     }
-    if (PyBool_Check(a) || a == Py_None) {
-        /* as redis-py: a bool or None is a caller's mistake, not "1"/"None" */
-        PyErr_Format(PyExc_TypeError, "invalid Redis command argument of type '%s'",
-                     Py_TYPE(a)->tp_name);
-        return -1;
-    }
-    if (PyLong_Check(a)) {
+    if (PyLong_Check(a) && !PyBool_Check(a)) {
+        /* (a bool, as None, is a caller's mistake, not "1": refused below,
+         * as redis-py does) */
         int overflow = 0;
         long long v = PyLong_AsLongLongAndOverflow(a, &overflow);
         if (v == -1 && PyErr_Occurred())
             return -1;
-        if (!overflow) {
-            char tmp[24];
-            int k = snprintf(tmp, sizeof tmp, "%lld", v);
-            return rbuf_bulk(b, tmp, (size_t)k);
-        }
-        /* fall through to str() */
-    } else if (PyFloat_Check(a)) {
-        PyObject *r = PyObject_Repr(a); /* as redis-py: repr(), so no precision is lost */
-        if (!r)
-            return -1;
-        Py_ssize_t n;
-        const char *s = PyUnicode_AsUTF8AndSize(r, &n);
-        int rc = s ? rbuf_bulk(b, s, (size_t)n) : -1;
-        Py_DECREF(r);
-        return rc;
-    } else if (PyObject_CheckBuffer(a)) {
+        if (overflow)
+            return pack_text(b, PyObject_Str(a)); /* an int beyond 64 bits */
+        char tmp[24];
+        int k = snprintf(tmp, sizeof tmp, "%lld", v);
+        return rbuf_bulk(b, tmp, (size_t)k);
+    }
+    if (PyFloat_Check(a))
+        return pack_text(b, PyObject_Repr(a)); /* as redis-py: repr(), no precision lost */
+    if (!PyBool_Check(a) && PyObject_CheckBuffer(a)) {
         Py_buffer v;
         if (PyObject_GetBuffer(a, &v, PyBUF_SIMPLE) < 0)
             return -1;
         int rc = rbuf_bulk(b, v.buf, (size_t)v.len);
         PyBuffer_Release(&v);
         return rc;
-    } else {
-        PyErr_Format(PyExc_TypeError, "invalid Redis command argument of type '%s'",
-                     Py_TYPE(a)->tp_name);
-        return -1;
     }
-    PyObject *s = PyObject_Str(a); /* an int beyond 64 bits */
-    if (!s)
-        return -1;
-    Py_ssize_t n;
-    const char *u = PyUnicode_AsUTF8AndSize(s, &n);
-    int rc = u ? rbuf_bulk(b, u, (size_t)n) : -1;
-    Py_DECREF(s);
-    return rc;
+    PyErr_Format(PyExc_TypeError, "invalid Redis command argument of type '%s'",
+                 Py_TYPE(a)->tp_name);
+    return -1;
 }
 
 static PyObject *resp_pack(PyObject *m, PyObject *cmds)

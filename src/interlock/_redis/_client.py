@@ -667,18 +667,17 @@ class Backend:
         if fc is None or fc.pid != os.getpid() or fc.gen != self._gen:
             fc = self._fast_connect(fc)
         now = time.monotonic()
+        # Peeked for a close by the server only if idle a while: the check
+        # costs a system call per call otherwise.
+        check = now - fc.last > _IDLE_CHECK
         try:
-            # Peeked for a close by the server only if idle a while: the
-            # check costs a system call per call otherwise.
-            out = _core.resp_call(fc.fd, data, len(cmds), self.grace, max(budget, 0.001),
-                                  fc.errfactory, now - fc.last > _IDLE_CHECK, _RCVTIMEO)
-            if out is None:
+            while (out := _core.resp_call(fc.fd, data, len(cmds), self.grace,
+                                          max(budget, 0.001), fc.errfactory, check,
+                                          _RCVTIMEO)) is None:
                 # Closed by the server while idle (nothing was sent): a
-                # fresh connection, as the pool's health check would make.
-                fc = self._fast_connect(fc)
-                out = _core.resp_call(fc.fd, data, len(cmds), self.grace, max(budget, 0.001),
-                                      fc.errfactory, False, _RCVTIMEO)
-                assert out is not None  # (not checked: never None)
+                # fresh connection, as the pool's health check would make
+                # (not checked: it answers, or raises).
+                fc, check = self._fast_connect(fc), False
         except TimeoutError as e:
             fc.drop(self._fast_local)
             raise _redis.TimeoutError(f"Timeout reading from {fc.where}") from e
