@@ -42,6 +42,18 @@ def big(tag: int, size: int = BIG) -> bytes:
     return tag.to_bytes(8, "little") * (size // 8)
 
 
+FREE, BUSY, DROPPED, ORPHAN = 0, 1, 2, 4  # a pooled file's state (spillpool.h)
+
+
+def pool(q: Any = None) -> list[tuple[int, int, int]]:
+    """This process's pooled spill files of the queue ``q`` (default: every
+    queue's; one queue per test here): [(file size, state, holder pid)]."""
+    prefixes = {e.rsplit(".", 2)[0] + "." for e in spill_files()}
+    if q is not None:
+        prefixes = {_segment.spill_prefix(q._seg.header).rsplit("/", 1)[1]}
+    return sorted(x for p in prefixes for x in _core.spill_pool_info(f"{_segment.SHM_DIR}/{p}"))
+
+
 # ------------------------------------------------------------------ any size
 
 def test_an_item_larger_than_the_ring_goes_through_a_default_queue() -> None:
@@ -55,10 +67,12 @@ def test_an_item_larger_than_the_ring_goes_through_a_default_queue() -> None:
         assert q.statistics().bytes_used == 40  # only the reference is in the ring
         assert len(spill_files()) == 1
         assert q.get() == item
-        assert spill_files() == []  # unlinked by the consumer at once
+        # the file stays, in this producer's pool, for the next large item
+        assert len(spill_files()) == 1 and pool() == [(64 * MiB + 64, FREE, os.getpid())]
         assert q.statistics().spilled_total == 1
     finally:
         q.detach()
+    assert spill_files() == []  # the producer's detach removes its pooled files
 
 
 def test_spilled_kinds_come_back_as_they_went() -> None:
@@ -74,9 +88,10 @@ def test_spilled_kinds_come_back_as_they_went() -> None:
         assert q.get() == obj
         assert q.get() == b"small"
         assert q.statistics().spilled_total == 2
-        assert spill_files() == []
+        assert [st for _, st, _ in pool()] == [FREE, FREE]
     finally:
         q.detach()
+    assert spill_files() == []
 
 
 def test_numpy_array_comes_out_backed_by_the_mapping() -> None:
@@ -94,11 +109,14 @@ def test_numpy_array_comes_out_backed_by_the_mapping() -> None:
             base = base.base
         assert isinstance(base, memoryview) and isinstance(base.obj, _core.Mapping)
         assert base.nbytes == a.nbytes and b.ctypes.data % 64 == 0
-        assert spill_files() == []  # its name is gone; the memory lives with the array
+        assert [st for _, st, _ in pool()] == [BUSY]  # held by the array
         b[0, 0] = -1.0  # a private item: writable, as multiprocessing's
         assert a[0, 0] == 0.0
+        del b, base
+        assert [st for _, st, _ in pool()] == [FREE]  # handed back with the array
     finally:
         q.detach()
+    assert spill_files() == []
 
 
 def test_a_byte_bounded_queue_does_not_spill() -> None:
@@ -120,9 +138,9 @@ def test_put_many_mixes_spilled_and_small_items_in_order() -> None:
         items = [big(i) if i % 3 == 0 else ("small", i) for i in range(12)]
         q.put_many(items)
         assert q.get_many(100) == items
-        assert spill_files() == []
     finally:
         q.detach()
+    assert spill_files() == []
 
 
 def test_a_spilled_put_blocks_only_for_its_reference() -> None:
@@ -231,8 +249,8 @@ def test_spilled_items_of_a_killed_queue_survive_and_go_with_its_last_user() -> 
     assert len(spill_files()) == 2
     q: interlock.Queue[Any] = interlock.Queue(name=name, create=False)  # the old contents
     assert q.get(timeout=5) == big(1)
-    assert len(spill_files()) == 1
-    q.detach()  # the last user: the queue and its untaken item go
+    assert len(spill_files()) == 2  # (a dead producer's pooled file keeps its name)
+    q.detach()  # the last user: the queue, its untaken item and the pooled file go
     assert spill_files() == []
     assert not os.path.exists(_segment.path_of(name))
 
@@ -347,7 +365,7 @@ def test_producer_killed_after_naming_before_publishing_loses_nothing_leaks_noth
         assert q.qsize() == 0
         q.put(big(6), timeout=10)  # takes the dead producer's lock over
         assert q.get(timeout=10) == big(6) and q.qsize() == 0
-        assert len(spill_files()) == 1
+        assert len(spill_files()) == 2  # the dead one's, and this process's pooled file
     finally:
         q.detach()  # the last user removes it
     assert spill_files() == []
@@ -377,3 +395,156 @@ def test_threshold_is_the_queue_s_and_travels_to_attachers() -> None:
         q2.detach()
     finally:
         q.detach()
+
+
+# ------------------------------------------------- the pool (spill.md, "The pool")
+
+def test_a_pooled_file_is_reused_once_its_receiver_lets_go_and_never_before() -> None:
+    np = pytest.importorskip("numpy")
+    q: interlock.Queue[Any] = interlock.Queue()
+    try:
+        a = np.arange(MiB // 2, dtype=np.float64)  # 4 MiB
+        q.put(a)
+        held = q.get()
+        names = spill_files()
+        assert len(names) == 1 and [st for _, st, _ in pool(q)] == [BUSY]
+        for i in range(1, 6):  # while `held` lives its file is never written
+            q.put(a + i)
+            got = q.get()
+            assert got[0] == i and got[-1] == MiB // 2 - 1 + i
+            del got
+            assert np.array_equal(held, a)
+        # one more file for all five: each was handed back before the next put
+        assert len(spill_files()) == 2 and [st for _, st, _ in pool(q)] == [FREE, BUSY]
+        del held
+        assert [st for _, st, _ in pool(q)] == [FREE, FREE]
+        q.put(a * 2)
+        assert np.array_equal(q.get(), a * 2)
+        assert len(spill_files()) == 2  # reused, not a third
+    finally:
+        q.detach()
+    assert spill_files() == []
+
+
+def test_at_most_eight_pooled_files_per_queue_then_fresh_ones() -> None:
+    q: interlock.Queue[Any] = interlock.Queue()
+    try:
+        for i in range(10):  # ten in flight: eight pooled files, two fresh ones
+            q.put(bytearray(big(i)))
+        assert len(pool(q)) == 8 and len(spill_files()) == 10
+        # bytes and bytearray are copied out: each file is FREE again at once
+        # (a fresh one is unlinked)
+        assert [q.get() for _ in range(10)] == [bytearray(big(i)) for i in range(10)]
+        assert [st for _, st, _ in pool(q)] == [FREE] * 8 and len(spill_files()) == 8
+        for i in range(5):  # one at a time: the same file each time
+            q.put(big(i))
+            assert q.get() == big(i)
+        assert len(pool(q)) == 8 and len(spill_files()) == 8
+        np = pytest.importorskip("numpy")
+        held = []
+        for i in range(10):
+            q.put(np.full(BIG // 8, i, dtype=np.int64))
+            held.append(q.get())
+        assert len(pool(q)) == 8 and all(st == BUSY for _, st, _ in pool(q))
+        assert len(spill_files()) == 8  # the two beyond the pool were unlinked when taken
+        assert [int(h[0]) for h in held] == list(range(10))
+        del held
+        assert [st for _, st, _ in pool(q)] == [FREE] * 8
+    finally:
+        q.detach()
+    assert spill_files() == []
+
+
+_FORK_HELD: Any = None
+
+
+def _read_after(ev: Any, value: float) -> None:
+    ev.wait(60)
+    assert _FORK_HELD is not None
+    if not (_FORK_HELD == value).all():
+        os._exit(3)  # the parent's producer wrote into what this child shares
+
+
+def test_an_item_shared_with_a_fork_child_is_never_reused() -> None:
+    # A forked child shares its parent's mapping of a received item (MAP_SHARED):
+    # the parent letting go of it must not hand the file back for reuse.
+    global _FORK_HELD
+    np = pytest.importorskip("numpy")
+    ctx = mp.get_context("fork")
+    q: interlock.Queue[Any] = interlock.Queue()
+    try:
+        q.put(np.full(MiB // 4, 7.0))
+        _FORK_HELD = q.get()
+        ev = ctx.Event()
+        child = ctx.Process(target=_read_after, args=(ev, 7.0))
+        child.start()
+        _FORK_HELD = None  # the parent lets go: DROPPED, not FREE
+        assert [st for _, st, _ in pool(q)] == [DROPPED]
+        for i in range(3):
+            q.put(np.full(MiB // 4, float(i)))
+            assert q.get()[0] == i
+        ev.set()
+        child.join(60)
+        assert child.exitcode == 0
+    finally:
+        _FORK_HELD = None
+        q.detach()
+    assert spill_files() == []
+
+
+def _take_and_die(name: str) -> None:
+    q = interlock.Queue(name=name, create=False)
+    item = q.get(timeout=30)
+    assert item[-1] == 1
+    os.kill(os.getpid(), signal.SIGKILL)  # holding it
+
+
+def test_a_receiver_killed_holding_a_pooled_item_gives_it_back() -> None:
+    np = pytest.importorskip("numpy")
+    q: interlock.Queue[Any] = interlock.Queue(name=uname("spillhold"))
+    try:
+        p = mp.get_context("fork").Process(target=_take_and_die, args=(q.name,))
+        p.start()
+        q.put(np.ones(MiB // 4))
+        p.join(60)
+        assert p.exitcode == -signal.SIGKILL
+        [(_, st, holder)] = pool(q)
+        assert st == BUSY and holder == p.pid  # held by the dead one for ever
+        q.put(np.zeros(MiB // 4))  # ... so the producer takes it back
+        assert len(pool(q)) == 1 and len(spill_files()) == 1
+        assert not q.get(timeout=10).any()
+    finally:
+        q.detach()
+    assert spill_files() == []
+
+
+def _put_and_leave(name: str, n: int) -> None:
+    np = pytest.importorskip("numpy")
+    q = interlock.Queue(name=name, create=False)
+    assert _core.spill_pool_info(_segment.spill_prefix(q._seg.header)) == []
+    for i in range(n):
+        q.put(np.full(MiB // 4, float(i)))
+    q.detach()
+
+
+def test_a_producer_that_leaves_leaves_no_file_whoever_holds_its_items() -> None:
+    np = pytest.importorskip("numpy")
+    ctx = mp.get_context("fork")
+    q: interlock.Queue[Any] = interlock.Queue(name=uname("spillleave"))
+    try:
+        q.put(np.ones(MiB // 4))  # this process's own pooled file (FREE once taken)
+        assert q.get()[0] == 1
+        # A forked producer starts with no pool (its parent's files are not its own).
+        p = ctx.Process(target=_put_and_leave, args=(q.name, 2))
+        p.start()
+        p.join(60)
+        assert p.exitcode == 0
+        first = q.get(timeout=10)  # its files: ORPHAN, in flight
+        assert first[0] == 0 and len(spill_files()) == 3
+        assert q.get(timeout=10)[0] == 1  # taken and let go: its name goes
+        assert len(spill_files()) == 2
+        del first
+        assert len(spill_files()) == 1  # only this process's own
+    finally:
+        q.detach()
+    assert spill_files() == []

@@ -1056,6 +1056,10 @@ class Segment:
                     else:
                         self._set_slot(i, 0, 0, 0, 0)
                         self._add_users(-1)
+                        if self.header.kind == KIND_QUEUE:
+                            # this process puts no more: its warm spill
+                            # files go (spill.md, "The pool")
+                            _core.spill_pool_drop(spill_prefix(self.header))
                     break
             _crash.point("segment.drop.locked")
             self._withdraw_unspent()

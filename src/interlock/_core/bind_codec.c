@@ -6,11 +6,17 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "crashpoint.h"
+#include "spillpool.h"
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
 
 extern PyTypeObject il_MappingType; /* bind_mapping.c */
 
@@ -39,6 +45,12 @@ static inline __attribute__((always_inline)) void msg_release_sources(msg_t *m)
 void il_msg_release(msg_t *m)
 {
     msg_release_sources(m);
+    if (m->pooled && !m->published) {
+        /* the put failed: a new file is unmapped (unnamed, it goes), a
+         * reused one is FREE again */
+        il_pool_abort(&m->pool_claim);
+        m->pooled = 0;
+    }
     if (m->spill_fd >= 0) {
         /* never named (the put failed or was refused): the unnamed file
          * goes with its last descriptor */
@@ -203,6 +215,98 @@ int il_read_all(int fd, void *dst, uint64_t n, uint64_t off)
  * /dev/shm is an error at once, before any copy.  The copy runs
  * without the GIL: the sources are held by m (the bytes object, the
  * buffers' exports).  Returns 0, or -1 with OSError (nothing left behind). */
+/* Copy the item's parts into `dst` (the file's layout, spill.md). */
+static void spill_copy(char *dst, const msg_t *m, int nb)
+{
+    uint64_t off = 0;
+    if (nb) {
+        memcpy(dst, m->lens, 8u * (size_t)nb);
+        off = 8u * (uint64_t)nb;
+    }
+    memcpy(dst + off, m->data, (size_t)m->dlen);
+    off += (uint64_t)m->dlen;
+    for (int i = 0; i < nb; i++) {
+        uint64_t a = IL_ALIGN64(off);
+        memset(dst + off, 0, (size_t)(a - off)); /* the gap: zeros */
+        memcpy(dst + a, m->views[i].buf, (size_t)m->lens[i]);
+        off = a + m->lens[i];
+    }
+}
+
+/* Write the item's parts into a new file (the layout of spill_copy): pwrite,
+ * not a mapping: no page fault per page (measured: a stream of 1 MiB items
+ * ran at half the rate through mmap).  0 or an errno. */
+static int spill_pwrite(int fd, const msg_t *m, int nb)
+{
+    uint64_t off = 0;
+    int err = 0;
+    if (nb) {
+        err = il_write_all(fd, m->lens, 8u * (uint64_t)nb, 0);
+        off = 8u * (uint64_t)nb;
+    }
+    if (!err)
+        err = il_write_all(fd, m->data, (uint64_t)m->dlen, off);
+    off += (uint64_t)m->dlen;
+    for (int i = 0; i < nb && !err; i++) {
+        off = IL_ALIGN64(off); /* the gap: zeros (fallocate) */
+        err = il_write_all(fd, m->views[i].buf, m->lens[i], off);
+        off += m->lens[i];
+    }
+    return err;
+}
+
+/* The item goes into one of this producer's pooled files (spillpool.h):
+ * one memcpy into pages already there.  1 done, 0 no pooled file (the
+ * caller makes a fresh one), -1 with OSError. */
+static int spill_pooled(const il_spill_cfg_t *cfg, msg_t *m, int nb, uint64_t size)
+{
+    il_pool_claim_t *c = &m->pool_claim;
+    int got = il_pool_claim(cfg, size, c);
+    if (got < 0) {
+        set_os_error(errno, "no room for a spilled queue item of %llu bytes (%s): %s; "
+                            "nothing was put", (unsigned long long)size, cfg->prefix);
+        return -1;
+    }
+    if (!got)
+        return 0;
+    /* The sources are pinned by m (the bytes object, the buffers' exports);
+     * the file is this producer's alone while BUSY and unpublished.  A new
+     * file is written with pwrite (its mapping has no pages mapped yet), a
+     * reused one through the mapping (every page mapped already). */
+    int err = 0;
+    Py_BEGIN_ALLOW_THREADS
+    if (c->fd >= 0) {
+        err = spill_pwrite(c->fd, m, nb);
+    } else {
+        /* The first reuse maps every page in one call (cheaper than a
+         * fault per page; the pages exist: no SIGBUS).  EINVAL before
+         * Linux 5.14: the copy faults them in. */
+        if (c->first_reuse)
+            (void)madvise(c->addr, (size_t)c->size, MADV_POPULATE_WRITE);
+        spill_copy(c->addr, m, nb);
+    }
+    Py_END_ALLOW_THREADS
+    if (err) {
+        il_pool_abort(c);
+        close(c->fd);
+        set_os_error(err, "no room for a spilled queue item of %llu bytes (%s): %s; "
+                          "nothing was put", (unsigned long long)size, cfg->prefix);
+        return -1;
+    }
+    IL_CRASH(RING_SPILL_WRITTEN);
+    m->pooled = 1;
+    m->spill_fd = c->fd; /* a new file is named by il_spill_link; a reused one has its name */
+    spill_path(m->spill_path, sizeof m->spill_path, cfg->prefix, c->pid, c->token);
+    m->ref.kind = m->rec.kind;
+    m->ref.flags = IL_SPILL_POOLED;
+    m->ref.nbufs = (uint16_t)nb;
+    m->ref.pid = c->pid;
+    m->ref.token = c->token;
+    m->ref.dlen = (uint64_t)m->dlen;
+    m->ref.size = c->size;
+    return 1;
+}
+
 static int spill_write(il_ring_t *r, const il_spill_cfg_t *cfg, msg_t *m)
 {
     int nb = m->rec.kind == IL_REC_PICKLE ? m->rec.nbufs : 0;
@@ -211,6 +315,11 @@ static int spill_write(il_ring_t *r, const il_spill_cfg_t *cfg, msg_t *m)
         size = IL_ALIGN64(size) + m->lens[i];
     if (size == 0)
         size = 8; /* (an empty item never reaches the threshold) */
+    int pooled = spill_pooled(cfg, m, nb, size);
+    if (pooled < 0)
+        return -1;
+    if (pooled)
+        goto done;
     char dir[IL_SPILL_PREFIX_MAX];
     const char *slash = strrchr(cfg->prefix, '/');
     size_t dl = slash ? (size_t)(slash - cfg->prefix) : 0;
@@ -233,21 +342,7 @@ static int spill_write(il_ring_t *r, const il_spill_cfg_t *cfg, msg_t *m)
     } else if (ftruncate(fd, (off_t)size) < 0) {
         err = errno;
     } else if ((err = posix_fallocate(fd, 0, (off_t)size)) == 0) {
-        /* pwrite, not a mapping: no page fault per page (measured: a
-         * stream of 1 MiB items ran at half the rate through mmap). */
-        uint64_t off = 0;
-        if (nb) {
-            err = il_write_all(fd, m->lens, 8u * (uint64_t)nb, 0);
-            off = 8u * (uint64_t)nb;
-        }
-        if (!err)
-            err = il_write_all(fd, m->data, (uint64_t)m->dlen, off);
-        off += (uint64_t)m->dlen;
-        for (int i = 0; i < nb && !err; i++) {
-            off = IL_ALIGN64(off); /* the gap: zeros */
-            err = il_write_all(fd, m->views[i].buf, m->lens[i], off);
-            off += m->lens[i];
-        }
+        err = spill_pwrite(fd, m, nb);
     }
     if (err && fd >= 0) {
         close(fd);
@@ -262,11 +357,13 @@ static int spill_write(il_ring_t *r, const il_spill_cfg_t *cfg, msg_t *m)
     IL_CRASH(RING_SPILL_WRITTEN);
     m->spill_fd = fd;
     m->ref.kind = m->rec.kind;
+    m->ref.flags = 0;
     m->ref.nbufs = (uint16_t)nb;
     m->ref.pid = pid;
     m->ref.token = token;
     m->ref.dlen = (uint64_t)m->dlen;
     m->ref.size = size;
+done:
     msg_release_sources(m);
     m->rec.kind = IL_REC_SPILL;
     m->rec.nbufs = 0;
@@ -278,8 +375,13 @@ static int spill_write(il_ring_t *r, const il_spill_cfg_t *cfg, msg_t *m)
 
 int il_spill_link(il_ring_t *r, msg_t *m)
 {
-    if (m->spill_fd < 0)
+    if (m->spill_fd < 0) {
+        /* a reused pooled file: named already; counted as an item spilled
+         * (relaxed, as below) */
+        atomic_fetch_add_explicit(&r->spilled, 1, memory_order_relaxed);
+        m->published = 1;
         return 0;
+    }
     /* Counted before it is named, so that the count is never behind the
      * files that exist (the last user's cleanup lists the directory only
      * when it is not 0).  relaxed: read only by a process that runs after
@@ -289,8 +391,9 @@ int il_spill_link(il_ring_t *r, msg_t *m)
     snprintf(proc, sizeof proc, "/proc/self/fd/%d", m->spill_fd);
     if (linkat(AT_FDCWD, proc, AT_FDCWD, m->spill_path, AT_SYMLINK_FOLLOW) < 0)
         return -1;
-    close(m->spill_fd);
+    close(m->spill_fd); /* (a pooled file lives on in the producer's mapping) */
     m->spill_fd = -1;
+    m->published = 1;
     IL_CRASH(RING_SPILL_LINKED);
     return 0;
 }
@@ -567,6 +670,68 @@ static PyObject *spill_corrupt(const char *path, const char *why)
     return NULL;
 }
 
+extern int il_mapping_set_pool(PyObject *mapping, const char *path); /* bind_mapping.c */
+static PyObject *item_from_mapping(PyObject *mapping, const char *path, const il_spill_ref_t *r,
+                                   uint64_t csize);
+
+/* Map a pooled spill file (spillpool.h), opened and checked, without
+ * populating it (its pages are there; each is mapped at first touch),
+ * check its trailer, take it (holder) and make the mapping hand it back
+ * when it goes.  The mapping, or NULL with an exception. */
+static PyObject *pooled_map(int fd, const char *path, uint64_t size, char **base)
+{
+    PyObject *mapping = PyObject_CallFunction((PyObject *)&il_MappingType, "ini", fd,
+                                              (Py_ssize_t)size, 0);
+    if (!mapping)
+        return NULL; /* (the file stays BUSY: its producer forgets it at detach) */
+    Py_buffer v;
+    if (PyObject_GetBuffer(mapping, &v, PyBUF_SIMPLE) < 0) {
+        Py_DECREF(mapping);
+        return NULL;
+    }
+    *base = v.buf;
+    PyBuffer_Release(&v);
+    il_pool_trailer_t *t = (il_pool_trailer_t *)(*base + size - sizeof(il_pool_trailer_t));
+    if (t->magic != IL_POOL_MAGIC) {
+        Py_DECREF(mapping);
+        spill_corrupt(path, "a pooled file without its trailer");
+        return NULL;
+    }
+    /* relaxed: a hint for the producer's check of a killed holder */
+    atomic_store_explicit(&t->holder, (uint32_t)getpid(), memory_order_relaxed);
+    if (il_mapping_set_pool(mapping, path) < 0) {
+        Py_DECREF(mapping);
+        return NULL;
+    }
+    return mapping;
+}
+
+/* A pooled spill file, opened and checked: build the item.  The name
+ * stays: the file goes back to its producer when the mapping goes -- at
+ * once for bytes and bytearray (copied out), with the last view for a
+ * pickle's buffers (numpy arrays). */
+static PyObject *pooled_finish(int fd, const char *path, const il_spill_ref_t *ref, uint64_t csize)
+{
+    char *base;
+    PyObject *mapping = pooled_map(fd, path, ref->size, &base);
+    close(fd);
+    if (!mapping)
+        return NULL;
+    if (ref->kind == IL_REC_PICKLE)
+        return item_from_mapping(mapping, path, ref, csize);
+    int ba = ref->kind == IL_REC_BYTEARRAY;
+    PyObject *res = ba ? PyByteArray_FromStringAndSize(NULL, (Py_ssize_t)ref->dlen)
+                       : PyBytes_FromStringAndSize(NULL, (Py_ssize_t)ref->dlen);
+    if (res) {
+        char *dst = ba ? PyByteArray_AS_STRING(res) : PyBytes_AS_STRING(res);
+        Py_BEGIN_ALLOW_THREADS
+        memcpy(dst, base, (size_t)ref->dlen);
+        Py_END_ALLOW_THREADS
+    }
+    Py_DECREF(mapping); /* copied out: handed back now */
+    return res;
+}
+
 /* A spilled item, its record consumed: map its file, unlink it (the
  * mapping keeps the memory while the item lives), and build the item.
  * bytes and bytearray are copied out (one copy, as from the ring); a
@@ -583,10 +748,15 @@ static PyObject *spill_finish(raw_t *x, const il_spill_cfg_t *cfg)
         return NULL;
     }
     spill_path(path, sizeof path, cfg->prefix, ref.pid, ref.token);
+    int pooled = (ref.flags & IL_SPILL_POOLED) != 0;
+    /* the item's bytes: all of the file, or all but a pooled file's trailer */
+    uint64_t csize = pooled && ref.size >= sizeof(il_pool_trailer_t)
+                         ? ref.size - sizeof(il_pool_trailer_t) : ref.size;
     if ((ref.kind != IL_REC_BYTES && ref.kind != IL_REC_BYTEARRAY && ref.kind != IL_REC_PICKLE) ||
-        (ref.kind != IL_REC_PICKLE && ref.nbufs) || ref.size == 0 ||
-        ref.size > (uint64_t)PY_SSIZE_T_MAX || 8u * (uint64_t)ref.nbufs > ref.size ||
-        ref.dlen > ref.size - 8u * (uint64_t)ref.nbufs)
+        (ref.kind != IL_REC_PICKLE && ref.nbufs) || ref.size == 0 || csize == 0 ||
+        (pooled && ref.size < sizeof(il_pool_trailer_t) + 8) ||
+        ref.size > (uint64_t)PY_SSIZE_T_MAX || 8u * (uint64_t)ref.nbufs > csize ||
+        ref.dlen > csize - 8u * (uint64_t)ref.nbufs)
         return spill_corrupt(path, "bad reference");
     int fd = open(path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
@@ -601,6 +771,8 @@ static PyObject *spill_finish(raw_t *x, const il_spill_cfg_t *cfg)
         close(fd); /* not ours, or not what was put: never removed */
         return spill_corrupt(path, "not the file that was put");
     }
+    if (pooled)
+        return pooled_finish(fd, path, &ref, csize);
     if (ref.kind != IL_REC_PICKLE) {
         /* bytes and bytearray own their memory: read into it (pread: no
          * mapping, no page faults), then let the file go. */
@@ -629,6 +801,16 @@ static PyObject *spill_finish(raw_t *x, const il_spill_cfg_t *cfg)
     close(fd);
     if (!mapping)
         return NULL;
+    return item_from_mapping(mapping, path, &ref, ref.size);
+}
+
+/* Build a pickled spilled item from the mapping of its file (consumed):
+ * the main part and the buffers are views of it, no copy.  `csize`: the
+ * item's bytes in the file. */
+static PyObject *item_from_mapping(PyObject *mapping, const char *path, const il_spill_ref_t *r,
+                                   uint64_t csize)
+{
+    il_spill_ref_t ref = *r;
     PyObject *mv = PyMemoryView_FromObject(mapping);
     Py_DECREF(mapping); /* the view holds it */
     if (!mv)
@@ -646,7 +828,7 @@ static PyObject *spill_finish(raw_t *x, const il_spill_cfg_t *cfg)
             uint64_t len;
             memcpy(&len, base + 8u * (uint64_t)i, 8);
             off = IL_ALIGN64(off);
-            if (off > ref.size || len > ref.size - off) {
+            if (off > csize || len > csize - off) {
                 spill_corrupt(path, "bad buffer lengths");
                 goto out;
             }
@@ -678,7 +860,26 @@ void il_raw_discard(raw_t *x, const il_spill_cfg_t *cfg)
     if (x->kind == IL_REC_SPILL && cfg && cfg->prefix[0]) {
         char path[IL_SPILL_PATH_MAX];
         spill_path(path, sizeof path, cfg->prefix, x->ref.pid, x->ref.token);
-        unlink(path);
+        if (!(x->ref.flags & IL_SPILL_POOLED)) {
+            unlink(path);
+        } else {
+            /* a pooled file goes back to its producer (mapped and unmapped) */
+            int fd = open(path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+            struct stat st;
+            if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
+                !(st.st_mode & 077) && (uint64_t)st.st_size == x->ref.size &&
+                x->ref.size >= sizeof(il_pool_trailer_t) + 8) {
+                PyObject *et, *ev, *tb;
+                PyErr_Fetch(&et, &ev, &tb); /* (called on an error path) */
+                char *base;
+                PyObject *mp = pooled_map(fd, path, x->ref.size, &base);
+                Py_XDECREF(mp);
+                PyErr_Clear();
+                PyErr_Restore(et, ev, tb);
+            }
+            if (fd >= 0)
+                close(fd);
+        }
     }
     il_raw_clear(x);
 }

@@ -21,6 +21,26 @@ typedef struct {
     char prefix[IL_SPILL_PREFIX_MAX];
 } il_spill_cfg_t;
 
+/* A pooled spill file claimed for one item (bind_spillpool.c). */
+struct il_pool;
+typedef struct {
+    struct il_pool *pool;
+    int slot;
+    int fd;          /* >= 0: a new file, still unnamed (il_spill_link names it) */
+    char *addr;      /* the producer's mapping of the file */
+    uint64_t size;   /* the file's length, trailer included */
+    uint32_t pid;    /* its name */
+    uint64_t token;
+    int first_reuse; /* the producer's mapping has no page mapped yet */
+} il_pool_claim_t;
+
+/* Under the GIL: a pooled file for `content` bytes, its trailer set BUSY.
+ * 1 (c filled), 0 (none: use a fresh file), -1 with errno. */
+int il_pool_claim(const il_spill_cfg_t *cfg, uint64_t content, il_pool_claim_t *c);
+/* The put of a claimed file failed before its record was published. */
+void il_pool_abort(il_pool_claim_t *c);
+int il_pool_register(PyObject *m);
+
 /* One message, ready to be copied into the ring. */
 #define MSG_INLINE_VIEWS 4
 typedef struct {
@@ -37,11 +57,14 @@ typedef struct {
     Py_buffer *views;
     uint64_t *lens;
     PyObject *buflist;
+    int pooled;              /* the item went into a pooled file (pool_claim) */
+    int published;           /* il_spill_link ran: the record is being published */
     /* Not cleared: each is written before it is read. */
     /* Spilled (rec.kind == IL_REC_SPILL): the payload went to an unnamed
      * file (spill_fd); `ref` is the record's payload; il_spill_link names
      * the file, under plock, right before the record is published. */
     il_spill_ref_t ref;
+    il_pool_claim_t pool_claim; /* pooled: the file it went into */
     Py_buffer inline_views[MSG_INLINE_VIEWS];
     uint64_t inline_lens[MSG_INLINE_VIEWS];
     char spill_path[IL_SPILL_PATH_MAX];

@@ -32,7 +32,10 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <sys/mman.h>
+#include <string.h>
 #include <unistd.h>
+
+#include "spillpool.h"
 
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
@@ -43,7 +46,42 @@ typedef struct {
     char *addr;        /* NULL once closed */
     Py_ssize_t size;
     Py_ssize_t exports; /* live buffer views: close() waits for none */
+    char *pool_path;   /* a pooled spill file: handed back at unmap (spillpool.h) */
+    uint32_t pool_gen; /* il_pool_fork_gen when it was mapped */
 } MappingObject;
+
+/* Unmap; a pooled spill file is handed back to its producer first (its
+ * trailer is in the mapping). */
+static void mapping_unmap(MappingObject *self)
+{
+    if (!self->addr)
+        return;
+    if (self->pool_path) {
+        il_pool_release((il_pool_trailer_t *)(self->addr + self->size - sizeof(il_pool_trailer_t)),
+                        self->pool_path, self->pool_gen);
+        PyMem_RawFree(self->pool_path);
+        self->pool_path = NULL;
+    }
+    munmap(self->addr, (size_t)self->size);
+    self->addr = NULL;
+}
+
+/* Make `mapping` (of a whole pooled spill file, its trailer checked) hand
+ * the file back when it is unmapped.  0, or -1 with MemoryError. */
+int il_mapping_set_pool(PyObject *mapping, const char *path)
+{
+    MappingObject *self = (MappingObject *)mapping;
+    size_t n = strlen(path) + 1;
+    self->pool_path = PyMem_RawMalloc(n);
+    if (!self->pool_path) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    memcpy(self->pool_path, path, n);
+    /* relaxed: this process's own counter (pthread_atfork) */
+    self->pool_gen = atomic_load_explicit(&il_pool_fork_gen, memory_order_relaxed);
+    return 0;
+}
 
 
 static int mapping_ok(MappingObject *self)
@@ -89,8 +127,7 @@ static PyObject *Mapping_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 static void Mapping_dealloc(MappingObject *self)
 {
     /* exports is 0 here: every view holds a reference to us. */
-    if (self->addr)
-        munmap(self->addr, (size_t)self->size);
+    mapping_unmap(self);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
@@ -121,10 +158,7 @@ static PyObject *Mapping_close(MappingObject *self, PyObject *unused)
         PyErr_SetString(PyExc_BufferError, "cannot close a mapping while views of it exist");
         return NULL;
     }
-    if (self->addr) {
-        munmap(self->addr, (size_t)self->size);
-        self->addr = NULL;
-    }
+    mapping_unmap(self);
     Py_RETURN_NONE;
 }
 

@@ -569,7 +569,7 @@ static Py_ssize_t ring_put_msgs(RingObject *self, msg_t *m, Py_ssize_t n, int64_
                     total += m[i].need;
                 if (il_ring_room(r, t, total, (uint32_t)n)) {
                     for (; k < n; k++) {
-                        if (m[k].spill_fd >= 0 && il_spill_link(r, &m[k]) < 0) {
+                        if ((m[k].spill_fd >= 0 || m[k].pooled) && il_spill_link(r, &m[k]) < 0) {
                             link_errno = errno;
                             break;
                         }
@@ -590,7 +590,7 @@ static Py_ssize_t ring_put_msgs(RingObject *self, msg_t *m, Py_ssize_t n, int64_
                         budget_hit = 1;
                         break;
                     }
-                    if (m[k].spill_fd >= 0 && il_spill_link(r, &m[k]) < 0) {
+                    if ((m[k].spill_fd >= 0 || m[k].pooled) && il_spill_link(r, &m[k]) < 0) {
                         link_errno = errno;
                         break;
                     }

@@ -53,7 +53,7 @@
 #include "mutex.h"
 
 #define IL_RING_MAGIC 0x474e4952u /* "RING" */
-#define IL_RING_VERSION 1u
+#define IL_RING_VERSION 2u
 #define IL_RING_MAX_SIZE (1u << 30)
 /* flags bits.  Each is set once (fetch_or) and never cleared: a state
  * table of the two bits:
@@ -93,10 +93,13 @@ _Static_assert(sizeof(il_rec_t) == 8, "record header is 8 bytes");
  *     <spill prefix of the queue><pid in decimal>.<token in 16 hex digits>
  * and holds: the u64 lengths of the nbufs out-of-band buffers, the main part
  * (raw bytes or pickle stream, dlen bytes), then each buffer at the next
- * 64-aligned offset (so that a numpy array mapped from it is aligned). */
+ * 64-aligned offset (so that a numpy array mapped from it is aligned).
+ * Version 2 added the pooled files (flags). */
 typedef struct il_spill_ref {
     uint8_t kind;    /* the item's own kind: IL_REC_BYTES, _BYTEARRAY or _PICKLE */
-    uint8_t _res;
+    uint8_t flags;   /* IL_SPILL_POOLED: a producer's pooled file, which ends
+                        with a 64-byte trailer (spillpool.h); not removed by
+                        its receiver but handed back */
     uint16_t nbufs;  /* out-of-band buffers (kind PICKLE) */
     uint32_t pid;    /* the producer that made the file (part of its name) */
     uint64_t token;  /* random (part of its name) */

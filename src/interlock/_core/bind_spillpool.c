@@ -1,0 +1,366 @@
+/*
+ * bind_spillpool.c -- warm spill files (the protocol: spillpool.h; the
+ * design: docs/design/spill.md, "The pool").
+ *
+ * Per process, per queue (its spill prefix), up to IL_POOL_SLOTS files this
+ * process made, each kept mapped.  All of this state is process-local and
+ * touched with the GIL held; only the trailer word is shared.
+ */
+#define _GNU_SOURCE
+#include "bind_codec.h"
+#include "spillpool.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "platform.h"
+
+#define IL_POOL_QUEUES 16           /* queues with a pool, per process */
+#define IL_POOL_SLOTS 8             /* files per queue */
+#define IL_POOL_MAX_FILE (1ull << 30) /* larger items are never pooled */
+#define IL_POOL_MAX_BYTES (2ull << 30) /* per queue */
+#define IL_POOL_IDLE_NS (10ull * 1000000000ull) /* a FREE file unused this long goes */
+
+_Atomic uint32_t il_pool_fork_gen;
+
+typedef struct {
+    char *addr;        /* NULL: empty slot */
+    uint64_t size;     /* the file's length (trailer included) */
+    uint32_t pid;      /* the name: prefix + pid + token */
+    uint64_t token;
+    uint64_t last_ns;  /* when an item last went in */
+    int creating;      /* being made, the GIL released: not to be touched */
+    int reused;        /* written through the mapping at least once */
+} pool_slot_t;
+
+typedef struct il_pool {
+    pid_t pid; /* 0: unused */
+    char prefix[IL_SPILL_PREFIX_MAX];
+    pool_slot_t slot[IL_POOL_SLOTS];
+} il_pool_t;
+
+static il_pool_t pools[IL_POOL_QUEUES];
+
+static il_pool_trailer_t *trailer(char *addr, uint64_t size)
+{
+    return (il_pool_trailer_t *)(addr + size - sizeof(il_pool_trailer_t));
+}
+
+static void slot_path(char *out, size_t n, const il_pool_t *p, const pool_slot_t *s)
+{
+    snprintf(out, n, "%s%u.%016llx", p->prefix, s->pid, (unsigned long long)s->token);
+}
+
+/* Forget a slot: ORPHAN, and remove the name if nobody holds the file. */
+static void slot_forget(il_pool_t *p, pool_slot_t *s)
+{
+    il_pool_trailer_t *t = trailer(s->addr, s->size);
+    /* acq_rel: seeing FREE, the receiver's last use happened before the
+     * unlink; setting ORPHAN, whoever releases it later sees it. */
+    uint32_t old = atomic_fetch_or_explicit(&t->state, IL_POOL_ORPHAN, memory_order_acq_rel);
+    if (old == IL_POOL_FREE) {
+        char path[IL_SPILL_PATH_MAX];
+        slot_path(path, sizeof path, p, s);
+        unlink(path);
+    }
+    munmap(s->addr, (size_t)s->size);
+    s->addr = NULL;
+}
+
+/* A forked child inherited its parent's pools: drop them without touching
+ * the files (the parent still uses them). */
+static void pool_check_pid(il_pool_t *p)
+{
+    if (p->pid && p->pid != getpid()) {
+        for (int i = 0; i < IL_POOL_SLOTS; i++) {
+            if (p->slot[i].addr)
+                munmap(p->slot[i].addr, (size_t)p->slot[i].size);
+            p->slot[i].addr = NULL;
+        }
+        p->pid = 0;
+    }
+}
+
+static il_pool_t *pool_find(const char *prefix, int create)
+{
+    il_pool_t *empty = NULL;
+    for (int i = 0; i < IL_POOL_QUEUES; i++) {
+        il_pool_t *p = &pools[i];
+        pool_check_pid(p);
+        if (p->pid && strcmp(p->prefix, prefix) == 0)
+            return p;
+        if (!p->pid && !empty)
+            empty = p;
+    }
+    if (!create || !empty)
+        return NULL;
+    empty->pid = getpid();
+    snprintf(empty->prefix, sizeof empty->prefix, "%s", prefix);
+    return empty;
+}
+
+static int holder_dead(il_pool_trailer_t *t)
+{
+    /* relaxed: a hint; a dead holder wrote it before it died, and its
+     * mapping went with it */
+    uint32_t h = atomic_load_explicit(&t->holder, memory_order_relaxed);
+    return h && (pid_t)h != getpid() && kill((pid_t)h, 0) < 0 && errno == ESRCH;
+}
+
+/* A new pooled file of `size` bytes, mapped; its trailer says BUSY.  0, or
+ * an errno (nothing left behind). */
+static int slot_create(il_pool_t *p, pool_slot_t *s, uint64_t size, int *fd_out)
+{
+    char dir[IL_SPILL_PREFIX_MAX];
+    const char *slash = strrchr(p->prefix, '/');
+    size_t dl = slash ? (size_t)(slash - p->prefix) : 0;
+    if (!dl || dl >= sizeof dir)
+        return EINVAL;
+    memcpy(dir, p->prefix, dl);
+    dir[dl] = 0;
+    uint64_t token;
+    if (getrandom(&token, sizeof token, GRND_NONBLOCK) != (ssize_t)sizeof token)
+        token = (uint64_t)il_now_ns() ^ ((uint64_t)getpid() << 40) ^ (uint64_t)(uintptr_t)s;
+    int err = 0;
+    char *addr = MAP_FAILED;
+    int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return errno;
+    if (ftruncate(fd, (off_t)size) < 0)
+        err = errno;
+    else
+        err = posix_fallocate(fd, 0, (off_t)size); /* ENOSPC now, not SIGBUS later */
+    if (!err) {
+        /* not populated: the first item is written with pwrite; the pages
+         * are mapped here by the first reuse's copy */
+        addr = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (addr == MAP_FAILED)
+            err = errno;
+    }
+    if (err) {
+        close(fd);
+        return err;
+    }
+    il_pool_trailer_t *t = trailer(addr, size);
+    /* (a fallocated page: the write cannot fault with SIGBUS) */
+    t->magic = IL_POOL_MAGIC;
+    /* relaxed: the file has no name yet; the ring publishes it */
+    atomic_store_explicit(&t->state, IL_POOL_BUSY, memory_order_relaxed);
+    atomic_store_explicit(&t->holder, 0, memory_order_relaxed);
+    s->addr = addr;
+    s->size = size;
+    s->pid = (uint32_t)getpid();
+    s->token = token;
+    *fd_out = fd;
+    return 0;
+}
+
+int il_pool_claim(const il_spill_cfg_t *cfg, uint64_t content, il_pool_claim_t *c)
+{
+    uint64_t size = ((content + 63u) & ~(uint64_t)63u) + sizeof(il_pool_trailer_t);
+    if (size > IL_POOL_MAX_FILE)
+        return 0;
+    il_pool_t *p = pool_find(cfg->prefix, 1);
+    if (!p)
+        return 0;
+    uint64_t now = il_now_ns();
+    uint64_t total = 0;
+    int fit = -1, empty = -1, evict = -1;
+    for (int i = 0; i < IL_POOL_SLOTS; i++) {
+        pool_slot_t *s = &p->slot[i];
+        if (s->creating)
+            continue;
+        if (!s->addr) {
+            if (empty < 0)
+                empty = i;
+            continue;
+        }
+        il_pool_trailer_t *t = trailer(s->addr, s->size);
+        /* acquire: seeing FREE, the receiver's accesses to the item are
+         * done before this process writes the next one */
+        uint32_t st = atomic_load_explicit(&t->state, memory_order_acquire);
+        if (st == IL_POOL_DROPPED || (st == IL_POOL_FREE && now - s->last_ns > IL_POOL_IDLE_NS)) {
+            slot_forget(p, s); /* shared with a fork child, or unused for long */
+            if (empty < 0)
+                empty = i;
+            continue;
+        }
+        if (st == IL_POOL_BUSY && holder_dead(t)) {
+            /* its receiver was killed holding it: nobody maps it now */
+            st = IL_POOL_FREE;
+            atomic_store_explicit(&t->state, IL_POOL_FREE, memory_order_relaxed);
+        }
+        total += s->size;
+        if (st != IL_POOL_FREE)
+            continue;
+        /* the smallest FREE file that holds it, wasting at most 1/8 */
+        if (s->size >= size && s->size - size <= s->size / 8 &&
+            (fit < 0 || s->size < p->slot[fit].size))
+            fit = i;
+        else if (evict < 0 || s->last_ns < p->slot[evict].last_ns)
+            evict = i;
+    }
+    c->pool = p;
+    if (fit >= 0) {
+        pool_slot_t *s = &p->slot[fit];
+        il_pool_trailer_t *t = trailer(s->addr, s->size);
+        /* relaxed: this process alone moves a FREE file; the ring's
+         * release of tail publishes the item with the state */
+        atomic_store_explicit(&t->holder, 0, memory_order_relaxed);
+        atomic_store_explicit(&t->state, IL_POOL_BUSY, memory_order_relaxed);
+        s->last_ns = now;
+        c->first_reuse = !s->reused;
+        s->reused = 1;
+        c->slot = fit;
+        c->fd = -1;
+        c->addr = s->addr;
+        c->size = s->size;
+        c->pid = s->pid;
+        c->token = s->token;
+        return 1;
+    }
+    if (empty < 0 && evict >= 0) {
+        total -= p->slot[evict].size;
+        slot_forget(p, &p->slot[evict]);
+        empty = evict;
+    }
+    if (empty < 0 || total + size > IL_POOL_MAX_BYTES)
+        return 0; /* every file is in use: a fresh file, not pooled */
+    pool_slot_t *s = &p->slot[empty];
+    int fd = -1, err;
+    s->creating = 1;
+    Py_BEGIN_ALLOW_THREADS
+    err = slot_create(p, s, size, &fd);
+    Py_END_ALLOW_THREADS
+    s->creating = 0;
+    if (err) {
+        errno = err;
+        return -1;
+    }
+    s->last_ns = now;
+    s->reused = 0;
+    c->first_reuse = 0;
+    c->slot = empty;
+    c->fd = fd;
+    c->addr = s->addr;
+    c->size = s->size;
+    c->pid = s->pid;
+    c->token = s->token;
+    return 1;
+}
+
+void il_pool_abort(il_pool_claim_t *c)
+{
+    il_pool_t *p = c->pool;
+    pool_slot_t *s = &p->slot[c->slot];
+    if (p->pid != getpid() || !s->addr || s->addr != c->addr)
+        return;
+    if (c->fd >= 0) {
+        /* never named: the unnamed file goes with the mapping */
+        munmap(s->addr, (size_t)s->size);
+        s->addr = NULL;
+    } else {
+        /* release: nothing of this attempt is read by anyone; FREE again */
+        atomic_store_explicit(&trailer(s->addr, s->size)->state, IL_POOL_FREE,
+                              memory_order_release);
+    }
+}
+
+void il_pool_release(il_pool_trailer_t *t, const char *path, uint32_t gen)
+{
+    uint32_t now_gen = atomic_load_explicit(&il_pool_fork_gen, memory_order_relaxed);
+    if (now_gen != gen) {
+        /* forked while holding it: a child may still read it */
+        unlink(path);
+        atomic_exchange_explicit(&t->state, IL_POOL_DROPPED, memory_order_acq_rel);
+        return;
+    }
+    /* acq_rel: release, for the producer's next write; acquire, for ORPHAN */
+    uint32_t old = atomic_exchange_explicit(&t->state, IL_POOL_FREE, memory_order_acq_rel);
+    if (old & IL_POOL_ORPHAN)
+        unlink(path); /* the producer forgot it: nobody reuses it */
+}
+
+static void pool_before_fork(void)
+{
+    /* relaxed: read back by this process and its child only */
+    atomic_fetch_add_explicit(&il_pool_fork_gen, 1, memory_order_relaxed);
+}
+
+/* _core.spill_pool_drop(prefix): this process is done with the queue (its
+ * last handle detaches): forget its pooled files. */
+static PyObject *spill_pool_drop(PyObject *mod, PyObject *arg)
+{
+    (void)mod;
+    const char *prefix = PyUnicode_AsUTF8(arg);
+    if (!prefix)
+        return NULL;
+    il_pool_t *p = pool_find(prefix, 0);
+    int n = 0;
+    if (p) {
+        for (int i = 0; i < IL_POOL_SLOTS; i++)
+            if (p->slot[i].addr && !p->slot[i].creating) {
+                slot_forget(p, &p->slot[i]);
+                n++;
+            }
+        p->pid = 0;
+    }
+    return PyLong_FromLong(n);
+}
+
+/* _core.spill_pool_info(prefix): [(file size, state, holder), ...] of this
+ * process's pooled files of the queue (tests, statistics). */
+static PyObject *spill_pool_info(PyObject *mod, PyObject *arg)
+{
+    (void)mod;
+    const char *prefix = PyUnicode_AsUTF8(arg);
+    if (!prefix)
+        return NULL;
+    il_pool_t *p = pool_find(prefix, 0);
+    PyObject *list = PyList_New(0);
+    if (!list || !p)
+        return list;
+    for (int i = 0; i < IL_POOL_SLOTS; i++) {
+        pool_slot_t *s = &p->slot[i];
+        if (!s->addr || s->creating)
+            continue;
+        il_pool_trailer_t *t = trailer(s->addr, s->size);
+        PyObject *e = Py_BuildValue(
+            "(KII)", (unsigned long long)s->size,
+            (unsigned)atomic_load_explicit(&t->state, memory_order_acquire),
+            (unsigned)atomic_load_explicit(&t->holder, memory_order_relaxed));
+        if (!e || PyList_Append(list, e) < 0) {
+            Py_XDECREF(e);
+            Py_DECREF(list);
+            return NULL;
+        }
+        Py_DECREF(e);
+    }
+    return list;
+}
+
+static PyMethodDef pool_methods[] = {
+    {"spill_pool_drop", spill_pool_drop, METH_O, NULL},
+    {"spill_pool_info", spill_pool_info, METH_O, NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+int il_pool_register(PyObject *m)
+{
+    static int atfork_done;
+    if (!atfork_done) {
+        if (pthread_atfork(pool_before_fork, NULL, NULL) != 0) {
+            PyErr_SetString(PyExc_RuntimeError, "pthread_atfork failed");
+            return -1;
+        }
+        atfork_done = 1;
+    }
+    return PyModule_AddFunctions(m, pool_methods);
+}
