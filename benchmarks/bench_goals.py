@@ -43,6 +43,7 @@ import multiprocessing as mp
 import os
 import resource
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -78,6 +79,7 @@ IOX2_IMPLS = (IOX2, IOX2_SPIN)
 METHODS = [m for m in ("fork", "spawn", "forkserver") if m in mp.get_all_start_methods()]
 BATCH = 128
 MAXSIZE = 10_000
+STREAM_ARRAYS = 5  # per repeat of the 256 MiB stream: the first, then the ones measured
 STOP = None
 
 
@@ -489,6 +491,34 @@ def w_big_get(barrier: Any, impl: str, q: Any, size: int) -> dict:
     return {"t0": t1, "t1": t1}
 
 
+def w_big_stream_put(barrier: Any, impl: str, q: Any, size: int, n: int, acks: Any) -> dict:
+    """Put n arrays one after another, each once the previous one arrived
+    and was let go of (a stream of frames, batches of a data loader)."""
+    a = payload("numpy", size)
+    barrier.wait()
+    starts = []
+    for i in range(n):
+        a[0] = i
+        starts.append(time.perf_counter())
+        q.put(a)
+        acks.recv()
+    return {"starts": starts}
+
+
+def w_big_stream_get(barrier: Any, impl: str, q: Any, size: int, n: int, acks: Any) -> dict:
+    _, get = _ops(impl, q, 0)
+    barrier.wait()
+    arrivals = []
+    for i in range(n):
+        m = get()
+        arrivals.append(time.perf_counter())
+        if m.nbytes != size or m[0] != i or m[-1] != size // 8 - 1:
+            raise BenchFailure("the array is not what was put")
+        del m  # let go of it before the next one
+        acks.send(None)
+    return {"arrivals": arrivals}
+
+
 def w_copy(barrier: Any, size: int, fresh: bool) -> dict:
     """One copy of the array: into a fresh array (``ndarray.copy()``: its
     pages are faulted in during the copy, as a receiver's are), or into one
@@ -592,19 +622,45 @@ def pingpong(impl: str, method: str, duration: float, cpus: tuple[int | None, in
     return a["p50_us"], a["p99_us"]
 
 
+def big_queue(impl: str, ctx: Any, size: int) -> Any:
+    """The queue for arrays of ``size`` bytes: interlock's default queue (a
+    large item goes through a spill file: spill.md), the peers' with room
+    for one array."""
+    if impl == "interlock":
+        return interlock.Queue()
+    return make_queue(impl, ctx, capacity=size + (16 << 20))
+
+
 def big(impl: str, size: int) -> float:
-    """Seconds from the put's start to the get's return of one array."""
+    """Seconds from the put's start to the get's return of one array, the
+    first of a fresh producer process."""
     ctx = mp.get_context("fork")
     if impl in ("copy", "memcpy"):
         (r,) = run_workers([(w_copy, (size, impl == "copy"))], TIMEOUT_S, ctx)
         return r["t1"] - r["t0"]
-    q = make_queue(impl, ctx, capacity=size + (16 << 20))
+    q = big_queue(impl, ctx, size)
     try:
         res = run_workers([(w_big_put, (impl, q, size)), (w_big_get, (impl, q, size))],
                           TIMEOUT_S, ctx)
     finally:
         close_queue(impl, q)
     return res[1]["t1"] - res[0]["t0"]
+
+
+def big_stream(impl: str, size: int, n: int) -> list[float]:
+    """Seconds from put to get of each of n arrays sent one after another by
+    one producer process to one consumer, each let go of before the next."""
+    ctx = mp.get_context("fork")
+    q = big_queue(impl, ctx, size)
+    r, w = ctx.Pipe(duplex=False)
+    try:
+        res = run_workers([(w_big_stream_put, (impl, q, size, n, r)),
+                           (w_big_stream_get, (impl, q, size, n, w))], TIMEOUT_S, ctx)
+    finally:
+        close_queue(impl, q)
+        r.close()
+        w.close()
+    return [b - a for a, b in zip(res[0]["starts"], res[1]["arrivals"])]
 
 
 def grid(impl: str, nprod: int, ncons: int, n: int, extra: list | None = None) -> float:
@@ -873,6 +929,30 @@ def run(report: Report, args: Any) -> None:
             report.ratio("256 MiB: interlock against one copy to a fresh array",
                          (case, "interlock"), (case, copy), ("interlock", "ndarray.copy"))
             report.ratio_vs(case, "interlock", peers)
+            sys.stderr.write(".")
+        # The same arrays as a stream: what each costs once the producer has
+        # sent one (interlock: its spill file is reused, spill.md "The pool").
+        stream = "256 MiB numpy arrays one after another, each after the first"
+        if r.want(stream):
+            impls = {"interlock": "interlock", "mp.Queue": "mp.Queue", "faster-fifo": "faster-fifo"}
+            for impl, shown in impls.items():
+                why = why_missing(impl)
+                if why:
+                    report.missing(stream, shown, "s", why)
+            for _ in range(args.repeat):
+                for impl, shown in impls.items():
+                    if why_missing(impl) or report.row(stream, shown, "s").get("error"):
+                        continue
+                    try:
+                        each = big_stream(impl, size, STREAM_ARRAYS)
+                        report.add(stream, shown, "s", statistics.median(each[1:]),
+                                   each_s=[round(x, 5) for x in each])
+                    except Exception as e:
+                        report.failed(stream, shown, "s", f"{type(e).__name__}: {e}")
+            if r.want(case):
+                report.ratio("256 MiB stream: interlock against one memcpy", (stream, "interlock"),
+                             (case, memcpy), ("interlock", "np.copyto"))
+            report.ratio_vs(stream, "interlock", peers)
             sys.stderr.write(".")
 
     # 4. scaling: P x C through one queue of maxsize 10,000, and the rate of
