@@ -4,9 +4,11 @@ A queue made without ``capacity=`` sends an item whose record exceeds its
 spill threshold (1 MiB) through a file of its own; only a 40-byte reference
 goes through the ring.  What must hold: FIFO and exactly-once across small
 and spilled items, with several producers and consumers; a numpy array
-comes out backed by the file's mapping (no second copy) and the file's name
-is gone at once; no spill file outlives the queue, whoever dies where; a
-full /dev/shm is an OSError with nothing put and nothing left behind.
+comes out backed by the file's mapping (no second copy); a producer's
+pooled file is written again only once its receiver let go of it (fork and
+death of the receiver included); no spill file outlives the queue, whoever
+dies where; a full /dev/shm is an OSError with nothing put and nothing left
+behind.
 """
 from __future__ import annotations
 
