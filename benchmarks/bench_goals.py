@@ -932,27 +932,27 @@ def run(report: Report, args: Any) -> None:
             sys.stderr.write(".")
         # The same arrays as a stream: what each costs once the producer has
         # sent one (interlock: its spill file is reused, spill.md "The pool").
-        stream = "256 MiB numpy arrays one after another, each after the first"
-        if r.want(stream):
+        stream_case = "256 MiB numpy arrays one after another, each after the first"
+        if r.want(stream_case):
             impls = {"interlock": "interlock", "mp.Queue": "mp.Queue", "faster-fifo": "faster-fifo"}
             for impl, shown in impls.items():
                 why = why_missing(impl)
                 if why:
-                    report.missing(stream, shown, "s", why)
+                    report.missing(stream_case, shown, "s", why)
             for _ in range(args.repeat):
                 for impl, shown in impls.items():
-                    if why_missing(impl) or report.row(stream, shown, "s").get("error"):
+                    if why_missing(impl) or report.row(stream_case, shown, "s").get("error"):
                         continue
                     try:
                         each = big_stream(impl, size, STREAM_ARRAYS)
-                        report.add(stream, shown, "s", statistics.median(each[1:]),
+                        report.add(stream_case, shown, "s", statistics.median(each[1:]),
                                    each_s=[round(x, 5) for x in each])
                     except Exception as e:
-                        report.failed(stream, shown, "s", f"{type(e).__name__}: {e}")
+                        report.failed(stream_case, shown, "s", f"{type(e).__name__}: {e}")
             if r.want(case):
-                report.ratio("256 MiB stream: interlock against one memcpy", (stream, "interlock"),
+                report.ratio("256 MiB stream: interlock against one memcpy", (stream_case, "interlock"),
                              (case, memcpy), ("interlock", "np.copyto"))
-            report.ratio_vs(stream, "interlock", peers)
+            report.ratio_vs(stream_case, "interlock", peers)
             sys.stderr.write(".")
 
     # 4. scaling: P x C through one queue of maxsize 10,000, and the rate of
