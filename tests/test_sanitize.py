@@ -78,6 +78,28 @@ def test_resp_wire_under_asan_ubsan_is_clean(tmp_path):
     assert "ERROR: AddressSanitizer" not in out and "runtime error:" not in out, out
 
 
+@needs_asan
+def test_spill_pool_under_asan_ubsan_is_clean(tmp_path):
+    """test_spill's pool tests (bind_spillpool.c, a pooled file's trailer
+    and hand-back in bind_mapping.c) and its other in-process tests on the
+    instrumented core."""
+    spill = ROOT / "tests" / "test_spill.py"
+    names = ["test_an_item_larger_than_the_ring_goes_through_a_default_queue",
+             "test_spilled_kinds_come_back_as_they_went",
+             "test_numpy_array_comes_out_backed_by_the_mapping",
+             "test_a_pooled_file_is_reused_once_its_receiver_lets_go_and_never_before",
+             "test_at_most_eight_pooled_files_per_queue_then_fresh_ones",
+             "test_an_item_shared_with_a_fork_child_is_never_reused",
+             "test_a_receiver_killed_holding_a_pooled_item_gives_it_back",
+             "test_a_producer_that_leaves_leaves_no_file_whoever_holds_its_items"]
+    r = _sanitize(tmp_path, "1", env={"PYTEST_ARGS": " ".join(f"{spill}::{n}" for n in names)})
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert re.search(r"\b\d+ passed", out) and not re.search(r"\b\d+ failed", out), out
+    assert "sanitize: clean" in out, out
+    assert "ERROR: AddressSanitizer" not in out and "runtime error:" not in out, out
+
+
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
 def test_valgrind_short_run_is_clean():
     r = subprocess.run([str(ROOT / "scripts" / "valgrind.sh"), "3"], cwd=ROOT,

@@ -550,3 +550,52 @@ def test_a_producer_that_leaves_leaves_no_file_whoever_holds_its_items() -> None
     finally:
         q.detach()
     assert spill_files() == []
+
+
+def _detach_while_another_thread_writes(name: str) -> None:
+    import threading
+    import time
+    np = pytest.importorskip("numpy")
+    q = interlock.Queue(name=name, create=False)
+    a = np.ones(32 * MiB)  # 256 MiB: a copy of tens of ms
+    q.put(a)
+    assert q.get()[0] == 1  # the file is pooled and FREE: the next put reuses it
+    errors: list[BaseException] = []
+
+    def put() -> None:
+        try:
+            q.put(a)
+        except BaseException as e:  # (a put racing a detach may be refused)
+            errors.append(e)
+
+    t = threading.Thread(target=put)
+    t.start()
+    time.sleep(0.005)
+    try:
+        q.detach()  # refused while the put is in flight (or done before it began)
+    except RuntimeError as e:
+        assert "another thread" in str(e)
+    t.join(60)
+    assert not t.is_alive()
+    os._exit(0)
+
+
+def test_a_detach_while_another_thread_copies_into_a_pooled_file_crashes_nothing() -> None:
+    pytest.importorskip("numpy")
+    q: interlock.Queue[Any] = interlock.Queue(name=uname("spilldet"))
+    try:
+        p = mp.get_context("fork").Process(target=_detach_while_another_thread_writes,
+                                           args=(q.name,))
+        p.start()
+        p.join(120)
+        # before: SIGSEGV (the detach went through while the put copied with
+        # the GIL released, and the put went on into the detached ring)
+        assert p.exitcode == 0
+        while True:  # what the racing put published, if it did
+            try:
+                q.get_nowait()
+            except interlock.Empty:
+                break
+    finally:
+        q.detach()
+    assert spill_files() == []

@@ -286,6 +286,7 @@ static int spill_pooled(const il_spill_cfg_t *cfg, msg_t *m, int nb, uint64_t si
         spill_copy(c->addr, m, nb);
     }
     Py_END_ALLOW_THREADS
+    il_pool_copied(c);
     if (err) {
         il_pool_abort(c);
         close(c->fd);

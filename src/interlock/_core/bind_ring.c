@@ -670,6 +670,17 @@ static Py_ssize_t ring_put_msgs(RingObject *self, msg_t *m, Py_ssize_t n, int64_
 
 static const char *const put_names[] = {"obj", "block", "timeout"};
 
+/* il_msg_prepare, counted as a call in flight (`busy`): a spilled item is
+ * copied with the GIL released (and pickling runs Python code), and a
+ * detach of this handle meanwhile would leave the put with no ring. */
+static int prepare_item(RingObject *self, PyObject *obj, msg_t *m)
+{
+    ((ShmObject *)self)->busy++;
+    int rc = il_msg_prepare(RING(self), &self->spill, obj, m);
+    ((ShmObject *)self)->busy--;
+    return rc;
+}
+
 static PyObject *Ring_put(RingObject *self, PyObject *const *args, Py_ssize_t nargs,
                           PyObject *kwnames)
 {
@@ -686,7 +697,7 @@ static PyObject *Ring_put(RingObject *self, PyObject *const *args, Py_ssize_t na
     if (shm_check((ShmObject *)self) < 0 || check_open(self) < 0)
         return NULL;
     msg_t m;
-    if (il_msg_prepare(RING(self), &self->spill, a[0], &m) < 0)
+    if (prepare_item(self, a[0], &m) < 0)
         return NULL;
     Py_ssize_t k = ring_put_msgs(self, &m, 1, deadline, 0);
     il_msg_release(&m);
@@ -701,7 +712,7 @@ static PyObject *Ring_put_nowait(RingObject *self, PyObject *obj)
     if (shm_check((ShmObject *)self) < 0 || check_open(self) < 0)
         return NULL;
     msg_t m;
-    if (il_msg_prepare(RING(self), &self->spill, obj, &m) < 0)
+    if (prepare_item(self, obj, &m) < 0)
         return NULL;
     Py_ssize_t k = ring_put_msgs(self, &m, 1, 0, 0);
     il_msg_release(&m);
@@ -738,7 +749,7 @@ static PyObject *Ring_put_many(RingObject *self, PyObject *const *args, Py_ssize
     Py_ssize_t prepared = 0, put = 0;
     PyObject **items = PySequence_Fast_ITEMS(seq);
     for (; prepared < n; prepared++) {
-        if (il_msg_prepare(RING(self), &self->spill, items[prepared], &m[prepared]) < 0)
+        if (prepare_item(self, items[prepared], &m[prepared]) < 0)
             goto out;
     }
     put = ring_put_msgs(self, m, n, deadline, deadline == 0);

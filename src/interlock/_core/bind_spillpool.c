@@ -38,6 +38,8 @@ typedef struct {
     uint64_t last_ns;  /* when an item last went in */
     int creating;      /* being made, the GIL released: not to be touched */
     int reused;        /* written through the mapping at least once */
+    int writing;       /* an item is being copied in, the GIL released */
+    int dropped;       /* forgotten while writing: unmapped when the copy ends */
 } pool_slot_t;
 
 typedef struct il_pool {
@@ -96,8 +98,13 @@ static il_pool_t *pool_find(const char *prefix, int create)
         pool_check_pid(p);
         if (p->pid && strcmp(p->prefix, prefix) == 0)
             return p;
-        if (!p->pid && !empty)
-            empty = p;
+        if (!p->pid && !empty) {
+            int busy = 0;
+            for (int k = 0; k < IL_POOL_SLOTS; k++)
+                busy |= p->slot[k].addr != NULL;
+            if (!busy)
+                empty = p;
+        }
     }
     if (!create || !empty)
         return NULL;
@@ -218,6 +225,7 @@ int il_pool_claim(const il_spill_cfg_t *cfg, uint64_t content, il_pool_claim_t *
         s->last_ns = now;
         c->first_reuse = !s->reused;
         s->reused = 1;
+        s->writing = 1;
         c->slot = fit;
         c->fd = -1;
         c->addr = s->addr;
@@ -246,6 +254,7 @@ int il_pool_claim(const il_spill_cfg_t *cfg, uint64_t content, il_pool_claim_t *
     }
     s->last_ns = now;
     s->reused = 0;
+    s->writing = 1;
     c->first_reuse = 0;
     c->slot = empty;
     c->fd = fd;
@@ -254,6 +263,19 @@ int il_pool_claim(const il_spill_cfg_t *cfg, uint64_t content, il_pool_claim_t *
     c->pid = s->pid;
     c->token = s->token;
     return 1;
+}
+
+void il_pool_copied(il_pool_claim_t *c)
+{
+    pool_slot_t *s = &c->pool->slot[c->slot];
+    if (s->addr != c->addr)
+        return;
+    s->writing = 0;
+    if (s->dropped) {
+        munmap(s->addr, (size_t)s->size);
+        s->addr = NULL;
+        s->dropped = 0;
+    }
 }
 
 void il_pool_abort(il_pool_claim_t *c)
@@ -305,11 +327,22 @@ static PyObject *spill_pool_drop(PyObject *mod, PyObject *arg)
     il_pool_t *p = pool_find(prefix, 0);
     int n = 0;
     if (p) {
-        for (int i = 0; i < IL_POOL_SLOTS; i++)
-            if (p->slot[i].addr && !p->slot[i].creating) {
-                slot_forget(p, &p->slot[i]);
-                n++;
+        for (int i = 0; i < IL_POOL_SLOTS; i++) {
+            pool_slot_t *s = &p->slot[i];
+            if (!s->addr || s->creating || s->dropped)
+                continue;
+            n++;
+            if (s->writing) {
+                /* another thread is copying into it: ORPHAN now (it is
+                 * BUSY: its receiver removes the name), unmapped by that
+                 * thread when its copy ends (il_pool_copied) */
+                atomic_fetch_or_explicit(&trailer(s->addr, s->size)->state, IL_POOL_ORPHAN,
+                                         memory_order_acq_rel);
+                s->dropped = 1;
+            } else {
+                slot_forget(p, s);
             }
+        }
         p->pid = 0;
     }
     return PyLong_FromLong(n);
