@@ -19,7 +19,9 @@ Where interlock was fast on one path and fell off a cliff next to it:
 - a 256 MiB numpy array, put in one process and got in another, against one
   memcpy of it (``np.copyto`` into memory already touched) and one copy into
   a fresh array (``ndarray.copy()``: its pages are faulted in during the
-  copy, as a receiver's are);
+  copy, as a receiver's are): the first array of a fresh producer, and, as
+  a stream, five arrays one after another from one producer (the median of
+  those after the first; interlock reuses its pooled spill file);
 - scaling: P producers x C consumers of pickled tuples ``(i, 'abc', 1.5)``
   through one queue of maxsize 10,000, for 1x1, 2x2, 8x8 and 32x32.
 
