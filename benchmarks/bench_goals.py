@@ -74,6 +74,11 @@ except ImportError:  # pragma: no cover
 
 TIMEOUT_S = 120.0
 IMPLS = ("interlock", "mp.Queue", "faster-fifo")
+# interlock with a default Queue() (no capacity=): items above 1 MiB go
+# through spill files, pooled (docs/design/spill.md); measured beside the
+# 4 MiB ring in the 1 MiB numpy cases
+IL_DEFAULT = "interlock, default Queue()"
+IL_IMPLS = ("interlock", IL_DEFAULT)
 # iceoryx2, waiting on an event / busy polling: only in the 1 MiB numpy
 # put/get case and the ping-pong cases (Iox2Channel)
 IOX2, IOX2_SPIN = "iceoryx2", "iceoryx2 busy-poll"
@@ -99,6 +104,8 @@ def make_queue(impl: str, ctx: Any, capacity: int = 4 << 20, maxsize: int = 0,
     iceoryx2, whose samples have a fixed maximum size."""
     if impl == "interlock":
         return interlock.Queue(maxsize, capacity=capacity)
+    if impl == IL_DEFAULT:
+        return interlock.Queue(maxsize)
     if impl == "mp.Queue":
         return ctx.Queue(maxsize)
     if impl in IOX2_IMPLS:
@@ -109,7 +116,7 @@ def make_queue(impl: str, ctx: Any, capacity: int = 4 << 20, maxsize: int = 0,
 
 
 def close_queue(impl: str, q: Any) -> None:
-    if impl == "interlock":
+    if impl in IL_IMPLS:
         q.detach()
     elif impl == "mp.Queue":
         q.close()
@@ -148,7 +155,7 @@ def _ops(impl: str, q: Any, batch: int) -> tuple[Callable[..., Any], Callable[[]
         if impl == "faster-fifo":
             return q.put, (lambda: q.get(timeout=TIMEOUT_S))
         return q.put, q.get
-    if impl == "interlock":
+    if impl in IL_IMPLS:
         return q.put_many, (lambda: q.get_many(batch))
     if impl == "faster-fifo":
         return q.put_many, (lambda: q.get_many(timeout=TIMEOUT_S, max_messages_to_get=batch))
@@ -880,8 +887,10 @@ def run(report: Report, args: Any) -> None:
         else:
             n0 = max(2 * batch, (4 << 20) // size * 4)
             # iceoryx2: in the 1 MiB case only (the goal: interlock >= 1.25x it)
-            case_impls, case_peers = ((IMPLS + IOX2_IMPLS, iox2_peers) if kind == "numpy"
-                                      else (IMPLS, peers))
+            # and interlock's default queue beside its 4 MiB ring (the 1 MiB
+            # arrays then go through its pooled spill files)
+            case_impls, case_peers = (((*IMPLS, IL_DEFAULT, *IOX2_IMPLS), iox2_peers)
+                                      if kind == "numpy" else (IMPLS, peers))
             # single and batched interleaved; mp.Queue and iceoryx2 have no batch API
             # Single puts cycle through the batch's distinct objects: the
             # same data, so that the ratio compares the calls (w_put).
@@ -900,8 +909,14 @@ def run(report: Report, args: Any) -> None:
                          # on them
                          target_s=max(0.3, r.target_s))
             report.ratio_vs(single, "interlock", case_peers)
+            if kind == "numpy":
+                report.ratio_vs(single, IL_DEFAULT, case_peers)
         report.ratio(f"{label}: put_many/get_many / put/get, per item", (many, "interlock"),
                      (single, "interlock"), ("interlock put_many/get_many", "interlock put/get"))
+        if kind == "numpy":
+            report.ratio(f"{label}: put_many/get_many / put/get, per item, default Queue()",
+                         (many, IL_DEFAULT), (single, IL_DEFAULT),
+                         ("interlock put_many/get_many", "interlock put/get"))
 
     # 3. a 256 MiB array against one copy of it.
     if np is not None:

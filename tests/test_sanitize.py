@@ -88,7 +88,7 @@ def test_spill_pool_under_asan_ubsan_is_clean(tmp_path):
              "test_spilled_kinds_come_back_as_they_went",
              "test_numpy_array_comes_out_backed_by_the_mapping",
              "test_a_pooled_file_is_reused_once_its_receiver_lets_go_and_never_before",
-             "test_at_most_eight_pooled_files_per_queue_then_fresh_ones",
+             "test_a_producer_pools_at_most_so_many_files_per_queue_then_fresh_ones",
              "test_an_item_shared_with_a_fork_child_is_never_reused",
              "test_a_receiver_killed_holding_a_pooled_item_gives_it_back",
              "test_a_producer_that_leaves_leaves_no_file_whoever_holds_its_items"]

@@ -428,30 +428,31 @@ def test_a_pooled_file_is_reused_once_its_receiver_lets_go_and_never_before() ->
     assert spill_files() == []
 
 
-def test_at_most_eight_pooled_files_per_queue_then_fresh_ones() -> None:
+def test_a_producer_pools_at_most_so_many_files_per_queue_then_fresh_ones() -> None:
+    n = _core.SPILL_POOL_SLOTS  # 32
     q: interlock.Queue[Any] = interlock.Queue()
     try:
-        for i in range(10):  # ten in flight: eight pooled files, two fresh ones
+        for i in range(n + 2):  # n + 2 in flight: n pooled files, two fresh ones
             q.put(bytearray(big(i)))
-        assert len(pool(q)) == 8 and len(spill_files()) == 10
+        assert len(pool(q)) == n and len(spill_files()) == n + 2
         # bytes and bytearray are copied out: each file is FREE again at once
         # (a fresh one is unlinked)
-        assert [q.get() for _ in range(10)] == [bytearray(big(i)) for i in range(10)]
-        assert [st for _, st, _ in pool(q)] == [FREE] * 8 and len(spill_files()) == 8
+        assert [q.get() for _ in range(n + 2)] == [bytearray(big(i)) for i in range(n + 2)]
+        assert [st for _, st, _ in pool(q)] == [FREE] * n and len(spill_files()) == n
         for i in range(5):  # one at a time: the same file each time
             q.put(big(i))
             assert q.get() == big(i)
-        assert len(pool(q)) == 8 and len(spill_files()) == 8
+        assert len(pool(q)) == n and len(spill_files()) == n
         np = pytest.importorskip("numpy")
         held = []
-        for i in range(10):
+        for i in range(n + 2):
             q.put(np.full(BIG // 8, i, dtype=np.int64))
             held.append(q.get())
-        assert len(pool(q)) == 8 and all(st == BUSY for _, st, _ in pool(q))
-        assert len(spill_files()) == 8  # the two beyond the pool were unlinked when taken
-        assert [int(h[0]) for h in held] == list(range(10))
+        assert len(pool(q)) == n and all(st == BUSY for _, st, _ in pool(q))
+        assert len(spill_files()) == n  # the two beyond the pool were unlinked when taken
+        assert [int(h[0]) for h in held] == list(range(n + 2))
         del held
-        assert [st for _, st, _ in pool(q)] == [FREE] * 8
+        assert [st for _, st, _ in pool(q)] == [FREE] * n
     finally:
         q.detach()
     assert spill_files() == []

@@ -23,7 +23,7 @@
 #include "platform.h"
 
 #define IL_POOL_QUEUES 16           /* queues with a pool, per process */
-#define IL_POOL_SLOTS 8             /* files per queue */
+#define IL_POOL_SLOTS 32            /* files per queue */
 #define IL_POOL_MAX_FILE (1ull << 30) /* larger items are never pooled */
 #define IL_POOL_MAX_BYTES (2ull << 30) /* per queue */
 #define IL_POOL_IDLE_NS (10ull * 1000000000ull) /* a FREE file unused this long goes */
@@ -395,5 +395,7 @@ int il_pool_register(PyObject *m)
         }
         atfork_done = 1;
     }
+    if (PyModule_AddIntConstant(m, "SPILL_POOL_SLOTS", IL_POOL_SLOTS) < 0)
+        return -1;
     return PyModule_AddFunctions(m, pool_methods);
 }
