@@ -600,3 +600,39 @@ def test_a_detach_while_another_thread_copies_into_a_pooled_file_crashes_nothing
     finally:
         q.detach()
     assert spill_files() == []
+
+
+_SMALL_SHM = """
+import numpy as np, interlock
+from interlock import _core, _segment
+MiB = 1 << 20
+q = interlock.Queue()
+for i in range(12):  # 24 MiB in flight
+    q.put(np.full(MiB // 4, i, dtype=np.float64))  # 2 MiB each
+for i in range(12):
+    assert q.get()[0] == i
+pooled = _core.spill_pool_info(_segment.spill_prefix(q._seg.header))
+# a quarter of this 64 MiB /dev/shm at most; the rest went as fresh files
+assert 0 < sum(s for s, _, _ in pooled) <= 16 * MiB, pooled
+big = np.ones(52 * MiB // 8)
+q.put(big)  # room only once the pool's idle files are gone
+assert q.get()[-1] == 1
+q.detach()
+print("ok", len(pooled))
+"""
+
+
+def test_a_pool_takes_at_most_a_quarter_of_a_small_dev_shm_and_gives_it_back() -> None:
+    # Docker's /dev/shm is 64 MiB: a private one of that size (a mount
+    # namespace; root or user namespaces needed, else skipped).
+    pytest.importorskip("numpy")
+    import shutil
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare(1) is not installed")
+    r = subprocess.run(["unshare", "--mount", "--fork", "sh", "-c",
+                        'mount -t tmpfs -o size=64m tmpfs /dev/shm && exec "$0" -c "$1"',
+                        sys.executable, _SMALL_SHM], capture_output=True, text=True, timeout=120)
+    if r.returncode != 0 and ("unshare failed" in r.stderr or "mount:" in r.stderr):
+        pytest.skip(f"no private /dev/shm here: {r.stderr.strip()[:200]}")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.startswith("ok"), r.stdout

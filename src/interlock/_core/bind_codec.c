@@ -336,20 +336,26 @@ static int spill_write(il_ring_t *r, const il_spill_cfg_t *cfg, msg_t *m)
     uint32_t pid = (uint32_t)getpid();
     spill_path(m->spill_path, sizeof m->spill_path, cfg->prefix, pid, token);
     int fd, err = 0;
-    Py_BEGIN_ALLOW_THREADS
-    fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        err = errno;
-    } else if (ftruncate(fd, (off_t)size) < 0) {
-        err = errno;
-    } else if ((err = posix_fallocate(fd, 0, (off_t)size)) == 0) {
-        err = spill_pwrite(fd, m, nb);
+    for (int attempt = 0;; attempt++) {
+        Py_BEGIN_ALLOW_THREADS
+        fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            err = errno;
+        } else if (ftruncate(fd, (off_t)size) < 0) {
+            err = errno;
+        } else if ((err = posix_fallocate(fd, 0, (off_t)size)) == 0) {
+            err = spill_pwrite(fd, m, nb);
+        }
+        if (err && fd >= 0) {
+            close(fd);
+            fd = -1;
+        }
+        Py_END_ALLOW_THREADS
+        /* No room: this producer's idle pooled files may hold it. */
+        if (err != ENOSPC || attempt > 0 || il_pool_shrink(cfg) == 0)
+            break;
+        err = 0;
     }
-    if (err && fd >= 0) {
-        close(fd);
-        fd = -1;
-    }
-    Py_END_ALLOW_THREADS
     if (err) {
         set_os_error(err, "no room for a spilled queue item of %llu bytes (%s): %s; "
                           "nothing was put", (unsigned long long)size, dir);

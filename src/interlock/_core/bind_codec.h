@@ -37,6 +37,9 @@ typedef struct {
 /* Under the GIL: a pooled file for `content` bytes, its trailer set BUSY.
  * 1 (c filled), 0 (none: use a fresh file), -1 with errno. */
 int il_pool_claim(const il_spill_cfg_t *cfg, uint64_t content, il_pool_claim_t *c);
+/* Under the GIL: forget the pool's idle files (a new file found no room).
+ * How many went. */
+int il_pool_shrink(const il_spill_cfg_t *cfg);
 /* Under the GIL, once the item is copied into the claimed file. */
 void il_pool_copied(il_pool_claim_t *c);
 /* The put of a claimed file failed before its record was published. */

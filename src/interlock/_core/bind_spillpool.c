@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include "platform.h"
@@ -25,7 +26,7 @@
 #define IL_POOL_QUEUES 16           /* queues with a pool, per process */
 #define IL_POOL_SLOTS 32            /* files per queue */
 #define IL_POOL_MAX_FILE (1ull << 30) /* larger items are never pooled */
-#define IL_POOL_MAX_BYTES (2ull << 30) /* per queue */
+#define IL_POOL_MAX_BYTES (2ull << 30) /* per queue, and at most 1/4 of the directory's size */
 #define IL_POOL_IDLE_NS (10ull * 1000000000ull) /* a FREE file unused this long goes */
 
 _Atomic uint32_t il_pool_fork_gen;
@@ -44,6 +45,7 @@ typedef struct {
 
 typedef struct il_pool {
     pid_t pid; /* 0: unused */
+    uint64_t max_bytes; /* IL_POOL_MAX_BYTES, or a quarter of a smaller /dev/shm */
     char prefix[IL_SPILL_PREFIX_MAX];
     pool_slot_t slot[IL_POOL_SLOTS];
 } il_pool_t;
@@ -110,6 +112,22 @@ static il_pool_t *pool_find(const char *prefix, int create)
         return NULL;
     empty->pid = getpid();
     snprintf(empty->prefix, sizeof empty->prefix, "%s", prefix);
+    /* A pool takes at most a quarter of the spill directory (Docker's
+     * /dev/shm is 64 MiB by default): what it keeps is room that a fresh
+     * file may need. */
+    empty->max_bytes = IL_POOL_MAX_BYTES;
+    char dir[IL_SPILL_PREFIX_MAX];
+    snprintf(dir, sizeof dir, "%s", prefix);
+    char *slash = strrchr(dir, '/');
+    struct statvfs sv;
+    if (slash) {
+        *slash = 0;
+        if (statvfs(dir, &sv) == 0 && sv.f_blocks) {
+            uint64_t quarter = (uint64_t)sv.f_blocks * (uint64_t)sv.f_frsize / 4;
+            if (quarter < empty->max_bytes)
+                empty->max_bytes = quarter;
+        }
+    }
     return empty;
 }
 
@@ -239,7 +257,7 @@ int il_pool_claim(const il_spill_cfg_t *cfg, uint64_t content, il_pool_claim_t *
         slot_forget(p, &p->slot[evict]);
         empty = evict;
     }
-    if (empty < 0 || total + size > IL_POOL_MAX_BYTES)
+    if (empty < 0 || total + size > p->max_bytes)
         return 0; /* every file is in use: a fresh file, not pooled */
     pool_slot_t *s = &p->slot[empty];
     int fd = -1, err;
@@ -248,6 +266,14 @@ int il_pool_claim(const il_spill_cfg_t *cfg, uint64_t content, il_pool_claim_t *
     err = slot_create(p, s, size, &fd);
     Py_END_ALLOW_THREADS
     s->creating = 0;
+    if (err == ENOSPC && il_pool_shrink(cfg) > 0) {
+        /* the pool's idle files held the room: they went; once more */
+        s->creating = 1;
+        Py_BEGIN_ALLOW_THREADS
+        err = slot_create(p, s, size, &fd);
+        Py_END_ALLOW_THREADS
+        s->creating = 0;
+    }
     if (err) {
         errno = err;
         return -1;
@@ -263,6 +289,26 @@ int il_pool_claim(const il_spill_cfg_t *cfg, uint64_t content, il_pool_claim_t *
     c->pid = s->pid;
     c->token = s->token;
     return 1;
+}
+
+int il_pool_shrink(const il_spill_cfg_t *cfg)
+{
+    il_pool_t *p = pool_find(cfg->prefix, 0);
+    int n = 0;
+    if (!p)
+        return 0;
+    for (int i = 0; i < IL_POOL_SLOTS; i++) {
+        pool_slot_t *s = &p->slot[i];
+        if (!s->addr || s->creating || s->writing || s->dropped)
+            continue;
+        /* acquire: as in il_pool_claim */
+        uint32_t st = atomic_load_explicit(&trailer(s->addr, s->size)->state, memory_order_acquire);
+        if (st == IL_POOL_FREE || st == IL_POOL_DROPPED) {
+            slot_forget(p, s);
+            n++;
+        }
+    }
+    return n;
 }
 
 void il_pool_copied(il_pool_claim_t *c)
