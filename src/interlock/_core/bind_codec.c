@@ -669,6 +669,15 @@ static PyObject *mv_slice(PyObject *mv, uint64_t a, uint64_t b)
     return res;
 }
 
+/* The file a reference names, opened: a regular file of ours, mode 0600,
+ * of the length the reference gives (else it is not what was put). */
+static int spill_file_ok(int fd, uint64_t size)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
+           !(st.st_mode & 077) && (uint64_t)st.st_size == size;
+}
+
 static PyObject *spill_corrupt(const char *path, const char *why)
 {
     PyErr_Format(PyExc_RuntimeError,
@@ -772,9 +781,7 @@ static PyObject *spill_finish(raw_t *x, const il_spill_cfg_t *cfg)
                           "the item is lost", (unsigned long long)ref.size, path);
         return NULL;
     }
-    struct stat st;
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
-        (st.st_mode & 077) || (uint64_t)st.st_size != ref.size) {
+    if (!spill_file_ok(fd, ref.size)) {
         close(fd); /* not ours, or not what was put: never removed */
         return spill_corrupt(path, "not the file that was put");
     }
@@ -872,9 +879,7 @@ void il_raw_discard(raw_t *x, const il_spill_cfg_t *cfg)
         } else {
             /* a pooled file goes back to its producer (mapped and unmapped) */
             int fd = open(path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-            struct stat st;
-            if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
-                !(st.st_mode & 077) && (uint64_t)st.st_size == x->ref.size &&
+            if (fd >= 0 && spill_file_ok(fd, x->ref.size) &&
                 x->ref.size >= sizeof(il_pool_trailer_t) + 8) {
                 PyObject *et, *ev, *tb;
                 PyErr_Fetch(&et, &ev, &tb); /* (called on an error path) */

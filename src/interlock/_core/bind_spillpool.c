@@ -261,18 +261,15 @@ int il_pool_claim(const il_spill_cfg_t *cfg, uint64_t content, il_pool_claim_t *
         return 0; /* every file is in use: a fresh file, not pooled */
     pool_slot_t *s = &p->slot[empty];
     int fd = -1, err;
-    s->creating = 1;
-    Py_BEGIN_ALLOW_THREADS
-    err = slot_create(p, s, size, &fd);
-    Py_END_ALLOW_THREADS
-    s->creating = 0;
-    if (err == ENOSPC && il_pool_shrink(cfg) > 0) {
-        /* the pool's idle files held the room: they went; once more */
+    for (int attempt = 0;; attempt++) {
         s->creating = 1;
         Py_BEGIN_ALLOW_THREADS
         err = slot_create(p, s, size, &fd);
         Py_END_ALLOW_THREADS
         s->creating = 0;
+        /* no room: the pool's idle files may hold it; they go, once more */
+        if (err != ENOSPC || attempt > 0 || il_pool_shrink(cfg) == 0)
+            break;
     }
     if (err) {
         errno = err;
