@@ -56,6 +56,24 @@ def test_fifo_roundtrip_of_many_types(queue_factory):
     assert q.empty() and q.qsize() == 0
 
 
+def test_a_loaned_buffer_is_filled_put_and_arrives(queue_factory):
+    # loan(): shared memory put in place on one machine, ordinary memory
+    # (a copy) across machines; the same program either way.
+    np = pytest.importorskip("numpy")
+    q = queue_factory()
+    a = np.frombuffer(q.loan(64 * 1024 * 8), dtype=np.float64)
+    assert a.flags.writeable and a.size == 64 * 1024
+    a[:] = np.arange(a.size)
+    q.put(("frame", a))
+    tag, b = q.get(timeout=10)
+    assert tag == "frame" and np.array_equal(b, np.arange(a.size))
+    assert q.loan(0).nbytes == 0
+    with pytest.raises(TypeError):
+        q.loan("8")
+    with pytest.raises(ValueError):
+        q.loan(-8)
+
+
 def test_bytes_subclass_is_pickled_and_keeps_its_type(queue_factory):
     q = queue_factory()
     q.put(h.SubBytes(b"sub"))

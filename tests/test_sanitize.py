@@ -100,6 +100,32 @@ def test_spill_pool_under_asan_ubsan_is_clean(tmp_path):
     assert "ERROR: AddressSanitizer" not in out and "runtime error:" not in out, out
 
 
+@needs_asan
+def test_loans_under_asan_ubsan_are_clean(tmp_path):
+    """test_loan (bind_loan.c: a loan's buffer, its slot in the pool, the
+    item written around it in place) on the instrumented core, fork cases
+    included (spawn's children would need the sanitizer preloaded)."""
+    loan = ROOT / "tests" / "test_loan.py"
+    names = ["test_an_array_made_on_a_loan_arrives_without_a_copy",
+             "test_a_loan_inside_a_tuple_or_dict_is_sent_in_place_and_small_loans_too",
+             "test_what_does_not_qualify_is_copied_and_still_arrives",
+             "test_a_failed_put_leaves_the_loan_to_the_user_and_a_retry_is_in_place",
+             "test_a_dropped_loan_goes_back_to_the_pool_and_a_sent_one_is_not_rewritten",
+             "test_a_never_sent_new_file_leaves_nothing",
+             "test_a_loan_outlives_a_detach_and_leaves_nothing_behind",
+             "test_a_fork_child_s_copy_of_a_loan_is_inert",
+             "test_loans_across_processes_exactly_once_in_order[fork]",
+             "test_a_producer_killed_holding_loans_leaks_nothing",
+             "test_a_full_pool_lends_ordinary_memory_which_put_copies",
+             "test_bad_arguments_are_clear_errors"]
+    r = _sanitize(tmp_path, "1", env={"PYTEST_ARGS": " ".join(f"{loan}::{n}" for n in names)})
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert re.search(r"\b12 passed", out) and not re.search(r"\b\d+ failed", out), out
+    assert "sanitize: clean" in out, out
+    assert "ERROR: AddressSanitizer" not in out and "runtime error:" not in out, out
+
+
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")
 def test_valgrind_short_run_is_clean():
     r = subprocess.run([str(ROOT / "scripts" / "valgrind.sh"), "3"], cwd=ROOT,

@@ -200,6 +200,42 @@ class Queue(_core.Ring, SharedObject, AsyncQueueMixin, Generic[T]):
         # Called once per object by the C core, on the first put / get.
         self._seg.note_role(role)
 
+    # -- large items in place -------------------------------------------------
+    def loan(self, nbytes: int) -> memoryview:
+        """A writable buffer of ``nbytes`` bytes in shared memory, to build a
+        large item in place and put it without a copy.
+
+        Make a numpy array on it, fill it, put it::
+
+            a = numpy.frombuffer(q.loan(n * 8), dtype=numpy.float64)
+            a[:] = ...                  # written straight into the queue's file
+            q.put(a)                    # no copy: the receiver maps the same pages
+
+        Any item whose pickle has exactly one out-of-band buffer lying in an
+        open loan of this queue (a numpy array on it, or on a 64-byte-aligned
+        part of it, possibly inside a tuple or dict) is put without copying
+        that buffer; the receiver gets its array as a view of the file, as
+        for any large item.  An item that does not qualify (two arrays,
+        another queue, an unaligned slice) is copied as usual.
+
+        The buffer is one of this process's pooled spill files
+        (docs/design/spill.md, "Loans"): its contents at first are
+        undefined, as ``numpy.empty``'s.  A loan carries one item: once a
+        ``put()`` carried it (``memoryview.obj.sent``), its memory is the
+        receiver's, and writing to it is a race with the receiver.  A loan
+        dropped without being put goes back to the pool.  When the pool has
+        no room (32 files or 2 GiB per queue and process in use), or for
+        more than 1 GiB, the buffer is ordinary memory, which ``put()``
+        copies: the program works the same, a copy slower.
+
+        Only a queue made without ``capacity=`` lends (``ValueError``
+        otherwise): a queue with a byte bound never uses spill files.
+        """
+        n = _check_int(nbytes, "nbytes")
+        if n < 0:
+            raise ValueError(f"nbytes must be >= 0, got {n}")
+        return self._loan(n)
+
     # -- ending -----------------------------------------------------------
     def shutdown(self, immediate: bool = False) -> None:
         """End the queue for every process, as ``queue.Queue.shutdown``

@@ -44,6 +44,17 @@ static inline __attribute__((always_inline)) void msg_release_sources(msg_t *m)
 
 void il_msg_release(msg_t *m)
 {
+    if (m->loan) {
+        il_loan_t *ln = il_loan_of(m->loan);
+        if (!m->published) {
+            /* the put failed: the loan is the user's again (its new file
+             * unnamed, its descriptor the loan's), to be put again */
+            atomic_store_explicit(&ln->state, IL_LOAN_OPEN, memory_order_relaxed);
+            m->pooled = 0;
+            m->spill_fd = -1;
+        }
+        Py_CLEAR(m->loan);
+    }
     msg_release_sources(m);
     if (m->pooled && !m->published) {
         /* the put failed: a new file is unmapped (unnamed, it goes), a
@@ -308,6 +319,51 @@ static int spill_pooled(const il_spill_cfg_t *cfg, msg_t *m, int nb, uint64_t si
     return 1;
 }
 
+/* The item's one out-of-band buffer lies in an open loan of this queue
+ * (bind_loan.c): it is written in place already; the buffer's length and
+ * the pickle stream go before it, in the loan's head, and the loan's file
+ * becomes the spill file.  The main part the receiver reads runs from
+ * offset 8 up to the buffer (dlen = off - 8, so that the buffer is where
+ * the layout puts it, at align64(8 + dlen)): pickle ignores what follows
+ * its STOP (the head's rest, zeros).  1 done, 0 not a loan's (the usual
+ * path). */
+static int spill_loaned(const il_spill_cfg_t *cfg, msg_t *m)
+{
+    il_loan_t *ln = il_loan_find(cfg, m->views[0].buf, m->lens[0]);
+    if (!ln)
+        return 0;
+    char *addr = ln->claim.addr;
+    uint64_t off = (uint64_t)((char *)m->views[0].buf - addr);
+    /* aligned as the layout wants, and a stream that fits the head (the
+     * user's buffer is never written here) */
+    if (off % 64 || 8u + (uint64_t)m->dlen > ln->off)
+        return 0;
+    memcpy(addr, &m->lens[0], 8);
+    memcpy(addr + 8, m->data, (size_t)m->dlen);
+    memset(addr + 8 + m->dlen, 0, (size_t)(ln->off - 8 - (uint64_t)m->dlen));
+    m->loan = il_loan_object(ln);
+    Py_INCREF(m->loan);
+    /* relaxed: under the GIL; a put's il_spill_link moves it on */
+    atomic_store_explicit(&ln->state, IL_LOAN_PENDING, memory_order_relaxed);
+    m->pooled = 1;
+    m->pool_claim = ln->claim;
+    m->spill_fd = ln->claim.fd; /* a new file is named by il_spill_link */
+    memcpy(m->spill_path, ln->path, sizeof m->spill_path);
+    m->ref.kind = IL_REC_PICKLE;
+    m->ref.flags = IL_SPILL_POOLED;
+    m->ref.nbufs = 1;
+    m->ref.pid = ln->claim.pid;
+    m->ref.token = ln->claim.token;
+    m->ref.dlen = off - 8;
+    m->ref.size = ln->claim.size;
+    msg_release_sources(m);
+    m->rec.kind = IL_REC_SPILL;
+    m->rec.nbufs = 0;
+    m->rec.len = (uint32_t)sizeof m->ref;
+    m->need = IL_ALIGN8(sizeof(il_rec_t) + sizeof m->ref);
+    return 1;
+}
+
 static int spill_write(il_ring_t *r, const il_spill_cfg_t *cfg, msg_t *m)
 {
     int nb = m->rec.kind == IL_REC_PICKLE ? m->rec.nbufs : 0;
@@ -387,6 +443,8 @@ int il_spill_link(il_ring_t *r, msg_t *m)
          * (relaxed, as below) */
         atomic_fetch_add_explicit(&r->spilled, 1, memory_order_relaxed);
         m->published = 1;
+        if (m->loan) /* relaxed: the loan object is read under the GIL */
+            atomic_store_explicit(&il_loan_of(m->loan)->state, IL_LOAN_SENT, memory_order_relaxed);
         return 0;
     }
     /* Counted before it is named, so that the count is never behind the
@@ -401,6 +459,11 @@ int il_spill_link(il_ring_t *r, msg_t *m)
     close(m->spill_fd); /* (a pooled file lives on in the producer's mapping) */
     m->spill_fd = -1;
     m->published = 1;
+    if (m->loan) {
+        il_loan_t *ln = il_loan_of(m->loan);
+        ln->claim.fd = -1; /* (the same descriptor: closed above) */
+        atomic_store_explicit(&ln->state, IL_LOAN_SENT, memory_order_relaxed);
+    }
     IL_CRASH(RING_SPILL_LINKED);
     return 0;
 }
@@ -440,6 +503,11 @@ int il_msg_prepare(il_ring_t *r, const il_spill_cfg_t *cfg, PyObject *obj, msg_t
             len += m->lens[i];
     }
     m->need = IL_ALIGN8(sizeof(il_rec_t) + len);
+    /* a numpy array (any one out-of-band buffer) made on a loan of this
+     * queue: sent in place, whatever its size */
+    if (m->rec.nbufs == 1 && m->rec.kind == IL_REC_PICKLE && cfg && cfg->threshold &&
+        spill_loaned(cfg, m))
+        return 0;
     if (cfg && cfg->threshold && m->need > cfg->threshold) {
         if (spill_write(r, cfg, m) < 0) {
             il_msg_release(m);

@@ -32,7 +32,27 @@ typedef struct {
     uint32_t pid;    /* its name */
     uint64_t token;
     int first_reuse; /* the producer's mapping has no page mapped yet */
+    uint32_t gen;    /* the slot's generation (a loan's check that it is still its file) */
 } il_pool_claim_t;
+
+/* A loan (Queue.loan, bind_loan.c): a pooled file handed to the user as a
+ * writable buffer, to be put without a copy (spill.md, "Loans").  The C
+ * part of the _core.Loan object. */
+enum { IL_LOAN_OPEN = 0, IL_LOAN_PENDING = 1, IL_LOAN_SENT = 2 };
+typedef struct il_loan {
+    il_pool_claim_t claim; /* the file; claim.fd >= 0: new, unnamed until sent */
+    uint64_t off;          /* the buffer's offset in the file (IL_LOAN_HEAD) */
+    uint64_t nbytes;       /* the buffer's length */
+    pid_t pid;             /* the process that took it (a fork child's copy is inert) */
+    _Atomic int state;     /* IL_LOAN_*: set under the GIL, or by a put under plock */
+    int owns_map;          /* the pool forgot the file: the mapping is the loan's to unmap */
+    char path[IL_SPILL_PATH_MAX]; /* the file's name (a new file: once sent) */
+    struct il_loan *prev, *next; /* this process's live loans (under the GIL) */
+} il_loan_t;
+
+/* Where a loan's buffer starts in its file: the pickle stream of the item
+ * that carries it goes before (spill.md, "Loans"). */
+#define IL_LOAN_HEAD 4096u
 
 /* Under the GIL: a pooled file for `content` bytes, its trailer set BUSY.
  * 1 (c filled), 0 (none: use a fresh file), -1 with errno. */
@@ -45,6 +65,16 @@ void il_pool_copied(il_pool_claim_t *c);
 /* The put of a claimed file failed before its record was published. */
 void il_pool_abort(il_pool_claim_t *c);
 int il_pool_register(PyObject *m);
+/* Under the GIL: a pooled file of `content` bytes for a loan, its pages
+ * mapped in the producer; the slot is held for the loan until
+ * il_pool_loan_end.  1, 0 (the pool has no room), -1 with errno. */
+int il_pool_loan_claim(const il_spill_cfg_t *cfg, uint64_t content, il_loan_t *ln);
+/* Under the GIL: the loan is still its slot's (the file may be put). */
+int il_pool_loan_valid(const il_loan_t *ln);
+const char *il_pool_prefix(const il_loan_t *ln); /* its pool's queue (a valid loan's) */
+/* Under the GIL, when the loan object goes: an unsent file goes back to
+ * the pool (or away); the mapping is unmapped if the pool forgot it. */
+void il_pool_loan_end(il_loan_t *ln);
 
 /* One message, ready to be copied into the ring. */
 #define MSG_INLINE_VIEWS 4
@@ -63,6 +93,7 @@ typedef struct {
     uint64_t *lens;
     PyObject *buflist;
     int pooled;              /* the item went into a pooled file (pool_claim) */
+    PyObject *loan;          /* a loaned file carries the item (bind_loan.c): a reference */
     int published;           /* il_spill_link ran: the record is being published */
     /* Not cleared: each is written before it is read. */
     /* Spilled (rec.kind == IL_REC_SPILL): the payload went to an unnamed
@@ -116,6 +147,16 @@ void il_raw_clear(raw_t *x);
 /* A consumed record that will never be finished (get_many out of memory):
  * clear it, and unlink a spilled one's file. */
 void il_raw_discard(raw_t *x, const il_spill_cfg_t *cfg);
+/* bind_loan.c: the open loan of this process, of the queue of `cfg`, whose
+ * buffer holds [buf, buf + len); NULL if none. */
+il_loan_t *il_loan_find(const il_spill_cfg_t *cfg, const void *buf, uint64_t len);
+PyObject *il_loan_object(il_loan_t *ln); /* the _core.Loan owning ln (borrowed) */
+il_loan_t *il_loan_of(PyObject *loan);   /* and back */
+/* Ring.loan: a new loan of `nbytes` from the queue's pool, as a memoryview,
+ * or a memoryview of a bytearray when the pool has no room. */
+PyObject *il_loan_new(const il_spill_cfg_t *cfg, Py_ssize_t nbytes);
+int il_loan_register(PyObject *m);
+
 /* Module init: pickle's functions and the keyword names. */
 int il_codec_init(void);
 

@@ -1288,6 +1288,33 @@ static PyObject *Ring_wait_writable(RingObject *self, PyObject *const *args, Py_
     return ring_wait_method(self, &RING(self)->not_full, cond_room, need, a[1]);
 }
 
+/* Ring._loan(nbytes): a writable buffer in a pooled spill file of this
+ * queue (bind_loan.c; Queue.loan checks the argument).  Counted as a call
+ * in flight: the pages are mapped with the GIL released. */
+static PyObject *Ring_loan(RingObject *self, PyObject *arg)
+{
+    Py_ssize_t n = PyLong_AsSsize_t(arg);
+    if (n == -1 && PyErr_Occurred())
+        return NULL;
+    if (n < 0) {
+        PyErr_SetString(PyExc_ValueError, "nbytes must be >= 0");
+        return NULL;
+    }
+    if (shm_check((ShmObject *)self) < 0 || check_open(self) < 0)
+        return NULL;
+    if (!self->spill.prefix[0] || !self->spill.threshold) {
+        PyErr_Format(PyExc_ValueError,
+                     "Queue %R was made with capacity=: it never uses spill files, so it "
+                     "cannot lend one (loan() needs a queue made without capacity=)",
+                     (PyObject *)self);
+        return NULL;
+    }
+    ((ShmObject *)self)->busy++;
+    PyObject *res = il_loan_new(&self->spill, n);
+    ((ShmObject *)self)->busy--;
+    return res;
+}
+
 static PyObject *Ring_set_spill(RingObject *self, PyObject *args)
 {
     const char *prefix;
@@ -1535,6 +1562,7 @@ static PyMethodDef Ring_methods[] = {
     {"_join", (PyCFunction)(void (*)(void))Ring_join, METH_FASTCALL | METH_KEYWORDS, NULL},
     {"_stats", (PyCFunction)Ring_stats, METH_NOARGS, NULL},
     {"_set_spill", (PyCFunction)Ring_set_spill, METH_VARARGS, NULL},
+    {"_loan", (PyCFunction)Ring_loan, METH_O, NULL},
     {"_detach", (PyCFunction)shm_detach, METH_NOARGS, NULL},
     {"_wait_readable", (PyCFunction)(void (*)(void))Ring_wait_readable,
      METH_FASTCALL | METH_KEYWORDS, NULL},

@@ -23,6 +23,10 @@
 
 #include "platform.h"
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
+
 #define IL_POOL_QUEUES 16           /* queues with a pool, per process */
 #define IL_POOL_SLOTS 32            /* files per queue */
 #define IL_POOL_MAX_FILE (1ull << 30) /* larger items are never pooled */
@@ -41,6 +45,8 @@ typedef struct {
     int reused;        /* written through the mapping at least once */
     int writing;       /* an item is being copied in, the GIL released */
     int dropped;       /* forgotten while writing: unmapped when the copy ends */
+    uint32_t gen;      /* bumped at each file made in this slot (a loan's check) */
+    il_loan_t *loan;   /* a live loan of this file (Queue.loan): never reused meanwhile */
 } pool_slot_t;
 
 typedef struct il_pool {
@@ -62,6 +68,19 @@ static void slot_path(char *out, size_t n, const il_pool_t *p, const pool_slot_t
     snprintf(out, n, "%s%u.%016llx", p->prefix, s->pid, (unsigned long long)s->token);
 }
 
+/* Unmap a slot's file, or, while a loan of it lives, leave the mapping to
+ * the loan (its memory is the user's buffer): il_pool_loan_end unmaps it. */
+static void unmap_slot(pool_slot_t *s)
+{
+    if (s->loan) {
+        s->loan->owns_map = 1;
+        s->loan = NULL;
+    } else {
+        munmap(s->addr, (size_t)s->size);
+    }
+    s->addr = NULL;
+}
+
 /* Forget a slot: ORPHAN, and remove the name if nobody holds the file. */
 static void slot_forget(il_pool_t *p, pool_slot_t *s)
 {
@@ -74,8 +93,7 @@ static void slot_forget(il_pool_t *p, pool_slot_t *s)
         slot_path(path, sizeof path, p, s);
         unlink(path);
     }
-    munmap(s->addr, (size_t)s->size);
-    s->addr = NULL;
+    unmap_slot(s);
 }
 
 /* A forked child inherited its parent's pools: drop them without touching
@@ -85,8 +103,7 @@ static void pool_check_pid(il_pool_t *p)
     if (p->pid && p->pid != getpid()) {
         for (int i = 0; i < IL_POOL_SLOTS; i++) {
             if (p->slot[i].addr)
-                munmap(p->slot[i].addr, (size_t)p->slot[i].size);
-            p->slot[i].addr = NULL;
+                unmap_slot(&p->slot[i]); /* (a loan's mapping: the child's loan's now) */
         }
         p->pid = 0;
     }
@@ -183,6 +200,8 @@ static int slot_create(il_pool_t *p, pool_slot_t *s, uint64_t size, int *fd_out)
     s->size = size;
     s->pid = (uint32_t)getpid();
     s->token = token;
+    s->gen++;
+    s->loan = NULL;
     *fd_out = fd;
     return 0;
 }
@@ -215,6 +234,10 @@ int il_pool_claim(const il_spill_cfg_t *cfg, uint64_t content, il_pool_claim_t *
             slot_forget(p, s); /* shared with a fork child, or unused for long */
             if (empty < 0)
                 empty = i;
+            continue;
+        }
+        if (s->loan) { /* its buffer is still the user's: never written */
+            total += s->size;
             continue;
         }
         if (st == IL_POOL_BUSY && holder_dead(t)) {
@@ -250,6 +273,7 @@ int il_pool_claim(const il_spill_cfg_t *cfg, uint64_t content, il_pool_claim_t *
         c->size = s->size;
         c->pid = s->pid;
         c->token = s->token;
+        c->gen = s->gen;
         return 1;
     }
     if (empty < 0 && evict >= 0) {
@@ -285,6 +309,7 @@ int il_pool_claim(const il_spill_cfg_t *cfg, uint64_t content, il_pool_claim_t *
     c->size = s->size;
     c->pid = s->pid;
     c->token = s->token;
+    c->gen = s->gen;
     return 1;
 }
 
@@ -296,7 +321,7 @@ int il_pool_shrink(const il_spill_cfg_t *cfg)
         return 0;
     for (int i = 0; i < IL_POOL_SLOTS; i++) {
         pool_slot_t *s = &p->slot[i];
-        if (!s->addr || s->creating || s->writing || s->dropped)
+        if (!s->addr || s->creating || s->writing || s->dropped || s->loan)
             continue;
         /* acquire: as in il_pool_claim */
         uint32_t st = atomic_load_explicit(&trailer(s->addr, s->size)->state, memory_order_acquire);
@@ -336,6 +361,97 @@ void il_pool_abort(il_pool_claim_t *c)
         atomic_store_explicit(&trailer(s->addr, s->size)->state, IL_POOL_FREE,
                               memory_order_release);
     }
+}
+
+/* A loan's slot, if the loan is still its slot's (this process's pool, the
+ * same file: the slot's generation). */
+static pool_slot_t *loan_slot(const il_loan_t *ln)
+{
+    il_pool_t *p = ln->claim.pool;
+    if (!p || p->pid != getpid() || ln->pid != getpid())
+        return NULL;
+    pool_slot_t *s = &p->slot[ln->claim.slot];
+    return s->loan == ln && s->addr == ln->claim.addr && s->gen == ln->claim.gen ? s : NULL;
+}
+
+int il_pool_loan_valid(const il_loan_t *ln) { return loan_slot(ln) != NULL; }
+
+const char *il_pool_prefix(const il_loan_t *ln) { return ln->claim.pool->prefix; }
+
+int il_pool_loan_claim(const il_spill_cfg_t *cfg, uint64_t content, il_loan_t *ln)
+{
+    int got = il_pool_claim(cfg, content, &ln->claim);
+    if (got <= 0)
+        return got;
+    /* (the GIL was held since il_pool_claim returned: nothing dropped it) */
+    il_pool_copied(&ln->claim);
+    pool_slot_t *s = &ln->claim.pool->slot[ln->claim.slot];
+    s->loan = ln;
+    s->reused = 1; /* mapped below: a later reuse needs no populate */
+    ln->pid = getpid();
+    ln->owns_map = 0;
+    slot_path(ln->path, sizeof ln->path, ln->claim.pool, s);
+    /* The user writes through this mapping: map every page now, in one
+     * call (a new file's pages exist: fallocate; the mapping stays the
+     * loan's if another thread drops the pool meanwhile: unmap_slot).
+     * EINVAL before Linux 5.14: the user's writes fault them in. */
+    char *addr = ln->claim.addr;
+    size_t size = (size_t)ln->claim.size;
+    Py_BEGIN_ALLOW_THREADS
+    (void)madvise(addr, size, MADV_POPULATE_WRITE);
+    Py_END_ALLOW_THREADS
+    return 1;
+}
+
+void il_pool_loan_end(il_loan_t *ln)
+{
+    int sent = atomic_load_explicit(&ln->state, memory_order_relaxed) == IL_LOAN_SENT;
+    il_pool_claim_t *c = &ln->claim;
+    if (!c->addr)
+        return;
+    if (ln->pid != getpid()) {
+        /* a fork child's copy: its mapping is the child's; the file is
+         * the parent's business */
+        il_pool_t *p = c->pool;
+        pool_slot_t *s = p ? &p->slot[c->slot] : NULL;
+        if (s && s->loan == ln) {
+            s->loan = NULL;
+            s->addr = NULL; /* (the child's copy of the parent's pool) */
+        }
+        munmap(c->addr, (size_t)c->size);
+        if (c->fd >= 0)
+            close(c->fd);
+    } else if (loan_slot(ln)) {
+        pool_slot_t *s = &c->pool->slot[c->slot];
+        s->loan = NULL;
+        if (!sent) {
+            if (c->fd >= 0) {
+                /* never named: the unnamed file goes with its mapping */
+                munmap(s->addr, (size_t)s->size);
+                s->addr = NULL;
+                close(c->fd);
+            } else {
+                /* release: the user's writes are not read by anyone;
+                 * FREE for the next item */
+                atomic_store_explicit(&trailer(s->addr, s->size)->state, IL_POOL_FREE,
+                                      memory_order_release);
+            }
+        }
+        /* sent: the file stays in the pool, FREE once its receiver lets go */
+    } else if (ln->owns_map) {
+        /* the pool forgot the file (detach, eviction): ORPHAN is set */
+        if (!sent) {
+            if (c->fd >= 0) {
+                close(c->fd); /* unnamed: goes with the mapping */
+            } else {
+                /* FREE|ORPHAN: nobody will open it; the name goes */
+                il_pool_release(trailer(c->addr, c->size), ln->path,
+                                atomic_load_explicit(&il_pool_fork_gen, memory_order_relaxed));
+            }
+        }
+        munmap(c->addr, (size_t)c->size);
+    }
+    c->addr = NULL;
 }
 
 void il_pool_release(il_pool_trailer_t *t, const char *path, uint32_t gen)

@@ -371,6 +371,19 @@ class Queue:
         raised has ``put_count``: how many of the items went in."""
         self._put(list(items), block, timeout, single=False)
 
+    def loan(self, nbytes: int) -> memoryview:
+        """A writable buffer of ``nbytes`` bytes to build a large item in,
+        as the shared-memory queue's ``loan()``: across machines there is
+        no shared memory, so it is ordinary memory and ``put()`` sends a
+        copy.  Code written for the shared-memory queue runs unchanged."""
+        if isinstance(nbytes, bool) or not isinstance(nbytes, int):
+            raise TypeError(f"nbytes must be an int, not {type(nbytes).__name__}")
+        if nbytes < 0:
+            raise ValueError(f"nbytes must be >= 0, got {nbytes}")
+        self._check()
+        self._check_open()
+        return memoryview(bytearray(nbytes))
+
     def _check_open(self) -> None:
         """put() and get() after close() on this object: as multiprocessing."""
         if self._closed_here:
