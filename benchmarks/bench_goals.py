@@ -15,13 +15,19 @@ Where interlock was fast on one path and fell off a cliff next to it:
 - item size: put_many/get_many against single calls, per item, at 64 B,
   64 KiB and 1 MiB (numpy float64); at 64 KiB and 1 MiB the single puts
   cycle through the batch's distinct objects, so that both move the same
-  data (one 1 MiB array put again and again is copied from cache);
+  data (one 1 MiB array put again and again is copied from cache); at
+  1 MiB, "interlock, loan" makes each array on a loan (``Queue.loan``: the
+  copy of the source into it is inside the clock, as iceoryx2's copy into
+  its loaned sample is) and puts it without another copy;
 - a 256 MiB numpy array, put in one process and got in another, against one
   memcpy of it (``np.copyto`` into memory already touched) and one copy into
   a fresh array (``ndarray.copy()``: its pages are faulted in during the
   copy, as a receiver's are): the first array of a fresh producer, and, as
   a stream, five arrays one after another from one producer (the median of
-  those after the first; interlock reuses its pooled spill file);
+  those after the first; interlock reuses its pooled spill file); and
+  "interlock, loan": the array made on a loan of the queue (``Queue.loan``:
+  the source copied into it before the clock runs, that time in the row's
+  ``make_s``), then put without a copy;
 - scaling: P producers x C consumers of pickled tuples ``(i, 'abc', 1.5)``
   through one queue of maxsize 10,000, for 1x1, 2x2, 8x8 and 32x32.
 
@@ -78,7 +84,11 @@ IMPLS = ("interlock", "mp.Queue", "faster-fifo")
 # through spill files, pooled (docs/design/spill.md); measured beside the
 # 4 MiB ring in the 1 MiB numpy cases
 IL_DEFAULT = "interlock, default Queue()"
-IL_IMPLS = ("interlock", IL_DEFAULT)
+# ... and with each array made on a loan of that queue (Queue.loan, spill.md
+# "Loans"): the producer copies the source into the loan (its one copy, as
+# iceoryx2's into its loaned sample), and the put sends it without a copy
+IL_LOAN = "interlock, loan"
+IL_IMPLS = ("interlock", IL_DEFAULT, IL_LOAN)
 # iceoryx2, waiting on an event / busy polling: only in the 1 MiB numpy
 # put/get case and the ping-pong cases (Iox2Channel)
 IOX2, IOX2_SPIN = "iceoryx2", "iceoryx2 busy-poll"
@@ -104,7 +114,7 @@ def make_queue(impl: str, ctx: Any, capacity: int = 4 << 20, maxsize: int = 0,
     iceoryx2, whose samples have a fixed maximum size."""
     if impl == "interlock":
         return interlock.Queue(maxsize, capacity=capacity)
-    if impl == IL_DEFAULT:
+    if impl in (IL_DEFAULT, IL_LOAN):
         return interlock.Queue(maxsize)
     if impl == "mp.Queue":
         return ctx.Queue(maxsize)
@@ -149,8 +159,19 @@ def _pin(cpu: int | None) -> None:
         os.sched_setaffinity(0, {cpu})
 
 
+def on_loan(q: Any, a: Any) -> Any:
+    """A copy of the numpy array ``a`` made on a loan of ``q``."""
+    b = np.frombuffer(q.loan(a.nbytes), dtype=a.dtype).reshape(a.shape)
+    np.copyto(b, a)
+    return b
+
+
 def _ops(impl: str, q: Any, batch: int) -> tuple[Callable[..., Any], Callable[[], Any]]:
     """(put, get) for single items, or (put a list, get a list) for batches."""
+    if impl == IL_LOAN:
+        if not batch:
+            return (lambda a: q.put(on_loan(q, a))), q.get
+        return (lambda xs: q.put_many([on_loan(q, a) for a in xs])), (lambda: q.get_many(batch))
     if not batch:
         if impl == "faster-fifo":
             return q.put, (lambda: q.get(timeout=TIMEOUT_S))
@@ -484,10 +505,15 @@ def w_pong(barrier: Any, impl: str, qa: Any, qb: Any, duration: float, cpu: int 
 
 def w_big_put(barrier: Any, impl: str, q: Any, size: int) -> dict:
     a = payload("numpy", size)
+    make = 0.0
+    if impl == IL_LOAN:   # the array is made on a loan, before the clock runs
+        t = time.perf_counter()
+        a = on_loan(q, a)
+        make = time.perf_counter() - t
     barrier.wait()
     t0 = time.perf_counter()
     q.put(a)
-    return {"t0": t0, "t1": time.perf_counter()}
+    return {"t0": t0, "t1": time.perf_counter(), "make": make}
 
 
 def w_big_get(barrier: Any, impl: str, q: Any, size: int) -> dict:
@@ -505,13 +531,21 @@ def w_big_stream_put(barrier: Any, impl: str, q: Any, size: int, n: int, acks: A
     and was let go of (a stream of frames, batches of a data loader)."""
     a = payload("numpy", size)
     barrier.wait()
-    starts = []
+    starts, makes = [], []
     for i in range(n):
         a[0] = i
-        starts.append(time.perf_counter())
-        q.put(a)
+        if impl == IL_LOAN:   # made on a loan (untimed: its own figure)
+            t = time.perf_counter()
+            b = on_loan(q, a)
+            makes.append(time.perf_counter() - t)
+            starts.append(time.perf_counter())
+            q.put(b)
+            del b
+        else:
+            starts.append(time.perf_counter())
+            q.put(a)
         acks.recv()
-    return {"starts": starts}
+    return {"starts": starts, "makes": makes}
 
 
 def w_big_stream_get(barrier: Any, impl: str, q: Any, size: int, n: int, acks: Any) -> dict:
@@ -640,9 +674,10 @@ def big_queue(impl: str, ctx: Any, size: int) -> Any:
     return make_queue(impl, ctx, capacity=size + (16 << 20))
 
 
-def big(impl: str, size: int) -> float:
+def big(impl: str, size: int, extra: dict | None = None) -> float:
     """Seconds from the put's start to the get's return of one array, the
-    first of a fresh producer process."""
+    first of a fresh producer process (``extra``: interlock, loan: the
+    seconds that making the array on its loan took, before the put)."""
     ctx = mp.get_context("fork")
     if impl in ("copy", "memcpy"):
         (r,) = run_workers([(w_copy, (size, impl == "copy"))], TIMEOUT_S, ctx)
@@ -653,12 +688,16 @@ def big(impl: str, size: int) -> float:
                           TIMEOUT_S, ctx)
     finally:
         close_queue(impl, q)
+    if extra is not None and impl == IL_LOAN:
+        extra["make_s"] = round(res[0]["make"], 5)
     return res[1]["t1"] - res[0]["t0"]
 
 
-def big_stream(impl: str, size: int, n: int) -> list[float]:
+def big_stream(impl: str, size: int, n: int, extra: dict | None = None) -> list[float]:
     """Seconds from put to get of each of n arrays sent one after another by
-    one producer process to one consumer, each let go of before the next."""
+    one producer process to one consumer, each let go of before the next
+    (``extra``: interlock, loan: the seconds that making each on its loan
+    took)."""
     ctx = mp.get_context("fork")
     q = big_queue(impl, ctx, size)
     r, w = ctx.Pipe(duplex=False)
@@ -669,6 +708,8 @@ def big_stream(impl: str, size: int, n: int) -> list[float]:
         close_queue(impl, q)
         r.close()
         w.close()
+    if extra is not None and impl == IL_LOAN:
+        extra["make_s"] = [round(x, 5) for x in res[0]["makes"]]
     return [b - a for a, b in zip(res[0]["starts"], res[1]["arrivals"])]
 
 
@@ -889,7 +930,7 @@ def run(report: Report, args: Any) -> None:
             # iceoryx2: in the 1 MiB case only (the goal: interlock >= 1.25x it)
             # and interlock's default queue beside its 4 MiB ring (the 1 MiB
             # arrays then go through its pooled spill files)
-            case_impls, case_peers = (((*IMPLS, IL_DEFAULT, *IOX2_IMPLS), iox2_peers)
+            case_impls, case_peers = (((*IMPLS, IL_DEFAULT, IL_LOAN, *IOX2_IMPLS), iox2_peers)
                                       if kind == "numpy" else (IMPLS, peers))
             # single and batched interleaved; mp.Queue and iceoryx2 have no batch API
             # Single puts cycle through the batch's distinct objects: the
@@ -911,6 +952,7 @@ def run(report: Report, args: Any) -> None:
             report.ratio_vs(single, "interlock", case_peers)
             if kind == "numpy":
                 report.ratio_vs(single, IL_DEFAULT, case_peers)
+                report.ratio_vs(single, IL_LOAN, case_peers)
         report.ratio(f"{label}: put_many/get_many / put/get, per item", (many, "interlock"),
                      (single, "interlock"), ("interlock put_many/get_many", "interlock put/get"))
         if kind == "numpy":
@@ -925,7 +967,7 @@ def run(report: Report, args: Any) -> None:
         if r.want(case):
             copy = "one copy into a fresh array (ndarray.copy)"
             memcpy = "one memcpy into touched memory (np.copyto)"
-            impls = {"interlock": "interlock", "mp.Queue": "mp.Queue",
+            impls = {"interlock": "interlock", IL_LOAN: IL_LOAN, "mp.Queue": "mp.Queue",
                      "faster-fifo": "faster-fifo", "copy": copy, "memcpy": memcpy}
             for impl, shown in impls.items():
                 why = why_missing(impl)
@@ -937,7 +979,8 @@ def run(report: Report, args: Any) -> None:
                     if why_missing(impl) or report.row(case, shown, "s").get("error"):
                         continue
                     try:
-                        report.add(case, shown, "s", big(impl, size))
+                        extra: dict = {}
+                        report.add(case, shown, "s", big(impl, size, extra), **extra)
                     except Exception as e:
                         report.failed(case, shown, "s", f"{type(e).__name__}: {e}")
             # The goal: interlock's time < 1.5x one memcpy's, i.e. this ratio > 0.67.
@@ -945,13 +988,18 @@ def run(report: Report, args: Any) -> None:
                          (case, memcpy), ("interlock", "np.copyto"))
             report.ratio("256 MiB: interlock against one copy to a fresh array",
                          (case, "interlock"), (case, copy), ("interlock", "ndarray.copy"))
+            # zero-copy: the array made on a loan (its making is in the
+            # row's make_s, outside the put -> get time)
+            report.ratio("256 MiB: interlock, loan against one memcpy", (case, IL_LOAN),
+                         (case, memcpy), ("interlock, loan", "np.copyto"))
             report.ratio_vs(case, "interlock", peers)
             sys.stderr.write(".")
         # The same arrays as a stream: what each costs once the producer has
         # sent one (interlock: its spill file is reused, spill.md "The pool").
         stream_case = "256 MiB numpy arrays one after another, each after the first"
         if r.want(stream_case):
-            impls = {"interlock": "interlock", "mp.Queue": "mp.Queue", "faster-fifo": "faster-fifo"}
+            impls = {"interlock": "interlock", IL_LOAN: IL_LOAN, "mp.Queue": "mp.Queue",
+                     "faster-fifo": "faster-fifo"}
             for impl, shown in impls.items():
                 why = why_missing(impl)
                 if why:
@@ -961,14 +1009,17 @@ def run(report: Report, args: Any) -> None:
                     if why_missing(impl) or report.row(stream_case, shown, "s").get("error"):
                         continue
                     try:
-                        each = big_stream(impl, size, STREAM_ARRAYS)
+                        extra = {}
+                        each = big_stream(impl, size, STREAM_ARRAYS, extra)
                         report.add(stream_case, shown, "s", statistics.median(each[1:]),
-                                   each_s=[round(x, 5) for x in each])
+                                   each_s=[round(x, 5) for x in each], **extra)
                     except Exception as e:
                         report.failed(stream_case, shown, "s", f"{type(e).__name__}: {e}")
             if r.want(case):
                 report.ratio("256 MiB stream: interlock against one memcpy", (stream_case, "interlock"),
                              (case, memcpy), ("interlock", "np.copyto"))
+                report.ratio("256 MiB stream: interlock, loan against one memcpy",
+                             (stream_case, IL_LOAN), (case, memcpy), ("interlock, loan", "np.copyto"))
             report.ratio_vs(stream_case, "interlock", peers)
             sys.stderr.write(".")
 

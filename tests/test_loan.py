@@ -262,11 +262,17 @@ def test_loans_across_processes_exactly_once_in_order(method: str) -> None:
     assert spill_files() == []
 
 
-def _loan_and_die(name: str, ready: Any) -> None:
+def _loan_and_die(name: str, taken: Any, ready: Any) -> None:
     q = interlock.Queue(name=name, create=False)
     a = np.frombuffer(q.loan(MiB), dtype=np.uint8)
-    q.put(a)  # sent
-    b = np.frombuffer(q.loan(MiB), dtype=np.uint8)  # open, never sent
+    a[:] = 1
+    q.put(a)  # sent (a new file, named by the put)
+    del a
+    assert taken.wait(30)  # the receiver let go of it: FREE
+    b = np.frombuffer(q.loan(MiB), dtype=np.uint8)  # the same file, open, never sent
+    c = np.frombuffer(q.loan(MiB), dtype=np.uint8)  # a new, unnamed file
+    c[:] = 2
+    q.put(c)  # in flight when the process dies
     ready.set()
     os.kill(os.getpid(), signal.SIGKILL)
     del b
@@ -276,15 +282,21 @@ def test_a_producer_killed_holding_loans_leaks_nothing() -> None:
     ctx = mp.get_context("fork")
     q: interlock.Queue[Any] = interlock.Queue(name=uname("loankill"))
     try:
-        ready = ctx.Event()
-        p = ctx.Process(target=_loan_and_die, args=(q.name, ready))
+        taken, ready = ctx.Event(), ctx.Event()
+        p = ctx.Process(target=_loan_and_die, args=(q.name, taken, ready))
         p.start()
+        first = q.get(timeout=30)
+        assert (first == 1).all()
+        del first
+        taken.set()
         p.join(60)
         assert p.exitcode == -signal.SIGKILL and ready.is_set()
-        assert q.get(timeout=10).nbytes == MiB  # the sent one arrives
+        # the open loan's named file (BUSY, nobody's) and the item in flight
+        assert len(spill_files()) == 2
+        assert (q.get(timeout=10) == 2).all()  # the sent one arrives
     finally:
         q.detach()
-    assert spill_files() == []
+    assert spill_files() == []  # the last user removed the open loan's file
 
 
 def test_a_full_pool_lends_ordinary_memory_which_put_copies() -> None:

@@ -391,15 +391,18 @@ int il_pool_loan_claim(const il_spill_cfg_t *cfg, uint64_t content, il_loan_t *l
     ln->pid = getpid();
     ln->owns_map = 0;
     slot_path(ln->path, sizeof ln->path, ln->claim.pool, s);
-    /* The user writes through this mapping: map every page now, in one
-     * call (a new file's pages exist: fallocate; the mapping stays the
-     * loan's if another thread drops the pool meanwhile: unmap_slot).
-     * EINVAL before Linux 5.14: the user's writes fault them in. */
-    char *addr = ln->claim.addr;
-    size_t size = (size_t)ln->claim.size;
-    Py_BEGIN_ALLOW_THREADS
-    (void)madvise(addr, size, MADV_POPULATE_WRITE);
-    Py_END_ALLOW_THREADS
+    /* The user writes through this mapping: unless an earlier item or loan
+     * did, map every page now, in one call (a new file's pages exist:
+     * fallocate; the mapping stays the loan's if another thread drops the
+     * pool meanwhile: unmap_slot).  EINVAL before Linux 5.14: the user's
+     * writes fault them in. */
+    if (ln->claim.fd >= 0 || ln->claim.first_reuse) {
+        char *addr = ln->claim.addr;
+        size_t size = (size_t)ln->claim.size;
+        Py_BEGIN_ALLOW_THREADS
+        (void)madvise(addr, size, MADV_POPULATE_WRITE);
+        Py_END_ALLOW_THREADS
+    }
     return 1;
 }
 
