@@ -29,7 +29,8 @@ Where interlock was fast on one path and fell off a cliff next to it:
   the source copied into it before the clock runs, that time in the row's
   ``make_s``), then put without a copy;
 - scaling: P producers x C consumers of pickled tuples ``(i, 'abc', 1.5)``
-  through one queue of maxsize 10,000, for 1x1, 2x2, 8x8 and 32x32.
+  through one queue of maxsize 10,000, for 1x1, 2x2, 8x8 and 32x32 (each
+  run at least 0.3 s, even with --quick).
 
 Peers: ``multiprocessing.Queue`` (of the same start method) and faster-fifo
 everywhere; iceoryx2 (publish-subscribe over shared memory, see
@@ -780,8 +781,9 @@ class Runner:
 
     def rate_case(self, case: str, unit: str, impls: tuple[str, ...],
                   fn: Callable[[str, int, list | None], float], n0: int,
-                  nmax: int = 5_000_000, placement: bool = True) -> None:
-        self.rate_cases([(case, fn)], unit, impls, n0, nmax, placement)
+                  nmax: int = 5_000_000, placement: bool = True,
+                  target_s: float | None = None) -> None:
+        self.rate_cases([(case, fn)], unit, impls, n0, nmax, placement, target_s)
 
     def rate_cases(self, cases: list[tuple[str, Callable[[str, int, list | None], float]]],
                    unit: str, impls: tuple[str, ...], n0: int, nmax: int = 5_000_000,
@@ -1026,13 +1028,19 @@ def run(report: Report, args: Any) -> None:
     # 4. scaling: P x C through one queue of maxsize 10,000, and the rate of
     # one process doing both sides (where the curve tends: scaling.md).
     one = f"one process, put then get of tuples, maxsize {MAXSIZE}"
+    # At least 0.3 s per run, even with --quick: a 50 ms run of 16 or 64
+    # processes on 2 CPUs is a few scheduler slices, and the processes the
+    # barrier released last weighed on it (8x8 in one probe, 3 repeats
+    # each, moments apart: 5.3x mp.Queue with 50 ms runs, 9.3x with 0.3 s).
+    scale_s = max(0.3, r.target_s)
     r.rate_case(one, "msg/s", ("interlock",), one_process, 20_000, nmax=2_000_000,
-                placement=False)   # (mp.Queue: each get waits for its feeder thread)
+                placement=False,   # (mp.Queue: each get waits for its feeder thread)
+                target_s=scale_s)
     for p in (1, 2, 8, 32):
         case = f"scaling {p}x{p}, tuples, maxsize {MAXSIZE}"
         r.rate_case(case, "msg/s", IMPLS,
                     lambda impl, n, pl, p=p: grid(impl, p, p, n, pl), 2_000 * p,
-                    nmax=2_000_000)
+                    nmax=2_000_000, target_s=scale_s)
         report.ratio_vs(case, "interlock", peers)
         report.ratio(f"scaling {p}x{p} against one process doing both sides", (case, "interlock"),
                      (one, "interlock"), (f"interlock {p}x{p}", "interlock, one process"))
