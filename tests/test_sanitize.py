@@ -30,6 +30,16 @@ def _sanitize(tmp_path, *args, env=None):
                           capture_output=True, text=True, timeout=900)
 
 
+def _tests_clean(r, passed):
+    """A sanitized pytest run: ``passed`` (a regex) tests passed, none
+    failed, and no sanitizer report."""
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out
+    assert re.search(rf"\b{passed} passed", out) and not re.search(r"\b\d+ failed", out), out
+    assert "sanitize: clean" in out, out
+    assert "ERROR: AddressSanitizer" not in out and "runtime error:" not in out, out
+
+
 @needs_asan
 def test_sanitizer_catches_an_overrun(tmp_path):
     # the harness itself: a deliberate heap overrun must be reported
@@ -92,12 +102,8 @@ def test_spill_pool_under_asan_ubsan_is_clean(tmp_path):
              "test_an_item_shared_with_a_fork_child_is_never_reused",
              "test_a_receiver_killed_holding_a_pooled_item_gives_it_back",
              "test_a_producer_that_leaves_leaves_no_file_whoever_holds_its_items"]
-    r = _sanitize(tmp_path, "1", env={"PYTEST_ARGS": " ".join(f"{spill}::{n}" for n in names)})
-    out = r.stdout + r.stderr
-    assert r.returncode == 0, out
-    assert re.search(r"\b\d+ passed", out) and not re.search(r"\b\d+ failed", out), out
-    assert "sanitize: clean" in out, out
-    assert "ERROR: AddressSanitizer" not in out and "runtime error:" not in out, out
+    _tests_clean(_sanitize(tmp_path, "1", env={
+        "PYTEST_ARGS": " ".join(f"{spill}::{n}" for n in names)}), r"\d+")
 
 
 @needs_asan
@@ -118,12 +124,8 @@ def test_loans_under_asan_ubsan_are_clean(tmp_path):
              "test_a_producer_killed_holding_loans_leaks_nothing",
              "test_a_full_pool_lends_ordinary_memory_which_put_copies",
              "test_bad_arguments_are_clear_errors"]
-    r = _sanitize(tmp_path, "1", env={"PYTEST_ARGS": " ".join(f"{loan}::{n}" for n in names)})
-    out = r.stdout + r.stderr
-    assert r.returncode == 0, out
-    assert re.search(r"\b12 passed", out) and not re.search(r"\b\d+ failed", out), out
-    assert "sanitize: clean" in out, out
-    assert "ERROR: AddressSanitizer" not in out and "runtime error:" not in out, out
+    _tests_clean(_sanitize(tmp_path, "1", env={
+        "PYTEST_ARGS": " ".join(f"{loan}::{n}" for n in names)}), "12")
 
 
 @pytest.mark.skipif(shutil.which("valgrind") is None, reason="valgrind is not installed")

@@ -319,6 +319,17 @@ static int spill_pooled(const il_spill_cfg_t *cfg, msg_t *m, int nb, uint64_t si
     return 1;
 }
 
+/* m's record becomes the reference to its spill file (m->ref, filled):
+ * the sources are not needed any more. */
+static void spill_record(msg_t *m)
+{
+    msg_release_sources(m);
+    m->rec.kind = IL_REC_SPILL;
+    m->rec.nbufs = 0;
+    m->rec.len = (uint32_t)sizeof m->ref;
+    m->need = IL_ALIGN8(sizeof(il_rec_t) + sizeof m->ref);
+}
+
 /* The item's one out-of-band buffer lies in an open loan of this queue
  * (bind_loan.c): it is written in place already; the buffer's length and
  * the pickle stream go before it, in the loan's head, and the loan's file
@@ -356,11 +367,7 @@ static int spill_loaned(const il_spill_cfg_t *cfg, msg_t *m)
     m->ref.token = ln->claim.token;
     m->ref.dlen = off - 8;
     m->ref.size = ln->claim.size;
-    msg_release_sources(m);
-    m->rec.kind = IL_REC_SPILL;
-    m->rec.nbufs = 0;
-    m->rec.len = (uint32_t)sizeof m->ref;
-    m->need = IL_ALIGN8(sizeof(il_rec_t) + sizeof m->ref);
+    spill_record(m);
     return 1;
 }
 
@@ -427,11 +434,7 @@ static int spill_write(il_ring_t *r, const il_spill_cfg_t *cfg, msg_t *m)
     m->ref.dlen = (uint64_t)m->dlen;
     m->ref.size = size;
 done:
-    msg_release_sources(m);
-    m->rec.kind = IL_REC_SPILL;
-    m->rec.nbufs = 0;
-    m->rec.len = (uint32_t)sizeof m->ref;
-    m->need = IL_ALIGN8(sizeof(il_rec_t) + sizeof m->ref);
+    spill_record(m);
     (void)r;
     return 0;
 }
