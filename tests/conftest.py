@@ -71,6 +71,10 @@ def run_python(code: str, timeout: float = 60, **kwargs) -> subprocess.Completed
         proc.kill()
         out, err = proc.communicate()
         raise AssertionError(f"python -c timed out after {timeout} s:\n{out}\n{err}") from None
+    except BaseException:  # pytest-timeout's exception, ^C: reap it here, not in Popen.__del__
+        proc.kill()        # (whose warning would fail whichever test runs the GC next)
+        proc.communicate()
+        raise
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 

