@@ -180,6 +180,17 @@ def _valid_segment_bytes() -> bytes:
 VALID = None
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _short_meta_patience() -> Iterator[None]:
+    """A header mutated so that its meta-lock word names a live thread
+    raises SegmentError after META_PATIENCE: 1 s here, not 10."""
+    saved, _segment.META_PATIENCE = _segment.META_PATIENCE, 1.0
+    try:
+        yield
+    finally:
+        _segment.META_PATIENCE = saved
+
+
 @settings(max_examples=200, deadline=None)
 @given(offset=st.one_of(st.integers(0, 511),  # the segment header
                         # the ring header (after 256 slots of 16 bytes)

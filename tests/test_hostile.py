@@ -378,3 +378,53 @@ def test_unlink_refuses_what_is_not_ours(shm: str) -> None:
     lock.release()
     lock.detach()
     assert os.listdir(shm) == []
+
+
+def test_a_lock_word_naming_a_live_stranger_is_an_error_not_a_hang(shm: str) -> None:
+    """A segment file whose meta-lock word names a live thread that is not
+    using it (pid 1 here: a corrupted or hostile file; also a holder
+    stopped with SIGSTOP): attaching, detaching or unlinking it raises
+    SegmentError once that one thread has held it for META_PATIENCE
+    seconds.  Before: the attach waited for ever, and SIGALRM did not end
+    it (a hypothesis case of test_fuzz_security hung the suite).  The
+    child's patience is 1 s; what it reports is how long the attach took."""
+    _dead_segment(shm, "held")
+    p = path(shm, "held")
+    with open(p, "r+b") as f:  # the word names pid 1 (init: alive, never ours)
+        f.seek(_segment.OFF_META_LOCK)
+        f.write((1).to_bytes(4, "little"))
+    out = child("import time, interlock\n"
+                "from interlock.errors import SegmentError\n"
+                "_segment.META_PATIENCE = 1.0\n"
+                "t = time.monotonic()\n"
+                "try:\n"
+                "    interlock.Queue(name=sys.argv[2], create=False)\n"
+                "    print('attached')\n"
+                "except SegmentError as e:\n"
+                "    print(f'{time.monotonic() - t:.1f}', e)\n", shm, "held")
+    took, msg = out.split(" ", 1)
+    assert 1.0 <= float(took) < 10, out
+    assert "held by thread 1 " in msg and "interlock.unlink('held')" in msg, out
+    # what it says to do works: the name goes, without waiting for the lock
+    child("import interlock\n"
+          "assert interlock.unlink(sys.argv[2]) is True\n", shm, "held")
+    assert not os.path.exists(p)
+
+
+def test_the_collection_skips_a_segment_whose_lock_is_held_for_good(shm: str) -> None:
+    """The same file does not stall the collection that creations run: it
+    skips the segment after REAP_WAIT (0.2 s) and removes the dead ones
+    beside it."""
+    _dead_segment(shm, "held")
+    with open(path(shm, "held"), "r+b") as f:
+        f.seek(_segment.OFF_META_LOCK)
+        f.write((1).to_bytes(4, "little"))
+    _dead_segment(shm, "dead")  # (its creation's collection skipped "held")
+    out = child("import os, time, interlock\n"
+                "t = time.monotonic()\n"
+                "interlock.Lock().detach()\n"   # creation collects
+                "print(f'{time.monotonic() - t:.2f}', sorted(os.listdir(sys.argv[1])))\n", shm)
+    took, left = out.split(" ", 1)
+    assert float(took) < 3, out
+    assert left.strip() == f"['{_segment.PREFIX}.{UID}.held']", out
+    os.unlink(path(shm, "held"))

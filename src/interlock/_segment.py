@@ -130,6 +130,10 @@ OFF_NAME = 128
 NAME_MAX = 200
 OFF_SITE = 384
 OFF_META_LOCK = 448
+META_TID_MASK = 0x3FFFFFFF  # the owner's TID in a mutex word (mutex.h)
+META_SLICE = 0.5  # seconds per wait for the meta lock
+META_PATIENCE = 10.0  # one live holder this long: SegmentError (_meta_acquire)
+REAP_WAIT = 0.2  # the collection skips a segment whose meta lock stays busy this long
 OFF_HWM = 512  # the table's header: u32 high-water mark, u32 held, 56 bytes reserved
 # u32: 1 while the segment has no user and is kept only by in-flight tickets
 # (set by the last detach that found unexpired tickets, cleared by the next
@@ -803,7 +807,26 @@ class Segment:
         # (all updates below are idempotent sweeps, so a half-done one is fine)
         # and _MetaMutex reports nothing.  Not warnings.catch_warnings(): that
         # swaps process-wide state and would swallow another thread's warning.
-        self.meta.acquire()
+        #
+        # A holder updates the process table: microseconds.  A word that names
+        # one live thread for META_PATIENCE seconds is a stopped process, or
+        # a file whose word was written by something else (a hostile or
+        # corrupted file naming, say, pid 1): waiting would be for ever, so
+        # that is an error.  Waited for in slices, so signals are handled.
+        assert self.mm is not None
+        holder, since = -1, time.monotonic()
+        while not self.meta.acquire(timeout=META_SLICE):
+            word = self.mm.load32(OFF_META_LOCK) & META_TID_MASK
+            now = time.monotonic()
+            if word != holder:
+                holder, since = word, now
+            elif word and now - since >= META_PATIENCE:
+                raise SegmentError(
+                    f"{self.path}: its meta lock has been held by thread {word} for "
+                    f"{now - since:.0f} s (a holder updates the process table in "
+                    "microseconds): that process is stopped, or the file's lock word "
+                    f"was not written by interlock (interlock.unlink({self.name!r}) "
+                    "removes the name)")
 
     # ----------------------------------------------------------- the table
     # Every write below is made under the meta lock.  A slot's pid is its
@@ -1372,10 +1395,13 @@ def scan(entries: list[str] | None = None) -> list[SegmentInfo]:
     return out
 
 
-def _under_meta_lock(path: str, action: Callable[["Segment"], bool]) -> bool:
+def _under_meta_lock(path: str, action: Callable[["Segment"], bool],
+                     wait: float | None = None) -> bool:
     """Open the segment at ``path`` (open_entry), and run ``action`` on it
     under its meta lock, without registering as a user.  False if it is
-    gone, not ours, or not a whole segment of this layout."""
+    gone, not ours, or not a whole segment of this layout, or if ``wait``
+    (seconds) is given and the meta lock stayed busy that long; without
+    ``wait``, as an attach waits (SegmentError if held for good)."""
     try:
         fd, st = open_entry(path, write=True)
     except OSError:  # gone, or not ours (ForeignEntry)
@@ -1395,7 +1421,10 @@ def _under_meta_lock(path: str, action: Callable[["Segment"], bool]) -> bool:
             seg.name = hdr.name
             seg.meta = _MetaMutex(mm, OFF_META_LOCK)
             try:
-                seg._meta_acquire()
+                if wait is None:
+                    seg._meta_acquire()
+                elif not seg.meta.acquire(timeout=wait):
+                    return False  # busy (or held for good): not now
                 try:
                     return action(seg)
                 finally:
@@ -1424,7 +1453,7 @@ def _reap(path: str) -> bool:
     Done under the segment's meta lock, exactly as the last detach does, so
     that a process attaching at the same moment either registers first (and
     the segment stays) or finds it marked unlinked and retries."""
-    return _under_meta_lock(path, _reap_locked)
+    return _under_meta_lock(path, _reap_locked, wait=REAP_WAIT)
 
 
 def remove_dead(s: SegmentInfo) -> bool:
@@ -1463,7 +1492,7 @@ def unlink(name: str) -> bool:
     of yours (it is then left alone)."""
     path = path_of(validate_name(name))
     try:
-        fd, _st = open_entry(path)
+        fd, st = open_entry(path)
         os.close(fd)
     except FileNotFoundError:
         return False
@@ -1474,7 +1503,14 @@ def unlink(name: str) -> bool:
             remove_spill_files(seg)  # nobody left to take its spilled items
         return True
 
-    if _under_meta_lock(path, mark_and_unlink):
+    try:
+        if _under_meta_lock(path, mark_and_unlink):
+            return True
+    except SegmentError:
+        # Its meta lock is held for good (_meta_acquire): nobody can attach
+        # to it, so there is no attacher to be consistent with.  Remove the
+        # name (if it is still that file); users keep their mappings.
+        remove_entry(path, st.st_ino)
         return True
     if os.path.lexists(path):
         raise SegmentError(f"{path} is not a whole interlock segment of this layout; "
