@@ -93,15 +93,28 @@ class Record:
         return struct.unpack_from("<Q", self._mm, _HEAD * log)[0]
 
     def append(self, log: int, value: int) -> None:
-        """Write the entry, then publish it by bumping the count."""
+        """Write the entry, then publish it by bumping the count (and its
+        shadow copy, 8 bytes further: see :meth:`shadow`)."""
         n = self.count(log)
         if n >= self.per_log:
             raise IndexError(f"log {log} is full ({self.per_log} entries)")
         struct.pack_into("<Q", self._mm, self._entry(log, n), value)
         struct.pack_into("<Q", self._mm, _HEAD * log, n + 1)
+        struct.pack_into("<Q", self._mm, _HEAD * log + 8, n + 1)
+
+    def shadow(self, log: int) -> int:
+        """The copy of the count that append() writes after it.  A count that
+        differs from its shadow was written by something else (a diagnostic
+        for test_kill: a killed consumer's count once read 0 with its
+        entries intact, cause not found)."""
+        return struct.unpack_from("<Q", self._mm, _HEAD * log + 8)[0]
 
     def set_count(self, log: int, n: int) -> None:
         struct.pack_into("<Q", self._mm, _HEAD * log, n)
+
+    def entries_upto(self, log: int, n: int) -> list[int]:
+        n = min(n, self.per_log)
+        return list(struct.unpack_from(f"<{n}Q", self._mm, self._entry(log, 0)))
 
     def entries(self, log: int) -> list[int]:
         n = self.count(log)
