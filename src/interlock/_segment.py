@@ -590,6 +590,12 @@ def _roles(buf: Any, i: int) -> int:
     return int(_SLOT.unpack_from(buf, OFF_SLOTS + 16 * i)[2])
 
 
+def _refs_roles(refs: int, roles: int) -> int:
+    """A slot's u16 refs and u16 roles as the one u32 word that holds them
+    (little-endian layout, read back as a native word)."""
+    return int.from_bytes(struct.pack("<HH", refs, roles), sys.byteorder)
+
+
 class Segment:
     """One process's handle on one named segment (create or attach)."""
 
@@ -843,14 +849,34 @@ class Segment:
         return list(_slots(self.mm, _hwm(self.mm, self.header.nslots)))
 
     def _set_slot(self, i: int, pid: int, refs: int, roles: int, start: int) -> None:
+        # Word by word, each one aligned store (Mapping.store32/64), never
+        # struct.pack_into: it zero-fills before it writes, so a process
+        # killed in between (or an unlocked reader) would see a live slot
+        # with refs, roles and start time 0.  A slot that keeps its commit
+        # word (a process's refs or roles, a shared ticket's expiry) is
+        # updated in place, one whole word at a time; any other change frees
+        # the slot first and commits the new word last.
         assert self.mm is not None
         off = OFF_SLOTS + 16 * i
-        if pid:
-            struct.pack_into("<HHQ", self.mm, off + 4, refs, roles, start)
-            self.mm.store32(off, pid)
-        else:
+        word = _refs_roles(refs, roles)
+        cur = self.mm.load32(off)
+        if pid and (cur == pid or cur & pid & TICKET_BIT):
+            # In place: the expiry first (so that a ticket turned into
+            # another one has a valid expiry at every step), the commit word
+            # last.
+            if self.mm.load64(off + 8) != start:
+                self.mm.store64(off + 8, start)
+            if self.mm.load32(off + 4) != word:
+                self.mm.store32(off + 4, word)
+            if cur != pid:
+                self.mm.store32(off, pid)
+            return
+        if cur:
             self.mm.store32(off, 0)
-            struct.pack_into("<HHQ", self.mm, off + 4, 0, 0, 0)
+        self.mm.store32(off + 4, word if pid else 0)
+        self.mm.store64(off + 8, start if pid else 0)
+        if pid:
+            self.mm.store32(off, pid)
 
     def _add_users(self, n: int) -> None:
         assert self.mm is not None
@@ -1174,8 +1200,7 @@ class Segment:
         try:
             for i, spid, refs, start in self._table():
                 if spid == pid and _same_start(start, mine):
-                    struct.pack_into("<H", self.mm, OFF_SLOTS + 16 * i + 6,
-                                     _roles(self.mm, i) | role)
+                    self._set_slot(i, spid, refs, _roles(self.mm, i) | role, start)
                     return
         finally:
             self.meta.release()

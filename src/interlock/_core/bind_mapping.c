@@ -17,8 +17,13 @@
  *   a live view never points to unmapped memory (as mmap.mmap does);
  * - indexing and slicing as mmap.mmap does (an int, or bytes), and slice
  *   assignment of the same length;
- * - load32/store32: single-copy-atomic 32-bit words (the slot table's
- *   commit words, docs/design/segment.md);
+ * - load32/store32, load64/store64: single-copy-atomic words (the slot
+ *   table's commit words, start times and ticket expiries, the deadlock
+ *   table's record count: docs/design/segment.md).  Never struct.pack_into
+ *   for a word that another process may read, or that a process killed
+ *   mid-update leaves behind: CPython's pack_into first zero-fills the
+ *   destination, then writes the value (three stores for one "<Q"); a
+ *   SIGKILL between them leaves 0, and an unlocked reader can see the 0;
  * - populate(): commit pages of a sparse file (the slot table grows by
  *   pages) without the SIGBUS that touching a page fails with when
  *   /dev/shm is full.
@@ -162,16 +167,18 @@ static PyObject *Mapping_close(MappingObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
-static int word_offset(MappingObject *self, Py_ssize_t off)
+static int word_offset_n(MappingObject *self, Py_ssize_t off, Py_ssize_t n)
 {
     if (!mapping_ok(self))
         return 0;
-    if (off < 0 || off % 4 != 0 || off > self->size - 4) {
-        PyErr_Format(PyExc_ValueError, "bad 32-bit word offset %zd", off);
+    if (off < 0 || off % n != 0 || off > self->size - n) {
+        PyErr_Format(PyExc_ValueError, "bad %d-bit word offset %zd", (int)(8 * n), off);
         return 0;
     }
     return 1;
 }
+
+static int word_offset(MappingObject *self, Py_ssize_t off) { return word_offset_n(self, off, 4); }
 
 static PyObject *Mapping_load32(MappingObject *self, PyObject *arg)
 {
@@ -197,6 +204,30 @@ static PyObject *Mapping_store32(MappingObject *self, PyObject *args)
      * (Under the meta lock that is already so; the unlocked readers get it
      * from this.)  One store: a process killed here wrote it or did not. */
     atomic_store_explicit((_Atomic uint32_t *)(self->addr + off), v, memory_order_release);
+    Py_RETURN_NONE;
+}
+
+static PyObject *Mapping_load64(MappingObject *self, PyObject *arg)
+{
+    Py_ssize_t off = PyLong_AsSsize_t(arg);
+    if ((off == -1 && PyErr_Occurred()) || !word_offset_n(self, off, 8))
+        return NULL;
+    /* relaxed, as load32: whole, never torn; ordering comes from the meta
+     * lock (locked readers) or from the commit word read before it. */
+    uint64_t v = atomic_load_explicit((_Atomic uint64_t *)(self->addr + off), memory_order_relaxed);
+    return PyLong_FromUnsignedLongLong(v);
+}
+
+static PyObject *Mapping_store64(MappingObject *self, PyObject *args)
+{
+    Py_ssize_t off;
+    unsigned long long v;
+    if (!PyArg_ParseTuple(args, "nK:store64", &off, &v) || !word_offset_n(self, off, 8))
+        return NULL;
+    /* release, as store32: what was written before it (a record before its
+     * count) is visible to whoever sees the new value.  One aligned 8-byte
+     * store: a process killed here wrote it or did not. */
+    atomic_store_explicit((_Atomic uint64_t *)(self->addr + off), (uint64_t)v, memory_order_release);
     Py_RETURN_NONE;
 }
 
@@ -306,6 +337,10 @@ static PyMethodDef Mapping_methods[] = {
      "load32(offset)\n--\n\nAtomic read of the aligned u32 at offset."},
     {"store32", (PyCFunction)Mapping_store32, METH_VARARGS,
      "store32(offset, value)\n--\n\nAtomic (release) store of an aligned u32."},
+    {"load64", (PyCFunction)Mapping_load64, METH_O,
+     "load64(offset)\n--\n\nAtomic read of the aligned u64 at offset."},
+    {"store64", (PyCFunction)Mapping_store64, METH_VARARGS,
+     "store64(offset, value)\n--\n\nAtomic (release) store of an aligned u64."},
     {"populate", (PyCFunction)Mapping_populate, METH_VARARGS,
      "populate(offset, length)\n--\n\nAllocate these pages of the file now (OSError ENOSPC "
      "if /dev/shm is full)."},

@@ -18,7 +18,10 @@ Layout of the object area of the segment::
 Death: every update is a single record write followed by one store of n
 (append), or an overwrite of a record by the last one then n-1 (removal);
 a process killed in the middle leaves at worst a stale copy of a record that
-the next sweep (by liveness of the pid in it) removes.
+the next sweep (by liveness of the pid in it) removes.  n and the dropped
+count are written with Mapping.store32, one aligned store: struct.pack_into
+zero-fills before it writes, and a process killed between the two would
+leave n = 0, the whole table forgotten.
 """
 from __future__ import annotations
 
@@ -63,7 +66,7 @@ class SharedTable:
         self.lock.release()
 
     def _n(self) -> int:
-        return int(_N.unpack_from(self.mm, self.off + 64)[0])
+        return int(self.mm.load32(self.off + 64))
 
     def rows(self) -> Iterator[tuple[object, ...]]:
         """Records (call under the table lock for a consistent view)."""
@@ -76,20 +79,19 @@ class SharedTable:
         ``dropped()``: the callers say so, a full table must not go silent)."""
         n = self._n()
         if n >= self.capacity:
-            struct.pack_into("<I", self.mm, self.off + 76,
-                             min(self.dropped() + 1, 0xFFFFFFFF))
+            self.mm.store32(self.off + 76, min(self.dropped() + 1, 0xFFFFFFFF))
             return False
         self.record.pack_into(self.mm, self.off + HEADER + n * self.record.size, *fields)
-        struct.pack_into("<I", self.mm, self.off + 64, n + 1)
+        self.mm.store32(self.off + 64, n + 1)
         return True
 
     def dropped(self) -> int:
         """Records refused since the last ``clear_dropped()`` (table full)."""
-        return int(struct.unpack_from("<I", self.mm, self.off + 76)[0])
+        return int(self.mm.load32(self.off + 76))
 
     def clear_dropped(self) -> None:
         """Under the lock."""
-        struct.pack_into("<I", self.mm, self.off + 76, 0)
+        self.mm.store32(self.off + 76, 0)
 
     def __len__(self) -> int:
         return self._n()
@@ -104,7 +106,7 @@ class SharedTable:
                 last = bytes(self.mm[base + (n - 1) * size : base + n * size])
                 self.mm[base + i * size : base + (i + 1) * size] = last
                 n -= 1
-                struct.pack_into("<I", self.mm, self.off + 64, n)
+                self.mm.store32(self.off + 64, n)
                 removed += 1
             else:
                 i += 1
