@@ -502,6 +502,25 @@ if _crash.ENABLED:
         finally:
             q.unlink()
 
+    @pytest.mark.parametrize("method", METHODS)
+    def test_put_many_hands_on_each_spilled_item(method: str) -> None:
+        """A put_many of 4 items for spill files (2 MiB each) writes and
+        publishes them one at a time: a producer that dies writing the
+        third's file leaves exactly the first two, whole and in order.
+        (All four files written before one publication, it left none.)"""
+        ctx = mp.get_context(method)
+        q = interlock.Queue(name=f"cp-{os.getpid()}-pms-{method}")
+        try:
+            p = ctx.Process(target=_put_many_spilled_armed,
+                            args=(q.name, "ring.spill.written", 3))
+            p.start()
+            p.join(60)
+            assert p.exitcode == _crash.CRASH_EXIT, p.exitcode
+            got = _drain(q)
+            assert got == [bytes([i]) * (2 << 20) for i in range(2)], [g[:1] for g in got]
+        finally:
+            q.unlink()
+
     def test_env_arms_a_crash_point_in_a_test_build() -> None:
         r = subprocess.run([sys.executable, "-c", _LOCK_ONCE], capture_output=True, text=True,
                            timeout=60, env={**os.environ, "INTERLOCK_CRASH_AT": "mutex.locked"})
@@ -640,6 +659,12 @@ def _put_many_armed(qname: str, point: str) -> None:
     q = interlock.Queue(name=qname, create=False)
     _crash.arm(point, 1)
     q.put_many([bytes([i]) * (64 << 10) for i in range(10)])
+
+
+def _put_many_spilled_armed(qname: str, point: str, nth: int) -> None:
+    q = interlock.Queue(name=qname, create=False)
+    _crash.arm(point, nth)
+    q.put_many([bytes([i]) * (2 << 20) for i in range(4)])
 
 
 def _sleep_in_get(qname: str) -> None:

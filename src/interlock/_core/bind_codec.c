@@ -275,7 +275,7 @@ static int spill_pooled(const il_spill_cfg_t *cfg, msg_t *m, int nb, uint64_t si
     int got = il_pool_claim(cfg, size, c);
     if (got < 0) {
         set_os_error(errno, "no room for a spilled queue item of %llu bytes (%s): %s; "
-                            "nothing was put", (unsigned long long)size, cfg->prefix);
+                            "the item was not put", (unsigned long long)size, cfg->prefix);
         return -1;
     }
     if (!got)
@@ -302,7 +302,7 @@ static int spill_pooled(const il_spill_cfg_t *cfg, msg_t *m, int nb, uint64_t si
         il_pool_abort(c);
         close(c->fd);
         set_os_error(err, "no room for a spilled queue item of %llu bytes (%s): %s; "
-                          "nothing was put", (unsigned long long)size, cfg->prefix);
+                          "the item was not put", (unsigned long long)size, cfg->prefix);
         return -1;
     }
     IL_CRASH(RING_SPILL_WRITTEN);
@@ -421,7 +421,7 @@ static int spill_write(il_ring_t *r, const il_spill_cfg_t *cfg, msg_t *m)
     }
     if (err) {
         set_os_error(err, "no room for a spilled queue item of %llu bytes (%s): %s; "
-                          "nothing was put", (unsigned long long)size, dir);
+                          "the item was not put", (unsigned long long)size, dir);
         return -1;
     }
     IL_CRASH(RING_SPILL_WRITTEN);
@@ -471,7 +471,8 @@ int il_spill_link(il_ring_t *r, msg_t *m)
     return 0;
 }
 
-int il_msg_prepare(il_ring_t *r, const il_spill_cfg_t *cfg, PyObject *obj, msg_t *m)
+static int msg_prepare(il_ring_t *r, const il_spill_cfg_t *cfg, PyObject *obj, msg_t *m,
+                       int later)
 {
     memset(m, 0, offsetof(msg_t, ref));
     m->spill_fd = -1;
@@ -512,6 +513,10 @@ int il_msg_prepare(il_ring_t *r, const il_spill_cfg_t *cfg, PyObject *obj, msg_t
         spill_loaned(cfg, m))
         return 0;
     if (cfg && cfg->threshold && m->need > cfg->threshold) {
+        if (later) {
+            m->spill_later = 1;
+            return 0;
+        }
         if (spill_write(r, cfg, m) < 0) {
             il_msg_release(m);
             return -1;
@@ -527,6 +532,26 @@ int il_msg_prepare(il_ring_t *r, const il_spill_cfg_t *cfg, PyObject *obj, msg_t
         return -1;
     }
     m->rec.len = (uint32_t)len;
+    return 0;
+}
+
+int il_msg_prepare(il_ring_t *r, const il_spill_cfg_t *cfg, PyObject *obj, msg_t *m)
+{
+    return msg_prepare(r, cfg, obj, m, 0);
+}
+
+int il_msg_prepare_batch(il_ring_t *r, const il_spill_cfg_t *cfg, PyObject *obj, msg_t *m)
+{
+    return msg_prepare(r, cfg, obj, m, 1);
+}
+
+int il_msg_spill(il_ring_t *r, const il_spill_cfg_t *cfg, msg_t *m)
+{
+    if (!m->spill_later)
+        return 0;
+    if (spill_write(r, cfg, m) < 0)
+        return -1; /* (spill_write leaves m releasable, as il_msg_prepare relies on) */
+    m->spill_later = 0;
     return 0;
 }
 

@@ -95,6 +95,8 @@ typedef struct {
     int pooled;              /* the item went into a pooled file (pool_claim) */
     PyObject *loan;          /* a loaned file carries the item (bind_loan.c): a reference */
     int published;           /* il_spill_link ran: the record is being published */
+    int spill_later;         /* above the threshold, its file not written yet:
+                                il_msg_prepare_batch left it to il_msg_spill */
     /* Not cleared: each is written before it is read. */
     /* Spilled (rec.kind == IL_REC_SPILL): the payload went to an unnamed
      * file (spill_fd); `ref` is the record's payload; il_spill_link names
@@ -122,6 +124,17 @@ typedef struct {
  * the ring and no spilling: ValueError; no room for the spill file:
  * OSError). */
 int il_msg_prepare(il_ring_t *r, const il_spill_cfg_t *cfg, PyObject *obj, msg_t *m);
+/* The same, except that an item to be spilled is only pickled: its file is
+ * written by il_msg_spill (put_many pickles a whole batch first, so that an
+ * unpicklable item puts nothing, then writes each file right before its
+ * chunk is published, so that the consumer starts on the first item while
+ * the producer copies the next).  m->need is the item's whole size until
+ * then. */
+int il_msg_prepare_batch(il_ring_t *r, const il_spill_cfg_t *cfg, PyObject *obj, msg_t *m);
+/* Write a message that il_msg_prepare_batch left unwritten (spill_later)
+ * into its spill file; nothing to do for any other.  0, or -1 with an
+ * exception (m stays releasable with il_msg_release). */
+int il_msg_spill(il_ring_t *r, const il_spill_cfg_t *cfg, msg_t *m);
 /* Under plock, right before m's record is written and published: give a
  * spilled message's file its name.  0, or -1 with errno (nothing named). */
 int il_spill_link(il_ring_t *r, msg_t *m);
