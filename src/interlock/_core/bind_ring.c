@@ -372,6 +372,15 @@ static int ovf_append(RingObject *self, il_ring_t *r, uint64_t *ot, msg_t *m, in
  * (Not a limit for get(): max is 1 there.) */
 #define IL_BATCH_BYTES (256u << 10)
 
+/* What a taken record counts against IL_BATCH_BYTES: its bytes in the
+ * queue, and a spilled item's file too (a batch of 1 MiB arrays is one
+ * array, as get(): the consumer holding eight at once kept the producer's
+ * pool of files cycling through eight more, cold in cache). */
+static inline uint64_t batch_bytes(uint64_t need, const raw_t *x)
+{
+    return need + (x->kind == IL_REC_SPILL ? x->ref.size : 0);
+}
+
 /* Under clock: take up to max records (and IL_BATCH_BYTES) from the overflow, from *oh up to
  * ot (published), into out[]; *oh moves past them (and past the ends of
  * the blocks it leaves).  Returns the count; an error leaves an exception
@@ -438,7 +447,7 @@ static Py_ssize_t ovf_take(RingObject *self, il_ring_t *r, uint64_t *oh, uint64_
             break;
         }
         *oh = IL_PACK(IL_CNT(*oh) + 1, pos + (uint32_t)need);
-        bytes += need + (out[k].kind == IL_REC_SPILL ? out[k].ref.size : 0); /* (ring_take) */
+        bytes += batch_bytes(need, &out[k]);
         k++;
     }
     if (fd >= 0)
@@ -670,13 +679,24 @@ static Py_ssize_t ring_put_msgs(RingObject *self, msg_t *m, Py_ssize_t n, int64_
 
 static const char *const put_names[] = {"obj", "block", "timeout"};
 
-/* il_msg_prepare, counted as a call in flight (`busy`): a spilled item is
+/* il_msg_prepare (later: il_msg_prepare_batch), counted as a call in flight (`busy`): a spilled item is
  * copied with the GIL released (and pickling runs Python code), and a
  * detach of this handle meanwhile would leave the put with no ring. */
-static int prepare_item(RingObject *self, PyObject *obj, msg_t *m)
+static int prepare_item(RingObject *self, PyObject *obj, msg_t *m, int later)
 {
     ((ShmObject *)self)->busy++;
-    int rc = il_msg_prepare(RING(self), &self->spill, obj, m);
+    int rc = later ? il_msg_prepare_batch(RING(self), &self->spill, obj, m)
+                   : il_msg_prepare(RING(self), &self->spill, obj, m);
+    ((ShmObject *)self)->busy--;
+    return rc;
+}
+
+/* il_msg_spill of an item prepare_item(later) left unwritten, counted as
+ * a call in flight as above (the copy runs with the GIL released). */
+static int spill_item(RingObject *self, msg_t *m)
+{
+    ((ShmObject *)self)->busy++;
+    int rc = il_msg_spill(RING(self), &self->spill, m);
     ((ShmObject *)self)->busy--;
     return rc;
 }
@@ -697,7 +717,7 @@ static PyObject *Ring_put(RingObject *self, PyObject *const *args, Py_ssize_t na
     if (shm_check((ShmObject *)self) < 0 || check_open(self) < 0)
         return NULL;
     msg_t m;
-    if (prepare_item(self, a[0], &m) < 0)
+    if (prepare_item(self, a[0], &m, 0) < 0)
         return NULL;
     Py_ssize_t k = ring_put_msgs(self, &m, 1, deadline, 0);
     il_msg_release(&m);
@@ -712,7 +732,7 @@ static PyObject *Ring_put_nowait(RingObject *self, PyObject *obj)
     if (shm_check((ShmObject *)self) < 0 || check_open(self) < 0)
         return NULL;
     msg_t m;
-    if (prepare_item(self, obj, &m) < 0)
+    if (prepare_item(self, obj, &m, 0) < 0)
         return NULL;
     Py_ssize_t k = ring_put_msgs(self, &m, 1, 0, 0);
     il_msg_release(&m);
@@ -720,15 +740,6 @@ static PyObject *Ring_put_nowait(RingObject *self, PyObject *obj)
         return NULL;
     note_role(self, 1);
     Py_RETURN_NONE;
-}
-
-static int prepare_batch_item(RingObject *self, PyObject *obj, msg_t *m, int later)
-{
-    ((ShmObject *)self)->busy++;
-    int rc = later ? il_msg_prepare_batch(RING(self), &self->spill, obj, m)
-                   : il_msg_prepare(RING(self), &self->spill, obj, m);
-    ((ShmObject *)self)->busy--;
-    return rc;
 }
 
 /* ring_put_msgs with an exception already set (an item after these failed
@@ -784,7 +795,7 @@ static PyObject *Ring_put_many(RingObject *self, PyObject *const *args, Py_ssize
      * the room for all of them is checked. */
     int all_or_nothing = deadline == 0, later = 0;
     for (; prepared < n; prepared++) {
-        if (prepare_batch_item(self, items[prepared], &m[prepared], !all_or_nothing) < 0)
+        if (prepare_item(self, items[prepared], &m[prepared], !all_or_nothing) < 0)
             goto out;
         later |= m[prepared].spill_later;
     }
@@ -806,10 +817,7 @@ static PyObject *Ring_put_many(RingObject *self, PyObject *const *args, Py_ssize
             while (end < n && (end == done || bytes < IL_BATCH_BYTES))
                 bytes += m[end++].need;
             for (Py_ssize_t i = done; i < end; i++) {
-                ((ShmObject *)self)->busy++;
-                int rc = il_msg_spill(RING(self), &self->spill, &m[i]);
-                ((ShmObject *)self)->busy--;
-                if (rc < 0) {
+                if (spill_item(self, &m[i]) < 0) {
                     /* publish the chunk's items before the one that failed */
                     if (i > done)
                         put += ring_put_msgs_keeping(self, m + done, i - done, deadline);
@@ -876,11 +884,7 @@ static inline Py_ssize_t ring_take(il_ring_t *r, uint64_t *h, raw_t *out, Py_ssi
             break;
         }
         *h = IL_PACK(IL_CNT(*h) + 1, IL_POS(*h) + (uint32_t)need);
-        /* a spilled item counts its file: a batch of 1 MiB arrays is one
-         * array, as get() (the consumer holding eight at once kept the
-         * producer's pool of files cycling through eight more, cold in
-         * cache) */
-        bytes += need + (out[k].kind == IL_REC_SPILL ? out[k].ref.size : 0);
+        bytes += batch_bytes(need, &out[k]);
         last = need;
         k++;
     }
