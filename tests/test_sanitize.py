@@ -135,3 +135,20 @@ def test_valgrind_short_run_is_clean():
     out = r.stdout + r.stderr
     assert r.returncode == 0, out
     assert "valgrind: clean" in out and "fork cases ok" in out, out
+
+
+@needs_asan
+def test_packed_items_under_asan_ubsan_are_clean(tmp_path):
+    """test_packed (bind_pack.c: every kind of value packed and rebuilt,
+    damaged and random packed records read) on the instrumented core: the
+    reader's reads stay inside the record, every unaligned read goes
+    through memcpy."""
+    packed = ROOT / "tests" / "test_packed.py"
+    names = ["test_plain_values_are_packed_and_come_back_the_same",
+             "test_anything_else_is_pickled_as_before", "test_sharing_inside_an_item_is_kept",
+             "test_depth_limit", "test_large_items_are_pickled_and_big_ones_spill",
+             "test_put_many_get_many_and_the_overflow", "test_damaged_packed_records_raise",
+             "test_random_packed_bytes_never_crash",
+             "test_any_value_comes_back_as_pickle_gives_it"]
+    _tests_clean(_sanitize(tmp_path, "1", env={
+        "PYTEST_ARGS": " ".join(f"{packed}::{n}" for n in names)}), r"\d+")

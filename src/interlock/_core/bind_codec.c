@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "bind_pack.h"
 #include "crashpoint.h"
 #include "spillpool.h"
 
@@ -471,6 +472,34 @@ int il_spill_link(il_ring_t *r, msg_t *m)
     return 0;
 }
 
+/* A plain built-in value (bind_pack.h) that fits in one record of the ring
+ * (below the spill threshold, if any: only pickled items spill): packed
+ * into m, kind IL_REC_PACKED.  0: not packable (pickle it); 1: packed, or
+ * out of memory (the kind is not set, an exception is). */
+static int pack(il_ring_t *r, const il_spill_cfg_t *cfg, PyObject *obj, msg_t *m)
+{
+    uint64_t room = r->capacity;
+    if (cfg && cfg->threshold && cfg->threshold < room)
+        room = cfg->threshold;
+    room &= ~(uint64_t)7u; /* need = IL_ALIGN8(8 + len) <= room */
+    if (room <= sizeof(il_rec_t))
+        return 0;
+    Py_ssize_t len = il_pack_size(obj, (Py_ssize_t)(room - sizeof(il_rec_t) < IL_PACK_MAX_BYTES
+                                                       ? room - sizeof(il_rec_t)
+                                                       : IL_PACK_MAX_BYTES));
+    if (!len)
+        return 0;
+    PyObject *b = PyBytes_FromStringAndSize(NULL, len);
+    if (!b)
+        return 1;
+    il_pack_write(obj, PyBytes_AS_STRING(b));
+    m->rec.kind = IL_REC_PACKED;
+    m->owner = b;
+    m->data = PyBytes_AS_STRING(b);
+    m->dlen = len;
+    return 1;
+}
+
 static int msg_prepare(il_ring_t *r, const il_spill_cfg_t *cfg, PyObject *obj, msg_t *m,
                        int later)
 {
@@ -493,12 +522,14 @@ static int msg_prepare(il_ring_t *r, const il_spill_cfg_t *cfg, PyObject *obj, m
         m->has_ba_view = 1;
         m->data = m->views[0].buf;
         m->dlen = m->views[0].len;
-    } else {
+    } else if (!pack(r, cfg, obj, m)) {
         m->rec.kind = IL_REC_PICKLE;
         if (msg_pickle(obj, m, !no_oob_buffers(obj)) < 0) {
             il_msg_release(m);
             return -1;
         }
+    } else if (m->rec.kind != IL_REC_PACKED) {
+        return -1; /* (out of memory) */
     }
     uint64_t len = (uint64_t)m->dlen;
     if (!m->has_ba_view) {
@@ -676,8 +707,9 @@ raw_read_at(const unsigned char *data, uint64_t size, uint64_t capacity, uint32_
     }
     buf_read(data, size, pos, &rec, sizeof rec);
     uint64_t need = IL_ALIGN8(sizeof rec + (uint64_t)rec.len);
-    /* kinds 1 .. 4 (IL_REC_BYTES .. IL_REC_SPILL): one unsigned compare */
-    if (need > capacity || need > avail || (unsigned)(rec.kind - IL_REC_BYTES) > 3u ||
+    /* kinds 1 .. 4 (IL_REC_BYTES .. IL_REC_SPILL): one unsigned compare; and 6 */
+    if (need > capacity || need > avail ||
+        ((unsigned)(rec.kind - IL_REC_BYTES) > 3u && rec.kind != IL_REC_PACKED) ||
         (rec.kind != IL_REC_PICKLE && rec.nbufs) || 8ull * rec.nbufs > rec.len ||
         (rec.kind == IL_REC_SPILL && rec.len != sizeof(il_spill_ref_t))) {
         PyErr_Format(PyExc_RuntimeError,
@@ -695,7 +727,8 @@ raw_read_at(const unsigned char *data, uint64_t size, uint64_t capacity, uint32_
         buf_read(data, size, p, &x->ref, sizeof x->ref);
         return need;
     }
-    if (rec.kind == IL_REC_BYTES) {
+    if (rec.kind == IL_REC_BYTES || rec.kind == IL_REC_PACKED) {
+        /* (a packed item is unpacked after the lock: il_raw_finish) */
         x->data = PyBytes_FromStringAndSize(NULL, rec.len);
         if (!x->data)
             return 0;
@@ -998,6 +1031,11 @@ PyObject *il_raw_finish(raw_t *x, const il_spill_cfg_t *cfg)
     if (x->kind == IL_REC_SPILL) {
         il_raw_clear(x);
         return spill_finish(x, cfg);
+    }
+    if (x->kind == IL_REC_PACKED) {
+        PyObject *o = il_unpack(PyBytes_AS_STRING(x->data), PyBytes_GET_SIZE(x->data));
+        il_raw_clear(x);
+        return o;
     }
     if (x->kind != IL_REC_PICKLE) {
         PyObject *o = x->data;

@@ -53,7 +53,7 @@
 #include "mutex.h"
 
 #define IL_RING_MAGIC 0x474e4952u /* "RING" */
-#define IL_RING_VERSION 2u
+#define IL_RING_VERSION 3u /* 2: pooled spill files; 3: packed records */
 #define IL_RING_MAX_SIZE (1u << 30)
 /* flags bits.  Each is set once (fetch_or) and never cleared: a state
  * table of the two bits:
@@ -72,7 +72,8 @@
 /* Record kinds, in the record header.  Must match nothing in Python: the
  * C layer alone writes and reads them. */
 enum { IL_REC_BYTES = 1, IL_REC_BYTEARRAY = 2, IL_REC_PICKLE = 3, IL_REC_SPILL = 4,
-       IL_REC_NEXT = 5 /* overflow blocks only: the rest of this block is unused */ };
+       IL_REC_NEXT = 5, /* overflow blocks only: the rest of this block is unused */
+       IL_REC_PACKED = 6 /* a plain built-in value, packed without pickle (bind_pack.h) */ };
 
 /* features (set at creation, never changed) */
 #define IL_RING_OVERFLOW 1u /* unbounded: a full ring overflows into block files */
