@@ -81,14 +81,14 @@ PACKABLE = [
     "", "abc", "h\u00e9", "\u20ac" * 3, "\U0001F600x", "\ud800", "a\udfffb\U0010FFFF",
     b"", b"\x00\xff" * 10, (b"",), [b"\x00\xff" * 10], (), [], {}, (0, "abc", 1.5), [1, [2, [3, (4,)]]],
     {"a": 1, 2: "b", (3, "c"): [None], 4.5: {}, b"k": True, None: False},
-    ((),) * 5, [{"x": i} for i in range(15)],   # 16 mutable containers: the most packed
+    ((),) * 5, [{"x": i} for i in range(127)],   # 128 lists and dicts: the most packed
 ]
 
 PICKLED = [
     2**63, -2**63 - 1, 10**30, Color.RED, Word("w"), Point(1, 2),
     collections.OrderedDict(a=1), collections.defaultdict(list, a=[1]), {1, 2}, frozenset({3}),
     bytearray(b"ba") * 1,   # (a bytearray is its own kind: raw)
-    [{"x": i} for i in range(16)],        # 17 mutable containers
+    [{"x": i} for i in range(128)],        # 129 lists and dicts
     (1, (2, Word("inner"))), [1, 2**64], {"k": Color.RED},
     complex(1, 2), range(3),
 ]
@@ -133,6 +133,12 @@ def test_sharing_inside_an_item_is_kept(q: Any) -> None:
     assert b[0] is b[1]["again"]
     c = q.get_nowait()
     assert c[1] is c and c[0] == 1
+    # a repeat far apart, among many other dicts
+    far = [d] + [{"i": i} for i in range(100)] + [d]
+    q.put(far)
+    assert first_kind(q) == PICKLE
+    f = q.get_nowait()
+    assert f[0] is f[-1] and f[1:-1] == far[1:-1]
     # equal but distinct lists are two objects both ways
     q.put([[1], [1]])
     assert first_kind(q) == PACKED
@@ -292,3 +298,16 @@ def test_any_value_comes_back_as_pickle_gives_it(value: Any) -> None:
             assert same(got, expected)
     finally:
         qu.detach()
+
+
+def test_records_with_many_and_repeated_keys(q: Any) -> None:
+    # keys shared within an item (the reader's key cache): more distinct
+    # keys than it keeps, keys that are prefixes of others, latin-1 and
+    # wider keys, a key longer than the cache takes, and non-str keys
+    keys = [f"k{i}" for i in range(40)] + ["a", "ab", "abc", "\u00e9t\u00e9", "\u20ac", "x" * 100, 7, None]
+    records = [{k: (j, str(k)) for k in keys} for j in range(30)]
+    q.put(records)
+    assert first_kind(q) == PACKED
+    got = q.get_nowait()
+    assert same(got, records)
+    assert [list(r) for r in got] == [keys] * 30

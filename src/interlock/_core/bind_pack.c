@@ -12,11 +12,34 @@
  * only; PyLong_AsLongLongAndOverflow on an exact int calls no __index__,
  * PyDict_Next no __eq__ or __hash__). */
 
+/* The lists and dicts met so far: an open-addressing set of pointers, at
+ * most half full (IL_PACK_MAX_MUTABLE of IL_PACK_SEEN_SLOTS). */
+#define IL_PACK_SEEN_SLOTS (2 * IL_PACK_MAX_MUTABLE)
 typedef struct {
     Py_ssize_t size, limit;
     int nseen;
-    PyObject *seen[IL_PACK_MAX_MUTABLE]; /* the lists and dicts met so far */
+    PyObject *seen[IL_PACK_SEEN_SLOTS];
 } sizer_t;
+
+/* 1: o was met before (or the set is full); 0: added. */
+static int seen_before(sizer_t *s, PyObject *o)
+{
+    if (s->nseen == IL_PACK_MAX_MUTABLE)
+        return 1;
+    if (s->nseen == 0) /* most items (a tuple of scalars) never get here */
+        memset(s->seen, 0, sizeof s->seen);
+    /* objects are 16-aligned: drop those bits, then Fibonacci hashing */
+    size_t h = (size_t)(((uintptr_t)o >> 4) * UINT64_C(0x9E3779B97F4A7C15) >> 56);
+    for (;; h = (h + 1) & (IL_PACK_SEEN_SLOTS - 1)) {
+        if (s->seen[h] == o)
+            return 1;
+        if (!s->seen[h]) {
+            s->seen[h] = o;
+            s->nseen++;
+            return 0;
+        }
+    }
+}
 
 static int int_width(PyObject *o, long long *v)
 {
@@ -58,12 +81,8 @@ static int size_of(sizer_t *s, PyObject *o, int depth)
         if (t != &PyTuple_Type) {
             /* a list or dict met twice (shared, or containing itself): only
              * pickle keeps the sharing */
-            for (int i = 0; i < s->nseen; i++)
-                if (s->seen[i] == o)
-                    return -1;
-            if (s->nseen == IL_PACK_MAX_MUTABLE)
+            if (seen_before(s, o))
                 return -1;
-            s->seen[s->nseen++] = o;
         }
         s->size += 5;
         if (s->size > s->limit)
@@ -94,7 +113,7 @@ Py_ssize_t il_pack_size(PyObject *obj, Py_ssize_t limit)
     sizer_t s;
     s.size = 0;
     s.limit = limit < IL_PACK_MAX_BYTES ? limit : IL_PACK_MAX_BYTES;
-    s.nseen = 0;
+    s.nseen = 0; /* (the set is cleared at the first list or dict) */
     if (size_of(&s, obj, 0) < 0)
         return 0;
     return s.size;
@@ -176,8 +195,21 @@ void il_pack_write(PyObject *obj, char *out)
 
 /* ------------------------------------------------------------------ reading */
 
+/* Dict keys that are short 1-byte strings are rebuilt once per item and
+ * shared, as pickle's memo shares them: a list of records ({"id": ..,
+ * "name": ..} twenty times) makes two key strings, not forty, and each is
+ * hashed once.  (Sharing an immutable str is invisible but to `is`.) */
+#define IL_PACK_KEYS 16
+#define IL_PACK_KEY_MAX 64
+
 typedef struct {
     const unsigned char *p, *end;
+    int nkeys;
+    struct {
+        const unsigned char *src; /* its code points in the record */
+        uint32_t n;
+        PyObject *s;              /* a reference */
+    } keys[IL_PACK_KEYS];
 } reader_t;
 
 static PyObject *corrupt(const reader_t *r, const char *what)
@@ -234,6 +266,34 @@ static PyObject *read_str(reader_t *r)
                                             buf, n);
     PyMem_Free(buf);
     return s;
+}
+
+static PyObject *read_val(reader_t *r, int depth);
+
+static PyObject *read_key(reader_t *r, int depth)
+{
+    uint32_t n;
+    if (!have(r, 6) || r->p[0] != 's' || r->p[1] != 1)
+        return read_val(r, depth);
+    memcpy(&n, r->p + 2, 4);
+    if (n > IL_PACK_KEY_MAX || !have(r, 6 + (size_t)n))
+        return read_val(r, depth);
+    const unsigned char *src = r->p + 6;
+    for (int i = 0; i < r->nkeys; i++)
+        if (r->keys[i].n == n && memcmp(r->keys[i].src, src, n) == 0) {
+            r->p = src + n;
+            Py_INCREF(r->keys[i].s);
+            return r->keys[i].s;
+        }
+    PyObject *k = read_val(r, depth);
+    if (k && r->nkeys < IL_PACK_KEYS) {
+        r->keys[r->nkeys].src = src;
+        r->keys[r->nkeys].n = n;
+        r->keys[r->nkeys].s = k;
+        Py_INCREF(k);
+        r->nkeys++;
+    }
+    return k;
 }
 
 static PyObject *read_val(reader_t *r, int depth)
@@ -301,7 +361,7 @@ static PyObject *read_val(reader_t *r, int depth)
             if (!d)
                 return NULL;
             for (uint32_t i = 0; i < n; i++) {
-                PyObject *k = read_val(r, depth + 1);
+                PyObject *k = read_key(r, depth + 1);
                 PyObject *v = k ? read_val(r, depth + 1) : NULL;
                 if (!v) {
                     Py_XDECREF(k);
@@ -347,8 +407,13 @@ static PyObject *read_val(reader_t *r, int depth)
 
 PyObject *il_unpack(const char *data, Py_ssize_t len)
 {
-    reader_t r = {(const unsigned char *)data, (const unsigned char *)data + len};
+    reader_t r;
+    r.p = (const unsigned char *)data;
+    r.end = r.p + len;
+    r.nkeys = 0;
     PyObject *o = read_val(&r, 0);
+    for (int i = 0; i < r.nkeys; i++)
+        Py_DECREF(r.keys[i].s);
     if (o && r.p != r.end) {
         Py_DECREF(o);
         return corrupt(&r, "has bytes after its value");

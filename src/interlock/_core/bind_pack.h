@@ -20,8 +20,8 @@
  * unpickles to a list whose two elements are one object).  A packed item
  * keeps it for every mutable object: an item in which one list or dict
  * appears twice (or contains itself) is pickled instead, and so is an item
- * with more than IL_PACK_MAX_MUTABLE lists and dicts (the check is a scan of
- * the ones seen).  Immutable values that appear twice come back as two equal
+ * with more than IL_PACK_MAX_MUTABLE lists and dicts (those met are kept in
+ * a set of pointers on the stack).  Immutable values that appear twice come back as two equal
  * objects, which no program can tell apart except with `is`.
  *
  * Layout (little-endian, no alignment; every length counted):
@@ -45,7 +45,7 @@
 #include <Python.h>
 
 #define IL_PACK_MAX_DEPTH 16
-#define IL_PACK_MAX_MUTABLE 16
+#define IL_PACK_MAX_MUTABLE 128 /* a power of two */
 /* Items that pack to more than this are pickled (a large item's cost is its
  * bytes, which pickle copies as fast; and only pickle spills). */
 #define IL_PACK_MAX_BYTES 65536
