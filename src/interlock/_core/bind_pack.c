@@ -15,6 +15,7 @@
 /* The lists and dicts met so far: an open-addressing set of pointers, at
  * most half full (IL_PACK_MAX_MUTABLE of IL_PACK_SEEN_SLOTS). */
 #define IL_PACK_SEEN_SLOTS (2 * IL_PACK_MAX_MUTABLE)
+_Static_assert(IL_PACK_SEEN_SLOTS == 256, "seen_before's hash keeps 8 bits");
 typedef struct {
     Py_ssize_t size, limit;
     int nseen;
@@ -96,7 +97,7 @@ static int size_of(sizer_t *s, PyObject *o, int depth)
             return 0;
         }
         Py_ssize_t n = Py_SIZE(o);
-        PyObject **items = t == &PyTuple_Type ? &PyTuple_GET_ITEM(o, 0) : ((PyListObject *)o)->ob_item;
+        PyObject **items = t == &PyTuple_Type ? ((PyTupleObject *)o)->ob_item : ((PyListObject *)o)->ob_item;
         for (Py_ssize_t i = 0; i < n; i++)
             if (size_of(s, items[i], depth + 1) < 0)
                 return -1;
@@ -179,7 +180,7 @@ static char *write_val(PyObject *o, char *p)
         }
     } else { /* tuple or list (the size pass let nothing else through) */
         Py_ssize_t n = Py_SIZE(o);
-        PyObject **items = t == &PyTuple_Type ? &PyTuple_GET_ITEM(o, 0) : ((PyListObject *)o)->ob_item;
+        PyObject **items = t == &PyTuple_Type ? ((PyTupleObject *)o)->ob_item : ((PyListObject *)o)->ob_item;
         *p++ = t == &PyTuple_Type ? 't' : 'l';
         p = put_u32(p, (uint32_t)n);
         for (Py_ssize_t i = 0; i < n; i++)
