@@ -8,7 +8,7 @@ calls.
 Items: ``bytes`` and ``bytearray`` travel as they are; plain values (None,
 bool, int, float, str, bytes, and tuples, lists and dicts of them) are packed
 and rebuilt by the C core (``_core/bind_pack.h``: the types and values pickle
-would give, in about a third of the time); anything else is
+would give, without a Pickler per call); anything else is
 pickled with protocol 5, its out-of-band buffers (numpy arrays, ...) copied
 straight into the ring and out into fresh ``bytearray``s on the other side.
 In a queue made without ``capacity=``, an item above ``SPILL_THRESHOLD``
