@@ -227,6 +227,16 @@ static inline int have(const reader_t *r, size_t n)
     return (size_t)(r->end - r->p) >= n;
 }
 
+/* A fixed-width field (unaligned): 1, or 0 if the record ends first. */
+static inline int take(reader_t *r, void *dst, size_t n)
+{
+    if (!have(r, n))
+        return 0;
+    memcpy(dst, r->p, n);
+    r->p += n;
+    return 1;
+}
+
 static inline uint32_t get_u32(reader_t *r)
 {
     uint32_t v;
@@ -311,27 +321,15 @@ static PyObject *read_val(reader_t *r, int depth)
         Py_RETURN_FALSE;
     case 'i': {
         int32_t v;
-        if (!have(r, 4))
-            return corrupt(r, "ends inside an int");
-        memcpy(&v, r->p, 4);
-        r->p += 4;
-        return PyLong_FromLong(v);
+        return take(r, &v, 4) ? PyLong_FromLong(v) : corrupt(r, "ends inside an int");
     }
     case 'q': {
         int64_t v;
-        if (!have(r, 8))
-            return corrupt(r, "ends inside an int");
-        memcpy(&v, r->p, 8);
-        r->p += 8;
-        return PyLong_FromLongLong(v);
+        return take(r, &v, 8) ? PyLong_FromLongLong(v) : corrupt(r, "ends inside an int");
     }
     case 'd': {
         double d;
-        if (!have(r, 8))
-            return corrupt(r, "ends inside a float");
-        memcpy(&d, r->p, 8);
-        r->p += 8;
-        return PyFloat_FromDouble(d);
+        return take(r, &d, 8) ? PyFloat_FromDouble(d) : corrupt(r, "ends inside a float");
     }
     case 's':
         return read_str(r);
