@@ -520,7 +520,7 @@ def _raises(fn):
 @pytest.mark.parametrize("kind", ["lock", "rlock"])
 def test_owner_killed_waiter_takes_over_with_warning(backend, lock_factory, rlock_factory,
                                                      mp_ctx, kind):
-    lock = (lock_factory if kind == "lock" else rlock_factory)()
+    lock = (lock_factory if kind == "lock" else rlock_factory)(owner_dies=True)
     p = start_holder(mp_ctx, lock)
     waiter_result = []
 
@@ -550,7 +550,7 @@ def test_owner_killed_waiter_takes_over_with_warning(backend, lock_factory, rloc
 
 
 def test_owner_killed_before_anyone_waits(backend, lock_factory, mp_ctx):
-    lock = lock_factory()
+    lock = lock_factory(owner_dies=True)
     p = start_holder(mp_ctx, lock)
     p.kill()
     p.join()
@@ -568,7 +568,7 @@ def test_owner_killed_before_anyone_waits(backend, lock_factory, mp_ctx):
 
 
 def test_owner_died_raise_mode_leaves_lock_held(lock_factory, mp_ctx):
-    lock = lock_factory(on_owner_death="raise")
+    lock = lock_factory(on_owner_death="raise", owner_dies=True)
     p = start_holder(mp_ctx, lock)
     p.kill()
     p.join()
@@ -584,7 +584,7 @@ def test_owner_died_raise_mode_leaves_lock_held(lock_factory, mp_ctx):
 
 
 def test_owner_died_raise_mode_in_with_releases(lock_factory, mp_ctx):
-    lock = lock_factory(on_owner_death="raise")
+    lock = lock_factory(on_owner_death="raise", owner_dies=True)
     p = start_holder(mp_ctx, lock)
     p.kill()
     p.join()
@@ -599,7 +599,7 @@ def test_owner_died_raise_mode_in_with_releases(lock_factory, mp_ctx):
 
 
 def test_owner_died_ignore_mode_is_silent(lock_factory, mp_ctx):
-    lock = lock_factory(on_owner_death="ignore")
+    lock = lock_factory(on_owner_death="ignore", owner_dies=True)
     p = start_holder(mp_ctx, lock)
     p.kill()
     p.join()
@@ -611,7 +611,7 @@ def test_owner_died_ignore_mode_is_silent(lock_factory, mp_ctx):
 
 
 def test_thread_that_ends_holding_the_lock(lock_factory):
-    lock = lock_factory()
+    lock = lock_factory(owner_dies=True)
     t = threading.Thread(target=h.thread_exit_holding, args=(lock,))
     t.start()
     t.join()
@@ -627,7 +627,7 @@ def test_new_thread_takes_over_from_a_thread_that_ended_holding_it(lock_factory,
     """The next thread may get the ended thread's identifiers again
     (threading.get_ident() values are reused): it must not be taken for the
     owner (a DeadlockError, or an RLock "re-entered" without the lock)."""
-    lock = (lock_factory if kind == "lock" else rlock_factory)()
+    lock = (lock_factory if kind == "lock" else rlock_factory)(owner_dies=True)
     t = threading.Thread(target=h.thread_exit_holding, args=(lock,))
     t.start()
     t.join()
@@ -654,8 +654,8 @@ def test_new_thread_takes_over_from_a_thread_that_ended_holding_it(lock_factory,
 def test_owner_stopped_not_dead_is_not_robbed(lock_factory, mp_ctx):
     """A stopped (SIGSTOP) owner is alive: waiters must keep waiting.  (On
     Redis, until its lease runs out: at least 2/3 of the lease after the last
-    renewal, 1.3 s here, well past this 0.3 s wait; a holder stopped for
-    longer is fenced off, tests/test_redis.py.)"""
+    renewal, 6.7 s with the default 10 s lease, well past this 0.3 s wait; a
+    holder stopped for longer is fenced off, tests/test_redis.py.)"""
     lock = lock_factory()
     p = start_holder(mp_ctx, lock)
     os.kill(p.pid, signal.SIGSTOP)
@@ -670,7 +670,7 @@ def test_owner_stopped_not_dead_is_not_robbed(lock_factory, mp_ctx):
 def test_nonblocking_acquire_takes_over_from_dead_owner(backend, lock_factory, mp_ctx):
     # pthread_mutex_trylock on a robust mutex returns EOWNERDEAD at once;
     # on Redis, once the dead owner's lease has run out (not before).
-    lock = lock_factory(on_owner_death="ignore")
+    lock = lock_factory(on_owner_death="ignore", owner_dies=True)
     p = start_holder(mp_ctx, lock)
     p.kill()
     p.join()
