@@ -26,7 +26,7 @@ setup(
             # algorithms (no Python.h), then the binding layer and one file per type
             sources=[f"{CORE}/{name}" for name in (
                 "platform.c", "crashpoint.c", "mutex.c", "ring.c", "sync.c", "aio.c",
-                "binding.c", "bind_pack.c", "bind_codec.c", "bind_spillpool.c", "bind_loan.c", "bind_ring.c", "bind_mutex.c", "bind_sync.c",
+                "binding.c", "bind_pack.c", "bind_codec.c", "bind_spillpool.c", "bind_warmmap.c", "bind_loan.c", "bind_ring.c", "bind_mutex.c", "bind_sync.c",
                 "bind_semaphore.c", "bind_rwlock.c", "bind_event.c", "bind_barrier.c",
                 "bind_condition.c", "bind_mapping.c", "bind_aio.c", "bind_resp.c", "bind_module.c")],
             depends=[f"{CORE}/{name}" for name in (

@@ -13,6 +13,12 @@
   producer spills every item): items per second, the ratio spill / ring.
   Where the ring wins, spilling costs more than it saves; the default
   threshold (1 MiB) is chosen from this table;
+- the same stream of 1 MiB arrays with a consumer that reads each array
+  whole (``a.sum()``) before it takes the next, as most consumers do: a
+  spilled item's pages are mapped in the receiver when first touched (a
+  kept mapping of a pooled file has them already: spill.md, "Warm
+  mappings"), the ring's are copied out into the receiver's heap;
+  ``multiprocessing.Queue`` beside them;
 - the multiprocessing docs' task-queue pattern, unbounded: N small tasks
   ``(i, 'task', 1.5)`` put into a default queue before any consumer runs
   (most go to the overflow: docs/design/overflow.md), then taken by one
@@ -70,11 +76,19 @@ def w_put(barrier: Any, q: Any, kind: str, size: int, n: int, spill_all: bool) -
     return {"t0": t0, "t1": time.perf_counter()}
 
 
-def w_get(barrier: Any, q: Any, kind: str, size: int, n: int) -> dict:
+def w_get(barrier: Any, q: Any, kind: str, size: int, n: int, read: bool = False) -> dict:
     barrier.wait()
     m = None
-    for _ in range(n):
-        m = q.get()
+    if read:
+        total = 0.0
+        for _ in range(n):
+            m = q.get()
+            total += float(m.sum())
+        if total != n * float(payload(kind, size).sum()):
+            raise BenchFailure("the arrays read are not what was put")
+    else:
+        for _ in range(n):
+            m = q.get()
     t1 = time.perf_counter()
     check(kind, m, size)
     return {"t0": t1, "t1": t1}
@@ -110,8 +124,9 @@ def backlog(impl: str, n: int) -> tuple[float, float]:
     return put_rate, n / (res["t1"] - res["t0"])
 
 
-def one(impl: str, kind: str, size: int, n: int) -> float:
-    """Seconds from the first put's start to the last get's return."""
+def one(impl: str, kind: str, size: int, n: int, read: bool = False) -> float:
+    """Seconds from the first put's start to the last get's return (and,
+    with ``read``, the consumer's read of the last array)."""
     ctx = mp.get_context("fork")
     if impl == "mp.Queue":
         q: Any = ctx.Queue()
@@ -121,7 +136,7 @@ def one(impl: str, kind: str, size: int, n: int) -> float:
         q = interlock.Queue()
     try:
         res = run_workers([(w_put, (q, kind, size, n, impl == "interlock, spill")),
-                           (w_get, (q, kind, size, n))], TIMEOUT_S, ctx)
+                           (w_get, (q, kind, size, n, read))], TIMEOUT_S, ctx)
     finally:
         if isinstance(q, interlock.Queue):
             q.detach()
@@ -134,31 +149,36 @@ def one(impl: str, kind: str, size: int, n: int) -> float:
 def main() -> None:
     args = report_args(__doc__.splitlines()[1]).parse_args()
     report = Report("spill", args)
-    cases: list[tuple[str, str, int, int, tuple[str, ...], str]] = [
+    cases: list[tuple[str, str, int, int, tuple[str, ...], str, bool]] = [
         ("64 MiB bytes, put -> get in another process", "bytes", 64 * MiB, 1,
-         ("interlock", "mp.Queue"), "s")]
+         ("interlock", "mp.Queue"), "s", False)]
     if np is not None:
         cases.append(("256 MiB numpy array, put -> get in another process", "numpy",
-                      256 * MiB, 1, ("interlock", "mp.Queue"), "s"))
+                      256 * MiB, 1, ("interlock", "mp.Queue"), "s", False))
         for kib in (256, 1024, 4096):
             n = max(8, (64 if not args.quick else 16) * 1024 // kib)
             cases.append((f"{kib} KiB numpy arrays, 1P->1C stream", "numpy", kib * 1024, n,
-                          ("interlock, spill", "interlock, ring"), "items/s"))
+                          ("interlock, spill", "interlock, ring"), "items/s", False))
+        n = 256 if not args.quick else 128
+        cases.append(("1 MiB numpy arrays, 1P->1C stream, each read by the consumer", "numpy",
+                      MiB, n, ("interlock, spill", "interlock, ring", "mp.Queue"), "items/s",
+                      True))
     else:  # pragma: no cover
         report.missing("256 MiB numpy array, put -> get in another process", "interlock", "s",
                        "numpy is not installed (pip install -e '.[bench]')")
-    for case, kind, size, n, impls, unit in cases:
+    for case, kind, size, n, impls, unit, read in cases:
         for impl in impls:
-            one(impl, kind, size, n)  # calibrate / warm up
+            one(impl, kind, size, n, read)  # calibrate / warm up
         for _ in range(args.repeat):
             for impl in impls:
                 try:
-                    dt = one(impl, kind, size, n)
+                    dt = one(impl, kind, size, n, read)
                 except BenchFailure as e:
                     report.failed(case, impl, unit, str(e))
                     continue
                 report.add(case, impl, unit, dt if unit == "s" else n / dt)
-        report.ratio(case, (case, impls[0]), (case, impls[1]))
+        for other in impls[1:]:
+            report.ratio(case, (case, impls[0]), (case, other))
     n = 300_000 if args.quick else 1_000_000
     case_put = f"{n // 1000}k tasks put before any consumer (the ring overflows), put"
     case_get = f"{n // 1000}k tasks put before any consumer (the ring overflows), drain"

@@ -702,3 +702,214 @@ def test_a_pool_takes_at_most_a_quarter_of_a_small_dev_shm_and_gives_it_back() -
     r = _in_small_dev_shm(_SMALL_SHM)
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.startswith("ok"), r.stdout
+
+
+# ------------------------------------------ the receiver's warm mappings
+# (spill.md, "Warm mappings"; bind_warmmap.c): a receiver keeps its
+# mapping of a pooled file once it lets go of the item, and a later item in
+# the same file comes through that mapping: no open, no mmap, no faults.
+
+def warm() -> tuple[int, int, list[tuple[str, int, int]]]:
+    """(hits, misses, [(path, size, busy)]) of this process's kept mappings."""
+    return _core.spill_warm_info()
+
+
+def test_a_receiver_reads_later_items_through_its_kept_mapping() -> None:
+    np = pytest.importorskip("numpy")
+    import resource
+
+    def faults() -> int:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+
+    q: interlock.Queue[Any] = interlock.Queue()
+    try:
+        hits0, misses0, _ = warm()
+        n = BIG // 8
+        cost = {}
+        for mode in ("kept", "dropped", "kept again"):
+            for i in range(10):
+                q.put(np.full(n, i, dtype=np.int64))
+                got = q.get()
+                if i == 1:
+                    f0 = faults()
+                assert got[0] == i and got[-1] == i and int(got.sum()) == i * n  # read whole
+                del got
+                if mode == "dropped":
+                    assert _core.spill_warm_drop() == 1  # the next get maps afresh
+            cost[mode] = faults() - f0
+        hits, misses, kept = warm()
+        # one file: mapped once, then afresh for each of the dropped ones
+        assert misses - misses0 == 11 and hits - hits0 == 19, (hits, misses)
+        assert len(kept) == 1 and kept[0][1] > BIG and kept[0][2] == 0  # idle
+        # nine items read whole each way: through the kept mapping the
+        # pages are mapped already; afresh, one fault per 64 KiB at least
+        assert cost["dropped"] >= 9 * (BIG >> 16), cost
+        assert cost["kept"] * 4 < cost["dropped"] and cost["kept again"] * 4 < cost["dropped"], cost
+    finally:
+        q.detach()
+    assert warm()[2] == []  # the last handle's detach let them go
+    assert spill_files() == []
+
+
+def test_a_kept_mapping_is_not_used_for_another_file_under_the_same_name() -> None:
+    # The name is checked against the kept mapping's inode: a file put in
+    # its place (by a process of the same user) is opened and read afresh.
+    np = pytest.importorskip("numpy")
+    q: interlock.Queue[Any] = interlock.Queue()
+    try:
+        q.put(np.full(BIG // 8, 1, dtype=np.int64))
+        assert q.get()[0] == 1  # kept, idle
+        q.put(np.full(BIG // 8, 2, dtype=np.int64))  # into the same pooled file
+        [name] = spill_files()
+        path = os.path.join(_segment.SHM_DIR, name)
+        with open(path, "rb") as f:
+            data = bytearray(f.read())
+        other = path + ".other"
+        fd = os.open(other, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.write(fd, data)
+        os.close(fd)
+        hits0, misses0, _ = warm()
+        os.rename(other, path)  # same name, same size and content, another inode
+        got = q.get()
+        assert got[0] == 2 and got[-1] == 2
+        hits, misses, kept = warm()
+        assert (hits, misses) == (hits0, misses0 + 1)  # opened, not the kept mapping
+        del got
+    finally:
+        q.detach()
+    for name in spill_files():  # the stand-in: its producer never knew it
+        os.unlink(os.path.join(_segment.SHM_DIR, name))
+
+
+def test_items_held_at_once_keep_at_most_the_slots() -> None:
+    np = pytest.importorskip("numpy")
+    slots = _core.SPILL_WARM_SLOTS  # 8
+    q: interlock.Queue[Any] = interlock.Queue()
+    try:
+        for rnd in range(3):
+            held = []
+            for i in range(slots + 3):
+                q.put(np.full(BIG // 8, 100 * rnd + i, dtype=np.int64))
+                held.append(q.get())
+            kept = warm()[2]
+            assert len(kept) == slots and all(busy for _, _, busy in kept)
+            assert [int(h[0]) for h in held] == [100 * rnd + i for i in range(slots + 3)]
+            assert all(int(h.sum()) == int(h[0]) * (BIG // 8) for h in held)
+            del held
+            kept = warm()[2]
+            assert len(kept) == slots and not any(busy for _, _, busy in kept)
+    finally:
+        q.detach()
+    assert warm()[2] == [] and spill_files() == []
+
+
+def _produce_arrays(name: str, n: int, leave: Any) -> None:
+    np = pytest.importorskip("numpy")
+    q = interlock.Queue(name=name, create=False)
+    for i in range(n):
+        q.put(np.full(BIG // 8, i, dtype=np.int64))
+    leave.wait(60)
+    q.detach()
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_kept_mappings_carry_another_process_s_items_and_go_with_its_files(method: str) -> None:
+    np = pytest.importorskip("numpy")
+    ctx = mp.get_context(method)
+    q: interlock.Queue[Any] = interlock.Queue(name=uname("warm"), maxsize=2)
+    try:
+        hits0, misses0, _ = warm()
+        leave = ctx.Event()
+        p = ctx.Process(target=_produce_arrays, args=(q.name, 60, leave))
+        p.start()
+        for i in range(60):  # each read whole: never what an earlier item left
+            got = q.get(timeout=60)
+            assert got[0] == i and int(got.sum()) == i * (BIG // 8), i
+            del got
+        hits, misses, kept = warm()
+        assert hits - hits0 >= 50 and misses - misses0 <= 10, (hits, misses)
+        theirs = [k for k in kept if f".{p.pid}." in k[0]]
+        assert theirs and not any(busy for _, _, busy in theirs)
+        leave.set()
+        p.join(60)
+        assert p.exitcode == 0
+        # The producer left: its files are ORPHAN, their names gone; the
+        # next pooled get lets the kept mappings of them go.
+        q.put(np.full(BIG // 8, -1, dtype=np.int64))
+        assert q.get()[0] == -1
+        assert [k for k in warm()[2] if f".{p.pid}." in k[0]] == []
+    finally:
+        q.detach()
+    assert warm()[2] == [] and spill_files() == []
+
+
+def _fork_child_sees_no_kept_mapping(name: str) -> None:
+    np = pytest.importorskip("numpy")
+    if warm()[2] != []:
+        os._exit(3)
+    q = interlock.Queue(name=name, create=False)
+    got = q.get(timeout=30)
+    if not (got == 5).all():
+        os._exit(4)
+    del got
+    q.detach()
+
+
+def test_a_fork_child_starts_with_no_kept_mapping_and_the_parent_keeps_its_own() -> None:
+    np = pytest.importorskip("numpy")
+    ctx = mp.get_context("fork")
+    q: interlock.Queue[Any] = interlock.Queue(name=uname("warmfork"))
+    try:
+        for i in range(3):
+            q.put(np.full(BIG // 8, i, dtype=np.int64))
+            assert q.get()[0] == i
+        assert len(warm()[2]) == 1
+        p = ctx.Process(target=_fork_child_sees_no_kept_mapping, args=(q.name,))
+        p.start()
+        q.put(np.full(BIG // 8, 5, dtype=np.int64))
+        p.join(60)
+        assert p.exitcode == 0
+        hits0 = warm()[0]
+        for i in range(3):  # the parent's kept mapping still carries its items
+            q.put(np.full(BIG // 8, 10 + i, dtype=np.int64))
+            got = q.get()
+            assert int(got.sum()) == (10 + i) * (BIG // 8)
+            del got
+        assert warm()[0] - hits0 >= 2
+    finally:
+        q.detach()
+    assert warm()[2] == [] and spill_files() == []
+
+
+_SMALL_SHM_WARM = """
+import os
+import numpy as np, interlock
+from interlock import _core, _segment
+MiB = 1 << 20
+q = interlock.Queue()
+held = []
+for i in range(6):  # 1.5 MiB each, held at once: six files, mapped
+    q.put(np.full(3 * MiB // 16, i, dtype=np.float64))
+    held.append(q.get())
+del held
+kept = _core.spill_warm_info()[2]
+# a sixteenth of this 64 MiB /dev/shm (4 MiB) at most: two of the six
+assert 0 < len(kept) <= 2 and sum(s for _, s, _ in kept) <= 4 * MiB, kept
+pooled = sum(s for s, _, _ in _core.spill_pool_info(_segment.spill_prefix(q._seg.header)))
+assert pooled >= 6 * 3 * MiB // 2, pooled
+sv = os.statvfs("/dev/shm")
+# room only once the pool's idle files *and* the kept mappings of them are gone
+big = np.ones((sv.f_bavail * sv.f_frsize + pooled - MiB) // 8)
+q.put(big)
+assert q.get()[-1] == 1
+assert _core.spill_warm_info()[2] == []
+q.detach()
+print("ok", len(kept))
+"""
+
+
+def test_kept_mappings_take_at_most_a_sixteenth_of_a_small_dev_shm() -> None:
+    pytest.importorskip("numpy")
+    r = _in_small_dev_shm(_SMALL_SHM_WARM)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.startswith("ok"), r.stdout

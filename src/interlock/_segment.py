@@ -1107,8 +1107,10 @@ class Segment:
                         self._set_slot(i, 0, 0, 0, 0)
                         self._add_users(-1)
                         if self.header.kind == KIND_QUEUE:
-                            # this process puts no more: its warm spill
-                            # files go (spill.md, "The pool")
+                            # this process puts and gets no more: its
+                            # pooled spill files and its warm mappings of
+                            # others' go (spill.md, "The pool", "Warm
+                            # mappings")
                             _core.spill_pool_drop(spill_prefix(self.header))
                     break
             _crash.point("segment.drop.locked")

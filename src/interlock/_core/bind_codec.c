@@ -800,11 +800,10 @@ static PyObject *mv_slice(PyObject *mv, uint64_t a, uint64_t b)
 
 /* The file a reference names, opened: a regular file of ours, mode 0600,
  * of the length the reference gives (else it is not what was put). */
-static int spill_file_ok(int fd, uint64_t size)
+static int spill_file_ok(int fd, uint64_t size, struct stat *st)
 {
-    struct stat st;
-    return fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
-           !(st.st_mode & 077) && (uint64_t)st.st_size == size;
+    return fstat(fd, st) == 0 && S_ISREG(st->st_mode) && st->st_uid == geteuid() &&
+           !(st->st_mode & 077) && (uint64_t)st->st_size == size;
 }
 
 static PyObject *spill_corrupt(const char *path, const char *why)
@@ -816,19 +815,34 @@ static PyObject *spill_corrupt(const char *path, const char *why)
 }
 
 extern int il_mapping_set_pool(PyObject *mapping, const char *path); /* bind_mapping.c */
+extern PyObject *il_mapping_wrap(char *addr, Py_ssize_t size);
+extern void il_mapping_set_warm(PyObject *mapping, const il_warm_ref_t *ref);
 static PyObject *item_from_mapping(PyObject *mapping, const char *path, const il_spill_ref_t *r,
                                    uint64_t csize);
 
-/* Map a pooled spill file (spillpool.h), opened and checked, without
- * populating it (its pages are there; each is mapped at first touch),
- * check its trailer, take it (holder) and make the mapping hand it back
- * when it goes.  The mapping, or NULL with an exception. */
-static PyObject *pooled_map(int fd, const char *path, uint64_t size, char **base)
+/* Map a pooled spill file (spillpool.h) without populating it (its pages
+ * are there; each is mapped at first touch), check its trailer, take it
+ * (holder) and make the mapping hand it back when it goes.  `warm_addr`:
+ * a kept mapping of the file (bind_warmmap.c, *wr), in place of a new one
+ * of `fd` (opened and checked: *st); a new one is kept in turn, room
+ * permitting.  The mapping, or NULL with an exception. */
+static PyObject *pooled_map(int fd, char *warm_addr, const il_warm_ref_t *wr,
+                            const struct stat *st, const char *path, uint64_t size, char **base)
 {
-    PyObject *mapping = PyObject_CallFunction((PyObject *)&il_MappingType, "ini", fd,
-                                              (Py_ssize_t)size, 0);
-    if (!mapping)
-        return NULL; /* (the file stays BUSY: its producer forgets it at detach) */
+    PyObject *mapping;
+    if (warm_addr) {
+        mapping = il_mapping_wrap(warm_addr, (Py_ssize_t)size);
+        if (!mapping) {
+            il_warm_put_back(wr, warm_addr, 1); /* untouched: idle again */
+            return NULL;
+        }
+        il_mapping_set_warm(mapping, wr);
+    } else {
+        mapping = PyObject_CallFunction((PyObject *)&il_MappingType, "ini", fd,
+                                        (Py_ssize_t)size, 0);
+        if (!mapping)
+            return NULL; /* (the file stays BUSY: its producer forgets it at detach) */
+    }
     Py_buffer v;
     if (PyObject_GetBuffer(mapping, &v, PyBUF_SIMPLE) < 0) {
         Py_DECREF(mapping);
@@ -838,7 +852,7 @@ static PyObject *pooled_map(int fd, const char *path, uint64_t size, char **base
     PyBuffer_Release(&v);
     il_pool_trailer_t *t = (il_pool_trailer_t *)(*base + size - sizeof(il_pool_trailer_t));
     if (t->magic != IL_POOL_MAGIC) {
-        Py_DECREF(mapping);
+        Py_DECREF(mapping); /* (a kept one is forgotten: not reusable) */
         spill_corrupt(path, "a pooled file without its trailer");
         return NULL;
     }
@@ -848,18 +862,23 @@ static PyObject *pooled_map(int fd, const char *path, uint64_t size, char **base
         Py_DECREF(mapping);
         return NULL;
     }
+    il_warm_ref_t nr;
+    if (!warm_addr && il_warm_add(path, st, *base, size, &nr))
+        il_mapping_set_warm(mapping, &nr);
     return mapping;
 }
 
-/* A pooled spill file, opened and checked: build the item.  The name
- * stays: the file goes back to its producer when the mapping goes -- at
- * once for bytes and bytearray (copied out), with the last view for a
- * pickle's buffers (numpy arrays). */
-static PyObject *pooled_finish(int fd, const char *path, const il_spill_ref_t *ref, uint64_t csize)
+/* A pooled spill file: build the item.  The name stays: the file goes back
+ * to its producer when the mapping goes -- at once for bytes and bytearray
+ * (copied out), with the last view for a pickle's buffers (numpy arrays). */
+static PyObject *pooled_finish(int fd, char *warm_addr, const il_warm_ref_t *wr,
+                               const struct stat *st, const char *path,
+                               const il_spill_ref_t *ref, uint64_t csize)
 {
     char *base;
-    PyObject *mapping = pooled_map(fd, path, ref->size, &base);
-    close(fd);
+    PyObject *mapping = pooled_map(fd, warm_addr, wr, st, path, ref->size, &base);
+    if (fd >= 0)
+        close(fd);
     if (!mapping)
         return NULL;
     if (ref->kind == IL_REC_PICKLE)
@@ -903,6 +922,17 @@ static PyObject *spill_finish(raw_t *x, const il_spill_cfg_t *cfg)
         ref.size > (uint64_t)PY_SSIZE_T_MAX || 8u * (uint64_t)ref.nbufs > csize ||
         ref.dlen > csize - 8u * (uint64_t)ref.nbufs)
         return spill_corrupt(path, "bad reference");
+    struct stat st;
+    if (pooled) {
+        /* A mapping this process kept of the file, from an earlier item
+         * in it (bind_warmmap.c): no open, no mmap, its pages mapped. */
+        il_warm_sweep();
+        il_warm_ref_t wr;
+        char *addr;
+        if (il_warm_stat(path, ref.size, &st) &&
+            (addr = il_warm_take(path, &st, ref.size, &wr)) != NULL)
+            return pooled_finish(-1, addr, &wr, &st, path, &ref, csize);
+    }
     int fd = open(path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0) {
         int err = errno;
@@ -910,12 +940,12 @@ static PyObject *spill_finish(raw_t *x, const il_spill_cfg_t *cfg)
                           "the item is lost", (unsigned long long)ref.size, path);
         return NULL;
     }
-    if (!spill_file_ok(fd, ref.size)) {
+    if (!spill_file_ok(fd, ref.size, &st)) {
         close(fd); /* not ours, or not what was put: never removed */
         return spill_corrupt(path, "not the file that was put");
     }
     if (pooled)
-        return pooled_finish(fd, path, &ref, csize);
+        return pooled_finish(fd, NULL, NULL, &st, path, &ref, csize);
     if (ref.kind != IL_REC_PICKLE) {
         /* bytes and bytearray own their memory: read into it (pread: no
          * mapping, no page faults), then let the file go. */
@@ -1006,14 +1036,28 @@ void il_raw_discard(raw_t *x, const il_spill_cfg_t *cfg)
         if (!(x->ref.flags & IL_SPILL_POOLED)) {
             unlink(path);
         } else {
-            /* a pooled file goes back to its producer (mapped and unmapped) */
-            int fd = open(path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-            if (fd >= 0 && spill_file_ok(fd, x->ref.size) &&
-                x->ref.size >= sizeof(il_pool_trailer_t) + 8) {
+            /* a pooled file goes back to its producer (mapped and unmapped,
+             * or through a kept mapping of it) */
+            struct stat st;
+            il_warm_ref_t wr;
+            char *addr = NULL;
+            int fd = -1;
+            if (x->ref.size >= sizeof(il_pool_trailer_t) + 8) {
+                if (il_warm_stat(path, x->ref.size, &st))
+                    addr = il_warm_take(path, &st, x->ref.size, &wr);
+                if (!addr) {
+                    fd = open(path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+                    if (fd >= 0 && !spill_file_ok(fd, x->ref.size, &st)) {
+                        close(fd);
+                        fd = -1;
+                    }
+                }
+            }
+            if (addr || fd >= 0) {
                 PyObject *et, *ev, *tb;
                 PyErr_Fetch(&et, &ev, &tb); /* (called on an error path) */
                 char *base;
-                PyObject *mp = pooled_map(fd, path, x->ref.size, &base);
+                PyObject *mp = pooled_map(fd, addr, &wr, &st, path, x->ref.size, &base);
                 Py_XDECREF(mp);
                 PyErr_Clear();
                 PyErr_Restore(et, ev, tb);

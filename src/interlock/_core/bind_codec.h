@@ -65,6 +65,7 @@ void il_pool_copied(il_pool_claim_t *c);
 /* The put of a claimed file failed before its record was published. */
 void il_pool_abort(il_pool_claim_t *c);
 int il_pool_register(PyObject *m);
+int il_warm_register(PyObject *m); /* bind_warmmap.c */
 /* Under the GIL: a pooled file of `content` bytes for a loan, its pages
  * mapped in the producer; the slot is held for the loan until
  * il_pool_loan_end.  1, 0 (the pool has no room), -1 with errno. */

@@ -53,6 +53,7 @@ typedef struct {
     Py_ssize_t exports; /* live buffer views: close() waits for none */
     char *pool_path;   /* a pooled spill file: handed back at unmap (spillpool.h) */
     uint32_t pool_gen; /* il_pool_fork_gen when it was mapped */
+    il_warm_ref_t warm; /* a kept mapping (bind_warmmap.c): kept, not unmapped, at the end */
 } MappingObject;
 
 /* Unmap; a pooled spill file is handed back to its producer first (its
@@ -61,14 +62,43 @@ static void mapping_unmap(MappingObject *self)
 {
     if (!self->addr)
         return;
+    int reusable = 0;
     if (self->pool_path) {
-        il_pool_release((il_pool_trailer_t *)(self->addr + self->size - sizeof(il_pool_trailer_t)),
-                        self->pool_path, self->pool_gen);
+        reusable = il_pool_release(
+            (il_pool_trailer_t *)(self->addr + self->size - sizeof(il_pool_trailer_t)),
+            self->pool_path, self->pool_gen);
         PyMem_RawFree(self->pool_path);
         self->pool_path = NULL;
     }
-    munmap(self->addr, (size_t)self->size);
+    /* a kept mapping stays mapped if its file may carry a later item */
+    int keep = self->warm.slot >= 0 && il_warm_put_back(&self->warm, self->addr, reusable);
+    self->warm.slot = -1;
+    if (!keep)
+        munmap(self->addr, (size_t)self->size);
     self->addr = NULL;
+}
+
+extern PyTypeObject il_MappingType;
+
+/* A Mapping of memory already mapped (a kept mapping, bind_warmmap.c):
+ * no mmap; its end unmaps it as any other unless il_mapping_set_pool and
+ * il_mapping_set_warm make it hand the file back and keep it.  New
+ * reference, or NULL with an exception. */
+PyObject *il_mapping_wrap(char *addr, Py_ssize_t size)
+{
+    MappingObject *self = (MappingObject *)il_MappingType.tp_alloc(&il_MappingType, 0);
+    if (!self)
+        return NULL;
+    self->addr = addr;
+    self->size = size;
+    self->warm.slot = -1;
+    return (PyObject *)self;
+}
+
+/* Make the end of `mapping` go through the warm table (il_warm_put_back). */
+void il_mapping_set_warm(PyObject *mapping, const il_warm_ref_t *ref)
+{
+    ((MappingObject *)mapping)->warm = *ref;
 }
 
 /* Make `mapping` (of a whole pooled spill file, its trailer checked) hand
@@ -126,6 +156,7 @@ static PyObject *Mapping_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     }
     self->addr = p;
     self->size = size;
+    self->warm.slot = -1;
     return (PyObject *)self;
 }
 

@@ -24,6 +24,7 @@ int il_aio_register(PyObject *module);
 extern PyTypeObject il_MappingType;
 int il_resp_register(PyObject *m); /* bind_resp.c */
 int il_pool_register(PyObject *m); /* bind_spillpool.c */
+int il_warm_register(PyObject *m); /* bind_warmmap.c */
 int il_loan_register(PyObject *m); /* bind_loan.c */
 
 
@@ -198,7 +199,8 @@ PyMODINIT_FUNC PyInit__core(void)
         PyModule_AddIntConstant(m, "TIMEOUT_WAIT", IL_TO_WAIT) < 0 ||
         PyModule_AddIntConstant(m, "TIMEOUT_QUEUE", IL_TO_QUEUE) < 0 ||
         il_sync_register(m) < 0 || il_aio_register(m) < 0 || il_resp_register(m) < 0 ||
-        il_pool_register(m) < 0 || il_loan_register(m) < 0)
+        il_pool_register(m) < 0 || il_warm_register(m) < 0 ||
+        il_loan_register(m) < 0)
         goto fail;
     return m;
 fail:

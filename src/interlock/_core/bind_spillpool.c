@@ -315,10 +315,12 @@ int il_pool_claim(const il_spill_cfg_t *cfg, uint64_t content, il_pool_claim_t *
 
 int il_pool_shrink(const il_spill_cfg_t *cfg)
 {
+    /* This process's idle warm mappings hold files' memory too (the
+     * receiver's side, bind_warmmap.c): let them go first. */
+    int n = il_warm_drop(NULL);
     il_pool_t *p = pool_find(cfg->prefix, 0);
-    int n = 0;
     if (!p)
-        return 0;
+        return n;
     for (int i = 0; i < IL_POOL_SLOTS; i++) {
         pool_slot_t *s = &p->slot[i];
         if (!s->addr || s->creating || s->writing || s->dropped || s->loan)
@@ -457,19 +459,22 @@ void il_pool_loan_end(il_loan_t *ln)
     c->addr = NULL;
 }
 
-void il_pool_release(il_pool_trailer_t *t, const char *path, uint32_t gen)
+int il_pool_release(il_pool_trailer_t *t, const char *path, uint32_t gen)
 {
     uint32_t now_gen = atomic_load_explicit(&il_pool_fork_gen, memory_order_relaxed);
     if (now_gen != gen) {
         /* forked while holding it: a child may still read it */
         unlink(path);
         atomic_exchange_explicit(&t->state, IL_POOL_DROPPED, memory_order_acq_rel);
-        return;
+        return 0;
     }
     /* acq_rel: release, for the producer's next write; acquire, for ORPHAN */
     uint32_t old = atomic_exchange_explicit(&t->state, IL_POOL_FREE, memory_order_acq_rel);
-    if (old & IL_POOL_ORPHAN)
+    if (old & IL_POOL_ORPHAN) {
         unlink(path); /* the producer forgot it: nobody reuses it */
+        return 0;
+    }
+    return 1;
 }
 
 static void pool_before_fork(void)
@@ -486,6 +491,7 @@ static PyObject *spill_pool_drop(PyObject *mod, PyObject *arg)
     const char *prefix = PyUnicode_AsUTF8(arg);
     if (!prefix)
         return NULL;
+    (void)il_warm_drop(prefix); /* the receiver's side (bind_warmmap.c) */
     il_pool_t *p = pool_find(prefix, 0);
     int n = 0;
     if (p) {

@@ -63,7 +63,37 @@ extern _Atomic uint32_t il_pool_fork_gen;
 /* Receiver side: release a pooled file the receiver is done with (its
  * trailer mapped at `t`): FREE, or DROPPED (and the name removed) if the
  * process forked since `gen`; the name removed too if the producer forgot
- * the file (ORPHAN). */
-void il_pool_release(il_pool_trailer_t *t, const char *path, uint32_t gen);
+ * the file (ORPHAN).  1 if the file is FREE and still its producer's (a
+ * later item may come in it), else 0. */
+int il_pool_release(il_pool_trailer_t *t, const char *path, uint32_t gen);
+
+/* The receiver's warm mappings (bind_warmmap.c; spill.md, "Warm
+ * mappings"): mappings of pooled files kept once their items are let go,
+ * to carry later items in the same files.  All under the GIL. */
+#define IL_WARM_SLOTS 8
+typedef struct {
+    int slot; /* -1: not a kept mapping */
+    uint64_t id;
+} il_warm_ref_t;
+struct stat;
+/* 1 if `path` names a regular file of ours, mode 0600, of `size` bytes
+ * (*st filled); no descriptor is opened. */
+int il_warm_stat(const char *path, uint64_t size, struct stat *st);
+/* The kept idle mapping of that file (st from il_warm_stat), now in use
+ * (*ref), or NULL. */
+char *il_warm_take(const char *path, const struct stat *st, uint64_t size, il_warm_ref_t *ref);
+/* Keep a fresh mapping of a pooled file, in use now (*ref): 1, or 0 when
+ * there is no room (then it is not kept). */
+int il_warm_add(const char *path, const struct stat *st, char *addr, uint64_t size,
+                il_warm_ref_t *ref);
+/* The item's mapping goes; `reusable`: il_pool_release's result.  1: kept
+ * (idle), do not unmap; 0: unmap it. */
+int il_warm_put_back(const il_warm_ref_t *ref, char *addr, int reusable);
+/* Unmap idle kept mappings of files their producer forgot, or unused for
+ * 10 s. */
+void il_warm_sweep(void);
+/* Unmap idle kept mappings of the queue whose spill prefix is `prefix`
+ * (NULL: all); how many. */
+int il_warm_drop(const char *prefix);
 
 #endif
