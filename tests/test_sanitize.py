@@ -91,8 +91,9 @@ def test_resp_wire_under_asan_ubsan_is_clean(tmp_path):
 @needs_asan
 def test_spill_pool_under_asan_ubsan_is_clean(tmp_path):
     """test_spill's pool tests (bind_spillpool.c, a pooled file's trailer
-    and hand-back in bind_mapping.c) and its other in-process tests on the
-    instrumented core."""
+    and hand-back in bind_mapping.c), its warm-mapping tests
+    (bind_warmmap.c) and its other in-process tests on the instrumented
+    core."""
     spill = ROOT / "tests" / "test_spill.py"
     names = ["test_an_item_larger_than_the_ring_goes_through_a_default_queue",
              "test_spilled_kinds_come_back_as_they_went",
@@ -101,7 +102,13 @@ def test_spill_pool_under_asan_ubsan_is_clean(tmp_path):
              "test_a_producer_pools_at_most_so_many_files_per_queue_then_fresh_ones",
              "test_an_item_shared_with_a_fork_child_is_never_reused",
              "test_a_receiver_killed_holding_a_pooled_item_gives_it_back",
-             "test_a_producer_that_leaves_leaves_no_file_whoever_holds_its_items"]
+             "test_a_producer_that_leaves_leaves_no_file_whoever_holds_its_items",
+             # the receiver's warm mappings (bind_warmmap.c; not the test
+             # that counts page faults: ASan's shadow memory faults too)
+             "test_a_kept_mapping_is_not_used_for_another_file_under_the_same_name",
+             "test_items_held_at_once_keep_at_most_the_slots",
+             "test_kept_mappings_carry_another_process_s_items_and_go_with_its_files[fork]",
+             "test_a_fork_child_starts_with_no_kept_mapping_and_the_parent_keeps_its_own"]
     _tests_clean(_sanitize(tmp_path, "1", env={
         "PYTEST_ARGS": " ".join(f"{spill}::{n}" for n in names)}), r"\d+")
 
