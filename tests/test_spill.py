@@ -844,7 +844,6 @@ def test_kept_mappings_carry_another_process_s_items_and_go_with_its_files(metho
 
 
 def _fork_child_sees_no_kept_mapping(name: str) -> None:
-    np = pytest.importorskip("numpy")
     if warm()[2] != []:
         os._exit(3)
     q = interlock.Queue(name=name, create=False)
