@@ -798,12 +798,27 @@ static PyObject *mv_slice(PyObject *mv, uint64_t a, uint64_t b)
     return res;
 }
 
-/* The file a reference names, opened: a regular file of ours, mode 0600,
- * of the length the reference gives (else it is not what was put). */
+/* The file a reference names: a regular file of ours, mode 0600, of the
+ * length the reference gives (else it is not what was put). */
+static int spill_stat_ok(const struct stat *st, uint64_t size)
+{
+    return S_ISREG(st->st_mode) && st->st_uid == geteuid() && !(st->st_mode & 077) &&
+           (uint64_t)st->st_size == size;
+}
+
+/* ... opened (*st filled) */
 static int spill_file_ok(int fd, uint64_t size, struct stat *st)
 {
-    return fstat(fd, st) == 0 && S_ISREG(st->st_mode) && st->st_uid == geteuid() &&
-           !(st->st_mode & 077) && (uint64_t)st->st_size == size;
+    return fstat(fd, st) == 0 && spill_stat_ok(st, size);
+}
+
+/* ... by its name, without a descriptor (*st filled): this process's kept
+ * mapping of it (bind_warmmap.c), now in use (*wr), or NULL. */
+static char *spill_warm_take(const char *path, uint64_t size, struct stat *st, il_warm_ref_t *wr)
+{
+    if (fstatat(AT_FDCWD, path, st, AT_SYMLINK_NOFOLLOW) != 0 || !spill_stat_ok(st, size))
+        return NULL;
+    return il_warm_take(path, st, size, wr);
 }
 
 static PyObject *spill_corrupt(const char *path, const char *why)
@@ -928,9 +943,8 @@ static PyObject *spill_finish(raw_t *x, const il_spill_cfg_t *cfg)
          * in it (bind_warmmap.c): no open, no mmap, its pages mapped. */
         il_warm_sweep();
         il_warm_ref_t wr;
-        char *addr;
-        if (il_warm_stat(path, ref.size, &st) &&
-            (addr = il_warm_take(path, &st, ref.size, &wr)) != NULL)
+        char *addr = spill_warm_take(path, ref.size, &st, &wr);
+        if (addr)
             return pooled_finish(-1, addr, &wr, &st, path, &ref, csize);
     }
     int fd = open(path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
@@ -1043,8 +1057,7 @@ void il_raw_discard(raw_t *x, const il_spill_cfg_t *cfg)
             char *addr = NULL;
             int fd = -1;
             if (x->ref.size >= sizeof(il_pool_trailer_t) + 8) {
-                if (il_warm_stat(path, x->ref.size, &st))
-                    addr = il_warm_take(path, &st, x->ref.size, &wr);
+                addr = spill_warm_take(path, x->ref.size, &st, &wr);
                 if (!addr) {
                     fd = open(path, O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
                     if (fd >= 0 && !spill_file_ok(fd, x->ref.size, &st)) {

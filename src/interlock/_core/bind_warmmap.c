@@ -67,7 +67,6 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
-#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -196,12 +195,6 @@ int il_warm_drop(const char *prefix)
         }
     }
     return dropped;
-}
-
-int il_warm_stat(const char *path, uint64_t size, struct stat *st)
-{
-    return fstatat(AT_FDCWD, path, st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st->st_mode) &&
-           st->st_uid == geteuid() && !(st->st_mode & 077) && (uint64_t)st->st_size == size;
 }
 
 char *il_warm_take(const char *path, const struct stat *st, uint64_t size, il_warm_ref_t *ref)

@@ -76,11 +76,8 @@ typedef struct {
     uint64_t id;
 } il_warm_ref_t;
 struct stat;
-/* 1 if `path` names a regular file of ours, mode 0600, of `size` bytes
- * (*st filled); no descriptor is opened. */
-int il_warm_stat(const char *path, uint64_t size, struct stat *st);
-/* The kept idle mapping of that file (st from il_warm_stat), now in use
- * (*ref), or NULL. */
+/* The kept idle mapping of the file `path` names (st: fstatat of the
+ * name, checked as an opened file is), now in use (*ref), or NULL. */
 char *il_warm_take(const char *path, const struct stat *st, uint64_t size, il_warm_ref_t *ref);
 /* Keep a fresh mapping of a pooled file, in use now (*ref): 1, or 0 when
  * there is no room (then it is not kept). */
