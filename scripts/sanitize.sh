@@ -60,7 +60,7 @@ timeout $((secs + 120)) "$py" "$root/scripts/sanitize_stress.py" "$secs" || stat
 if [ -n "${PYTEST_ARGS:-}" ] && [ -d "$root/tests" ]; then
     # chosen tests on the instrumented core (word-split on purpose)
     # shellcheck disable=SC2086
-    ( cd "$work" && "$py" -m pytest -q -p no:cacheprovider -m 'not stress' \
+    ( cd "$work" && "$py" -m pytest -q -p no:cacheprovider -m 'not stress and not exhaustive' \
         --rootdir "$root" -c "$root/pyproject.toml" $PYTEST_ARGS ) || status=$?
 fi
 if [ "${STRESS_TESTS:-0}" = 1 ] && [ -d "$root/tests" ]; then

@@ -4,11 +4,16 @@ Each case generates the verifier (spin -a), compiles it (gcc) and runs it,
 then asserts spin's own verdict ("errors: 0") and that it really searched
 ("states stored").  What each model checks and how its steps map to the C:
 models/README.md and docs/design/verification.md.  Skipped when spin or gcc
-is missing (.ci/run installs spin); fails instead under CI=true.  Bigger configurations: -m stress.
+is missing (.ci/run installs spin); fails instead under CI=true.  Bigger
+configurations: -m exhaustive (opt-in, out of CI; see EXHAUSTIVE below).
 """
+import hashlib
+import json
+import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -17,25 +22,29 @@ from _helpers import skip_or_fail
 MODELS = Path(__file__).resolve().parent.parent / "models"
 
 
-@pytest.fixture(autouse=True)
-def _need_spin_and_gcc():
-    if shutil.which("spin") is None or shutil.which("gcc") is None:
-        skip_or_fail("spin (apt-get install spin) and gcc are needed for the model checks")
+def commands(model, defines=(), cflags=("-DSAFETY",), panflags=()):
+    """The spin, gcc and pan command lines of one check."""
+    # COLLAPSE (exact, compressed state vectors) unless HC4 (hash-compact) is asked for
+    comp = [] if "-DHC4" in cflags else ["-DCOLLAPSE"]
+    return (["spin", "-a", *[f"-D{d}" for d in defines], model],
+            ["gcc", "-O2", "-w", *comp, *cflags, "-o", "pan", "pan.c"],
+            ["./pan", "-m2000000", *panflags])
 
 
 def verify(tmp_path, model, defines=(), cflags=("-DSAFETY",), panflags=(), timeout=300):
     """Run spin on models/<model> and return (errors, states, output)."""
+    if shutil.which("spin") is None or shutil.which("gcc") is None:
+        skip_or_fail("spin (apt-get install spin) and gcc are needed for the model checks")
     work = tmp_path / "m"
     shutil.copytree(MODELS, work, dirs_exist_ok=True)
     run = lambda cmd, t: subprocess.run(  # noqa: E731
         cmd, cwd=work, capture_output=True, text=True, timeout=t)
-    r = run(["spin", "-a", *[f"-D{d}" for d in defines], model], 60)
+    spin_a, cc, pan = commands(model, defines, cflags, panflags)
+    r = run(spin_a, 60)
     assert r.returncode == 0 and (work / "pan.c").exists(), r.stdout + r.stderr
-    # COLLAPSE (exact, compressed state vectors) unless HC4 (hash-compact) is asked for
-    comp = [] if "-DHC4" in cflags else ["-DCOLLAPSE"]
-    r = run(["gcc", "-O2", "-w", *comp, *cflags, "-o", "pan", "pan.c"], 120)
+    r = run(cc, 120)
     assert r.returncode == 0, r.stderr
-    r = run(["./pan", "-m2000000", *panflags], timeout)
+    r = run(pan, timeout)
     out = r.stdout + r.stderr
     m = re.search(r"errors: (\d+)", out)
     # spin prints big counts in floating point: "1.934e+08 states, stored"
@@ -199,45 +208,124 @@ def test_ring_death_at_any_step(tmp_path):
     ok(tmp_path, "ring.pml", ["NPROD=2", "PUTS=1"])
 
 
-# ---------------------------------------------------------------- stress
+# ---------------------------------------------------------------- exhaustive
+#
+# The big configurations: about 35 minutes of one CPU and up to 10 GB, for
+# the models' text alone (not the C, not the Python, not the build).  They
+# are opt-in (``pytest -m exhaustive``), out of CI, and tied to the models by
+# a record: ``INTERLOCK_RECORD_MODELS=1 pytest -m exhaustive`` writes each
+# passing run's fingerprint (the model, common.pml and the exact spin, gcc
+# and pan command lines) with its state count to models/exhaustive.json, and
+# the default suite's test_exhaustive_record_matches_the_models fails once a
+# model or a configuration changes after its last exhaustive run.
 
-@pytest.mark.stress
-@pytest.mark.timeout(3600)
-def test_mutex_packed_hint_death_two_rounds(tmp_path):
-    ok(tmp_path, "mutex.pml", ["ROUNDS=2"], cflags=["-DSAFETY", "-DHC4"],
-       timeout=1800)
+EXHAUSTIVE = {
+    # id: (model, defines, cflags, panflags)
+    "mutex-2rounds-death-hc4": ("mutex.pml", ["ROUNDS=2"], ["-DSAFETY", "-DHC4"], []),
+    "mutex-4procs-no-lost-wakeup": (
+        "mutex.pml", ["NPROC=4", "ROUNDS=1", "NO_TIMEOUT", "DEATHS=0"], ["-DSAFETY"], []),
+    # two rounds beside an asyncio waiter; a death at any step (safety);
+    # liveness with a death
+    "mutex-watcher-2rounds": (
+        "mutex.pml", ["ROUNDS=2", "NO_TIMEOUT", "DEATHS=0", "WATCHER"], ["-DSAFETY"], []),
+    "mutex-watcher-death": ("mutex.pml", ["ROUNDS=1", "WATCHER"], ["-DSAFETY"], []),
+    "mutex-watcher-death-no-livelock": (
+        "mutex.pml", ["ROUNDS=1", "STALL_TIMEOUT", "WATCHER"], ["-DNP"], ["-l"]),
+    "eventcount-4procs-1producer": (
+        "eventcount.pml", ["NPROC=4", "NPROD=1", "PUTS=3", "NO_TIMEOUT", "DEATHS=0", "NO_CLOSE"],
+        ["-DSAFETY"], []),
+    "eventcount-4procs-2producers-death": (
+        "eventcount.pml", ["NPROC=4", "NPROD=2", "PUTS=2"], ["-DSAFETY"], []),
+    "ring-2x2-no-lost-wakeup-hc4": (
+        "ring.pml", ["NPROD=2", "PUTS=2", "NO_TIMEOUT", "DEATHS=0"], ["-DSAFETY", "-DHC4"], []),
+    "ring-1x2-death-hc4": ("ring.pml", ["NPROD=1", "PUTS=2"], ["-DSAFETY", "-DHC4"], []),
+    "ring-1x2-death-stall-timeout-hc4": (
+        "ring.pml", ["NPROD=1", "PUTS=2", "STALL_TIMEOUT"], ["-DSAFETY", "-DHC4"], []),
+}
+RECORD = MODELS / "exhaustive.json"
 
 
-@pytest.mark.stress
-@pytest.mark.timeout(3600)
-def test_mutex_four_processes_no_lost_wakeup(tmp_path):
-    ok(tmp_path, "mutex.pml", ["NPROC=4", "ROUNDS=1", "NO_TIMEOUT", "DEATHS=0"], timeout=1800)
+def fingerprint(model, defines, cflags, panflags, models=MODELS):
+    """sha256 of what an exhaustive run checks: the model's text, common.pml's
+    and the three command lines verify() runs."""
+    h = hashlib.sha256()
+    for name in (model, "common.pml"):
+        h.update((models / name).read_bytes())
+    h.update(json.dumps(commands(model, defines, cflags, panflags)).encode())
+    return h.hexdigest()
 
 
-@pytest.mark.stress
-@pytest.mark.timeout(3600)
-def test_mutex_async_waiter_bigger(tmp_path):
-    # two rounds; a death at any step (safety); liveness with a death
-    ok(tmp_path, "mutex.pml", ["ROUNDS=2", "NO_TIMEOUT", "DEATHS=0", "WATCHER"], timeout=1800)
-    ok(tmp_path, "mutex.pml", ["ROUNDS=1", "WATCHER"], timeout=1800)
-    ok(tmp_path, "mutex.pml", ["ROUNDS=1", "STALL_TIMEOUT", "WATCHER"], cflags=["-DNP"],
-       panflags=["-l"], timeout=1800)
+def _read_record():
+    return json.loads(RECORD.read_text()) if RECORD.exists() else {"runs": {}}
 
 
-@pytest.mark.stress
-@pytest.mark.timeout(3600)
-def test_eventcount_four_processes(tmp_path):
-    ok(tmp_path, "eventcount.pml", ["NPROC=4", "NPROD=1", "PUTS=3", "NO_TIMEOUT", "DEATHS=0",
-                                    "NO_CLOSE"], timeout=1800)
-    ok(tmp_path, "eventcount.pml", ["NPROC=4", "NPROD=2", "PUTS=2"], timeout=1800)
+@pytest.mark.exhaustive
+@pytest.mark.timeout(4000)
+@pytest.mark.parametrize("name", sorted(EXHAUSTIVE))
+def test_exhaustive(tmp_path, name):
+    model, defines, cflags, panflags = EXHAUSTIVE[name]
+    t0 = time.monotonic()
+    states = ok(tmp_path, model, defines, cflags=cflags, panflags=panflags, timeout=3600)
+    seconds = time.monotonic() - t0
+    if os.environ.get("INTERLOCK_RECORD_MODELS") == "1":
+        spin = subprocess.run(["spin", "-V"], capture_output=True, text=True).stdout.strip()
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=MODELS, capture_output=True,
+                                text=True).stdout.strip()
+        record = _read_record()
+        record["about"] = ("Last passing exhaustive run of each configuration in "
+                           "tests/test_models.py's EXHAUSTIVE; written by "
+                           "INTERLOCK_RECORD_MODELS=1 pytest -m exhaustive tests/test_models.py")
+        record["runs"][name] = {
+            "fingerprint": fingerprint(model, defines, cflags, panflags),
+            "errors": 0, "states": states, "seconds": round(seconds, 1),
+            "date": time.strftime("%Y-%m-%d", time.gmtime()), "commit": commit, "spin": spin,
+        }
+        record["runs"] = dict(sorted(record["runs"].items()))
+        RECORD.write_text(json.dumps(record, indent=1) + "\n")
 
 
-@pytest.mark.stress
-@pytest.mark.timeout(3600)
-@pytest.mark.parametrize("config", [
-    ["NPROD=2", "PUTS=2", "NO_TIMEOUT", "DEATHS=0"],
-    ["NPROD=1", "PUTS=2"],
-    ["NPROD=1", "PUTS=2", "STALL_TIMEOUT"],
-])
-def test_ring_bigger(tmp_path, config):
-    ok(tmp_path, "ring.pml", config, cflags=["-DSAFETY", "-DHC4"], timeout=1800)
+def stale_runs(runs, models=MODELS):
+    """The EXHAUSTIVE configurations whose record is missing or no longer
+    matches the models in ``models``."""
+    stale = []
+    for name, (model, defines, cflags, panflags) in sorted(EXHAUSTIVE.items()):
+        rec = runs.get(name)
+        if rec is None or rec["fingerprint"] != fingerprint(model, defines, cflags, panflags,
+                                                            models):
+            stale.append(name)
+        else:
+            assert rec["errors"] == 0 and rec["states"] > 1000, (name, rec)
+    return stale
+
+
+def test_exhaustive_record_matches_the_models():
+    """Every exhaustive configuration has passed on the models as they are
+    now (models/exhaustive.json), and the record names no other run."""
+    runs = _read_record()["runs"]
+    stale = stale_runs(runs)
+    assert not stale, (
+        f"{stale}: the model, common.pml or the configuration changed since the last "
+        "exhaustive run; run INTERLOCK_RECORD_MODELS=1 pytest -m exhaustive "
+        "tests/test_models.py and commit models/exhaustive.json")
+    assert set(runs) <= set(EXHAUSTIVE), set(runs) - set(EXHAUSTIVE)
+
+
+def test_exhaustive_record_goes_stale_when_a_model_changes(tmp_path):
+    # the record check can fail: one byte more in ring.pml makes the ring
+    # runs stale, in common.pml every run
+    runs = {name: {"fingerprint": fingerprint(*cfg), "errors": 0, "states": 10**6}
+            for name, cfg in EXHAUSTIVE.items()}
+    models = tmp_path / "models"
+    shutil.copytree(MODELS, models)
+    assert stale_runs(runs, models) == []
+    with open(models / "ring.pml", "a") as f:
+        f.write("\n")
+    assert stale_runs(runs, models) == sorted(n for n in EXHAUSTIVE if n.startswith("ring-"))
+    with open(models / "common.pml", "a") as f:
+        f.write("\n")
+    assert stale_runs(runs, models) == sorted(EXHAUSTIVE)
+    # and so does a changed configuration
+    del runs["mutex-watcher-death"]
+    runs["mutex-watcher-death"] = {"fingerprint": fingerprint(
+        "mutex.pml", ["ROUNDS=2", "WATCHER"], ["-DSAFETY"], []), "errors": 0, "states": 10**6}
+    assert "mutex-watcher-death" in stale_runs(runs)
