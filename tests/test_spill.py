@@ -122,6 +122,32 @@ def test_numpy_array_comes_out_backed_by_the_mapping() -> None:
     assert spill_files() == []
 
 
+def test_a_consumer_expects_the_next_spilled_item_to_take_its_copy_s_time() -> None:
+    # A consumer that finds the queue empty spins for about as long as the
+    # producer's copy of the next item should take, guessed from the size of
+    # the last item it took (queue.md, "Waiting").  A spilled item's copy is
+    # the whole item into its file, not the 40-byte reference through the
+    # ring: with the reference's size the consumer of 1 MiB arrays slept on
+    # every item and its producer paid a wake-up for each (0.77x of the
+    # same queue's ring at 1 MiB, bench_goals).
+    q: interlock.Queue[Any] = interlock.Queue()
+    try:
+        q.put(b"s" * 1000)
+        assert q.get() == b"s" * 1000
+        small = q._last_need
+        assert 1000 < small < 1100   # the ring record: header and payload
+        q.put(big(1))
+        assert q.get() == big(1)
+        assert q.statistics().spilled_total == 1
+        assert BIG <= q._last_need < BIG + 4096   # the file, not the reference
+        q.put(b"s" * 1000)
+        q.get()
+        assert q._last_need == small   # back to the ring's record
+    finally:
+        q.detach()
+    assert spill_files() == []
+
+
 def test_a_byte_bounded_queue_does_not_spill() -> None:
     # capacity= is for those who want a bound on the bytes: it stays one.
     q: interlock.Queue[Any] = interlock.Queue(capacity=MiB)

@@ -884,8 +884,10 @@ static inline Py_ssize_t ring_take(il_ring_t *r, uint64_t *h, raw_t *out, Py_ssi
             break;
         }
         *h = IL_PACK(IL_CNT(*h) + 1, IL_POS(*h) + (uint32_t)need);
-        bytes += batch_bytes(need, &out[k]);
-        last = need;
+        /* A spilled item's producer copies it into its file, not into the
+         * ring: the wait for the next one is that copy's (ring_wait). */
+        last = batch_bytes(need, &out[k]);
+        bytes += last;
         k++;
     }
     if (last)
@@ -1239,6 +1241,13 @@ static PyObject *Ring_close_here(RingObject *self, PyObject *const *args, Py_ssi
 static PyObject *Ring_get_closed_here(RingObject *self, void *unused)
 {
     return PyBool_FromLong(self->closed_here != 0);
+}
+
+/* For tests: the bytes ring_wait's consumer spin expects the next item to
+ * take (ring_take). */
+static PyObject *Ring_get_last_need(RingObject *self, void *unused)
+{
+    return PyLong_FromUnsignedLongLong(self->last_need);
 }
 
 static PyObject *Ring_task_done(RingObject *self, PyObject *unused)
@@ -1656,6 +1665,7 @@ static PyGetSetDef Ring_getset[] = {
     {"_is_shutdown", (getter)Ring_get_is_shutdown, NULL, NULL, NULL},
     {"_closed_here", (getter)Ring_get_closed_here, NULL, NULL, NULL},
     {"_unfinished_tasks", (getter)Ring_unfinished_tasks, NULL, NULL, NULL},
+    {"_last_need", (getter)Ring_get_last_need, NULL, NULL, NULL},
     {NULL}};
 
 IL_SHM_TYPE(il_RingType, "Ring", sizeof(RingObject), Ring_init, Ring_methods, NULL, Ring_getset,
