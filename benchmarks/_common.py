@@ -30,6 +30,21 @@ from typing import Any, Callable, Sequence
 
 CTX = mp.get_context("fork")
 
+# numpy's OpenBLAS starts a thread per CPU when numpy is imported, and those
+# threads poll for work for a while before they go to sleep.  No benchmark
+# here calls BLAS, but a worker started with spawn or forkserver imports its
+# benchmark module, numpy with it, and on 2 CPUs shares them with those
+# threads while it is measured: bench_goals' 64 B put_many/get_many under
+# spawn read 17.4 M/s against 30.1 M/s under fork (a fork child has no such
+# threads).  A probe of 0.1 s runs under spawn: 20.7-23.7 M/s with numpy
+# imported, 26.2-30.9 M/s with OPENBLAS_NUM_THREADS=1 too, 30.4-31.0 M/s
+# under fork; runs of 1 s, 29.6-30.7 M/s with numpy imported: the threads
+# go to sleep after a while.  Set before a benchmark imports numpy (every
+# script imports this module first); child processes inherit it.  The JSON
+# records it (machine.openblas_num_threads).
+BLAS_ENV = "OPENBLAS_NUM_THREADS"
+os.environ.setdefault(BLAS_ENV, "1")
+
 #: Name of the reference implementation every ratio is taken against.
 REFERENCE = "mp.Queue"
 
@@ -411,6 +426,7 @@ def machine_snapshot() -> dict[str, Any]:
     return {"cpu": info["cpu"], "nproc": info["cpus_online"],
             "cpus_allowed": info["cpus_allowed"], "kernel": platform.release(),
             "python": info["python"], "platform": info["platform"],
+            BLAS_ENV.lower(): os.environ.get(BLAS_ENV),
             "loadavg_start": list(info["loadavg"])}
 
 

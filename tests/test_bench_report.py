@@ -108,7 +108,8 @@ def test_ratios_are_computed_per_repeat_pair() -> None:
     assert q[("time", "peer")]["samples"] == [2.0, 3.0, 1.0]
     assert q[("rate", "absent")]["missing"] == "not installed"
     assert doc["commit"] and doc["machine"]["nproc"] == os.cpu_count()
-    assert {"loadavg_start", "loadavg_end", "cpu", "kernel", "python"} <= set(doc["machine"])
+    assert {"loadavg_start", "loadavg_end", "cpu", "kernel", "python",
+            "openblas_num_threads"} <= set(doc["machine"])
 
 
 def test_committed_tables_match_the_committed_json() -> None:
