@@ -4,16 +4,17 @@
 #include "crashpoint.h"
 
 /* Before sleeping, on >1 CPU, a waiter spins for SPIN_PAUSES `pause`s (about
- * 9 ns each on the Intel VM of the committed benchmarks: 5 us), polling the
- * word after 1, 2, 4, ... pauses, then every SPIN_BACKOFF_MAX (exponential
- * backoff).  Each poll pulls the word's cache line to the waiter, and the
- * owner must take it back to write it (its release, or its next acquire):
- * polled after every pause, a lock taken in turn by two processes ran at
- * 3.2-3.8 M acquisitions/s, the speed of mp.Lock on that VM; with the
- * backoff (and the load before the CAS in il_mutex_trylock_fast), 6.4-7.1
- * M/s, the split between the two still 48-50% (lock.md, "Spinning"). */
-#define SPIN_PAUSES 500
-#define SPIN_BACKOFF_MAX 64
+ * 9.4 ns each on the Intel VM of the committed benchmarks: 9 us), polling
+ * the word after 1, 2, 4, ... pauses, then every SPIN_BACKOFF_MAX
+ * (exponential backoff).  Each poll pulls the word's cache line to the
+ * waiter, and the owner must take it back to write it (its release, or its
+ * next acquire): polled after every pause, a lock taken in turn by two
+ * processes ran at 3.2-3.8 M acquisitions/s, the speed of mp.Lock on that
+ * VM; with the backoff (and the load before the CAS in
+ * il_mutex_trylock_fast), 7.4-7.9 M/s, the smaller share of the two 42-43%
+ * (lock.md, "Spinning"). */
+#define SPIN_PAUSES 1000
+#define SPIN_BACKOFF_MAX 128
 
 void il_mutex_init(il_mutex_t *m)
 {
