@@ -160,3 +160,21 @@ def test_packed_items_under_asan_ubsan_are_clean(tmp_path):
              "test_records_with_many_and_repeated_keys"]
     _tests_clean(_sanitize(tmp_path, "1", env={
         "PYTEST_ARGS": " ".join(f"{packed}::{n}" for n in names)}), r"\d+")
+
+
+@needs_asan
+def test_numpy_streams_under_asan_ubsan_are_clean(tmp_path):
+    """test_numpy_stream (bind_codec.c: the kept pickle stream of the last
+    numpy array, its references, the view sent in its place) on the
+    instrumented core; the spawn case is left out (its child would need
+    the sanitizer preloaded)."""
+    nd = ROOT / "tests" / "test_numpy_stream.py"
+    names = ["test_numpy_arrays_of_every_kind_come_back_as_pickle_brings_them[ring-kw0]",
+             "test_numpy_arrays_of_every_kind_come_back_as_pickle_brings_them[spill-kw1]",
+             "test_arrays_of_one_kind_reuse_the_stream_and_others_are_pickled",
+             "test_a_structured_dtype_renamed_in_place_is_pickled_again",
+             "test_a_reducer_registered_in_copyreg_is_used_for_the_next_array",
+             "test_a_subclass_of_ndarray_is_pickled_as_itself",
+             "test_a_child_sends_arrays_with_its_own_or_an_inherited_stream[fork]"]
+    _tests_clean(_sanitize(tmp_path, "1", env={
+        "PYTEST_ARGS": " ".join(f"{nd}::{n}" for n in names)}), "7")

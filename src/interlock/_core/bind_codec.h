@@ -171,6 +171,10 @@ il_loan_t *il_loan_of(PyObject *loan);   /* and back */
 PyObject *il_loan_new(const il_spill_cfg_t *cfg, Py_ssize_t nbytes);
 int il_loan_register(PyObject *m);
 
+/* _core._nd_streams(): (numpy arrays sent with a kept pickle stream,
+ * numpy arrays pickled by pickle.dumps) in this process (tests). */
+PyObject *il_codec_nd_streams(PyObject *mod, PyObject *noargs);
+
 /* Module init: pickle's functions and the keyword names. */
 int il_codec_init(void);
 

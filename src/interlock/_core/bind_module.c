@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bind_codec.h"
 #include "crashpoint.h"
 #include "layout.h"
 #include "ring.h"
@@ -139,6 +140,9 @@ static PyMethodDef mod_methods[] = {
      "task_alive(tid, start=0): is this thread/process alive (zombies are dead)?"},
     {"task_start", mod_task_start, METH_VARARGS,
      "task_start(tid): start time in clock ticks, or None if no such task."},
+    {"_nd_streams", il_codec_nd_streams, METH_NOARGS,
+     "_nd_streams(): (numpy arrays sent with a kept pickle stream, numpy arrays pickled) "
+     "by this process. For tests only."},
     {"ring_bytes", mod_ring_bytes, METH_O, "ring_bytes(size): bytes a ring of this size needs."},
     {"parse_timeout", mod_parse_timeout, METH_VARARGS,
      "parse_timeout(rule, timeout, block=True): seconds left under the C core's timeout rules "

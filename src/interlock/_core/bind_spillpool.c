@@ -153,7 +153,7 @@ static int holder_dead(il_pool_trailer_t *t)
     /* relaxed: a hint; a dead holder wrote it before it died, and its
      * mapping went with it */
     uint32_t h = atomic_load_explicit(&t->holder, memory_order_relaxed);
-    return h && (pid_t)h != getpid() && kill((pid_t)h, 0) < 0 && errno == ESRCH;
+    return h && h != il_self_pid_fast() && kill((pid_t)h, 0) < 0 && errno == ESRCH;
 }
 
 /* A new pooled file of `size` bytes, mapped; its trailer says BUSY.  0, or
@@ -206,6 +206,63 @@ static int slot_create(il_pool_t *p, pool_slot_t *s, uint64_t size, int *fd_out)
     return 0;
 }
 
+/* One look over the pool for a file of `size` bytes (il_pool_claim): the
+ * smallest FREE one that fits (*fit), the first empty slot (*empty), the
+ * least recently used FREE one that does not fit (*evict), and the bytes
+ * the pool's files hold (*total).  With `reap`, a file whose receiver was
+ * killed holding it counts as FREE (a kill(pid, 0) per held file).
+ * Returns whether any file is held by a receiver. */
+static int pool_scan(il_pool_t *p, uint64_t size, uint64_t now, int reap, int *fit,
+                     int *empty, int *evict, uint64_t *total)
+{
+    int held = 0;
+    *total = 0;
+    *fit = *empty = *evict = -1;
+    for (int i = 0; i < IL_POOL_SLOTS; i++) {
+        pool_slot_t *s = &p->slot[i];
+        if (s->creating)
+            continue;
+        if (!s->addr) {
+            if (*empty < 0)
+                *empty = i;
+            continue;
+        }
+        il_pool_trailer_t *t = trailer(s->addr, s->size);
+        /* acquire: seeing FREE, the receiver's accesses to the item are
+         * done before this process writes the next one */
+        uint32_t st = atomic_load_explicit(&t->state, memory_order_acquire);
+        if (st == IL_POOL_DROPPED || (st == IL_POOL_FREE && now - s->last_ns > IL_POOL_IDLE_NS)) {
+            slot_forget(p, s); /* shared with a fork child, or unused for long */
+            if (*empty < 0)
+                *empty = i;
+            continue;
+        }
+        if (s->loan) { /* its buffer is still the user's: never written */
+            *total += s->size;
+            continue;
+        }
+        if (st == IL_POOL_BUSY) {
+            /* relaxed: as in holder_dead */
+            held |= atomic_load_explicit(&t->holder, memory_order_relaxed) != 0;
+            if (reap && holder_dead(t)) {
+                /* its receiver was killed holding it: nobody maps it now */
+                st = IL_POOL_FREE;
+                atomic_store_explicit(&t->state, IL_POOL_FREE, memory_order_relaxed);
+            }
+        }
+        *total += s->size;
+        if (st != IL_POOL_FREE)
+            continue;
+        /* the smallest FREE file that holds it, wasting at most 1/8 */
+        if (s->size >= size && s->size - size <= s->size / 8 &&
+            (*fit < 0 || s->size < p->slot[*fit].size))
+            *fit = i;
+        else if (*evict < 0 || s->last_ns < p->slot[*evict].last_ns)
+            *evict = i;
+    }
+    return held;
+}
+
 int il_pool_claim(const il_spill_cfg_t *cfg, uint64_t content, il_pool_claim_t *c)
 {
     uint64_t size = ((content + 63u) & ~(uint64_t)63u) + sizeof(il_pool_trailer_t);
@@ -215,46 +272,13 @@ int il_pool_claim(const il_spill_cfg_t *cfg, uint64_t content, il_pool_claim_t *
     if (!p)
         return 0;
     uint64_t now = il_now_ns();
-    uint64_t total = 0;
-    int fit = -1, empty = -1, evict = -1;
-    for (int i = 0; i < IL_POOL_SLOTS; i++) {
-        pool_slot_t *s = &p->slot[i];
-        if (s->creating)
-            continue;
-        if (!s->addr) {
-            if (empty < 0)
-                empty = i;
-            continue;
-        }
-        il_pool_trailer_t *t = trailer(s->addr, s->size);
-        /* acquire: seeing FREE, the receiver's accesses to the item are
-         * done before this process writes the next one */
-        uint32_t st = atomic_load_explicit(&t->state, memory_order_acquire);
-        if (st == IL_POOL_DROPPED || (st == IL_POOL_FREE && now - s->last_ns > IL_POOL_IDLE_NS)) {
-            slot_forget(p, s); /* shared with a fork child, or unused for long */
-            if (empty < 0)
-                empty = i;
-            continue;
-        }
-        if (s->loan) { /* its buffer is still the user's: never written */
-            total += s->size;
-            continue;
-        }
-        if (st == IL_POOL_BUSY && holder_dead(t)) {
-            /* its receiver was killed holding it: nobody maps it now */
-            st = IL_POOL_FREE;
-            atomic_store_explicit(&t->state, IL_POOL_FREE, memory_order_relaxed);
-        }
-        total += s->size;
-        if (st != IL_POOL_FREE)
-            continue;
-        /* the smallest FREE file that holds it, wasting at most 1/8 */
-        if (s->size >= size && s->size - size <= s->size / 8 &&
-            (fit < 0 || s->size < p->slot[fit].size))
-            fit = i;
-        else if (evict < 0 || s->last_ns < p->slot[evict].last_ns)
-            evict = i;
-    }
+    uint64_t total;
+    int fit, empty, evict;
+    /* The first look takes a FREE file without asking the kernel about
+     * anyone; only if none fits does a second one also take a file whose
+     * receiver was killed holding it (kept off the common path). */
+    if (pool_scan(p, size, now, 0, &fit, &empty, &evict, &total) && fit < 0)
+        pool_scan(p, size, now, 1, &fit, &empty, &evict, &total);
     c->pool = p;
     if (fit >= 0) {
         pool_slot_t *s = &p->slot[fit];
