@@ -1,9 +1,10 @@
 /*
  * eventcount.pml -- the eventcount of src/interlock/_core/eventcount.h
- * (il_ec_prepare / il_ec_cancel / il_ec_sleep / il_ec_notify) as the ring
- * uses it in module.c: ring_wait() on the waiting side, "publish, then
- * il_ec_notify(ec, 1)" on the notifying side, and Ring_close()'s
- * unconditional "seq += 1; FUTEX_WAKE(all)".  Map to the C: README.md.
+ * (il_ec_prepare / il_ec_arm / il_ec_cancel / il_ec_sleep /
+ * il_ec_notify_armed: the armed variant) as the ring uses it in bind_ring.c:
+ * ring_wait() on the waiting side, "publish, then il_ec_notify_armed(ec, 1)"
+ * on the notifying side, and Ring_close()'s unconditional "seq += 2;
+ * FUTEX_WAKE(all)".  Map to the C: README.md.
  *
  * Workers 0 .. NPROD-1 publish PUTS items each (the change a waiter waits
  * for); the other workers consume items until the queue is closed and
@@ -53,30 +54,94 @@ byte taken;      /* ghost: items taken */
 byte published;  /* ghost: items published */
 bool exited[MAXP];
 
-/* il_ec_notify(ec, 1) */
-inline ec_notify(i)
+/* The armed variant: bit 0 of seq is "armed" (a waiter may sleep on this
+ * value), the rest the epoch */
+
+/* FUTEX_WAKE(w, 1), with the count it returns in w */
+inline futex_wake1_count(fid, w)
+{
+    atomic {
+        w = 1;
+        if
+        :: fq[0] == fid -> fq[0] = 0
+        :: fq[1] == fid -> fq[1] = 0
+        :: fq[2] == fid -> fq[2] = 0
+        :: fq[3] == fid -> fq[3] = 0
+        :: else -> w = 0
+        fi
+    }
+}
+
+/* il_ec_notify_armed(ec, 1) */
+inline ec_notify(old, w)
 {
     /* N1 fence(seq_cst); N2 load waiters */
     if
     :: waiters != 0 ->
-        seq++;                        /* N3 fetch_add(seq, 1, release) */
-        futex_wake_n(FUTEX_SEQ, 1, i) /* N4 */
+        /* N3 CAS loop: the epoch moves on, bit 0 kept (release) */
+        atomic { old = seq; seq = old + 2 };
+        if
+        :: old & 1 ->
+            futex_wake1_count(FUTEX_SEQ, w); /* N4 FUTEX_WAKE(1) */
+            if
+            :: w == 0 ->
+                /* N5 nobody was asleep: disarm.  FUTEX_WAKE_OP: under the
+                 * futex's lock, seq &= ~1 and wake every sleeper (one that
+                 * fell asleep after N4); a later FUTEX_WAIT on an armed
+                 * value finds seq moved */
+#ifdef MUTANT_PLAIN_DISARM
+                seq = seq & 254
+#else
+                d_step {
+                    seq = seq & 254;
+                    if :: fq[0] == FUTEX_SEQ -> fq[0] = 0 :: else fi;
+                    if :: fq[1] == FUTEX_SEQ -> fq[1] = 0 :: else fi;
+                    if :: fq[2] == FUTEX_SEQ -> fq[2] = 0 :: else fi;
+                    if :: fq[3] == FUTEX_SEQ -> fq[3] = 0 :: else fi
+                }
+#endif
+            :: else                        /* more may sleep: still armed */
+            fi;
+            w = 0
+        :: else                            /* nobody armed: no syscall */
+        fi;
+        old = 0
     :: else
     fi
 }
 
+/* il_ec_arm: after a failed check, CAS seq key -> key | 1 unless key is
+ * armed already; armed = 0 if seq moved (check again) */
+inline ec_arm(key, armed)
+{
+    atomic {
+        if
+        :: key & 1 -> armed = 1
+        :: else ->
+            if
+#ifdef MUTANT_NO_ARM
+            :: true -> armed = 1
+#else
+            :: seq == key -> seq = key | 1; key = key | 1; armed = 1
+            :: else -> armed = 0
+#endif
+            fi
+        fi
+    }
+}
+
 proctype producer(byte me)
 {
-    byte n, i;
+    byte n, old, w;
     {
     do
     :: n < PUTS ->
 #ifdef MUTANT_NOTIFY_FIRST
-        ec_notify(i);                 /* wrong order: notify, then publish */
+        ec_notify(old, w);            /* wrong order: notify, then publish */
         d_step { avail++; published++ };
 #else
         d_step { avail++; published++ };  /* P1 publish (tail store) */
-        ec_notify(i);
+        ec_notify(old, w);
 #endif
         n++
     :: else -> break
@@ -88,7 +153,7 @@ proctype producer(byte me)
 proctype consumer(byte me)
 {
     byte key, r, mine;
-    bool got, cl;
+    bool got, cl, armed;
     {
     do
 #ifdef NO_CLOSE
@@ -117,7 +182,13 @@ proctype consumer(byte me)
                     break
                 :: else
                 fi;
-                futex_wait(seq, key, FUTEX_SEQ, r); /* W5 il_ec_sleep */
+                ec_arm(key, armed);   /* W4a il_ec_arm */
+                if
+                :: armed ->
+                    armed = 0;
+                    futex_wait(seq, key, FUTEX_SEQ, r) /* W5 il_ec_sleep */
+                :: else               /* seq moved: check again */
+                fi;
                 waiters--;            /* W6 il_ec_cancel */
                 key = 0; r = 0
                 /* W7 woken, spurious or timed out: check again */
@@ -136,8 +207,8 @@ proctype consumer(byte me)
  * here.  Returning after a wake-up, it passes the wake-up on. */
 proctype watcher(byte me)
 {
-    byte key, r, i;
-    bool woken;
+    byte key, r, old, w;
+    bool woken, armed;
     {
     do
     :: waiters++;                     /* W1 */
@@ -147,6 +218,14 @@ proctype watcher(byte me)
             waiters--;                /* W4 */
             break
         :: else
+        fi;
+        ec_arm(key, armed);           /* W4a il_ec_arm */
+        if
+        :: !armed ->                  /* seq moved: check again (woken as it was) */
+            waiters--;
+            key = 0;
+            goto again
+        :: else -> armed = 0
         fi;
         /* W5 il_ec_sleep; its slice may end at any moment, even with
          * NO_TIMEOUT: aio.py's helper thread waits in slices and stops once
@@ -176,11 +255,12 @@ proctype watcher(byte me)
         :: r == F_TIMEDOUT -> break   /* no coroutine waits any more: give up */
         :: else
         fi;
-        key = 0; r = 0
+        key = 0; r = 0;
+again:  skip
     od;
 #ifndef MUTANT_SWALLOW_WAKE
     if
-    :: woken -> ec_notify(i)          /* W8 pass the wake-up on */
+    :: woken -> ec_notify(old, w)     /* W8 pass the wake-up on */
     :: else
     fi
 #endif
@@ -211,7 +291,7 @@ init
     (exited[0] || NPROD < 1) && (exited[1] || NPROD < 2) &&
     (exited[2] || NPROD < 3) && (exited[3] || NPROD < 4);
     closed = 1;                       /* X1 fetch_or(flags, CLOSED) */
-    seq++;                            /* X2 seq += 1, unconditionally */
+    seq = seq + 2;                    /* X2 a new epoch (bit 0 kept), unconditionally */
     futex_wake_all(FUTEX_SEQ);        /* X3 FUTEX_WAKE(INT_MAX) */
 #endif
     /* join everybody, then: every published item was taken, unless no

@@ -75,18 +75,47 @@ inline unlock(l)
     l = 0
 }
 
-/* il_ec_notify(ec, n) */
+/* il_ec_notify_armed(ec, 1) (eventcount.h, the armed variant; checked
+ * alone in eventcount.pml): bit 0 of seq says a waiter may sleep on it.
+ * The epoch moves on with the bit kept; a FUTEX_WAKE only while it is set;
+ * if that wakes nobody, one FUTEX_WAKE_OP clears it and wakes anyone
+ * asleep since, under the futex's lock.  `i` holds what the wake woke. */
 inline notify(seqv, waitv, fid, n, i)
 {
     if
     :: waitv != 0 ->                   /* fence(seq_cst); load waiters */
-        seqv++;                        /* fetch_add(seq, 1, release) */
-        futex_wake_n(fid, n, i)
+        atomic { i = seqv; seqv = i + 2 };   /* fetch_add(seq, 2, release) */
+        if
+        :: i & 1 ->
+            atomic {                   /* FUTEX_WAKE(1): i = how many woke */
+                i = 1;
+                if
+                :: fq[0] == fid -> fq[0] = 0
+                :: fq[1] == fid -> fq[1] = 0
+                :: fq[2] == fid -> fq[2] = 0
+                :: fq[3] == fid -> fq[3] = 0
+                :: else -> i = 0
+                fi
+            };
+            if
+            :: i == 0 ->
+                d_step {               /* FUTEX_WAKE_OP: seq &= ~1, wake all */
+                    seqv = seqv & 254;
+                    if :: fq[0] == fid -> fq[0] = 0 :: else fi;
+                    if :: fq[1] == fid -> fq[1] = 0 :: else fi;
+                    if :: fq[2] == fid -> fq[2] = 0 :: else fi;
+                    if :: fq[3] == fid -> fq[3] = 0 :: else fi
+                }
+            :: else
+            fi
+        :: else
+        fi;
+        i = 0
     :: else
     fi
 }
 
-/* ring_wait(): prepare, check, sleep, cancel; until cond holds */
+/* ring_wait(): prepare, check, arm, sleep, cancel; until cond holds */
 #define ROOM(need) (closed || tpos - hpos + (need) <= CAP)
 #define DATA (closed || tcnt != hcnt)
 
@@ -99,7 +128,17 @@ inline ring_wait(seqv, waitv, fid, cond, key, r)
         :: cond -> waitv--; break      /* il_ec_cancel */
         :: else
         fi;
-        futex_wait(seqv, key, fid, r); /* il_ec_sleep */
+        atomic {                       /* il_ec_arm: CAS key -> key | 1 */
+            if
+            :: key & 1 -> r = 1
+            :: seqv == key -> seqv = key | 1; key = key | 1; r = 1
+            :: else -> r = 0           /* seq moved: check again */
+            fi
+        };
+        if
+        :: r -> r = 0; futex_wait(seqv, key, fid, r) /* il_ec_sleep */
+        :: else
+        fi;
         waitv--                        /* il_ec_cancel */
     od;
     key = 0; r = 0
@@ -235,8 +274,8 @@ init
     lock(plock);                       /* X1 Ring_close under plock */
     closed = 1;
     unlock(plock);
-    ne_seq++; futex_wake_all(FUTEX_NOT_EMPTY);   /* X2 */
-    nf_seq++; futex_wake_all(FUTEX_NOT_FULL);    /* X3 */
+    ne_seq = ne_seq + 2; futex_wake_all(FUTEX_NOT_EMPTY);   /* X2 (a new epoch, bit 0 kept) */
+    nf_seq = nf_seq + 2; futex_wake_all(FUTEX_NOT_FULL);    /* X3 */
     exited[0] && exited[1] && exited[2] && (exited[3] || NPROC < 4);
     /* every committed message was taken, unless no consumer lived */
     d_step {

@@ -183,6 +183,22 @@ def test_eventcount_swallowed_wakeup_mutant_is_caught(tmp_path):
           what="invalid end state")
 
 
+def test_eventcount_waiter_that_does_not_arm_is_lost(tmp_path):
+    # the armed variant (eventcount.h): a waiter that sleeps without setting
+    # bit 0 is never woken, since a notify wakes only while it is set
+    fails(tmp_path, "eventcount.pml", ["NO_TIMEOUT", "DEATHS=0", "NO_CLOSE", "MUTANT_NO_ARM"],
+          what="invalid end state")
+
+
+def test_eventcount_disarm_by_a_plain_store_loses_a_sleeper(tmp_path):
+    # clearing bit 0 with a store after a FUTEX_WAKE that woke nobody leaves
+    # a waiter that fell asleep in between with the bit gone; the
+    # FUTEX_WAKE_OP (clear and wake under the futex's lock) does not
+    fails(tmp_path, "eventcount.pml", ["NPROC=4", "NPROD=1", "PUTS=3", "NO_TIMEOUT", "DEATHS=0",
+                                       "NO_CLOSE", "MUTANT_PLAIN_DISARM"],
+          what="invalid end state")
+
+
 def test_eventcount_close_with_death(tmp_path):
     # a death at any step; the close wakes everybody: no sleeper is left even
     # without timeouts, and every item is taken if a consumer survives

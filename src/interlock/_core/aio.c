@@ -130,6 +130,10 @@ static void arm(target_t *t)
     t->val = il_ec_prepare(t->ec);
     t->word = &t->ec->seq;
     t->ready = ready_now(t);
+    /* A ring's notifier wakes only armed sleepers (eventcount.h, the armed
+     * variant): arm, or, if seq moved meanwhile, go back and check again. */
+    if (!t->ready && t->kind != AIO_SET && !il_ec_arm(t->ec, &t->val))
+        t->ready = 1;
 }
 
 static void disarm(target_t *t)

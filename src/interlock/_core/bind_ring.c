@@ -95,18 +95,21 @@ static int cond_all_done(void *p, uint64_t unused)
     return il_ring_unfinished((il_ring_t *)p) <= 0;
 }
 
-/* Notify after a publish.  Wakes that wake nobody are normal now and then
- * (a waiter between its prepare and its FUTEX_WAIT), but thousands in a row
- * mean a waiter died counted: repair the count (eventcount.h), which ends
- * the useless syscalls.  With the GIL held (`fruitless` is per object). */
+/* Notify after a publish.  Notifies that find a waiter counted but nobody
+ * asleep are normal now and then (a waiter between its prepare and its
+ * FUTEX_WAIT, or woken and not run yet: then the first one's FUTEX_WAKE
+ * finds nobody and disarms, the next make no syscall, eventcount.h), but
+ * thousands in a row mean a waiter died counted: repair the count
+ * (eventcount.h), which ends them.  With the GIL held (`fruitless` is per
+ * object). */
 #define FRUITLESS_REPAIR 4096
 
 static inline void ring_notify(ShmObject *self, il_eventcount_t *ec, int n)
 {
-    int woke = il_ec_notify(ec, n);
+    int woke = il_ec_notify_armed(ec, n);
     if (woke > 0) {
         self->fruitless = 0;
-    } else if (woke == 0 && ++self->fruitless >= FRUITLESS_REPAIR) {
+    } else if (woke != -1 && ++self->fruitless >= FRUITLESS_REPAIR) {
         self->fruitless = 0;
         il_ec_repair(ec);
     }
@@ -162,6 +165,11 @@ static int ring_wait(ShmObject *self, il_eventcount_t *ec, cond_fn cond, uint64_
             il_ec_cancel(ec);
             res = IL_TIMEDOUT;
             break;
+        }
+        if (!il_ec_arm(ec, &key)) {
+            /* seq moved: check again (still counted) */
+            il_ec_cancel(ec);
+            continue;
         }
         int64_t slice = deadline - now < WAIT_SLICE_NS ? deadline - now : WAIT_SLICE_NS;
         int w = il_ec_sleep(ec, key, slice);
@@ -1206,10 +1214,11 @@ static PyObject *Ring_shutdown(RingObject *self, PyObject *const *args, Py_ssize
     il_mutex_unlock(&r->plock);
     /* Wake every sleeper on both sides unconditionally: they must see the
      * flag.  release: the seq bump is ordered after the flag, so a sleeper
-     * that sees the new seq sees the flag. */
-    atomic_fetch_add_explicit(&r->not_empty.seq, 1, memory_order_release);
+     * that sees the new seq sees the flag.  By 2: a new epoch, bit 0 (armed,
+     * eventcount.h) left as it was. */
+    atomic_fetch_add_explicit(&r->not_empty.seq, 2, memory_order_release);
     il_futex_wake(&r->not_empty.seq, INT32_MAX);
-    atomic_fetch_add_explicit(&r->not_full.seq, 1, memory_order_release);
+    atomic_fetch_add_explicit(&r->not_full.seq, 2, memory_order_release);
     il_futex_wake(&r->not_full.seq, INT32_MAX);
     if (immediate) /* the discarded items count as done: join() may return */
         il_ec_notify(&r->all_done, INT32_MAX);
@@ -1342,7 +1351,7 @@ static PyObject *ring_wait_method(RingObject *self, il_eventcount_t *ec, cond_fn
         if (w == IL_TIMEDOUT)
             Py_RETURN_FALSE;
         if (woken) {
-            il_ec_notify(ec, 1);
+            il_ec_notify_armed(ec, 1);
             break;
         }
     }
@@ -1432,7 +1441,7 @@ static PyObject *Ring_stats(RingObject *self, PyObject *unused)
     uint32_t flags = atomic_load_explicit(&r->flags, memory_order_relaxed);
     PyObject *pl = il_mutex_stats_dict(&r->plock), *cl = il_mutex_stats_dict(&r->clock);
     PyObject *d = Py_BuildValue(
-        "{s:K,s:K,s:K,s:I,s:I,s:I,s:O,s:O,s:O,s:N,s:N,s:I,s:I,s:I,s:I,s:I,s:I}", "size",
+        "{s:K,s:K,s:K,s:I,s:I,s:I,s:O,s:O,s:O,s:N,s:N,s:I,s:I,s:I,s:I,s:I,s:I,s:O,s:O}", "size",
         (unsigned long long)r->size, "capacity", (unsigned long long)r->capacity, "maxsize",
         (unsigned long long)r->maxsize, "depth", (unsigned)depth, "bytes_used", (unsigned)used,
         "put_count_mod32", (unsigned)(IL_CNT(t) + IL_CNT(ot)), "closed",
@@ -1444,7 +1453,13 @@ static PyObject *Ring_stats(RingObject *self, PyObject *unused)
         "spilled", atomic_load_explicit(&r->spilled, memory_order_relaxed),
         "overflow_depth", (unsigned)(IL_CNT(ot) - IL_CNT(oh)),
         "overflow_bytes", (unsigned)(IL_POS(ot) - IL_POS(oh)),
-        "overflow_items", atomic_load_explicit(&r->ovf_items, memory_order_relaxed));
+        "overflow_items", atomic_load_explicit(&r->ovf_items, memory_order_relaxed),
+        /* bit 0 of seq: a sleeper may be asleep (eventcount.h, the armed
+         * variant); relaxed: a snapshot */
+        "consumers_armed",
+        (atomic_load_explicit(&r->not_empty.seq, memory_order_relaxed) & 1u) ? Py_True : Py_False,
+        "producers_armed",
+        (atomic_load_explicit(&r->not_full.seq, memory_order_relaxed) & 1u) ? Py_True : Py_False);
     if (d)
         PyDict_DelItemString(d, "unused");
     return d;

@@ -128,4 +128,82 @@ static inline int il_ec_notify(il_eventcount_t *ec, int n)
     return -1;
 }
 
+/*
+ * The armed variant (the ring's not_empty and not_full; docs/design/queue.md,
+ * "Waking only sleepers").  With more processes than CPUs, a woken waiter
+ * stays counted in `waiters` until it runs again, which may be milliseconds
+ * later; until then every notify made a FUTEX_WAKE that woke nobody: 8
+ * producers and 8 consumers on 2 CPUs made 1.5 such syscalls per item.
+ * So bit 0 of `seq` says that a waiter may be asleep on the current value
+ * ("armed"); the rest of seq is the epoch, which a notify moves on.
+ *
+ *   waiter                                notifier
+ *   waiters += 1; fence(seq_cst)          publish the change (store)
+ *   s = seq               (acquire)       fence(seq_cst)
+ *   if condition: cancel; done            if waiters > 0:
+ *   if !(s & 1):                              old = seq; seq = old + 2
+ *      CAS seq s -> s | 1                     if old & 1:
+ *      (fails: seq moved; check again)           w = futex_wake(&seq, n)
+ *   futex_wait(&seq, s | 1, slice)               if w == 0:
+ *   cancel                                           FUTEX_WAKE_OP:
+ *                                                    seq &= ~1, wake all
+ *
+ * No lost wake-up: as above, the notifier sees the waiter counted or the
+ * waiter sees the change.  If the notifier's move of seq comes before the
+ * waiter's arming CAS, the CAS fails (or the FUTEX_WAIT finds seq moved)
+ * and the waiter checks again; if after, the notifier finds the bit set and
+ * wakes.  The bit stays set while anyone may sleep: a notify keeps it when
+ * it moves the epoch, and clears it only when its FUTEX_WAKE found nobody
+ * asleep, with one FUTEX_WAKE_OP that clears it and wakes, under the
+ * futex's own lock, anyone who fell asleep since; a FUTEX_WAIT after that
+ * finds seq changed.  (A plain store there would leave such a sleeper with
+ * the bit gone: the model's MUTANT_PLAIN_DISARM.)  So a woken waiter that
+ * has not run yet costs at most one more FUTEX_WAKE (which finds nobody)
+ * and the disarm, then notifies make no syscall until a waiter arms again.
+ * Death changes nothing above: a waiter killed armed leaves a bit that the
+ * next notify clears, and `waiters` is repaired as before.
+ * (Model: models/eventcount.pml, models/ring.pml.)
+ */
+
+/* After il_ec_prepare and a failed check of the condition: arm `*key`
+ * (set bit 0 of seq if it is still *key).  1: armed, sleep on *key.  0:
+ * seq moved (a notify, or Ring_close): *key is its new value; check the
+ * condition again, still counted. */
+static inline int il_ec_arm(il_eventcount_t *ec, uint32_t *key)
+{
+    uint32_t s = *key;
+    if (s & 1u)
+        return 1;
+    /* acquire on failure: a moved seq is a notifier's release CAS, whose
+     * change the check must see (on success too, as C11 asks the failure
+     * order to be no stronger; the bit itself carries no data). */
+    if (atomic_compare_exchange_strong_explicit(&ec->seq, &s, s | 1u, memory_order_acquire,
+                                                memory_order_acquire)) {
+        *key = s | 1u;
+        return 1;
+    }
+    *key = s;
+    return 0;
+}
+
+/* il_ec_notify for armed waiters: a FUTEX_WAKE only if one may sleep on
+ * the current epoch.  Returns how many it woke, -1 if nobody was counted,
+ * or -2 if somebody was but nobody armed (no syscall either way). */
+static inline int il_ec_notify_armed(il_eventcount_t *ec, int n)
+{
+    /* seq_cst fence: as in il_ec_notify */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&ec->waiters, memory_order_relaxed) == 0)
+        return -1;
+    /* release: a waiter whose CAS or FUTEX_WAIT finds the new epoch sees the
+     * published change (its acquire load or failed CAS pairs with this) */
+    uint32_t old = atomic_fetch_add_explicit(&ec->seq, 2u, memory_order_release);
+    if (!(old & 1u))
+        return -2;
+    int w = il_futex_wake(&ec->seq, n);
+    if (w == 0) /* nobody asleep: disarm (with a wake of anyone since) */
+        il_futex_clear_wake_all(&ec->seq, 1u);
+    return w;
+}
+
 #endif

@@ -54,6 +54,18 @@ int il_futex_wake(_Atomic uint32_t *word, int n)
     return r > 0 ? (int)r : 0;
 }
 
+int il_futex_clear_wake_all(_Atomic uint32_t *word, uint32_t bits)
+{
+    /* FUTEX_WAKE_OP with both words the same: under the futex's hash-bucket
+     * lock (which FUTEX_WAIT's compare-and-queue also takes), *word &= ~bits,
+     * then wake up to INT_MAX sleepers of it; the compare's second wake
+     * (up to 0 more, at least one in practice) changes nothing: they are all
+     * woken already.  nr_wake2 travels in the timeout argument. */
+    long r = syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_OP, INT_MAX, (void *)0,
+                     (uint32_t *)word, FUTEX_OP(FUTEX_OP_ANDN, (int)bits, FUTEX_OP_CMP_EQ, 0));
+    return r < 0 ? -1 : (int)r;
+}
+
 /* Per-thread identity cache.  Reset in the child after fork(): the child's
  * only thread is the one that forked, and it has a new TID. */
 __thread il_tls_t il_tls __attribute__((tls_model("initial-exec"))); /* (platform.h) */

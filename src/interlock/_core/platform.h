@@ -58,6 +58,10 @@ int64_t il_deadline_after(double seconds);
 int il_futex_wait(_Atomic uint32_t *word, uint32_t expected, int64_t timeout_ns);
 /* Returns how many sleepers were woken (0 on error). */
 int il_futex_wake(_Atomic uint32_t *word, int n);
+/* Atomically with any FUTEX_WAIT on `word` (one FUTEX_WAKE_OP): clear
+ * `bits` (at most 0xfff) in it and wake every sleeper.  How many woke, or
+ * -1 (no FUTEX_WAKE_OP: nothing was changed). */
+int il_futex_clear_wake_all(_Atomic uint32_t *word, uint32_t bits);
 
 /* The calling thread's TID and start time, cached per thread (reset in
  * the child after fork).  Every lock and queue operation reads them (the
