@@ -53,7 +53,8 @@
 #include "mutex.h"
 
 #define IL_RING_MAGIC 0x474e4952u /* "RING" */
-#define IL_RING_VERSION 3u /* 2: pooled spill files; 3: packed records */
+#define IL_RING_VERSION 4u /* 2: pooled spill files; 3: packed records; 4: armed
+                               * eventcounts (eventcount.h) */
 #define IL_RING_MAX_SIZE (1u << 30)
 /* flags bits.  Each is set once (fetch_or) and never cleared: a state
  * table of the two bits:
