@@ -427,7 +427,20 @@ def machine_snapshot() -> dict[str, Any]:
             "cpus_allowed": info["cpus_allowed"], "kernel": platform.release(),
             "python": info["python"], "platform": info["platform"],
             BLAS_ENV.lower(): os.environ.get(BLAS_ENV),
+            "dev_shm": dev_shm_mount(),
             "loadavg_start": list(info["loadavg"])}
+
+
+def dev_shm_mount() -> str | None:
+    """The mount options of /dev/shm, where interlock's segments and spill
+    files live: ``huge=`` among them changes what a fresh file costs
+    (docs/design/spill.md, "Fresh pages")."""
+    try:
+        with open("/proc/self/mounts") as f:
+            found = [line.split()[3] for line in f if line.split()[1:2] == ["/dev/shm"]]
+    except OSError:
+        return None
+    return found[-1] if found else None  # the last mount over it is the one seen
 
 
 def _better(unit: str) -> str:

@@ -61,6 +61,12 @@ N_ITEMS = 20
 OUTCOMES_ENV = "INTERLOCK_CP_OUTCOMES"
 REACHED = "died, recovered"
 NOT_REACHED = "not reached"
+#: The default run's spawn trials are run only where the fork trial of the
+#: same point and role died at the point: a role that does not pass a point
+#: under fork runs the same code under spawn (the full matrix, every cell
+#: under both: ``-m stress``). Set to the outcomes file of the fork trials.
+PRUNE_ENV = "INTERLOCK_CP_PRUNE"
+NOT_RUN = "pruned"  # the table's word for such a cell
 #: The points test_handoff_releaser_dies kills a releaser at (its own
 #: trials, outside the role matrix; they record their outcome as role "handoff").
 HANDOFF_POINTS = ["mutex.unlock.begin", "mutex.handoff.cleared", "mutex.unlock.released"]
@@ -107,6 +113,21 @@ def _read_outcomes(path: str) -> dict[tuple[str, str, str], str]:
             point, role, method, outcome = line.rstrip("\n").split(" ", 3)
             out[(point, role, method)] = outcome
     return out
+
+
+_fork_outcomes: dict[tuple[str, str, str], str] | None = None
+
+
+def _pruned(point: str, role: str, method: str) -> bool:
+    """In a pruned run (``$INTERLOCK_CP_PRUNE``), whether this spawn trial is
+    left out: its fork twin ran and did not reach the point."""
+    global _fork_outcomes
+    path = os.environ.get(PRUNE_ENV)
+    if not path or method == "fork":
+        return False
+    if _fork_outcomes is None:
+        _fork_outcomes = _read_outcomes(path)
+    return _fork_outcomes.get((point, role, "fork")) == NOT_REACHED
 
 
 def _child(role: str, point: str, qname: str, lname: str, scratch: str, record: str) -> None:
@@ -255,6 +276,9 @@ if _crash.ENABLED:
     @pytest.mark.parametrize("role", ROLES)
     @pytest.mark.parametrize("point", POINTS)
     def test_crash_point(point: str, role: str, method: str, tmp_path: Any) -> None:
+        if _pruned(point, role, method):
+            _record_outcome(point, role, method, NOT_RUN)
+            return
         ctx = mp.get_context(method)
         tag = f"cp-{os.getpid()}-{abs(hash((point, role, method))) % 10**8}"
         qname, lname, scratch = f"{tag}-q", f"{tag}-l", f"{tag}-s"
@@ -528,37 +552,61 @@ if _crash.ENABLED:
 
 else:
     # A normal build: run the matrix in a test build, in a pytest child.
-    @pytest.mark.timeout(3600)
-    def test_crash_point_matrix(tmp_path: Any) -> None:
+    def _run_matrix(tmp_path: Any, prune: bool) -> None:
         """Run the matrix in a test build; then, from the outcomes its
         trials wrote (whatever order they ran in), print the table and check
-        that every cell ran and every crash point was reached."""
+        that every cell ran and every crash point was reached. ``prune``:
+        first the fork trials, then the spawn trials of the cells whose fork
+        trial died at its point (PRUNE_ENV)."""
         path = crashpoint_build()
         outcomes_file = tmp_path / "outcomes"
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(path), *filter(None, [env.get("PYTHONPATH")])])
         env["INTERLOCK_TEST_TAG"] = f"{TAG}cp"
         env[OUTCOMES_ENV] = str(outcomes_file)
-        r = subprocess.run(
-            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-s", __file__],
-            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-            capture_output=True, text=True, timeout=3500, env=env)
-        out = r.stdout + r.stderr
-        assert r.returncode == 0, out[-8000:]
-        m = re.search(r"(\d+) passed", out)
+        phases = [["-k", "not spawn"], ["-k", "spawn"]] if prune else [[]]
+        passed = 0
+        for i, select in enumerate(phases):
+            if prune and i == 1:
+                env[PRUNE_ENV] = str(outcomes_file)
+            r = subprocess.run(
+                [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-s", *select,
+                 __file__],
+                cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                capture_output=True, text=True, timeout=3500, env=env)
+            out = r.stdout + r.stderr
+            assert r.returncode == 0, out[-8000:]
+            m = re.search(r"(\d+) passed", out)
+            assert m, out[-8000:]
+            passed += int(m.group(1))
+            assert "skipped" not in out.splitlines()[-1], out[-8000:]
         want = len(POINTS) * len(ROLES) * len(METHODS)
-        assert m and int(m.group(1)) >= want, out[-8000:]  # really ran, nothing skipped
-        assert "skipped" not in out.splitlines()[-1], out[-8000:]
+        assert passed >= want, (passed, want)  # really ran, nothing skipped
         outcomes = _read_outcomes(str(outcomes_file))
         print("\n" + matrix_table(outcomes))
         missing = [c for c in _cells() if c not in outcomes]
         assert not missing, f"cells that recorded no outcome: {missing}"
+        if not prune:
+            assert NOT_RUN not in outcomes.values()
         # every point reached by some trial, under each start method
         roles = [*ROLES, HANDOFF]
         unreached = [(pt, m) for pt in POINTS for m in METHODS
                      if pt not in REACHED_ELSEWHERE
                      and not any(outcomes.get((pt, r, m)) == REACHED for r in roles)]
         assert not unreached, f"crash points no trial reached: {unreached}"
+
+    @pytest.mark.timeout(3600)
+    def test_crash_point_matrix(tmp_path: Any) -> None:
+        """Every cell under fork; under spawn, the cells whose fork trial
+        died at its point (the others run the same code and would not reach
+        it either: test_crash_point_matrix_full runs them)."""
+        _run_matrix(tmp_path, prune=True)
+
+    @pytest.mark.stress
+    @pytest.mark.timeout(3600)
+    def test_crash_point_matrix_full(tmp_path: Any) -> None:
+        """Every cell under both start methods."""
+        _run_matrix(tmp_path, prune=False)
 
     def test_normal_build_ignores_crash_env() -> None:
         # Issue 12: any environment could make an application _exit(77).
@@ -592,7 +640,9 @@ def matrix_table(outcomes: dict[tuple[str, str, str], str]) -> str:
                  for r, m in cols]
         lines.append(f"{point:28} " + " ".join(f"{c:>18}" for c in cells))
     died = sum(v == REACHED for v in outcomes.values())
-    lines.append(f"{len(outcomes)} trials, {died} deaths at a crash point, all recovered")
+    not_run = sum(v == NOT_RUN for v in outcomes.values())
+    lines.append(f"{len(outcomes) - not_run} trials ({not_run} spawn trials not run: not "
+                 f"reached under fork), {died} deaths at a crash point, all recovered")
     return "\n".join(lines)
 
 
@@ -626,6 +676,22 @@ def test_matrix_table_reads_outcomes_in_any_order(tmp_path: Any) -> None:
     assert set(got) == set(cells)
     table = matrix_table(got)
     assert "NO OUTCOME" not in table and f"{len(cells)} trials" in table
+
+
+def test_pruning_leaves_out_only_spawn_trials_whose_fork_twin_did_not_reach(
+        tmp_path: Any, monkeypatch: Any) -> None:
+    path = str(tmp_path / "outcomes")
+    monkeypatch.setenv(OUTCOMES_ENV, path)
+    monkeypatch.delenv(PRUNE_ENV, raising=False)  # set where a pruned matrix runs this file
+    _record_outcome("mutex.locked", "holder", "fork", REACHED)
+    _record_outcome("ring.put.locked", "consumer", "fork", NOT_REACHED)
+    monkeypatch.setattr(sys.modules[__name__], "_fork_outcomes", None)
+    assert not _pruned("ring.put.locked", "consumer", "spawn")  # no PRUNE_ENV: a full run
+    monkeypatch.setenv(PRUNE_ENV, path)
+    assert _pruned("ring.put.locked", "consumer", "spawn")
+    assert not _pruned("mutex.locked", "holder", "spawn")
+    assert not _pruned("ring.put.locked", "consumer", "fork")
+    assert not _pruned("ring.get.locked", "consumer", "spawn")  # its fork twin never ran
 
 
 def _hold(lname: str, ready: Any) -> None:

@@ -93,11 +93,6 @@ def test_mutex_lost_wakeup_check_can_fail(tmp_path):
           what="invalid end state")
 
 
-def test_mutex_two_rounds_no_steal_from_living(tmp_path):
-    # A waiter never takes the lock from a living owner, over two tenures.
-    ok(tmp_path, "mutex.pml", ["ROUNDS=2", "DEATHS=0"])
-
-
 def test_mutex_split_hint_mutant_is_caught(tmp_path):
     # The bug this model found in an earlier mutex.c (owner TID and start time
     # read as two loads: a waiter paired one tenure's TID with another's start
@@ -199,13 +194,6 @@ def test_eventcount_disarm_by_a_plain_store_loses_a_sleeper(tmp_path):
           what="invalid end state")
 
 
-def test_eventcount_close_with_death(tmp_path):
-    # a death at any step; the close wakes everybody: no sleeper is left even
-    # without timeouts, and every item is taken if a consumer survives
-    ok(tmp_path, "eventcount.pml", ["NO_TIMEOUT"])
-    ok(tmp_path, "eventcount.pml", [])
-
-
 def test_eventcount_death_no_livelock(tmp_path):
     ok(tmp_path, "eventcount.pml", ["STALL_TIMEOUT", "NPROD=2", "PUTS=1"],
        cflags=["-DNP"], panflags=["-l"])
@@ -216,12 +204,6 @@ def test_eventcount_death_no_livelock(tmp_path):
 def test_ring_no_lost_wakeup(tmp_path):
     # 2 producers of records of different sizes, 1 consumer, 4-cell ring
     ok(tmp_path, "ring.pml", ["NO_TIMEOUT", "DEATHS=0", "NPROD=2", "PUTS=1"])
-
-
-def test_ring_death_at_any_step(tmp_path):
-    # one of the 3 may die at any step: whole records only, exactly once in
-    # commit order, all committed taken at the end, every survivor finishes
-    ok(tmp_path, "ring.pml", ["NPROD=2", "PUTS=1"])
 
 
 # ---------------------------------------------------------------- exhaustive
@@ -237,6 +219,18 @@ def test_ring_death_at_any_step(tmp_path):
 
 EXHAUSTIVE = {
     # id: (model, defines, cflags, panflags)
+    # Three once in the default suite (1-3 min of CPU each; 4.5 min of a
+    # 21-min default run on a slow day): their record keeps them tied to
+    # the models all the same.
+    # A waiter never takes the lock from a living owner, over two tenures.
+    "mutex-2rounds-no-steal-from-living": ("mutex.pml", ["ROUNDS=2", "DEATHS=0"], ["-DSAFETY"], []),
+    # a death at any step; the close wakes everybody: no sleeper is left
+    # even without timeouts, and every item is taken if a consumer survives
+    "eventcount-close-death-no-timeout": ("eventcount.pml", ["NO_TIMEOUT"], ["-DSAFETY"], []),
+    "eventcount-close-death": ("eventcount.pml", [], ["-DSAFETY"], []),
+    # one of the 3 may die at any step: whole records only, exactly once in
+    # commit order, all committed taken at the end, every survivor finishes
+    "ring-2x1-death": ("ring.pml", ["NPROD=2", "PUTS=1"], ["-DSAFETY"], []),
     "mutex-2rounds-death-hc4": ("mutex.pml", ["ROUNDS=2"], ["-DSAFETY", "-DHC4"], []),
     "mutex-4procs-no-lost-wakeup": (
         "mutex.pml", ["NPROC=4", "ROUNDS=1", "NO_TIMEOUT", "DEATHS=0"], ["-DSAFETY"], []),
