@@ -427,17 +427,20 @@ def test_buffer_lengths_that_wrap_are_corruption() -> None:
     (RING_SIZE, "<Q", 2**29, r"ring of 536870912 data bytes in a mapping of \d+ bytes"),
     (RING_TAIL, "<Q", (1 << 32) | 8192, r"positions out of range: head 0 \(0 records taken\), tail 8192"),
     (RING_TAIL, "<Q", (9 << 32) | 16, r"positions out of range"),  # 9 records in 16 bytes
-    (RING_MAGIC, "<I", 0xDEADBEEF, r"ring magic 0xdeadbeef version 4, expected 0x474e4952"),
+    (RING_MAGIC, "<I", 0xDEADBEEF, r"ring magic 0xdeadbeef version 5, expected 0x474e4952"),
     # a queue of interlock before the pooled spill files (ring version 1)
-    (RING_MAGIC + 4, "<I", 1, r"ring magic 0x474e4952 version 1, expected 0x474e4952 version 4"),
+    (RING_MAGIC + 4, "<I", 1, r"ring magic 0x474e4952 version 1, expected 0x474e4952 version 5"),
     # before packed records (version 2): its readers would refuse them
-    (RING_MAGIC + 4, "<I", 2, r"ring magic 0x474e4952 version 2, expected 0x474e4952 version 4"),
+    (RING_MAGIC + 4, "<I", 2, r"ring magic 0x474e4952 version 2, expected 0x474e4952 version 5"),
     # before the armed eventcounts (version 3): its sleepers would not arm,
     # and a new notifier wakes only armed ones
-    (RING_MAGIC + 4, "<I", 3, r"ring magic 0x474e4952 version 3, expected 0x474e4952 version 4"),
+    (RING_MAGIC + 4, "<I", 3, r"ring magic 0x474e4952 version 3, expected 0x474e4952 version 5"),
+    # before spilled buffers at their source's page offset (version 4): its
+    # readers would take a table entry's phase bits for a length
+    (RING_MAGIC + 4, "<I", 4, r"ring magic 0x474e4952 version 4, expected 0x474e4952 version 5"),
 ], ids=["maxsize-2**63", "maxsize-0", "capacity-too-big", "size-past-mapping",
         "tail-past-capacity", "more-records-than-bytes", "magic", "version-1", "version-2",
-        "version-3"])
+        "version-3", "version-4"])
 def test_damaged_ring_header_is_refused_on_attach(off: int, fmt: str, value: int,
                                                   message: str) -> None:
     # Issue 12: maxsize 2**63 was accepted; the error printed a raw "%#x".

@@ -53,8 +53,9 @@
 #include "mutex.h"
 
 #define IL_RING_MAGIC 0x474e4952u /* "RING" */
-#define IL_RING_VERSION 4u /* 2: pooled spill files; 3: packed records; 4: armed
-                               * eventcounts (eventcount.h) */
+#define IL_RING_VERSION 5u /* 2: pooled spill files; 3: packed records; 4: armed
+                               * eventcounts (eventcount.h); 5: a spill file's
+                               * buffer at its source's page offset (bind_codec.c) */
 #define IL_RING_MAX_SIZE (1u << 30)
 /* flags bits.  Each is set once (fetch_or) and never cleared: a state
  * table of the two bits:
