@@ -172,9 +172,18 @@ def test_random_bytes_at_a_name_are_refused(data: bytes) -> None:
 def _valid_segment_bytes() -> bytes:
     q = interlock.Queue(name=FUZZ_NAME + "-model", capacity=4096)
     q.put(b"hello")
-    data = bytes(q._seg.mm[:])
+    data = bytearray(q._seg.mm[:])
     q.detach()
-    return data
+    # The model's slot names this (live) process: left in, an attach to a
+    # mutated copy took it for a second handle of ours, and the detach kept
+    # the queue's pooled spill files for it (a header mutated into spilling,
+    # params[3] = 1, left one in /dev/shm). Zeroed, the model is a process
+    # that is gone.
+    for i in range(256):
+        off = _segment.OFF_SLOTS + 16 * i
+        if int.from_bytes(data[off:off + 4], "little") == os.getpid():
+            data[off:off + 16] = bytes(16)
+    return bytes(data)
 
 
 VALID = None
