@@ -94,10 +94,19 @@ def last_cpu(pid: int) -> int | None:
         return None
 
 
-def placement_summary(samples: Sequence[Sequence[int | None]]) -> dict[str, Any]:
+def placement_summary(samples: Sequence[Sequence[int | None]],
+                      depths: Sequence[int] | None = None) -> dict[str, Any]:
     """Summarise samples of (CPU of worker 0, CPU of worker 1, ...) taken
     during a run: the CPUs each worker was seen on (CPU -> count), and the
-    share of samples in which every worker sat on one and the same CPU."""
+    share of samples in which every worker sat on one and the same CPU.
+
+    ``depths``: the queue's length (items put and not yet taken) sampled
+    while the workers ran their timed loops, if the run gave a way to read
+    it; summarised as
+    ``depth`` (median, min, max, samples).  A 1P->1C stream runs in one of
+    a few modes that this tells apart: the consumer right behind the
+    producer (depth 0) or some way behind (docs/design/queue.md,
+    "How far behind the consumer runs")."""
     full = [s for s in samples if all(c is not None for c in s)]
     nworkers = len(samples[0]) if samples else 0
     per_worker: list[dict[str, int]] = [{} for _ in range(nworkers)]
@@ -105,19 +114,26 @@ def placement_summary(samples: Sequence[Sequence[int | None]]) -> dict[str, Any]
         for i, c in enumerate(s):
             per_worker[i][str(c)] = per_worker[i].get(str(c), 0) + 1
     same = sum(1 for s in full if len(set(s)) == 1)
-    return {"samples": len(full), "cpus_seen": per_worker[:8],
-            "same_cpu_share": same / len(full) if full else None}
+    out: dict[str, Any] = {"samples": len(full), "cpus_seen": per_worker[:8],
+                           "same_cpu_share": same / len(full) if full else None}
+    if depths:
+        out["depth"] = {"median": statistics.median(depths), "min": min(depths),
+                        "max": max(depths), "samples": len(depths)}
+    return out
 
 
 def run_workers(jobs: Sequence[tuple[Callable[..., dict[str, Any]], tuple[Any, ...]]],
                 timeout: float, ctx: Any = None,
-                placement: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+                placement: list[dict[str, Any]] | None = None,
+                depth: Callable[[], int] | None = None) -> list[dict[str, Any]]:
     """Run each ``fn(barrier, *args)`` in its own process (``ctx``: a
     multiprocessing context, fork unless given).
 
     If ``placement`` is a list, the CPU each worker last ran on is sampled
     (every ~5 ms, from /proc/<pid>/stat) while they run, and a summary
-    (:func:`placement_summary`) is appended to it.
+    (:func:`placement_summary`) is appended to it; with ``depth`` (a queue's
+    ``qsize``, called in this process), the queue's length is sampled at the
+    same moments and summarised there too.
 
     Each ``fn`` does its setup, calls ``barrier.wait()``, runs and times its
     loop, verifies what it can, and returns a dict (usually with ``t0`` and
@@ -139,6 +155,7 @@ def run_workers(jobs: Sequence[tuple[Callable[..., dict[str, Any]], tuple[Any, .
     deadline = time.monotonic() + timeout
     pending = dict(enumerate(conns))
     samples: list[tuple[int | None, ...]] = []
+    depths: list[tuple[float, int]] = []   # (perf_counter, depth)
     while pending:
         left = deadline - time.monotonic()
         if left <= 0:
@@ -146,6 +163,11 @@ def run_workers(jobs: Sequence[tuple[Callable[..., dict[str, Any]], tuple[Any, .
         if placement is not None:
             if len(pending) == len(conns):   # nobody has finished: all are running
                 samples.append(tuple(last_cpu(p.pid) for p in procs))  # type: ignore[arg-type]
+                if depth is not None:
+                    try:
+                        depths.append((time.perf_counter(), int(depth())))
+                    except Exception:  # (a peer's qsize that cannot answer)
+                        depth = None
             left = min(left, 0.005)
         for c in wait(list(pending.values()), timeout=left):
             i = next(k for k, v in pending.items() if v is c)
@@ -173,7 +195,13 @@ def run_workers(jobs: Sequence[tuple[Callable[..., dict[str, Any]], tuple[Any, .
     for c in conns:
         c.close()
     if placement is not None:
-        placement.append(placement_summary(samples))
+        # the depth while every worker was in its timed loop (the workers'
+        # t0 and t1 are perf_counter readings too: CLOCK_MONOTONIC, one
+        # clock for all processes), not during their setup
+        got = [results[i] for i in sorted(results)]
+        lo = max((r["t0"] for r in got if "t0" in r), default=float("-inf"))
+        hi = min((r["t1"] for r in got if "t1" in r), default=float("inf"))
+        placement.append(placement_summary(samples, [d for t, d in depths if lo <= t <= hi]))
     if errors:
         raise BenchFailure("; ".join(e.strip().splitlines()[-1] if "Traceback" in e else e
                                      for e in errors) + "\n" + "\n".join(errors))

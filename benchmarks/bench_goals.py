@@ -644,9 +644,12 @@ def stream(impl: str, method: str, n: int, kind: str, size: int, batch: int,
     if batch or sources > 1:   # (so that the last item put is the payload itself)
         n = max(batch or sources, n // (batch or sources) * (batch or sources))
     try:
+        # interlock's queue length, sampled with the placement: the mode a
+        # run fell into (queue.md, "How far behind the consumer runs")
+        depth = q.qsize if impl in IL_IMPLS else None
         res = run_workers([(w_put, (impl, q, n, kind, size, batch, sources, warm, lookup)),
                            (w_get, (impl, q, n, kind, size, batch, warm))], TIMEOUT_S, ctx,
-                          placement)
+                          placement, depth)
     finally:
         close_queue(impl, q)
     return n / _span(res)
