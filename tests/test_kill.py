@@ -42,6 +42,7 @@ import _helpers as h
 SEED = int(os.environ.get("INTERLOCK_TEST_SEED", random.randrange(1 << 30)))
 TRIALS = 12  # kills per test in the default run (about 60 kills in all, spawn included)
 STRESS_TRIALS = 150
+VICTIM_WORK = 40  # a producer victim's items, in multiples of the others' (queue_trial)
 DEADLINE = 60.0  # seconds any survivor may take: far beyond a healthy run
 
 
@@ -106,12 +107,24 @@ def drain(q) -> list:
 def queue_trial(ctx, rnd, victim_kind: str, tmp_path, trial: int, *, nprod=3, ncons=2,
                 n=250, batches=False, use_many=False):
     q = interlock.Queue(rnd.choice([0, 4]), capacity=rnd.choice([128, 512, 4096]))
+    vi = rnd.randrange(nprod if victim_kind == "producer" else ncons)
+    # A producer chosen as the victim has VICTIM_WORK times as many items to
+    # put as the others, and its kill is aimed within its first n: what is
+    # left keeps it running when the kill comes.  The parent sees the
+    # victim's progress late (it polls every 0.2 ms and waits for a CPU
+    # behind five busy workers): with n items like the others, a
+    # clean-clone CI run under Python 3.13 found the victim still running in
+    # 2 of 18 put_many trials, and the assertion of run_queue_trials failed;
+    # with 4n, victims had finished all 1,000 items in 4 of 16 trials here
+    # (the kill aimed at item 0-249); with 40n, 36 of 36.  (A consumer runs
+    # until the shutdown, so it is always there to be killed.)
+    ns = [VICTIM_WORK * n if victim_kind == "producer" and i == vi else n for i in range(nprod)]
     barrier = start_line(nprod + ncons + 1)
     try:
-        rec = h.Record(fresh(tmp_path, "c"), ncons, nprod * n, create=True)
+        rec = h.Record(fresh(tmp_path, "c"), ncons, sum(ns), create=True)
         prec = h.Record(fresh(tmp_path, "p"), nprod, 1, create=True)
         target = h.producer_batches if batches else h.producer
-        prods = [ctx.Process(target=target, args=(q, i, n, prec), kwargs=dict(barrier=barrier))
+        prods = [ctx.Process(target=target, args=(q, i, ns[i], prec), kwargs=dict(barrier=barrier))
                  for i in range(nprod)]
         cons = [ctx.Process(target=h.consumer, args=(q, j, rec, use_many),
                             kwargs=dict(barrier=barrier)) for j in range(ncons)]
@@ -119,7 +132,6 @@ def queue_trial(ctx, rnd, victim_kind: str, tmp_path, trial: int, *, nprod=3, nc
             p.start()
         barrier.wait(60)
         victims = prods if victim_kind == "producer" else cons
-        vi = rnd.randrange(len(victims))
         victim = victims[vi]
         # The instant: when the victim has done a random share of its work,
         # plus a random few microseconds (so that it lands anywhere in an op).
@@ -127,7 +139,7 @@ def queue_trial(ctx, rnd, victim_kind: str, tmp_path, trial: int, *, nprod=3, nc
             kill_when(victim, lambda: prec.count(vi), rnd.randrange(n), rnd)
         else:
             kill_when(victim, lambda: rec.count(vi), rnd.randrange(nprod * n // ncons), rnd,
-                      done=lambda: sum(rec.count(j) for j in range(ncons)) >= nprod * n)
+                      done=lambda: sum(rec.count(j) for j in range(ncons)) >= sum(ns))
         victim.join(10)
         killed = victim.exitcode == -signal.SIGKILL
         assert victim.exitcode in (0, -signal.SIGKILL), victim.exitcode
