@@ -102,11 +102,10 @@ def placement_summary(samples: Sequence[Sequence[int | None]],
 
     ``depths``: the queue's length (items put and not yet taken) sampled
     while the workers ran their timed loops, if the run gave a way to read
-    it; summarised as
-    ``depth`` (median, min, max, samples).  A 1P->1C stream runs in one of
-    a few modes that this tells apart: the consumer right behind the
-    producer (depth 0) or some way behind (docs/design/queue.md,
-    "How far behind the consumer runs")."""
+    it; summarised as ``depth`` (median, min, max, samples).  A 1P->1C
+    stream runs in one of two phases that this tells apart: the consumer
+    right behind the producer (depth near 0) or far behind
+    (docs/design/queue.md, "How far behind the consumer runs")."""
     full = [s for s in samples if all(c is not None for c in s)]
     nworkers = len(samples[0]) if samples else 0
     per_worker: list[dict[str, int]] = [{} for _ in range(nworkers)]

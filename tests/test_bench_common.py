@@ -12,8 +12,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import interlock
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,8 +59,6 @@ def _late_consumer(barrier: Any, q: Any, n: int) -> dict:
 
 def test_run_workers_samples_the_depth_of_the_queue_while_they_run() -> None:
     c = _common()
-    if not hasattr(c, "run_workers"):
-        pytest.fail("benchmarks/_common.py has no run_workers")
     q = interlock.Queue()
     try:
         placement: list = []
